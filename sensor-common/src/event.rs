@@ -1,0 +1,149 @@
+//! The record every kernel program sends to userspace through the `EVENTS` ring buffer.
+//!
+//! One fixed-size struct for every kind keeps the kernel side simple (one reserve, no
+//! variable-length encoding the verifier has to follow); names are bounded and carry a
+//! truncation flag so a hostile 4 KiB path is recorded as truncated, never dropped.
+
+use crate::maps::InodeKey;
+
+/// Bytes kept of a path or name. Longer ones are cut and flagged.
+pub const NAME_LEN: usize = 256;
+pub const COMM_LEN: usize = 16;
+
+/// What happened. The numeric values are part of the ring-buffer ABI and index `DROPS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum EventKind {
+    /// A tracked process executed a file (`inode`); `name` is the path given to exec.
+    Exec = 0,
+    /// A tracked process forked; `tgid` is the child, `parent_tgid` the parent.
+    Fork = 1,
+    /// A tracked process exited.
+    Exit = 2,
+    /// A tracked process created or truncated a file at open (`O_CREAT`/`O_TRUNC`).
+    Create = 3,
+    /// A tracked process wrote to a file (write, pwrite, writev, copy_file_range, sendfile).
+    Write = 4,
+    /// A tracked process renamed a file: `name` -> `name2`.
+    Rename = 5,
+    /// A tracked process removed a name.
+    Unlink = 6,
+    /// A tracked process changed a file's mode; `aux` is the new mode.
+    Chmod = 7,
+    /// A tracked process truncated a file (truncate/ftruncate).
+    Truncate = 8,
+    /// A process became tainted; `aux` holds a `TaintReason`, `inode` the file that did it.
+    Taint = 9,
+    /// A tracked process made a hard link: `name` -> `name2`.
+    Link = 10,
+}
+
+pub const EVENT_KIND_COUNT: usize = 11;
+
+impl EventKind {
+    pub const ALL: [EventKind; EVENT_KIND_COUNT] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Create,
+        EventKind::Write,
+        EventKind::Rename,
+        EventKind::Unlink,
+        EventKind::Chmod,
+        EventKind::Truncate,
+        EventKind::Taint,
+        EventKind::Link,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Create => "create",
+            EventKind::Write => "write",
+            EventKind::Rename => "rename",
+            EventKind::Unlink => "unlink",
+            EventKind::Chmod => "chmod",
+            EventKind::Truncate => "truncate",
+            EventKind::Taint => "taint",
+            EventKind::Link => "link",
+        }
+    }
+}
+
+/// Why a process became tainted (`Event.aux` of a `Taint` event).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaintReason {
+    /// Rule 2: it executed an untrusted file.
+    ExecUntrusted = 1,
+    /// Rule 3: an interpreter opened an untrusted file for reading.
+    InterpreterRead = 2,
+}
+
+/// `Event.flags`: `name` was cut at `NAME_LEN`.
+pub const EF_NAME_TRUNCATED: u32 = 1 << 0;
+/// `Event.flags`: `name2` was cut at `NAME_LEN`.
+pub const EF_NAME2_TRUNCATED: u32 = 1 << 1;
+/// `Event.flags`: the process was tainted when this happened.
+pub const EF_TAINTED: u32 = 1 << 2;
+/// `Event.flags`: the process runs a port program.
+pub const EF_PORT_PROGRAM: u32 = 1 << 3;
+/// `Event.flags`: the file (`inode`) was untrusted before this event.
+pub const EF_FILE_WAS_UNTRUSTED: u32 = 1 << 4;
+/// `Event.flags`: this event made the file untrusted.
+pub const EF_FILE_NEWLY_UNTRUSTED: u32 = 1 << 5;
+/// `Event.flags`: `inode` is valid.
+pub const EF_HAS_INODE: u32 = 1 << 6;
+/// `Event.flags`: the file could not be added to `INODES` (map full): counted, and userspace
+/// still records it as untrusted in the graph.
+pub const EF_INODE_MAP_FULL: u32 = 1 << 7;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    pub kind: u32,
+    pub flags: u32,
+    /// `bpf_ktime_get_boot_ns()`; userspace adds the boot time to get wall-clock time.
+    pub ts_boot_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub start_boottime_ns: u64,
+    pub parent_tgid: u32,
+    pub uid: u32,
+    pub parent_start_boottime_ns: u64,
+    pub inode: InodeKey,
+    pub generation: u32,
+    /// Kind-specific: open flags, chmod mode, taint reason, byte count.
+    pub aux: u32,
+    /// Kind-specific: fd or dirfd the name is relative to (`AT_FDCWD` = -100).
+    pub fd: i32,
+    pub name_len: u16,
+    pub name2_len: u16,
+    pub comm: [u8; COMM_LEN],
+    pub name: [u8; NAME_LEN],
+    pub name2: [u8; NAME_LEN],
+}
+
+impl Event {
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::from_u32(self.kind)
+    }
+    pub fn name_bytes(&self) -> &[u8] {
+        &self.name[..(self.name_len as usize).min(NAME_LEN)]
+    }
+    pub fn name2_bytes(&self) -> &[u8] {
+        &self.name2[..(self.name2_len as usize).min(NAME_LEN)]
+    }
+    pub fn comm_bytes(&self) -> &[u8] {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        &self.comm[..end]
+    }
+}

@@ -1,0 +1,26 @@
+//! Types shared by the kernel programs (`sensor-ebpf`) and userspace.
+//!
+//! Everything here is `no_std` and allocation-free so that the same code runs in
+//! the eBPF programs, in userspace and under the fuzzer. The `user` feature adds
+//! the userspace-only half: `aya::Pod` impls for map values and the graph schema.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod event;
+pub mod maps;
+pub mod offsets;
+pub mod proto;
+
+#[cfg(feature = "user")]
+pub mod graph;
+
+#[cfg(feature = "user")]
+mod pod {
+    //! Marks the `#[repr(C)]` map types as plain old data for aya's map API.
+    use crate::{event::Event, maps::*, offsets::KernelOffsets};
+    unsafe impl aya::Pod for InodeKey {}
+    unsafe impl aya::Pod for InodeState {}
+    unsafe impl aya::Pod for ProcState {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for SensorConfig {}
+    unsafe impl aya::Pod for Event {}
+}

@@ -1,0 +1,104 @@
+//! Keys and values of the BPF maps through which the kernel decides taint.
+//!
+//! The taint rules run in the kernel so that a program that writes a file and executes it
+//! a microsecond later is caught without a round trip to userspace. Userspace only seeds
+//! these maps (configured programs, state restored from the graph, manual relabels).
+
+/// Identity of a file: the inode on its device. `dev` is the kernel's internal `dev_t`
+/// (`MAJOR << 20 | MINOR`), not the userspace `st_dev` encoding; userspace converts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+impl InodeKey {
+    pub const fn new(dev: u32, ino: u64) -> Self {
+        Self { ino, dev, _pad: 0 }
+    }
+}
+
+/// `i_generation` value meaning "unknown, match any": used for entries userspace adds for
+/// filesystems that do not report a generation.
+pub const GENERATION_ANY: u32 = u32::MAX;
+
+/// The file is untrusted: it arrived through a port program or was written by a tainted process.
+pub const INODE_UNTRUSTED: u32 = 1 << 0;
+/// Executing this file makes a process a port program (network-facing daemon).
+pub const INODE_PORT_PROGRAM: u32 = 1 << 1;
+/// Executing this file makes a process an interpreter: it is tainted when it opens an
+/// untrusted file for reading.
+pub const INODE_INTERPRETER: u32 = 1 << 2;
+
+/// Value of the `INODES` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct InodeState {
+    pub flags: u32,
+    /// `i_generation` when the entry was made; an inode number reused by a new file has a
+    /// different generation, so a stale entry does not taint the new file.
+    pub generation: u32,
+}
+
+/// The process is tainted (rules 2-4).
+pub const PROC_TAINTED: u32 = 1 << 0;
+/// The process runs a port program: files it creates or writes become untrusted.
+pub const PROC_PORT_PROGRAM: u32 = 1 << 1;
+/// The process runs an interpreter: opening an untrusted file for reading taints it.
+pub const PROC_INTERPRETER: u32 = 1 << 2;
+
+/// Value of the `PROCS` map, keyed by tgid. Only processes with some flag are present,
+/// so the fast path for everything else is one failed lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProcState {
+    /// `task_struct.start_boottime` in ns: with the tgid, the process identity. An entry
+    /// whose start time differs from the current task's is stale (pid reused).
+    pub start_boottime_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Sensor-wide switches, one array element read by every program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SensorConfig {
+    /// Rule 4: does taint survive exec of a trusted binary? (1 = yes, the default)
+    pub taint_survives_exec: u32,
+    /// Write events are de-duplicated per (process, inode) while this is 1.
+    pub dedup_writes: u32,
+}
+
+/// Key of the write de-duplication LRU map: one write event per process and file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WriteSeenKey {
+    pub inode: InodeKey,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// Arguments of an open/creat stashed at syscall entry until its exit gives the fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingOpen {
+    pub filename: u64,
+    pub flags: u32,
+    pub dirfd: i32,
+}
+
+/// Map names, shared so that userspace and kernel cannot drift apart.
+pub mod names {
+    pub const PROCS: &str = "PROCS";
+    pub const INODES: &str = "INODES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const DROPS: &str = "DROPS";
+    pub const CONFIG: &str = "CONFIG";
+    pub const OFFSETS: &str = "OFFSETS";
+}
+
+/// Default capacity of the maps (userspace may change them at load time).
+pub const MAX_PROCS: u32 = 65_536;
+pub const MAX_INODES: u32 = 262_144;

@@ -1,0 +1,48 @@
+//! Kernel struct field offsets, read from the running kernel's BTF at start-up by
+//! userspace and handed to the programs in a one-element array map. Rust eBPF has no
+//! CO-RE relocations of its own: this is what lets one binary run on several kernels.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelOffsets {
+    pub task_tgid: u32,
+    pub task_start_boottime: u32,
+    pub task_real_parent: u32,
+    pub task_files: u32,
+    pub task_mm: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_generation: u32,
+    pub sb_dev: u32,
+    pub mm_exe_file: u32,
+    /// `linux_binprm.file`: used by the kprobe/fentry exec hook, which sees the script
+    /// itself (not its interpreter) when a `#!` file is executed.
+    pub binprm_file: u32,
+    /// Non-zero once userspace filled the struct; programs do nothing before that.
+    pub valid: u32,
+}
+
+/// The (struct, field) pairs userspace resolves, in the order of the fields above.
+/// Nested members (`task_struct.start_boottime` is direct; `file.f_inode` is direct) are
+/// resolved through anonymous unions by the resolver.
+pub const FIELDS: &[(&str, &str)] = &[
+    ("task_struct", "tgid"),
+    ("task_struct", "start_boottime"),
+    ("task_struct", "real_parent"),
+    ("task_struct", "files"),
+    ("task_struct", "mm"),
+    ("files_struct", "fdt"),
+    ("fdtable", "max_fds"),
+    ("fdtable", "fd"),
+    ("file", "f_inode"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("inode", "i_generation"),
+    ("super_block", "s_dev"),
+    ("mm_struct", "exe_file"),
+    ("linux_binprm", "file"),
+];
