@@ -23,4 +23,6 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for SensorConfig {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for PendingCall {}
+    unsafe impl aya::Pod for WriteSeenKey {}
 }

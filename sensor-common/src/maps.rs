@@ -49,6 +49,11 @@ pub const PROC_PORT_PROGRAM: u32 = 1 << 1;
 /// The process runs an interpreter: opening an untrusted file for reading taints it.
 pub const PROC_INTERPRETER: u32 = 1 << 2;
 
+/// Set by the bprm hook (kprobe/fentry strategies) when the file being executed - a `#!`
+/// script included - is untrusted; the exec tracepoint turns it into `PROC_TAINTED` even
+/// when taint does not survive exec.
+pub const PROC_EXEC_TAINT: u32 = 1 << 3;
+
 /// Value of the `PROCS` map, keyed by tgid. Only processes with some flag are present,
 /// so the fast path for everything else is one failed lookup.
 #[repr(C)]
@@ -80,14 +85,30 @@ pub struct WriteSeenKey {
     pub _pad: u32,
 }
 
-/// Arguments of an open/creat stashed at syscall entry until its exit gives the fd.
+/// A path syscall of a tracked process, stashed at entry and finished at exit, so that
+/// only calls that succeeded are reported and an open's fd can be turned into an inode.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PendingOpen {
-    pub filename: u64,
+pub struct PendingCall {
+    /// The `EventKind` to emit at exit.
+    pub kind: u32,
+    /// Open flags or chmod mode.
     pub flags: u32,
     pub dirfd: i32,
+    pub _pad: u32,
+    /// User pointers to the path(s).
+    pub name: u64,
+    pub name2: u64,
 }
+
+/// `DROPS` slots: the first `EVENT_KIND_COUNT` count events lost because the ring buffer was
+/// full, by kind; the ones below count state the kernel could not record because a map was
+/// full (userspace still learns of it from the event, but the kernel's decision is weaker).
+pub const DROP_PROCS_FULL: u32 = crate::event::EVENT_KIND_COUNT as u32;
+pub const DROP_INODES_FULL: u32 = DROP_PROCS_FULL + 1;
+pub const DROP_PENDING_FULL: u32 = DROP_PROCS_FULL + 2;
+pub const DROP_SLOTS: u32 = DROP_PROCS_FULL + 3;
+pub const DROP_SLOT_NAMES: [&str; 3] = ["procs_map_full", "inodes_map_full", "pending_map_full"];
 
 /// Map names, shared so that userspace and kernel cannot drift apart.
 pub mod names {
@@ -97,6 +118,8 @@ pub mod names {
     pub const DROPS: &str = "DROPS";
     pub const CONFIG: &str = "CONFIG";
     pub const OFFSETS: &str = "OFFSETS";
+    pub const PENDING: &str = "PENDING";
+    pub const WRITE_SEEN: &str = "WRITE_SEEN";
 }
 
 /// Default capacity of the maps (userspace may change them at load time).

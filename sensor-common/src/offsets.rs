@@ -17,6 +17,7 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub inode_generation: u32,
+    pub inode_mode: u32,
     pub sb_dev: u32,
     pub mm_exe_file: u32,
     /// `linux_binprm.file`: used by the kprobe/fentry exec hook, which sees the script
@@ -26,9 +27,8 @@ pub struct KernelOffsets {
     pub valid: u32,
 }
 
-/// The (struct, field) pairs userspace resolves, in the order of the fields above.
-/// Nested members (`task_struct.start_boottime` is direct; `file.f_inode` is direct) are
-/// resolved through anonymous unions by the resolver.
+/// The (struct, field) pairs userspace resolves, in the order of the fields above
+/// (`valid` excluded). Members inside anonymous unions/structs are found by the resolver.
 pub const FIELDS: &[(&str, &str)] = &[
     ("task_struct", "tgid"),
     ("task_struct", "start_boottime"),
@@ -42,6 +42,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("inode", "i_ino"),
     ("inode", "i_sb"),
     ("inode", "i_generation"),
+    ("inode", "i_mode"),
     ("super_block", "s_dev"),
     ("mm_struct", "exe_file"),
     ("linux_binprm", "file"),

@@ -1,0 +1,96 @@
+//! Reading kernel structs through the offsets userspace found in the running kernel's BTF.
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use sensor_common::{maps::InodeKey, offsets::KernelOffsets};
+
+use crate::maps::OFFSETS;
+
+/// `S_IFMT` / `S_IFREG` from `<linux/stat.h>`.
+const S_IFMT: u16 = 0o170000;
+const S_IFREG: u16 = 0o100000;
+
+#[inline(always)]
+pub fn offsets() -> Option<&'static KernelOffsets> {
+    let offsets = OFFSETS.get(0)?;
+    (offsets.valid != 0).then_some(offsets)
+}
+
+#[inline(always)]
+unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+    if base.is_null() {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T).ok() }
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+#[inline(always)]
+pub fn task_start_boottime(o: &KernelOffsets, task: *const u8) -> u64 {
+    unsafe { read::<u64>(task, o.task_start_boottime) }.unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn task_tgid(o: &KernelOffsets, task: *const u8) -> Option<u32> {
+    unsafe { read::<i32>(task, o.task_tgid) }.map(|v| v as u32)
+}
+
+/// The `struct file *` behind descriptor `fd` of `task`, if any.
+#[inline(always)]
+pub fn task_fd_file(o: &KernelOffsets, task: *const u8, fd: u32) -> Option<*const u8> {
+    unsafe {
+        let files = read::<*const u8>(task, o.task_files)?;
+        let fdt = read::<*const u8>(files, o.files_fdt)?;
+        let max_fds = read::<u32>(fdt, o.fdtable_max_fds)?;
+        if fd >= max_fds {
+            return None;
+        }
+        let fd_array = read::<*const *const u8>(fdt, o.fdtable_fd)?;
+        let file = bpf_probe_read_kernel(fd_array.wrapping_add(fd as usize)).ok()?;
+        (!file.is_null()).then_some(file)
+    }
+}
+
+/// The executable file of `task` (`mm->exe_file`).
+#[inline(always)]
+pub fn task_exe_file(o: &KernelOffsets, task: *const u8) -> Option<*const u8> {
+    unsafe {
+        let mm = read::<*const u8>(task, o.task_mm)?;
+        let file = read::<*const u8>(mm, o.mm_exe_file)?;
+        (!file.is_null()).then_some(file)
+    }
+}
+
+/// `bprm->file`.
+#[inline(always)]
+pub fn binprm_file(o: &KernelOffsets, bprm: *const u8) -> Option<*const u8> {
+    let file = unsafe { read::<*const u8>(bprm, o.binprm_file)? };
+    (!file.is_null()).then_some(file)
+}
+
+/// Identity of the inode behind a `struct file *`.
+#[derive(Clone, Copy)]
+pub struct FileIdentity {
+    pub key: InodeKey,
+    pub generation: u32,
+    pub regular: bool,
+}
+
+#[inline(always)]
+pub fn file_identity(o: &KernelOffsets, file: *const u8) -> Option<FileIdentity> {
+    unsafe {
+        let inode = read::<*const u8>(file, o.file_inode)?;
+        let ino = read::<u64>(inode, o.inode_ino)?;
+        let sb = read::<*const u8>(inode, o.inode_sb)?;
+        let dev = read::<u32>(sb, o.sb_dev)?;
+        let generation = read::<u32>(inode, o.inode_generation).unwrap_or(0);
+        let mode = read::<u16>(inode, o.inode_mode).unwrap_or(0);
+        Some(FileIdentity {
+            key: InodeKey::new(dev, ino),
+            generation,
+            regular: mode & S_IFMT == S_IFREG,
+        })
+    }
+}

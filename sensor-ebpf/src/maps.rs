@@ -1,0 +1,52 @@
+//! The maps shared by all programs. Names and value types come from `sensor_common::maps`.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{
+    event::Event,
+    maps::{
+        DROP_SLOTS, InodeKey, InodeState, MAX_INODES, MAX_PROCS, PendingCall, ProcState,
+        SensorConfig, WriteSeenKey,
+    },
+    offsets::KernelOffsets,
+};
+
+/// Tracked processes (tainted, port programs, interpreters) by tgid. Absent = untracked.
+#[map]
+pub static PROCS: HashMap<u32, ProcState> = HashMap::with_max_entries(MAX_PROCS, 0);
+
+/// Files with a flag (untrusted, port program binary, interpreter binary).
+#[map]
+pub static INODES: HashMap<InodeKey, InodeState> = HashMap::with_max_entries(MAX_INODES, 0);
+
+/// Path syscalls of tracked threads between entry and exit, by pid_tgid.
+#[map]
+pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16_384, 0);
+
+/// One write event per (process, file): a tainted process writing a log line by line
+/// must not flood the ring buffer.
+#[map]
+pub static WRITE_SEEN: LruHashMap<WriteSeenKey, u8> = LruHashMap::with_max_entries(65_536, 0);
+
+/// Events to userspace. Size set by userspace at load time (`ring_buffer_bytes`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Lost events by kind, and map-full counts; see `sensor_common::maps::DROP_SLOTS`.
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+#[map]
+pub static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count_drop(slot: u32) {
+    if let Some(counter) = DROPS.get_ptr_mut(slot) {
+        // Per-CPU slot: no other writer while this program runs on this CPU.
+        unsafe { *counter += 1 };
+    }
+}

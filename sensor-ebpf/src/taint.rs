@@ -1,0 +1,501 @@
+//! The taint rules, decided in the kernel. Every hook (tracepoint, kprobe, fentry) ends
+//! here, so the rules exist once.
+//!
+//! Fast path: a hook first looks the current tgid up in `PROCS`. Untracked processes
+//! (neither tainted, nor a port program, nor an interpreter) stop there: one lookup, no
+//! event. Exec is the one exception: it must also look the executed inode up in `INODES`.
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+    },
+    maps::ring_buf::RingBufEntry,
+};
+use sensor_common::{
+    event::{
+        EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
+        EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
+        NAME_LEN, TaintReason,
+    },
+    maps::{
+        DROP_INODES_FULL, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
+        INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
+        PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, WriteSeenKey,
+    },
+    offsets::KernelOffsets,
+};
+
+use crate::{
+    kernel::{self, FileIdentity},
+    maps::{CONFIG, EVENTS, INODES, PENDING, PROCS, WRITE_SEEN, count_drop},
+};
+
+/// Processes whose file activity is recorded and taints files.
+const WRITER_FLAGS: u32 = PROC_TAINTED | PROC_PORT_PROGRAM;
+
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+
+/// The current process if it is tracked: the one lookup of the fast path.
+#[inline(always)]
+pub fn tracked() -> Option<(u64, ProcState)> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let state = unsafe { PROCS.get(&((pid_tgid >> 32) as u32)) }?;
+    Some((pid_tgid, *state))
+}
+
+/// Does this process's file activity count (rule 1 or rule 5)?
+#[inline(always)]
+pub fn is_writer(state: &ProcState) -> bool {
+    state.flags & WRITER_FLAGS != 0
+}
+
+/// The `INODES` entry of a file if its generation matches (an entry for a deleted file
+/// whose inode number was reused does not apply to the new file).
+#[inline(always)]
+fn inode_state(id: &FileIdentity) -> Option<InodeState> {
+    let state = *unsafe { INODES.get(&id.key) }?;
+    (state.generation == GENERATION_ANY || state.generation == id.generation).then_some(state)
+}
+
+/// Rule 5: mark a file untrusted. Returns the event flags that say what changed.
+#[inline(always)]
+fn mark_untrusted(id: &FileIdentity) -> u32 {
+    let previous = inode_state(id);
+    if let Some(state) = previous
+        && state.flags & INODE_UNTRUSTED != 0
+    {
+        return EF_FILE_WAS_UNTRUSTED;
+    }
+    let flags = previous.map_or(0, |s| s.flags) | INODE_UNTRUSTED;
+    let new = InodeState { flags, generation: id.generation };
+    if INODES.insert(&id.key, &new, 0).is_err() {
+        count_drop(DROP_INODES_FULL);
+        return EF_FILE_NEWLY_UNTRUSTED | EF_INODE_MAP_FULL;
+    }
+    EF_FILE_NEWLY_UNTRUSTED
+}
+
+#[inline(always)]
+fn set_proc(tgid: u32, state: &ProcState) {
+    if PROCS.insert(&tgid, state, 0).is_err() {
+        count_drop(DROP_PROCS_FULL);
+    }
+}
+
+#[inline(always)]
+fn proc_event_flags(flags: u32) -> u32 {
+    let mut out = 0;
+    if flags & PROC_TAINTED != 0 {
+        out |= EF_TAINTED;
+    }
+    if flags & PROC_PORT_PROGRAM != 0 {
+        out |= EF_PORT_PROGRAM;
+    }
+    out
+}
+
+/// Reserves an event and fills the fields every kind has. Counts the drop if the ring
+/// buffer is full.
+#[inline(always)]
+fn begin(kind: EventKind, pid_tgid: u64, state: &ProcState) -> Option<RingBufEntry<Event>> {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count_drop(kind as u32);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.kind = kind as u32;
+    ev.flags = proc_event_flags(state.flags);
+    ev.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.tgid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.start_boottime_ns = state.start_boottime_ns;
+    ev.parent_tgid = 0;
+    ev.parent_start_boottime_ns = 0;
+    ev.uid = bpf_get_current_uid_gid() as u32;
+    ev.inode = Default::default();
+    ev.generation = 0;
+    ev.aux = 0;
+    ev.fd = 0;
+    ev.name_len = 0;
+    ev.name2_len = 0;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    Some(entry)
+}
+
+#[inline(always)]
+fn event(entry: &mut RingBufEntry<Event>) -> &mut Event {
+    unsafe { &mut *entry.as_mut_ptr() }
+}
+
+#[inline(always)]
+fn set_inode(ev: &mut Event, id: &FileIdentity) {
+    ev.inode = id.key;
+    ev.generation = id.generation;
+    ev.flags |= EF_HAS_INODE;
+}
+
+/// Where a name is read from.
+#[derive(Clone, Copy)]
+pub enum NameSource {
+    User(u64),
+    Kernel(*const u8),
+}
+
+/// Copies a NUL-terminated name into `dst`; returns (length, truncated).
+#[inline(always)]
+fn read_name(dst: &mut [u8; NAME_LEN], src: NameSource) -> (u16, bool) {
+    let (ret, ptr, user) = match src {
+        NameSource::User(ptr) => (
+            unsafe {
+                bpf_probe_read_user_str(dst.as_mut_ptr().cast(), NAME_LEN as u32, ptr as *const _)
+            },
+            ptr as *const u8,
+            true,
+        ),
+        NameSource::Kernel(ptr) => (
+            unsafe { bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), NAME_LEN as u32, ptr.cast()) },
+            ptr,
+            false,
+        ),
+    };
+    if ret <= 0 {
+        return (0, false);
+    }
+    // `ret` counts the NUL. A full buffer may hold a cut name: it is cut if the byte
+    // after the last one copied is not the terminator.
+    let len = ((ret - 1) as usize).min(NAME_LEN - 1);
+    let truncated = len == NAME_LEN - 1 && {
+        let next = ptr.wrapping_add(NAME_LEN - 1);
+        let byte = if user {
+            unsafe { bpf_probe_read_user(next) }
+        } else {
+            unsafe { bpf_probe_read_kernel(next) }
+        };
+        byte.map_or(false, |b| b != 0)
+    };
+    (len as u16, truncated)
+}
+
+#[inline(always)]
+fn set_name(ev: &mut Event, src: NameSource) {
+    let (len, truncated) = read_name(&mut ev.name, src);
+    ev.name_len = len;
+    if truncated {
+        ev.flags |= EF_NAME_TRUNCATED;
+    }
+}
+
+#[inline(always)]
+fn set_name2(ev: &mut Event, src: NameSource) {
+    let (len, truncated) = read_name(&mut ev.name2, src);
+    ev.name2_len = len;
+    if truncated {
+        ev.flags |= EF_NAME2_TRUNCATED;
+    }
+}
+
+#[inline(always)]
+fn taint_survives_exec() -> bool {
+    CONFIG.get(0).map_or(true, |c| c.taint_survives_exec != 0)
+}
+
+#[inline(always)]
+fn dedup_writes() -> bool {
+    CONFIG.get(0).map_or(true, |c| c.dedup_writes != 0)
+}
+
+/// Rules 2 and 4 at exec, from `sched_process_exec` (the new image is in place).
+/// `name` is the path given to exec.
+#[inline(always)]
+pub fn on_exec(name: Option<NameSource>) {
+    let Some(o) = kernel::offsets() else { return };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let task = kernel::current_task();
+    let exe = kernel::task_exe_file(o, task).and_then(|f| kernel::file_identity(o, f));
+    let exe_state = exe.as_ref().and_then(inode_state);
+    let previous = unsafe { PROCS.get(&tgid) }.copied();
+    if exe_state.is_none() && previous.is_none() {
+        return;
+    }
+
+    let mut flags = 0;
+    let mut reason = 0;
+    if let Some(prev) = previous {
+        if prev.flags & PROC_EXEC_TAINT != 0 {
+            flags |= PROC_TAINTED;
+            reason = TaintReason::ExecUntrusted as u32;
+        } else if prev.flags & PROC_TAINTED != 0 && taint_survives_exec() {
+            flags |= PROC_TAINTED;
+        }
+    }
+    if let Some(state) = exe_state {
+        if state.flags & INODE_UNTRUSTED != 0 && flags & PROC_TAINTED == 0 {
+            flags |= PROC_TAINTED;
+            reason = TaintReason::ExecUntrusted as u32;
+        }
+        if state.flags & INODE_PORT_PROGRAM != 0 {
+            flags |= PROC_PORT_PROGRAM;
+        }
+        if state.flags & INODE_INTERPRETER != 0 {
+            flags |= PROC_INTERPRETER;
+        }
+    }
+    if flags == 0 {
+        // A port program or interpreter exec'd something ordinary: it is no longer special.
+        let _ = PROCS.remove(&tgid);
+        return;
+    }
+    let state = ProcState {
+        start_boottime_ns: kernel::task_start_boottime(o, task),
+        flags,
+        _pad: 0,
+    };
+    set_proc(tgid, &state);
+    if flags & WRITER_FLAGS == 0 {
+        return;
+    }
+    let Some(mut entry) = begin(EventKind::Exec, pid_tgid, &state) else { return };
+    let ev = event(&mut entry);
+    ev.aux = reason;
+    if let Some(id) = exe.as_ref() {
+        set_inode(ev, id);
+        if exe_state.map_or(false, |s| s.flags & INODE_UNTRUSTED != 0) {
+            ev.flags |= EF_FILE_WAS_UNTRUSTED;
+        }
+    }
+    if let Some(name) = name {
+        set_name(ev, name);
+    }
+    entry.submit(0);
+}
+
+/// Rule 2 for the kprobe/fentry strategies: `bprm->file` is the file being executed, the
+/// `#!` script itself on the first round, its interpreter on the next.
+#[inline(always)]
+pub fn on_bprm_check(bprm: *const u8) {
+    let Some(o) = kernel::offsets() else { return };
+    let Some(id) = kernel::binprm_file(o, bprm).and_then(|f| kernel::file_identity(o, f)) else {
+        return;
+    };
+    let Some(state) = inode_state(&id) else { return };
+    if state.flags & INODE_UNTRUSTED == 0 {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let previous = unsafe { PROCS.get(&tgid) }.copied();
+    let proc_state = ProcState {
+        start_boottime_ns: kernel::task_start_boottime(o, kernel::current_task()),
+        flags: previous.map_or(0, |p| p.flags) | PROC_EXEC_TAINT,
+        _pad: 0,
+    };
+    set_proc(tgid, &proc_state);
+}
+
+/// Rule 4 at fork, from `sched_process_fork` in the parent's context.
+#[inline(always)]
+pub fn on_fork(child: *const u8) {
+    let Some((pid_tgid, parent)) = tracked() else { return };
+    let Some(o) = kernel::offsets() else { return };
+    let parent_tgid = (pid_tgid >> 32) as u32;
+    let Some(child_tgid) = kernel::task_tgid(o, child) else { return };
+    if child_tgid == parent_tgid {
+        return; // a new thread, not a new process
+    }
+    let child_state = ProcState {
+        start_boottime_ns: kernel::task_start_boottime(o, child),
+        flags: parent.flags & !PROC_EXEC_TAINT,
+        _pad: 0,
+    };
+    set_proc(child_tgid, &child_state);
+    if parent.flags & PROC_TAINTED == 0 {
+        return;
+    }
+    let Some(mut entry) = begin(EventKind::Fork, pid_tgid, &child_state) else { return };
+    let ev = event(&mut entry);
+    ev.tgid = child_tgid;
+    ev.tid = child_tgid;
+    ev.parent_tgid = parent_tgid;
+    ev.parent_start_boottime_ns = parent.start_boottime_ns;
+    entry.submit(0);
+}
+
+/// Forget a process when its thread-group leader exits.
+#[inline(always)]
+pub fn on_exit() {
+    let Some((pid_tgid, state)) = tracked() else { return };
+    let _ = PENDING.remove(&pid_tgid);
+    let tgid = (pid_tgid >> 32) as u32;
+    if pid_tgid as u32 != tgid {
+        return;
+    }
+    let _ = PROCS.remove(&tgid);
+    if state.flags & PROC_TAINTED == 0 {
+        return;
+    }
+    if let Some(entry) = begin(EventKind::Exit, pid_tgid, &state) {
+        entry.submit(0);
+    }
+}
+
+/// A write-like syscall on a descriptor (write, pwrite64, writev, copy_file_range,
+/// sendfile, ftruncate, fchmod) from the syscall tracepoints.
+#[inline(always)]
+pub fn on_fd_change(kind: EventKind, fd: u64, aux: u32) {
+    let Some((pid_tgid, state)) = tracked() else { return };
+    if state.flags & WRITER_FLAGS == 0 || fd > u32::MAX as u64 {
+        return;
+    }
+    let Some(o) = kernel::offsets() else { return };
+    let Some(file) = kernel::task_fd_file(o, kernel::current_task(), fd as u32) else { return };
+    on_file_change(o, pid_tgid, &state, file, kind, fd as i32, aux);
+}
+
+/// A write to `file` by a tracked process (`vfs_write` hooks call this directly).
+#[inline(always)]
+pub fn on_file_change(
+    o: &KernelOffsets,
+    pid_tgid: u64,
+    state: &ProcState,
+    file: *const u8,
+    kind: EventKind,
+    fd: i32,
+    aux: u32,
+) {
+    let Some(id) = kernel::file_identity(o, file) else { return };
+    if !id.regular {
+        return; // pipes, sockets, terminals: nothing to taint
+    }
+    if matches!(kind, EventKind::Write) && dedup_writes() {
+        let key = WriteSeenKey { inode: id.key, tgid: (pid_tgid >> 32) as u32, _pad: 0 };
+        if unsafe { WRITE_SEEN.get(&key) }.is_some() {
+            return;
+        }
+        let _ = WRITE_SEEN.insert(&key, &1, 0);
+    }
+    let file_flags = if matches!(kind, EventKind::Chmod) {
+        // chmod is recorded (with +x noted by userspace) but does not change content.
+        inode_state(&id).map_or(0, |s| {
+            if s.flags & INODE_UNTRUSTED != 0 { EF_FILE_WAS_UNTRUSTED } else { 0 }
+        })
+    } else {
+        mark_untrusted(&id)
+    };
+    let Some(mut entry) = begin(kind, pid_tgid, state) else { return };
+    let ev = event(&mut entry);
+    set_inode(ev, &id);
+    ev.flags |= file_flags;
+    ev.fd = fd;
+    ev.aux = aux;
+    entry.submit(0);
+}
+
+/// Entry of open/openat/openat2/creat: stash what the exit needs, only for the opens that
+/// can matter (write intent by a writer; read-only by an untainted interpreter).
+#[inline(always)]
+pub fn on_open_enter(dirfd: i32, name: u64, open_flags: u32) {
+    let Some((pid_tgid, state)) = tracked() else { return };
+    let writes = open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0;
+    let wanted = if writes {
+        state.flags & WRITER_FLAGS != 0
+    } else {
+        state.flags & PROC_INTERPRETER != 0 && state.flags & PROC_TAINTED == 0
+    };
+    if wanted {
+        stash(pid_tgid, EventKind::Create, dirfd, name, 0, open_flags);
+    }
+}
+
+/// Entry of rename/link/unlink/chmod/truncate by path.
+#[inline(always)]
+pub fn on_path_enter(kind: EventKind, dirfd: i32, name: u64, name2: u64, aux: u32) {
+    let Some((pid_tgid, state)) = tracked() else { return };
+    if state.flags & WRITER_FLAGS != 0 {
+        stash(pid_tgid, kind, dirfd, name, name2, aux);
+    }
+}
+
+#[inline(always)]
+fn stash(pid_tgid: u64, kind: EventKind, dirfd: i32, name: u64, name2: u64, flags: u32) {
+    let call = PendingCall { kind: kind as u32, flags, dirfd, _pad: 0, name, name2 };
+    if PENDING.insert(&pid_tgid, &call, 0).is_err() {
+        count_drop(DROP_PENDING_FULL);
+    }
+}
+
+/// Exit of any stashed syscall: report it if it succeeded.
+#[inline(always)]
+pub fn on_syscall_exit(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = (unsafe { PENDING.get(&pid_tgid) }).copied() else { return };
+    let _ = PENDING.remove(&pid_tgid);
+    if ret < 0 {
+        return;
+    }
+    let Some(o) = kernel::offsets() else { return };
+    let Some(state) = unsafe { PROCS.get(&((pid_tgid >> 32) as u32)) }.copied() else { return };
+    if call.kind == EventKind::Create as u32 {
+        on_open_done(o, pid_tgid, state, &call, ret as u32);
+        return;
+    }
+    let Some(kind) = EventKind::from_u32(call.kind) else { return };
+    let Some(mut entry) = begin(kind, pid_tgid, &state) else { return };
+    let ev = event(&mut entry);
+    ev.fd = call.dirfd;
+    ev.aux = call.flags;
+    set_name(ev, NameSource::User(call.name));
+    if call.name2 != 0 {
+        set_name2(ev, NameSource::User(call.name2));
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &PendingCall, fd: u32) {
+    let Some(file) = kernel::task_fd_file(o, kernel::current_task(), fd) else { return };
+    let Some(id) = kernel::file_identity(o, file) else { return };
+    if !id.regular {
+        return;
+    }
+    let kind;
+    let file_flags;
+    if call.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
+        // Rule 3: an interpreter reading an untrusted file (a script) becomes tainted.
+        if !inode_state(&id).map_or(false, |s| s.flags & INODE_UNTRUSTED != 0) {
+            return;
+        }
+        state.flags |= PROC_TAINTED;
+        set_proc((pid_tgid >> 32) as u32, &state);
+        kind = EventKind::Taint;
+        file_flags = EF_FILE_WAS_UNTRUSTED;
+    } else if call.flags & (O_CREAT | O_TRUNC) != 0 {
+        kind = EventKind::Create;
+        file_flags = mark_untrusted(&id);
+    } else {
+        return; // opened for writing: the writes themselves are reported
+    }
+    let Some(mut entry) = begin(kind, pid_tgid, &state) else { return };
+    let ev = event(&mut entry);
+    set_inode(ev, &id);
+    ev.flags |= file_flags;
+    ev.fd = call.dirfd;
+    ev.aux = if matches!(kind, EventKind::Taint) {
+        TaintReason::InterpreterRead as u32
+    } else {
+        call.flags
+    };
+    set_name(ev, NameSource::User(call.name));
+    entry.submit(0);
+}
+
+/// Reads a `__data_loc char[]` tracepoint field (offset in the low 16 bits).
+#[inline(always)]
+pub fn data_loc_name(ctx: &impl aya_ebpf::EbpfContext, field_offset: usize) -> Option<NameSource> {
+    let loc: u32 = unsafe { bpf_probe_read_kernel((ctx.as_ptr() as *const u8).wrapping_add(field_offset).cast()) }.ok()?;
+    Some(NameSource::Kernel((ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize)))
+}
