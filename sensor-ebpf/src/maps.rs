@@ -4,7 +4,6 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    event::Event,
     maps::{
         DROP_SLOTS, InodeKey, InodeState, MAX_INODES, MAX_PROCS, PendingCall, ProcState,
         SensorConfig, WriteSeenKey,

@@ -5,7 +5,6 @@
 //! (neither tainted, nor a port program, nor an interpreter) stop there: one lookup, no
 //! event. Exec is the one exception: it must also look the executed inode up in `INODES`.
 use aya_ebpf::{
-    EbpfContext as _,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,

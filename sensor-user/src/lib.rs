@@ -1,2 +1,15 @@
 //! vtrail-sensor library: everything the binary does, testable piece by piece.
+//! Data flows one way: kernel (`sensor`) -> `events` -> `ingest` -> `graph`.
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod events;
+pub mod graph;
+pub mod ingest;
+pub mod kernel_offsets;
+pub mod mounts;
+pub mod procfs;
 pub mod replay;
+pub mod sensor;
+pub mod strategy;

@@ -1,1 +1,173 @@
-fn main() {}
+//! `vtrail-sensor`: follows untrusted files and the processes that run them.
+use std::{io::Write, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sensor_user::{
+    client,
+    config::{Config, DEFAULT_CONFIG},
+    control::{Request, who_am_i},
+    daemon,
+    graph::{GraphStore, export::{self, Format}},
+};
+
+#[derive(Parser)]
+#[command(name = "vtrail-sensor", version, about = "eBPF taint sensor for Linux file servers")]
+struct Cli {
+    /// Configuration file overlaying the embedded default (`vtrail-sensor config` prints it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the eBPF programs and record the graph until stopped (SIGINT/SIGTERM).
+    Run,
+    /// Strategy, attached programs, event and drop counts, database size.
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events as JSON lines.
+    Events {
+        /// Keep printing as events arrive (required: events are not stored, edges are).
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Write the graph (from the running sensor, or from the database if it is stopped).
+    Export {
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Only edges at or after T: Unix seconds, or an age such as 90s, 15m, 2h, 1d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Relabel a file as trusted (kernel map and graph, recorded with who did it).
+    Trust { path: PathBuf },
+    /// Mark a file untrusted by hand.
+    Taint { path: PathBuf },
+    /// Print the embedded default configuration.
+    Config,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = real_main() {
+        eprintln!("vtrail-sensor: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(daemon::run(config))
+        }
+        Command::Status { json } => status(&config, json),
+        Command::Events { follow, count } => {
+            if !follow {
+                bail!("events are streamed, not stored: use `events --follow` (the graph keeps them as edges: see `export`)");
+            }
+            let mut seen = 0;
+            let mut out = std::io::stdout().lock();
+            client::call(&config.socket, &Request::Events, |line| {
+                writeln!(out, "{line}")?;
+                out.flush()?;
+                seen += 1;
+                Ok(count.is_none_or(|c| seen < c))
+            })
+        }
+        Command::Export { format, since, output } => {
+            let since_ns = since.as_deref().map(parse_since).transpose()?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if config.socket.exists() && client::connect(&config.socket).is_ok() {
+                client::call(&config.socket, &Request::Export { format: format.into(), since_ns }, |line| {
+                    writeln!(out, "{line}")?;
+                    Ok(true)
+                })
+            } else {
+                let store = GraphStore::open(&config.database)?;
+                let host = store.host()?.unwrap_or_else(daemon::host_info);
+                export::export(&store, &host, format, since_ns, &mut out)
+            }
+        }
+        Command::Trust { path } | Command::Taint { path } if !path.exists() => bail!("{}: no such file", path.display()),
+        Command::Trust { path } => relabel(&config, path, false),
+        Command::Taint { path } => relabel(&config, path, true),
+        Command::Config => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(())
+        }
+    }
+}
+
+fn relabel(config: &Config, path: PathBuf, untrusted: bool) -> Result<()> {
+    let path = std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let path = path.to_string_lossy().into_owned();
+    let by = who_am_i();
+    let request = if untrusted { Request::Taint { path, by } } else { Request::Trust { path, by } };
+    client::call(&config.socket, &request, |line| {
+        println!("{line}");
+        Ok(true)
+    })
+}
+
+fn status(config: &Config, json: bool) -> Result<()> {
+    client::call(&config.socket, &Request::Status, |line| {
+        if json {
+            println!("{line}");
+            return Ok(true);
+        }
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        println!("strategy:   {}", v["strategy"].as_str().unwrap_or("?"));
+        for f in v["strategy_fallbacks"].as_array().into_iter().flatten() {
+            println!("  skipped:  {}", f.as_str().unwrap_or(""));
+        }
+        let attached = v["attached_programs"].as_array().map_or(0, |a| a.len());
+        println!("programs:   {attached} attached");
+        for m in v["missing_optional_programs"].as_array().into_iter().flatten() {
+            println!("  missing:  {} (optional)", m.as_str().unwrap_or(""));
+        }
+        println!("events:     {}", v["events_received"]);
+        let drops: Vec<String> = v["kernel_drops"].as_object().into_iter().flatten()
+            .filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{k}={n}")).collect();
+        println!("drops:      {}", if drops.is_empty() { "none".into() } else { drops.join(" ") });
+        let db = &v["database"];
+        println!("database:   {} ({} bytes, {} nodes, {} edges, {} untrusted files, {} tainted processes)",
+            db["path"].as_str().unwrap_or("?"), db["size_bytes"], db["nodes"], db["edges"], db["untrusted_files"], db["tainted_processes"]);
+        Ok(true)
+    })
+}
+
+/// `--since`: Unix seconds, or an age (`90s`, `15m`, `2h`, `1d`) before now.
+fn parse_since(s: &str) -> Result<u64> {
+    let now = sensor_user::procfs::now_wall_ns();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs * 1_000_000_000);
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = num.parse().with_context(|| format!("--since {s}: expected Unix seconds or an age like 15m"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("--since {s}: unit must be s, m, h or d"),
+    };
+    Ok(now.saturating_sub(secs * 1_000_000_000))
+}

@@ -1,0 +1,170 @@
+//! Sensor configuration: an embedded default (`default-config.toml`) overlaid by an
+//! optional file. A bad file is reported with the key and line at fault.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyChoice {
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: PathBuf,
+    pub socket: PathBuf,
+    pub hook_strategy: StrategyChoice,
+    pub ring_buffer_bytes: u32,
+    pub taint_survives_exec: bool,
+    pub dedup_writes: bool,
+    pub port_programs: Vec<PathBuf>,
+    pub interpreters: Vec<PathBuf>,
+    pub activation_points: Vec<String>,
+}
+
+/// A file overlay: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overlay {
+    database: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    hook_strategy: Option<StrategyChoice>,
+    ring_buffer_bytes: Option<u32>,
+    taint_survives_exec: Option<bool>,
+    dedup_writes: Option<bool>,
+    port_programs: Option<Vec<PathBuf>>,
+    interpreters: Option<Vec<PathBuf>>,
+    activation_points: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {key} = {value}: {why}")]
+    Invalid { key: &'static str, value: String, why: &'static str },
+}
+
+impl Config {
+    pub fn embedded_default() -> Self {
+        toml::from_str(DEFAULT_CONFIG).expect("the embedded default configuration parses")
+    }
+
+    /// The default, overlaid by `path` if given.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = Self::embedded_default();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            config.apply(&text, path)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies a TOML overlay. Errors name the file, the line and the key (toml's
+    /// message carries line, column and the offending key).
+    pub fn apply(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let overlay: Overlay = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        macro_rules! take {
+            ($($field:ident),*) => {$( if let Some(v) = overlay.$field { self.$field = v; } )*};
+        }
+        take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
+              dedup_writes, port_programs, interpreters, activation_points);
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rb = self.ring_buffer_bytes;
+        if rb < 4096 || !rb.is_power_of_two() {
+            return Err(ConfigError::Invalid {
+                key: "ring_buffer_bytes",
+                value: rb.to_string(),
+                why: "must be a power of two and at least 4096 (one page)",
+            });
+        }
+        for p in self.port_programs.iter().chain(&self.interpreters) {
+            if !p.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key: "port_programs/interpreters",
+                    value: p.display().to_string(),
+                    why: "program paths must be absolute",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule 6: the activation point `path` falls under, if any.
+    pub fn activation_point(&self, path: &str) -> Option<&str> {
+        self.activation_points.iter().map(String::as_str).find(|pattern| {
+            if let Some(name) = pattern.strip_prefix("*/") {
+                match name.strip_suffix('/') {
+                    Some(dir) => path.contains(&format!("/{dir}/")),
+                    None => path.rsplit('/').next() == Some(name) || path.ends_with(&format!("/{name}")),
+                }
+            } else if pattern.ends_with('/') {
+                path.starts_with(pattern)
+            } else {
+                path == *pattern
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        Config::embedded_default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_key_names_key_and_line() {
+        let mut c = Config::embedded_default();
+        let err = c.apply("database = \"/x\"\nhook_stratgy = \"kprobe\"\n", Path::new("t.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("hook_stratgy") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_type_names_line() {
+        let mut c = Config::embedded_default();
+        let err = c.apply("\n\nring_buffer_bytes = \"big\"\n", Path::new("t.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("ring_buffer_bytes") && msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn ring_buffer_must_be_power_of_two() {
+        let mut c = Config::embedded_default();
+        c.apply("ring_buffer_bytes = 5000", Path::new("t.toml")).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("power of two"));
+    }
+
+    #[test]
+    fn activation_points_match() {
+        let c = Config::embedded_default();
+        assert_eq!(c.activation_point("/etc/cron.d/evil"), Some("/etc/cron.d/"));
+        assert_eq!(c.activation_point("/root/.bashrc"), Some("*/.bashrc"));
+        assert_eq!(c.activation_point("/home/a/.ssh/authorized_keys"), Some("*/.ssh/authorized_keys"));
+        assert_eq!(c.activation_point("/etc/ld.so.preload"), Some("/etc/ld.so.preload"));
+        assert_eq!(c.activation_point("/home/a/.config/systemd/user/x.service"), Some("*/.config/systemd/user/"));
+        assert_eq!(c.activation_point("/srv/share/notes.txt"), None);
+        assert_eq!(c.activation_point("/etc/cron.dx"), None);
+    }
+}

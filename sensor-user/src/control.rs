@@ -1,0 +1,50 @@
+//! The control socket protocol: one JSON request line from the client, JSON lines back.
+use serde::{Deserialize, Serialize};
+
+use crate::graph::export::Format;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    /// Stream events as JSON lines until the client hangs up.
+    Events,
+    Trust { path: String, by: String },
+    Taint { path: String, by: String },
+    Export { format: ExportFormat, since_ns: Option<u64> },
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Json,
+    Dot,
+    Graphml,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Json => Format::Json,
+            ExportFormat::Dot => Format::Dot,
+            ExportFormat::Graphml => Format::Graphml,
+        }
+    }
+}
+
+impl From<Format> for ExportFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Json => ExportFormat::Json,
+            Format::Dot => ExportFormat::Dot,
+            Format::Graphml => ExportFormat::Graphml,
+        }
+    }
+}
+
+/// The user running a CLI command, recorded on relabels.
+pub fn who_am_i() -> String {
+    let uid = unsafe { libc::getuid() };
+    let name = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
+    format!("{name}(uid {uid})")
+}

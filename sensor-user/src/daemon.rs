@@ -1,0 +1,300 @@
+//! `vtrail-sensor run`: one task owns the kernel maps and the graph; it drains the ring
+//! buffer, ingests events, answers the control socket and reports drops.
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, atomic::{AtomicU64, Ordering}},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use log::{error, info, warn};
+use serde_json::json;
+use sensor_common::{
+    graph::HostInfo,
+    maps::{INODE_UNTRUSTED, PROC_TAINTED},
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, unix::AsyncFd},
+    net::{UnixListener, UnixStream},
+    sync::{broadcast, mpsc, oneshot},
+};
+
+use crate::{
+    config::Config,
+    control::Request,
+    events::{self, SensorEvent},
+    graph::{GraphStore, export},
+    ingest::{Ingest, KernelAction},
+    procfs::{self, WallClock},
+    sensor::{self, Sensor},
+};
+
+struct Counters {
+    by_kind: BTreeMap<&'static str, u64>,
+    decode_errors: u64,
+    ingest_errors: u64,
+}
+
+/// A control request and where to send the answer (lines, then end of stream).
+struct Call {
+    request: Request,
+    reply: oneshot::Sender<Vec<u8>>,
+}
+
+pub fn host_info() -> HostInfo {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    HostInfo { id: format!("hostname-{hostname}"), hostname, disk_ids: Vec::new() }
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    sensor::preflight()?;
+    let store = GraphStore::open(&config.database)?;
+    let host = store.host()?.unwrap_or_else(host_info);
+    store.set_host(&host)?;
+
+    let mut sensor = Sensor::load(&config)?;
+    let skipped = sensor.seed_programs(&config)?;
+    if !skipped.is_empty() {
+        info!("configured programs not present on this host (ignored): {}", skipped.join(", "));
+    }
+    let restored = restore(&mut sensor, &store)?;
+    let running = sensor.seed_running_programs();
+    info!(
+        "restored {} untrusted files and {} live tainted processes from {}; {} running port programs/interpreters",
+        restored.0, restored.1, config.database.display(), running
+    );
+
+    let ring = sensor.take_events().context("ring buffer already taken")?;
+    #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
+    let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
+    let clock = WallClock::now();
+    let mut ingest = Ingest::new(&store, host.clone(), &config);
+    let mut counters = Counters { by_kind: BTreeMap::new(), decode_errors: 0, ingest_errors: 0 };
+    let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
+    let follower_lag = Arc::new(AtomicU64::new(0));
+    let (calls_tx, mut calls_rx) = mpsc::channel::<Call>(64);
+
+    let listener = bind_socket(&config.socket)?;
+    tokio::spawn(accept_loop(listener, calls_tx, events_tx.clone(), follower_lag.clone()));
+    let started_ns = procfs::now_wall_ns();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    let raw = match events::parse(&item) {
+                        Ok(raw) => raw,
+                        Err(e) => { counters.decode_errors += 1; warn!("dropped a kernel record: {e}"); continue; }
+                    };
+                    drop(item);
+                    let ev = events::decode(&raw, &clock);
+                    *counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
+                    handle_event(&ev, &mut ingest, &mut sensor, &mut counters);
+                    if events_tx.receiver_count() > 0
+                        && let Ok(line) = serde_json::to_string(&ev)
+                    {
+                        let _ = events_tx.send(Arc::new(line));
+                    }
+                }
+                guard.clear_ready();
+            }
+            Some(call) = calls_rx.recv() => {
+                let answer = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns);
+                let _ = call.reply.send(answer);
+            }
+            _ = tick.tick() => {
+                report_new_drops(&sensor, &mut reported_drops);
+                if let Err(e) = store.flush() { error!("cannot flush the graph database: {e}"); }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    info!("stopping: flushing the graph, detaching programs");
+    report_new_drops(&sensor, &mut reported_drops);
+    store.flush()?;
+    let _ = std::fs::remove_file(&config.socket);
+    drop(sensor);
+    Ok(())
+}
+
+fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, counters: &mut Counters) {
+    match ingest.apply(ev) {
+        Ok(actions) => {
+            for action in actions {
+                let KernelAction::MarkUntrusted { key, generation } = action;
+                if let Err(e) = sensor.add_inode_flags(key, INODE_UNTRUSTED, generation) {
+                    warn!("cannot mark inode {}:{} untrusted in the kernel: {e:#}", key.dev, key.ino);
+                }
+            }
+        }
+        Err(e) => {
+            counters.ingest_errors += 1;
+            error!("cannot record {} event of pid {}: {e:#}", ev.kind.as_str(), ev.tgid);
+        }
+    }
+    if ev.inode_map_full {
+        warn!("kernel INODES map is full: file {:?} is untrusted in the graph but not in the kernel", ev.path);
+    }
+}
+
+/// Rebuilds the kernel taint maps from the graph: restarting forgets nothing.
+fn restore(sensor: &mut Sensor, store: &GraphStore) -> Result<(usize, usize)> {
+    let files = store.untrusted_files()?;
+    for (key, file) in &files {
+        sensor.add_inode_flags(*key, INODE_UNTRUSTED, file.generation)?;
+    }
+    let mut live = 0;
+    for (tgid, ticks) in store.tainted_procs()? {
+        if procfs::start_ticks(tgid) == Some(ticks) {
+            sensor.add_proc_flags(tgid, ticks, PROC_TAINTED)?;
+            live += 1;
+        } else {
+            store.clear_tainted_proc(tgid, ticks)?;
+        }
+    }
+    Ok((files.len(), live))
+}
+
+fn report_new_drops(sensor: &Sensor, reported: &mut BTreeMap<String, u64>) {
+    for (name, count) in sensor.drop_counts() {
+        let before = reported.insert(name.clone(), count).unwrap_or(0);
+        if count > before {
+            warn!("kernel dropped {} {name} (total {count}): increase ring_buffer_bytes or map sizes", count - before);
+        }
+    }
+}
+
+fn answer(
+    request: Request,
+    ingest: &mut Ingest,
+    sensor: &mut Sensor,
+    store: &GraphStore,
+    counters: &Counters,
+    follower_lag: &AtomicU64,
+    started_ns: u64,
+) -> Vec<u8> {
+    let result: Result<Vec<u8>> = (|| match request {
+        Request::Status => {
+            let (nodes, edges) = store.counts();
+            let status = json!({
+                "pid": std::process::id(),
+                "host": ingest.host(),
+                "started_ns": started_ns,
+                "strategy": sensor.strategy,
+                "strategy_fallbacks": sensor.fallbacks,
+                "attached_programs": sensor.attached,
+                "missing_optional_programs": sensor.missing,
+                "events_received": counters.by_kind,
+                "decode_errors": counters.decode_errors,
+                "ingest_errors": counters.ingest_errors,
+                "kernel_drops": sensor.drop_counts().into_iter().collect::<BTreeMap<_, _>>(),
+                "follower_lagged_events": follower_lag.load(Ordering::Relaxed),
+                "database": {"path": store.path(), "size_bytes": store.size_on_disk(), "nodes": nodes, "edges": edges,
+                             "untrusted_files": store.untrusted_files().map(|v| v.len()).unwrap_or(0),
+                             "tainted_processes": store.tainted_procs().map(|v| v.len()).unwrap_or(0)},
+            });
+            Ok(serde_json::to_vec(&status)?)
+        }
+        Request::Trust { path, by } | Request::Taint { path, by } if path.is_empty() || by.is_empty() => {
+            anyhow::bail!("empty path or actor")
+        }
+        Request::Trust { path, by } => relabel(ingest, sensor, &path, false, &by),
+        Request::Taint { path, by } => relabel(ingest, sensor, &path, true, &by),
+        Request::Export { format, since_ns } => {
+            let mut out = Vec::new();
+            export::export(store, ingest.host(), format.into(), since_ns, &mut out)?;
+            Ok(out)
+        }
+        Request::Events => unreachable!("handled by the connection task"),
+    })();
+    result.unwrap_or_else(|e| serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default())
+}
+
+fn relabel(ingest: &mut Ingest, sensor: &mut Sensor, path: &str, untrusted: bool, by: &str) -> Result<Vec<u8>> {
+    let (key, generation) = procfs::inode_of(Path::new(path)).with_context(|| format!("cannot stat {path}"))?;
+    if untrusted {
+        sensor.add_inode_flags(key, INODE_UNTRUSTED, generation)?;
+    } else {
+        sensor.clear_inode_flags(key, INODE_UNTRUSTED)?;
+    }
+    let node = ingest.relabel(&key, generation, path, untrusted, by)?;
+    Ok(serde_json::to_vec(&json!({"ok": true, "node": node, "untrusted": untrusted}))?)
+}
+
+fn bind_socket(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another vtrail-sensor is already running (its socket {} answers)", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot bind control socket {}", path.display()))?;
+    // Control (trust/taint) is for root only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn accept_loop(listener: UnixListener, calls: mpsc::Sender<Call>, events: broadcast::Sender<Arc<String>>, lag: Arc<AtomicU64>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(serve(stream, calls.clone(), events.subscribe(), lag.clone()));
+    }
+}
+
+async fn serve(stream: UnixStream, calls: mpsc::Sender<Call>, mut events: broadcast::Receiver<Arc<String>>, lag: Arc<AtomicU64>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    if BufReader::new(read).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = write.write_all(format!("{}\n", json!({"error": format!("bad request: {e}")})).as_bytes()).await;
+            return;
+        }
+    };
+    if let Request::Events = request {
+        loop {
+            match events.recv().await {
+                Ok(ev) => {
+                    if write.write_all(format!("{ev}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // The follower is slower than the kernel: say so in-band, count it.
+                    lag.fetch_add(n, Ordering::Relaxed);
+                    let msg = json!({"lagged": n, "note": "events skipped for this follower; the graph has them"});
+                    if write.write_all(format!("{msg}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    if calls.send(Call { request, reply: tx }).await.is_err() {
+        return;
+    }
+    if let Ok(mut answer) = rx.await {
+        if answer.last() != Some(&b'\n') {
+            answer.push(b'\n');
+        }
+        let _ = write.write_all(&answer).await;
+    }
+}
+

@@ -1,0 +1,160 @@
+//! Kernel records decoded into `SensorEvent`: owned, with wall-clock time, process ids
+//! in /proc units and paths made absolute while the process is still there to ask.
+use serde::Serialize;
+use sensor_common::{
+    event::{
+        EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
+        EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
+        TaintReason,
+    },
+    maps::InodeKey,
+};
+
+use crate::procfs::{self, WallClock};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileRef {
+    pub dev: u32,
+    pub ino: u64,
+    pub generation: u32,
+}
+
+impl FileRef {
+    pub fn key(&self) -> InodeKey {
+        InodeKey::new(self.dev, self.ino)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SensorEvent {
+    pub ts_ns: u64,
+    pub kind: EventKind,
+    pub tgid: u32,
+    pub tid: u32,
+    pub start_ticks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<(u32, u64)>,
+    pub uid: u32,
+    pub comm: String,
+    pub tainted: bool,
+    pub port_program: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+    /// The path as given (made absolute), or the descriptor's path for writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path2: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub name_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub file_was_untrusted: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub file_newly_untrusted: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inode_map_full: bool,
+    /// Why the process became tainted (exec and taint events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taint_reason: Option<&'static str>,
+    /// chmod: the new mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// open: the flags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_flags: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("ring buffer record of {0} bytes is shorter than an event")]
+    Short(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Parses the raw record (no I/O).
+pub fn parse(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < size_of::<Event>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // SAFETY: length checked; Event is plain old data, any bit pattern is valid.
+    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event) };
+    if event.kind().is_none() {
+        return Err(DecodeError::UnknownKind(event.kind));
+    }
+    Ok(event)
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Decodes and enriches an event; path resolution asks /proc about the live process.
+pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
+    let kind = event.kind().unwrap_or(EventKind::Exec);
+    let flags = event.flags;
+    let file = (flags & EF_HAS_INODE != 0).then(|| FileRef {
+        dev: event.inode.dev,
+        ino: event.inode.ino,
+        generation: event.generation,
+    });
+    let name = (event.name_len > 0).then(|| lossy(event.name_bytes()));
+    let name2 = (event.name2_len > 0).then(|| lossy(event.name2_bytes()));
+    let pid = event.tgid;
+    let (path, path2) = match kind {
+        EventKind::Write | EventKind::Truncate | EventKind::Chmod if name.is_none() => {
+            let fd_path = file.as_ref().and_then(|f| procfs::path_of_fd(pid, event.fd, &f.key()));
+            (fd_path, None)
+        }
+        // rename/link: fd = old dirfd, aux = new dirfd
+        EventKind::Rename | EventKind::Link => (
+            name.map(|n| procfs::resolve(pid, event.fd, &n)),
+            name2.map(|n| procfs::resolve(pid, event.aux as i32, &n)),
+        ),
+        _ => (name.map(|n| procfs::resolve(pid, event.fd, &n)), None),
+    };
+    let taint_reason = match kind {
+        EventKind::Exec | EventKind::Taint => match event.aux {
+            x if x == TaintReason::ExecUntrusted as u32 => Some("exec_untrusted"),
+            x if x == TaintReason::InterpreterRead as u32 => Some("interpreter_read"),
+            _ => None,
+        },
+        _ => None,
+    };
+    SensorEvent {
+        ts_ns: clock.wall_ns(event.ts_boot_ns),
+        kind,
+        tgid: event.tgid,
+        tid: event.tid,
+        start_ticks: procfs::boot_ns_to_ticks(event.start_boottime_ns),
+        parent: (event.parent_tgid != 0)
+            .then(|| (event.parent_tgid, procfs::boot_ns_to_ticks(event.parent_start_boottime_ns))),
+        uid: event.uid,
+        comm: lossy(event.comm_bytes()),
+        tainted: flags & EF_TAINTED != 0,
+        port_program: flags & EF_PORT_PROGRAM != 0,
+        file,
+        path,
+        path2,
+        name_truncated: flags & (EF_NAME_TRUNCATED | EF_NAME2_TRUNCATED) != 0,
+        file_was_untrusted: flags & EF_FILE_WAS_UNTRUSTED != 0,
+        file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
+        inode_map_full: flags & EF_INODE_MAP_FULL != 0,
+        taint_reason,
+        mode: matches!(kind, EventKind::Chmod).then_some(event.aux),
+        open_flags: matches!(kind, EventKind::Create).then_some(event.aux),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        assert_eq!(parse(&[0u8; 10]).err(), Some(DecodeError::Short(10)));
+        let mut raw = vec![0u8; size_of::<Event>()];
+        raw[0] = 200;
+        assert_eq!(parse(&raw).err(), Some(DecodeError::UnknownKind(200)));
+    }
+}

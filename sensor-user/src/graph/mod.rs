@@ -1,0 +1,5 @@
+//! The provenance graph in sled (schema: `sensor_common::graph`) and its exports.
+pub mod export;
+pub mod store;
+
+pub use store::{GraphStore, StoreError};

@@ -1,0 +1,341 @@
+//! sled storage of the graph. Nodes are merged on update (a file seen under a new name
+//! keeps its old ones); edges are append-only, keyed by time so exports and analysis read
+//! them in order. Two small trees hold what the kernel maps are rebuilt from on restart.
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use sensor_common::{
+    graph::{Edge, HostInfo, Node, NodeData, SCHEMA_VERSION, TaintedFile, trees},
+    maps::InodeKey,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the graph database at {path}: {source}. If another vtrail-sensor is \
+         running it holds the database: stop it or use its control socket. If the database \
+         is corrupt, move the directory aside (nothing in it is deleted) and start again"
+    )]
+    Open { path: PathBuf, source: sled::Error },
+    #[error(
+        "the graph database at {path} has schema version {found}, this sensor knows version \
+         {expected}: export it with the vtrail version that wrote it, or move it aside"
+    )]
+    Schema { path: PathBuf, found: u32, expected: u32 },
+    #[error("graph database I/O error: {0}")]
+    Io(#[from] sled::Error),
+    #[error("graph database holds an unreadable record in tree {tree}: {message}")]
+    Corrupt { tree: &'static str, message: String },
+}
+
+pub struct GraphStore {
+    path: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    nodes: sled::Tree,
+    edges: sled::Tree,
+    untrusted: sled::Tree,
+    tainted: sled::Tree,
+    seq: AtomicU64,
+}
+
+fn json_err(tree: &'static str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt { tree, message: e.to_string() }
+}
+
+impl GraphStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.into(), source };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_err(sled::Error::Io(e)))?;
+        }
+        let db = sled::Config::new().path(path).open().map_err(open_err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_err);
+        let store = Self {
+            path: path.into(),
+            meta: tree(trees::META)?,
+            nodes: tree(trees::NODES)?,
+            edges: tree(trees::EDGES)?,
+            untrusted: tree(trees::UNTRUSTED_FILES)?,
+            tainted: tree(trees::TAINTED_PROCS)?,
+            seq: AtomicU64::new(0),
+            db,
+        };
+        match store.meta.get("schema_version")? {
+            None => {
+                store.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { path: path.into(), found, expected: SCHEMA_VERSION });
+                }
+            }
+        }
+        // Continue the edge sequence after the last stored edge.
+        if let Some((key, _)) = store.edges.last()? {
+            let seq = key.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            store.seq.store(seq.unwrap_or(0) + 1, Ordering::Relaxed);
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn set_host(&self, host: &HostInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(host).map_err(|e| json_err(trees::META, e))?;
+        self.meta.insert("host", json)?;
+        Ok(())
+    }
+
+    pub fn host(&self) -> Result<Option<HostInfo>, StoreError> {
+        self.meta
+            .get("host")?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| json_err(trees::META, e)))
+            .transpose()
+    }
+
+    pub fn node(&self, id: &str) -> Result<Option<Node>, StoreError> {
+        self.nodes
+            .get(id)?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| json_err(trees::NODES, e)))
+            .transpose()
+    }
+
+    /// Inserts `node`, or merges it into the stored one: names accumulate, flags that
+    /// say "untrusted/tainted/executable" only go up (a relabel uses `replace_node`).
+    pub fn upsert_node(&self, node: Node) -> Result<Node, StoreError> {
+        let merged = match self.node(&node.id)? {
+            None => node,
+            Some(mut old) => {
+                merge(&mut old, node);
+                old
+            }
+        };
+        self.replace_node(&merged)?;
+        Ok(merged)
+    }
+
+    pub fn replace_node(&self, node: &Node) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(node).map_err(|e| json_err(trees::NODES, e))?;
+        self.nodes.insert(node.id.as_bytes(), json)?;
+        Ok(())
+    }
+
+    pub fn add_edge(&self, edge: &Edge) -> Result<(), StoreError> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&edge.ts_ns.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
+        let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGES, e))?;
+        self.edges.insert(key, json)?;
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = Result<Node, StoreError>> + '_ {
+        self.nodes.iter().map(|r| {
+            let (_, v) = r?;
+            serde_json::from_slice(&v).map_err(|e| json_err(trees::NODES, e))
+        })
+    }
+
+    /// Edges at or after `since_ns`, in time order.
+    pub fn edges_since(&self, since_ns: u64) -> impl Iterator<Item = Result<Edge, StoreError>> + '_ {
+        self.edges.range(since_ns.to_be_bytes()..).map(|r| {
+            let (_, v) = r?;
+            serde_json::from_slice(&v).map_err(|e| json_err(trees::EDGES, e))
+        })
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        (self.nodes.len(), self.edges.len())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn inode_key_bytes(key: &InodeKey) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..4].copy_from_slice(&key.dev.to_be_bytes());
+        k[4..].copy_from_slice(&key.ino.to_be_bytes());
+        k
+    }
+
+    pub fn set_untrusted(&self, key: &InodeKey, file: &TaintedFile) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(file).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?;
+        self.untrusted.insert(Self::inode_key_bytes(key), json)?;
+        Ok(())
+    }
+
+    pub fn clear_untrusted(&self, key: &InodeKey) -> Result<(), StoreError> {
+        self.untrusted.remove(Self::inode_key_bytes(key))?;
+        Ok(())
+    }
+
+    pub fn untrusted_files(&self) -> Result<Vec<(InodeKey, TaintedFile)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.untrusted.iter() {
+            let (k, v) = r?;
+            if k.len() != 12 {
+                return Err(StoreError::Corrupt { tree: trees::UNTRUSTED_FILES, message: "bad key length".into() });
+            }
+            let dev = u32::from_be_bytes(k[..4].try_into().unwrap());
+            let ino = u64::from_be_bytes(k[4..].try_into().unwrap());
+            let file = serde_json::from_slice(&v).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?;
+            out.push((InodeKey::new(dev, ino), file));
+        }
+        Ok(out)
+    }
+
+    fn proc_key(tgid: u32, start_ticks: u64) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..4].copy_from_slice(&tgid.to_be_bytes());
+        k[4..].copy_from_slice(&start_ticks.to_be_bytes());
+        k
+    }
+
+    pub fn set_tainted_proc(&self, tgid: u32, start_ticks: u64, node: &str) -> Result<(), StoreError> {
+        self.tainted.insert(Self::proc_key(tgid, start_ticks), node.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn clear_tainted_proc(&self, tgid: u32, start_ticks: u64) -> Result<(), StoreError> {
+        self.tainted.remove(Self::proc_key(tgid, start_ticks))?;
+        Ok(())
+    }
+
+    pub fn tainted_procs(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.tainted.iter() {
+            let (k, _) = r?;
+            if k.len() == 12 {
+                out.push((
+                    u32::from_be_bytes(k[..4].try_into().unwrap()),
+                    u64::from_be_bytes(k[4..].try_into().unwrap()),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn merge(old: &mut Node, new: Node) {
+    match (&mut old.data, new.data) {
+        (
+            NodeData::File { paths, untrusted, executable, sha256, .. },
+            NodeData::File { paths: new_paths, untrusted: u, executable: x, sha256: h, .. },
+        ) => {
+            for p in new_paths {
+                if !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+            *untrusted |= u;
+            *executable |= x;
+            if h.is_some() {
+                *sha256 = h;
+            }
+        }
+        (
+            NodeData::Process { exe, comm, tainted, .. },
+            NodeData::Process { exe: e, comm: c, tainted: t, .. },
+        ) => {
+            if exe.is_empty() {
+                *exe = e;
+            }
+            if !c.is_empty() {
+                *comm = c;
+            }
+            *tainted |= t;
+        }
+        (NodeData::Remote { node_ids, .. }, NodeData::Remote { node_ids: n, .. }) => {
+            for id in n {
+                if !node_ids.contains(&id) {
+                    node_ids.push(id);
+                }
+            }
+        }
+        (slot, data) => *slot = data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_common::graph::EdgeKind;
+
+    fn file(id: &str, path: &str, untrusted: bool) -> Node {
+        Node {
+            id: id.into(),
+            host: "h".into(),
+            first_seen_ns: 1,
+            data: NodeData::File { dev: 1, ino: 2, paths: vec![path.into()], untrusted, executable: false, sha256: None },
+        }
+    }
+
+    #[test]
+    fn nodes_merge_and_edges_persist_in_order() {
+        let dir = tempdir();
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            s.upsert_node(file("f", "/a", true)).unwrap();
+            let merged = s.upsert_node(file("f", "/b", false)).unwrap();
+            let NodeData::File { paths, untrusted, .. } = merged.data else { panic!() };
+            assert_eq!(paths, vec!["/a", "/b"]);
+            assert!(untrusted, "merge must not lose taint");
+            for ts in [30, 10, 20] {
+                s.add_edge(&Edge { ts_ns: ts, kind: EdgeKind::Write, src: "p".into(), dst: "f".into(), host: "h".into(), attrs: Default::default() }).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let s = GraphStore::open(&dir).unwrap();
+        let ts: Vec<u64> = s.edges_since(0).map(|e| e.unwrap().ts_ns).collect();
+        assert_eq!(ts, vec![10, 20, 30]);
+        assert_eq!(s.edges_since(15).count(), 2);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn unknown_schema_version_is_refused() {
+        let dir = tempdir();
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            s.meta.insert("schema_version", &99u32.to_be_bytes()).unwrap();
+            s.flush().unwrap();
+        }
+        let err = GraphStore::open(&dir).err().unwrap();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn corrupt_database_is_a_clear_error() {
+        let dir = tempdir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("conf"), b"\xff\xfe not a sled config").unwrap();
+        std::fs::write(dir.join("db"), vec![0xAB; 4096]).unwrap();
+        match GraphStore::open(&dir) {
+            Err(e) => assert!(e.to_string().contains("move the directory aside") || e.to_string().contains("I/O"), "{e}"),
+            Ok(_) => {} // sled may recover a garbage file as empty; it must not panic
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn tempdir() -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let d = std::env::temp_dir().join(format!("vtrail-store-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+}

@@ -1,0 +1,233 @@
+//! Turns decoded events into graph nodes and edges (and the few kernel map updates that
+//! only userspace can make, for path-based changes whose inode the kernel did not see).
+use std::{collections::HashMap, path::Path};
+
+use anyhow::Result;
+use serde_json::json;
+use sensor_common::{
+    event::EventKind,
+    graph::{Edge, EdgeKind, HostInfo, Node, NodeData, TaintedFile, file_node_id, process_node_id},
+    maps::InodeKey,
+};
+
+use crate::{config::Config, events::SensorEvent, graph::GraphStore, procfs};
+
+/// A change to the kernel maps the daemon must make after ingesting an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KernelAction {
+    /// Rule 5 for renames/links, known only by path in the kernel.
+    MarkUntrusted { key: InodeKey, generation: u32 },
+}
+
+/// Paths remembered for `unlink`, which names a file that can no longer be stat'ed.
+const PATH_INDEX_LIMIT: usize = 100_000;
+
+pub struct Ingest<'a> {
+    store: &'a GraphStore,
+    host: HostInfo,
+    config: &'a Config,
+    path_index: HashMap<String, String>,
+}
+
+impl<'a> Ingest<'a> {
+    pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
+        Self { store, host, config, path_index: HashMap::new() }
+    }
+
+    pub fn host(&self) -> &HostInfo {
+        &self.host
+    }
+
+    pub fn process_id(&self, tgid: u32, start_ticks: u64) -> String {
+        process_node_id(&self.host.id, tgid, start_ticks)
+    }
+
+    pub fn file_id(&self, key: &InodeKey) -> String {
+        file_node_id(&self.host.id, key.dev, key.ino)
+    }
+
+    fn upsert_process(&self, ev: &SensorEvent, tgid: u32, start_ticks: u64, tainted: bool) -> Result<String> {
+        let id = self.process_id(tgid, start_ticks);
+        let own = tgid == ev.tgid;
+        self.store.upsert_node(Node {
+            id: id.clone(),
+            host: self.host.id.clone(),
+            first_seen_ns: ev.ts_ns,
+            data: NodeData::Process {
+                tgid,
+                start_ticks,
+                exe: procfs::exe(tgid).unwrap_or_default(),
+                comm: if own { ev.comm.clone() } else { String::new() },
+                uid: ev.uid,
+                tainted,
+            },
+        })?;
+        if tainted {
+            self.store.set_tainted_proc(tgid, start_ticks, &id)?;
+        }
+        Ok(id)
+    }
+
+    fn upsert_file(&mut self, ts_ns: u64, key: &InodeKey, path: Option<&str>, untrusted: bool, executable: bool) -> Result<String> {
+        let id = self.file_id(key);
+        self.store.upsert_node(Node {
+            id: id.clone(),
+            host: self.host.id.clone(),
+            first_seen_ns: ts_ns,
+            data: NodeData::File {
+                dev: key.dev,
+                ino: key.ino,
+                paths: path.map(|p| vec![p.to_string()]).unwrap_or_default(),
+                untrusted,
+                executable,
+                sha256: None,
+            },
+        })?;
+        if let Some(p) = path {
+            if self.path_index.len() >= PATH_INDEX_LIMIT {
+                self.path_index.clear();
+            }
+            self.path_index.insert(p.to_string(), id.clone());
+        }
+        Ok(id)
+    }
+
+    fn edge(&self, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: serde_json::Value) -> Result<()> {
+        let attrs = match attrs {
+            serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            _ => Default::default(),
+        };
+        self.store.add_edge(&Edge { ts_ns, kind, src: src.into(), dst: dst.into(), host: self.host.id.clone(), attrs })?;
+        Ok(())
+    }
+
+    /// Rule 6 annotations for a change to `path` by a tainted process.
+    fn activation(&self, ev: &SensorEvent, path: Option<&str>) -> serde_json::Value {
+        match path.and_then(|p| self.config.activation_point(p)) {
+            Some(point) if ev.tainted => json!({"activation_point": point, "severity": "high"}),
+            _ => json!({}),
+        }
+    }
+
+    fn mark_untrusted_file(&self, key: &InodeKey, generation: u32, node: &str) -> Result<()> {
+        self.store.set_untrusted(key, &TaintedFile { node: node.into(), generation })?;
+        Ok(())
+    }
+
+    pub fn apply(&mut self, ev: &SensorEvent) -> Result<Vec<KernelAction>> {
+        let mut actions = Vec::new();
+        let path = ev.path.as_deref();
+        match ev.kind {
+            EventKind::Exec => {
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                if let Some(f) = &ev.file {
+                    let file = self.upsert_file(ev.ts_ns, &f.key(), path, ev.file_was_untrusted, true)?;
+                    self.edge(ev.ts_ns, EdgeKind::Exec, &file, &proc, json!({
+                        "path": path, "taint_reason": ev.taint_reason, "uid": ev.uid,
+                    }))?;
+                }
+            }
+            EventKind::Fork => {
+                let child = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                if let Some((ptgid, pticks)) = ev.parent {
+                    let parent = self.process_id(ptgid, pticks);
+                    self.edge(ev.ts_ns, EdgeKind::Fork, &parent, &child, json!({}))?;
+                }
+            }
+            EventKind::Exit => {
+                self.store.clear_tainted_proc(ev.tgid, ev.start_ticks)?;
+            }
+            EventKind::Taint => {
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
+                if let Some(f) = &ev.file {
+                    let file = self.upsert_file(ev.ts_ns, &f.key(), path, true, false)?;
+                    self.edge(ev.ts_ns, EdgeKind::Read, &file, &proc, json!({"path": path, "taint_reason": ev.taint_reason}))?;
+                }
+            }
+            EventKind::Create | EventKind::Write | EventKind::Truncate => {
+                let Some(f) = &ev.file else { return Ok(actions) };
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                let file = self.upsert_file(ev.ts_ns, &f.key(), path, true, false)?;
+                if ev.file_newly_untrusted || !ev.file_was_untrusted {
+                    self.mark_untrusted_file(&f.key(), f.generation, &file)?;
+                }
+                let kind = match ev.kind {
+                    EventKind::Create => EdgeKind::Create,
+                    EventKind::Write => EdgeKind::Write,
+                    _ => EdgeKind::Truncate,
+                };
+                let mut attrs = self.activation(ev, path);
+                attrs["path"] = json!(path);
+                attrs["by_port_program"] = json!(ev.port_program && !ev.tainted);
+                attrs["newly_untrusted"] = json!(ev.file_newly_untrusted);
+                if ev.inode_map_full {
+                    attrs["kernel_map_full"] = json!(true);
+                }
+                self.edge(ev.ts_ns, kind, &proc, &file, attrs)?;
+            }
+            EventKind::Chmod => {
+                let mode = ev.mode.unwrap_or(0);
+                let executable = mode & 0o111 != 0;
+                let key = ev.file.as_ref().map(|f| f.key()).or_else(|| path.and_then(|p| procfs::inode_of(Path::new(p)).ok().map(|(k, _)| k)));
+                let Some(key) = key else { return Ok(actions) };
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                let file = self.upsert_file(ev.ts_ns, &key, path, false, executable)?;
+                let mut attrs = self.activation(ev, path);
+                attrs["mode"] = json!(format!("{:o}", mode & 0o7777));
+                attrs["executable"] = json!(executable);
+                attrs["path"] = json!(path);
+                self.edge(ev.ts_ns, EdgeKind::Chmod, &proc, &file, attrs)?;
+            }
+            EventKind::Rename | EventKind::Link => {
+                let Some(to) = ev.path2.as_deref() else { return Ok(actions) };
+                let Ok((key, generation)) = procfs::inode_of(Path::new(to)) else { return Ok(actions) };
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                let rename = ev.kind == EventKind::Rename;
+                // Rule 5: what a tainted process (or a port program) renames becomes untrusted.
+                let file = self.upsert_file(ev.ts_ns, &key, Some(to), rename, false)?;
+                if rename {
+                    self.mark_untrusted_file(&key, generation, &file)?;
+                    actions.push(KernelAction::MarkUntrusted { key, generation });
+                }
+                let mut attrs = self.activation(ev, Some(to));
+                attrs["from"] = json!(path);
+                attrs["to"] = json!(to);
+                let kind = if rename { EdgeKind::Rename } else { EdgeKind::Link };
+                self.edge(ev.ts_ns, kind, &proc, &file, attrs)?;
+            }
+            EventKind::Unlink => {
+                let Some(file) = path.and_then(|p| self.path_index.get(p)).cloned() else { return Ok(actions) };
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
+                self.edge(ev.ts_ns, EdgeKind::Unlink, &proc, &file, json!({"path": path}))?;
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Manual relabel (`vtrail-sensor trust|taint PATH`), recorded with who asked.
+    pub fn relabel(&mut self, key: &InodeKey, generation: u32, path: &str, untrusted: bool, by: &str) -> Result<String> {
+        let ts = procfs::now_wall_ns();
+        let file = self.file_id(key);
+        let mut node = self.store.node(&file)?.unwrap_or(Node {
+            id: file.clone(),
+            host: self.host.id.clone(),
+            first_seen_ns: ts,
+            data: NodeData::File { dev: key.dev, ino: key.ino, paths: vec![], untrusted, executable: false, sha256: None },
+        });
+        if let NodeData::File { paths, untrusted: u, .. } = &mut node.data {
+            if !paths.iter().any(|p| p == path) {
+                paths.push(path.into());
+            }
+            *u = untrusted;
+        }
+        self.store.replace_node(&node)?;
+        if untrusted {
+            self.mark_untrusted_file(key, generation, &file)?;
+        } else {
+            self.store.clear_untrusted(key)?;
+        }
+        let actor = format!("user:{by}");
+        self.edge(ts, EdgeKind::Relabel, &actor, &file, json!({"to": if untrusted {"untrusted"} else {"trusted"}, "by": by, "path": path}))?;
+        Ok(file)
+    }
+}

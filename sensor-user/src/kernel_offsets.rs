@@ -1,0 +1,125 @@
+//! Struct field offsets from the running kernel's BTF (`/sys/kernel/btf/vmlinux`), handed
+//! to the programs so that one binary works on kernels whose structs differ.
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use btf_rs::{Btf, Type};
+use sensor_common::offsets::{FIELDS, KernelOffsets};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn from_running_kernel() -> Result<KernelOffsets> {
+    from_btf_file(Path::new(VMLINUX_BTF))
+}
+
+pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
+    if !path.exists() {
+        bail!(
+            "{} does not exist: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF); vtrail needs it \
+             to find kernel struct offsets",
+            path.display()
+        );
+    }
+    let btf = Btf::from_file(path).with_context(|| format!("cannot parse BTF in {}", path.display()))?;
+    let mut values = Vec::with_capacity(FIELDS.len());
+    for (strukt, field) in FIELDS {
+        let offset = field_offset(&btf, strukt, field)
+            .with_context(|| format!("kernel BTF: no usable {strukt}.{field}"))?;
+        values.push(offset);
+    }
+    let [
+        task_tgid,
+        task_start_boottime,
+        task_real_parent,
+        task_files,
+        task_mm,
+        files_fdt,
+        fdtable_max_fds,
+        fdtable_fd,
+        file_inode,
+        inode_ino,
+        inode_sb,
+        inode_generation,
+        inode_mode,
+        sb_dev,
+        mm_exe_file,
+        binprm_file,
+    ] = values[..]
+    else {
+        bail!("internal: FIELDS and KernelOffsets disagree ({} fields)", values.len());
+    };
+    Ok(KernelOffsets {
+        task_tgid,
+        task_start_boottime,
+        task_real_parent,
+        task_files,
+        task_mm,
+        files_fdt,
+        fdtable_max_fds,
+        fdtable_fd,
+        file_inode,
+        inode_ino,
+        inode_sb,
+        inode_generation,
+        inode_mode,
+        sb_dev,
+        mm_exe_file,
+        binprm_file,
+        valid: 1,
+    })
+}
+
+/// Byte offset of `field` in `struct strukt`, looking inside anonymous unions and structs.
+fn field_offset(btf: &Btf, strukt: &str, field: &str) -> Result<u32> {
+    for ty in btf.resolve_types_by_name(strukt)? {
+        if let Type::Struct(s) = ty
+            && !s.members.is_empty()
+            && let Some(bits) = find_member(btf, &s, field, 0)?
+        {
+            if bits % 8 != 0 {
+                bail!("{strukt}.{field} is a bitfield");
+            }
+            return Ok(bits / 8);
+        }
+    }
+    Err(anyhow!("struct {strukt} has no member {field}"))
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, field: &str, base_bits: u32) -> Result<Option<u32>> {
+    for member in &s.members {
+        let name = btf.resolve_name(member).unwrap_or_default();
+        let bits = base_bits + member.bit_offset();
+        if name == field {
+            return Ok(Some(bits));
+        }
+        if name.is_empty() {
+            // Anonymous union/struct: its members sit at this member's offset.
+            let mut inner = btf.resolve_chained_type(member)?;
+            loop {
+                match inner {
+                    Type::Struct(ref t) | Type::Union(ref t) => {
+                        if let Some(found) = find_member(btf, t, field, bits)? {
+                            return Ok(Some(found));
+                        }
+                        break;
+                    }
+                    Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) => {
+                        inner = btf.resolve_chained_type(inner.as_btf_type().unwrap())?;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn running_kernel_offsets_resolve() {
+        let o = super::from_running_kernel().expect("this machine has BTF");
+        assert_eq!(o.valid, 1);
+        assert!(o.task_files > 0 && o.file_inode > 0 && o.inode_sb > 0);
+    }
+}

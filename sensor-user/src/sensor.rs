@@ -1,0 +1,271 @@
+//! Loads the eBPF object, attaches the chosen strategy's programs, and owns the maps
+//! userspace writes (seeding at start-up, manual relabels) and reads (drop counters).
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+};
+use log::{info, warn};
+use sensor_common::{
+    event::{EVENT_KIND_COUNT, EventKind},
+    maps::{
+        DROP_SLOT_NAMES, DROP_SLOTS, INODE_INTERPRETER, INODE_PORT_PROGRAM, InodeKey,
+        InodeState, PROC_INTERPRETER, PROC_PORT_PROGRAM, ProcState, SensorConfig, WriteSeenKey,
+        names,
+    },
+};
+
+use crate::{
+    config::Config,
+    kernel_offsets, procfs,
+    strategy::{self, COMMON_PROGRAMS, Strategy},
+};
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtrail"));
+
+pub struct Sensor {
+    // Keeps the programs attached; dropped last.
+    _ebpf: Ebpf,
+    pub strategy: Strategy,
+    pub attached: Vec<String>,
+    pub missing: Vec<String>,
+    pub fallbacks: Vec<String>,
+    procs: HashMap<MapData, u32, ProcState>,
+    inodes: HashMap<MapData, InodeKey, InodeState>,
+    write_seen: HashMap<MapData, WriteSeenKey, u8>,
+    drops: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+}
+
+/// Checks that make start-up fail with a message that says what to do.
+pub fn preflight() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("vtrail-sensor must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): loading eBPF programs was refused");
+    }
+    crate::mounts::ensure_mounted()?;
+    Ok(())
+}
+
+impl Sensor {
+    pub fn load(config: &Config) -> Result<Self> {
+        let offsets = kernel_offsets::from_running_kernel()?;
+        let btf = Btf::from_sys_fs().context("cannot read the kernel BTF at /sys/kernel/btf/vmlinux")?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .map_max_entries(names::EVENTS, config.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("cannot load the eBPF object (is the kernel older than 5.8, or is BPF restricted?)")?;
+
+        Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?
+            .set(0, offsets, 0)?;
+        let sensor_config = SensorConfig {
+            taint_survives_exec: config.taint_survives_exec as u32,
+            dedup_writes: config.dedup_writes as u32,
+        };
+        Array::<_, SensorConfig>::try_from(ebpf.map_mut(names::CONFIG).context("CONFIG map")?)?.set(0, sensor_config, 0)?;
+
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        for (program, required) in COMMON_PROGRAMS {
+            match attach(&mut ebpf, program, &btf) {
+                Ok(()) => attached.push(program.to_string()),
+                Err(e) if *required => return Err(e.context(format!("cannot attach required program {program}"))),
+                Err(e) => {
+                    warn!("optional hook {program} not attached: {e:#}");
+                    missing.push(program.to_string());
+                }
+            }
+        }
+
+        let mut fallbacks = Vec::new();
+        let mut chosen = None;
+        for candidate in Strategy::candidates(config.hook_strategy) {
+            if let Some(why) = candidate.precheck() {
+                fallbacks.push(format!("{candidate:?}: {why}"));
+                continue;
+            }
+            let mut ok = Vec::new();
+            let mut failure = None;
+            for program in candidate.own_programs() {
+                match attach(&mut ebpf, program, &btf) {
+                    Ok(()) => ok.push(program.to_string()),
+                    Err(e) => {
+                        failure = Some(format!("{program}: {e:#}"));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    attached.extend(ok);
+                    chosen = Some(candidate);
+                    break;
+                }
+                Some(why) => {
+                    // Detach what this candidate attached before trying the next one.
+                    for program in &ok {
+                        detach(&mut ebpf, program);
+                    }
+                    fallbacks.push(format!("{candidate:?}: {why}"));
+                }
+            }
+        }
+        let strategy = chosen.ok_or_else(|| {
+            anyhow!("no hook strategy works on this kernel (configured: {:?}): {}", config.hook_strategy, fallbacks.join("; "))
+        })?;
+        for f in &fallbacks {
+            info!("hook strategy skipped: {f}");
+        }
+        info!("hook strategy: {strategy:?} ({} programs attached)", attached.len());
+
+        let procs = HashMap::try_from(ebpf.take_map(names::PROCS).context("PROCS map")?)?;
+        let inodes = HashMap::try_from(ebpf.take_map(names::INODES).context("INODES map")?)?;
+        let write_seen = HashMap::try_from(ebpf.take_map(names::WRITE_SEEN).context("WRITE_SEEN map")?)?;
+        let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
+        let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
+        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events })
+    }
+
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Rule-1/3 programs: flag the inodes of the configured binaries.
+    pub fn seed_programs(&mut self, config: &Config) -> Result<Vec<String>> {
+        let mut skipped = Vec::new();
+        let lists = [(&config.port_programs, INODE_PORT_PROGRAM), (&config.interpreters, INODE_INTERPRETER)];
+        for (paths, flag) in lists {
+            for path in paths {
+                match procfs::inode_of(path) {
+                    Ok((key, _)) => self.add_inode_flags(key, flag, sensor_common::maps::GENERATION_ANY)?,
+                    Err(_) => skipped.push(path.display().to_string()),
+                }
+            }
+        }
+        Ok(skipped)
+    }
+
+    pub fn add_inode_flags(&mut self, key: InodeKey, flags: u32, generation: u32) -> Result<()> {
+        let old = self.inodes.get(&key, 0).ok();
+        let state = InodeState {
+            flags: old.map_or(0, |s| s.flags) | flags,
+            generation: if generation == sensor_common::maps::GENERATION_ANY { old.map_or(generation, |s| s.generation) } else { generation },
+        };
+        self.inodes.insert(key, state, 0).context("INODES map is full")?;
+        Ok(())
+    }
+
+    /// Clears `flags` of an inode (manual trust relabel) and forgets which processes have
+    /// written it, so a later write by a tainted process is reported again.
+    pub fn clear_inode_flags(&mut self, key: InodeKey, flags: u32) -> Result<()> {
+        if let Ok(mut state) = self.inodes.get(&key, 0) {
+            state.flags &= !flags;
+            if state.flags == 0 {
+                let _ = self.inodes.remove(&key);
+            } else {
+                self.inodes.insert(key, state, 0)?;
+            }
+        }
+        let stale: Vec<WriteSeenKey> = self.write_seen.keys().filter_map(|k| k.ok()).filter(|k| k.inode == key).collect();
+        for k in stale {
+            let _ = self.write_seen.remove(&k);
+        }
+        Ok(())
+    }
+
+    pub fn inode_flags(&self, key: &InodeKey) -> u32 {
+        self.inodes.get(key, 0).map_or(0, |s| s.flags)
+    }
+
+    /// Adds `flags` to a live process (restored taint, programs running before start-up).
+    pub fn add_proc_flags(&mut self, tgid: u32, start_ticks: u64, flags: u32) -> Result<()> {
+        let old = self.procs.get(&tgid, 0).ok();
+        let state = ProcState {
+            start_boottime_ns: old.map_or(procfs::ticks_to_boot_ns(start_ticks), |s| s.start_boottime_ns),
+            flags: old.map_or(0, |s| s.flags) | flags,
+            _pad: 0,
+        };
+        self.procs.insert(tgid, state, 0).context("PROCS map is full")?;
+        Ok(())
+    }
+
+    /// Processes already running a port program or interpreter when the sensor starts.
+    pub fn seed_running_programs(&mut self) -> usize {
+        let mut n = 0;
+        for pid in procfs::pids() {
+            let Some(exe) = procfs::exe(pid) else { continue };
+            let Ok((key, _)) = procfs::inode_of(Path::new(&exe)) else { continue };
+            let flags = self.inode_flags(&key);
+            let mut proc_flags = 0;
+            if flags & INODE_PORT_PROGRAM != 0 {
+                proc_flags |= PROC_PORT_PROGRAM;
+            }
+            if flags & INODE_INTERPRETER != 0 {
+                proc_flags |= PROC_INTERPRETER;
+            }
+            if proc_flags != 0
+                && let Some(ticks) = procfs::start_ticks(pid)
+                && self.add_proc_flags(pid, ticks, proc_flags).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Kernel drop counters summed over CPUs: (name, count) for every slot.
+    pub fn drop_counts(&self) -> Vec<(String, u64)> {
+        (0..DROP_SLOTS)
+            .map(|slot| {
+                let total = self.drops.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                let name = if (slot as usize) < EVENT_KIND_COUNT {
+                    format!("ringbuf_full.{}", EventKind::ALL[slot as usize].as_str())
+                } else {
+                    DROP_SLOT_NAMES[slot as usize - EVENT_KIND_COUNT].to_string()
+                };
+                (name, total)
+            })
+            .collect()
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
+    let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} is not in the eBPF object"))?;
+    if name.starts_with("tp_btf_") {
+        let p: &mut BtfTracePoint = program.try_into()?;
+        let tracepoint = name.trim_start_matches("tp_btf_");
+        p.load(tracepoint, btf)?;
+        p.attach()?;
+    } else if let Some((category, tracepoint)) = strategy::tracepoint_of(name) {
+        if !Path::new("/sys/kernel/tracing/events").join(category).join(tracepoint).exists() {
+            bail!("tracepoint {category}/{tracepoint} does not exist on this kernel");
+        }
+        let p: &mut TracePoint = program.try_into()?;
+        p.load()?;
+        p.attach(category, tracepoint)?;
+    } else if name.starts_with("kp_") {
+        let p: &mut KProbe = program.try_into()?;
+        p.load()?;
+        p.attach(strategy::function_of(name).unwrap_or_default(), 0)?;
+    } else if name.starts_with("fe_") {
+        let p: &mut FEntry = program.try_into()?;
+        p.load(strategy::function_of(name).unwrap_or_default(), btf)?;
+        p.attach()?;
+    } else {
+        bail!("no attach rule for program {name}");
+    }
+    Ok(())
+}
+
+fn detach(ebpf: &mut Ebpf, name: &str) {
+    let Some(program) = ebpf.program_mut(name) else { return };
+    let _ = match program {
+        aya::programs::Program::KProbe(p) => p.unload(),
+        aya::programs::Program::FEntry(p) => p.unload(),
+        aya::programs::Program::TracePoint(p) => p.unload(),
+        _ => Ok(()),
+    };
+}

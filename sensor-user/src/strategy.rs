@@ -1,0 +1,133 @@
+//! Which kernel hooks to use, decided at start-up by probing the kernel.
+//!
+//! | what                | tracepoint                         | kprobe                       | fentry                        |
+//! |---------------------|------------------------------------|------------------------------|-------------------------------|
+//! | exec                | `sched/sched_process_exec`         | + `security_bprm_check`      | + `security_bprm_check`       |
+//! | fork / exit         | `tp_btf/sched_process_fork`, `sched/sched_process_exit` | same | same                 |
+//! | write, pwrite64     | `sys_enter_write`/`pwrite64` + fd-table walk | `vfs_write` (struct file) | `vfs_write`            |
+//! | writev, copy_file_range, sendfile, ftruncate, fchmod | `sys_enter_*` | same           | same                          |
+//! | open/creat, rename, link, unlink, chmod, truncate | `sys_enter_*` + `sys_exit_*` | same | same                    |
+//!
+//! fentry is preferred where it loads (a BPF trampoline is cheaper than a kprobe's
+//! breakpoint), then kprobes if the kernel has them, then tracepoints. The tracepoint
+//! strategy is complete: a `#!` script is caught by rule 3 when its interpreter opens it.
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::StrategyChoice;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Strategy {
+    /// Programs only this strategy attaches.
+    pub fn own_programs(self) -> &'static [&'static str] {
+        match self {
+            Strategy::Fentry => &["fe_vfs_write", "fe_security_bprm_check"],
+            Strategy::Kprobe => &["kp_vfs_write", "kp_security_bprm_check"],
+            Strategy::Tracepoint => &["tp_sys_enter_write", "tp_sys_enter_pwrite64"],
+        }
+    }
+
+    /// Candidates to try for a configured choice, best first.
+    pub fn candidates(choice: StrategyChoice) -> Vec<Strategy> {
+        match choice {
+            StrategyChoice::Auto => vec![Strategy::Fentry, Strategy::Kprobe, Strategy::Tracepoint],
+            StrategyChoice::Fentry => vec![Strategy::Fentry],
+            StrategyChoice::Kprobe => vec![Strategy::Kprobe],
+            StrategyChoice::Tracepoint => vec![Strategy::Tracepoint],
+        }
+    }
+
+    /// A reason this strategy cannot work here, found without loading anything.
+    pub fn precheck(self) -> Option<String> {
+        match self {
+            Strategy::Kprobe if !Path::new("/sys/bus/event_source/devices/kprobe").exists() => {
+                Some("the kernel has no kprobe PMU (CONFIG_KPROBES / CONFIG_KPROBE_EVENTS not set)".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Programs every strategy attaches: process life and the path syscalls.
+/// (program, required). A missing optional tracepoint (e.g. `fchmodat2` before 6.6) is
+/// logged and shown by `status`.
+pub const COMMON_PROGRAMS: &[(&str, bool)] = &[
+    ("tp_sched_process_exec", true),
+    ("tp_btf_sched_process_fork", true),
+    ("tp_sched_process_exit", true),
+    ("tp_sys_enter_writev", true),
+    ("tp_sys_enter_pwritev", true),
+    ("tp_sys_enter_pwritev2", false),
+    ("tp_sys_enter_copy_file_range", false),
+    ("tp_sys_enter_sendfile64", false),
+    ("tp_sys_enter_ftruncate", true),
+    ("tp_sys_enter_fchmod", true),
+    ("tp_sys_enter_open", false),
+    ("tp_sys_exit_open", false),
+    ("tp_sys_enter_openat", true),
+    ("tp_sys_exit_openat", true),
+    ("tp_sys_enter_openat2", false),
+    ("tp_sys_exit_openat2", false),
+    ("tp_sys_enter_creat", false),
+    ("tp_sys_exit_creat", false),
+    ("tp_sys_enter_rename", false),
+    ("tp_sys_exit_rename", false),
+    ("tp_sys_enter_renameat", false),
+    ("tp_sys_exit_renameat", false),
+    ("tp_sys_enter_renameat2", true),
+    ("tp_sys_exit_renameat2", true),
+    ("tp_sys_enter_link", false),
+    ("tp_sys_exit_link", false),
+    ("tp_sys_enter_linkat", true),
+    ("tp_sys_exit_linkat", true),
+    ("tp_sys_enter_unlink", false),
+    ("tp_sys_exit_unlink", false),
+    ("tp_sys_enter_unlinkat", true),
+    ("tp_sys_exit_unlinkat", true),
+    ("tp_sys_enter_chmod", false),
+    ("tp_sys_exit_chmod", false),
+    ("tp_sys_enter_fchmodat", true),
+    ("tp_sys_exit_fchmodat", true),
+    ("tp_sys_enter_fchmodat2", false),
+    ("tp_sys_exit_fchmodat2", false),
+    ("tp_sys_enter_truncate", true),
+    ("tp_sys_exit_truncate", true),
+];
+
+/// Tracepoint (category, name) of a `tp_*` program.
+pub fn tracepoint_of(program: &str) -> Option<(&'static str, &str)> {
+    let name = program.strip_prefix("tp_")?;
+    if name.starts_with("sys_") {
+        Some(("syscalls", name))
+    } else if name.starts_with("sched_") {
+        Some(("sched", name))
+    } else {
+        None
+    }
+}
+
+/// Kernel function a `kp_*`/`fe_*` program hooks.
+pub fn function_of(program: &str) -> Option<&str> {
+    program.strip_prefix("kp_").or_else(|| program.strip_prefix("fe_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_hooks() {
+        assert_eq!(tracepoint_of("tp_sys_enter_openat"), Some(("syscalls", "sys_enter_openat")));
+        assert_eq!(tracepoint_of("tp_sched_process_exec"), Some(("sched", "sched_process_exec")));
+        assert_eq!(function_of("kp_vfs_write"), Some("vfs_write"));
+        assert_eq!(function_of("fe_security_bprm_check"), Some("security_bprm_check"));
+    }
+}
