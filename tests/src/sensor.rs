@@ -1,0 +1,220 @@
+//! Starts the real `vtrail-sensor` binary (as root, on the running kernel) with a private
+//! database and socket, and reads back the graph it recorded through `export`.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Sensors see the whole machine: tests that start one run one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `target/<profile>/` of the running test binary (`.../deps/<test>-<hash>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn sensor_bin() -> PathBuf {
+    let bin = std::env::var_os("VTRAIL_SENSOR_BIN").map(PathBuf::from).unwrap_or_else(|| bin_dir().join("vtrail-sensor"));
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo xtask test` does), or set VTRAIL_SENSOR_BIN",
+        bin.display()
+    );
+    bin
+}
+
+pub fn require_root() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "these tests load eBPF programs: run them as root (`cargo xtask test`)");
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vtrail-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct RunningSensor {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl RunningSensor {
+    /// A sensor on `dir/db`, `dir/sensor.sock`, with `extra_toml` overlaid.
+    pub fn start(dir: &Path, extra_toml: &str) -> Self {
+        require_root();
+        let config = dir.join("vtrail.toml");
+        std::fs::write(
+            &config,
+            format!("database = \"{0}/db\"\nsocket = \"{0}/sensor.sock\"\n{extra_toml}\n", dir.display()),
+        )
+        .unwrap();
+        let log = dir.join(format!("sensor-{}.log", Instant::now().elapsed().as_nanos()));
+        let child = Command::new(sensor_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn vtrail-sensor");
+        let mut sensor = Self { dir: dir.into(), config, child: Some(child), log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = sensor.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("vtrail-sensor exited at start-up ({status}):\n{}", sensor.log_text());
+            }
+            let out = sensor.cli(&["status", "--json"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "vtrail-sensor did not answer within 30 s:\n{}", sensor.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sensor
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(sensor_bin()).arg("--config").arg(&self.config).args(args).output().expect("run vtrail-sensor")
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    pub fn graph(&self) -> Graph {
+        let out = self.cli(&["export", "--format", "json"]);
+        assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+        Graph::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// Polls the graph until `done` holds (events reach userspace asynchronously).
+    pub fn wait_for(&self, what: &str, done: impl Fn(&Graph) -> bool) -> Graph {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let g = self.graph();
+            if done(&g) {
+                return g;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for: {what}\ngraph:\n{}\nsensor log:\n{}", g.describe(), self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM and wait; returns the log.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.log_text()
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for RunningSensor {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+pub struct Graph {
+    pub header: Value,
+    pub nodes: Vec<Value>,
+    pub edges: Vec<Value>,
+}
+
+impl Graph {
+    pub fn parse(text: &str) -> Self {
+        let mut lines = text.lines();
+        let header: Value = serde_json::from_str(lines.next().expect("dump header")).expect("header JSON");
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        for line in lines {
+            let v: Value = serde_json::from_str(line).expect("dump line JSON");
+            if let Some(n) = v.get("node") {
+                nodes.push(n.clone());
+            } else if let Some(e) = v.get("edge") {
+                edges.push(e.clone());
+            }
+        }
+        Self { header, nodes, edges }
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Value> {
+        self.nodes.iter().find(|n| n["id"] == id)
+    }
+
+    /// The file node that was ever seen under `path`.
+    pub fn file(&self, path: &str) -> Option<&Value> {
+        self.nodes.iter().find(|n| n["kind"] == "file" && n["paths"].as_array().is_some_and(|p| p.iter().any(|x| x == path)))
+    }
+
+    pub fn is_untrusted(&self, path: &str) -> bool {
+        self.file(path).is_some_and(|f| f["untrusted"] == true)
+    }
+
+    /// Processes that executed `path` (via `exec` edges).
+    pub fn processes_that_exec(&self, path: &str) -> Vec<&Value> {
+        let Some(file) = self.file(path) else { return Vec::new() };
+        self.edges
+            .iter()
+            .filter(|e| e["kind"] == "exec" && e["src"] == file["id"])
+            .filter_map(|e| self.node(e["dst"].as_str()?))
+            .collect()
+    }
+
+    pub fn edges_into(&self, kind: &str, dst: &str) -> Vec<&Value> {
+        self.edges.iter().filter(|e| e["kind"] == kind && e["dst"] == dst).collect()
+    }
+
+    pub fn edges_from(&self, kind: &str, src: &str) -> Vec<&Value> {
+        self.edges.iter().filter(|e| e["kind"] == kind && e["src"] == src).collect()
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            s += &format!("  node {n}\n");
+        }
+        for e in &self.edges {
+            s += &format!("  edge {e}\n");
+        }
+        s
+    }
+}
+
+/// Runs `sh -c script` and asserts it succeeded.
+pub fn sh(script: &str) {
+    let out = Command::new("/bin/sh").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+}

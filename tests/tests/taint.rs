@@ -1,0 +1,228 @@
+//! The taint rules on the real kernel: the real sensor binary, real processes, the graph
+//! it records. Each test starts its own sensor with a private database.
+//!
+//! The "port program" is a copy of cp(1) configured as one, standing in for smbd/vsftpd
+//! (the network tests use the real servers): what it writes becomes untrusted.
+use std::path::Path;
+
+use tests::sensor::{Graph, RunningSensor, serial, sh, temp_dir};
+
+/// A sensor whose port program is `dir/portcp`; returns it and the dir as a string.
+fn sensor_with_port_program(tag: &str, extra: &str) -> (RunningSensor, String) {
+    let dir = temp_dir(tag);
+    std::fs::copy("/usr/bin/cp", dir.join("portcp")).unwrap();
+    let d = dir.display().to_string();
+    let sensor = RunningSensor::start(&dir, &format!("port_programs = [\"{d}/portcp\"]\n{extra}"));
+    (sensor, d)
+}
+
+/// "Upload" dash as `name` through the port program.
+fn upload_dash(d: &str, name: &str) {
+    sh(&format!("{d}/portcp /usr/bin/dash {d}/{name} && chmod +x {d}/{name}"));
+}
+
+fn tainted_exec(g: &Graph, path: &str) -> bool {
+    g.processes_that_exec(path).iter().any(|p| p["tainted"] == true)
+}
+
+#[test]
+fn port_program_write_makes_file_untrusted_and_exec_taints() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("port", "");
+    upload_dash(&d, "evil");
+    let g = sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let evil = g.file(&format!("{d}/evil")).unwrap();
+    let writers = g.edges_into("create", evil["id"].as_str().unwrap());
+    assert!(writers.iter().any(|e| e["attrs"]["by_port_program"] == true), "create by the port program: {writers:?}");
+
+    sh(&format!("{d}/evil -c true"));
+    let g = sensor.wait_for("exec of evil taints", |g| tainted_exec(g, &format!("{d}/evil")));
+    let exec = g.edges.iter().find(|e| e["kind"] == "exec" && e["src"] == evil["id"]).unwrap();
+    assert_eq!(exec["attrs"]["taint_reason"], "exec_untrusted");
+}
+
+#[test]
+fn three_generations_of_fork_exec_write() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("gens", "");
+    upload_dash(&d, "gen1");
+    // gen1 (untrusted upload) copies itself to gen2 and runs it; gen2 does the same to
+    // gen3; gen3 writes a file. Every hop: fork, exec of an untrusted file, write.
+    let script = format!(
+        "{d}/gen1 -c 'cp {d}/gen1 {d}/gen2 && {d}/gen2 -c \"cp {d}/gen2 {d}/gen3 && {d}/gen3 -c \\\"echo 3 > {d}/gen3.txt\\\"\"'"
+    );
+    sh(&script);
+    let g = sensor.wait_for("gen3.txt untrusted", |g| g.is_untrusted(&format!("{d}/gen3.txt")));
+    for bin in ["gen1", "gen2", "gen3"] {
+        let path = format!("{d}/{bin}");
+        assert!(g.is_untrusted(&path), "{bin} untrusted");
+        assert!(tainted_exec(&g, &path), "process running {bin} tainted\n{}", g.describe());
+    }
+    // The writer of gen3.txt is the process that executed gen3.
+    let gen3_proc = g.processes_that_exec(&format!("{d}/gen3"))[0]["id"].clone();
+    let out = g.file(&format!("{d}/gen3.txt")).unwrap();
+    let writers: Vec<_> = g.edges.iter().filter(|e| e["dst"] == out["id"] && (e["kind"] == "create" || e["kind"] == "write")).collect();
+    assert!(writers.iter().any(|e| e["src"] == gen3_proc), "gen3.txt written by gen3's process: {writers:?}");
+    assert!(g.edges.iter().filter(|e| e["kind"] == "fork").count() >= 2, "fork edges recorded");
+}
+
+#[test]
+fn interpreter_running_untrusted_script_is_tainted() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("script", "");
+    std::fs::write(format!("{d}/src.sh"), format!("echo pwned > {d}/from_script.txt\n")).unwrap();
+    sh(&format!("{d}/portcp {d}/src.sh {d}/evil.sh"));
+    sensor.wait_for("evil.sh untrusted", |g| g.is_untrusted(&format!("{d}/evil.sh")));
+    // A trusted shell, an untrusted script: `sh evil.sh`.
+    sh(&format!("/bin/sh {d}/evil.sh"));
+    let g = sensor.wait_for("from_script.txt untrusted", |g| g.is_untrusted(&format!("{d}/from_script.txt")));
+    let script = g.file(&format!("{d}/evil.sh")).unwrap();
+    let reads = g.edges_from("read", script["id"].as_str().unwrap());
+    assert!(reads.iter().any(|e| e["attrs"]["taint_reason"] == "interpreter_read"), "{reads:?}");
+    // The benign source the port program copied is not tainted.
+    assert!(!g.is_untrusted(&format!("{d}/src.sh")));
+}
+
+#[test]
+fn rename_and_hard_link_keep_taint() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("rename", "");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    // Moved and linked by an untainted admin shell: taint follows the inode.
+    sh(&format!("mv {d}/evil {d}/renamed && ln {d}/renamed {d}/linked"));
+    sh(&format!("{d}/linked -c true"));
+    sensor.wait_for("exec via the hard link of the renamed file taints", |g| tainted_exec(g, &format!("{d}/linked")));
+}
+
+#[test]
+fn tainted_rename_makes_target_untrusted() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("trename", "");
+    upload_dash(&d, "evil");
+    std::fs::write(format!("{d}/innocent"), "data").unwrap();
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'mv {d}/innocent {d}/moved'"));
+    let g = sensor.wait_for("renamed file untrusted", |g| g.is_untrusted(&format!("{d}/moved")));
+    let moved = g.file(&format!("{d}/moved")).unwrap();
+    let rename = g.edges_into("rename", moved["id"].as_str().unwrap());
+    assert_eq!(rename[0]["attrs"]["from"], format!("{d}/innocent"));
+}
+
+#[test]
+fn chmod_plus_x_by_tainted_process_is_recorded() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("chmod", "");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'echo x > {d}/payload; chmod 755 {d}/payload'"));
+    let g = sensor.wait_for("chmod edge", |g| g.edges.iter().any(|e| e["kind"] == "chmod"));
+    let payload = g.file(&format!("{d}/payload")).unwrap();
+    assert_eq!(payload["executable"], true);
+    let chmod = g.edges_into("chmod", payload["id"].as_str().unwrap());
+    assert_eq!(chmod[0]["attrs"]["executable"], true);
+    assert_eq!(chmod[0]["attrs"]["mode"], "755");
+}
+
+#[test]
+fn activation_point_write_is_high_severity() {
+    let _guard = serial();
+    let dir = temp_dir("activation");
+    let d = dir.display().to_string();
+    std::fs::copy("/usr/bin/cp", dir.join("portcp")).unwrap();
+    std::fs::create_dir_all(format!("{d}/cron.d")).unwrap();
+    let sensor = RunningSensor::start(&dir, &format!("port_programs = [\"{d}/portcp\"]\nactivation_points = [\"{d}/cron.d/\"]"));
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'echo \"* * * * * root {d}/evil\" > {d}/cron.d/persist'"));
+    let g = sensor.wait_for("cron file untrusted", |g| g.is_untrusted(&format!("{d}/cron.d/persist")));
+    let f = g.file(&format!("{d}/cron.d/persist")).unwrap();
+    let e = g.edges_into("create", f["id"].as_str().unwrap());
+    assert_eq!(e[0]["attrs"]["severity"], "high");
+    assert_eq!(e[0]["attrs"]["activation_point"], format!("{d}/cron.d/"));
+}
+
+#[test]
+fn trust_relabel_stops_propagation() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("trust", "");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let out = sensor.cli(&["trust", &format!("{d}/evil")]);
+    assert!(out.status.success(), "trust: {}", String::from_utf8_lossy(&out.stderr));
+    sh(&format!("{d}/evil -c 'echo > {d}/after_trust'"));
+    // Give the kernel time to report anything, then check that nothing was.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let g = sensor.graph();
+    assert!(!g.is_untrusted(&format!("{d}/evil")), "relabelled trusted");
+    assert!(g.file(&format!("{d}/after_trust")).is_none(), "no taint after trust\n{}", g.describe());
+    let evil = g.file(&format!("{d}/evil")).unwrap();
+    let relabel = g.edges_into("relabel", evil["id"].as_str().unwrap());
+    assert_eq!(relabel[0]["attrs"]["to"], "trusted");
+    assert!(relabel[0]["attrs"]["by"].as_str().unwrap().contains("uid 0"), "{relabel:?}");
+
+    // `taint` marks a file by hand: executing it taints again.
+    let out = sensor.cli(&["taint", &format!("{d}/evil")]);
+    assert!(out.status.success());
+    sh(&format!("{d}/evil -c true"));
+    sensor.wait_for("exec after manual taint", |g| tainted_exec(g, &format!("{d}/evil")));
+}
+
+#[test]
+fn untainted_workload_leaves_no_trace() {
+    let _guard = serial();
+    let dir = temp_dir("benign");
+    let sensor = RunningSensor::start(&dir, "");
+    let d = dir.display();
+    sh(&format!(
+        "cd {d} && for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > f$i; cp f$i g$i; mv g$i h$i; chmod +x h$i; ln h$i l$i; rm l$i; done; \
+         /bin/sh -c 'cat f1 > /dev/null'; python3 -c 'open(\"{d}/py\", \"w\").write(\"x\")' 2>/dev/null || true"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let g = sensor.graph();
+    let status = sensor.status();
+    assert!(g.edges.is_empty(), "benign work recorded:\n{}", g.describe());
+    assert!(status["events_received"].as_object().unwrap().is_empty(), "events: {}", status["events_received"]);
+}
+
+#[test]
+fn tiny_ring_buffer_counts_every_dropped_event() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("drops", "ring_buffer_bytes = 4096");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let creates_before = sensor.status()["events_received"]["create"].as_u64().unwrap_or(0);
+    const N: u64 = 3000;
+    sh(&format!("mkdir {d}/many && cd {d}/many && {d}/evil -c 'i=0; while [ $i -lt {N} ]; do : > f$i; i=$((i+1)); done'"));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let status = sensor.status();
+    let received = status["events_received"]["create"].as_u64().unwrap_or(0) - creates_before;
+    let dropped = status["kernel_drops"]["ringbuf_full.create"].as_u64().unwrap();
+    assert!(dropped > 0, "a 4 KiB ring buffer must overflow under {N} creates (received {received})");
+    assert_eq!(received + dropped, N, "every create is either delivered or counted: received {received}, dropped {dropped}");
+    std::thread::sleep(std::time::Duration::from_secs(6)); // the drop report runs every 5 s
+    let log = sensor.stop();
+    assert!(log.contains("kernel dropped") && log.contains("ringbuf_full.create"), "drops reported in the log:\n{log}");
+}
+
+#[test]
+fn restart_keeps_taint() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("restart", "");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    // A tainted process that outlives the sensor and writes after the restart.
+    // It waits for `go`, created only once the second sensor runs.
+    sh(&format!("{d}/evil -c 'while [ ! -e {d}/go ]; do sleep 0.1; done; echo late > {d}/late.txt' > /dev/null 2>&1 &"));
+    sensor.wait_for("sleeper tainted", |g| tainted_exec(g, &format!("{d}/evil")));
+    drop(sensor.stop());
+
+    let sensor = RunningSensor::start(Path::new(&d), &format!("port_programs = [\"{d}/portcp\"]"));
+    let log = sensor.log_text();
+    assert!(log.contains("restored 1 untrusted files and "), "{log}");
+    assert!(!log.contains("and 0 live tainted processes"), "the waiting tainted shell is restored: {log}");
+    std::fs::write(format!("{d}/go"), "").unwrap();
+    sh(&format!("{d}/evil -c 'echo again > {d}/again.txt'"));
+    sensor.wait_for("exec after restart taints", |g| g.is_untrusted(&format!("{d}/again.txt")));
+    sensor.wait_for("live tainted process kept its taint across the restart", |g| g.is_untrusted(&format!("{d}/late.txt")));
+}
