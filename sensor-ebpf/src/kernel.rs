@@ -71,7 +71,7 @@ pub fn binprm_file(o: &KernelOffsets, bprm: *const u8) -> Option<*const u8> {
 }
 
 /// Identity of the inode behind a `struct file *`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct FileIdentity {
     pub key: InodeKey,
     pub generation: u32,

@@ -10,7 +10,6 @@ use aya_ebpf::{
         bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
     },
-    maps::ring_buf::RingBufEntry,
 };
 use sensor_common::{
     event::{
@@ -97,13 +96,16 @@ fn proc_event_flags(flags: u32) -> u32 {
     out
 }
 
-/// Reserves an event and fills the fields every kind has. Counts the drop if the ring
-/// buffer is full.
+/// Reserves an event, fills the fields every kind has, lets `fill` add the rest and
+/// submits it; counts the drop if the ring buffer is full. One function owns the
+/// reservation so the compiled code tests it for null once: a second test (as an
+/// `Option` returned to the caller produces) makes the 6.1 verifier explore a path that
+/// exits holding the reservation, and reject the program.
 #[inline(always)]
-fn begin(kind: EventKind, pid_tgid: u64, state: &ProcState) -> Option<RingBufEntry<Event>> {
+fn emit(kind: EventKind, pid_tgid: u64, state: &ProcState, fill: impl FnOnce(&mut Event)) {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         count_drop(kind as u32);
-        return None;
+        return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.kind = kind as u32;
@@ -122,12 +124,8 @@ fn begin(kind: EventKind, pid_tgid: u64, state: &ProcState) -> Option<RingBufEnt
     ev.name_len = 0;
     ev.name2_len = 0;
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    Some(entry)
-}
-
-#[inline(always)]
-fn event(entry: &mut RingBufEntry<Event>) -> &mut Event {
-    unsafe { &mut *entry.as_mut_ptr() }
+    fill(ev);
+    entry.submit(0);
 }
 
 #[inline(always)]
@@ -215,34 +213,36 @@ pub fn on_exec(name: Option<NameSource>) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let task = kernel::current_task();
+    // Plain scalars, not Options: the 6.1 verifier rejects reads of stack slots that only
+    // some paths wrote, which is what matching an Option's payload late compiles to.
     let exe = kernel::task_exe_file(o, task).and_then(|f| kernel::file_identity(o, f));
-    let exe_state = exe.as_ref().and_then(inode_state);
-    let previous = unsafe { PROCS.get(&tgid) }.copied();
-    if exe_state.is_none() && previous.is_none() {
+    let has_exe = exe.is_some();
+    let exe = exe.unwrap_or_default();
+    let exe_flags = if has_exe { inode_state(&exe).map_or(0, |s| s.flags) } else { 0 };
+    let previous_flags = unsafe { PROCS.get(&tgid) }.map(|p| p.flags);
+    let tracked_before = previous_flags.is_some();
+    let previous_flags = previous_flags.unwrap_or(0);
+    if exe_flags == 0 && !tracked_before {
         return;
     }
 
     let mut flags = 0;
     let mut reason = 0;
-    if let Some(prev) = previous {
-        if prev.flags & PROC_EXEC_TAINT != 0 {
-            flags |= PROC_TAINTED;
-            reason = TaintReason::ExecUntrusted as u32;
-        } else if prev.flags & PROC_TAINTED != 0 && taint_survives_exec() {
-            flags |= PROC_TAINTED;
-        }
+    if previous_flags & PROC_EXEC_TAINT != 0 {
+        flags |= PROC_TAINTED;
+        reason = TaintReason::ExecUntrusted as u32;
+    } else if previous_flags & PROC_TAINTED != 0 && taint_survives_exec() {
+        flags |= PROC_TAINTED;
     }
-    if let Some(state) = exe_state {
-        if state.flags & INODE_UNTRUSTED != 0 && flags & PROC_TAINTED == 0 {
-            flags |= PROC_TAINTED;
-            reason = TaintReason::ExecUntrusted as u32;
-        }
-        if state.flags & INODE_PORT_PROGRAM != 0 {
-            flags |= PROC_PORT_PROGRAM;
-        }
-        if state.flags & INODE_INTERPRETER != 0 {
-            flags |= PROC_INTERPRETER;
-        }
+    if exe_flags & INODE_UNTRUSTED != 0 && flags & PROC_TAINTED == 0 {
+        flags |= PROC_TAINTED;
+        reason = TaintReason::ExecUntrusted as u32;
+    }
+    if exe_flags & INODE_PORT_PROGRAM != 0 {
+        flags |= PROC_PORT_PROGRAM;
+    }
+    if exe_flags & INODE_INTERPRETER != 0 {
+        flags |= PROC_INTERPRETER;
     }
     if flags == 0 {
         // A port program or interpreter exec'd something ordinary: it is no longer special.
@@ -258,19 +258,22 @@ pub fn on_exec(name: Option<NameSource>) {
     if flags & WRITER_FLAGS == 0 {
         return;
     }
-    let Some(mut entry) = begin(EventKind::Exec, pid_tgid, &state) else { return };
-    let ev = event(&mut entry);
-    ev.aux = reason;
-    if let Some(id) = exe.as_ref() {
-        set_inode(ev, id);
-        if exe_state.map_or(false, |s| s.flags & INODE_UNTRUSTED != 0) {
-            ev.flags |= EF_FILE_WAS_UNTRUSTED;
+    let name_ptr = match name {
+        Some(NameSource::Kernel(p)) => p,
+        _ => core::ptr::null(),
+    };
+    emit(EventKind::Exec, pid_tgid, &state, |ev| {
+        ev.aux = reason;
+        if has_exe {
+            set_inode(ev, &exe);
+            if exe_flags & INODE_UNTRUSTED != 0 {
+                ev.flags |= EF_FILE_WAS_UNTRUSTED;
+            }
         }
-    }
-    if let Some(name) = name {
-        set_name(ev, name);
-    }
-    entry.submit(0);
+        if !name_ptr.is_null() {
+            set_name(ev, NameSource::Kernel(name_ptr));
+        }
+    });
 }
 
 /// Rule 2 for the kprobe/fentry strategies: `bprm->file` is the file being executed, the
@@ -315,13 +318,12 @@ pub fn on_fork(child: *const u8) {
     if parent.flags & PROC_TAINTED == 0 {
         return;
     }
-    let Some(mut entry) = begin(EventKind::Fork, pid_tgid, &child_state) else { return };
-    let ev = event(&mut entry);
-    ev.tgid = child_tgid;
-    ev.tid = child_tgid;
-    ev.parent_tgid = parent_tgid;
-    ev.parent_start_boottime_ns = parent.start_boottime_ns;
-    entry.submit(0);
+    emit(EventKind::Fork, pid_tgid, &child_state, |ev| {
+        ev.tgid = child_tgid;
+        ev.tid = child_tgid;
+        ev.parent_tgid = parent_tgid;
+        ev.parent_start_boottime_ns = parent.start_boottime_ns;
+    });
 }
 
 /// Forget a process when its thread-group leader exits.
@@ -337,9 +339,7 @@ pub fn on_exit() {
     if state.flags & PROC_TAINTED == 0 {
         return;
     }
-    if let Some(entry) = begin(EventKind::Exit, pid_tgid, &state) {
-        entry.submit(0);
-    }
+    emit(EventKind::Exit, pid_tgid, &state, |_| {});
 }
 
 /// A write-like syscall on a descriptor (write, pwrite64, writev, copy_file_range,
@@ -385,13 +385,12 @@ pub fn on_file_change(
     } else {
         mark_untrusted(&id)
     };
-    let Some(mut entry) = begin(kind, pid_tgid, state) else { return };
-    let ev = event(&mut entry);
-    set_inode(ev, &id);
-    ev.flags |= file_flags;
-    ev.fd = fd;
-    ev.aux = aux;
-    entry.submit(0);
+    emit(kind, pid_tgid, state, |ev| {
+        set_inode(ev, &id);
+        ev.flags |= file_flags;
+        ev.fd = fd;
+        ev.aux = aux;
+    });
 }
 
 /// Entry of open/openat/openat2/creat: stash what the exit needs, only for the opens that
@@ -443,15 +442,14 @@ pub fn on_syscall_exit(ret: i64) {
         return;
     }
     let Some(kind) = EventKind::from_u32(call.kind) else { return };
-    let Some(mut entry) = begin(kind, pid_tgid, &state) else { return };
-    let ev = event(&mut entry);
-    ev.fd = call.dirfd;
-    ev.aux = call.flags;
-    set_name(ev, NameSource::User(call.name));
-    if call.name2 != 0 {
-        set_name2(ev, NameSource::User(call.name2));
-    }
-    entry.submit(0);
+    emit(kind, pid_tgid, &state, |ev| {
+        ev.fd = call.dirfd;
+        ev.aux = call.flags;
+        set_name(ev, NameSource::User(call.name));
+        if call.name2 != 0 {
+            set_name2(ev, NameSource::User(call.name2));
+        }
+    });
 }
 
 #[inline(always)]
@@ -478,18 +476,17 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
     } else {
         return; // opened for writing: the writes themselves are reported
     }
-    let Some(mut entry) = begin(kind, pid_tgid, &state) else { return };
-    let ev = event(&mut entry);
-    set_inode(ev, &id);
-    ev.flags |= file_flags;
-    ev.fd = call.dirfd;
-    ev.aux = if matches!(kind, EventKind::Taint) {
-        TaintReason::InterpreterRead as u32
-    } else {
-        call.flags
-    };
-    set_name(ev, NameSource::User(call.name));
-    entry.submit(0);
+    emit(kind, pid_tgid, &state, |ev| {
+        set_inode(ev, &id);
+        ev.flags |= file_flags;
+        ev.fd = call.dirfd;
+        ev.aux = if matches!(kind, EventKind::Taint) {
+            TaintReason::InterpreterRead as u32
+        } else {
+            call.flags
+        };
+        set_name(ev, NameSource::User(call.name));
+    });
 }
 
 /// Reads a `__data_loc char[]` tracepoint field (offset in the low 16 bits).

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyChoice {
     Auto,

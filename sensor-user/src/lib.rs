@@ -11,5 +11,6 @@ pub mod kernel_offsets;
 pub mod mounts;
 pub mod procfs;
 pub mod replay;
+pub mod selftest;
 pub mod sensor;
 pub mod strategy;

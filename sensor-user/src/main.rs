@@ -5,9 +5,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sensor_user::{
     client,
-    config::{Config, DEFAULT_CONFIG},
+    config::{Config, DEFAULT_CONFIG, StrategyChoice},
     control::{Request, who_am_i},
-    daemon,
+    daemon, selftest,
     graph::{GraphStore, export::{self, Format}},
 };
 
@@ -57,6 +57,16 @@ enum Command {
     Taint { path: PathBuf },
     /// Print the embedded default configuration.
     Config,
+    /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
+    /// writes and (kprobe/fentry) catches an untrusted `#!` script. Exit 0 if all pass.
+    Selftest {
+        /// Comma-separated: auto, fentry, kprobe, tracepoint.
+        #[arg(long, default_value = "auto", value_delimiter = ',')]
+        strategies: Vec<StrategyChoice>,
+        /// Scratch directory.
+        #[arg(long, default_value = "/tmp/vtrail-selftest")]
+        work: PathBuf,
+    },
 }
 
 fn main() {
@@ -109,6 +119,19 @@ fn real_main() -> Result<()> {
         Command::Trust { path } | Command::Taint { path } if !path.exists() => bail!("{}: no such file", path.display()),
         Command::Trust { path } => relabel(&config, path, false),
         Command::Taint { path } => relabel(&config, path, true),
+        Command::Selftest { strategies, work } => {
+            let outcomes = selftest::run(&strategies, &work)?;
+            let mut ok = true;
+            for o in &outcomes {
+                let chosen = o.chosen.map_or("none".into(), |s| format!("{s:?}").to_lowercase());
+                let verdict = if o.failures.is_empty() { "PASS" } else { ok = false; "FAIL" };
+                println!("SELFTEST {:?} -> {chosen} {verdict}: {}", o.requested, o.notes.iter().chain(&o.failures).cloned().collect::<Vec<_>>().join("; "));
+            }
+            if !ok {
+                bail!("selftest failed");
+            }
+            Ok(())
+        }
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

@@ -53,7 +53,12 @@ impl Sensor {
     pub fn load(config: &Config) -> Result<Self> {
         let offsets = kernel_offsets::from_running_kernel()?;
         let btf = Btf::from_sys_fs().context("cannot read the kernel BTF at /sys/kernel/btf/vmlinux")?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        if std::env::var_os("VTRAIL_VERIFIER_LOG").is_some() || cfg!(vtrail_debug_verifier) {
+            // Full verifier output in load errors (debugging a kernel's rejection).
+            loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
+        let mut ebpf = loader
             .btf(Some(&btf))
             .map_max_entries(names::EVENTS, config.ring_buffer_bytes)
             .load(EBPF_OBJECT)

@@ -1,0 +1,84 @@
+//! Bad input gets a clear error and a non-zero exit, never a panic.
+use std::process::Command;
+
+use tests::sensor::{require_root, sensor_bin, serial, temp_dir};
+
+fn run_sensor(config: &str, tag: &str) -> (i32, String) {
+    let dir = temp_dir(tag);
+    let path = dir.join("c.toml");
+    std::fs::write(&path, config.replace("DIR", &dir.display().to_string())).unwrap();
+    let out = Command::new(sensor_bin()).arg("--config").arg(&path).arg("run").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_clean_failure(code: i32, stderr: &str) {
+    assert_eq!(code, 1, "exit code 1 expected: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+}
+
+#[test]
+fn bad_config_names_key_and_line() {
+    let (code, err) = run_sensor("database = \"DIR/db\"\n\nhook_strategy = \"kprobes\"\n", "badcfg");
+    assert_clean_failure(code, &err);
+    assert!(err.contains("line 3") && err.contains("hook_strategy"), "{err}");
+    let (code, err) = run_sensor("databse = \"DIR/db\"\n", "badkey");
+    assert_clean_failure(code, &err);
+    assert!(err.contains("databse") && err.contains("line 1"), "{err}");
+    let (code, err) = run_sensor("ring_buffer_bytes = 1000\n", "badrb");
+    assert_clean_failure(code, &err);
+    assert!(err.contains("ring_buffer_bytes") && err.contains("power of two"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let out = Command::new(sensor_bin()).args(["--config", "/nonexistent/vtrail.toml", "run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_clean_failure(out.status.code().unwrap_or(-1), &err);
+    assert!(err.contains("/nonexistent/vtrail.toml"), "{err}");
+}
+
+#[test]
+fn unprivileged_user_is_told_to_be_root() {
+    require_root();
+    let dir = temp_dir("nonroot");
+    std::fs::write(dir.join("c.toml"), format!("database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\n", dir.display())).unwrap();
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o777);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(sensor_bin())
+        .arg("--config")
+        .arg(dir.join("c.toml"))
+        .arg("run")
+        .output()
+        .expect("setpriv (util-linux) is needed for this test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_clean_failure(out.status.code().unwrap_or(-1), &err);
+    assert!(err.contains("must run as root"), "{err}");
+}
+
+#[test]
+fn corrupt_database_is_a_clear_error_and_is_kept() {
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("corrupt");
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(db.join("conf"), b"segment_size: garbage\x00\xff").unwrap();
+    std::fs::write(db.join("db"), vec![0xA5u8; 1 << 16]).unwrap();
+    let (code, err) = run_sensor(&format!("database = \"{}\"\nsocket = \"DIR/s.sock\"\n", db.display()), "corrupt-run");
+    assert_clean_failure(code, &err);
+    assert!(err.contains(&db.display().to_string()) && err.contains("move the directory aside"), "{err}");
+    assert!(db.join("db").exists(), "the damaged database is left for inspection");
+}
+
+#[test]
+fn cli_without_running_sensor_says_so() {
+    let dir = temp_dir("nosensor");
+    std::fs::write(dir.join("c.toml"), format!("socket = \"{}/none.sock\"\n", dir.display())).unwrap();
+    let out = Command::new(sensor_bin()).arg("--config").arg(dir.join("c.toml")).args(["status"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_clean_failure(out.status.code().unwrap_or(-1), &err);
+    assert!(err.contains("is `vtrail-sensor run` running"), "{err}");
+}

@@ -1,0 +1,28 @@
+//! The kprobe and fentry strategies, which this host's kernel cannot load, checked on
+//! Debian's 6.1 kernel under QEMU: the real sensor binary runs `selftest` in the guest.
+use std::time::Duration;
+
+use tests::{qemu, sensor::sensor_bin};
+
+#[test]
+fn kprobe_and_fentry_strategies_work_on_debian_6_1() {
+    let run = qemu::run_in_guest(
+        &sensor_bin(),
+        &["selftest", "--strategies", "auto,kprobe,fentry,tracepoint", "--work", "/tmp/selftest"],
+        &[],
+        &[],
+        Duration::from_secs(300),
+    )
+    .expect("boot Debian 6.1 under QEMU (qemu-system-x86, busybox-static and the kernel package are installed by the harness)");
+    let console = &run.console;
+    for line in [
+        "SELFTEST Auto -> fentry PASS",
+        "SELFTEST Kprobe -> kprobe PASS",
+        "SELFTEST Fentry -> fentry PASS",
+        "SELFTEST Tracepoint -> tracepoint PASS",
+    ] {
+        assert!(console.contains(line), "expected `{line}` in the guest console:\n{console}");
+    }
+    assert!(console.contains("`#!` script caught by security_bprm_check"), "{console}");
+    assert_eq!(run.exit_marker, Some(0), "{console}");
+}
