@@ -8,6 +8,7 @@
 //! - [`bindconf`]: a zone file and `zone {}` stanza for BIND whose policy confines each key.
 
 pub mod bindconf;
+pub mod daemon;
 pub mod disks;
 pub mod error;
 pub mod id;
