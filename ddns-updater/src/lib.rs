@@ -11,6 +11,9 @@ pub mod bindconf;
 pub mod daemon;
 pub mod disks;
 pub mod error;
+/// Throwaway BIND primary for the tests and `ddns-bench`.
+#[doc(hidden)]
+pub mod harness;
 pub mod id;
 pub mod keyfile;
 pub mod lookup;
