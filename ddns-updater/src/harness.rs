@@ -215,7 +215,8 @@ impl Drop for NamedServer {
     }
 }
 
-/// A network namespace with `lo` up and a dummy interface, deleted on drop.
+/// A network namespace with `lo` up and a veth pair `vt0`/`vt1` (both ends inside, up),
+/// deleted on drop. (A veth, not a dummy: some kernels lack the dummy driver.)
 pub struct NetNs {
     pub name: String,
     pub iface: String,
@@ -229,8 +230,9 @@ impl NetNs {
         let ns = Self { name, iface: "vt0".into() };
         ns.ip(&["netns", "add", &ns.name.clone()])?;
         ns.ip_in(&["link", "set", "lo", "up"])?;
-        ns.ip_in(&["link", "add", "vt0", "type", "dummy"])?;
+        ns.ip_in(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"])?;
         ns.ip_in(&["link", "set", "vt0", "up"])?;
+        ns.ip_in(&["link", "set", "vt1", "up"])?;
         Ok(ns)
     }
 
