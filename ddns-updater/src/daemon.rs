@@ -19,6 +19,8 @@ pub struct DaemonOptions {
     pub retry_after: Duration,
     /// Only addresses of these interface indexes (empty = all).
     pub only_ifindex: Vec<u32>,
+    /// Log each successful publish to stderr (failures are always logged).
+    pub log_success: bool,
 }
 
 /// Runs until an unrecoverable local error (netlink socket failure). Update errors are
@@ -33,7 +35,7 @@ pub async fn run(updater: &Updater, ids: &[String], opts: &DaemonOptions) -> io:
         if changed || Instant::now() >= next_sync {
             match updater.publish(ids, &addrs).await {
                 Ok(done) => {
-                    for p in &done {
+                    for p in done.iter().filter(|_| opts.log_success) {
                         eprintln!("vtrail-ddns: published {} -> {:?} (removed {:?})", p.name, p.addresses, p.removed);
                     }
                     published = Some(addrs);

@@ -249,6 +249,7 @@ fn cmd_update(a: UpdateArgs) -> i32 {
                 resync: Duration::from_secs(a.resync_secs.max(1)),
                 retry_after: Duration::from_secs(5),
                 only_ifindex: only,
+                log_success: true,
             };
             match daemon::run(&updater, &ids, &opts).await {
                 Ok(()) => exit::OK,

@@ -240,6 +240,10 @@ pub fn publishable_addresses(only_ifindex: &[u32]) -> io::Result<Vec<IpAddr>> {
     Ok(v)
 }
 
+/// After an event, further events within this quiet time are folded into one change
+/// (an address change is often a delete plus an add).
+pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Why the watcher woke up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -272,7 +276,7 @@ impl Watcher {
         loop {
             let mut guard = match seen {
                 None => self.fd.readable().await?,
-                Some(c) => match tokio::time::timeout(std::time::Duration::from_millis(50), self.fd.readable()).await {
+                Some(c) => match tokio::time::timeout(DEBOUNCE, self.fd.readable()).await {
                     Ok(g) => g?,
                     Err(_) => return Ok(c),
                 },
