@@ -42,19 +42,34 @@ pub struct NodeGrant {
 impl NodeGrant {
     /// Parses `KEY=ID[,ID...]`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (key, ids) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected KEY=ID[,ID...]"))?;
+        let (key, ids) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected KEY=ID[,ID...]"))?;
         let key = key.trim().trim_end_matches('.');
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err(format!("`{s}`: key name `{key}` must be letters, digits, '-', '_' or '.'"));
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "`{s}`: key name `{key}` must be letters, digits, '-', '_' or '.'"
+            ));
         }
-        let ids: Vec<String> = ids.split(',').map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect();
+        let ids: Vec<String> = ids
+            .split(',')
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect();
         if ids.is_empty() {
             return Err(format!("`{s}`: no IDs after `=`"));
         }
         if let Some(bad) = ids.iter().find(|i| !is_valid_id(i)) {
             return Err(format!("`{s}`: `{bad}` is not a node ID"));
         }
-        Ok(Self { key: key.to_string(), ids })
+        Ok(Self {
+            key: key.to_string(),
+            ids,
+        })
     }
 }
 
@@ -96,11 +111,20 @@ pub fn render_stanza(cfg: &BindConfig) -> Result<String, NameError> {
     for key in &cfg.keys {
         out.push_str(&key.to_bind());
     }
-    let _ = writeln!(out, "zone \"{z}\" {{\n\ttype primary;\n\tfile \"{}\";\n\tupdate-policy {{", cfg.zone_file);
+    let _ = writeln!(
+        out,
+        "zone \"{z}\" {{\n\ttype primary;\n\tfile \"{}\";\n\tupdate-policy {{",
+        cfg.zone_file
+    );
     for node in &cfg.nodes {
         for id in &node.ids {
             let fwd = forward_name(id, &cfg.zone)?;
-            let _ = writeln!(out, "\t\tgrant \"{}\" name {} A AAAA;", node.key, fwd.to_ascii());
+            let _ = writeln!(
+                out,
+                "\t\tgrant \"{}\" name {} A AAAA;",
+                node.key,
+                fwd.to_ascii()
+            );
         }
         let _ = writeln!(out, "\t\tgrant \"{}\" subdomain ip4.{z} PTR;", node.key);
         let _ = writeln!(out, "\t\tgrant \"{}\" subdomain ip6.{z} PTR;", node.key);
@@ -128,18 +152,33 @@ mod tests {
     fn renders_policy_per_key() {
         let cfg = BindConfig {
             zone: parse_zone("nodes.test").unwrap(),
-            nodes: vec![NodeGrant::parse("a=x-1,x-2").unwrap(), NodeGrant::parse("b=y-1").unwrap()],
+            nodes: vec![
+                NodeGrant::parse("a=x-1,x-2").unwrap(),
+                NodeGrant::parse("b=y-1").unwrap(),
+            ],
             keys: vec![],
             ns_addr: "127.0.0.1".parse().unwrap(),
             zone_file: "/tmp/z.zone".into(),
             ttl: 60,
         };
         let s = render_stanza(&cfg).unwrap();
-        assert!(s.contains("grant \"a\" name x-2.nodes.test. A AAAA;"), "{s}");
-        assert!(s.contains("grant \"b\" name y-1.nodes.test. A AAAA;"), "{s}");
+        assert!(
+            s.contains("grant \"a\" name x-2.nodes.test. A AAAA;"),
+            "{s}"
+        );
+        assert!(
+            s.contains("grant \"b\" name y-1.nodes.test. A AAAA;"),
+            "{s}"
+        );
         assert!(!s.contains("grant \"b\" name x-"), "{s}");
-        assert!(s.contains("grant \"b\" subdomain ip6.nodes.test. PTR;"), "{s}");
+        assert!(
+            s.contains("grant \"b\" subdomain ip6.nodes.test. PTR;"),
+            "{s}"
+        );
         let zf = render_zone_file(&cfg);
-        assert!(zf.contains("SOA\tns.nodes.test. hostmaster.nodes.test. 1"), "{zf}");
+        assert!(
+            zf.contains("SOA\tns.nodes.test. hostmaster.nodes.test. 1"),
+            "{zf}"
+        );
     }
 }

@@ -36,13 +36,19 @@ pub async fn run(updater: &Updater, ids: &[String], opts: &DaemonOptions) -> io:
             match updater.publish(ids, &addrs).await {
                 Ok(done) => {
                     for p in done.iter().filter(|_| opts.log_success) {
-                        eprintln!("vtrail-ddns: published {} -> {:?} (removed {:?})", p.name, p.addresses, p.removed);
+                        eprintln!(
+                            "vtrail-ddns: published {} -> {:?} (removed {:?})",
+                            p.name, p.addresses, p.removed
+                        );
                     }
                     published = Some(addrs);
                     next_sync = Instant::now() + opts.resync;
                 }
                 Err(e) => {
-                    eprintln!("vtrail-ddns: update failed (exit code {} in --once mode): {e}", e.exit_code());
+                    eprintln!(
+                        "vtrail-ddns: update failed (exit code {} in --once mode): {e}",
+                        e.exit_code()
+                    );
                     published = None;
                     next_sync = Instant::now() + opts.retry_after.min(opts.resync);
                 }

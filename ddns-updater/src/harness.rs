@@ -16,7 +16,9 @@ use crate::names::parse_zone;
 
 /// Finds a tool in PATH, /usr/sbin or /sbin; the error names the Debian package.
 pub fn require_tool(tool: &str, package: &str) -> Result<PathBuf, String> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
     dirs.into_iter()
         .map(|d| d.join(tool))
@@ -27,7 +29,8 @@ pub fn require_tool(tool: &str, package: &str) -> Result<PathBuf, String> {
 /// A TCP+UDP port on 127.0.0.1 free right now (in the current network namespace).
 pub fn free_port() -> Result<u16, String> {
     for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("probe port: {e}"))?;
+        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| format!("probe port: {e}"))?;
         let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
         if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
             return Ok(port);
@@ -51,7 +54,11 @@ pub struct NamedServer {
 impl NamedServer {
     /// Starts a primary for `zone` with one generated key per node. `netns`: run inside that
     /// (existing) network namespace.
-    pub fn start(zone: &str, nodes: &[(&str, &[&str])], netns: Option<&str>) -> Result<Self, String> {
+    pub fn start(
+        zone: &str,
+        nodes: &[(&str, &[&str])],
+        netns: Option<&str>,
+    ) -> Result<Self, String> {
         let named = require_tool("named", "bind9")?;
         let keygen = require_tool("tsig-keygen", "bind9 (bind9-utils on newer Debian)")?;
         let dig = require_tool("dig", "bind9-dnsutils")?;
@@ -66,7 +73,11 @@ impl NamedServer {
             None => free_port()?,
             Some(_) => 20000 + (std::process::id() % 20000) as u16,
         };
-        let dir = std::env::temp_dir().join(format!("vtrail-ddns-bind-{}-{port}-{}", std::process::id(), nanos()));
+        let dir = std::env::temp_dir().join(format!(
+            "vtrail-ddns-bind-{}-{port}-{}",
+            std::process::id(),
+            nanos()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
 
         let zone_name = parse_zone(zone).map_err(|e| e.to_string())?;
@@ -78,12 +89,17 @@ impl NamedServer {
                 .output()
                 .map_err(|e| format!("run tsig-keygen: {e}"))?;
             if !out.status.success() {
-                return Err(format!("tsig-keygen {key} failed: {}", String::from_utf8_lossy(&out.stderr)));
+                return Err(format!(
+                    "tsig-keygen {key} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
             let path = dir.join(format!("{key}.key"));
             std::fs::write(&path, &out.stdout).map_err(|e| e.to_string())?;
             keys.push(load_key_file(&path, None).map_err(|e| e.to_string())?);
-            grants.push(NodeGrant::parse(&format!("{key}={}", ids.join(","))).map_err(|e| e.to_string())?);
+            grants.push(
+                NodeGrant::parse(&format!("{key}={}", ids.join(","))).map_err(|e| e.to_string())?,
+            );
         }
         let base = zone_name.to_ascii().trim_end_matches('.').to_string();
         let cfg = BindConfig {
@@ -94,8 +110,13 @@ impl NamedServer {
             zone_file: dir.join(format!("{base}.zone")).display().to_string(),
             ttl: 60,
         };
-        std::fs::write(dir.join(format!("{base}.zone")), render_zone_file(&cfg)).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join(format!("{base}.conf")), render_stanza(&cfg).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(format!("{base}.zone")), render_zone_file(&cfg))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            dir.join(format!("{base}.conf")),
+            render_stanza(&cfg).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
         let d = dir.display();
         let conf = format!(
             "options {{\n\tdirectory \"{d}\";\n\tlisten-on port {port} {{ 127.0.0.1; }};\n\tlisten-on-v6 {{ none; }};\n\
@@ -159,14 +180,20 @@ impl NamedServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                return Err(format!("named exited ({status}) at start:\n{}", self.log_tail()));
+                return Err(format!(
+                    "named exited ({status}) at start:\n{}",
+                    self.log_tail()
+                ));
             }
             if !self.dig(&self.zone.clone(), "SOA").is_empty() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("named did not answer within 15 s:\n{}", self.log_tail()))
+        Err(format!(
+            "named did not answer within 15 s:\n{}",
+            self.log_tail()
+        ))
     }
 
     /// Kills `named` and waits for it to exit.
@@ -187,7 +214,17 @@ impl NamedServer {
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
         let out = self
             .command(&self.dig.clone())
-            .args(["+short", "+tcp", "+tries=1", "+time=1", "-p", &self.port.to_string(), "@127.0.0.1", name, rtype])
+            .args([
+                "+short",
+                "+tcp",
+                "+tries=1",
+                "+time=1",
+                "-p",
+                &self.port.to_string(),
+                "@127.0.0.1",
+                name,
+                rtype,
+            ])
             .stdin(Stdio::null())
             .output();
         match out {
@@ -227,7 +264,10 @@ impl NetNs {
         require_tool("ip", "iproute2")?;
         let name = format!("vtrail-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ns = Self { name, iface: "vt0".into() };
+        let ns = Self {
+            name,
+            iface: "vt0".into(),
+        };
         ns.ip(&["netns", "add", &ns.name.clone()])?;
         ns.ip_in(&["link", "set", "lo", "up"])?;
         ns.ip_in(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"])?;
@@ -237,9 +277,16 @@ impl NetNs {
     }
 
     fn ip(&self, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("ip").args(args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
         if !out.status.success() {
-            return Err(format!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "ip {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(())
     }
@@ -261,10 +308,15 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 fn nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }

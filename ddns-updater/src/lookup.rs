@@ -29,9 +29,19 @@ use crate::names::{forward_name, id_from_forward_name, reverse_name};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
     #[error("query {name} {rtype} at {server}: {detail}")]
-    Transport { server: SocketAddr, name: String, rtype: String, detail: String },
+    Transport {
+        server: SocketAddr,
+        name: String,
+        rtype: String,
+        detail: String,
+    },
     #[error("query {name} {rtype} at {server}: server answered {rcode}")]
-    Server { server: SocketAddr, name: String, rtype: String, rcode: String },
+    Server {
+        server: SocketAddr,
+        name: String,
+        rtype: String,
+        rcode: String,
+    },
 }
 
 /// The IDs found for an IP.
@@ -88,7 +98,11 @@ impl Resolver {
         let client = UdpClientStream::builder(cfg.server, TokioRuntimeProvider::new())
             .with_timeout(Some(cfg.timeout))
             .exchange();
-        Self { cfg, client, cache: Mutex::new(HashMap::new()) }
+        Self {
+            cfg,
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Cached lookup.
@@ -107,7 +121,10 @@ impl Resolver {
     pub fn cached(&self, ip: IpAddr) -> Option<Resolution> {
         let mut cache = self.cache.lock().ok()?;
         match cache.get(&ip) {
-            Some((r, until)) if *until > Instant::now() => Some(Resolution { cached: true, ..r.clone() }),
+            Some((r, until)) if *until > Instant::now() => Some(Resolution {
+                cached: true,
+                ..r.clone()
+            }),
             Some(_) => {
                 cache.remove(&ip);
                 None
@@ -132,10 +149,18 @@ impl Resolver {
             let mut ids = Vec::new();
             for data in ptrs {
                 let RData::PTR(target) = data else { continue };
-                let Some(id) = id_from_forward_name(&target.0, zone) else { continue };
+                let Some(id) = id_from_forward_name(&target.0, zone) else {
+                    continue;
+                };
                 if self.cfg.forward_confirm {
-                    let Ok(fwd) = forward_name(&id, zone) else { continue };
-                    let rtype = if ip.is_ipv4() { RecordType::A } else { RecordType::AAAA };
+                    let Ok(fwd) = forward_name(&id, zone) else {
+                        continue;
+                    };
+                    let rtype = if ip.is_ipv4() {
+                        RecordType::A
+                    } else {
+                        RecordType::AAAA
+                    };
                     let (addrs, fttl) = self.query(&fwd, rtype).await?;
                     ttl = min_opt(ttl, fttl);
                     if !addrs.iter().any(|d| d.ip_addr() == Some(ip)) {
@@ -147,15 +172,33 @@ impl Resolver {
             if !ids.is_empty() {
                 ids.sort();
                 ids.dedup();
-                let ttl = ttl.map(|t| t.clamp(self.cfg.min_ttl, self.cfg.max_ttl)).unwrap_or(self.cfg.min_ttl);
-                return Ok(Resolution { ip, ids, zone: Some(zone.clone()), cached: false, ttl });
+                let ttl = ttl
+                    .map(|t| t.clamp(self.cfg.min_ttl, self.cfg.max_ttl))
+                    .unwrap_or(self.cfg.min_ttl);
+                return Ok(Resolution {
+                    ip,
+                    ids,
+                    zone: Some(zone.clone()),
+                    cached: false,
+                    ttl,
+                });
             }
         }
-        Ok(Resolution { ip, ids: Vec::new(), zone: None, cached: false, ttl: self.cfg.negative_ttl })
+        Ok(Resolution {
+            ip,
+            ids: Vec::new(),
+            zone: None,
+            cached: false,
+            ttl: self.cfg.negative_ttl,
+        })
     }
 
     /// Records of `rtype` at `name` and their smallest TTL; NXDOMAIN/no data = empty.
-    async fn query(&self, name: &Name, rtype: RecordType) -> Result<(Vec<RData>, Option<Duration>), LookupError> {
+    async fn query(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<(Vec<RData>, Option<Duration>), LookupError> {
         let mut client = self.client.clone();
         let err_ctx = |detail: String| LookupError::Transport {
             server: self.cfg.server,
@@ -168,7 +211,11 @@ impl Resolver {
                 ResponseCode::NoError | ResponseCode::NXDomain => {
                     let mut ttl: Option<Duration> = None;
                     let mut out = Vec::new();
-                    for r in resp.answers.iter().filter(|r| &r.name == name && r.record_type() == rtype) {
+                    for r in resp
+                        .answers
+                        .iter()
+                        .filter(|r| &r.name == name && r.record_type() == rtype)
+                    {
                         ttl = min_opt(ttl, Some(Duration::from_secs(u64::from(r.ttl))));
                         out.push(r.data.clone());
                     }
@@ -182,7 +229,9 @@ impl Resolver {
                 }),
             },
             Err(e) if e.is_no_records_found() => Ok((Vec::new(), None)),
-            Err(NetError::Timeout) => Err(err_ctx(format!("no answer within {:?}", self.cfg.timeout))),
+            Err(NetError::Timeout) => {
+                Err(err_ctx(format!("no answer within {:?}", self.cfg.timeout)))
+            }
             Err(e) => Err(err_ctx(e.to_string())),
         }
     }

@@ -124,9 +124,15 @@ fn main() -> ExitCode {
     let code = match cli.cmd {
         Cmd::Ids { json, sysfs_root } => cmd_ids(json, &sysfs_root),
         Cmd::Update(args) => cmd_update(args),
-        Cmd::BindConfig { zone, nodes, key_files, ns_addr, zone_file, ttl, out_dir } => {
-            cmd_bind_config(&zone, &nodes, &key_files, ns_addr, zone_file, ttl, out_dir)
-        }
+        Cmd::BindConfig {
+            zone,
+            nodes,
+            key_files,
+            ns_addr,
+            zone_file,
+            ttl,
+            out_dir,
+        } => cmd_bind_config(&zone, &nodes, &key_files, ns_addr, zone_file, ttl, out_dir),
         Cmd::Lookup { server, zones, ips } => cmd_lookup(server, &zones, &ips),
     };
     ExitCode::from(code as u8)
@@ -150,11 +156,18 @@ fn cmd_ids(json: bool, root: &std::path::Path) -> i32 {
     } else {
         print_table(&d);
     }
-    if d.ids().is_empty() { exit::NO_IDS } else { exit::OK }
+    if d.ids().is_empty() {
+        exit::NO_IDS
+    } else {
+        exit::OK
+    }
 }
 
 fn print_table(d: &Discovery) {
-    println!("{:<12} {:<7} {:<28} {:<24} ID", "DISK", "KIND", "MODEL", "SERIAL");
+    println!(
+        "{:<12} {:<7} {:<28} {:<24} ID",
+        "DISK", "KIND", "MODEL", "SERIAL"
+    );
     for disk in &d.disks {
         let id = match (&disk.id, &disk.duplicate_of) {
             (Some(id), Some(first)) => format!("{id} (duplicate of {first}, not used)"),
@@ -171,7 +184,12 @@ fn print_table(d: &Discovery) {
         );
     }
     for v in &d.virtual_devices {
-        println!("{:<12} {:<7} members: {}", v.name, "virtual", v.members.join(", "));
+        println!(
+            "{:<12} {:<7} members: {}",
+            v.name,
+            "virtual",
+            v.members.join(", ")
+        );
     }
     for s in &d.skipped {
         println!("{:<12} skipped: {}", s.name, s.reason);
@@ -196,7 +214,10 @@ fn cmd_update(a: UpdateArgs) -> i32 {
         a.ids.clone()
     };
     if ids.is_empty() {
-        return fail(exit::NO_IDS, "no disk with a serial found: no node ID to publish (see `vtrail-ddns ids`)");
+        return fail(
+            exit::NO_IDS,
+            "no disk with a serial found: no node ID to publish (see `vtrail-ddns ids`)",
+        );
     }
     let mut only = Vec::new();
     for name in &a.interfaces {
@@ -208,13 +229,19 @@ fn cmd_update(a: UpdateArgs) -> i32 {
     let mut cfg = UpdateConfig::new(a.server, zone, key);
     cfg.ttl = a.ttl;
     cfg.timeout = Duration::from_millis(a.timeout_ms);
-    cfg.retry = RetryPolicy { attempts: a.attempts.max(1), ..RetryPolicy::default() };
+    cfg.retry = RetryPolicy {
+        attempts: a.attempts.max(1),
+        ..RetryPolicy::default()
+    };
     cfg.clock_offset_secs = a.clock_offset_secs;
     let updater = match Updater::new(cfg) {
         Ok(u) => u,
         Err(e) => return fail(e.exit_code(), e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(exit::INPUT, format!("cannot start runtime: {e}")),
     };
@@ -223,7 +250,12 @@ fn cmd_update(a: UpdateArgs) -> i32 {
             let addrs = if a.addrs.is_empty() {
                 match publishable_addresses(&only) {
                     Ok(v) => v,
-                    Err(e) => return fail(exit::INPUT, format!("cannot read addresses via rtnetlink: {e}")),
+                    Err(e) => {
+                        return fail(
+                            exit::INPUT,
+                            format!("cannot read addresses via rtnetlink: {e}"),
+                        );
+                    }
                 }
             } else {
                 a.addrs.clone()
@@ -234,10 +266,21 @@ fn cmd_update(a: UpdateArgs) -> i32 {
             match updater.publish(&ids, &addrs).await {
                 Ok(done) => {
                     if a.json {
-                        println!("{}", serde_json::to_string_pretty(&done).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&done).unwrap_or_default()
+                        );
                     } else {
                         for p in &done {
-                            println!("{} {}", p.name, p.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "));
+                            println!(
+                                "{} {}",
+                                p.name,
+                                p.addresses
+                                    .iter()
+                                    .map(|a| a.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            );
                         }
                     }
                     exit::OK
@@ -291,7 +334,14 @@ fn cmd_bind_config(
         Some(d) => d.join(format!("{base}.zone")).display().to_string(),
         None => format!("{base}.zone"),
     });
-    let cfg = BindConfig { zone, nodes: grants, keys, ns_addr, zone_file, ttl };
+    let cfg = BindConfig {
+        zone,
+        nodes: grants,
+        keys,
+        ns_addr,
+        zone_file,
+        ttl,
+    };
     let stanza = match render_stanza(&cfg) {
         Ok(s) => s,
         Err(e) => return fail(exit::USAGE, e),
@@ -303,7 +353,10 @@ fn cmd_bind_config(
             println!("// ---- named.conf ----\n{stanza}");
         }
         Some(dir) => {
-            for (name, text) in [(format!("{base}.zone"), &zonefile), (format!("{base}.conf"), &stanza)] {
+            for (name, text) in [
+                (format!("{base}.zone"), &zonefile),
+                (format!("{base}.conf"), &stanza),
+            ] {
                 let p = dir.join(name);
                 if let Err(e) = std::fs::write(&p, text) {
                     return fail(exit::INPUT, format!("cannot write {}: {e}", p.display()));
@@ -323,7 +376,10 @@ fn cmd_lookup(server: SocketAddr, zones: &[String], ips: &[IpAddr]) -> i32 {
             Err(e) => return fail(exit::USAGE, e),
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(exit::INPUT, format!("cannot start runtime: {e}")),
     };
@@ -332,7 +388,14 @@ fn cmd_lookup(server: SocketAddr, zones: &[String], ips: &[IpAddr]) -> i32 {
         let mut code = exit::OK;
         for ip in ips {
             match r.resolve(*ip).await {
-                Ok(res) => println!("{ip} {}", if res.ids.is_empty() { "-".to_string() } else { res.ids.join(" ") }),
+                Ok(res) => println!(
+                    "{ip} {}",
+                    if res.ids.is_empty() {
+                        "-".to_string()
+                    } else {
+                        res.ids.join(" ")
+                    }
+                ),
                 Err(e) => code = fail(exit::UNREACHABLE, e),
             }
         }

@@ -52,13 +52,24 @@ impl AddrInfo {
         if self.scope != RT_SCOPE_UNIVERSE {
             return false;
         }
-        if self.flags & (IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE) != 0 {
+        if self.flags & (IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE)
+            != 0
+        {
             return false;
         }
         match self.addr {
-            IpAddr::V4(a) => !(a.is_loopback() || a.is_link_local() || a.is_multicast() || a.is_unspecified() || a.is_broadcast()),
+            IpAddr::V4(a) => {
+                !(a.is_loopback()
+                    || a.is_link_local()
+                    || a.is_multicast()
+                    || a.is_unspecified()
+                    || a.is_broadcast())
+            }
             IpAddr::V6(a) => {
-                !(a.is_loopback() || a.is_multicast() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80)
+                !(a.is_loopback()
+                    || a.is_multicast()
+                    || a.is_unspecified()
+                    || (a.segments()[0] & 0xffc0) == 0xfe80)
             }
         }
     }
@@ -89,10 +100,18 @@ pub fn parse_netlink(buf: &[u8]) -> Vec<NetlinkItem> {
         let body = &buf[off + NLMSG_HDR..off + len];
         match ty {
             NLMSG_DONE => out.push(NetlinkItem::Done),
-            NLMSG_ERROR => out.push(NetlinkItem::Error(if body.len() >= 4 { u32_at(body, 0) as i32 } else { -libc::EBADMSG })),
+            NLMSG_ERROR => out.push(NetlinkItem::Error(if body.len() >= 4 {
+                u32_at(body, 0) as i32
+            } else {
+                -libc::EBADMSG
+            })),
             RTM_NEWADDR | RTM_DELADDR => {
                 if let Some(info) = parse_ifaddr(body) {
-                    out.push(if ty == RTM_NEWADDR { NetlinkItem::New(info) } else { NetlinkItem::Del(info) });
+                    out.push(if ty == RTM_NEWADDR {
+                        NetlinkItem::New(info)
+                    } else {
+                        NetlinkItem::Del(info)
+                    });
                 }
             }
             other => out.push(NetlinkItem::Other(other)),
@@ -131,12 +150,20 @@ fn parse_ifaddr(body: &[u8]) -> Option<AddrInfo> {
     }
     // IPv4: IFA_LOCAL is the local address (IFA_ADDRESS is the peer on point-to-point links).
     let addr = local.or(address)?;
-    Some(AddrInfo { ifindex, addr, prefix_len, scope, flags })
+    Some(AddrInfo {
+        ifindex,
+        addr,
+        prefix_len,
+        scope,
+        flags,
+    })
 }
 
 fn ip_from(family: i32, data: &[u8]) -> Option<IpAddr> {
     match family {
-        libc::AF_INET if data.len() >= 4 => Some(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3]))),
+        libc::AF_INET if data.len() >= 4 => Some(IpAddr::V4(Ipv4Addr::new(
+            data[0], data[1], data[2], data[3],
+        ))),
         libc::AF_INET6 if data.len() >= 16 => {
             let mut o = [0u8; 16];
             o.copy_from_slice(&data[..16]);
@@ -172,7 +199,11 @@ fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
     sa.nl_groups = groups;
     // SAFETY: sa is a valid sockaddr_nl of the size passed.
     let rc = unsafe {
-        libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_nl>() as u32)
+        libc::bind(
+            fd.as_raw_fd(),
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -183,7 +214,11 @@ fn netlink_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
 fn recv(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// All addresses of all interfaces (one RTM_GETADDR dump; blocking, fast).
@@ -209,7 +244,9 @@ pub fn dump_addresses() -> io::Result<Vec<AddrInfo>> {
             match item {
                 NetlinkItem::New(a) => out.push(a),
                 NetlinkItem::Done => return Ok(out),
-                NetlinkItem::Error(code) if code != 0 => return Err(io::Error::from_raw_os_error(-code)),
+                NetlinkItem::Error(code) if code != 0 => {
+                    return Err(io::Error::from_raw_os_error(-code));
+                }
                 _ => {}
             }
         }
@@ -265,8 +302,12 @@ impl Watcher {
         let fd = netlink_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, true)?;
         // SAFETY: fd is a valid netlink socket owned by the OwnedFd moved into AsyncFd, which
         // keeps it open for as long as it is registered.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(io::Error::from)?;
-        Ok(Self { fd, buf: vec![0u8; 64 * 1024] })
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Self {
+            fd,
+            buf: vec![0u8; 64 * 1024],
+        })
     }
 
     /// Waits for the next change, then drains what is queued so that a burst of events
@@ -292,7 +333,9 @@ impl Watcher {
                         seen = Some(Change::Addresses);
                     }
                 }
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => seen = Some(Change::Overrun),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    seen = Some(Change::Overrun)
+                }
                 Ok(Err(e)) => return Err(e),
             }
         }
@@ -325,9 +368,27 @@ mod tests {
 
     #[test]
     fn parses_new_and_del() {
-        let mut buf = msg(RTM_NEWADDR, libc::AF_INET as u8, 0, 0, &[(IFA_ADDRESS, vec![10, 0, 0, 9]), (IFA_LOCAL, vec![192, 0, 2, 5])]);
+        let mut buf = msg(
+            RTM_NEWADDR,
+            libc::AF_INET as u8,
+            0,
+            0,
+            &[
+                (IFA_ADDRESS, vec![10, 0, 0, 9]),
+                (IFA_LOCAL, vec![192, 0, 2, 5]),
+            ],
+        );
         let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
-        buf.extend(msg(RTM_DELADDR, libc::AF_INET6 as u8, 0, 0, &[(IFA_ADDRESS, v6.octets().to_vec()), (IFA_FLAGS, IFA_F_TENTATIVE.to_ne_bytes().to_vec())]));
+        buf.extend(msg(
+            RTM_DELADDR,
+            libc::AF_INET6 as u8,
+            0,
+            0,
+            &[
+                (IFA_ADDRESS, v6.octets().to_vec()),
+                (IFA_FLAGS, IFA_F_TENTATIVE.to_ne_bytes().to_vec()),
+            ],
+        ));
         let items = parse_netlink(&buf);
         assert_eq!(items.len(), 2);
         match items[0] {
@@ -349,18 +410,54 @@ mod tests {
 
     #[test]
     fn filters_non_global() {
-        let base = AddrInfo { ifindex: 1, addr: "192.0.2.1".parse().unwrap(), prefix_len: 24, scope: 0, flags: 0 };
+        let base = AddrInfo {
+            ifindex: 1,
+            addr: "192.0.2.1".parse().unwrap(),
+            prefix_len: 24,
+            scope: 0,
+            flags: 0,
+        };
         assert!(base.is_publishable());
         assert!(!AddrInfo { scope: 253, ..base }.is_publishable());
-        assert!(!AddrInfo { flags: IFA_F_DEPRECATED, ..base }.is_publishable());
-        assert!(!AddrInfo { flags: IFA_F_TEMPORARY, ..base }.is_publishable());
-        assert!(!AddrInfo { addr: "fe80::1".parse().unwrap(), ..base }.is_publishable());
-        assert!(!AddrInfo { addr: "127.0.0.1".parse().unwrap(), ..base }.is_publishable());
+        assert!(
+            !AddrInfo {
+                flags: IFA_F_DEPRECATED,
+                ..base
+            }
+            .is_publishable()
+        );
+        assert!(
+            !AddrInfo {
+                flags: IFA_F_TEMPORARY,
+                ..base
+            }
+            .is_publishable()
+        );
+        assert!(
+            !AddrInfo {
+                addr: "fe80::1".parse().unwrap(),
+                ..base
+            }
+            .is_publishable()
+        );
+        assert!(
+            !AddrInfo {
+                addr: "127.0.0.1".parse().unwrap(),
+                ..base
+            }
+            .is_publishable()
+        );
     }
 
     #[test]
     fn truncated_input_never_panics() {
-        let full = msg(RTM_NEWADDR, libc::AF_INET as u8, 0, 0, &[(IFA_LOCAL, vec![192, 0, 2, 5])]);
+        let full = msg(
+            RTM_NEWADDR,
+            libc::AF_INET as u8,
+            0,
+            0,
+            &[(IFA_LOCAL, vec![192, 0, 2, 5])],
+        );
         for cut in 0..full.len() {
             let _ = parse_netlink(&full[..cut]);
         }
@@ -375,7 +472,16 @@ mod tests {
     fn dumps_live_addresses() {
         // lo always has 127.0.0.1, which is not publishable
         let all = dump_addresses().expect("RTM_GETADDR dump");
-        assert!(all.iter().any(|a| a.addr == IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
-        assert!(publishable_addresses(&[]).unwrap().iter().all(|a| !a.is_loopback()));
+        assert!(
+            all.iter()
+                .any(|a| a.addr == IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{all:?}"
+        );
+        assert!(
+            publishable_addresses(&[])
+                .unwrap()
+                .iter()
+                .all(|a| !a.is_loopback())
+        );
     }
 }

@@ -48,21 +48,32 @@ fn run() -> Result<(), String> {
 
     // Everything network-facing runs on one thread moved into the namespace.
     let worker = std::thread::spawn(move || -> Result<(), String> {
-        let f = std::fs::File::open(format!("/run/netns/{ns_name}")).map_err(|e| format!("open netns: {e}"))?;
+        let f = std::fs::File::open(format!("/run/netns/{ns_name}"))
+            .map_err(|e| format!("open netns: {e}"))?;
         // SAFETY: setns on a valid namespace fd; affects only this thread.
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(format!("setns: {}", std::io::Error::last_os_error()));
         }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
         rt.block_on(bench(addr, key, &ns_name, &iface))
     });
-    worker.join().map_err(|_| "bench thread panicked".to_string())??;
+    worker
+        .join()
+        .map_err(|_| "bench thread panicked".to_string())??;
     drop(server);
     drop(ns);
     Ok(())
 }
 
-async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, ns: &str, iface: &str) -> Result<(), String> {
+async fn bench(
+    addr: std::net::SocketAddr,
+    key: ddns_updater::keyfile::TsigKey,
+    ns: &str,
+    iface: &str,
+) -> Result<(), String> {
     let zone = parse_zone(ZONE).map_err(|e| e.to_string())?;
     let mut cfg = UpdateConfig::new(addr, zone.clone(), key);
     cfg.ttl = 300;
@@ -72,9 +83,15 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
 
     // 1. latency: interface address change -> visible in a query
     let idx = ifindex(iface).ok_or("no bench interface")?;
-    let opts = DaemonOptions { resync: Duration::from_secs(3600), retry_after: Duration::from_secs(1), only_ifindex: vec![idx], log_success: false };
+    let opts = DaemonOptions {
+        resync: Duration::from_secs(3600),
+        retry_after: Duration::from_secs(1),
+        only_ifindex: vec![idx],
+        log_success: false,
+    };
     let u = updater.clone();
-    let daemon = tokio::spawn(async move { daemon::run(&u, &["node-a1".to_string()], &opts).await });
+    let daemon =
+        tokio::spawn(async move { daemon::run(&u, &["node-a1".to_string()], &opts).await });
     let mut lat = Vec::new();
     let mut current: Option<String> = None;
     for round in 0..LATENCY_ROUNDS {
@@ -86,14 +103,21 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
         let t0 = Instant::now();
         let want: IpAddr = new.parse().map_err(|_| "addr")?;
         loop {
-            let mut conn = ddns_updater::transport::Conn::connect(addr, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-            let got = ddns_updater::update::current_addresses(&mut conn, &fwd, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+            let mut conn = ddns_updater::transport::Conn::connect(addr, Duration::from_secs(2))
+                .await
+                .map_err(|e| e.to_string())?;
+            let got =
+                ddns_updater::update::current_addresses(&mut conn, &fwd, Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string())?;
             if got == [want] {
                 lat.push(t0.elapsed());
                 break;
             }
             if t0.elapsed() > Duration::from_secs(10) {
-                return Err(format!("round {round}: {new} not visible after 10 s (have {got:?})"));
+                return Err(format!(
+                    "round {round}: {new} not visible after 10 s (have {got:?})"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -113,8 +137,13 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
     // 2. updates/s
     let t0 = Instant::now();
     for i in 0..UPDATE_ROUNDS {
-        let a: IpAddr = format!("203.0.113.{}", 1 + (i % 200)).parse().map_err(|_| "addr")?;
-        updater.publish(&["node-a1".to_string()], &[a]).await.map_err(|e| e.to_string())?;
+        let a: IpAddr = format!("203.0.113.{}", 1 + (i % 200))
+            .parse()
+            .map_err(|_| "addr")?;
+        updater
+            .publish(&["node-a1".to_string()], &[a])
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let dt = t0.elapsed();
     println!(
@@ -126,8 +155,14 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
     let mut n = 0;
     let t0 = Instant::now();
     for round in 0..4 {
-        let a: IpAddr = format!("203.0.113.{}", 201 + round).parse().map_err(|_| "addr")?;
-        n += updater.publish(&many, &[a]).await.map_err(|e| e.to_string())?.len();
+        let a: IpAddr = format!("203.0.113.{}", 201 + round)
+            .parse()
+            .map_err(|_| "addr")?;
+        n += updater
+            .publish(&many, &[a])
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
     }
     let dt = t0.elapsed();
     println!(
@@ -138,14 +173,25 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
 
     // 3. lookups
     let ip: IpAddr = "203.0.113.204".parse().map_err(|_| "addr")?;
-    let r = resolver.resolve_uncached(ip).await.map_err(|e| e.to_string())?;
+    let r = resolver
+        .resolve_uncached(ip)
+        .await
+        .map_err(|e| e.to_string())?;
     if r.ids.len() != MANY_IDS {
-        return Err(format!("lookup found {} IDs, expected {MANY_IDS}", r.ids.len()));
+        return Err(format!(
+            "lookup found {} IDs, expected {MANY_IDS}",
+            r.ids.len()
+        ));
     }
-    let single: IpAddr = format!("203.0.113.{}", 1 + ((UPDATE_ROUNDS - 1) % 200)).parse().map_err(|_| "addr")?;
+    let single: IpAddr = format!("203.0.113.{}", 1 + ((UPDATE_ROUNDS - 1) % 200))
+        .parse()
+        .map_err(|_| "addr")?;
     let t0 = Instant::now();
     for _ in 0..UNCACHED_LOOKUPS {
-        let r = resolver.resolve_uncached(single).await.map_err(|e| e.to_string())?;
+        let r = resolver
+            .resolve_uncached(single)
+            .await
+            .map_err(|e| e.to_string())?;
         if r.ids != ["node-a1"] {
             return Err(format!("uncached lookup of {single}: {:?}", r.ids));
         }
@@ -176,9 +222,16 @@ async fn bench(addr: std::net::SocketAddr, key: ddns_updater::keyfile::TsigKey, 
 fn ip(ns: &str, args: &[&str]) -> Result<(), String> {
     let mut v = vec!["-n", ns];
     v.extend_from_slice(args);
-    let out = std::process::Command::new("ip").args(&v).output().map_err(|e| format!("ip: {e}"))?;
+    let out = std::process::Command::new("ip")
+        .args(&v)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if !out.status.success() {
-        return Err(format!("ip {} failed: {}", v.join(" "), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "ip {} failed: {}",
+            v.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(())
 }
