@@ -542,3 +542,14 @@ fn daemon_follows_netlink_address_changes() {
     );
     assert_eq!(s.dig(&fqdn("disk-a1"), "A"), ["198.51.100.2"]);
 }
+
+#[test]
+fn missing_tool_is_a_failure_naming_the_package() {
+    // The harness turns a missing named/dig/tsig-keygen into an error (and the tests into
+    // a panic), never a silent skip.
+    let e = require_tool("vtrail-no-such-tool", "bind9").unwrap_err();
+    assert!(
+        e.contains("vtrail-no-such-tool") && e.contains("apt-get install bind9"),
+        "{e}"
+    );
+}
