@@ -95,16 +95,15 @@ enum Command {
 }
 
 #[derive(Args)]
-#[group(multiple = false)]
 struct SelectArgs {
     /// The flagged file by path (any path it was seen under).
-    #[arg(long)]
+    #[arg(long, group = "selector")]
     path: Option<String>,
     /// The flagged file by content hash (every copy on every host).
-    #[arg(long)]
+    #[arg(long, group = "selector")]
     sha256: Option<String>,
     /// The flagged file (or process) by node id, e.g. file:<host>:<dev>:<ino>.
-    #[arg(long)]
+    #[arg(long, group = "selector")]
     node: Option<String>,
     /// Only look for the flagged file on this host (id, disk id or hostname).
     #[arg(long)]
