@@ -44,26 +44,69 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> AnalysisError {
 pub fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, AnalysisError> {
     let exe = std::env::current_exe().map_err(io("finding vtrail-analysis itself".into()))?;
     let mut rows = Vec::new();
-    println!("{:>10} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>6}", "edges", "nodes", "hosts", "gen s", "load s", "spread s", "trace s", "rules s", "peak MiB", "index MiB", "p0 ok");
+    println!(
+        "{:>10} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>6}",
+        "edges",
+        "nodes",
+        "hosts",
+        "gen s",
+        "load s",
+        "spread s",
+        "trace s",
+        "rules s",
+        "peak MiB",
+        "index MiB",
+        "p0 ok"
+    );
     for &size in &config.sizes {
         let dir = config.dir.join(format!("edges-{size}"));
         let started = Instant::now();
         let reuse = dir.join("truth.json").exists();
         if !reuse {
-            simulate(&SimConfig { seed: config.seed, hosts: config.hosts, shape: Shape::ScaleFree, out: dir.clone(), target_edges: size, gzip: false })
-                .map_err(io(format!("generating {}", dir.display())))?;
+            simulate(&SimConfig {
+                seed: config.seed,
+                hosts: config.hosts,
+                shape: Shape::ScaleFree,
+                out: dir.clone(),
+                target_edges: size,
+                gzip: false,
+            })
+            .map_err(io(format!("generating {}", dir.display())))?;
         }
-        let generate_seconds = if reuse { 0.0 } else { started.elapsed().as_secs_f64() };
-        let output = Command::new(&exe).arg("bench-load").arg(&dir).output().map_err(io("running bench-load".into()))?;
+        let generate_seconds = if reuse {
+            0.0
+        } else {
+            started.elapsed().as_secs_f64()
+        };
+        let output = Command::new(&exe)
+            .arg("bench-load")
+            .arg(&dir)
+            .output()
+            .map_err(io("running bench-load".into()))?;
         if !output.status.success() {
-            return Err(AnalysisError::Usage(format!("bench-load {} failed: {}", dir.display(), String::from_utf8_lossy(&output.stderr))));
+            return Err(AnalysisError::Usage(format!(
+                "bench-load {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&output.stderr)
+            )));
         }
-        let mut row: BenchRow = serde_json::from_slice(&output.stdout)
-            .map_err(|e| AnalysisError::Usage(format!("bench-load printed something unexpected: {e}")))?;
+        let mut row: BenchRow = serde_json::from_slice(&output.stdout).map_err(|e| {
+            AnalysisError::Usage(format!("bench-load printed something unexpected: {e}"))
+        })?;
         row.generate_seconds = generate_seconds;
         println!(
             "{:>10} {:>9} {:>6} {:>9.1} {:>9.2} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>6}",
-            row.edges, row.nodes, row.hosts, row.generate_seconds, row.load_seconds, row.spread_seconds, row.trace_seconds, row.rules_seconds, row.peak_rss_mib, row.index_mib, row.patient_zero_correct
+            row.edges,
+            row.nodes,
+            row.hosts,
+            row.generate_seconds,
+            row.load_seconds,
+            row.spread_seconds,
+            row.trace_seconds,
+            row.rules_seconds,
+            row.peak_rss_mib,
+            row.index_mib,
+            row.patient_zero_correct
         );
         if !config.keep {
             let _ = std::fs::remove_dir_all(&dir);
@@ -75,20 +118,37 @@ pub fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, AnalysisError> {
 
 /// The child's half: load every dump in `dir`, time the three questions, print one JSON row.
 pub fn load_and_query(dir: &Path) -> Result<BenchRow, AnalysisError> {
-    let truth: Truth = serde_json::from_slice(&std::fs::read(dir.join("truth.json")).map_err(io("reading truth.json".into()))?)
-        .map_err(|e| AnalysisError::Usage(format!("truth.json: {e}")))?;
+    let truth: Truth = serde_json::from_slice(
+        &std::fs::read(dir.join("truth.json")).map_err(io("reading truth.json".into()))?,
+    )
+    .map_err(|e| AnalysisError::Usage(format!("truth.json: {e}")))?;
     let inputs: Vec<PathBuf> = truth.dumps.iter().map(|d| dir.join(d)).collect();
-    let (graph, report) = load(&inputs, LoadOptions { skew_allowance_ns: 2 * NS_PER_SEC })?;
+    let (graph, report) = load(
+        &inputs,
+        LoadOptions {
+            skew_allowance_ns: 2 * NS_PER_SEC,
+        },
+    )?;
 
     let started = Instant::now();
     let spread = crate::spread::spread(&graph, None, None, None)?;
     let spread_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let zero = graph.host_by_id(&truth.patient_zero[0]).ok_or_else(|| AnalysisError::Usage("patient zero not loaded".into()))?;
-    crate::trace::trace(&graph, &Selector::Path("/var/tmp/.sysupdate".into()), Some(zero))?;
+    let zero = graph
+        .host_by_id(&truth.patient_zero[0])
+        .ok_or_else(|| AnalysisError::Usage("patient zero not loaded".into()))?;
+    crate::trace::trace(
+        &graph,
+        &Selector::Path("/var/tmp/.sysupdate".into()),
+        Some(zero),
+    )?;
     let trace_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    crate::rules::rules(&graph, Some(&Selector::Sha256(truth.worm_sha256.clone())), None)?;
+    crate::rules::rules(
+        &graph,
+        Some(&Selector::Sha256(truth.worm_sha256.clone())),
+        None,
+    )?;
     let rules_seconds = started.elapsed().as_secs_f64();
 
     Ok(BenchRow {
@@ -111,7 +171,10 @@ pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }

@@ -11,10 +11,15 @@ pub enum LoadError {
     #[error("no input given: pass dump files (.jsonl, .jsonl.gz) or a sensor database directory")]
     NoInputs,
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: empty file: a dump starts with a `{DUMP_FORMAT}` header line")]
     Empty { path: PathBuf },
-    #[error("{path}: not a vtrail graph dump: the first line must be a `{DUMP_FORMAT}` header ({detail})")]
+    #[error(
+        "{path}: not a vtrail graph dump: the first line must be a `{DUMP_FORMAT}` header ({detail})"
+    )]
     NotADump { path: PathBuf, detail: String },
     #[error(
         "{path}: graph schema version {found} is not supported (this vtrail-analysis reads version {SCHEMA_VERSION}); \
@@ -28,12 +33,24 @@ pub enum LoadError {
          export a dump instead, or copy the directory and read the copy)"
     )]
     Sled { path: PathBuf, source: sled::Error },
-    #[error("{path}: sensor database has no `{key}` in tree `meta`: it was not written by vtrail-sensor")]
+    #[error(
+        "{path}: sensor database has no `{key}` in tree `meta`: it was not written by vtrail-sensor"
+    )]
     MissingMeta { path: PathBuf, key: &'static str },
     #[error("{path}: sensor database meta `{key}` is malformed: {detail}")]
-    BadMeta { path: PathBuf, key: &'static str, detail: String },
-    #[error("more than {limit} {what} in the inputs: this build indexes them with {bits}-bit numbers")]
-    TooMany { what: &'static str, limit: u64, bits: u32 },
+    BadMeta {
+        path: PathBuf,
+        key: &'static str,
+        detail: String,
+    },
+    #[error(
+        "more than {limit} {what} in the inputs: this build indexes them with {bits}-bit numbers"
+    )]
+    TooMany {
+        what: &'static str,
+        limit: u64,
+        bits: u32,
+    },
 }
 
 /// Why a question about the loaded graph has no answer.
@@ -44,10 +61,17 @@ pub enum QueryError {
          (searched {files} file nodes on {hosts} hosts). Check the spelling, load the dump of the host \
          that holds it, or pass --node with an id from the dump"
     )]
-    FileNotInGraph { selector: String, scope: String, files: usize, hosts: usize },
+    FileNotInGraph {
+        selector: String,
+        scope: String,
+        files: usize,
+        hosts: usize,
+    },
     #[error("node `{id}` is a {kind} node; trace starts from a file or a process")]
     NotTraceable { id: String, kind: &'static str },
-    #[error("host `{id}` is not among the loaded inputs (loaded: {loaded}); load its dump or database")]
+    #[error(
+        "host `{id}` is not among the loaded inputs (loaded: {loaded}); load its dump or database"
+    )]
     UnknownHost { id: String, loaded: String },
     #[error("no tainted execution found: no untrusted file was executed in the loaded graph{hint}")]
     NoInfection { hint: String },
@@ -61,7 +85,10 @@ pub enum AnalysisError {
     #[error(transparent)]
     Query(#[from] QueryError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
 }

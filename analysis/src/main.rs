@@ -15,7 +15,11 @@ use analysis::simulate::{Shape, SimConfig, simulate};
 use analysis::time::parse_duration;
 
 #[derive(Parser)]
-#[command(name = "vtrail-analysis", version, about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs")]
+#[command(
+    name = "vtrail-analysis",
+    version,
+    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -160,7 +164,10 @@ impl OutputArgs {
 
     fn emit(&self, text: &str) -> Result<(), AnalysisError> {
         match &self.output {
-            Some(path) => std::fs::write(path, text).map_err(|source| AnalysisError::Io { context: format!("writing {}", path.display()), source }),
+            Some(path) => std::fs::write(path, text).map_err(|source| AnalysisError::Io {
+                context: format!("writing {}", path.display()),
+                source,
+            }),
             None => {
                 use std::io::Write;
                 let mut stdout = std::io::stdout().lock();
@@ -186,43 +193,108 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_inputs(input: &InputArgs) -> Result<(analysis::index::Graph, analysis::load::LoadReport), AnalysisError> {
-    Ok(load(&input.inputs, LoadOptions { skew_allowance_ns: input.skew_allowance })?)
+fn load_inputs(
+    input: &InputArgs,
+) -> Result<(analysis::index::Graph, analysis::load::LoadReport), AnalysisError> {
+    Ok(load(
+        &input.inputs,
+        LoadOptions {
+            skew_allowance_ns: input.skew_allowance,
+        },
+    )?)
 }
 
 fn execute(command: Command) -> Result<(), AnalysisError> {
     match command {
-        Command::Trace { select, input, output } => {
-            let selector = select.selector().ok_or_else(|| AnalysisError::Usage("trace needs the flagged file: --path, --sha256 or --node".into()))?;
+        Command::Trace {
+            select,
+            input,
+            output,
+        } => {
+            let selector = select.selector().ok_or_else(|| {
+                AnalysisError::Usage(
+                    "trace needs the flagged file: --path, --sha256 or --node".into(),
+                )
+            })?;
             let (graph, load_report) = load_inputs(&input)?;
-            let host = select.host.as_deref().map(|h| resolve_host(&graph, h)).transpose()?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
             output.emit(&render_trace(output.format(), &report, &load_report))
         }
-        Command::Spread { select, step, input, output } => {
+        Command::Spread {
+            select,
+            step,
+            input,
+            output,
+        } => {
             let (graph, load_report) = load_inputs(&input)?;
-            let host = select.host.as_deref().map(|h| resolve_host(&graph, h)).transpose()?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
             output.emit(&render_spread(output.format(), &report, &load_report))
         }
-        Command::Rules { select, only, input, output } => {
+        Command::Rules {
+            select,
+            only,
+            input,
+            output,
+        } => {
             let (graph, load_report) = load_inputs(&input)?;
-            let host = select.host.as_deref().map(|h| resolve_host(&graph, h)).transpose()?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
-                Some("block") => report.block.iter().map(|b| format!("{}\n", b.target)).collect(),
-                Some("protect") => report.protect.iter().map(|p| format!("{}\n", p.path)).collect(),
+                Some("block") => report
+                    .block
+                    .iter()
+                    .map(|b| format!("{}\n", b.target))
+                    .collect(),
+                Some("protect") => report
+                    .protect
+                    .iter()
+                    .map(|p| format!("{}\n", p.path))
+                    .collect(),
                 Some(_) => report.yara.clone().unwrap_or_default(),
-                None => render_rules(output.format(), &report, &load_report).map_err(AnalysisError::Usage)?,
+                None => render_rules(output.format(), &report, &load_report)
+                    .map_err(AnalysisError::Usage)?,
             };
             output.emit(&text)
         }
-        Command::Simulate { seed, hosts, shape, out, edges, gzip } => {
+        Command::Simulate {
+            seed,
+            hosts,
+            shape,
+            out,
+            edges,
+            gzip,
+        } => {
             if hosts == 0 || hosts > 60_000 {
-                return Err(AnalysisError::Usage("--hosts must be between 1 and 60000".into()));
+                return Err(AnalysisError::Usage(
+                    "--hosts must be between 1 and 60000".into(),
+                ));
             }
-            let truth = simulate(&SimConfig { seed, hosts, shape, out: out.clone(), target_edges: edges, gzip })
-                .map_err(|source| AnalysisError::Io { context: format!("writing the simulation to {}", out.display()), source })?;
+            let truth = simulate(&SimConfig {
+                seed,
+                hosts,
+                shape,
+                out: out.clone(),
+                target_edges: edges,
+                gzip,
+            })
+            .map_err(|source| AnalysisError::Io {
+                context: format!("writing the simulation to {}", out.display()),
+                source,
+            })?;
             println!(
                 "wrote {} dumps ({} edges) and truth.json to {}: {} of {} hosts infected, patient zero {}",
                 truth.dumps.len(),
@@ -234,8 +306,20 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
             );
             Ok(())
         }
-        Command::Bench { sizes, hosts, dir, keep, seed } => {
-            run(&BenchConfig { sizes, hosts, dir, keep, seed })?;
+        Command::Bench {
+            sizes,
+            hosts,
+            dir,
+            keep,
+            seed,
+        } => {
+            run(&BenchConfig {
+                sizes,
+                hosts,
+                dir,
+                keep,
+                seed,
+            })?;
             Ok(())
         }
         Command::BenchLoad { dir } => {

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
 use sensor_common::graph::EdgeKind;
+use serde::Serialize;
 
 use crate::index::{Graph, HostIx, NodeKind};
 use crate::select::{Selector, auto_seeds, resolve, seeds_with_copies};
@@ -41,13 +41,23 @@ pub struct RulesReport {
     pub warnings: Vec<String>,
 }
 
-pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -> Result<RulesReport, crate::error::QueryError> {
+pub fn rules(
+    graph: &Graph,
+    selector: Option<&Selector>,
+    host: Option<HostIx>,
+) -> Result<RulesReport, crate::error::QueryError> {
     let (seeds, question) = match selector {
         Some(selector) => {
             let selected = resolve(graph, selector, host)?;
-            (seeds_with_copies(graph, &selected), format!("the file with {selector} and what it produced"))
+            (
+                seeds_with_copies(graph, &selected),
+                format!("the file with {selector} and what it produced"),
+            )
         }
-        None => (auto_seeds(graph).seeds, "every executed untrusted arrival and what it produced".to_owned()),
+        None => (
+            auto_seeds(graph).seeds,
+            "every executed untrusted arrival and what it produced".to_owned(),
+        ),
     };
     let mut taint = propagate(graph, &seeds);
     let mut warnings = Vec::new();
@@ -57,9 +67,14 @@ pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -
         // rule material. Keep the seeds that led to an execution and propagate again.
         let executions = taint.tainted_executions(graph);
         if executions.is_empty() {
-            return Err(crate::error::QueryError::NoInfection { hint: String::new() });
+            return Err(crate::error::QueryError::NoInfection {
+                hint: String::new(),
+            });
         }
-        let mut led: Vec<u32> = executions.iter().filter_map(|&x| taint.label(graph.edge(x).src).map(|l| l.seed)).collect();
+        let mut led: Vec<u32> = executions
+            .iter()
+            .filter_map(|&x| taint.label(graph.edge(x).src).map(|l| l.seed))
+            .collect();
         led.sort_unstable();
         led.dedup();
         let kept: Vec<_> = led.iter().map(|&s| seeds[s as usize]).collect();
@@ -80,7 +95,11 @@ pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -
                     if edge.is_activation_point() {
                         let path = graph.label(edge.dst);
                         let point = graph.attr(e, "activation_point").unwrap_or_default();
-                        protect.entry(path).or_insert_with(|| (point, BTreeSet::new())).1.insert(graph.host(edge.host).id.clone());
+                        protect
+                            .entry(path)
+                            .or_insert_with(|| (point, BTreeSet::new()))
+                            .1
+                            .insert(graph.host(edge.host).id.clone());
                     }
                 }
             }
@@ -94,15 +113,23 @@ pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -
                 }
                 if label.origin != LOCAL_ORIGIN {
                     let arrival = graph.edge(label.origin);
-                    if arrival.kind == EdgeKind::ReceivedFrom && graph.remote_host(arrival.src).is_none() {
-                        if let Some(remote) = graph.remote(arrival.src) {
-                            let reason = if remote.node_ids.is_empty() {
-                                format!("sent tainted files into host {} (outside the loaded hosts)", graph.host(arrival.host).id)
-                            } else {
-                                format!("sent tainted files into host {} (node {}, dump not loaded)", graph.host(arrival.host).id, remote.node_ids.join("/"))
-                            };
-                            outside.entry(remote.ip.to_string()).or_insert(reason);
-                        }
+                    if arrival.kind == EdgeKind::ReceivedFrom
+                        && graph.remote_host(arrival.src).is_none()
+                        && let Some(remote) = graph.remote(arrival.src)
+                    {
+                        let reason = if remote.node_ids.is_empty() {
+                            format!(
+                                "sent tainted files into host {} (outside the loaded hosts)",
+                                graph.host(arrival.host).id
+                            )
+                        } else {
+                            format!(
+                                "sent tainted files into host {} (node {}, dump not loaded)",
+                                graph.host(arrival.host).id,
+                                remote.node_ids.join("/")
+                            )
+                        };
+                        outside.entry(remote.ip.to_string()).or_insert(reason);
                     }
                 }
             }
@@ -111,12 +138,23 @@ pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -
     }
     let mut block: Vec<BlockTarget> = held
         .into_iter()
-        .map(|(h, reason)| BlockTarget { target: graph.host(h).id.clone(), reason: format!("{} ({})", reason, graph.host(h).label()) })
+        .map(|(h, reason)| BlockTarget {
+            target: graph.host(h).id.clone(),
+            reason: format!("{} ({})", reason, graph.host(h).label()),
+        })
         .collect();
-    block.extend(outside.into_iter().map(|(ip, reason)| BlockTarget { target: ip, reason }));
+    block.extend(
+        outside
+            .into_iter()
+            .map(|(ip, reason)| BlockTarget { target: ip, reason }),
+    );
     let protect: Vec<ProtectPath> = protect
         .into_iter()
-        .map(|(path, (activation_point, hosts))| ProtectPath { path, activation_point, hosts: hosts.into_iter().collect() })
+        .map(|(path, (activation_point, hosts))| ProtectPath {
+            path,
+            activation_point,
+            hosts: hosts.into_iter().collect(),
+        })
         .collect();
     let hashes: Vec<String> = hashes.into_iter().collect();
     if files_without_hash > 0 {
@@ -124,9 +162,18 @@ pub fn rules(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -
     }
     let yara = (!hashes.is_empty()).then(|| yara_rule(&question, &hashes));
     if yara.is_none() {
-        warnings.push("no tainted file has a recorded sha256: no YARA rule can be written".to_owned());
+        warnings
+            .push("no tainted file has a recorded sha256: no YARA rule can be written".to_owned());
     }
-    Ok(RulesReport { question, block, protect, hashes, files_without_hash, yara, warnings })
+    Ok(RulesReport {
+        question,
+        block,
+        protect,
+        hashes,
+        files_without_hash,
+        yara,
+        warnings,
+    })
 }
 
 /// YARA rule names allow [A-Za-z0-9_], must not start with a digit, at most 128 chars.
@@ -136,12 +183,16 @@ fn yara_rule(question: &str, hashes: &[String]) -> String {
     let mut rule = String::new();
     rule.push_str("import \"hash\"\n\n");
     rule.push_str(&format!("rule {name}\n{{\n    meta:\n"));
-    rule.push_str(&format!("        description = \"vtrail-analysis: {description}\"\n"));
+    rule.push_str(&format!(
+        "        description = \"vtrail-analysis: {description}\"\n"
+    ));
     rule.push_str(&format!("        hashes = {}\n", hashes.len()));
     rule.push_str("    condition:\n");
     for (i, hash) in hashes.iter().enumerate() {
         let joiner = if i + 1 < hashes.len() { " or" } else { "" };
-        rule.push_str(&format!("        hash.sha256(0, filesize) == \"{hash}\"{joiner}\n"));
+        rule.push_str(&format!(
+            "        hash.sha256(0, filesize) == \"{hash}\"{joiner}\n"
+        ));
     }
     rule.push_str("}\n");
     rule

@@ -36,11 +36,19 @@ fn loaded_hosts(graph: &Graph) -> String {
     if graph.hosts.len() > 10 {
         names.push(format!("... {} in all", graph.hosts.len()));
     }
-    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The nodes the selector names, on `host` if given. Never empty on success.
-pub fn resolve(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Result<Vec<NodeIx>, QueryError> {
+pub fn resolve(
+    graph: &Graph,
+    selector: &Selector,
+    host: Option<HostIx>,
+) -> Result<Vec<NodeIx>, QueryError> {
     let on_host = |n: NodeIx| host.is_none_or(|h| graph.node(n).host == h);
     let found: Vec<NodeIx> = match selector {
         Selector::Node(id) => {
@@ -48,7 +56,10 @@ pub fn resolve(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Resu
             if let Some(n) = n {
                 let kind = graph.node(n).kind;
                 if !matches!(kind, NodeKind::File | NodeKind::Process) {
-                    return Err(QueryError::NotTraceable { id: id.clone(), kind: kind.name() });
+                    return Err(QueryError::NotTraceable {
+                        id: id.clone(),
+                        kind: kind.name(),
+                    });
                 }
             }
             n.into_iter().collect()
@@ -61,7 +72,11 @@ pub fn resolve(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Resu
             let wanted = crate::index::parse_sha256(hash);
             graph
                 .file_nodes()
-                .filter(|&n| on_host(n) && wanted.is_some() && graph.file(n).is_some_and(|f| f.sha256 == wanted))
+                .filter(|&n| {
+                    on_host(n)
+                        && wanted.is_some()
+                        && graph.file(n).is_some_and(|f| f.sha256 == wanted)
+                })
                 .collect()
         }
     };
@@ -69,7 +84,9 @@ pub fn resolve(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Resu
         let files = graph.file_nodes().count();
         return Err(QueryError::FileNotInGraph {
             selector: selector.to_string(),
-            scope: host.map(|h| format!(" on host {}", graph.host(h).id)).unwrap_or_default(),
+            scope: host
+                .map(|h| format!(" on host {}", graph.host(h).id))
+                .unwrap_or_default(),
             files,
             hosts: graph.hosts.len(),
         });
@@ -81,23 +98,37 @@ pub fn resolve(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Resu
 /// sighting. Its origin is its earliest `received_from`, if it arrived over the network.
 pub fn seed_for(graph: &Graph, n: NodeIx) -> Seed {
     let first_in = graph.in_edges(n).first().map(|&e| graph.edge(e).ts_ns);
-    let since_ns = first_in.map_or(graph.node(n).first_seen_ns, |t| t.min(graph.node(n).first_seen_ns));
+    let since_ns = first_in.map_or(graph.node(n).first_seen_ns, |t| {
+        t.min(graph.node(n).first_seen_ns)
+    });
     let origin = graph
         .in_edges(n)
         .iter()
         .copied()
         .find(|&e| graph.edge(e).kind == EdgeKind::ReceivedFrom)
         .unwrap_or(LOCAL_ORIGIN);
-    Seed { node: n, since_ns, origin }
+    Seed {
+        node: n,
+        since_ns,
+        origin,
+    }
 }
 
 /// Seeds for the selected nodes and, for files with a known hash, every other copy of the
 /// same content on any host: the same malware is the same bytes wherever it lands.
 pub fn seeds_with_copies(graph: &Graph, selected: &[NodeIx]) -> Vec<Seed> {
-    let hashes: Vec<[u8; 32]> = selected.iter().filter_map(|&n| graph.file(n)?.sha256).collect();
+    let hashes: Vec<[u8; 32]> = selected
+        .iter()
+        .filter_map(|&n| graph.file(n)?.sha256)
+        .collect();
     let mut nodes: Vec<NodeIx> = selected.to_vec();
     if !hashes.is_empty() {
-        nodes.extend(graph.file_nodes().filter(|&n| graph.file(n).and_then(|f| f.sha256).is_some_and(|h| hashes.contains(&h))));
+        nodes.extend(graph.file_nodes().filter(|&n| {
+            graph
+                .file(n)
+                .and_then(|f| f.sha256)
+                .is_some_and(|h| hashes.contains(&h))
+        }));
     }
     nodes.sort_unstable();
     nodes.dedup();
@@ -126,13 +157,21 @@ pub fn auto_seeds(graph: &Graph) -> AutoSeeds {
         match edge.kind {
             EdgeKind::ReceivedFrom => {
                 if graph.remote_host(edge.src).is_none() {
-                    seeds.push(Seed { node: edge.dst, since_ns: edge.ts_ns, origin: e });
+                    seeds.push(Seed {
+                        node: edge.dst,
+                        since_ns: edge.ts_ns,
+                        origin: e,
+                    });
                 } else if graph.matching_send(e).is_none() {
                     unmatched_receives.push(e);
                 }
             }
             EdgeKind::Relabel if graph.attr(e, "to").as_deref() == Some("untrusted") => {
-                seeds.push(Seed { node: edge.dst, since_ns: edge.ts_ns, origin: LOCAL_ORIGIN });
+                seeds.push(Seed {
+                    node: edge.dst,
+                    since_ns: edge.ts_ns,
+                    origin: LOCAL_ORIGIN,
+                });
             }
             _ => {}
         }
@@ -140,11 +179,21 @@ pub fn auto_seeds(graph: &Graph) -> AutoSeeds {
     for n in graph.file_nodes() {
         let untrusted = graph.file(n).is_some_and(|f| f.untrusted);
         let has_cause = graph.in_edges(n).iter().any(|&e| {
-            matches!(graph.edge(e).kind, EdgeKind::ReceivedFrom | EdgeKind::Create | EdgeKind::Write)
+            matches!(
+                graph.edge(e).kind,
+                EdgeKind::ReceivedFrom | EdgeKind::Create | EdgeKind::Write
+            )
         });
         if untrusted && !has_cause {
-            seeds.push(Seed { node: n, since_ns: graph.node(n).first_seen_ns, origin: LOCAL_ORIGIN });
+            seeds.push(Seed {
+                node: n,
+                since_ns: graph.node(n).first_seen_ns,
+                origin: LOCAL_ORIGIN,
+            });
         }
     }
-    AutoSeeds { seeds, unmatched_receives }
+    AutoSeeds {
+        seeds,
+        unmatched_receives,
+    }
 }

@@ -16,17 +16,17 @@
 //! remote addresses a host records (empty `node_ids`), but every address is resolved by at
 //! least one host, so merging by address recovers it.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::cmp::Reverse;
 
-use serde::Serialize;
 use sensor_common::graph::{
     DUMP_FORMAT, DumpHeader, DumpLine, Edge, EdgeKind, HostInfo, Node, NodeData, SCHEMA_VERSION,
     file_node_id, host_node_id, process_node_id, remote_node_id,
 };
+use serde::Serialize;
 
 use crate::index::hex;
 use crate::time::NS_PER_SEC;
@@ -52,7 +52,9 @@ impl std::str::FromStr for Shape {
         match s {
             "scale-free" => Ok(Shape::ScaleFree),
             "small-world" => Ok(Shape::SmallWorld),
-            other => Err(format!("unknown shape `{other}`: use scale-free or small-world")),
+            other => Err(format!(
+                "unknown shape `{other}`: use scale-free or small-world"
+            )),
         }
     }
 }
@@ -177,7 +179,10 @@ pub fn network(shape: Shape, n: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
             }
         }
     }
-    adjacency.into_iter().map(|s| s.into_iter().collect()).collect()
+    adjacency
+        .into_iter()
+        .map(|s| s.into_iter().collect())
+        .collect()
 }
 
 struct SimHost {
@@ -217,15 +222,33 @@ struct BaseProcesses {
 }
 
 impl HostLog {
-    fn file(&mut self, host: &SimHost, path: &str, untrusted: bool, executable: bool, sha256: Option<String>, at: u64) -> String {
+    fn file(
+        &mut self,
+        host: &SimHost,
+        path: &str,
+        untrusted: bool,
+        executable: bool,
+        sha256: Option<String>,
+        at: u64,
+    ) -> String {
         self.next_ino += 1;
         let id = file_node_id(&host.id, DEV, 100_000 + self.next_ino);
-        self.nodes.insert(id.clone(), Node {
-            id: id.clone(),
-            host: host.id.clone(),
-            first_seen_ns: host.clock(at),
-            data: NodeData::File { dev: DEV, ino: 100_000 + self.next_ino, paths: vec![path.to_owned()], untrusted, executable, sha256 },
-        });
+        self.nodes.insert(
+            id.clone(),
+            Node {
+                id: id.clone(),
+                host: host.id.clone(),
+                first_seen_ns: host.clock(at),
+                data: NodeData::File {
+                    dev: DEV,
+                    ino: 100_000 + self.next_ino,
+                    paths: vec![path.to_owned()],
+                    untrusted,
+                    executable,
+                    sha256,
+                },
+            },
+        );
         id
     }
 
@@ -234,13 +257,29 @@ impl HostLog {
         let tgid = 1000 + self.next_tgid;
         let ticks = (at.saturating_sub(host.boot_ns)) / (NS_PER_SEC / CLOCK_TICKS_PER_SEC);
         let id = process_node_id(&host.id, tgid, ticks);
-        let comm: String = exe.rsplit('/').next().unwrap_or(exe).chars().take(15).collect();
-        self.nodes.insert(id.clone(), Node {
-            id: id.clone(),
-            host: host.id.clone(),
-            first_seen_ns: host.clock(at),
-            data: NodeData::Process { tgid, start_ticks: ticks, exe: exe.to_owned(), comm, uid, tainted },
-        });
+        let comm: String = exe
+            .rsplit('/')
+            .next()
+            .unwrap_or(exe)
+            .chars()
+            .take(15)
+            .collect();
+        self.nodes.insert(
+            id.clone(),
+            Node {
+                id: id.clone(),
+                host: host.id.clone(),
+                first_seen_ns: host.clock(at),
+                data: NodeData::Process {
+                    tgid,
+                    start_ticks: ticks,
+                    exe: exe.to_owned(),
+                    comm,
+                    uid,
+                    tainted,
+                },
+            },
+        );
         id
     }
 
@@ -249,14 +288,25 @@ impl HostLog {
         remote_node_id(ip)
     }
 
-    fn edge(&mut self, host: &SimHost, at: u64, kind: EdgeKind, src: &str, dst: &str, attrs: &[(&str, serde_json::Value)]) {
+    fn edge(
+        &mut self,
+        host: &SimHost,
+        at: u64,
+        kind: EdgeKind,
+        src: &str,
+        dst: &str,
+        attrs: &[(&str, serde_json::Value)],
+    ) {
         self.edges.push(Edge {
             ts_ns: host.clock(at),
             kind,
             src: src.to_owned(),
             dst: dst.to_owned(),
             host: host.id.clone(),
-            attrs: attrs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
         });
     }
 
@@ -266,15 +316,34 @@ impl HostLog {
         }
         let boot = host.boot_ns;
         let mut binaries = Vec::new();
-        for path in ["/usr/bin/bash", "/usr/bin/sh", "/usr/bin/python3", "/usr/bin/tar", "/usr/bin/rsync", "/usr/sbin/logrotate", "/usr/bin/find", "/usr/bin/gzip"] {
+        for path in [
+            "/usr/bin/bash",
+            "/usr/bin/sh",
+            "/usr/bin/python3",
+            "/usr/bin/tar",
+            "/usr/bin/rsync",
+            "/usr/sbin/logrotate",
+            "/usr/bin/find",
+            "/usr/bin/gzip",
+        ] {
             // Same distribution everywhere: a trusted binary has the same hash on every host.
             let sha = hex(&path.bytes().cycle().take(32).collect::<Vec<_>>());
-            binaries.push((self.file(host, path, false, true, Some(sha), boot), path.to_owned()));
+            binaries.push((
+                self.file(host, path, false, true, Some(sha), boot),
+                path.to_owned(),
+            ));
         }
         let systemd = self.process(host, "/usr/lib/systemd/systemd", 0, false, boot);
         let daemon = |log: &mut HostLog, exe: &str, uid: u32| {
             let p = log.process(host, exe, uid, false, boot + 2 * NS_PER_SEC);
-            log.edge(host, boot + 2 * NS_PER_SEC, EdgeKind::Fork, &systemd, &p, &[]);
+            log.edge(
+                host,
+                boot + 2 * NS_PER_SEC,
+                EdgeKind::Fork,
+                &systemd,
+                &p,
+                &[],
+            );
             p
         };
         let base = BaseProcesses {
@@ -306,8 +375,15 @@ struct Transfer {
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Arrive { transfer: usize },
-    Execute { host: usize, file: String, path: String, sender: Option<usize> },
+    Arrive {
+        transfer: usize,
+    },
+    Execute {
+        host: usize,
+        file: String,
+        path: String,
+        sender: Option<usize>,
+    },
 }
 
 pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
@@ -319,7 +395,12 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
         .map(|i| SimHost {
             id: format!("disk-{:016x}", rng.next_u64()),
             hostname: format!("fs-{i:04}"),
-            ip: format!("10.{}.{}.{}", (i + 1) >> 16 & 255, (i + 1) >> 8 & 255, (i + 1) & 255),
+            ip: format!(
+                "10.{}.{}.{}",
+                (i + 1) >> 16 & 255,
+                (i + 1) >> 8 & 255,
+                (i + 1) & 255
+            ),
             skew_ns: rng.range(0, 800) as i64 * MS as i64 - 400 * MS as i64,
             vulnerable: rng.chance(0.85),
             boot_ns: EPOCH_NS - rng.range(3600, 30 * 86_400) * NS_PER_SEC,
@@ -362,35 +443,81 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                 let t = &transfers[transfer];
                 let to = t.to;
                 let host = &hosts[to];
-                let directory = if t.protocol == "smb" { "/srv/samba/share" } else { "/srv/ftp/incoming" };
+                let directory = if t.protocol == "smb" {
+                    "/srv/samba/share"
+                } else {
+                    "/srv/ftp/incoming"
+                };
                 let path = format!("{directory}/{}", t.name);
-                let sha = if t.worm { Some(worm_sha.clone()) } else { Some(rng.sha()) };
+                let sha = if t.worm {
+                    Some(worm_sha.clone())
+                } else {
+                    Some(rng.sha())
+                };
                 let log = &mut logs[to];
                 let file = log.file(host, &path, true, false, sha, t.received_at);
-                let from_ip = t.from.map_or(OUTSIDE_WORM_IP.to_owned(), |f| hosts[f].ip.clone());
+                let from_ip = t
+                    .from
+                    .map_or(OUTSIDE_WORM_IP.to_owned(), |f| hosts[f].ip.clone());
                 let remote = log.remote(&from_ip, t.from);
                 let attrs = [("protocol", attr(t.protocol)), ("name", attr(&t.name))];
-                log.edge(host, t.received_at, EdgeKind::ReceivedFrom, &remote, &file, &attrs);
+                log.edge(
+                    host,
+                    t.received_at,
+                    EdgeKind::ReceivedFrom,
+                    &remote,
+                    &file,
+                    &attrs,
+                );
                 if let Some(from) = t.from {
                     let sender = &hosts[from];
                     let source = if t.worm {
                         worm_copy[from].clone().unwrap_or_default()
                     } else {
                         let doc = format!("/srv/samba/share/docs/{}", t.name);
-                        logs[from].file(sender, &doc, false, false, Some(rng.sha()), t.sent_at - 3600 * NS_PER_SEC)
+                        logs[from].file(
+                            sender,
+                            &doc,
+                            false,
+                            false,
+                            Some(rng.sha()),
+                            t.sent_at - 3600 * NS_PER_SEC,
+                        )
                     };
                     let remote = logs[from].remote(&host.ip, Some(to));
-                    logs[from].edge(sender, t.sent_at, EdgeKind::SentTo, &source, &remote, &attrs);
+                    logs[from].edge(
+                        sender,
+                        t.sent_at,
+                        EdgeKind::SentTo,
+                        &source,
+                        &remote,
+                        &attrs,
+                    );
                 }
                 let already = infected_at[to].is_some();
                 if t.worm && host.vulnerable && (!already || rng.chance(0.5)) {
                     // Copies run in arrival order: the trigger (share scan, ftp hook) is a queue.
-                    let run_at = (t.received_at + rng.range(20, 120) * NS_PER_SEC).max(last_execution[to] + NS_PER_SEC);
+                    let run_at = (t.received_at + rng.range(20, 120) * NS_PER_SEC)
+                        .max(last_execution[to] + NS_PER_SEC);
                     last_execution[to] = run_at;
-                    push(&mut queue, run_at, Event::Execute { host: to, file, path, sender: t.from });
+                    push(
+                        &mut queue,
+                        run_at,
+                        Event::Execute {
+                            host: to,
+                            file,
+                            path,
+                            sender: t.from,
+                        },
+                    );
                 }
             }
-            Event::Execute { host: h, file, path, sender } => {
+            Event::Execute {
+                host: h,
+                file,
+                path,
+                sender,
+            } => {
                 let host = &hosts[h];
                 let log = &mut logs[h];
                 let base = log.base(host);
@@ -399,7 +526,17 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                     Some(_) if rng.chance(0.5) => &base.smbd,
                     Some(_) => &base.ftpd,
                 };
-                log.edge(host, at - 2 * MS, EdgeKind::Chmod, trigger, &file, &[("mode", attr("0755")), ("executable", serde_json::Value::Bool(true))]);
+                log.edge(
+                    host,
+                    at - 2 * MS,
+                    EdgeKind::Chmod,
+                    trigger,
+                    &file,
+                    &[
+                        ("mode", attr("0755")),
+                        ("executable", serde_json::Value::Bool(true)),
+                    ],
+                );
                 let worm = log.process(host, &path, 0, true, at - MS);
                 log.edge(host, at - MS, EdgeKind::Fork, trigger, &worm, &[]);
                 log.edge(host, at, EdgeKind::Exec, &file, &worm, &[]);
@@ -408,7 +545,16 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                 }
                 infected_at[h] = Some(at);
                 parent[h] = sender;
-                worm_behaviour(host, log, &worm, &base, at, &worm_sha, &mut rng, &mut worm_copy[h]);
+                worm_behaviour(
+                    host,
+                    log,
+                    &worm,
+                    &base,
+                    at,
+                    &worm_sha,
+                    &mut rng,
+                    &mut worm_copy[h],
+                );
                 // Spread to neighbours, one upload each, spaced out.
                 let mut next = at + 30 * NS_PER_SEC;
                 let mut targets = adjacency[h].clone();
@@ -425,10 +571,20 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                         sent_at,
                         received_at: sent_at + rng.range(20, 300) * MS,
                         protocol: if smb { "smb" } else { "ftp" },
-                        name: if smb { "quarterly-report.pdf.sh".to_owned() } else { "update.bin".to_owned() },
+                        name: if smb {
+                            "quarterly-report.pdf.sh".to_owned()
+                        } else {
+                            "update.bin".to_owned()
+                        },
                         worm: true,
                     });
-                    push(&mut queue, transfers[transfers.len() - 1].received_at, Event::Arrive { transfer: transfers.len() - 1 });
+                    push(
+                        &mut queue,
+                        transfers[transfers.len() - 1].received_at,
+                        Event::Arrive {
+                            transfer: transfers.len() - 1,
+                        },
+                    );
                     next += 5 * NS_PER_SEC + rng.exp_ns(60.0);
                 }
             }
@@ -448,14 +604,29 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
         let host = &hosts[i];
         let mut host_rng = Rng::new(config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         background(host, &mut log, &mut host_rng, bulk_per_host, horizon);
-        let name = format!("{}.jsonl{}", host.hostname, if config.gzip { ".gz" } else { "" });
-        edges_written += write_dump(&config.out.join(&name), host, &mut log, &hosts, &resolved, horizon, config.gzip)?;
+        let name = format!(
+            "{}.jsonl{}",
+            host.hostname,
+            if config.gzip { ".gz" } else { "" }
+        );
+        edges_written += write_dump(
+            &config.out.join(&name),
+            host,
+            &mut log,
+            &hosts,
+            &resolved,
+            horizon,
+            config.gzip,
+        )?;
         dumps.push(name);
     }
 
     let truth = Truth {
         seed: config.seed,
-        shape: match config.shape { Shape::ScaleFree => "scale-free".into(), Shape::SmallWorld => "small-world".into() },
+        shape: match config.shape {
+            Shape::ScaleFree => "scale-free".into(),
+            Shape::SmallWorld => "small-world".into(),
+        },
         patient_zero: vec![hosts[patient_zero].id.clone()],
         worm_sha256: worm_sha,
         worm_entry_ip: OUTSIDE_WORM_IP.to_owned(),
@@ -484,28 +655,121 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn worm_behaviour(host: &SimHost, log: &mut HostLog, worm: &str, base: &BaseProcesses, at: u64, worm_sha: &str, rng: &mut Rng, copy: &mut Option<String>) {
-    let cron_file = log.file(host, "/etc/cron.d/sysupdate", false, false, None, at + 2 * NS_PER_SEC);
-    let persist = [("activation_point", attr("cron")), ("severity", attr("high"))];
-    log.edge(host, at + 2 * NS_PER_SEC, EdgeKind::Create, worm, &cron_file, &persist);
-    log.edge(host, at + 2 * NS_PER_SEC + MS, EdgeKind::Write, worm, &cron_file, &persist);
+fn worm_behaviour(
+    host: &SimHost,
+    log: &mut HostLog,
+    worm: &str,
+    base: &BaseProcesses,
+    at: u64,
+    worm_sha: &str,
+    rng: &mut Rng,
+    copy: &mut Option<String>,
+) {
+    let cron_file = log.file(
+        host,
+        "/etc/cron.d/sysupdate",
+        false,
+        false,
+        None,
+        at + 2 * NS_PER_SEC,
+    );
+    let persist = [
+        ("activation_point", attr("cron")),
+        ("severity", attr("high")),
+    ];
+    log.edge(
+        host,
+        at + 2 * NS_PER_SEC,
+        EdgeKind::Create,
+        worm,
+        &cron_file,
+        &persist,
+    );
+    log.edge(
+        host,
+        at + 2 * NS_PER_SEC + MS,
+        EdgeKind::Write,
+        worm,
+        &cron_file,
+        &persist,
+    );
     if rng.chance(0.5) {
         let rc = log.file(host, "/root/.bashrc", false, false, None, host.boot_ns);
-        let attrs = [("activation_point", attr("shell-rc")), ("severity", attr("high"))];
+        let attrs = [
+            ("activation_point", attr("shell-rc")),
+            ("severity", attr("high")),
+        ];
         log.edge(host, at + 2500 * MS, EdgeKind::Write, worm, &rc, &attrs);
     }
-    let copy_id = log.file(host, "/var/tmp/.sysupdate", true, true, Some(worm_sha.to_owned()), at + 3 * NS_PER_SEC);
-    log.edge(host, at + 3 * NS_PER_SEC, EdgeKind::Create, worm, &copy_id, &[]);
-    log.edge(host, at + 3 * NS_PER_SEC + MS, EdgeKind::Write, worm, &copy_id, &[]);
-    log.edge(host, at + 3 * NS_PER_SEC + 2 * MS, EdgeKind::Chmod, worm, &copy_id, &[("mode", attr("0755")), ("executable", serde_json::Value::Bool(true))]);
+    let copy_id = log.file(
+        host,
+        "/var/tmp/.sysupdate",
+        true,
+        true,
+        Some(worm_sha.to_owned()),
+        at + 3 * NS_PER_SEC,
+    );
+    log.edge(
+        host,
+        at + 3 * NS_PER_SEC,
+        EdgeKind::Create,
+        worm,
+        &copy_id,
+        &[],
+    );
+    log.edge(
+        host,
+        at + 3 * NS_PER_SEC + MS,
+        EdgeKind::Write,
+        worm,
+        &copy_id,
+        &[],
+    );
+    log.edge(
+        host,
+        at + 3 * NS_PER_SEC + 2 * MS,
+        EdgeKind::Chmod,
+        worm,
+        &copy_id,
+        &[
+            ("mode", attr("0755")),
+            ("executable", serde_json::Value::Bool(true)),
+        ],
+    );
     *copy = Some(copy_id);
     // A shell child that collects host information.
     let child = log.process(host, "/usr/bin/sh", 0, true, at + 4 * NS_PER_SEC);
     log.edge(host, at + 4 * NS_PER_SEC, EdgeKind::Fork, worm, &child, &[]);
-    let sh = base.binaries.iter().find(|b| b.1 == "/usr/bin/sh").map(|b| b.0.clone()).unwrap_or_default();
-    log.edge(host, at + 4 * NS_PER_SEC + MS, EdgeKind::Exec, &sh, &child, &[]);
-    let loot = log.file(host, "/tmp/.hostinfo", true, false, None, at + 5 * NS_PER_SEC);
-    log.edge(host, at + 5 * NS_PER_SEC, EdgeKind::Create, &child, &loot, &[]);
+    let sh = base
+        .binaries
+        .iter()
+        .find(|b| b.1 == "/usr/bin/sh")
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    log.edge(
+        host,
+        at + 4 * NS_PER_SEC + MS,
+        EdgeKind::Exec,
+        &sh,
+        &child,
+        &[],
+    );
+    let loot = log.file(
+        host,
+        "/tmp/.hostinfo",
+        true,
+        false,
+        None,
+        at + 5 * NS_PER_SEC,
+    );
+    log.edge(
+        host,
+        at + 5 * NS_PER_SEC,
+        EdgeKind::Create,
+        &child,
+        &loot,
+        &[],
+    );
 }
 
 fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
@@ -515,23 +779,55 @@ fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
 }
 
 /// Benign transfers, untrusted downloads never run, a relabeled-and-run installer, relabels.
-fn benign_incidents(hosts: &[SimHost], adjacency: &[Vec<usize>], logs: &mut [HostLog], rng: &mut Rng, horizon: u64) {
+fn benign_incidents(
+    hosts: &[SimHost],
+    adjacency: &[Vec<usize>],
+    logs: &mut [HostLog],
+    rng: &mut Rng,
+    horizon: u64,
+) {
     let n = hosts.len();
     for from in 0..n {
         for k in 0..3 {
-            let Some(&to) = adjacency[from].get(rng.below(adjacency[from].len().max(1) as u64) as usize) else { continue };
-            let sent_at = EPOCH_NS + rng.range(60, (horizon - EPOCH_NS) / NS_PER_SEC - 60) * NS_PER_SEC;
+            let Some(&to) =
+                adjacency[from].get(rng.below(adjacency[from].len().max(1) as u64) as usize)
+            else {
+                continue;
+            };
+            let sent_at =
+                EPOCH_NS + rng.range(60, (horizon - EPOCH_NS) / NS_PER_SEC - 60) * NS_PER_SEC;
             let received_at = sent_at + rng.range(20, 300) * MS;
             let (sender, receiver) = (&hosts[from], &hosts[to]);
             let name = format!("report-{from}-{k}.pdf");
             let protocol = if rng.chance(0.5) { "smb" } else { "ftp" };
             let attrs = [("protocol", attr(protocol)), ("name", attr(&name))];
-            let doc = logs[from].file(sender, &format!("/srv/samba/share/docs/{name}"), false, false, Some(rng.sha()), EPOCH_NS);
+            let doc = logs[from].file(
+                sender,
+                &format!("/srv/samba/share/docs/{name}"),
+                false,
+                false,
+                Some(rng.sha()),
+                EPOCH_NS,
+            );
             let remote = logs[from].remote(&receiver.ip, Some(to));
             logs[from].edge(sender, sent_at, EdgeKind::SentTo, &doc, &remote, &attrs);
-            let copy = logs[to].file(receiver, &format!("/srv/samba/share/{name}"), true, false, Some(rng.sha()), received_at);
+            let copy = logs[to].file(
+                receiver,
+                &format!("/srv/samba/share/{name}"),
+                true,
+                false,
+                Some(rng.sha()),
+                received_at,
+            );
             let remote = logs[to].remote(&sender.ip, Some(from));
-            logs[to].edge(receiver, received_at, EdgeKind::ReceivedFrom, &remote, &copy, &attrs);
+            logs[to].edge(
+                receiver,
+                received_at,
+                EdgeKind::ReceivedFrom,
+                &remote,
+                &copy,
+                &attrs,
+            );
         }
     }
     for (i, host) in hosts.iter().enumerate() {
@@ -539,27 +835,117 @@ fn benign_incidents(hosts: &[SimHost], adjacency: &[Vec<usize>], logs: &mut [Hos
         let base = log.base(host);
         // An untrusted download that nobody runs.
         let at = EPOCH_NS + rng.range(60, 7000) * NS_PER_SEC;
-        let download = log.file(host, &format!("/root/Downloads/tool-{i}.tar.gz"), true, false, Some(rng.sha()), at);
+        let download = log.file(
+            host,
+            &format!("/root/Downloads/tool-{i}.tar.gz"),
+            true,
+            false,
+            Some(rng.sha()),
+            at,
+        );
         let remote = log.remote(OUTSIDE_DOWNLOAD_IP, None);
-        log.edge(host, at, EdgeKind::ReceivedFrom, &remote, &download, &[("protocol", attr("http")), ("name", attr(&format!("tool-{i}.tar.gz")))]);
+        log.edge(
+            host,
+            at,
+            EdgeKind::ReceivedFrom,
+            &remote,
+            &download,
+            &[
+                ("protocol", attr("http")),
+                ("name", attr(&format!("tool-{i}.tar.gz"))),
+            ],
+        );
         if i % 5 == 0 {
             // An installer the admin vouches for, then runs: not an infection.
             let at = EPOCH_NS + rng.range(60, 7000) * NS_PER_SEC;
-            let installer = log.file(host, "/root/Downloads/agent-installer.sh", true, false, Some(rng.sha()), at);
-            log.edge(host, at, EdgeKind::ReceivedFrom, &remote, &installer, &[("protocol", attr("http")), ("name", attr("agent-installer.sh"))]);
-            log.edge(host, at + 30 * NS_PER_SEC, EdgeKind::Relabel, &base.admin_shell, &installer, &[("to", attr("trusted"))]);
+            let installer = log.file(
+                host,
+                "/root/Downloads/agent-installer.sh",
+                true,
+                false,
+                Some(rng.sha()),
+                at,
+            );
+            log.edge(
+                host,
+                at,
+                EdgeKind::ReceivedFrom,
+                &remote,
+                &installer,
+                &[
+                    ("protocol", attr("http")),
+                    ("name", attr("agent-installer.sh")),
+                ],
+            );
+            log.edge(
+                host,
+                at + 30 * NS_PER_SEC,
+                EdgeKind::Relabel,
+                &base.admin_shell,
+                &installer,
+                &[("to", attr("trusted"))],
+            );
             let run = log.process(host, "/usr/bin/sh", 0, false, at + 40 * NS_PER_SEC);
-            log.edge(host, at + 40 * NS_PER_SEC, EdgeKind::Fork, &base.admin_shell, &run, &[]);
-            log.edge(host, at + 40 * NS_PER_SEC + MS, EdgeKind::Read, &installer, &run, &[]);
-            let agent = log.file(host, "/opt/agent/agent.conf", false, false, None, at + 41 * NS_PER_SEC);
-            log.edge(host, at + 41 * NS_PER_SEC, EdgeKind::Create, &run, &agent, &[]);
+            log.edge(
+                host,
+                at + 40 * NS_PER_SEC,
+                EdgeKind::Fork,
+                &base.admin_shell,
+                &run,
+                &[],
+            );
+            log.edge(
+                host,
+                at + 40 * NS_PER_SEC + MS,
+                EdgeKind::Read,
+                &installer,
+                &run,
+                &[],
+            );
+            let agent = log.file(
+                host,
+                "/opt/agent/agent.conf",
+                false,
+                false,
+                None,
+                at + 41 * NS_PER_SEC,
+            );
+            log.edge(
+                host,
+                at + 41 * NS_PER_SEC,
+                EdgeKind::Create,
+                &run,
+                &agent,
+                &[],
+            );
         }
         if i % 7 == 3 {
             // A file the admin distrusts by hand but never runs; and one from a USB stick.
             let at = EPOCH_NS + rng.range(60, 7000) * NS_PER_SEC;
-            let odd = log.file(host, "/srv/samba/share/old-macro.xlsm", false, false, Some(rng.sha()), EPOCH_NS);
-            log.edge(host, at, EdgeKind::Relabel, &base.admin_shell, &odd, &[("to", attr("untrusted"))]);
-            log.file(host, "/media/usb/photos.zip", true, false, Some(rng.sha()), at);
+            let odd = log.file(
+                host,
+                "/srv/samba/share/old-macro.xlsm",
+                false,
+                false,
+                Some(rng.sha()),
+                EPOCH_NS,
+            );
+            log.edge(
+                host,
+                at,
+                EdgeKind::Relabel,
+                &base.admin_shell,
+                &odd,
+                &[("to", attr("untrusted"))],
+            );
+            log.file(
+                host,
+                "/media/usb/photos.zip",
+                true,
+                false,
+                Some(rng.sha()),
+                at,
+            );
         }
     }
 }
@@ -593,7 +979,16 @@ fn dns_resolution(hosts: &[SimHost], logs: &[HostLog], rng: &mut Rng) -> HashSet
 fn background(host: &SimHost, log: &mut HostLog, rng: &mut Rng, budget: u64, horizon: u64) {
     let base = log.base(host);
     let logs: Vec<String> = (0..12)
-        .map(|k| log.file(host, &format!("/var/log/job-{k}.log"), false, false, None, host.boot_ns))
+        .map(|k| {
+            log.file(
+                host,
+                &format!("/var/log/job-{k}.log"),
+                false,
+                false,
+                None,
+                host.boot_ns,
+            )
+        })
         .collect();
     let mut spent = 0u64;
     let span = (horizon - EPOCH_NS) / NS_PER_SEC;
@@ -604,18 +999,38 @@ fn background(host: &SimHost, log: &mut HostLog, rng: &mut Rng, budget: u64, hor
         log.edge(host, start, EdgeKind::Fork, &base.cron, &job, &[]);
         log.edge(host, start + MS, EdgeKind::Exec, binary, &job, &[]);
         let target = &logs[rng.below(logs.len() as u64) as usize];
-        let writes = rng.range(5, 60).min(budget.saturating_sub(spent + 2).max(1));
+        let writes = rng
+            .range(5, 60)
+            .min(budget.saturating_sub(spent + 2).max(1));
         for w in 0..writes {
-            log.edge(host, start + (w + 2) * 10 * MS, EdgeKind::Write, &job, target, &[]);
+            log.edge(
+                host,
+                start + (w + 2) * 10 * MS,
+                EdgeKind::Write,
+                &job,
+                target,
+                &[],
+            );
         }
         spent += 2 + writes;
     }
 }
 
-fn write_dump(path: &Path, host: &SimHost, log: &mut HostLog, hosts: &[SimHost], resolved: &HashSet<(usize, usize)>, horizon: u64, gzip: bool) -> std::io::Result<u64> {
+fn write_dump(
+    path: &Path,
+    host: &SimHost,
+    log: &mut HostLog,
+    hosts: &[SimHost],
+    resolved: &HashSet<(usize, usize)>,
+    horizon: u64,
+    gzip: bool,
+) -> std::io::Result<u64> {
     let file = File::create(path)?;
     let mut out: Box<dyn Write> = if gzip {
-        Box::new(BufWriter::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast())))
+        Box::new(BufWriter::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        )))
     } else {
         Box::new(BufWriter::with_capacity(1 << 16, file))
     };
@@ -623,7 +1038,11 @@ fn write_dump(path: &Path, host: &SimHost, log: &mut HostLog, hosts: &[SimHost],
     let header = DumpHeader {
         format: DUMP_FORMAT.to_owned(),
         schema_version: SCHEMA_VERSION,
-        host: HostInfo { id: host.id.clone(), hostname: host.hostname.clone(), disk_ids: vec![host.id.clone()] },
+        host: HostInfo {
+            id: host.id.clone(),
+            hostname: host.hostname.clone(),
+            disk_ids: vec![host.id.clone()],
+        },
         exported_ns: host.clock(horizon),
         since_ns: None,
     };
@@ -633,7 +1052,10 @@ fn write_dump(path: &Path, host: &SimHost, log: &mut HostLog, hosts: &[SimHost],
         id: host_node_id(&host.id),
         host: host.id.clone(),
         first_seen_ns: host.boot_ns,
-        data: NodeData::Host { hostname: host.hostname.clone(), disk_ids: vec![host.id.clone()] },
+        data: NodeData::Host {
+            hostname: host.hostname.clone(),
+            disk_ids: vec![host.id.clone()],
+        },
     };
     let remote_nodes = log.remotes.iter().map(|(ip, target)| Node {
         id: remote_node_id(ip),
@@ -641,11 +1063,17 @@ fn write_dump(path: &Path, host: &SimHost, log: &mut HostLog, hosts: &[SimHost],
         first_seen_ns: host.clock(EPOCH_NS),
         data: NodeData::Remote {
             ip: ip.clone(),
-            node_ids: target.filter(|&t| resolved.contains(&(me, t))).map(|t| vec![hosts[t].id.clone()]).unwrap_or_default(),
+            node_ids: target
+                .filter(|&t| resolved.contains(&(me, t)))
+                .map(|t| vec![hosts[t].id.clone()])
+                .unwrap_or_default(),
         },
     });
     let nodes = std::mem::take(&mut log.nodes);
-    for node in std::iter::once(host_node).chain(remote_nodes).chain(nodes.into_values()) {
+    for node in std::iter::once(host_node)
+        .chain(remote_nodes)
+        .chain(nodes.into_values())
+    {
         serde_json::to_writer(&mut out, &DumpLine::Node(node))?;
         out.write_all(b"\n")?;
     }

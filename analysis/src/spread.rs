@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
 use sensor_common::graph::EdgeKind;
+use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx};
 use crate::select::{AutoSeeds, Selector, auto_seeds, resolve, seeds_with_copies};
@@ -108,7 +108,11 @@ impl SpreadReport {
             .iter()
             .map(|h| TreeHost {
                 id: h.host.clone(),
-                label: if h.hostname.is_empty() { h.host.clone() } else { h.hostname.clone() },
+                label: if h.hostname.is_empty() {
+                    h.host.clone()
+                } else {
+                    h.hostname.clone()
+                },
                 parent: h.parent.clone().filter(|_| h.parent_kind == "host"),
                 time_ns: h.infected_at_ns,
                 time: h.infected_at.clone(),
@@ -120,7 +124,11 @@ impl SpreadReport {
                     "carrier"
                 },
                 via: h.via.as_ref().map(|v| {
-                    format!("{} {}", v.protocol.as_deref().unwrap_or("?"), v.name_as_sent.as_deref().unwrap_or("?"))
+                    format!(
+                        "{} {}",
+                        v.protocol.as_deref().unwrap_or("?"),
+                        v.name_as_sent.as_deref().unwrap_or("?")
+                    )
                 }),
             })
             .collect()
@@ -137,14 +145,25 @@ enum Parent {
 }
 
 /// The seeds the question starts from, and what to call the question.
-pub fn seeds_for_question(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>) -> Result<(Vec<Seed>, String, Vec<String>), crate::error::QueryError> {
+pub fn seeds_for_question(
+    graph: &Graph,
+    selector: Option<&Selector>,
+    host: Option<HostIx>,
+) -> Result<(Vec<Seed>, String, Vec<String>), crate::error::QueryError> {
     match selector {
         Some(selector) => {
             let selected = resolve(graph, selector, host)?;
-            Ok((seeds_with_copies(graph, &selected), format!("spread of the file with {selector} and its copies"), Vec::new()))
+            Ok((
+                seeds_with_copies(graph, &selected),
+                format!("spread of the file with {selector} and its copies"),
+                Vec::new(),
+            ))
         }
         None => {
-            let AutoSeeds { seeds, unmatched_receives } = auto_seeds(graph);
+            let AutoSeeds {
+                seeds,
+                unmatched_receives,
+            } = auto_seeds(graph);
             let mut warnings = Vec::new();
             if !unmatched_receives.is_empty() {
                 let e = unmatched_receives[0];
@@ -156,22 +175,42 @@ pub fn seeds_for_question(graph: &Graph, selector: Option<&Selector>, host: Opti
                     TransferView::new(graph, e).sentence()
                 ));
             }
-            Ok((seeds, "spread of every untrusted arrival that was executed".to_owned(), warnings))
+            Ok((
+                seeds,
+                "spread of every untrusted arrival that was executed".to_owned(),
+                warnings,
+            ))
         }
     }
 }
 
-pub fn spread(graph: &Graph, selector: Option<&Selector>, host: Option<HostIx>, step_ns: Option<u64>) -> Result<SpreadReport, crate::error::QueryError> {
+pub fn spread(
+    graph: &Graph,
+    selector: Option<&Selector>,
+    host: Option<HostIx>,
+    step_ns: Option<u64>,
+) -> Result<SpreadReport, crate::error::QueryError> {
     let (seeds, question, mut warnings) = seeds_for_question(graph, selector, host)?;
     let taint = propagate(graph, &seeds);
     let executions = taint.tainted_executions(graph);
     if executions.is_empty() {
         return Err(crate::error::QueryError::NoInfection {
-            hint: if selector.is_some() { " downstream of the flagged file".into() } else { String::new() },
+            hint: if selector.is_some() {
+                " downstream of the flagged file".into()
+            } else {
+                String::new()
+            },
         });
     }
     warnings.extend(unmatched_send_warnings(graph, &taint));
-    Ok(build_report(graph, &taint, &executions, question, step_ns, warnings))
+    Ok(build_report(
+        graph,
+        &taint,
+        &executions,
+        question,
+        step_ns,
+        warnings,
+    ))
 }
 
 fn unmatched_send_warnings(graph: &Graph, taint: &Taint) -> Vec<String> {
@@ -179,8 +218,14 @@ fn unmatched_send_warnings(graph: &Graph, taint: &Taint) -> Vec<String> {
     for &e in &taint.unmatched_sends {
         let edge = graph.edge(e);
         let target = match (graph.remote(edge.dst), graph.remote_host(edge.dst)) {
-            (_, Some(h)) => format!("host {} (loaded, but no matching receive within ±{})", graph.host(h).id, Span(graph.skew_allowance_ns)),
-            (Some(r), None) if !r.node_ids.is_empty() => format!("{} = node {} (dump not loaded)", r.ip, r.node_ids.join("/")),
+            (_, Some(h)) => format!(
+                "host {} (loaded, but no matching receive within ±{})",
+                graph.host(h).id,
+                Span(graph.skew_allowance_ns)
+            ),
+            (Some(r), None) if !r.node_ids.is_empty() => {
+                format!("{} = node {} (dump not loaded)", r.ip, r.node_ids.join("/"))
+            }
             (Some(r), None) => format!("{} (outside the loaded hosts)", r.ip),
             (None, None) => graph.id(edge.dst).to_owned(),
         };
@@ -188,29 +233,51 @@ fn unmatched_send_warnings(graph: &Graph, taint: &Taint) -> Vec<String> {
     }
     missing
         .into_iter()
-        .map(|(target, count)| format!("tainted file(s) sent {count} time(s) to {target}: spread past it is unknown"))
+        .map(|(target, count)| {
+            format!("tainted file(s) sent {count} time(s) to {target}: spread past it is unknown")
+        })
         .collect()
 }
 
-fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: String, step_ns: Option<u64>, mut warnings: Vec<String>) -> SpreadReport {
+fn build_report(
+    graph: &Graph,
+    taint: &Taint,
+    executions: &[EdgeIx],
+    question: String,
+    step_ns: Option<u64>,
+    mut warnings: Vec<String>,
+) -> SpreadReport {
     // First tainted execution per host, and the earliest transfer that led to any.
     let mut first_exec: HashMap<HostIx, EdgeIx> = HashMap::new();
     let mut earliest_transfer: HashMap<HostIx, EdgeIx> = HashMap::new();
     for &x in executions {
         let edge = graph.edge(x);
         let host = edge.host;
-        first_exec.entry(host).and_modify(|f| if graph.edge(*f).ts_ns > edge.ts_ns { *f = x }).or_insert(x);
+        first_exec
+            .entry(host)
+            .and_modify(|f| {
+                if graph.edge(*f).ts_ns > edge.ts_ns {
+                    *f = x
+                }
+            })
+            .or_insert(x);
         let origin = taint.label(edge.src).map_or(LOCAL_ORIGIN, |l| l.origin);
         if origin != LOCAL_ORIGIN {
             earliest_transfer
                 .entry(host)
-                .and_modify(|t| if (graph.edge(origin).ts_ns, origin) < (graph.edge(*t).ts_ns, *t) { *t = origin })
+                .and_modify(|t| {
+                    if (graph.edge(origin).ts_ns, origin) < (graph.edge(*t).ts_ns, *t) {
+                        *t = origin
+                    }
+                })
                 .or_insert(origin);
         }
     }
     let parent_of = |host: HostIx| -> Parent {
         let first = first_exec[&host];
-        let first_origin = taint.label(graph.edge(first).src).map_or(LOCAL_ORIGIN, |l| l.origin);
+        let first_origin = taint
+            .label(graph.edge(first).src)
+            .map_or(LOCAL_ORIGIN, |l| l.origin);
         if first_origin == LOCAL_ORIGIN {
             return Parent::Local;
         }
@@ -220,11 +287,18 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
             _ => Parent::Outside(transfer),
         }
     };
-    let mut parents: HashMap<HostIx, Parent> = first_exec.keys().map(|&h| (h, parent_of(h))).collect();
+    let mut parents: HashMap<HostIx, Parent> =
+        first_exec.keys().map(|&h| (h, parent_of(h))).collect();
 
     // Carriers: parents that never executed; their own parent is the sender of their
     // earliest tainted arrival.
-    let mut pending: Vec<HostIx> = parents.values().filter_map(|p| match p { Parent::Host(h, _) => Some(*h), _ => None }).collect();
+    let mut pending: Vec<HostIx> = parents
+        .values()
+        .filter_map(|p| match p {
+            Parent::Host(h, _) => Some(*h),
+            _ => None,
+        })
+        .collect();
     while let Some(h) = pending.pop() {
         if parents.contains_key(&h) {
             continue;
@@ -252,7 +326,12 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
             children.entry(*parent).or_default().push(h);
         }
     }
-    let sort_key = |h: &HostIx| (infected_at(*h).unwrap_or(u64::MAX), graph.host(*h).id.clone());
+    let sort_key = |h: &HostIx| {
+        (
+            infected_at(*h).unwrap_or(u64::MAX),
+            graph.host(*h).id.clone(),
+        )
+    };
     for list in children.values_mut() {
         list.sort_by_key(sort_key);
     }
@@ -260,8 +339,11 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
     order.sort_by_key(sort_key);
 
     let mut depth: HashMap<HostIx, u32> = HashMap::new();
-    let mut stack: Vec<(HostIx, u32)> =
-        order.iter().filter(|h| !matches!(parents[h], Parent::Host(..))).map(|&h| (h, 0)).collect();
+    let mut stack: Vec<(HostIx, u32)> = order
+        .iter()
+        .filter(|h| !matches!(parents[h], Parent::Host(..)))
+        .map(|&h| (h, 0))
+        .collect();
     while let Some((h, d)) = stack.pop() {
         depth.insert(h, d);
         for &c in children.get(&h).map(Vec::as_slice).unwrap_or(&[]) {
@@ -291,9 +373,17 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
                     let remote = graph.remote(graph.edge(t).src);
                     let missing = remote.is_some_and(|r| !r.node_ids.is_empty());
                     let id = remote.map(|r| {
-                        if missing { format!("{} ({})", r.node_ids.join("/"), r.ip) } else { r.ip.to_string() }
+                        if missing {
+                            format!("{} ({})", r.node_ids.join("/"), r.ip)
+                        } else {
+                            r.ip.to_string()
+                        }
                     });
-                    (id, if missing { "missing-host" } else { "outside" }, Some(t))
+                    (
+                        id,
+                        if missing { "missing-host" } else { "outside" },
+                        Some(t),
+                    )
                 }
                 Parent::Local => (None, "local", None),
             };
@@ -307,14 +397,20 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
                 parent_kind,
                 via: via.map(|t| TransferView::new(graph, t)),
                 first_execution: first_exec.get(&h).map(|&x| EdgeView::new(graph, x)),
-                children: children.get(&h).map(|c| c.iter().map(|&c| graph.host(c).id.clone()).collect()).unwrap_or_default(),
+                children: children
+                    .get(&h)
+                    .map(|c| c.iter().map(|&c| graph.host(c).id.clone()).collect())
+                    .unwrap_or_default(),
                 depth: depth.get(&h).copied().unwrap_or(0),
             }
         })
         .collect();
 
-    let patient_zeros: Vec<String> =
-        hosts.iter().filter(|h| h.infected && h.parent_kind != "host").map(|h| h.host.clone()).collect();
+    let patient_zeros: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.infected && h.parent_kind != "host")
+        .map(|h| h.host.clone())
+        .collect();
     for h in hosts.iter().filter(|h| h.parent_kind == "missing-host") {
         warnings.push(format!(
             "{} was infected from {}, a host whose dump is not loaded: load it to follow the spread further back",
@@ -326,16 +422,31 @@ fn build_report(graph: &Graph, taint: &Taint, executions: &[EdgeIx], question: S
     let mut ranking: Vec<SuperInfector> = order
         .iter()
         .filter_map(|&h| {
-            let direct = children.get(&h).map_or(0, |c| c.iter().filter(|c| first_exec.contains_key(c)).count());
-            (direct > 0).then(|| SuperInfector { host: graph.host(h).id.clone(), direct, descendants: descendants(h), flagged_super: false })
+            let direct = children.get(&h).map_or(0, |c| {
+                c.iter().filter(|c| first_exec.contains_key(c)).count()
+            });
+            (direct > 0).then(|| SuperInfector {
+                host: graph.host(h).id.clone(),
+                direct,
+                descendants: descendants(h),
+                flagged_super: false,
+            })
         })
         .collect();
-    let mean = if ranking.is_empty() { 0.0 } else { ranking.iter().map(|s| s.direct).sum::<usize>() as f64 / ranking.len() as f64 };
+    let mean = if ranking.is_empty() {
+        0.0
+    } else {
+        ranking.iter().map(|s| s.direct).sum::<usize>() as f64 / ranking.len() as f64
+    };
     for s in &mut ranking {
         s.flagged_super = s.direct >= 3 && s.direct as f64 >= 2.0 * mean;
     }
     // `order` is already by infection time, and the sort is stable: that is the last tie-break.
-    ranking.sort_by(|a, b| b.direct.cmp(&a.direct).then(b.descendants.cmp(&a.descendants)));
+    ranking.sort_by(|a, b| {
+        b.direct
+            .cmp(&a.direct)
+            .then(b.descendants.cmp(&a.descendants))
+    });
 
     let mut times: Vec<u64> = first_exec.values().map(|&x| graph.edge(x).ts_ns).collect();
     times.sort_unstable();
@@ -368,7 +479,12 @@ fn earliest_tainted_arrival(graph: &Graph, taint: &Taint, host: HostIx) -> Optio
         .min_by_key(|&t| (graph.edge(t).ts_ns, t))
 }
 
-fn cut_cycles(graph: &Graph, parents: &mut HashMap<HostIx, Parent>, infected_at: &dyn Fn(HostIx) -> Option<u64>, warnings: &mut Vec<String>) {
+fn cut_cycles(
+    graph: &Graph,
+    parents: &mut HashMap<HostIx, Parent>,
+    infected_at: &dyn Fn(HostIx) -> Option<u64>,
+    warnings: &mut Vec<String>,
+) {
     let hosts: Vec<HostIx> = parents.keys().copied().collect();
     for start in hosts {
         let mut seen = vec![start];
@@ -376,7 +492,10 @@ fn cut_cycles(graph: &Graph, parents: &mut HashMap<HostIx, Parent>, infected_at:
         while let Some(Parent::Host(p, _)) = parents.get(&at).copied() {
             if let Some(pos) = seen.iter().position(|&s| s == p) {
                 let cycle = &seen[pos..];
-                let cut = *cycle.iter().min_by_key(|&&h| (infected_at(h).unwrap_or(u64::MAX), h)).unwrap_or(&p);
+                let cut = *cycle
+                    .iter()
+                    .min_by_key(|&&h| (infected_at(h).unwrap_or(u64::MAX), h))
+                    .unwrap_or(&p);
                 let names: Vec<_> = cycle.iter().map(|&h| graph.host(h).id.clone()).collect();
                 warnings.push(format!(
                     "hosts {} pass the taint around in a loop (carriers relaying it); {} is taken as a root",
@@ -394,13 +513,36 @@ fn cut_cycles(graph: &Graph, parents: &mut HashMap<HostIx, Parent>, infected_at:
 
 /// A round step that gives at most 40 buckets.
 fn auto_step(times: &[u64]) -> u64 {
-    let span = times.last().copied().unwrap_or(0).saturating_sub(times.first().copied().unwrap_or(0));
-    const STEPS_S: [u64; 12] = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86_400, 7 * 86_400];
-    STEPS_S.iter().map(|s| s * NS_PER_SEC).find(|&s| span / s < 40).unwrap_or(30 * 86_400 * NS_PER_SEC)
+    let span = times
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(times.first().copied().unwrap_or(0));
+    const STEPS_S: [u64; 12] = [
+        1,
+        5,
+        10,
+        30,
+        60,
+        300,
+        600,
+        1800,
+        3600,
+        6 * 3600,
+        86_400,
+        7 * 86_400,
+    ];
+    STEPS_S
+        .iter()
+        .map(|s| s * NS_PER_SEC)
+        .find(|&s| span / s < 40)
+        .unwrap_or(30 * 86_400 * NS_PER_SEC)
 }
 
 fn buckets(times: &[u64], step_ns: u64) -> Vec<TimeBucket> {
-    let Some(&first) = times.first() else { return Vec::new() };
+    let Some(&first) = times.first() else {
+        return Vec::new();
+    };
     let step_ns = step_ns.max(1);
     let start = first - first % step_ns;
     let mut out: Vec<TimeBucket> = Vec::new();
@@ -415,7 +557,12 @@ fn buckets(times: &[u64], step_ns: u64) -> Vec<TimeBucket> {
             i += 1;
         }
         cumulative += new;
-        out.push(TimeBucket { start_ns: bucket_start, start: Timestamp(bucket_start).to_string(), new_infections: new, cumulative });
+        out.push(TimeBucket {
+            start_ns: bucket_start,
+            start: Timestamp(bucket_start).to_string(),
+            new_infections: new,
+            cumulative,
+        });
     }
     out
 }
@@ -436,10 +583,20 @@ fn doubling(times: &[u64]) -> Doubling {
         sorted.sort_unstable();
         Some(sorted[sorted.len() / 2])
     };
-    Doubling { intervals_ns: intervals, median_ns: median, median: median.map(|m| Span(m).to_string()) }
+    Doubling {
+        intervals_ns: intervals,
+        median_ns: median,
+        median: median.map(|m| Span(m).to_string()),
+    }
 }
 
-fn topology(graph: &Graph, hosts: &[HostInfection], ranking: &[SuperInfector], first_exec: &HashMap<HostIx, EdgeIx>, patient_zeros: usize) -> Topology {
+fn topology(
+    graph: &Graph,
+    hosts: &[HostInfection],
+    ranking: &[SuperInfector],
+    first_exec: &HashMap<HostIx, EdgeIx>,
+    patient_zeros: usize,
+) -> Topology {
     let mut contacts: HashSet<(HostIx, HostIx)> = HashSet::new();
     for &(a, b) in graph.transfers.keys() {
         if a != b {
@@ -459,14 +616,30 @@ fn topology(graph: &Graph, hosts: &[HostInfection], ranking: &[SuperInfector], f
         carriers: hosts.len() - infected.len(),
         patient_zeros,
         tree_depth: hosts.iter().map(|h| h.depth).max().unwrap_or(0),
-        mean_depth: if infected.is_empty() { 0.0 } else { infected.iter().map(|h| f64::from(h.depth)).sum::<f64>() / infected.len() as f64 },
+        mean_depth: if infected.is_empty() {
+            0.0
+        } else {
+            infected.iter().map(|h| f64::from(h.depth)).sum::<f64>() / infected.len() as f64
+        },
         leaves: hosts.iter().filter(|h| h.children.is_empty()).count(),
         max_children: ranking.iter().map(|s| s.direct).max().unwrap_or(0),
-        mean_branching: if ranking.is_empty() { 0.0 } else { ranking.iter().map(|s| s.direct).sum::<usize>() as f64 / ranking.len() as f64 },
+        mean_branching: if ranking.is_empty() {
+            0.0
+        } else {
+            ranking.iter().map(|s| s.direct).sum::<usize>() as f64 / ranking.len() as f64
+        },
         contact_pairs: contacts.len(),
-        contact_mean_degree: if n == 0 { 0.0 } else { 2.0 * contacts.len() as f64 / n as f64 },
+        contact_mean_degree: if n == 0 {
+            0.0
+        } else {
+            2.0 * contacts.len() as f64 / n as f64
+        },
         contact_max_degree: degree.values().copied().max().unwrap_or(0),
-        contact_density: if n < 2 { 0.0 } else { 2.0 * contacts.len() as f64 / (n as f64 * (n as f64 - 1.0)) },
+        contact_density: if n < 2 {
+            0.0
+        } else {
+            2.0 * contacts.len() as f64 / (n as f64 * (n as f64 - 1.0))
+        },
     }
 }
 

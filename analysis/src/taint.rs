@@ -56,7 +56,8 @@ impl Taint {
     /// Does `file`'s taint reach an edge out of it at `at`? (Tainted before, not relabeled trusted.)
     pub fn file_tainted_at(&self, graph: &Graph, file: NodeIx, at: u64) -> Option<&Label> {
         let label = self.labels.get(&file)?;
-        (label.since_ns <= at && !graph.relabeled_trusted(file, label.since_ns, at)).then_some(label)
+        (label.since_ns <= at && !graph.relabeled_trusted(file, label.since_ns, at))
+            .then_some(label)
     }
 
     /// `exec`/`read` edges of tainted files: the tainted executions, in time order.
@@ -83,15 +84,40 @@ impl Taint {
 pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
     let mut taint = Taint::default();
     let mut queue = BinaryHeap::new();
-    let relax = |taint: &mut Taint, queue: &mut BinaryHeap<_>, node: NodeIx, since_ns: u64, origin, via, seed| {
-        let better = taint.labels.get(&node).is_none_or(|old| since_ns < old.since_ns);
+    let relax = |taint: &mut Taint,
+                 queue: &mut BinaryHeap<_>,
+                 node: NodeIx,
+                 since_ns: u64,
+                 origin,
+                 via,
+                 seed| {
+        let better = taint
+            .labels
+            .get(&node)
+            .is_none_or(|old| since_ns < old.since_ns);
         if better {
-            taint.labels.insert(node, Label { since_ns, origin, via, seed });
+            taint.labels.insert(
+                node,
+                Label {
+                    since_ns,
+                    origin,
+                    via,
+                    seed,
+                },
+            );
             queue.push(Reverse((since_ns, node)));
         }
     };
     for (index, seed) in seeds.iter().enumerate() {
-        relax(&mut taint, &mut queue, seed.node, seed.since_ns, seed.origin, NO_EDGE, index as u32);
+        relax(
+            &mut taint,
+            &mut queue,
+            seed.node,
+            seed.since_ns,
+            seed.origin,
+            NO_EDGE,
+            index as u32,
+        );
     }
     while let Some(Reverse((since_ns, node))) = queue.pop() {
         let label = taint.labels[&node];
@@ -102,10 +128,18 @@ pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
         for &e in graph.out_edges_since(node, since_ns) {
             let edge = *graph.edge(e);
             match (kind, edge.kind) {
-                (NodeKind::File, EdgeKind::Exec | EdgeKind::Read) => {
-                    if !graph.relabeled_trusted(node, since_ns, edge.ts_ns) {
-                        relax(&mut taint, &mut queue, edge.dst, edge.ts_ns, label.origin, e, label.seed);
-                    }
+                (NodeKind::File, EdgeKind::Exec | EdgeKind::Read)
+                    if !graph.relabeled_trusted(node, since_ns, edge.ts_ns) =>
+                {
+                    relax(
+                        &mut taint,
+                        &mut queue,
+                        edge.dst,
+                        edge.ts_ns,
+                        label.origin,
+                        e,
+                        label.seed,
+                    );
                 }
                 (NodeKind::File, EdgeKind::SentTo) => {
                     if graph.relabeled_trusted(node, since_ns, edge.ts_ns) {
@@ -114,13 +148,32 @@ pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
                     match graph.matching_receive(e) {
                         Some(received) => {
                             let arrival = graph.edge(received);
-                            relax(&mut taint, &mut queue, arrival.dst, arrival.ts_ns, received, received, label.seed);
+                            relax(
+                                &mut taint,
+                                &mut queue,
+                                arrival.dst,
+                                arrival.ts_ns,
+                                received,
+                                received,
+                                label.seed,
+                            );
                         }
                         None => taint.unmatched_sends.push(e),
                     }
                 }
-                (NodeKind::Process | NodeKind::Unknown, EdgeKind::Fork | EdgeKind::Create | EdgeKind::Write) => {
-                    relax(&mut taint, &mut queue, edge.dst, edge.ts_ns, label.origin, e, label.seed);
+                (
+                    NodeKind::Process | NodeKind::Unknown,
+                    EdgeKind::Fork | EdgeKind::Create | EdgeKind::Write,
+                ) => {
+                    relax(
+                        &mut taint,
+                        &mut queue,
+                        edge.dst,
+                        edge.ts_ns,
+                        label.origin,
+                        e,
+                        label.seed,
+                    );
                 }
                 _ => {}
             }

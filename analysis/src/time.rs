@@ -24,7 +24,11 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         "m" | "min" => 60e9,
         "h" => 3600e9,
         "d" => 86_400e9,
-        other => return Err(format!("`{other}` is not a duration unit (ns, us, ms, s, m, h, d)")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit (ns, us, ms, s, m, h, d)"
+            ));
+        }
     };
     if !(value.is_finite() && value >= 0.0) {
         return Err(format!("`{text}` is not a non-negative duration"));

@@ -13,8 +13,8 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use serde::Serialize;
 use sensor_common::graph::EdgeKind;
+use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx, NodeIx, NodeKind};
 use crate::select::{Selector, resolve, seed_for};
@@ -119,20 +119,38 @@ impl TraceReport {
             .iter()
             .map(|h| TreeHost {
                 id: h.host.clone(),
-                label: if h.hostname.is_empty() { h.host.clone() } else { h.hostname.clone() },
+                label: if h.hostname.is_empty() {
+                    h.host.clone()
+                } else {
+                    h.hostname.clone()
+                },
                 parent: h.from.clone(),
                 time_ns: Some(h.first_tainted_ns),
                 time: Some(h.first_tainted.clone()),
-                role: if h.from.is_none() { "flagged" } else if h.executed { "infected" } else { "reached" },
+                role: if h.from.is_none() {
+                    "flagged"
+                } else if h.executed {
+                    "infected"
+                } else {
+                    "reached"
+                },
                 via: h.via.as_ref().map(|v| {
-                    format!("{} {}", v.protocol.as_deref().unwrap_or("?"), v.name_as_sent.as_deref().unwrap_or("?"))
+                    format!(
+                        "{} {}",
+                        v.protocol.as_deref().unwrap_or("?"),
+                        v.name_as_sent.as_deref().unwrap_or("?")
+                    )
                 }),
             })
             .collect()
     }
 }
 
-pub fn trace(graph: &Graph, selector: &Selector, host: Option<HostIx>) -> Result<TraceReport, crate::error::QueryError> {
+pub fn trace(
+    graph: &Graph,
+    selector: &Selector,
+    host: Option<HostIx>,
+) -> Result<TraceReport, crate::error::QueryError> {
     let flagged = resolve(graph, selector, host)?;
     let mut warnings = Vec::new();
     if flagged.len() > 1 {
@@ -181,7 +199,11 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
         deadline.insert(n, u64::MAX);
         queue.push((u64::MAX, n));
     }
-    let mut reach = |deadline: &mut HashMap<NodeIx, u64>, queue: &mut BinaryHeap<_>, node: NodeIx, by: u64, step: Step| {
+    let mut reach = |deadline: &mut HashMap<NodeIx, u64>,
+                     queue: &mut BinaryHeap<_>,
+                     node: NodeIx,
+                     by: u64,
+                     step: Step| {
         let better = deadline.get(&node).is_none_or(|&d| by > d);
         if better {
             deadline.insert(node, by);
@@ -204,8 +226,21 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
             found.push(e);
             let edge = *graph.edge(e);
             match edge.kind {
-                EdgeKind::Exec | EdgeKind::Read | EdgeKind::Fork | EdgeKind::Create | EdgeKind::Write => {
-                    reach(&mut deadline, &mut queue, edge.src, edge.ts_ns, Step { edge: e, received: NO_EDGE });
+                EdgeKind::Exec
+                | EdgeKind::Read
+                | EdgeKind::Fork
+                | EdgeKind::Create
+                | EdgeKind::Write => {
+                    reach(
+                        &mut deadline,
+                        &mut queue,
+                        edge.src,
+                        edge.ts_ns,
+                        Step {
+                            edge: e,
+                            received: NO_EDGE,
+                        },
+                    );
                 }
                 EdgeKind::ReceivedFrom => match graph.matching_send(e) {
                     Some(sent) => {
@@ -214,7 +249,16 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
                             found.push(sent);
                         }
                         let sent_edge = graph.edge(sent);
-                        reach(&mut deadline, &mut queue, sent_edge.src, sent_edge.ts_ns, Step { edge: sent, received: e });
+                        reach(
+                            &mut deadline,
+                            &mut queue,
+                            sent_edge.src,
+                            sent_edge.ts_ns,
+                            Step {
+                                edge: sent,
+                                received: e,
+                            },
+                        );
                     }
                     None => entries.push(e),
                 },
@@ -231,7 +275,11 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
     entries.sort_by_key(|&e| (graph.edge(e).ts_ns, e));
     let mut entry_points: Vec<EntryPoint> = entries
         .iter()
-        .map(|&e| EntryPoint { kind: "received_from", transfer: Some(TransferView::new(graph, e)), local_roots: Vec::new() })
+        .map(|&e| EntryPoint {
+            kind: "received_from",
+            transfer: Some(TransferView::new(graph, e)),
+            local_roots: Vec::new(),
+        })
         .collect();
     for entry in &entry_points {
         if let Some(t) = &entry.transfer {
@@ -259,7 +307,11 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
             entry_points.push(EntryPoint {
                 kind: "local",
                 transfer: None,
-                local_roots: roots.iter().take(10).map(|&n| NodeView::new(graph, n)).collect(),
+                local_roots: roots
+                    .iter()
+                    .take(10)
+                    .map(|&n| NodeView::new(graph, n))
+                    .collect(),
             });
             start.map(|n| (n, Vec::new()))
         }
@@ -296,7 +348,14 @@ fn backward(graph: &Graph, flagged: &[NodeIx], warnings: &mut Vec<String>) -> Ba
     hosts.sort();
     Backward {
         entry_points,
-        hops: hops.iter().rev().map(|&(r, s)| Hop { received: TransferView::new(graph, r), sent: EdgeView::new(graph, s) }).collect(),
+        hops: hops
+            .iter()
+            .rev()
+            .map(|&(r, s)| Hop {
+                received: TransferView::new(graph, r),
+                sent: EdgeView::new(graph, s),
+            })
+            .collect(),
         chain,
         edges: found.iter().map(|&e| EdgeView::new(graph, e)).collect(),
         hosts,
@@ -312,7 +371,12 @@ fn local_roots(graph: &Graph, deadline: &HashMap<NodeIx, u64>, flagged: &[NodeIx
             !graph.in_edges_until(n, by).iter().any(|&e| {
                 matches!(
                     graph.edge(e).kind,
-                    EdgeKind::Exec | EdgeKind::Read | EdgeKind::Fork | EdgeKind::Create | EdgeKind::Write | EdgeKind::ReceivedFrom
+                    EdgeKind::Exec
+                        | EdgeKind::Read
+                        | EdgeKind::Fork
+                        | EdgeKind::Create
+                        | EdgeKind::Write
+                        | EdgeKind::ReceivedFrom
                 )
             })
         })
@@ -325,7 +389,12 @@ fn local_roots(graph: &Graph, deadline: &HashMap<NodeIx, u64>, flagged: &[NodeIx
     roots
 }
 
-fn forward(graph: &Graph, flagged: &[NodeIx], taint: &Taint, warnings: &mut Vec<String>) -> Forward {
+fn forward(
+    graph: &Graph,
+    flagged: &[NodeIx],
+    taint: &Taint,
+    warnings: &mut Vec<String>,
+) -> Forward {
     let mut files_written = Vec::new();
     let mut processes_started = Vec::new();
     let mut activation_points = Vec::new();
@@ -337,7 +406,9 @@ fn forward(graph: &Graph, flagged: &[NodeIx], taint: &Taint, warnings: &mut Vec<
     labeled.sort_by_key(|(n, l)| (l.since_ns, **n));
     for (&n, label) in labeled {
         let node = graph.node(n);
-        let entry = first_on_host.entry(node.host).or_insert((label.since_ns, label.origin));
+        let entry = first_on_host
+            .entry(node.host)
+            .or_insert((label.since_ns, label.origin));
         if label.since_ns < entry.0 {
             *entry = (label.since_ns, label.origin);
         }
@@ -363,14 +434,22 @@ fn forward(graph: &Graph, flagged: &[NodeIx], taint: &Taint, warnings: &mut Vec<
                 }
                 for &e in graph.out_edges_since(n, label.since_ns) {
                     let edge = graph.edge(e);
-                    if edge.kind == EdgeKind::SentTo && !graph.relabeled_trusted(n, label.since_ns, edge.ts_ns) {
+                    if edge.kind == EdgeKind::SentTo
+                        && !graph.relabeled_trusted(n, label.since_ns, edge.ts_ns)
+                    {
                         let remote = graph.remote(edge.dst);
                         sent_to.push(SendView {
                             edge: EdgeView::new(graph, e),
                             to_ip: remote.map(|r| r.ip.to_string()).unwrap_or_default(),
-                            to_node_ids: remote.map(|r| r.node_ids.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
-                            to_host: graph.remote_host(edge.dst).map(|h| graph.host(h).id.clone()),
-                            received: graph.matching_receive(e).map(|r| TransferView::new(graph, r)),
+                            to_node_ids: remote
+                                .map(|r| r.node_ids.iter().map(|s| s.to_string()).collect())
+                                .unwrap_or_default(),
+                            to_host: graph
+                                .remote_host(edge.dst)
+                                .map(|h| graph.host(h).id.clone()),
+                            received: graph
+                                .matching_receive(e)
+                                .map(|r| TransferView::new(graph, r)),
                         });
                     }
                 }
@@ -383,9 +462,21 @@ fn forward(graph: &Graph, flagged: &[NodeIx], taint: &Taint, warnings: &mut Vec<
     for send in &sent_to {
         if send.received.is_none() {
             warnings.push(match &send.to_host {
-                Some(h) => format!("sent to host {h} at {} but no matching receive there within ±{}", send.edge.time, Span(graph.skew_allowance_ns)),
-                None if !send.to_node_ids.is_empty() => format!("sent to {} = node {} at {}: its dump is not loaded, spread past it is unknown", send.to_ip, send.to_node_ids.join("/"), send.edge.time),
-                None => format!("sent to {} at {} (outside the loaded hosts)", send.to_ip, send.edge.time),
+                Some(h) => format!(
+                    "sent to host {h} at {} but no matching receive there within ±{}",
+                    send.edge.time,
+                    Span(graph.skew_allowance_ns)
+                ),
+                None if !send.to_node_ids.is_empty() => format!(
+                    "sent to {} = node {} at {}: its dump is not loaded, spread past it is unknown",
+                    send.to_ip,
+                    send.to_node_ids.join("/"),
+                    send.edge.time
+                ),
+                None => format!(
+                    "sent to {} at {} (outside the loaded hosts)",
+                    send.to_ip, send.edge.time
+                ),
             });
         }
     }
@@ -399,13 +490,22 @@ fn forward(graph: &Graph, flagged: &[NodeIx], taint: &Taint, warnings: &mut Vec<
                 first_tainted_ns: since,
                 first_tainted: Timestamp(since).to_string(),
                 executed: executed_on.contains(&h),
-                from: via.as_ref().and_then(|v| v.from_host.clone()).filter(|f| *f != graph.host(h).id),
+                from: via
+                    .as_ref()
+                    .and_then(|v| v.from_host.clone())
+                    .filter(|f| *f != graph.host(h).id),
                 via,
             }
         })
         .collect();
     hosts_reached.sort_by_key(|h| h.first_tainted_ns);
-    Forward { files_written, processes_started, activation_points, sent_to, hosts_reached }
+    Forward {
+        files_written,
+        processes_started,
+        activation_points,
+        sent_to,
+        hosts_reached,
+    }
 }
 
 fn behaviours(graph: &Graph, taint: &Taint) -> (Vec<EdgeView>, usize) {
@@ -415,11 +515,19 @@ fn behaviours(graph: &Graph, taint: &Taint) -> (Vec<EdgeView>, usize) {
             continue;
         }
         edges.extend_from_slice(graph.out_edges_since(n, label.since_ns));
-        edges.extend(graph.in_edges(n).iter().filter(|&&e| matches!(graph.edge(e).kind, EdgeKind::Exec | EdgeKind::Fork)));
+        edges.extend(
+            graph
+                .in_edges(n)
+                .iter()
+                .filter(|&&e| matches!(graph.edge(e).kind, EdgeKind::Exec | EdgeKind::Fork)),
+        );
     }
     edges.sort_unstable_by_key(|&e| (graph.edge(e).ts_ns, e));
     edges.dedup();
     let left_out = edges.len().saturating_sub(TIMELINE_LIMIT);
     edges.truncate(TIMELINE_LIMIT);
-    (edges.into_iter().map(|e| EdgeView::new(graph, e)).collect(), left_out)
+    (
+        edges.into_iter().map(|e| EdgeView::new(graph, e)).collect(),
+        left_out,
+    )
 }

@@ -1,8 +1,8 @@
 //! Self-contained views of graph elements for reports: ids resolved to strings, times
 //! formatted, so that every output format renders from the same plain data.
 
-use serde::Serialize;
 use sensor_common::graph::EdgeKind;
+use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx, NodeIx, NodeKind};
 use crate::time::Timestamp;
@@ -29,7 +29,9 @@ impl NodeView {
             kind: node.kind.name(),
             host: graph.host(node.host).id.clone(),
             label: graph.label(n),
-            paths: file.map(|f| f.paths().map(str::to_owned).collect()).unwrap_or_default(),
+            paths: file
+                .map(|f| f.paths().map(str::to_owned).collect())
+                .unwrap_or_default(),
             sha256: file.and_then(|f| f.sha256_hex()),
             first_seen: Timestamp(node.first_seen_ns).to_string(),
         }
@@ -69,12 +71,25 @@ impl EdgeView {
 
     /// `12:00:01.250 fs-01 exec /srv/share/x -> /srv/share/x [4242]`
     pub fn sentence(&self) -> String {
-        let kind = serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let mut text = format!("{} {:<13} {} -> {}", self.time, kind, self.src_label, self.dst_label);
+        let kind = serde_json::to_value(self.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut text = format!(
+            "{} {:<13} {} -> {}",
+            self.time, kind, self.src_label, self.dst_label
+        );
         if let Some(attrs) = &self.attrs {
             let shown: Vec<String> = attrs
                 .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    )
+                })
                 .collect();
             text.push_str(&format!("  ({})", shown.join(", ")));
         }
@@ -83,7 +98,10 @@ impl EdgeView {
 }
 
 pub fn edge_kind_name(kind: EdgeKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A network arrival: the `received_from` edge with what it says about the sender.
@@ -114,9 +132,15 @@ impl TransferView {
             host: graph.host(edge.host).id.clone(),
             file: graph.label(edge.dst),
             file_id: graph.id(edge.dst).to_owned(),
-            from_ip: remote.map(|r| r.ip.to_string()).unwrap_or_else(|| graph.id(edge.src).to_owned()),
-            from_node_ids: remote.map(|r| r.node_ids.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
-            from_host: graph.remote_host(edge.src).map(|h| graph.host(h).id.clone()),
+            from_ip: remote
+                .map(|r| r.ip.to_string())
+                .unwrap_or_else(|| graph.id(edge.src).to_owned()),
+            from_node_ids: remote
+                .map(|r| r.node_ids.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            from_host: graph
+                .remote_host(edge.src)
+                .map(|h| graph.host(h).id.clone()),
             protocol: graph.attr(received, "protocol"),
             name_as_sent: graph.attr(received, "name"),
         }
@@ -125,7 +149,11 @@ impl TransferView {
     pub fn sentence(&self) -> String {
         let sender = match (&self.from_host, self.from_node_ids.is_empty()) {
             (Some(host), _) => format!("host {host} ({})", self.from_ip),
-            (None, false) => format!("{} = node {} (dump not loaded)", self.from_ip, self.from_node_ids.join("/")),
+            (None, false) => format!(
+                "{} = node {} (dump not loaded)",
+                self.from_ip,
+                self.from_node_ids.join("/")
+            ),
             (None, true) => format!("{} (outside the loaded hosts)", self.from_ip),
         };
         format!(

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use sensor_common::graph::{Edge, EdgeKind, HostInfo, Node, NodeData};
 
 use super::{
-    EdgeRec, FileDetail, Graph, HostIx, HostRec, NodeIx, NodeKind, NodeRec, ProcDetail,
-    RemoteDetail, TransferLists, FLAG_ACTIVATION_POINT, NO_ATTRS, interner::Interner,
-    parse_sha256,
+    EdgeRec, FLAG_ACTIVATION_POINT, FileDetail, Graph, HostIx, HostRec, NO_ATTRS, NodeIx, NodeKind,
+    NodeRec, ProcDetail, RemoteDetail, TransferLists, interner::Interner, parse_sha256,
 };
 use crate::error::LoadError;
 
@@ -41,7 +40,11 @@ pub struct MergeNotes {
 }
 
 fn too_many(what: &'static str, bits: u32) -> LoadError {
-    LoadError::TooMany { what, limit: (1u64 << bits) - 1, bits }
+    LoadError::TooMany {
+        what,
+        limit: (1u64 << bits) - 1,
+        bits,
+    }
 }
 
 impl GraphBuilder {
@@ -60,13 +63,20 @@ impl GraphBuilder {
             return Ok(h);
         }
         let h = HostIx::try_from(self.hosts.len()).map_err(|_| too_many("hosts", 16))?;
-        self.hosts.push(HostRec { id: id.to_owned(), ..HostRec::default() });
+        self.hosts.push(HostRec {
+            id: id.to_owned(),
+            ..HostRec::default()
+        });
         self.host_lookup.insert(id.to_owned(), h);
         Ok(h)
     }
 
     /// Records a host's own description (dump header, sled meta, or `host:` node).
-    pub fn add_host_info(&mut self, info: &HostInfo, source: Option<&str>) -> Result<HostIx, LoadError> {
+    pub fn add_host_info(
+        &mut self,
+        info: &HostInfo,
+        source: Option<&str>,
+    ) -> Result<HostIx, LoadError> {
         let h = self.host(&info.id)?;
         let rec = &mut self.hosts[h as usize];
         rec.has_info = true;
@@ -78,10 +88,10 @@ impl GraphBuilder {
                 rec.disk_ids.push(disk.clone());
             }
         }
-        if let Some(source) = source {
-            if !rec.sources.iter().any(|s| s == source) {
-                rec.sources.push(source.to_owned());
-            }
+        if let Some(source) = source
+            && !rec.sources.iter().any(|s| s == source)
+        {
+            rec.sources.push(source.to_owned());
         }
         // Other hosts' DNS may name this machine by any of its disk ids.
         for disk in &info.disk_ids {
@@ -91,9 +101,17 @@ impl GraphBuilder {
     }
 
     fn node_ix(&mut self, id: &str, host: HostIx, seen_ns: u64) -> Result<NodeIx, LoadError> {
-        let (n, new) = self.ids.intern(id).ok_or_else(|| too_many("node ids", 32))?;
+        let (n, new) = self
+            .ids
+            .intern(id)
+            .ok_or_else(|| too_many("node ids", 32))?;
         if new {
-            self.nodes.push(NodeRec { first_seen_ns: seen_ns, detail: 0, host, kind: NodeKind::Unknown });
+            self.nodes.push(NodeRec {
+                first_seen_ns: seen_ns,
+                detail: 0,
+                host,
+                kind: NodeKind::Unknown,
+            });
         } else if self.nodes[n as usize].kind == NodeKind::Unknown {
             let rec = &mut self.nodes[n as usize];
             rec.first_seen_ns = rec.first_seen_ns.min(seen_ns);
@@ -117,26 +135,64 @@ impl GraphBuilder {
         }
         let merging = existing.kind == kind;
         let rec = &mut self.nodes[n as usize];
-        rec.first_seen_ns = if merging { rec.first_seen_ns.min(node.first_seen_ns) } else { node.first_seen_ns };
+        rec.first_seen_ns = if merging {
+            rec.first_seen_ns.min(node.first_seen_ns)
+        } else {
+            node.first_seen_ns
+        };
         rec.host = host;
         rec.kind = kind;
         match node.data {
             NodeData::Host { hostname, disk_ids } => {
                 let id = node.id.strip_prefix("host:").unwrap_or(&node.id).to_owned();
-                let h = self.add_host_info(&HostInfo { id, hostname, disk_ids }, None)?;
+                let h = self.add_host_info(
+                    &HostInfo {
+                        id,
+                        hostname,
+                        disk_ids,
+                    },
+                    None,
+                )?;
                 self.nodes[n as usize].detail = u32::from(h);
             }
-            NodeData::Process { tgid, exe, comm, uid, tainted, .. } => {
+            NodeData::Process {
+                tgid,
+                exe,
+                comm,
+                uid,
+                tainted,
+                ..
+            } => {
                 if !merging {
-                    let exe = self.symbols.intern(&exe).ok_or_else(|| too_many("names", 32))?.0;
-                    let comm = self.symbols.intern(&comm).ok_or_else(|| too_many("names", 32))?.0;
+                    let exe = self
+                        .symbols
+                        .intern(&exe)
+                        .ok_or_else(|| too_many("names", 32))?
+                        .0;
+                    let comm = self
+                        .symbols
+                        .intern(&comm)
+                        .ok_or_else(|| too_many("names", 32))?
+                        .0;
                     self.nodes[n as usize].detail = self.procs.len() as u32;
-                    self.procs.push(ProcDetail { exe, comm, uid, tgid, tainted });
+                    self.procs.push(ProcDetail {
+                        exe,
+                        comm,
+                        uid,
+                        tgid,
+                        tainted,
+                    });
                 } else {
                     self.procs[existing.detail as usize].tainted |= tainted;
                 }
             }
-            NodeData::File { paths, untrusted, executable, sha256, .. } => {
+            NodeData::File {
+                paths,
+                untrusted,
+                executable,
+                sha256,
+                ..
+            } => {
                 let sha = sha256.as_deref().and_then(|s| {
                     let parsed = parse_sha256(s);
                     if parsed.is_none() {
@@ -201,7 +257,9 @@ impl GraphBuilder {
             if edge.attrs.contains_key("activation_point") {
                 flags |= FLAG_ACTIVATION_POINT;
             }
-            let index = u32::try_from(self.attrs.len()).ok().filter(|&i| i != NO_ATTRS);
+            let index = u32::try_from(self.attrs.len())
+                .ok()
+                .filter(|&i| i != NO_ATTRS);
             let index = index.ok_or_else(|| too_many("edges with attributes", 32))?;
             let text = serde_json::to_string(&edge.attrs).unwrap_or_default();
             self.attrs.push(text.into_boxed_str());
@@ -210,7 +268,15 @@ impl GraphBuilder {
         if self.edges.len() >= u32::MAX as usize {
             return Err(too_many("edges", 32));
         }
-        self.edges.push(EdgeRec { ts_ns: edge.ts_ns, src, dst, attrs, host, kind: edge.kind, flags });
+        self.edges.push(EdgeRec {
+            ts_ns: edge.ts_ns,
+            src,
+            dst,
+            attrs,
+            host,
+            kind: edge.kind,
+            flags,
+        });
         Ok(())
     }
 
@@ -254,7 +320,10 @@ impl GraphBuilder {
         let (in_start, in_list) = csr(nodes.len(), &edges, |e| e.dst);
 
         for remote in &mut remotes {
-            remote.resolved = remote.node_ids.iter().find_map(|id| host_lookup.get(&**id).copied());
+            remote.resolved = remote
+                .node_ids
+                .iter()
+                .find_map(|id| host_lookup.get(&**id).copied());
             if remote.resolved.is_none() {
                 if remote.node_ids.is_empty() {
                     notes.unresolved_remotes.push(remote.ip.to_string());
@@ -296,12 +365,22 @@ impl GraphBuilder {
                 }
                 EdgeKind::ReceivedFrom => {
                     if let Some(from) = graph.remote_host(edge.src) {
-                        transfers.entry((from, edge.host)).or_default().receives.push(e);
+                        transfers
+                            .entry((from, edge.host))
+                            .or_default()
+                            .receives
+                            .push(e);
                     }
                 }
                 EdgeKind::Relabel => match graph.attr(e, "to").as_deref() {
-                    Some("trusted") => relabels.entry(edge.dst).or_default().push((edge.ts_ns, true)),
-                    Some("untrusted") => relabels.entry(edge.dst).or_default().push((edge.ts_ns, false)),
+                    Some("trusted") => relabels
+                        .entry(edge.dst)
+                        .or_default()
+                        .push((edge.ts_ns, true)),
+                    Some("untrusted") => relabels
+                        .entry(edge.dst)
+                        .or_default()
+                        .push((edge.ts_ns, false)),
                     _ => {}
                 },
                 _ => {}
@@ -319,7 +398,11 @@ fn attr_text(attrs: &[Box<str>], index: u32) -> Option<&str> {
 
 /// Compressed adjacency: `start[n]..start[n + 1]` indexes `list`, which holds edge indices
 /// in the order of `edges` (time order).
-fn csr(node_count: usize, edges: &[EdgeRec], endpoint: impl Fn(&EdgeRec) -> NodeIx) -> (Vec<u32>, Vec<u32>) {
+fn csr(
+    node_count: usize,
+    edges: &[EdgeRec],
+    endpoint: impl Fn(&EdgeRec) -> NodeIx,
+) -> (Vec<u32>, Vec<u32>) {
     let mut start = vec![0u32; node_count + 1];
     for edge in edges {
         start[endpoint(edge) as usize + 1] += 1;

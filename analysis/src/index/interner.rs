@@ -27,7 +27,11 @@ impl Interner {
 
     pub fn get(&self, index: u32) -> &str {
         let index = index as usize;
-        let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
+        let start = if index == 0 {
+            0
+        } else {
+            self.ends[index - 1] as usize
+        };
         &self.arena[start..self.ends[index] as usize]
     }
 
@@ -40,7 +44,10 @@ impl Interner {
     /// count would overflow u32 (about 4 GiB of ids): the caller reports it.
     pub fn intern(&mut self, text: &str) -> Option<(u32, bool)> {
         let hash = self.hasher.hash_one(text);
-        if let Some(&found) = self.table.find(hash, |&i| get(&self.arena, &self.ends, i) == text) {
+        if let Some(&found) = self
+            .table
+            .find(hash, |&i| get(&self.arena, &self.ends, i) == text)
+        {
             return Some((found, false));
         }
         let index = u32::try_from(self.ends.len()).ok()?;
@@ -65,7 +72,11 @@ impl Interner {
 
 fn get<'a>(arena: &'a str, ends: &[u32], index: u32) -> &'a str {
     let index = index as usize;
-    let start = if index == 0 { 0 } else { ends[index - 1] as usize };
+    let start = if index == 0 {
+        0
+    } else {
+        ends[index - 1] as usize
+    };
     &arena[start..ends[index] as usize]
 }
 

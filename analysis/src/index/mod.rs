@@ -107,7 +107,11 @@ pub struct HostRec {
 
 impl HostRec {
     pub fn label(&self) -> &str {
-        if self.hostname.is_empty() { &self.id } else { &self.hostname }
+        if self.hostname.is_empty() {
+            &self.id
+        } else {
+            &self.hostname
+        }
     }
 }
 
@@ -188,7 +192,10 @@ impl Graph {
     pub fn host_by_id(&self, id: &str) -> Option<HostIx> {
         let id = id.strip_prefix("host:").unwrap_or(id);
         self.host_lookup.get(id).copied().or_else(|| {
-            self.hosts.iter().position(|h| h.hostname == id).map(|h| h as HostIx)
+            self.hosts
+                .iter()
+                .position(|h| h.hostname == id)
+                .map(|h| h as HostIx)
         })
     }
 
@@ -285,11 +292,12 @@ impl Graph {
     /// Is `file` marked trusted by hand at `at`, by a relabel after `tainted_since`?
     /// A hand relabel overrides what propagation concluded, until the next relabel.
     pub fn relabeled_trusted(&self, file: NodeIx, tainted_since: u64, at: u64) -> bool {
-        let Some(relabels) = self.relabels.get(&file) else { return false };
+        let Some(relabels) = self.relabels.get(&file) else {
+            return false;
+        };
         relabels
             .iter()
-            .filter(|(ts, _)| *ts > tainted_since && *ts <= at)
-            .next_back()
+            .rfind(|(ts, _)| *ts > tainted_since && *ts <= at)
             .is_some_and(|&(_, trusted)| trusted)
     }
     pub fn relabels(&self, file: NodeIx) -> &[(u64, bool)] {
@@ -321,7 +329,11 @@ impl Graph {
         let first = candidates.partition_point(|&c| self.edge(c).ts_ns < lo);
         let file_of = |e: EdgeIx| {
             let edge = self.edge(e);
-            if edge.kind == EdgeKind::SentTo { edge.src } else { edge.dst }
+            if edge.kind == EdgeKind::SentTo {
+                edge.src
+            } else {
+                edge.dst
+            }
         };
         let this_hash = self.file(file_of(this)).and_then(|f| f.sha256);
         let this_name = self.attr(this, "name");
@@ -332,7 +344,11 @@ impl Graph {
                 let other_hash = self.file(file_of(c)).and_then(|f| f.sha256);
                 let hash_differs = !(this_hash.is_some() && this_hash == other_hash);
                 let name_differs = this_name.is_none() || self.attr(c, "name") != this_name;
-                (hash_differs, name_differs, self.edge(c).ts_ns.abs_diff(edge.ts_ns))
+                (
+                    hash_differs,
+                    name_differs,
+                    self.edge(c).ts_ns.abs_diff(edge.ts_ns),
+                )
             })
             .copied()
     }
@@ -346,7 +362,11 @@ impl Graph {
             + self.edges.capacity() * size_of::<EdgeRec>()
             + (self.out_start.capacity() + self.in_start.capacity()) * 4
             + (self.out_list.capacity() + self.in_list.capacity()) * 4
-            + self.files.iter().map(|f| size_of::<FileDetail>() + f.paths.len()).sum::<usize>()
+            + self
+                .files
+                .iter()
+                .map(|f| size_of::<FileDetail>() + f.paths.len())
+                .sum::<usize>()
             + self.procs.capacity() * size_of::<ProcDetail>()
             + self.attrs.iter().map(|a| a.len() + 16).sum::<usize>()
     }

@@ -27,7 +27,10 @@ pub fn read_dump(
     summary: &mut InputSummary,
     mut sink: impl FnMut(DumpRecord) -> bool,
 ) -> Result<DumpHeader, LoadError> {
-    let io_error = |source| LoadError::Io { path: path.into(), source };
+    let io_error = |source| LoadError::Io {
+        path: path.into(),
+        source,
+    };
     let mut file = File::open(path).map_err(io_error)?;
     let mut magic = [0u8; 2];
     let magic_len = file.read(&mut magic).map_err(io_error)?;
@@ -118,7 +121,10 @@ fn trim_line(line: &[u8]) -> &[u8] {
 /// Checks format and version before the full header, so that a future header layout is
 /// still reported as "unknown version" rather than "not a dump".
 fn parse_header(path: &Path, line: &[u8]) -> Result<DumpHeader, LoadError> {
-    let not_a_dump = |detail: String| LoadError::NotADump { path: path.into(), detail };
+    let not_a_dump = |detail: String| LoadError::NotADump {
+        path: path.into(),
+        detail,
+    };
     let value: serde_json::Value = serde_json::from_slice(trim_line(line))
         .map_err(|e| not_a_dump(format!("first line is not JSON: {e}")))?;
     let format = value.get("format").and_then(|f| f.as_str());

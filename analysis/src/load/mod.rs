@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::LoadError;
 use crate::index::{Graph, GraphBuilder};
 
-pub use dump::{read_dump, DumpRecord};
+pub use dump::{DumpRecord, read_dump};
 
 #[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
@@ -68,7 +68,9 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
 
     for input in &report.inputs {
         if let Some(truncated) = &input.truncated {
-            report.warnings.push(format!("{}: truncated: {truncated}", input.path));
+            report
+                .warnings
+                .push(format!("{}: truncated: {truncated}", input.path));
         }
         if input.bad_records > 0 {
             report.warnings.push(format!(
@@ -92,14 +94,23 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
         ));
     }
     if notes.missing_hosts.len() > 20 {
-        report.warnings.push(format!("... and {} more missing hosts", notes.missing_hosts.len() - 20));
+        report.warnings.push(format!(
+            "... and {} more missing hosts",
+            notes.missing_hosts.len() - 20
+        ));
     }
     if !notes.unresolved_remotes.is_empty() {
         report.warnings.push(format!(
             "{} remote address(es) were never resolved to a node id by any loaded host \
              (treated as outside the loaded set), e.g. {}",
             notes.unresolved_remotes.len(),
-            notes.unresolved_remotes.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            notes
+                .unresolved_remotes
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     for host in &graph.hosts {
@@ -111,7 +122,9 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
         }
     }
     if bad_hashes > 0 {
-        report.warnings.push(format!("{bad_hashes} sha256 field(s) were not 64 hex digits and were ignored"));
+        report.warnings.push(format!(
+            "{bad_hashes} sha256 field(s) were not 64 hex digits and were ignored"
+        ));
     }
     report.hosts = graph.hosts.len();
     report.nodes = graph.node_count();
@@ -124,7 +137,10 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
 }
 
 fn load_one(path: &Path, builder: &mut GraphBuilder) -> Result<InputSummary, LoadError> {
-    let metadata = std::fs::metadata(path).map_err(|source| LoadError::Io { path: path.into(), source })?;
+    let metadata = std::fs::metadata(path).map_err(|source| LoadError::Io {
+        path: path.into(),
+        source,
+    })?;
     if metadata.is_dir() {
         return sled_db::load_database(path, builder);
     }
@@ -133,11 +149,16 @@ fn load_one(path: &Path, builder: &mut GraphBuilder) -> Result<InputSummary, Loa
     if path.extension().is_some_and(|e| e == "jsonl") {
         builder.reserve_edges((metadata.len() / 110) as usize);
     }
-    let mut summary = InputSummary { path: path.display().to_string(), ..InputSummary::default() };
+    let mut summary = InputSummary {
+        path: path.display().to_string(),
+        ..InputSummary::default()
+    };
     let mut failure = None;
     let header = read_dump(path, &mut summary, |record| {
         let result = match record {
-            DumpRecord::Header(header) => builder.add_host_info(&header.host, Some(&path.display().to_string())).map(drop),
+            DumpRecord::Header(header) => builder
+                .add_host_info(&header.host, Some(&path.display().to_string()))
+                .map(drop),
             DumpRecord::Node(node) => builder.add_node(node),
             DumpRecord::Edge(edge) => builder.add_edge(edge),
         };

@@ -15,26 +15,45 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
     if !path.join("conf").exists() && !path.join("db").exists() {
         return Err(LoadError::NotADatabase { path: path.into() });
     }
-    let sled_error = |source| LoadError::Sled { path: path.into(), source };
+    let sled_error = |source| LoadError::Sled {
+        path: path.into(),
+        source,
+    };
     let db = sled::Config::new().path(path).open().map_err(sled_error)?;
     let meta = db.open_tree(trees::META).map_err(sled_error)?;
 
-    let version = meta
-        .get("schema_version")
-        .map_err(sled_error)?
-        .ok_or(LoadError::MissingMeta { path: path.into(), key: "schema_version" })?;
-    let version = <[u8; 4]>::try_from(version.as_ref()).map(u32::from_be_bytes).map_err(|_| {
-        LoadError::BadMeta { path: path.into(), key: "schema_version", detail: "not a 4-byte big-endian u32".into() }
-    })?;
+    let version =
+        meta.get("schema_version")
+            .map_err(sled_error)?
+            .ok_or(LoadError::MissingMeta {
+                path: path.into(),
+                key: "schema_version",
+            })?;
+    let version = <[u8; 4]>::try_from(version.as_ref())
+        .map(u32::from_be_bytes)
+        .map_err(|_| LoadError::BadMeta {
+            path: path.into(),
+            key: "schema_version",
+            detail: "not a 4-byte big-endian u32".into(),
+        })?;
     if version != SCHEMA_VERSION {
-        return Err(LoadError::UnknownSchemaVersion { path: path.into(), found: version });
+        return Err(LoadError::UnknownSchemaVersion {
+            path: path.into(),
+            found: version,
+        });
     }
     let host = meta
         .get("host")
         .map_err(sled_error)?
-        .ok_or(LoadError::MissingMeta { path: path.into(), key: "host" })?;
-    let host: HostInfo = serde_json::from_slice(&host)
-        .map_err(|e| LoadError::BadMeta { path: path.into(), key: "host", detail: e.to_string() })?;
+        .ok_or(LoadError::MissingMeta {
+            path: path.into(),
+            key: "host",
+        })?;
+    let host: HostInfo = serde_json::from_slice(&host).map_err(|e| LoadError::BadMeta {
+        path: path.into(),
+        key: "host",
+        detail: e.to_string(),
+    })?;
     builder.add_host_info(&host, Some(&path.display().to_string()))?;
 
     let mut summary = InputSummary {
@@ -45,7 +64,10 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
     };
     let nodes = db.open_tree(trees::NODES).map_err(sled_error)?;
     for (index, entry) in nodes.iter().enumerate() {
-        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "nodes", index, e)) else { break };
+        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "nodes", index, e))
+        else {
+            break;
+        };
         match serde_json::from_slice::<Node>(&value) {
             Ok(node) => {
                 summary.nodes += 1;
@@ -56,7 +78,10 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
     }
     let edges = db.open_tree(trees::EDGES).map_err(sled_error)?;
     for (index, entry) in edges.iter().enumerate() {
-        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "edges", index, e)) else { break };
+        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "edges", index, e))
+        else {
+            break;
+        };
         match serde_json::from_slice::<Edge>(&value) {
             Ok(edge) => {
                 summary.edges += 1;

@@ -40,7 +40,12 @@ fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
 fn legend(out: &mut String, roles: &[&str]) {
     out.push_str("<p class=\"legend\">");
     for role in roles {
-        let _ = write!(out, "<span style=\"background:{}\">{}</span>", color(role), role);
+        let _ = write!(
+            out,
+            "<span style=\"background:{}\">{}</span>",
+            color(role),
+            role
+        );
     }
     out.push_str("</p>\n");
 }
@@ -50,7 +55,11 @@ fn legend(out: &mut String, roles: &[&str]) {
 pub fn tree_svg(tree: &[TreeHost]) -> String {
     const COLUMN: f64 = 34.0;
     const ROW: f64 = 90.0;
-    let index: HashMap<&str, usize> = tree.iter().enumerate().map(|(i, h)| (h.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = tree
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.id.as_str(), i))
+        .collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); tree.len()];
     let mut roots = Vec::new();
     for (i, host) in tree.iter().enumerate() {
@@ -91,12 +100,17 @@ pub fn tree_svg(tree: &[TreeHost]) -> String {
     let width = (next_column.max(1.0) * COLUMN + 80.0).ceil();
     let height = ((max_depth + 1) as f64 * ROW + 40.0).ceil();
     let position = |i: usize| (40.0 + x[i] * COLUMN, 30.0 + depth[i] as f64 * ROW);
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-size=\"9\">\n");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-size=\"9\">\n"
+    );
     for (i, kids) in children.iter().enumerate() {
         let (px, py) = position(i);
         for &kid in kids {
             let (cx, cy) = position(kid);
-            let _ = writeln!(svg, "<line x1=\"{px:.1}\" y1=\"{py:.1}\" x2=\"{cx:.1}\" y2=\"{cy:.1}\" stroke=\"#888\" stroke-width=\"1\"/>");
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{px:.1}\" y1=\"{py:.1}\" x2=\"{cx:.1}\" y2=\"{cy:.1}\" stroke=\"#888\" stroke-width=\"1\"/>"
+            );
         }
     }
     for (i, host) in tree.iter().enumerate() {
@@ -107,7 +121,10 @@ pub fn tree_svg(tree: &[TreeHost]) -> String {
             host.id,
             host.role,
             host.time.as_deref().unwrap_or(""),
-            host.via.as_deref().map(|v| format!("\nvia {v}")).unwrap_or_default()
+            host.via
+                .as_deref()
+                .map(|v| format!("\nvia {v}"))
+                .unwrap_or_default()
         );
         let _ = writeln!(
             svg,
@@ -128,7 +145,9 @@ fn bar_chart(points: &[(String, usize)]) -> String {
     let max = points.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64;
     let bar = 14.0;
     let width = (points.len() as f64 * bar + 60.0).max(200.0);
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"160\" font-size=\"9\">\n");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"160\" font-size=\"9\">\n"
+    );
     for (i, (label, value)) in points.iter().enumerate() {
         let h = *value as f64 / max * 120.0;
         let x = 30.0 + i as f64 * bar;
@@ -140,7 +159,11 @@ fn bar_chart(points: &[(String, usize)]) -> String {
             escape(label)
         );
     }
-    let _ = writeln!(svg, "<text x=\"2\" y=\"12\">{}</text><line x1=\"28\" y1=\"130\" x2=\"{width}\" y2=\"130\" stroke=\"#333\"/></svg>", max as usize);
+    let _ = writeln!(
+        svg,
+        "<text x=\"2\" y=\"12\">{}</text><line x1=\"28\" y1=\"130\" x2=\"{width}\" y2=\"130\" stroke=\"#333\"/></svg>",
+        max as usize
+    );
     svg
 }
 
@@ -175,29 +198,69 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     );
     body.push_str("<h2>Propagation tree</h2>\n");
     legend(&mut body, &["patient-zero", "infected", "carrier"]);
-    let _ = write!(body, "<div class=\"svgbox\">{}</div>\n", tree_svg(&report.tree()));
-    let _ = write!(body, "<h2>New infections per {}</h2>\n", escape(&report.step));
-    let points: Vec<(String, usize)> = report.timeline.iter().map(|b| (b.start.clone(), b.new_infections)).collect();
+    let _ = writeln!(
+        body,
+        "<div class=\"svgbox\">{}</div>",
+        tree_svg(&report.tree())
+    );
+    let _ = writeln!(body, "<h2>New infections per {}</h2>", escape(&report.step));
+    let points: Vec<(String, usize)> = report
+        .timeline
+        .iter()
+        .map(|b| (b.start.clone(), b.new_infections))
+        .collect();
     body.push_str(&bar_chart(&points));
     body.push_str("<h2>Super infectors</h2>\n");
-    table(&mut body, &["host", "infected directly", "descendants", "super"], report.super_infectors.iter().take(20).map(|s| {
-        vec![s.host.clone(), s.direct.to_string(), s.descendants.to_string(), if s.flagged_super { "yes".into() } else { String::new() }]
-    }));
+    table(
+        &mut body,
+        &["host", "infected directly", "descendants", "super"],
+        report.super_infectors.iter().take(20).map(|s| {
+            vec![
+                s.host.clone(),
+                s.direct.to_string(),
+                s.descendants.to_string(),
+                if s.flagged_super {
+                    "yes".into()
+                } else {
+                    String::new()
+                },
+            ]
+        }),
+    );
     body.push_str("<h2>Timeline</h2>\n");
-    table(&mut body, &["infected at", "host", "parent", "via", "first execution"], report.hosts.iter().map(|h| {
-        vec![
-            h.infected_at.clone().unwrap_or_else(|| "carrier".into()),
-            format!("{} ({})", h.host, h.hostname),
-            format!("{} [{}]", h.parent.clone().unwrap_or_default(), h.parent_kind),
-            h.via.as_ref().map(|v| v.sentence()).unwrap_or_default(),
-            h.first_execution.as_ref().map(|e| e.sentence()).unwrap_or_default(),
-        ]
-    }));
+    table(
+        &mut body,
+        &["infected at", "host", "parent", "via", "first execution"],
+        report.hosts.iter().map(|h| {
+            vec![
+                h.infected_at.clone().unwrap_or_else(|| "carrier".into()),
+                format!("{} ({})", h.host, h.hostname),
+                format!(
+                    "{} [{}]",
+                    h.parent.clone().unwrap_or_default(),
+                    h.parent_kind
+                ),
+                h.via.as_ref().map(|v| v.sentence()).unwrap_or_default(),
+                h.first_execution
+                    .as_ref()
+                    .map(|e| e.sentence())
+                    .unwrap_or_default(),
+            ]
+        }),
+    );
     body.push_str("<h2>Topology</h2>\n");
     let _ = writeln!(
         body,
         "<p>Tree depth {}, mean depth {:.2}, {} leaves, max children {}, mean branching {:.2}. Contacts: {} host pairs, mean degree {:.2}, max degree {}, density {:.4}.</p>",
-        t.tree_depth, t.mean_depth, t.leaves, t.max_children, t.mean_branching, t.contact_pairs, t.contact_mean_degree, t.contact_max_degree, t.contact_density
+        t.tree_depth,
+        t.mean_depth,
+        t.leaves,
+        t.max_children,
+        t.mean_branching,
+        t.contact_pairs,
+        t.contact_mean_degree,
+        t.contact_max_degree,
+        t.contact_density
     );
     warnings(&mut body, load, &report.warnings);
     page("vtrail spread report", &body)
@@ -212,7 +275,10 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
             escape(&node.label),
             escape(&node.host),
             escape(&node.id),
-            node.sha256.as_deref().map(|h| format!("sha256 <code>{h}</code>")).unwrap_or_default()
+            node.sha256
+                .as_deref()
+                .map(|h| format!("sha256 <code>{h}</code>"))
+                .unwrap_or_default()
         );
     }
     body.push_str("<h2>Where it came from</h2>\n<ul>");
@@ -222,16 +288,33 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
                 let _ = write!(body, "<li>{}</li>", escape(&t.sentence()));
             }
             None => {
-                let roots: Vec<String> = entry.local_roots.iter().map(|r| r.label.clone()).collect();
-                let _ = write!(body, "<li>local origin; earliest causes: {}</li>", escape(&roots.join(", ")));
+                let roots: Vec<String> =
+                    entry.local_roots.iter().map(|r| r.label.clone()).collect();
+                let _ = write!(
+                    body,
+                    "<li>local origin; earliest causes: {}</li>",
+                    escape(&roots.join(", "))
+                );
             }
         }
     }
     body.push_str("</ul>\n");
-    table(&mut body, &["host", "event"], report.backward.chain.iter().map(|e| vec![e.host.clone(), e.sentence()]));
+    table(
+        &mut body,
+        &["host", "event"],
+        report
+            .backward
+            .chain
+            .iter()
+            .map(|e| vec![e.host.clone(), e.sentence()]),
+    );
     body.push_str("<h2>Where it went</h2>\n");
     legend(&mut body, &["flagged", "infected", "reached"]);
-    let _ = write!(body, "<div class=\"svgbox\">{}</div>\n", tree_svg(&report.tree()));
+    let _ = writeln!(
+        body,
+        "<div class=\"svgbox\">{}</div>",
+        tree_svg(&report.tree())
+    );
     let f = &report.forward;
     let _ = writeln!(
         body,
@@ -243,9 +326,23 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         f.hosts_reached.len()
     );
     body.push_str("<h2>Activation points</h2>\n");
-    table(&mut body, &["host", "event"], f.activation_points.iter().map(|e| vec![e.host.clone(), e.sentence()]));
+    table(
+        &mut body,
+        &["host", "event"],
+        f.activation_points
+            .iter()
+            .map(|e| vec![e.host.clone(), e.sentence()]),
+    );
     body.push_str("<h2>Behaviours timeline</h2>\n");
-    table(&mut body, &["host", "event"], report.behaviours.iter().take(2000).map(|e| vec![e.host.clone(), e.sentence()]));
+    table(
+        &mut body,
+        &["host", "event"],
+        report
+            .behaviours
+            .iter()
+            .take(2000)
+            .map(|e| vec![e.host.clone(), e.sentence()]),
+    );
     warnings(&mut body, load, &report.warnings);
     page("vtrail trace report", &body)
 }
@@ -254,11 +351,37 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let mut body = String::new();
     let _ = writeln!(body, "<p>Rules for {}.</p>", escape(&report.question));
     body.push_str("<h2>Hosts to block</h2>\n");
-    table(&mut body, &["vtrail-sensor block", "why"], report.block.iter().map(|b| vec![b.target.clone(), b.reason.clone()]));
+    table(
+        &mut body,
+        &["vtrail-sensor block", "why"],
+        report
+            .block
+            .iter()
+            .map(|b| vec![b.target.clone(), b.reason.clone()]),
+    );
     body.push_str("<h2>Paths to protect</h2>\n");
-    table(&mut body, &["path", "activation point", "hosts"], report.protect.iter().map(|p| vec![p.path.clone(), p.activation_point.clone(), p.hosts.join(", ")]));
+    table(
+        &mut body,
+        &["path", "activation point", "hosts"],
+        report.protect.iter().map(|p| {
+            vec![
+                p.path.clone(),
+                p.activation_point.clone(),
+                p.hosts.join(", "),
+            ]
+        }),
+    );
     body.push_str("<h2>YARA rule</h2>\n");
-    let _ = writeln!(body, "<pre>{}</pre>", escape(report.yara.as_deref().unwrap_or("(none: no hashes recorded)")));
+    let _ = writeln!(
+        body,
+        "<pre>{}</pre>",
+        escape(
+            report
+                .yara
+                .as_deref()
+                .unwrap_or("(none: no hashes recorded)")
+        )
+    );
     warnings(&mut body, load, &report.warnings);
     page("vtrail rules", &body)
 }

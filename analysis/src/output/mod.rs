@@ -41,22 +41,50 @@ impl GraphPicture {
                 Some(t) => format!("{}\n{}", host.label, t),
                 None => host.label.clone(),
             };
-            picture.nodes.insert(host.id.clone(), (label, host.role.to_owned(), host.id.clone()));
+            picture.nodes.insert(
+                host.id.clone(),
+                (label, host.role.to_owned(), host.id.clone()),
+            );
         }
         for host in tree {
             if let Some(parent) = &host.parent {
-                picture.nodes.entry(parent.clone()).or_insert_with(|| (parent.clone(), "host".into(), parent.clone()));
-                picture.edges.push((parent.clone(), host.id.clone(), host.via.clone().unwrap_or_default(), "infected".into()));
+                picture
+                    .nodes
+                    .entry(parent.clone())
+                    .or_insert_with(|| (parent.clone(), "host".into(), parent.clone()));
+                picture.edges.push((
+                    parent.clone(),
+                    host.id.clone(),
+                    host.via.clone().unwrap_or_default(),
+                    "infected".into(),
+                ));
             }
         }
         picture
     }
 
     pub fn add_edge(&mut self, edge: &EdgeView) {
-        self.nodes.entry(edge.src.clone()).or_insert_with(|| (edge.src_label.clone(), kind_of(&edge.src), edge.host.clone()));
-        self.nodes.entry(edge.dst.clone()).or_insert_with(|| (edge.dst_label.clone(), kind_of(&edge.dst), edge.host.clone()));
+        self.nodes.entry(edge.src.clone()).or_insert_with(|| {
+            (
+                edge.src_label.clone(),
+                kind_of(&edge.src),
+                edge.host.clone(),
+            )
+        });
+        self.nodes.entry(edge.dst.clone()).or_insert_with(|| {
+            (
+                edge.dst_label.clone(),
+                kind_of(&edge.dst),
+                edge.host.clone(),
+            )
+        });
         let kind = edge_kind_name(edge.kind);
-        self.edges.push((edge.src.clone(), edge.dst.clone(), format!("{} {}", kind, edge.time), kind));
+        self.edges.push((
+            edge.src.clone(),
+            edge.dst.clone(),
+            format!("{} {}", kind, edge.time),
+            kind,
+        ));
     }
 }
 
@@ -67,7 +95,12 @@ fn kind_of(id: &str) -> String {
 fn trace_picture(report: &TraceReport) -> GraphPicture {
     let mut picture = GraphPicture::default();
     let mut seen = std::collections::HashSet::new();
-    let all = report.backward.edges.iter().chain(&report.behaviours).chain(report.forward.sent_to.iter().map(|s| &s.edge));
+    let all = report
+        .backward
+        .edges
+        .iter()
+        .chain(&report.behaviours)
+        .chain(report.forward.sent_to.iter().map(|s| &s.edge));
     for edge in all {
         if seen.insert((edge.ts_ns, edge.src.clone(), edge.dst.clone(), edge.kind)) {
             picture.add_edge(edge);
@@ -75,13 +108,35 @@ fn trace_picture(report: &TraceReport) -> GraphPicture {
     }
     for send in &report.forward.sent_to {
         if let Some(received) = &send.received {
-            picture.edges.push((send.edge.dst.clone(), received.file_id.clone(), format!("received {}", received.time), "received_from".into()));
-            picture.nodes.entry(received.file_id.clone()).or_insert_with(|| (received.file.clone(), "file".into(), received.host.clone()));
+            picture.edges.push((
+                send.edge.dst.clone(),
+                received.file_id.clone(),
+                format!("received {}", received.time),
+                "received_from".into(),
+            ));
+            picture
+                .nodes
+                .entry(received.file_id.clone())
+                .or_insert_with(|| (received.file.clone(), "file".into(), received.host.clone()));
         }
     }
     for hop in &report.backward.hops {
-        picture.edges.push((hop.sent.dst.clone(), hop.received.file_id.clone(), format!("received {}", hop.received.time), "received_from".into()));
-        picture.nodes.entry(hop.received.file_id.clone()).or_insert_with(|| (hop.received.file.clone(), "file".into(), hop.received.host.clone()));
+        picture.edges.push((
+            hop.sent.dst.clone(),
+            hop.received.file_id.clone(),
+            format!("received {}", hop.received.time),
+            "received_from".into(),
+        ));
+        picture
+            .nodes
+            .entry(hop.received.file_id.clone())
+            .or_insert_with(|| {
+                (
+                    hop.received.file.clone(),
+                    "file".into(),
+                    hop.received.host.clone(),
+                )
+            });
     }
     picture
 }
@@ -107,11 +162,17 @@ pub fn render_spread(format: Format, report: &SpreadReport, load: &LoadReport) -
 }
 
 /// Rules are lists, not graphs: DOT and GraphML have nothing to draw, so they are refused.
-pub fn render_rules(format: Format, report: &RulesReport, load: &LoadReport) -> Result<String, String> {
+pub fn render_rules(
+    format: Format,
+    report: &RulesReport,
+    load: &LoadReport,
+) -> Result<String, String> {
     match format {
         Format::Text => Ok(text::rules(report, load)),
         Format::Json => Ok(json::render("rules", report, load)),
         Format::Html => Ok(html::rules(report, load)),
-        Format::Dot | Format::Graphml => Err("rules has no graph to draw: use text, --json or --html".to_owned()),
+        Format::Dot | Format::Graphml => {
+            Err("rules has no graph to draw: use text, --json or --html".to_owned())
+        }
     }
 }

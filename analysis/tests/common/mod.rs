@@ -11,7 +11,9 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = std::env::var_os("CARGO_TARGET_TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let dir = base.join(format!("vtrail-analysis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -28,9 +30,23 @@ impl Drop for TempDir {
     }
 }
 
-pub fn simulated(name: &str, seed: u64, hosts: usize, shape: Shape, gzip: bool) -> (TempDir, Truth, Vec<PathBuf>) {
+pub fn simulated(
+    name: &str,
+    seed: u64,
+    hosts: usize,
+    shape: Shape,
+    gzip: bool,
+) -> (TempDir, Truth, Vec<PathBuf>) {
     let dir = TempDir::new(name);
-    let truth = simulate(&SimConfig { seed, hosts, shape, out: dir.path().to_owned(), target_edges: 20_000, gzip }).expect("simulate");
+    let truth = simulate(&SimConfig {
+        seed,
+        hosts,
+        shape,
+        out: dir.path().to_owned(),
+        target_edges: 20_000,
+        gzip,
+    })
+    .expect("simulate");
     let inputs = truth.dumps.iter().map(|d| dir.path().join(d)).collect();
     (dir, truth, inputs)
 }
