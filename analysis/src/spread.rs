@@ -5,7 +5,8 @@
 //! that led to a tainted execution there: every tainted execution carries the origin of
 //! its taint (the `received_from` edge that brought it onto the host); the earliest such
 //! transfer wins. A host whose first tainted execution has a local origin, or whose
-//! transfer came from outside the loaded hosts, is a root: a *patient zero*.
+//! transfer came from outside the loaded hosts, is a root. *Patient zeros* are the infected
+//! hosts with no infected ancestor (usually the roots).
 //! A loaded host that sent the taint but never executed it is a *carrier*; it appears in
 //! the tree only as a parent. If carrier relays make the parent relation loop, the loop is
 //! cut at its earliest-infected host, which becomes a root (and a warning says so).
@@ -406,10 +407,27 @@ fn build_report(
         })
         .collect();
 
-    let patient_zeros: Vec<String> = hosts
+    // Patient zeros: infected hosts with no infected ancestor (a carrier above them does
+    // not count: it held the file but never ran it).
+    let has_infected_ancestor = |h: HostIx| {
+        let mut at = h;
+        let mut steps = 0;
+        while let Some(Parent::Host(p, _)) = parents.get(&at).copied() {
+            if first_exec.contains_key(&p) {
+                return true;
+            }
+            at = p;
+            steps += 1;
+            if steps > parents.len() {
+                break;
+            }
+        }
+        false
+    };
+    let patient_zeros: Vec<String> = order
         .iter()
-        .filter(|h| h.infected && h.parent_kind != "host")
-        .map(|h| h.host.clone())
+        .filter(|&&h| first_exec.contains_key(&h) && !has_infected_ancestor(h))
+        .map(|&h| graph.host(h).id.clone())
         .collect();
     for h in hosts.iter().filter(|h| h.parent_kind == "missing-host") {
         warnings.push(format!(
