@@ -173,19 +173,30 @@ impl CaptureReader {
 
     /// Reads the rest of a pcapng Section Header Block (its type was already read).
     fn section_header(&mut self) -> Result<()> {
-        let mut hdr = [0u8; 8];
-        if !read_exact_or_eof(&mut self.input, &mut hdr)? {
+        let mut len = [0u8; 4];
+        if !read_exact_or_eof(&mut self.input, &mut len)? {
             bail!("pcapng section header cut short");
         }
-        self.bytes_read += 8;
-        let be = match hdr[4..8] {
+        self.bytes_read += 4;
+        self.section_body(len)
+    }
+
+    /// Reads a Section Header Block after its type and (not yet decoded) length: the
+    /// byte-order magic decides how to read the length and everything up to the next section.
+    fn section_body(&mut self, len: [u8; 4]) -> Result<()> {
+        let mut bom = [0u8; 4];
+        if !read_exact_or_eof(&mut self.input, &mut bom)? {
+            bail!("pcapng section header cut short");
+        }
+        self.bytes_read += 4;
+        let be = match bom {
             [0x1a, 0x2b, 0x3c, 0x4d] => true,
             [0x4d, 0x3c, 0x2b, 0x1a] => false,
-            _ => bail!("pcapng section header has a bad byte-order magic"),
+            _ => bail!("pcapng section header has a bad byte-order magic at input offset {}", self.bytes_read),
         };
         self.big_endian = be;
-        let total = u32_at(&hdr, 0, be) as usize;
-        if total < 28 || total % 4 != 0 {
+        let total = u32_at(&len, 0, be) as usize;
+        if total < 28 || !total.is_multiple_of(4) {
             bail!("pcapng section header has a bad length {total}");
         }
         self.read_n(total - 12)?;
@@ -238,32 +249,12 @@ impl CaptureReader {
             self.bytes_read += 8;
             let btype = u32_at(&hdr, 0, self.big_endian);
             if btype == 0x0a0d_0d0a {
-                // A new section: its byte order may differ. Re-read the header properly.
-                let mut rest = [0u8; 4];
-                rest.copy_from_slice(&hdr[4..8]);
-                let be = match {
-                    let mut bom = [0u8; 4];
-                    if !read_exact_or_eof(&mut self.input, &mut bom)? {
-                        bail!("pcapng section header cut short");
-                    }
-                    self.bytes_read += 4;
-                    bom
-                } {
-                    [0x1a, 0x2b, 0x3c, 0x4d] => true,
-                    [0x4d, 0x3c, 0x2b, 0x1a] => false,
-                    _ => bail!("pcapng section header has a bad byte-order magic"),
-                };
-                self.big_endian = be;
-                let total = u32_at(&rest, 0, be) as usize;
-                if total < 28 || total % 4 != 0 {
-                    bail!("pcapng section header has a bad length {total}");
-                }
-                self.read_n(total - 12)?;
-                self.interfaces.clear();
+                // A new section, perhaps in the other byte order.
+                self.section_body([hdr[4], hdr[5], hdr[6], hdr[7]])?;
                 continue;
             }
             let total = u32_at(&hdr, 4, self.big_endian) as usize;
-            if total < 12 || total % 4 != 0 {
+            if total < 12 || !total.is_multiple_of(4) {
                 bail!("pcapng block of type {btype:#x} has a bad length {total} at input offset {}", self.bytes_read);
             }
             self.read_n(total - 8)?;

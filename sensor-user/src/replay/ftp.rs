@@ -162,13 +162,10 @@ impl FtpTracker {
         }
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         if r.is_preliminary() {
-            if let Some(head) = s.queue.front_mut() {
-                if head.verb == Verb::Stou {
-                    if let Some(n) = ftp::stou_reply_name(&r) {
-                        head.server_name = Some(lossy(n));
-                    }
+            if let (Some(head), Some(n)) = (s.queue.front_mut(), ftp::stou_reply_name(&r))
+                && head.verb == Verb::Stou {
+                    head.server_name = Some(lossy(n));
                 }
-            }
             return;
         }
         let Some(cmd) = s.queue.pop_front() else { return };

@@ -458,11 +458,10 @@ impl Replayer {
         if seg.flags & TCP_FIN != 0 {
             flow.fin[dir] = true;
         }
-        if seg.flags & TCP_RST != 0 || flow.fin == [true, true] {
-            if let Some(flow) = self.flows.remove(&key) {
+        if (seg.flags & TCP_RST != 0 || flow.fin == [true, true])
+            && let Some(flow) = self.flows.remove(&key) {
                 self.close_flow(key, flow, ts_ns);
             }
-        }
     }
 
     /// Delivers what a flow still holds (skipping holes) and forgets it.
@@ -487,11 +486,10 @@ impl Replayer {
                     }
                     drain(flow.kind, buf, key, from_client, ts_ns, &mut self.smb, &mut self.ftp, &mut self.transfers, &mut self.stats);
                     // An FTP line without its line ending at the close still counts.
-                    if flow.kind == FlowKind::FtpControl {
-                        if let Some(rest) = buf.data.get(buf.start..).filter(|r| !r.is_empty()) {
+                    if flow.kind == FlowKind::FtpControl
+                        && let Some(rest) = buf.data.get(buf.start..).filter(|r| !r.is_empty()) {
                             self.ftp.line(key, from_client, ts_ns, rest, &mut self.transfers, &mut self.stats);
                         }
-                    }
                 }
             }
         }
@@ -555,16 +553,15 @@ fn drain(
             }
             let Ok(rec) = nbss::Packet::new_checked(avail) else { break };
             match rec.msg_type() {
-                nbss::MessageType::SessionMessage => {
+                nbss::MessageType::SessionMessage
                     // Check the magic early so a desynchronized stream does not wait for a
                     // bogus 16 MiB record.
-                    if avail.len() >= 8 && !looks_like_record(avail) {
+                    if avail.len() >= 8 && !looks_like_record(avail) => {
                         stats.parse_errors += 1;
                         buf.resync = true;
                         buf.start += 1;
                         continue;
                     }
-                }
                 nbss::MessageType::Unknown(_) => {
                     stats.parse_errors += 1;
                     buf.resync = true;

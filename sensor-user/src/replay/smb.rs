@@ -163,10 +163,8 @@ impl SmbTracker {
     }
 
     fn handle_for(&mut self, conn: ConnKey, ts_ns: u64, session: u64, tree: u32, fid: FileId, chain: &Chain) -> u64 {
-        if fid.is_related() {
-            if let Some(h) = chain.last_create {
-                return h;
-            }
+        if let Some(h) = chain.last_create.filter(|_| fid.is_related()) {
+            return h;
         }
         let key = (conn.server.ip(), session, fid);
         if let Some(&h) = self.by_file_id.get(&key) {
@@ -282,10 +280,8 @@ impl SmbTracker {
             Command::Read => match smb2::ReadRequest::new_checked(bytes) {
                 Ok(r) => {
                     let id = self.handle_for(conn, ts_ns, session, tree, r.file_id(), chain);
-                    if let Some(hd) = self.handles.get_mut(&id) {
-                        if hd.reads == 0 {
-                            hd.first_read_ts = ts_ns;
-                        }
+                    if let Some(hd) = self.handles.get_mut(&id).filter(|hd| hd.reads == 0) {
+                        hd.first_read_ts = ts_ns;
                     }
                     self.pending.insert((conn, h.message_id()), Pending::Read(id));
                 }
@@ -326,11 +322,10 @@ impl SmbTracker {
                 }
             }
             Command::SessionSetup => {
-                if let Ok(s) = smb2::SessionSetupResponse::new_checked(bytes) {
-                    if s.encrypts_data() {
+                if let Ok(s) = smb2::SessionSetupResponse::new_checked(bytes)
+                    && s.encrypts_data() {
                         self.sessions.entry((conn.server.ip(), h.session_id())).or_default().conn.get_or_insert(conn);
                     }
-                }
             }
             _ => {}
         }
@@ -338,11 +333,10 @@ impl SmbTracker {
         let ok = status == smb2::status::SUCCESS || status == smb2::status::BUFFER_OVERFLOW;
         match p {
             Pending::TreeConnect(path) => {
-                if ok {
-                    if let Some(tree) = h.tree_id() {
+                if ok
+                    && let Some(tree) = h.tree_id() {
                         self.trees.insert((conn.server.ip(), h.session_id(), tree), path);
                     }
-                }
             }
             Pending::Create(id) => {
                 let fid = if ok { smb2::CreateResponse::new_checked(bytes).ok().map(|c| c.file_id()) } else { None };
@@ -360,14 +354,13 @@ impl SmbTracker {
                             out.push(t);
                         }
                         // An older handle under the same key is stale (closed without us seeing it).
-                        if let Some(old) = self.by_file_id.insert(key, id) {
-                            if old != id {
+                        if let Some(old) = self.by_file_id.insert(key, id)
+                            && old != id {
                                 if let Some(o) = self.handles.get_mut(&old) {
                                     o.closed = true;
                                 }
                                 self.try_finish(old, out);
                             }
-                        }
                     }
                     None => {
                         hd.state = CreateState::Failed(status);
@@ -377,12 +370,11 @@ impl SmbTracker {
                 self.try_finish(id, out);
             }
             Pending::Read(id) => {
-                if ok {
-                    if let (Ok(r), Some(hd)) = (smb2::ReadResponse::new_checked(bytes), self.handles.get_mut(&id)) {
+                if ok
+                    && let (Ok(r), Some(hd)) = (smb2::ReadResponse::new_checked(bytes), self.handles.get_mut(&id)) {
                         hd.reads += 1;
                         hd.bytes_read += r.data_length() as u64;
                     }
-                }
             }
         }
     }

@@ -80,11 +80,10 @@ fn packet_view(name: &str) -> PacketView {
                     v.related += 1;
                 }
                 let b = h.into_inner();
-                if let Ok(c) = smb2::CloseRequest::new_checked(b) {
-                    if h.is_related() && c.file_id().is_related() {
+                if let Ok(c) = smb2::CloseRequest::new_checked(b)
+                    && h.is_related() && c.file_id().is_related() {
                         v.related_ff_file_ids += 1;
                     }
-                }
                 if let Ok(c) = smb2::CreateRequest::new_checked(b) {
                     let mut out = [0u8; 1024];
                     let r = utf16::utf16le_to_utf8(c.name().unwrap(), &mut out);
@@ -511,4 +510,66 @@ fn throughput() {
         (len * runs) as f64 / 1e6 / secs,
         frames as f64 / secs
     );
+
+    // A bulk SMB2 upload: CREATE, then 1,000 WRITEs of 64 KiB in 1,448-byte segments.
+    let pcap = synthetic_smb_upload(1000, 64 << 10);
+    let data: &'static [u8] = Box::leak(pcap.into_boxed_slice());
+    let start = Instant::now();
+    let (t, s) = replay_reader(Box::new(Cursor::new(data)), ReplayOptions::default()).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(by_verb(&t, "write")[0].bytes, Some(1000 * (64 << 10)));
+    println!(
+        "replay throughput: synthetic SMB2 upload ({} bytes, {} frames) in {secs:.3} s = {:.1} MB/s",
+        data.len(),
+        s.frames,
+        data.len() as f64 / 1e6 / secs
+    );
+}
+
+/// A pcap (raw IPv4) of one SMB2 CREATE and `writes` WRITE requests of `size` bytes.
+fn synthetic_smb_upload(writes: usize, size: usize) -> Vec<u8> {
+    use sensor_common::proto::smb2::build;
+    let mut stream = build::nbss(&build::create_request(&build::utf16("big.bin"), 0x40000000, 5, 0, 1));
+    let mut resp = Vec::new();
+    {
+        let mut h = build::header(5, smb2::flags::RESPONSE, 0, 1, 7, 0x1122);
+        h.extend_from_slice(&89u16.to_le_bytes());
+        h.resize(64 + 64, 0);
+        h.extend_from_slice(&smb2::FileId { persistent: 9, volatile: 9 }.to_bytes());
+        h.resize(64 + 89, 0);
+        resp.extend_from_slice(&build::nbss(&h));
+    }
+    let mut write = build::header(9, 0, 0, 2, 7, 0x1122);
+    write.extend_from_slice(&49u16.to_le_bytes());
+    write.extend_from_slice(&112u16.to_le_bytes());
+    write.extend_from_slice(&(size as u32).to_le_bytes());
+    write.extend_from_slice(&0u64.to_le_bytes());
+    write.extend_from_slice(&smb2::FileId { persistent: 9, volatile: 9 }.to_bytes());
+    write.extend_from_slice(&[0u8; 16]);
+    write.resize(112 + size, 0x5a);
+    let write = build::nbss(&write);
+    let mut file = Vec::new();
+    file.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    file.extend_from_slice(&(linktype::RAW).to_le_bytes());
+    let push = |file: &mut Vec<u8>, pkt: Vec<u8>| {
+        file.extend_from_slice(&1_600_000_000u32.to_le_bytes());
+        file.extend_from_slice(&0u32.to_le_bytes());
+        file.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        file.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        file.extend_from_slice(&pkt);
+    };
+    let (c, sv) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let mut cseq = 1000u32;
+    let send = |file: &mut Vec<u8>, bytes: &[u8], cseq: &mut u32| {
+        for chunk in bytes.chunks(1448) {
+            push(file, link::tests::ipv4_tcp(c, 50000, sv, 445, *cseq, 0x18, chunk));
+            *cseq = cseq.wrapping_add(chunk.len() as u32);
+        }
+    };
+    send(&mut file, &std::mem::take(&mut stream), &mut cseq);
+    push(&mut file, link::tests::ipv4_tcp(sv, 445, c, 50000, 1, 0x18, &resp));
+    for _ in 0..writes {
+        send(&mut file, &write, &mut cseq);
+    }
+    file
 }
