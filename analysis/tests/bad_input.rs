@@ -79,6 +79,11 @@ fn foreign_and_empty_files_are_not_dumps() {
         Err(LoadError::Io { .. })
     ));
     assert!(matches!(load(&[], options()), Err(LoadError::NoInputs)));
+    // A binary file has no newline: it must not be read whole as one line.
+    let blob = dir.path().join("blob.jsonl");
+    std::fs::write(&blob, vec![b'x'; 3 << 20]).unwrap();
+    let error = load(&[blob], options()).err().expect("refused");
+    assert!(error.to_string().contains("longer than"), "{error}");
     // A directory that is not a database must not become one.
     assert!(matches!(
         load(&[dir.path().to_owned()], options()),

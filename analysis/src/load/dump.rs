@@ -18,6 +18,20 @@ pub enum DumpRecord {
 }
 
 const MAX_BAD_LINES_LISTED: usize = 5;
+/// A header is a few hundred bytes; a file whose first line is longer is not a dump, and
+/// reading it whole (a binary file has no newlines) could exhaust memory.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+/// The longest record line accepted; longer lines are skipped as malformed.
+const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// `read_until(b'\n')` that stops after `limit` bytes (the line is then not complete).
+fn read_line_bounded(
+    reader: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<usize> {
+    reader.take(limit as u64).read_until(b'\n', line)
+}
 
 /// Streams `path` into `sink`, one record at a time; `sink` returns false to stop.
 /// Damage after the header is recorded in `summary` and reading goes on (bad line) or
@@ -45,9 +59,15 @@ pub fn read_dump(
     };
 
     let mut line = Vec::with_capacity(1024);
-    let read = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+    let read = read_line_bounded(&mut reader, &mut line, MAX_HEADER_BYTES).map_err(io_error)?;
     if read == 0 {
         return Err(LoadError::Empty { path: path.into() });
+    }
+    if line.len() >= MAX_HEADER_BYTES && line.last() != Some(&b'\n') {
+        return Err(LoadError::NotADump {
+            path: path.into(),
+            detail: format!("first line is longer than {MAX_HEADER_BYTES} bytes"),
+        });
     }
     let header = parse_header(path, &line)?;
     summary.host = header.host.id.clone();
@@ -58,7 +78,7 @@ pub fn read_dump(
     let mut line_number = 1u64;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
+        match read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES) {
             Ok(0) => break,
             Ok(_) => {}
             Err(error) => {
@@ -72,6 +92,23 @@ pub fn read_dump(
         }
         line_number += 1;
         let complete = line.last() == Some(&b'\n');
+        if line.len() >= MAX_LINE_BYTES && !complete {
+            // Not a record: skip to the end of this line and go on.
+            summary.bad_records += 1;
+            if summary.first_bad_lines.len() < MAX_BAD_LINES_LISTED {
+                summary.first_bad_lines.push(line_number);
+            }
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match read_line_bounded(&mut reader, &mut rest, MAX_LINE_BYTES) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+            continue;
+        }
         let text = trim_line(&line);
         if text.is_empty() {
             continue;
