@@ -1,1 +1,331 @@
-fn main() {}
+//! vtrail-analysis: where a flagged file came from, what it did, where it went, and how an
+//! infection spread across hosts - from the sensors' provenance graphs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use analysis::bench::{BenchConfig, load_and_query, run};
+use analysis::error::AnalysisError;
+use analysis::load::{LoadOptions, load};
+use analysis::output::{Format, render_rules, render_spread, render_trace};
+use analysis::select::{Selector, resolve_host};
+use analysis::simulate::{Shape, SimConfig, simulate};
+use analysis::time::parse_duration;
+
+#[derive(Parser)]
+#[command(
+    name = "vtrail-analysis",
+    version,
+    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Where the flagged file came from, what it did, where it went.
+    Trace {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Propagation tree across hosts, patient zero, super infectors, growth.
+    Spread {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Time step for the new-infections count (default: a round step giving at most 40).
+        #[arg(long, value_parser = parse_duration)]
+        step: Option<u64>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Hosts to block, paths to protect, and a YARA rule.
+    Rules {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print only one section, bare, for piping (e.g. `--only block | xargs -n1 vtrail-sensor block`).
+        #[arg(long, value_parser = ["block", "protect", "yara"])]
+        only: Option<String>,
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Write a synthetic multi-host incident (dumps + truth.json).
+    Simulate {
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        hosts: usize,
+        /// scale-free or small-world
+        #[arg(long, default_value = "scale-free")]
+        shape: Shape,
+        #[arg(long)]
+        out: PathBuf,
+        /// Total edges to aim for (background noise fills up to it).
+        #[arg(long, default_value_t = 0)]
+        edges: u64,
+        /// Write .jsonl.gz instead of .jsonl.
+        #[arg(long)]
+        gzip: bool,
+    },
+    /// Load and query time and peak memory for generated incidents of several sizes.
+    Bench {
+        /// Edge counts to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 1_000_000, 10_000_000])]
+        sizes: Vec<u64>,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        #[arg(long, default_value = "target/analysis-bench")]
+        dir: PathBuf,
+        /// Keep the generated dumps (and reuse them next time).
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// (internal) One bench measurement in a fresh process.
+    #[command(hide = true)]
+    BenchLoad { dir: PathBuf },
+}
+
+#[derive(Args)]
+struct SelectArgs {
+    /// The flagged file by path (any path it was seen under).
+    #[arg(long, group = "selector")]
+    path: Option<String>,
+    /// The flagged file by content hash (every copy on every host).
+    #[arg(long, group = "selector")]
+    sha256: Option<String>,
+    /// The flagged file (or process) by node id, e.g. file:<host>:<dev>:<ino>.
+    #[arg(long, group = "selector")]
+    node: Option<String>,
+    /// Only look for the flagged file on this host (id, disk id or hostname).
+    #[arg(long)]
+    host: Option<String>,
+}
+
+impl SelectArgs {
+    fn selector(&self) -> Option<Selector> {
+        match (&self.path, &self.sha256, &self.node) {
+            (Some(p), _, _) => Some(Selector::Path(p.clone())),
+            (_, Some(h), _) => Some(Selector::Sha256(h.clone())),
+            (_, _, Some(n)) => Some(Selector::Node(n.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// Dump files (.jsonl or gzip) and/or sensor database directories, merged by node id.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// How far hosts' clocks may disagree when a send is paired with its receive.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    skew_allowance: u64,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    #[arg(long, group = "format")]
+    json: bool,
+    #[arg(long, group = "format")]
+    dot: bool,
+    #[arg(long, group = "format")]
+    graphml: bool,
+    /// One self-contained page with the propagation drawn and the timeline.
+    #[arg(long, group = "format")]
+    html: bool,
+    /// Write here instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    fn format(&self) -> Format {
+        match (self.json, self.dot, self.graphml, self.html) {
+            (true, ..) => Format::Json,
+            (_, true, ..) => Format::Dot,
+            (_, _, true, _) => Format::Graphml,
+            (.., true) => Format::Html,
+            _ => Format::Text,
+        }
+    }
+
+    fn emit(&self, text: &str) -> Result<(), AnalysisError> {
+        match &self.output {
+            Some(path) => std::fs::write(path, text).map_err(|source| AnalysisError::Io {
+                context: format!("writing {}", path.display()),
+                source,
+            }),
+            None => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                // A closed pipe (`| head`) is not an error worth a message.
+                let _ = stdout.write_all(text.as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vtrail-analysis: {error}");
+            match error {
+                AnalysisError::Query(_) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+fn load_inputs(
+    input: &InputArgs,
+) -> Result<(analysis::index::Graph, analysis::load::LoadReport), AnalysisError> {
+    Ok(load(
+        &input.inputs,
+        LoadOptions {
+            skew_allowance_ns: input.skew_allowance,
+        },
+    )?)
+}
+
+fn execute(command: Command) -> Result<(), AnalysisError> {
+    match command {
+        Command::Trace {
+            select,
+            input,
+            output,
+        } => {
+            let selector = select.selector().ok_or_else(|| {
+                AnalysisError::Usage(
+                    "trace needs the flagged file: --path, --sha256 or --node".into(),
+                )
+            })?;
+            let (graph, load_report) = load_inputs(&input)?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
+            let report = analysis::trace::trace(&graph, &selector, host)?;
+            output.emit(&render_trace(output.format(), &report, &load_report))
+        }
+        Command::Spread {
+            select,
+            step,
+            input,
+            output,
+        } => {
+            let (graph, load_report) = load_inputs(&input)?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
+            let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
+            output.emit(&render_spread(output.format(), &report, &load_report))
+        }
+        Command::Rules {
+            select,
+            only,
+            input,
+            output,
+        } => {
+            let (graph, load_report) = load_inputs(&input)?;
+            let host = select
+                .host
+                .as_deref()
+                .map(|h| resolve_host(&graph, h))
+                .transpose()?;
+            let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
+            let text = match only.as_deref() {
+                Some("block") => report
+                    .block
+                    .iter()
+                    .map(|b| format!("{}\n", b.target))
+                    .collect(),
+                Some("protect") => report
+                    .protect
+                    .iter()
+                    .map(|p| format!("{}\n", p.path))
+                    .collect(),
+                Some(_) => report.yara.clone().unwrap_or_default(),
+                None => render_rules(output.format(), &report, &load_report)
+                    .map_err(AnalysisError::Usage)?,
+            };
+            output.emit(&text)
+        }
+        Command::Simulate {
+            seed,
+            hosts,
+            shape,
+            out,
+            edges,
+            gzip,
+        } => {
+            if hosts == 0 || hosts > 60_000 {
+                return Err(AnalysisError::Usage(
+                    "--hosts must be between 1 and 60000".into(),
+                ));
+            }
+            let truth = simulate(&SimConfig {
+                seed,
+                hosts,
+                shape,
+                out: out.clone(),
+                target_edges: edges,
+                gzip,
+            })
+            .map_err(|source| AnalysisError::Io {
+                context: format!("writing the simulation to {}", out.display()),
+                source,
+            })?;
+            println!(
+                "wrote {} dumps ({} edges) and truth.json to {}: {} of {} hosts infected, patient zero {}",
+                truth.dumps.len(),
+                truth.edges_written,
+                out.display(),
+                truth.infected,
+                truth.hosts.len(),
+                truth.patient_zero.join(", ")
+            );
+            Ok(())
+        }
+        Command::Bench {
+            sizes,
+            hosts,
+            dir,
+            keep,
+            seed,
+        } => {
+            run(&BenchConfig {
+                sizes,
+                hosts,
+                dir,
+                keep,
+                seed,
+            })?;
+            Ok(())
+        }
+        Command::BenchLoad { dir } => {
+            let row = load_and_query(&dir)?;
+            println!("{}", serde_json::to_string(&row).unwrap_or_default());
+            Ok(())
+        }
+    }
+}

@@ -120,13 +120,16 @@ pub fn discover_all(root: &Path) -> Result<Discovery, DiscoverError> {
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    names.sort_by_key(|a| natural_key(a));
 
     let mut out = Discovery::default();
     for name in &names {
         let dev = block.join(name);
         if let Some(reason) = skip_reason(name, &dev) {
-            out.skipped.push(Skipped { name: name.clone(), reason });
+            out.skipped.push(Skipped {
+                name: name.clone(),
+                reason,
+            });
             continue;
         }
         if name.starts_with("dm-") || name.starts_with("md") {
@@ -134,7 +137,10 @@ pub fn discover_all(root: &Path) -> Result<Discovery, DiscoverError> {
             resolve_members(&block, name, &mut members, 0);
             members.sort();
             members.dedup();
-            out.virtual_devices.push(VirtualDevice { name: name.clone(), members });
+            out.virtual_devices.push(VirtualDevice {
+                name: name.clone(),
+                members,
+            });
             continue;
         }
         out.disks.push(read_disk(root, name, &dev));
@@ -179,7 +185,9 @@ fn resolve_members(block: &Path, name: &str, out: &mut Vec<String>, depth: u32) 
         return;
     };
     for slave in entries.filter_map(|e| e.ok()) {
-        let Ok(slave) = slave.file_name().into_string() else { continue };
+        let Ok(slave) = slave.file_name().into_string() else {
+            continue;
+        };
         if block.join(&slave).is_dir() {
             if slave.starts_with("dm-") || slave.starts_with("md") {
                 resolve_members(block, &slave, out, depth + 1);
@@ -206,7 +214,9 @@ fn partition_parent(block: &Path, part: &str) -> Option<String> {
 fn read_disk(root: &Path, name: &str, dev: &Path) -> Disk {
     let kind = kind_of(name);
     let udev = read_dev(dev)
-        .and_then(|(maj, min)| fs::read_to_string(root.join(format!("run/udev/data/b{maj}:{min}"))).ok())
+        .and_then(|(maj, min)| {
+            fs::read_to_string(root.join(format!("run/udev/data/b{maj}:{min}"))).ok()
+        })
         .map(|s| parse_udev_data(&s))
         .unwrap_or_default();
     let sysfs_model = read_trimmed(&dev.join("device/model")).filter(|m| !m.is_empty());
@@ -216,24 +226,38 @@ fn read_disk(root: &Path, name: &str, dev: &Path) -> Disk {
         DiskKind::Nvme => {
             let ctrl = nvme_controller(name);
             let serial = read_trimmed(&dev.join("device/serial"))
-                .or_else(|| ctrl.and_then(|c| read_trimmed(&root.join("sys/class/nvme").join(c).join("serial"))))
+                .or_else(|| {
+                    ctrl.and_then(|c| {
+                        read_trimmed(&root.join("sys/class/nvme").join(c).join("serial"))
+                    })
+                })
                 .and_then(|s| clean_serial(&s))
                 .map(|s| match nvme_nsid(name) {
                     Some(n) if n > 1 => format!("{s}_{n}"),
                     _ => s,
                 });
-            (sysfs_model.or(udev_model).unwrap_or_default(), serial.map(|s| (s, SerialSource::NvmeSysfs)))
+            (
+                sysfs_model.or(udev_model).unwrap_or_default(),
+                serial.map(|s| (s, SerialSource::NvmeSysfs)),
+            )
         }
         DiskKind::Virtio => {
             let serial = read_trimmed(&dev.join("serial")).and_then(|s| clean_serial(&s));
-            ("virtio".to_string(), serial.map(|s| (s, SerialSource::VirtioSysfs)))
+            (
+                "virtio".to_string(),
+                serial.map(|s| (s, SerialSource::VirtioSysfs)),
+            )
         }
         DiskKind::Scsi | DiskKind::Other => {
             let serial = udev
                 .get("ID_SERIAL_SHORT")
                 .and_then(|s| clean_serial(s))
                 .map(|s| (s, SerialSource::UdevIdSerialShort))
-                .or_else(|| udev.get("ID_SCSI_SERIAL").and_then(|s| clean_serial(s)).map(|s| (s, SerialSource::UdevIdScsiSerial)))
+                .or_else(|| {
+                    udev.get("ID_SCSI_SERIAL")
+                        .and_then(|s| clean_serial(s))
+                        .map(|s| (s, SerialSource::UdevIdScsiSerial))
+                })
                 .or_else(|| {
                     fs::read(dev.join("device/vpd_pg80"))
                         .ok()
@@ -248,7 +272,15 @@ fn read_disk(root: &Path, name: &str, dev: &Path) -> Disk {
         None => (None, None),
     };
     let id = serial.as_ref().map(|s| node_id(&model, s));
-    Disk { name: name.to_string(), kind, model, serial, serial_source, id, duplicate_of: None }
+    Disk {
+        name: name.to_string(),
+        kind,
+        model,
+        serial,
+        serial_source,
+        id,
+        duplicate_of: None,
+    }
 }
 
 fn kind_of(name: &str) -> DiskKind {
@@ -335,7 +367,11 @@ pub fn parse_vpd_pg80(b: &[u8]) -> Option<String> {
     }
     let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
     let body = b.get(4..4 + len).unwrap_or(&b[4..]);
-    let text: String = body.iter().filter(|c| c.is_ascii_graphic() || **c == b' ').map(|&c| c as char).collect();
+    let text: String = body
+        .iter()
+        .filter(|c| c.is_ascii_graphic() || **c == b' ')
+        .map(|&c| c as char)
+        .collect();
     clean_serial(&text)
 }
 
@@ -345,7 +381,9 @@ pub fn clean_serial(s: &str) -> Option<String> {
     if s.is_empty() || s.chars().any(|c| c.is_control()) {
         return None;
     }
-    if s.chars().all(|c| c == '0' || c == ' ' || c == '-' || c == '_') {
+    if s.chars()
+        .all(|c| c == '0' || c == ' ' || c == '-' || c == '_')
+    {
         return None;
     }
     Some(s.to_string())
@@ -365,7 +403,9 @@ mod tests {
 
     #[test]
     fn parses_udev_data() {
-        let m = parse_udev_data("S:disk/by-id/x\nE:ID_SERIAL_SHORT=WD-123\nE:BROKEN\nE:ID_MODEL=WDC_X\nI:1\n");
+        let m = parse_udev_data(
+            "S:disk/by-id/x\nE:ID_SERIAL_SHORT=WD-123\nE:BROKEN\nE:ID_MODEL=WDC_X\nI:1\n",
+        );
         assert_eq!(m.get("ID_SERIAL_SHORT").map(String::as_str), Some("WD-123"));
         assert_eq!(m.get("ID_MODEL").map(String::as_str), Some("WDC_X"));
         assert_eq!(m.len(), 2);
@@ -379,7 +419,10 @@ mod tests {
         assert_eq!(parse_vpd_pg80(&[0, 0x80]), None);
         assert_eq!(parse_vpd_pg80(&[0, 0x83, 0, 1, b'x']), None);
         // length larger than the data: use what is there, never panic
-        assert_eq!(parse_vpd_pg80(&[0, 0x80, 0xff, 0xff, b'Z', b'9']).as_deref(), Some("Z9"));
+        assert_eq!(
+            parse_vpd_pg80(&[0, 0x80, 0xff, 0xff, b'Z', b'9']).as_deref(),
+            Some("Z9")
+        );
         assert_eq!(parse_vpd_pg80(&[0, 0x80, 0, 4, b' ', b' ', 0, 0]), None);
     }
 
@@ -403,7 +446,7 @@ mod tests {
     #[test]
     fn natural_order() {
         let mut v = vec!["sdaa", "sdb", "nvme10n1", "nvme2n1"];
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        v.sort_by_key(|a| natural_key(a));
         assert_eq!(v, ["nvme2n1", "nvme10n1", "sdaa", "sdb"]);
     }
 }

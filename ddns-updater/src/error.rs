@@ -26,32 +26,68 @@ pub mod exit {
 /// An update (or the lookup of the current records before it) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
-    #[error("REFUSED by {server}: key \"{key}\" may not change {name} (check the zone's update-policy grants this key that name)")]
-    Refused { server: SocketAddr, key: String, name: String },
+    #[error(
+        "REFUSED by {server}: key \"{key}\" may not change {name} (check the zone's update-policy grants this key that name)"
+    )]
+    Refused {
+        server: SocketAddr,
+        key: String,
+        name: String,
+    },
 
-    #[error("NOTAUTH from {server}: it is not authoritative (primary) for zone {zone} (wrong --zone or --server?)")]
+    #[error(
+        "NOTAUTH from {server}: it is not authoritative (primary) for zone {zone} (wrong --zone or --server?)"
+    )]
     NotAuth { server: SocketAddr, zone: String },
 
-    #[error("authentication failed at {server}: the server does not know key \"{key}\" (BADKEY): check the key name and that the key is in named.conf")]
+    #[error(
+        "authentication failed at {server}: the server does not know key \"{key}\" (BADKEY): check the key name and that the key is in named.conf"
+    )]
     BadKey { server: SocketAddr, key: String },
 
-    #[error("authentication failed at {server}: bad signature with key \"{key}\" (BADSIG): the secret or algorithm differs from the server's")]
+    #[error(
+        "authentication failed at {server}: bad signature with key \"{key}\" (BADSIG): the secret or algorithm differs from the server's"
+    )]
     BadSig { server: SocketAddr, key: String },
 
     #[error("authentication failed at {server} with key \"{key}\": {detail}")]
-    AuthFailed { server: SocketAddr, key: String, detail: String },
+    AuthFailed {
+        server: SocketAddr,
+        key: String,
+        detail: String,
+    },
 
-    #[error("BADTIME from {server}: our clock is {skew_secs} s off the server's (negative = behind; server time {server_time}, ours {our_time}, allowed +-{fudge} s): fix the clock (NTP)")]
-    BadTime { server: SocketAddr, skew_secs: i64, server_time: u64, our_time: u64, fudge: u16 },
+    #[error(
+        "BADTIME from {server}: our clock is {skew_secs} s off the server's (negative = behind; server time {server_time}, ours {our_time}, allowed +-{fudge} s): fix the clock (NTP)"
+    )]
+    BadTime {
+        server: SocketAddr,
+        skew_secs: i64,
+        server_time: u64,
+        our_time: u64,
+        fudge: u16,
+    },
 
     #[error("no answer from {server} after {attempts} attempts: {last}")]
-    Timeout { server: SocketAddr, attempts: u32, last: String },
+    Timeout {
+        server: SocketAddr,
+        attempts: u32,
+        last: String,
+    },
 
     #[error("cannot reach {server} after {attempts} attempts: {last}")]
-    Unreachable { server: SocketAddr, attempts: u32, last: String },
+    Unreachable {
+        server: SocketAddr,
+        attempts: u32,
+        last: String,
+    },
 
     #[error("{server} answered {rcode} for {name}")]
-    Server { server: SocketAddr, rcode: String, name: String },
+    Server {
+        server: SocketAddr,
+        rcode: String,
+        name: String,
+    },
 
     #[error("bad reply from {server}: {detail}")]
     Protocol { server: SocketAddr, detail: String },
@@ -80,6 +116,9 @@ impl UpdateError {
 
     /// True for authentication failures of any kind.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Self::BadKey { .. } | Self::BadSig { .. } | Self::AuthFailed { .. })
+        matches!(
+            self,
+            Self::BadKey { .. } | Self::BadSig { .. } | Self::AuthFailed { .. }
+        )
     }
 }

@@ -57,7 +57,11 @@ pub fn model_prefix(model: &str) -> String {
     while out.ends_with('-') {
         out.pop();
     }
-    if out.is_empty() { "disk".to_string() } else { out }
+    if out.is_empty() {
+        "disk".to_string()
+    } else {
+        out
+    }
 }
 
 /// True when `s` is a DNS label this crate accepts as an ID: 1..=63 characters of
@@ -65,7 +69,8 @@ pub fn model_prefix(model: &str) -> String {
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -106,7 +111,10 @@ mod tests {
     fn id_is_stable_and_a_label() {
         let a = node_id("Samsung SSD 980 PRO 1TB", "S5GXNF0R123456A");
         // Pinned: changing this value renames every node in every deployed zone.
-        assert_eq!(a, node_id("  Samsung SSD 980 PRO 1TB ", "S5GXNF0R123456A  "));
+        assert_eq!(
+            a,
+            node_id("  Samsung SSD 980 PRO 1TB ", "S5GXNF0R123456A  ")
+        );
         assert!(a.starts_with("samsung-ssd-980-pro-"), "{a}");
         assert!(is_valid_id(&a), "{a}");
         assert_eq!(a.len(), "samsung-ssd-980-pro".len() + 1 + HASH_CHARS);
@@ -132,7 +140,10 @@ mod tests {
         assert_eq!(model_prefix(""), "disk");
         assert_eq!(model_prefix("   "), "disk");
         assert_eq!(model_prefix("___"), "disk");
-        assert_eq!(model_prefix("WDC  WD40EFRX-68N32N0"), "wdc-wd40efrx-68n32n0");
+        assert_eq!(
+            model_prefix("WDC  WD40EFRX-68N32N0"),
+            "wdc-wd40efrx-68n32n0"
+        );
         assert_eq!(model_prefix("ÄÖ Disk"), "disk");
         let long = model_prefix("abcdefghijklmnopqrs-uvwxyz");
         assert_eq!(long, "abcdefghijklmnopqrs");

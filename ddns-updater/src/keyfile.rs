@@ -75,10 +75,12 @@ impl TsigKey {
             line: 0,
             message: format!("key name is not a DNS name: {e}"),
         })?;
-        TSigner::new(self.secret.clone(), self.algorithm.hickory(), name, fudge).map_err(|e| KeyError::Parse {
-            source_name: self.name.clone(),
-            line: 0,
-            message: format!("cannot build TSIG signer: {e}"),
+        TSigner::new(self.secret.clone(), self.algorithm.hickory(), name, fudge).map_err(|e| {
+            KeyError::Parse {
+                source_name: self.name.clone(),
+                line: 0,
+                message: format!("cannot build TSIG signer: {e}"),
+            }
         })
     }
 
@@ -97,33 +99,60 @@ impl TsigKey {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read TSIG key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("TSIG key {source_name}, line {line}: {message}")]
-    Parse { source_name: String, line: usize, message: String },
+    Parse {
+        source_name: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Reads a key file. `want_name` picks one key from a file with several; for a bare base64
 /// file it is the key name and required.
 pub fn load_key_file(path: &Path, want_name: Option<&str>) -> Result<TsigKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_key_text(&text, want_name).map_err(|e| match e {
-        KeyError::Parse { line, message, .. } => KeyError::Parse { source_name: path.display().to_string(), line, message },
+        KeyError::Parse { line, message, .. } => KeyError::Parse {
+            source_name: path.display().to_string(),
+            line,
+            message,
+        },
         other => other,
     })
 }
 
 /// Parses key file text (see module docs). Errors name the line.
 pub fn parse_key_text(text: &str, want_name: Option<&str>) -> Result<TsigKey, KeyError> {
-    let err = |line: usize, message: String| KeyError::Parse { source_name: "<text>".into(), line, message };
+    let err = |line: usize, message: String| KeyError::Parse {
+        source_name: "<text>".into(),
+        line,
+        message,
+    };
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(err(1, "empty key file".into()));
     }
     if !trimmed.contains('{') {
         // bare base64 secret
-        let name = want_name.ok_or_else(|| err(1, "bare base64 secret: the key name must be given (--key-name)".into()))?;
+        let name = want_name.ok_or_else(|| {
+            err(
+                1,
+                "bare base64 secret: the key name must be given (--key-name)".into(),
+            )
+        })?;
         let secret = decode_secret(trimmed).map_err(|m| err(1, m))?;
-        return Ok(TsigKey { name: name.trim_end_matches('.').to_string(), algorithm: Algorithm::HmacSha256, secret });
+        return Ok(TsigKey {
+            name: name.trim_end_matches('.').to_string(),
+            algorithm: Algorithm::HmacSha256,
+            secret,
+        });
     }
 
     let tokens = tokenize(text).map_err(|(line, m)| err(line, m))?;
@@ -137,25 +166,40 @@ pub fn parse_key_text(text: &str, want_name: Option<&str>) -> Result<TsigKey, Ke
     while i < tokens.len() {
         let t = next(&mut i).ok_or_else(|| err(0, "unexpected end".into()))?;
         if t.text != "key" || t.quoted {
-            return Err(err(t.line, format!("expected `key`, found `{}` (only key statements are allowed)", t.text)));
+            return Err(err(
+                t.line,
+                format!(
+                    "expected `key`, found `{}` (only key statements are allowed)",
+                    t.text
+                ),
+            ));
         }
         let name_tok = next(&mut i).ok_or_else(|| err(t.line, "`key` without a name".into()))?;
         let name = name_tok.text.trim_end_matches('.').to_string();
-        let open = next(&mut i).ok_or_else(|| err(name_tok.line, "expected `{` after key name".into()))?;
+        let open =
+            next(&mut i).ok_or_else(|| err(name_tok.line, "expected `{` after key name".into()))?;
         if open.text != "{" || open.quoted {
-            return Err(err(open.line, format!("expected `{{` after key name, found `{}`", open.text)));
+            return Err(err(
+                open.line,
+                format!("expected `{{` after key name, found `{}`", open.text),
+            ));
         }
         let mut algorithm = None;
         let mut secret = None;
         loop {
-            let field = next(&mut i).ok_or_else(|| err(open.line, format!("key \"{name}\": missing `}}`")))?;
+            let field = next(&mut i)
+                .ok_or_else(|| err(open.line, format!("key \"{name}\": missing `}}`")))?;
             if field.text == "}" && !field.quoted {
                 break;
             }
-            let value = next(&mut i).ok_or_else(|| err(field.line, format!("`{}` without a value", field.text)))?;
+            let value = next(&mut i)
+                .ok_or_else(|| err(field.line, format!("`{}` without a value", field.text)))?;
             let semi = next(&mut i).ok_or_else(|| err(value.line, "missing `;`".into()))?;
             if semi.text != ";" || semi.quoted {
-                return Err(err(semi.line, format!("expected `;` after `{} {}`", field.text, value.text)));
+                return Err(err(
+                    semi.line,
+                    format!("expected `;` after `{} {}`", field.text, value.text),
+                ));
             }
             match field.text.as_str() {
                 "algorithm" => {
@@ -167,13 +211,19 @@ pub fn parse_key_text(text: &str, want_name: Option<&str>) -> Result<TsigKey, Ke
                 other => return Err(err(field.line, format!("unknown key field `{other}`"))),
             }
         }
-        if let Some(semi) = tokens.get(i) {
-            if semi.text == ";" && !semi.quoted {
-                i += 1;
-            }
+        if let Some(semi) = tokens.get(i)
+            && semi.text == ";"
+            && !semi.quoted
+        {
+            i += 1;
         }
-        let secret = secret.ok_or_else(|| err(open.line, format!("key \"{name}\" has no secret")))?;
-        keys.push(TsigKey { name, algorithm: algorithm.unwrap_or(Algorithm::HmacSha256), secret });
+        let secret =
+            secret.ok_or_else(|| err(open.line, format!("key \"{name}\" has no secret")))?;
+        keys.push(TsigKey {
+            name,
+            algorithm: algorithm.unwrap_or(Algorithm::HmacSha256),
+            secret,
+        });
     }
     match want_name {
         Some(want) => {
@@ -182,13 +232,18 @@ pub fn parse_key_text(text: &str, want_name: Option<&str>) -> Result<TsigKey, Ke
                 .find(|k| k.name.eq_ignore_ascii_case(want))
                 .ok_or_else(|| err(0, format!("no key named \"{want}\" in the file")))
         }
-        None => keys.into_iter().next().ok_or_else(|| err(0, "no key statement".into())),
+        None => keys
+            .into_iter()
+            .next()
+            .ok_or_else(|| err(0, "no key statement".into())),
     }
 }
 
 fn decode_secret(s: &str) -> Result<Vec<u8>, String> {
     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let secret = BASE64.decode(compact.as_bytes()).map_err(|e| format!("secret is not valid base64: {e}"))?;
+    let secret = BASE64
+        .decode(compact.as_bytes())
+        .map_err(|e| format!("secret is not valid base64: {e}"))?;
     if secret.is_empty() {
         return Err("secret is empty".into());
     }
@@ -241,7 +296,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, (usize, String)> {
                 }
             }
             '{' | '}' | ';' => {
-                out.push(Token { text: c.to_string(), quoted: false, line });
+                out.push(Token {
+                    text: c.to_string(),
+                    quoted: false,
+                    line,
+                });
                 i += 1;
             }
             '"' => {
@@ -264,15 +323,26 @@ fn tokenize(text: &str) -> Result<Vec<Token>, (usize, String)> {
                         }
                     }
                 }
-                out.push(Token { text: s, quoted: true, line: start });
+                out.push(Token {
+                    text: s,
+                    quoted: true,
+                    line: start,
+                });
             }
             _ => {
                 let mut s = String::new();
-                while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '{' | '}' | ';' | '"') {
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !matches!(chars[i], '{' | '}' | ';' | '"')
+                {
                     s.push(chars[i]);
                     i += 1;
                 }
-                out.push(Token { text: s, quoted: false, line });
+                out.push(Token {
+                    text: s,
+                    quoted: false,
+                    line,
+                });
             }
         }
     }
@@ -296,7 +366,9 @@ mod tests {
 
     #[test]
     fn picks_key_by_name_and_skips_comments() {
-        let text = format!("# comment\n/* block\n comment */ {KEYGEN}\nkey other. {{ secret \"AAAA\"; algorithm HMAC-SHA512; }}; // end\n");
+        let text = format!(
+            "# comment\n/* block\n comment */ {KEYGEN}\nkey other. {{ secret \"AAAA\"; algorithm HMAC-SHA512; }}; // end\n"
+        );
         let k = parse_key_text(&text, Some("other")).unwrap();
         assert_eq!(k.name, "other");
         assert_eq!(k.algorithm, Algorithm::HmacSha512);
@@ -306,7 +378,10 @@ mod tests {
     #[test]
     fn bare_base64() {
         let k = parse_key_text("c2VjcmV0\n", Some("k1.")).unwrap();
-        assert_eq!((k.name.as_str(), k.secret.as_slice()), ("k1", &b"secret"[..]));
+        assert_eq!(
+            (k.name.as_str(), k.secret.as_slice()),
+            ("k1", &b"secret"[..])
+        );
         let e = parse_key_text("c2VjcmV0\n", None).unwrap_err().to_string();
         assert!(e.contains("--key-name"), "{e}");
     }
@@ -332,7 +407,12 @@ mod tests {
             let r = parse_key_text(bad, None);
             assert!(r.is_err(), "accepted {bad:?}");
         }
-        let e = parse_key_text("key \"x\" {\n algorithm hmac-md5;\n secret \"AAAA\"; };", None).unwrap_err().to_string();
+        let e = parse_key_text(
+            "key \"x\" {\n algorithm hmac-md5;\n secret \"AAAA\"; };",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 2") && e.contains("hmac-md5"), "{e}");
     }
 }

@@ -8,8 +8,12 @@
 //! - [`bindconf`]: a zone file and `zone {}` stanza for BIND whose policy confines each key.
 
 pub mod bindconf;
+pub mod daemon;
 pub mod disks;
 pub mod error;
+/// Throwaway BIND primary for the tests and `ddns-bench`.
+#[doc(hidden)]
+pub mod harness;
 pub mod id;
 pub mod keyfile;
 pub mod lookup;

@@ -20,7 +20,9 @@ use crate::id::is_valid_id;
 /// A name could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("`{0}` is not a valid node ID (1-63 of a-z, 0-9, '-', not starting or ending with '-')")]
+    #[error(
+        "`{0}` is not a valid node ID (1-63 of a-z, 0-9, '-', not starting or ending with '-')"
+    )]
     BadId(String),
     #[error("`{zone}` is not a valid zone name: {message}")]
     BadZone { zone: String, message: String },
@@ -28,10 +30,15 @@ pub enum NameError {
 
 /// Parses a zone name (absolute, trailing dot optional).
 pub fn parse_zone(zone: &str) -> Result<Name, NameError> {
-    let mut name = Name::from_ascii(zone.trim())
-        .map_err(|e| NameError::BadZone { zone: zone.to_string(), message: e.to_string() })?;
+    let mut name = Name::from_ascii(zone.trim()).map_err(|e| NameError::BadZone {
+        zone: zone.to_string(),
+        message: e.to_string(),
+    })?;
     if name.is_root() {
-        return Err(NameError::BadZone { zone: zone.to_string(), message: "the root zone cannot hold node IDs".into() });
+        return Err(NameError::BadZone {
+            zone: zone.to_string(),
+            message: "the root zone cannot hold node IDs".into(),
+        });
     }
     name.set_fqdn(true);
     Ok(name)
@@ -81,7 +88,10 @@ pub fn parse_reverse_name(name: &Name, zone: &Name) -> Option<IpAddr> {
     if !zone.zone_of(name) {
         return None;
     }
-    let all: Vec<String> = name.iter().map(|l| String::from_utf8_lossy(l).to_ascii_lowercase()).collect();
+    let all: Vec<String> = name
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+        .collect();
     let rel = all.get(..all.len().checked_sub(zone.num_labels() as usize)?)?;
     let (kind, digits) = rel.split_last()?;
     match kind.as_str() {
@@ -125,22 +135,44 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let z = parse_zone("nodes.example").unwrap();
-        assert_eq!(forward_name("abc-1", &z).unwrap().to_ascii(), "abc-1.nodes.example.");
+        assert_eq!(
+            forward_name("abc-1", &z).unwrap().to_ascii(),
+            "abc-1.nodes.example."
+        );
         assert!(forward_name("Bad_Id", &z).is_err());
-        for ip in ["192.0.2.7", "2001:db8::1", "::", "255.255.255.255", "fe80::abcd:1"] {
+        for ip in [
+            "192.0.2.7",
+            "2001:db8::1",
+            "::",
+            "255.255.255.255",
+            "fe80::abcd:1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             let n = reverse_name(ip, &z);
             assert_eq!(parse_reverse_name(&n, &z), Some(ip), "{n}");
         }
-        assert_eq!(reverse_name("192.0.2.7".parse().unwrap(), &z).to_ascii(), "7.2.0.192.ip4.nodes.example.");
+        assert_eq!(
+            reverse_name("192.0.2.7".parse().unwrap(), &z).to_ascii(),
+            "7.2.0.192.ip4.nodes.example."
+        );
         let v6 = reverse_name("2001:db8::1".parse().unwrap(), &z).to_ascii();
-        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2.ip6.nodes.example."), "{v6}");
+        assert!(
+            v6.starts_with("1.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2.ip6.nodes.example."),
+            "{v6}"
+        );
     }
 
     #[test]
     fn bad_reverse_names() {
         let z = parse_zone("z.").unwrap();
-        for bad in ["1.2.3.ip4.z.", "1.2.3.256.ip4.z.", "x.ip6.z.", "1.2.3.4.ip4.other.", "ip4.z.", "z."] {
+        for bad in [
+            "1.2.3.ip4.z.",
+            "1.2.3.256.ip4.z.",
+            "x.ip6.z.",
+            "1.2.3.4.ip4.other.",
+            "ip4.z.",
+            "z.",
+        ] {
             let n = Name::from_ascii(bad).unwrap();
             assert_eq!(parse_reverse_name(&n, &z), None, "{bad}");
         }
@@ -150,8 +182,17 @@ mod tests {
     #[test]
     fn id_from_target() {
         let z = parse_zone("z").unwrap();
-        assert_eq!(id_from_forward_name(&Name::from_ascii("a-1.z.").unwrap(), &z).as_deref(), Some("a-1"));
-        assert_eq!(id_from_forward_name(&Name::from_ascii("a.b.z.").unwrap(), &z), None);
-        assert_eq!(id_from_forward_name(&Name::from_ascii("a.y.").unwrap(), &z), None);
+        assert_eq!(
+            id_from_forward_name(&Name::from_ascii("a-1.z.").unwrap(), &z).as_deref(),
+            Some("a-1")
+        );
+        assert_eq!(
+            id_from_forward_name(&Name::from_ascii("a.b.z.").unwrap(), &z),
+            None
+        );
+        assert_eq!(
+            id_from_forward_name(&Name::from_ascii("a.y.").unwrap(), &z),
+            None
+        );
     }
 }

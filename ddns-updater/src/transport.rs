@@ -16,7 +16,10 @@ use hickory_proto::op::SerialMessage;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("connect to {server}: {source}")]
-    Connect { server: SocketAddr, source: io::Error },
+    Connect {
+        server: SocketAddr,
+        source: io::Error,
+    },
     #[error("connect to {server}: timed out after {after:?}")]
     ConnectTimeout { server: SocketAddr, after: Duration },
     #[error("no reply from {server} within {after:?}")]
@@ -40,14 +43,24 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(server: SocketAddr, timeout: Duration) -> Result<Self, TransportError> {
-        let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(server)).await {
-            Err(_) => return Err(TransportError::ConnectTimeout { server, after: timeout }),
+        let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(server)).await
+        {
+            Err(_) => {
+                return Err(TransportError::ConnectTimeout {
+                    server,
+                    after: timeout,
+                });
+            }
             Ok(Err(source)) => return Err(TransportError::Connect { server, source }),
             Ok(Ok(s)) => s,
         };
         let _ = tcp.set_nodelay(true);
         let (stream, handle) = TcpStream::from_stream(AsyncIoTokioAsStd(tcp), server);
-        Ok(Self { stream, handle, server })
+        Ok(Self {
+            stream,
+            handle,
+            server,
+        })
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -55,18 +68,41 @@ impl Conn {
     }
 
     /// Sends one message and returns the next message received, whose ID must be `id`.
-    pub async fn exchange(&mut self, message: Vec<u8>, id: u16, timeout: Duration) -> Result<Vec<u8>, TransportError> {
+    pub async fn exchange(
+        &mut self,
+        message: Vec<u8>,
+        id: u16,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
         let server = self.server;
         self.handle
             .send(SerialMessage::new(message, server))
-            .map_err(|e| TransportError::Closed { server, detail: e.to_string() })?;
+            .map_err(|e| TransportError::Closed {
+                server,
+                detail: e.to_string(),
+            })?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, self.stream.next()).await;
             match next {
-                Err(_) => return Err(TransportError::Timeout { server, after: timeout }),
-                Ok(None) => return Err(TransportError::Closed { server, detail: "closed by the server".into() }),
-                Ok(Some(Err(e))) => return Err(TransportError::Closed { server, detail: e.to_string() }),
+                Err(_) => {
+                    return Err(TransportError::Timeout {
+                        server,
+                        after: timeout,
+                    });
+                }
+                Ok(None) => {
+                    return Err(TransportError::Closed {
+                        server,
+                        detail: "closed by the server".into(),
+                    });
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(TransportError::Closed {
+                        server,
+                        detail: e.to_string(),
+                    });
+                }
                 Ok(Some(Ok(msg))) => {
                     let bytes = msg.into_parts().0;
                     if bytes.len() >= 2 && u16::from_be_bytes([bytes[0], bytes[1]]) == id {

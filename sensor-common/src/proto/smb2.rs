@@ -1161,7 +1161,7 @@ mod tests {
 
     #[test]
     fn create_1000_byte_name() {
-        let s: std::string::String = core::iter::repeat('x').take(500).collect();
+        let s = "x".repeat(500);
         let name = utf16(&s);
         assert_eq!(name.len(), 1000);
         let p = create_request(&name, 0, 2, 0, 1);
@@ -1186,7 +1186,7 @@ mod tests {
     #[test]
     fn compound_chain() {
         let mut a = create_request(&utf16("testfile.txt"), 0x40000000, 2, 0, 1);
-        while a.len() % 8 != 0 {
+        while !a.len().is_multiple_of(8) {
             a.push(0);
         }
         let alen = a.len() as u32;
@@ -1215,7 +1215,7 @@ mod tests {
         // NextCommand = 64 forever: each PDU is a bare header; bounded by MAX_PDUS
         let mut one = header(13, 0, 64, 1, 0, 0);
         set_next(&mut one, 64);
-        let msg: Vec<u8> = core::iter::repeat(one).take(40).flatten().collect();
+        let msg: Vec<u8> = core::iter::repeat_n(one, 40).flatten().collect();
         let mut it = pdus(&msg);
         assert_eq!(it.by_ref().count(), MAX_PDUS);
         assert!(it.hit_limit());

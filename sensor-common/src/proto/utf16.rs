@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn thousand_byte_name() {
-        let s: String = core::iter::repeat('é').take(500).collect();
+        let s = "é".repeat(500);
         let src = enc(&s);
         assert_eq!(src.len(), 1000);
         let (got, r) = conv(&src, 256);

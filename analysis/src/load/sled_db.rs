@@ -1,0 +1,108 @@
+//! One host's sensor database, read through the tree names of `sensor_common::graph::trees`.
+//! sled has no read-only mode: opening takes the database's lock, so a database in use by
+//! a running sensor cannot be read (the error says so).
+
+use std::path::Path;
+
+use sensor_common::graph::{Edge, HostInfo, Node, SCHEMA_VERSION, trees};
+
+use super::InputSummary;
+use crate::error::LoadError;
+use crate::index::GraphBuilder;
+
+pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSummary, LoadError> {
+    // sled creates a database where there is none: refuse a directory that is not one.
+    if !path.join("conf").exists() && !path.join("db").exists() {
+        return Err(LoadError::NotADatabase { path: path.into() });
+    }
+    let sled_error = |source| LoadError::Sled {
+        path: path.into(),
+        source,
+    };
+    let db = sled::Config::new().path(path).open().map_err(sled_error)?;
+    let meta = db.open_tree(trees::META).map_err(sled_error)?;
+
+    let version =
+        meta.get("schema_version")
+            .map_err(sled_error)?
+            .ok_or(LoadError::MissingMeta {
+                path: path.into(),
+                key: "schema_version",
+            })?;
+    let version = <[u8; 4]>::try_from(version.as_ref())
+        .map(u32::from_be_bytes)
+        .map_err(|_| LoadError::BadMeta {
+            path: path.into(),
+            key: "schema_version",
+            detail: "not a 4-byte big-endian u32".into(),
+        })?;
+    if version != SCHEMA_VERSION {
+        return Err(LoadError::UnknownSchemaVersion {
+            path: path.into(),
+            found: version,
+        });
+    }
+    let host = meta
+        .get("host")
+        .map_err(sled_error)?
+        .ok_or(LoadError::MissingMeta {
+            path: path.into(),
+            key: "host",
+        })?;
+    let host: HostInfo = serde_json::from_slice(&host).map_err(|e| LoadError::BadMeta {
+        path: path.into(),
+        key: "host",
+        detail: e.to_string(),
+    })?;
+    builder.add_host_info(&host, Some(&path.display().to_string()))?;
+
+    let mut summary = InputSummary {
+        path: path.display().to_string(),
+        format: "database",
+        host: host.id.clone(),
+        ..InputSummary::default()
+    };
+    let nodes = db.open_tree(trees::NODES).map_err(sled_error)?;
+    for (index, entry) in nodes.iter().enumerate() {
+        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "nodes", index, e))
+        else {
+            break;
+        };
+        match serde_json::from_slice::<Node>(&value) {
+            Ok(node) => {
+                summary.nodes += 1;
+                builder.add_node(node)?;
+            }
+            Err(_) => bad_record(&mut summary, index),
+        }
+    }
+    let edges = db.open_tree(trees::EDGES).map_err(sled_error)?;
+    for (index, entry) in edges.iter().enumerate() {
+        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "edges", index, e))
+        else {
+            break;
+        };
+        match serde_json::from_slice::<Edge>(&value) {
+            Ok(edge) => {
+                summary.edges += 1;
+                builder.add_edge(edge)?;
+            }
+            Err(_) => bad_record(&mut summary, index),
+        }
+    }
+    Ok(summary)
+}
+
+fn bad_record(summary: &mut InputSummary, index: usize) {
+    summary.bad_records += 1;
+    if summary.first_bad_lines.len() < 5 {
+        summary.first_bad_lines.push(index as u64 + 1);
+    }
+}
+
+fn read_failure(summary: &mut InputSummary, tree: &str, index: usize, error: sled::Error) {
+    summary.truncated = Some(format!(
+        "reading tree `{tree}` failed at record {} ({error}); records before it were loaded",
+        index + 1
+    ));
+}

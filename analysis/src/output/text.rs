@@ -1,0 +1,358 @@
+//! The default output: sections with a heading each, one line per finding, partial results
+//! and what is missing said at the end under "Warnings".
+
+use std::fmt::Write;
+
+use crate::load::LoadReport;
+use crate::rules::RulesReport;
+use crate::spread::SpreadReport;
+use crate::trace::TraceReport;
+
+/// Lists longer than this are cut in text (the JSON output has them whole).
+const LIST_LIMIT: usize = 50;
+
+fn heading(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n== {title}");
+}
+
+fn load_summary(out: &mut String, load: &LoadReport) {
+    let _ = writeln!(
+        out,
+        "Loaded {} input(s): {} hosts, {} nodes, {} edges in {:.2}s",
+        load.inputs.len(),
+        load.hosts,
+        load.nodes,
+        load.edges,
+        load.load_seconds
+    );
+}
+
+fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
+    if load.warnings.is_empty() && own.is_empty() {
+        return;
+    }
+    heading(out, "Warnings (results may be partial)");
+    for warning in load.warnings.iter().chain(own) {
+        let _ = writeln!(out, "  ! {warning}");
+    }
+}
+
+fn limited<T>(out: &mut String, items: &[T], mut line: impl FnMut(&mut String, &T)) {
+    for item in items.iter().take(LIST_LIMIT) {
+        line(out, item);
+    }
+    if items.len() > LIST_LIMIT {
+        let _ = writeln!(out, "  ... {} more (see --json)", items.len() - LIST_LIMIT);
+    }
+}
+
+pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
+    let mut out = String::new();
+    load_summary(&mut out, load);
+    heading(&mut out, "Flagged");
+    for node in &report.flagged {
+        let _ = writeln!(out, "  {} on host {}", node.label, node.host);
+        let _ = writeln!(out, "    id {}", node.id);
+        if let Some(hash) = &node.sha256 {
+            let _ = writeln!(out, "    sha256 {hash}");
+        }
+    }
+
+    heading(&mut out, "Backward: where it came from");
+    for entry in &report.backward.entry_points {
+        match &entry.transfer {
+            Some(t) => {
+                let _ = writeln!(out, "  Entry point: {}", t.sentence());
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  Entry point: local origin (no network arrival among the causes)"
+                );
+                for root in &entry.local_roots {
+                    let _ = writeln!(
+                        out,
+                        "    earliest cause: {} ({}) on {}, first seen {}",
+                        root.label, root.kind, root.host, root.first_seen
+                    );
+                }
+            }
+        }
+    }
+    if !report.backward.hops.is_empty() {
+        let _ = writeln!(out, "  Hops between hosts (latest first):");
+        for hop in &report.backward.hops {
+            let _ = writeln!(out, "    {}", hop.received.sentence());
+            let _ = writeln!(
+                out,
+                "      sent by {} at {}: {}",
+                hop.sent.host, hop.sent.time, hop.sent.src_label
+            );
+        }
+    }
+    if !report.backward.chain.is_empty() {
+        let _ = writeln!(out, "  Chain, entry point first:");
+        for edge in &report.backward.chain {
+            let _ = writeln!(out, "    [{}] {}", edge.host, edge.sentence());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  ({} causal edges on {} host(s) found{})",
+        report.backward.edges.len(),
+        report.backward.hosts.len(),
+        if report.backward.stopped_early {
+            ", search stopped early"
+        } else {
+            ""
+        }
+    );
+
+    heading(&mut out, "Forward: what it did and where it went");
+    let f = &report.forward;
+    let _ = writeln!(out, "  Processes started ({}):", f.processes_started.len());
+    limited(&mut out, &f.processes_started, |out, e| {
+        let _ = writeln!(
+            out,
+            "    {} [{}] {} via {}",
+            e.since,
+            e.node.host,
+            e.node.label,
+            e.via
+                .as_ref()
+                .map_or("flagged".into(), |v| crate::view::edge_kind_name(v.kind))
+        );
+    });
+    let _ = writeln!(
+        out,
+        "  Files written or infected ({}):",
+        f.files_written.len()
+    );
+    limited(&mut out, &f.files_written, |out, e| {
+        let hash = e
+            .node
+            .sha256
+            .as_deref()
+            .map(|h| format!(" sha256 {}", &h[..16]))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {} [{}] {}{hash}",
+            e.since, e.node.host, e.node.label
+        );
+    });
+    let _ = writeln!(
+        out,
+        "  Activation points touched ({}):",
+        f.activation_points.len()
+    );
+    limited(&mut out, &f.activation_points, |out, e| {
+        let _ = writeln!(out, "    [{}] {}", e.host, e.sentence());
+    });
+    let _ = writeln!(out, "  Sent to ({}):", f.sent_to.len());
+    limited(&mut out, &f.sent_to, |out, s| {
+        let to = s.to_host.clone().unwrap_or_else(|| s.to_ip.clone());
+        let received = s
+            .received
+            .as_ref()
+            .map_or(" (no matching receive loaded)".into(), |r| {
+                format!(", received there at {} as {}", r.time, r.file)
+            });
+        let _ = writeln!(
+            out,
+            "    {} [{}] {} -> {} ({}){received}",
+            s.edge.time, s.edge.host, s.edge.src_label, to, s.to_ip
+        );
+    });
+    let _ = writeln!(out, "  Hosts reached ({}):", f.hosts_reached.len());
+    limited(&mut out, &f.hosts_reached, |out, h| {
+        let from = h
+            .from
+            .as_deref()
+            .map(|f| format!(" from {f}"))
+            .unwrap_or_default();
+        let ran = if h.executed {
+            "executed"
+        } else {
+            "not executed"
+        };
+        let _ = writeln!(
+            out,
+            "    {} {} ({}){from}, {ran}",
+            h.first_tainted, h.host, h.hostname
+        );
+    });
+
+    heading(&mut out, "Behaviours (what its processes did)");
+    limited(&mut out, &report.behaviours, |out, e| {
+        let _ = writeln!(out, "  [{}] {}", e.host, e.sentence());
+    });
+    if report.behaviours_left_out > 0 {
+        let _ = writeln!(
+            out,
+            "  ... and {} later events not listed",
+            report.behaviours_left_out
+        );
+    }
+    warnings(&mut out, load, &report.warnings);
+    out
+}
+
+pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
+    let mut out = String::new();
+    load_summary(&mut out, load);
+    let _ = writeln!(
+        out,
+        "Question: {} (clock skew allowance ±{})",
+        report.question, report.skew_allowance
+    );
+    heading(&mut out, "Patient zero");
+    for zero in &report.patient_zeros {
+        let host = report.hosts.iter().find(|h| &h.host == zero);
+        let _ = writeln!(
+            out,
+            "  {zero} infected at {}",
+            host.and_then(|h| h.infected_at.as_deref()).unwrap_or("?")
+        );
+        if let Some(via) = host.and_then(|h| h.via.as_ref()) {
+            let _ = writeln!(out, "    entry: {}", via.sentence());
+        }
+    }
+    heading(&mut out, "Propagation tree (host <- parent, infected at)");
+    let t = &report.topology;
+    let _ = writeln!(
+        out,
+        "  {} infected of {} loaded hosts, {} carrier(s), depth {}",
+        t.hosts_infected, t.hosts_loaded, t.carriers, t.tree_depth
+    );
+    // Depth-first, children under their parent in infection order, so the tree reads as one.
+    let by_id: std::collections::HashMap<&str, &crate::spread::HostInfection> =
+        report.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+    let mut stack: Vec<(&crate::spread::HostInfection, usize)> = report
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.parent_kind != "host" || h.parent.as_deref().is_none_or(|p| !by_id.contains_key(p))
+        })
+        .rev()
+        .map(|h| (h, 0))
+        .collect();
+    let mut ordered = Vec::new();
+    while let Some((h, depth)) = stack.pop() {
+        ordered.push((h, depth));
+        for child in h
+            .children
+            .iter()
+            .rev()
+            .filter_map(|c| by_id.get(c.as_str()))
+        {
+            stack.push((child, depth + 1));
+        }
+    }
+    limited(&mut out, &ordered, |out, &(h, depth)| {
+        let indent = "  ".repeat(depth.min(20));
+        let parent = match h.parent_kind {
+            "host" => format!("<- {}", h.parent.as_deref().unwrap_or("?")),
+            "local" => "(local origin)".to_owned(),
+            kind => format!("<- {} ({kind})", h.parent.as_deref().unwrap_or("?")),
+        };
+        let how = h
+            .via
+            .as_ref()
+            .map(|v| {
+                format!(
+                    " via {} \"{}\"",
+                    v.protocol.as_deref().unwrap_or("?"),
+                    v.name_as_sent.as_deref().unwrap_or("?")
+                )
+            })
+            .unwrap_or_default();
+        let state = if h.infected {
+            h.infected_at.clone().unwrap_or_default()
+        } else {
+            "carrier, never executed".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "  {indent}{} ({}) {parent}{how} at {state}",
+            h.host, h.hostname
+        );
+    });
+    heading(
+        &mut out,
+        "Super infectors (by hosts infected directly, then all descendants)",
+    );
+    limited(
+        &mut out,
+        &report.super_infectors[..report.super_infectors.len().min(10)],
+        |out, s| {
+            let flag = if s.flagged_super { "  SUPER" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {:<24} infected {:>4} directly, {:>4} in all{flag}",
+                s.host, s.direct, s.descendants
+            );
+        },
+    );
+    heading(&mut out, &format!("New infections per {}", report.step));
+    for bucket in &report.timeline {
+        let bar = "#".repeat(bucket.new_infections.min(60));
+        let _ = writeln!(
+            out,
+            "  {} {:>5} {:>6}  {bar}",
+            bucket.start, bucket.new_infections, bucket.cumulative
+        );
+    }
+    let doubling = report
+        .doubling
+        .median
+        .as_deref()
+        .unwrap_or("n/a (fewer than 2 infections)");
+    let _ = writeln!(
+        out,
+        "  Doubling time (median of 1->2->4->... intervals): {doubling}"
+    );
+    heading(&mut out, "Topology");
+    let _ = writeln!(
+        out,
+        "  tree: depth {}, mean depth {:.2}, leaves {}, max children {}, mean branching {:.2}",
+        t.tree_depth, t.mean_depth, t.leaves, t.max_children, t.mean_branching
+    );
+    let _ = writeln!(
+        out,
+        "  contacts between loaded hosts: {} pairs, mean degree {:.2}, max degree {}, density {:.4}",
+        t.contact_pairs, t.contact_mean_degree, t.contact_max_degree, t.contact_density
+    );
+    warnings(&mut out, load, &report.warnings);
+    out
+}
+
+pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
+    let mut out = String::new();
+    load_summary(&mut out, load);
+    let _ = writeln!(out, "Rules for {}", report.question);
+    heading(
+        &mut out,
+        "Hosts to block (one `vtrail-sensor block` argument per line)",
+    );
+    for target in &report.block {
+        let _ = writeln!(out, "{}\t# {}", target.target, target.reason);
+    }
+    heading(&mut out, "Paths to protect (activation points used)");
+    for path in &report.protect {
+        let _ = writeln!(
+            out,
+            "{}\t# {} on {} host(s)",
+            path.path,
+            path.activation_point,
+            path.hosts.len()
+        );
+    }
+    heading(&mut out, "YARA rule");
+    match &report.yara {
+        Some(rule) => out.push_str(rule),
+        None => out.push_str("  (none: no hashes recorded)\n"),
+    }
+    warnings(&mut out, load, &report.warnings);
+    out
+}

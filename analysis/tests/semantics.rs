@@ -1,0 +1,301 @@
+//! Small hand-built graphs for the rules that the simulations do not isolate: relabels,
+//! time-respecting edges, carriers, and the doubling-time and bucket arithmetic.
+
+use std::collections::BTreeMap;
+
+use analysis::index::{Graph, GraphBuilder};
+use analysis::select::Selector;
+use analysis::time::NS_PER_SEC;
+use sensor_common::graph::{Edge, EdgeKind, HostInfo, Node, NodeData};
+
+struct Incident {
+    builder: GraphBuilder,
+}
+
+impl Incident {
+    fn new(hosts: &[&str]) -> Self {
+        let mut builder = GraphBuilder::default();
+        for h in hosts {
+            builder
+                .add_host_info(
+                    &HostInfo {
+                        id: (*h).into(),
+                        hostname: format!("name-{h}"),
+                        disk_ids: vec![(*h).into()],
+                    },
+                    None,
+                )
+                .unwrap();
+        }
+        Incident { builder }
+    }
+    fn file(&mut self, host: &str, ino: u64, path: &str, sha: Option<&str>) -> String {
+        let id = format!("file:{host}:1:{ino}");
+        let data = NodeData::File {
+            dev: 1,
+            ino,
+            paths: vec![path.into()],
+            untrusted: false,
+            executable: true,
+            sha256: sha.map(|s| s.repeat(64 / s.len())),
+        };
+        self.builder
+            .add_node(Node {
+                id: id.clone(),
+                host: host.into(),
+                first_seen_ns: 0,
+                data,
+            })
+            .unwrap();
+        id
+    }
+    fn process(&mut self, host: &str, pid: u32) -> String {
+        let id = format!("proc:{host}:{pid}:1");
+        let data = NodeData::Process {
+            tgid: pid,
+            start_ticks: 1,
+            exe: "/x".into(),
+            comm: "x".into(),
+            uid: 0,
+            tainted: false,
+        };
+        self.builder
+            .add_node(Node {
+                id: id.clone(),
+                host: host.into(),
+                first_seen_ns: 0,
+                data,
+            })
+            .unwrap();
+        id
+    }
+    fn remote(&mut self, recorder: &str, ip: &str, node_id: Option<&str>) -> String {
+        let id = format!("remote:{ip}");
+        let data = NodeData::Remote {
+            ip: ip.into(),
+            node_ids: node_id.map(|n| vec![n.into()]).unwrap_or_default(),
+        };
+        self.builder
+            .add_node(Node {
+                id: id.clone(),
+                host: recorder.into(),
+                first_seen_ns: 0,
+                data,
+            })
+            .unwrap();
+        id
+    }
+    fn edge(
+        &mut self,
+        host: &str,
+        seconds: u64,
+        kind: EdgeKind,
+        src: &str,
+        dst: &str,
+        attrs: &[(&str, &str)],
+    ) {
+        let attrs: BTreeMap<String, serde_json::Value> = attrs
+            .iter()
+            .map(|(k, v)| ((*k).into(), serde_json::Value::String((*v).into())))
+            .collect();
+        self.builder
+            .add_edge(Edge {
+                ts_ns: seconds * NS_PER_SEC,
+                kind,
+                src: src.into(),
+                dst: dst.into(),
+                host: host.into(),
+                attrs,
+            })
+            .unwrap();
+    }
+    fn graph(self) -> Graph {
+        self.builder.finish(2 * NS_PER_SEC).0
+    }
+}
+
+#[test]
+fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
+    let mut incident = Incident::new(&["a"]);
+    let outside = incident.remote("a", "192.0.2.1", None);
+    let installer = incident.file("a", 1, "/tmp/installer.sh", None);
+    let admin = incident.process("a", 10);
+    let run = incident.process("a", 11);
+    incident.edge(
+        "a",
+        10,
+        EdgeKind::ReceivedFrom,
+        &outside,
+        &installer,
+        &[("protocol", "http")],
+    );
+    incident.edge(
+        "a",
+        20,
+        EdgeKind::Relabel,
+        &admin,
+        &installer,
+        &[("to", "trusted")],
+    );
+    incident.edge("a", 30, EdgeKind::Exec, &installer, &run, &[]);
+    let graph = incident.graph();
+    assert!(
+        analysis::spread::spread(&graph, None, None, None).is_err(),
+        "no tainted execution"
+    );
+
+    // Relabeled untrusted again before a second run: that run counts.
+    let mut incident = Incident::new(&["a"]);
+    let outside = incident.remote("a", "192.0.2.1", None);
+    let installer = incident.file("a", 1, "/tmp/installer.sh", None);
+    let admin = incident.process("a", 10);
+    let (first, second) = (incident.process("a", 11), incident.process("a", 12));
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &installer, &[]);
+    incident.edge(
+        "a",
+        20,
+        EdgeKind::Relabel,
+        &admin,
+        &installer,
+        &[("to", "trusted")],
+    );
+    incident.edge("a", 30, EdgeKind::Exec, &installer, &first, &[]);
+    incident.edge(
+        "a",
+        40,
+        EdgeKind::Relabel,
+        &admin,
+        &installer,
+        &[("to", "untrusted")],
+    );
+    incident.edge("a", 50, EdgeKind::Exec, &installer, &second, &[]);
+    let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("infected");
+    assert_eq!(spread.hosts[0].infected_at_ns, Some(50 * NS_PER_SEC));
+}
+
+#[test]
+fn edges_before_the_taint_arrived_do_not_carry_it() {
+    // The process wrote the log before it ran the flagged file: the log is not an effect.
+    let mut incident = Incident::new(&["a"]);
+    let outside = incident.remote("a", "192.0.2.1", None);
+    let flagged = incident.file("a", 1, "/tmp/evil", Some("ab"));
+    let shell = incident.process("a", 10);
+    let child = incident.process("a", 11);
+    let early_log = incident.file("a", 2, "/var/log/early", None);
+    let late_log = incident.file("a", 3, "/var/log/late", None);
+    incident.edge("a", 5, EdgeKind::Write, &shell, &early_log, &[]);
+    incident.edge(
+        "a",
+        10,
+        EdgeKind::ReceivedFrom,
+        &outside,
+        &flagged,
+        &[("protocol", "smb"), ("name", "evil")],
+    );
+    incident.edge("a", 20, EdgeKind::Read, &flagged, &shell, &[]);
+    incident.edge("a", 30, EdgeKind::Fork, &shell, &child, &[]);
+    incident.edge("a", 40, EdgeKind::Write, &child, &late_log, &[]);
+    let graph = incident.graph();
+    let report =
+        analysis::trace::trace(&graph, &Selector::Path("/tmp/evil".into()), None).expect("trace");
+    let written: Vec<&str> = report
+        .forward
+        .files_written
+        .iter()
+        .map(|f| f.node.label.as_str())
+        .collect();
+    assert_eq!(written, vec!["/var/log/late"]);
+    assert_eq!(report.forward.processes_started.len(), 2);
+
+    // Backward from the late log: the write at 5 s happened before anything the shell did
+    // that matters (fork at 30 s), but BackTracker keeps the shell's causes before 30 s:
+    // the read of the flagged file, back to the network entry.
+    let report = analysis::trace::trace(&graph, &Selector::Path("/var/log/late".into()), None)
+        .expect("trace back");
+    let entry = report.backward.entry_points[0]
+        .transfer
+        .as_ref()
+        .expect("entry");
+    assert_eq!(entry.name_as_sent.as_deref(), Some("evil"));
+    assert!(
+        report
+            .backward
+            .edges
+            .iter()
+            .all(|e| e.dst_label != "/var/log/early")
+    );
+}
+
+#[test]
+fn a_carrier_that_never_ran_the_file_is_a_parent_in_the_tree() {
+    // a receives the worm from outside but never runs it; b fetches it from a and runs it.
+    let mut incident = Incident::new(&["a", "b"]);
+    let outside = incident.remote("a", "192.0.2.1", None);
+    let on_a = incident.file("a", 1, "/srv/share/w", Some("cd"));
+    let to_b = incident.remote("a", "10.0.0.2", Some("b"));
+    let from_a = incident.remote("b", "10.0.0.1", Some("a"));
+    let on_b = incident.file("b", 1, "/srv/share/w", Some("cd"));
+    let run = incident.process("b", 10);
+    incident.edge(
+        "a",
+        10,
+        EdgeKind::ReceivedFrom,
+        &outside,
+        &on_a,
+        &[("protocol", "ftp")],
+    );
+    incident.edge(
+        "a",
+        100,
+        EdgeKind::SentTo,
+        &on_a,
+        &to_b,
+        &[("protocol", "smb"), ("name", "w")],
+    );
+    incident.edge(
+        "b",
+        101,
+        EdgeKind::ReceivedFrom,
+        &from_a,
+        &on_b,
+        &[("protocol", "smb"), ("name", "w")],
+    );
+    incident.edge("b", 150, EdgeKind::Exec, &on_b, &run, &[]);
+    let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");
+    let b = spread.hosts.iter().find(|h| h.host == "b").unwrap();
+    assert_eq!((b.parent.as_deref(), b.parent_kind), (Some("a"), "host"));
+    let a = spread.hosts.iter().find(|h| h.host == "a").unwrap();
+    assert!(!a.infected, "a is a carrier");
+    assert_eq!(spread.topology.carriers, 1);
+    // a is the root of the tree but never ran the file: b is the first infected, patient zero.
+    assert_eq!(spread.patient_zeros, vec!["b".to_owned()]);
+}
+
+#[test]
+fn doubling_time_and_buckets() {
+    // Four hosts infected at 0, 10, 20, 40 s from outside: doublings 1->2 in 10 s, 2->4 in 30 s.
+    let mut incident = Incident::new(&["a", "b", "c", "d"]);
+    for (i, (host, t)) in [("a", 0u64), ("b", 10), ("c", 20), ("d", 40)]
+        .into_iter()
+        .enumerate()
+    {
+        let outside = incident.remote(host, &format!("192.0.2.{i}"), None);
+        let file = incident.file(host, 1, "/tmp/w", Some("ef"));
+        let run = incident.process(host, 10);
+        incident.edge(host, 1000 + t, EdgeKind::ReceivedFrom, &outside, &file, &[]);
+        incident.edge(host, 1000 + t, EdgeKind::Exec, &file, &run, &[]);
+    }
+    let spread = analysis::spread::spread(&incident.graph(), None, None, Some(20 * NS_PER_SEC))
+        .expect("spread");
+    assert_eq!(
+        spread.doubling.intervals_ns,
+        vec![10 * NS_PER_SEC, 30 * NS_PER_SEC]
+    );
+    let counts: Vec<(usize, usize)> = spread
+        .timeline
+        .iter()
+        .map(|b| (b.new_infections, b.cumulative))
+        .collect();
+    assert_eq!(counts, vec![(2, 2), (1, 3), (1, 4)]);
+    assert_eq!(spread.patient_zeros.len(), 4);
+}
