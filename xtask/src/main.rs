@@ -1,1 +1,155 @@
-fn main() {}
+//! `cargo xtask`: what is not plain cargo. Each command sets up what it needs first
+//! (`setup`), and setting up twice does nothing the second time.
+//!
+//!   cargo xtask run [-- ARGS]   build (release) and run the sensor on its embedded config
+//!   cargo xtask test            every test, as root, on the real kernel, with real peers
+//!   cargo xtask bench           benchmarks, each against a baseline from the same run
+//!   cargo xtask setup           only install the prerequisites
+mod bench;
+mod setup;
+
+use std::{
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install prerequisites (nightly rust-src, bpf-linker, mounts; with --test-peers the
+    /// Debian packages of the test peers and cargo-fuzz).
+    Setup {
+        #[arg(long)]
+        test_peers: bool,
+    },
+    /// Build everything (the eBPF object included).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build (release) and start `vtrail-sensor run` with the embedded default config.
+    Run {
+        /// Arguments for vtrail-sensor (default: `run`).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit, integration on the real kernel, QEMU kernel, fuzzers briefly.
+    Test {
+        /// Seconds each fuzz target runs.
+        #[arg(long, default_value_t = 20)]
+        fuzz_seconds: u32,
+    },
+    /// Run the benchmarks and print their tables.
+    Bench,
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Runs a command, inheriting stdio; fails with the command line on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout.
+pub fn capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`cargo xtask {what}` must run as root: it loads eBPF programs into the kernel");
+    }
+    Ok(())
+}
+
+fn setup(test_peers: bool) -> Result<()> {
+    setup::toolchain()?;
+    setup::bpf_linker()?;
+    setup::mounts()?;
+    if test_peers {
+        setup::debian_packages(setup::TEST_PACKAGES)?;
+        setup::cargo_fuzz()?;
+    }
+    Ok(())
+}
+
+fn cargo() -> Result<Command> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root()).env("PATH", setup::path_with_linker()?);
+    Ok(cmd)
+}
+
+fn build(release: bool) -> Result<()> {
+    let mut cmd = cargo()?;
+    cmd.args(["build", "--workspace", "--bins", "--exclude", "sensor-ebpf"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Setup { test_peers } => setup(test_peers),
+        Cmd::Build { release } => {
+            setup(false)?;
+            build(release)
+        }
+        Cmd::Run { args } => {
+            require_root("run")?;
+            setup(false)?;
+            build(true)?;
+            let bin = target_dir().join("release/vtrail-sensor");
+            let args = if args.is_empty() { vec!["run".to_string()] } else { args };
+            eprintln!("xtask: {} {}", bin.display(), args.join(" "));
+            Err(Command::new(bin).args(args).exec().into())
+        }
+        Cmd::Test { fuzz_seconds } => {
+            require_root("test")?;
+            setup(true)?;
+            let started = Instant::now();
+            build(false)?;
+            // Tests that start sensors serialise themselves; crates run one after another.
+            run(cargo()?.args(["test", "--workspace", "--exclude", "sensor-ebpf"]))?;
+            for target in ["smb2_nbss", "ftp_line", "utf16"] {
+                run(cargo()?
+                    .args(["+nightly", "fuzz", "run", target, "--fuzz-dir", "fuzz", "--"])
+                    .arg(format!("-max_total_time={fuzz_seconds}")))
+                .with_context(|| format!("fuzz target {target} found a crash"))?;
+            }
+            eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Cmd::Bench => {
+            require_root("bench")?;
+            setup(true)?;
+            build(true)?;
+            bench::run_benches()
+        }
+    }
+}

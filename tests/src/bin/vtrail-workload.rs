@@ -1,0 +1,34 @@
+//! Benchmark workloads, timed from inside so process start-up is not measured:
+//!   vtrail-workload writes N FILE      N one-byte write(2)s to FILE
+//!   vtrail-workload forkexec N PROG    N fork+exec+wait of PROG
+//! Prints the elapsed seconds on stdout.
+use std::{io::Write, os::unix::process::CommandExt, process::Command, time::Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = || -> ! {
+        eprintln!("usage: vtrail-workload writes N FILE | forkexec N PROG");
+        std::process::exit(2)
+    };
+    if args.len() != 4 {
+        usage();
+    }
+    let n: u64 = args[2].parse().unwrap_or_else(|_| usage());
+    let start = Instant::now();
+    match args[1].as_str() {
+        "writes" => {
+            let mut f = std::fs::File::create(&args[3]).expect("create output file");
+            for _ in 0..n {
+                f.write_all(b"x").expect("write");
+            }
+        }
+        "forkexec" => {
+            for _ in 0..n {
+                let status = Command::new(&args[3]).arg0(&args[3]).status().expect("spawn");
+                assert!(status.success());
+            }
+        }
+        _ => usage(),
+    }
+    println!("{:.6}", start.elapsed().as_secs_f64());
+}

@@ -1,0 +1,148 @@
+//! `cargo xtask bench`: every benchmark prints a ratio against a baseline measured in the
+//! same run on the same machine. Sensor overhead runs alternate off/on rounds and take the
+//! median of each, so a slow moment of the machine does not land on one side only.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{capture, target_dir};
+
+const ROUNDS: usize = 5;
+const WRITES: u64 = 1_000_000;
+const FORKEXECS: u64 = 5_000;
+
+struct Row {
+    name: String,
+    off: String,
+    on: String,
+    ratio: String,
+    target: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Sensor {
+    child: Child,
+    config: PathBuf,
+    bin: PathBuf,
+}
+
+impl Sensor {
+    fn start(bin: &Path, dir: &Path, extra: &str) -> Result<Self> {
+        let config = dir.join("bench.toml");
+        std::fs::write(&config, format!("database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\n{extra}\n", dir.display()))?;
+        let log = std::fs::File::create(dir.join("sensor.log"))?;
+        let child = Command::new(bin).arg("--config").arg(&config).arg("run").stdout(Stdio::null()).stderr(log).spawn()?;
+        let sensor = Self { child, config, bin: bin.into() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sensor.cli(&["status", "--json"]).is_ok() {
+            if Instant::now() > deadline {
+                bail!("sensor did not start; see {}/sensor.log", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(sensor)
+    }
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        capture(Command::new(&self.bin).arg("--config").arg(&self.config).args(args))
+    }
+    fn status(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.cli(&["status", "--json"])?)?)
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn workload(bin: &Path, args: &[&str]) -> Result<f64> {
+    let out = capture(Command::new(bin).args(args))?;
+    out.trim().parse().with_context(|| format!("workload printed {out:?}"))
+}
+
+pub fn run_benches() -> Result<()> {
+    let release = target_dir().join("release");
+    let sensor_bin = release.join("vtrail-sensor");
+    let workload_bin = release.join("vtrail-workload");
+    let dir = std::env::temp_dir().join("vtrail-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let out_file = dir.join("writes.out");
+    let out = out_file.to_str().unwrap();
+    let w = WRITES.to_string();
+    let f = FORKEXECS.to_string();
+    let mut rows = Vec::new();
+
+    eprintln!("bench: untainted writes and fork+exec, sensor off vs on ({ROUNDS} alternating rounds)");
+    let (mut w_off, mut w_on, mut fe_off, mut fe_on) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        w_off.push(workload(&workload_bin, &["writes", &w, out])?);
+        fe_off.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
+        let sensor = Sensor::start(&sensor_bin, &dir, "")?;
+        w_on.push(workload(&workload_bin, &["writes", &w, out])?);
+        fe_on.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
+        drop(sensor);
+        let _ = std::fs::remove_dir_all(dir.join("db"));
+    }
+    let push = |rows: &mut Vec<Row>, name: &str, off: f64, on: f64, target: &str| {
+        rows.push(Row {
+            name: name.into(),
+            off: format!("{off:.3} s"),
+            on: format!("{on:.3} s"),
+            ratio: format!("{:.3} ({:+.1} %)", on / off, (on / off - 1.0) * 100.0),
+            target: target.into(),
+        })
+    };
+    push(&mut rows, &format!("{WRITES} writes, untainted"), median(w_off.clone()), median(w_on), "<= 3 %");
+    push(&mut rows, &format!("{FORKEXECS} fork+exec /bin/true"), median(fe_off), median(fe_on), "<= 5 %");
+
+    eprintln!("bench: tainted writer (one event per file, then the flood with de-duplication off)");
+    let tainted = dir.join("tainted-workload");
+    std::fs::copy(&workload_bin, &tainted)?;
+    let tainted_s = tainted.to_str().unwrap();
+    let sensor = Sensor::start(&sensor_bin, &dir, "")?;
+    sensor.cli(&["taint", tainted_s])?;
+    let mut t_on = vec![];
+    for _ in 0..ROUNDS {
+        t_on.push(workload(&tainted, &["writes", &w, out])?);
+    }
+    drop(sensor);
+    let _ = std::fs::remove_dir_all(dir.join("db"));
+    push(&mut rows, &format!("{WRITES} writes, tainted (dedup)"), median(w_off.clone()), median(t_on), "report");
+
+    let sensor = Sensor::start(&sensor_bin, &dir, "dedup_writes = false")?;
+    sensor.cli(&["taint", tainted_s])?;
+    let secs = workload(&tainted, &["writes", &w, out])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let status = sensor.status()?;
+    let delivered = status["events_received"]["write"].as_u64().unwrap_or(0);
+    let dropped = status["kernel_drops"]["ringbuf_full.write"].as_u64().unwrap_or(0);
+    drop(sensor);
+    rows.push(Row {
+        name: format!("{WRITES} writes, tainted, no dedup"),
+        off: format!("{:.3} s (no sensor)", median(w_off)),
+        on: format!("{secs:.3} s"),
+        ratio: format!("{:.0} ev/s delivered, {:.0} ev/s dropped", delivered as f64 / secs, dropped as f64 / secs),
+        target: "report".into(),
+    });
+    if delivered + dropped < WRITES {
+        bail!("tainted flood: {delivered} delivered + {dropped} dropped < {WRITES} writes: events lost uncounted");
+    }
+
+    println!("\n| benchmark | sensor off | sensor on | on/off | target |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {} | {} | {} |", r.name, r.off, r.on, r.ratio, r.target);
+    }
+    Ok(())
+}
