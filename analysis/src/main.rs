@@ -137,10 +137,13 @@ struct InputArgs {
 
 #[derive(Args)]
 struct OutputArgs {
+    /// The whole report and the load summary as one JSON document.
     #[arg(long, group = "format")]
     json: bool,
+    /// Graphviz DOT of the graph found (trace) or the propagation tree (spread).
     #[arg(long, group = "format")]
     dot: bool,
+    /// GraphML of the same graph, for yEd, Gephi or networkx.
     #[arg(long, group = "format")]
     graphml: bool,
     /// One self-contained page with the propagation drawn and the timeline.

@@ -49,7 +49,7 @@ fn too_many(what: &'static str, bits: u32) -> LoadError {
 
 impl GraphBuilder {
     pub fn reserve_edges(&mut self, additional: usize) {
-        self.edges.reserve(additional);
+        self.edges.reserve_exact(additional);
     }
 
     pub fn edge_count(&self) -> usize {

@@ -573,3 +573,153 @@ fn synthetic_smb_upload(writes: usize, size: usize) -> Vec<u8> {
     }
     file
 }
+
+// ---- synthetic sessions for what the public captures do not show ----
+
+/// Feeds `(from_client, bytes)` messages of one TCP connection (client 10.0.0.1:40000,
+/// server 10.0.0.2:`port`) to a replayer, each as one segment.
+fn synthetic(port: u16, msgs: &[(bool, &[u8])]) -> Vec<Transfer> {
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let mut r = Replayer::default();
+    let (mut cseq, mut sseq) = (100u32, 900u32);
+    for (i, (from_client, m)) in msgs.iter().enumerate() {
+        let ts = 1_700_000_000_000_000_000 + i as u64 * 1000;
+        let f = if *from_client {
+            let f = link::tests::ipv4_tcp(c, 40000, s, port, cseq, 0x18, m);
+            cseq = cseq.wrapping_add(m.len() as u32);
+            f
+        } else {
+            let f = link::tests::ipv4_tcp(s, port, c, 40000, sseq, 0x18, m);
+            sseq = sseq.wrapping_add(m.len() as u32);
+            f
+        };
+        r.frame(ts, linktype::RAW, &f);
+    }
+    r.finish().0
+}
+
+#[test]
+fn ftp_stou_without_argument_spaces_case_lf_cwd_and_failures() {
+    let t = synthetic(
+        21,
+        &[
+            (false, b"220 hi\r\n"),
+            (true, b"user bob\n"),
+            (false, b"230-Welcome\r\n230 ok\r\n"),
+            (true, b"cwd /srv/in box\r\n"),
+            (false, b"250 ok\r\n"),
+            (true, b"stor my report (final).pdf\r\n"),
+            (false, b"150 go\r\n"),
+            (false, b"226 done\r\n"),
+            (true, b"STOU\r\n"),
+            (false, b"150 FILE: U0001\r\n226 ok\r\n"),
+            (true, b"STOR denied.txt\r\n"),
+            (false, b"553 no\r\n"),
+            (true, b"CDUP\r\n"),
+            (false, b"200 ok\r\n"),
+            (true, b"Retr ../etc/passwd\r\n"),
+            (false, b"150 go\r\n"),
+        ],
+    );
+    let v: Vec<_> = t.iter().map(|x| (x.verb.as_str(), x.name.as_deref(), x.path.as_deref(), x.status.as_deref())).collect();
+    assert_eq!(
+        v,
+        [
+            ("STOR", Some("my report (final).pdf"), Some("/srv/in box/my report (final).pdf"), Some("226")),
+            ("STOU", Some("U0001"), Some("/srv/in box/U0001"), Some("226")),
+            ("RETR", Some("../etc/passwd"), Some("/etc/passwd"), Some("unanswered")),
+        ]
+    );
+    assert_eq!(t[0].user.as_deref(), Some("bob"));
+    assert!(t[1].requested_name.is_none());
+}
+
+fn smb_response(cmd: u16, msg_id: u64, status: u32, body: &[u8]) -> Vec<u8> {
+    let mut h = smb2::build::header(cmd, smb2::flags::RESPONSE, 0, msg_id, 7, 0x1122);
+    h[8..12].copy_from_slice(&status.to_le_bytes());
+    h.extend_from_slice(body);
+    h
+}
+
+fn create_response_body(fid: smb2::FileId) -> Vec<u8> {
+    let mut b = 89u16.to_le_bytes().to_vec();
+    b.resize(64, 0);
+    b.extend_from_slice(&fid.to_bytes());
+    b.resize(89, 0);
+    b
+}
+
+/// Chains PDUs into one compound message (8-byte aligned, NextCommand set).
+fn compound(pdus: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, p) in pdus.iter().enumerate() {
+        let mut p = p.clone();
+        if i + 1 < pdus.len() {
+            while !p.len().is_multiple_of(8) {
+                p.push(0);
+            }
+            let n = p.len() as u32;
+            p[20..24].copy_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+fn related(mut p: Vec<u8>) -> Vec<u8> {
+    let f = u32::from_le_bytes(p[16..20].try_into().unwrap()) | smb2::flags::RELATED_OPERATIONS;
+    p[16..20].copy_from_slice(&f.to_le_bytes());
+    p
+}
+
+fn write_request(msg_id: u64, fid: smb2::FileId, data: &[u8]) -> Vec<u8> {
+    let mut w = smb2::build::header(9, 0, 0, msg_id, 7, 0x1122);
+    w.extend_from_slice(&49u16.to_le_bytes());
+    w.extend_from_slice(&112u16.to_le_bytes());
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&0u64.to_le_bytes());
+    w.extend_from_slice(&fid.to_bytes());
+    w.extend_from_slice(&[0u8; 16]);
+    w.extend_from_slice(data);
+    w
+}
+
+fn close_request(msg_id: u64, fid: smb2::FileId) -> Vec<u8> {
+    let mut c = smb2::build::header(6, 0, 0, msg_id, 7, 0x1122);
+    c.extend_from_slice(&24u16.to_le_bytes());
+    c.extend_from_slice(&[0u8; 6]);
+    c.extend_from_slice(&fid.to_bytes());
+    c
+}
+
+#[test]
+fn smb_compound_create_write_close_and_failed_create() {
+    use smb2::build::{create_request, nbss, utf16};
+    let fid = smb2::FileId { persistent: 5, volatile: 6 };
+    let name = "dir\\😀 ü.exe";
+    let req = compound(&[
+        create_request(&utf16(name), smb2::access::GENERIC_WRITE, smb2::disposition::CREATE, 0, 10),
+        related(write_request(11, smb2::FileId::RELATED, b"MZ\x90\x00")),
+        related(close_request(12, smb2::FileId::RELATED)),
+    ]);
+    let resp = compound(&[
+        smb_response(5, 10, 0, &create_response_body(fid)),
+        smb_response(9, 11, 0, &[17, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        smb_response(6, 12, 0, &[60, 0]),
+    ]);
+    // a CREATE that fails (STATUS_ACCESS_DENIED) is not an upload
+    let denied = create_request(&utf16("denied.txt"), 0, smb2::disposition::OVERWRITE_IF, 0, 13);
+    let denied_resp = smb_response(5, 13, 0xc000_0022, &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // a NextCommand loop: bounded, counted, harmless
+    let mut looping = smb2::build::header(13, 0, 64, 14, 7, 0x1122);
+    looping.extend(std::iter::repeat_n(looping.clone(), 30).flatten().collect::<Vec<u8>>());
+    let msgs: Vec<(bool, Vec<u8>)> =
+        vec![(true, nbss(&req)), (false, nbss(&resp)), (true, nbss(&denied)), (false, nbss(&denied_resp)), (true, nbss(&looping))];
+    let msgs: Vec<(bool, &[u8])> = msgs.iter().map(|(d, m)| (*d, &m[..])).collect();
+    let t = synthetic(445, &msgs);
+    let v: Vec<_> = t.iter().map(|x| (x.verb.as_str(), x.name.as_deref(), x.bytes)).collect();
+    assert_eq!(v, [("create", Some(name), None), ("write", Some(name), Some(4))]);
+    assert_eq!(t[0].disposition, Some("create"));
+    assert_eq!(t[0].access.as_deref(), Some("0x40000000"));
+    assert_eq!(t[1].file_id, t[0].file_id);
+}
