@@ -55,6 +55,14 @@ enum Command {
     Trust { path: PathBuf },
     /// Mark a file untrusted by hand.
     Taint { path: PathBuf },
+    /// Print the file transfers (SMB2, FTP) in a capture, through the same parsers the
+    /// TC classifier uses. pcap or pcapng, gzip allowed.
+    Replay {
+        file: PathBuf,
+        /// One JSON object per transfer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the embedded default configuration.
     Config,
     /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
@@ -130,6 +138,13 @@ fn real_main() -> Result<()> {
             if !ok {
                 bail!("selftest failed");
             }
+            Ok(())
+        }
+        Command::Replay { file, json } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let stats = sensor_user::replay::replay_file(&file, &mut out, json)?;
+            out.flush()?;
+            eprintln!("{} transfers, {} frames, {} parse errors", stats.transfers, stats.frames, stats.parse_errors);
             Ok(())
         }
         Command::Config => {

@@ -137,8 +137,13 @@ fn main() -> Result<()> {
             // Tests that start sensors serialise themselves; crates run one after another.
             run(cargo()?.args(["test", "--workspace", "--exclude", "sensor-ebpf"]))?;
             for target in ["smb2_nbss", "ftp_line", "utf16"] {
+                let corpus = workspace_root().join("fuzz/corpus").join(target);
+                std::fs::create_dir_all(&corpus)?;
                 run(cargo()?
-                    .args(["+nightly", "fuzz", "run", target, "--fuzz-dir", "fuzz", "--"])
+                    .args(["+nightly", "fuzz", "run", target])
+                    .arg(&corpus)
+                    .arg(workspace_root().join("fuzz/seeds").join(target))
+                    .arg("--")
                     .arg(format!("-max_total_time={fuzz_seconds}")))
                 .with_context(|| format!("fuzz target {target} found a crash"))?;
             }
