@@ -18,8 +18,12 @@
 //! | `unlink`        | process   | file      | name removed                                     |
 //! | `received_from` | remote    | file      | the file arrived from that node over the network |
 //! | `sent_to`       | file      | remote    | the file left for that node                      |
-//! | `relabel`       | actor     | file      | marked trusted/untrusted by hand (`attrs.to`)    |
+//! | `relabel`       | actor     | file      | marked trusted/untrusted by hand                 |
 //! | `block`/`unblock` | host    | remote    | quarantine rule changed                          |
+//!
+//! Attributes readers rely on: `received_from`/`sent_to` carry `protocol` ("smb2"|"ftp"),
+//! `name` (as sent on the wire), `ip`, `port` and `verb`; `relabel` carries `to`
+//! ("trusted"|"untrusted") and `by`; `exec`/`read` carry `taint_reason`.
 //!
 //! A `write`/`create`/`chmod`/`rename` edge whose destination is an activation point
 //! (cron, systemd units, shell rc files, ...) carries `attrs.activation_point` and

@@ -43,15 +43,22 @@ struct Call {
 }
 
 pub fn host_info() -> HostInfo {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    HostInfo { id: format!("hostname-{hostname}"), hostname, disk_ids: Vec::new() }
+    crate::naming::this_host(Path::new("/"))
 }
 
 pub async fn run(config: Config) -> Result<()> {
     sensor::preflight()?;
     let store = GraphStore::open(&config.database)?;
-    let host = store.host()?.unwrap_or_else(host_info);
+    // The ids of this boot's disks; a database moved to other hardware keeps its records,
+    // which name the host they were made on.
+    let host = host_info();
+    if let Some(old) = store.host()?
+        && old.id != host.id
+    {
+        warn!("database {} was recorded as host {}; this host is {}", config.database.display(), old.id, host.id);
+    }
     store.set_host(&host)?;
+    info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
     let mut sensor = Sensor::load(&config)?;
     let skipped = sensor.seed_programs(&config)?;
