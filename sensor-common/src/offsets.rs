@@ -7,7 +7,6 @@
 pub struct KernelOffsets {
     pub task_tgid: u32,
     pub task_start_boottime: u32,
-    pub task_real_parent: u32,
     pub task_files: u32,
     pub task_mm: u32,
     pub files_fdt: u32,
@@ -32,7 +31,6 @@ pub struct KernelOffsets {
 pub const FIELDS: &[(&str, &str)] = &[
     ("task_struct", "tgid"),
     ("task_struct", "start_boottime"),
-    ("task_struct", "real_parent"),
     ("task_struct", "files"),
     ("task_struct", "mm"),
     ("files_struct", "fdt"),

@@ -144,3 +144,4 @@ sys_exit!(
     tp_sys_exit_fchmodat, tp_sys_exit_fchmodat2, tp_sys_exit_truncate,
 );
 
+

@@ -58,6 +58,12 @@ pub async fn run(config: Config) -> Result<()> {
         warn!("database {} was recorded as host {}; this host is {}", config.database.display(), old.id, host.id);
     }
     store.set_host(&host)?;
+    store.upsert_node(sensor_common::graph::Node {
+        id: sensor_common::graph::host_node_id(&host.id),
+        host: host.id.clone(),
+        first_seen_ns: procfs::now_wall_ns(),
+        data: sensor_common::graph::NodeData::Host { hostname: host.hostname.clone(), disk_ids: host.disk_ids.clone() },
+    })?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
     let mut sensor = Sensor::load(&config)?;

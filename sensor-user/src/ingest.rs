@@ -49,6 +49,11 @@ impl<'a> Ingest<'a> {
     fn upsert_process(&self, ev: &SensorEvent, tgid: u32, start_ticks: u64, tainted: bool) -> Result<String> {
         let id = self.process_id(tgid, start_ticks);
         let own = tgid == ev.tgid;
+        // The image an exec event names; otherwise whatever the process runs now.
+        let exe = match (ev.kind, &ev.path) {
+            (EventKind::Exec, Some(path)) if own => path.clone(),
+            _ => procfs::exe(tgid).unwrap_or_default(),
+        };
         self.store.upsert_node(Node {
             id: id.clone(),
             host: self.host.id.clone(),
@@ -56,7 +61,7 @@ impl<'a> Ingest<'a> {
             data: NodeData::Process {
                 tgid,
                 start_ticks,
-                exe: procfs::exe(tgid).unwrap_or_default(),
+                exe,
                 comm: if own { ev.comm.clone() } else { String::new() },
                 uid: ev.uid,
                 tainted,
@@ -92,6 +97,19 @@ impl<'a> Ingest<'a> {
         Ok(id)
     }
 
+    /// Records the sha256 of an executed untrusted file: hashed at every such exec, since
+    /// the file may have been rewritten since the last one (sizes are capped by
+    /// `procfs::HASH_LIMIT_BYTES`).
+    fn record_hash(&self, file: &str, content: &Path) -> Result<()> {
+        let Some(mut node) = self.store.node(file)? else { return Ok(()) };
+        let NodeData::File { sha256, .. } = &mut node.data else { return Ok(()) };
+        if let Some(hash) = procfs::sha256_file(content) {
+            *sha256 = Some(hash);
+            self.store.replace_node(&node)?;
+        }
+        Ok(())
+    }
+
     fn edge(&self, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: serde_json::Value) -> Result<()> {
         let attrs = match attrs {
             serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
@@ -120,12 +138,29 @@ impl<'a> Ingest<'a> {
         match ev.kind {
             EventKind::Exec => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
-                if let Some(f) = &ev.file {
-                    let file = self.upsert_file(ev.ts_ns, &f.key(), path, ev.file_was_untrusted, true)?;
-                    self.edge(ev.ts_ns, EdgeKind::Exec, &file, &proc, json!({
-                        "path": path, "taint_reason": ev.taint_reason, "uid": ev.uid,
-                    }))?;
-                }
+                let Some(f) = &ev.file else { return Ok(actions) };
+                let image = f.key();
+                // For a `#!` script the kernel reports the interpreter's inode with the
+                // script's path: the file executed is the script, its interpreter an attribute.
+                let script = path.and_then(|p| procfs::inode_of(Path::new(p)).ok()).filter(|(k, _)| *k != image);
+                let tainted_by_this_exec = ev.taint_reason == Some("exec_untrusted");
+                let (file, interpreter) = match script {
+                    Some((key, _)) => {
+                        let untrusted = tainted_by_this_exec && !ev.file_was_untrusted;
+                        (self.upsert_file(ev.ts_ns, &key, path, untrusted, true)?, procfs::exe(ev.tgid))
+                    }
+                    None => {
+                        let file = self.upsert_file(ev.ts_ns, &image, path, ev.file_was_untrusted, true)?;
+                        if ev.file_was_untrusted {
+                            // /proc/PID/exe is the very file that ran, even if renamed since.
+                            self.record_hash(&file, Path::new(&format!("/proc/{}/exe", ev.tgid)))?;
+                        }
+                        (file, None)
+                    }
+                };
+                self.edge(ev.ts_ns, EdgeKind::Exec, &file, &proc, json!({
+                    "path": path, "taint_reason": ev.taint_reason, "uid": ev.uid, "interpreter": interpreter,
+                }))?;
             }
             EventKind::Fork => {
                 let child = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;

@@ -21,52 +21,33 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
         );
     }
     let btf = Btf::from_file(path).with_context(|| format!("cannot parse BTF in {}", path.display()))?;
-    let mut values = Vec::with_capacity(FIELDS.len());
-    for (strukt, field) in FIELDS {
-        let offset = field_offset(&btf, strukt, field)
-            .with_context(|| format!("kernel BTF: no usable {strukt}.{field}"))?;
-        values.push(offset);
-    }
-    let [
-        task_tgid,
-        task_start_boottime,
-        task_real_parent,
-        task_files,
-        task_mm,
-        files_fdt,
-        fdtable_max_fds,
-        fdtable_fd,
-        file_inode,
-        inode_ino,
-        inode_sb,
-        inode_generation,
-        inode_mode,
-        sb_dev,
-        mm_exe_file,
-        binprm_file,
-    ] = values[..]
-    else {
-        bail!("internal: FIELDS and KernelOffsets disagree ({} fields)", values.len());
-    };
-    Ok(KernelOffsets {
-        task_tgid,
-        task_start_boottime,
-        task_real_parent,
-        task_files,
-        task_mm,
-        files_fdt,
-        fdtable_max_fds,
-        fdtable_fd,
-        file_inode,
-        inode_ino,
-        inode_sb,
-        inode_generation,
-        inode_mode,
-        sb_dev,
-        mm_exe_file,
-        binprm_file,
+    // Resolved in FIELDS order, which is KernelOffsets' field order.
+    let mut resolved = FIELDS.iter().map(|(strukt, field)| {
+        field_offset(&btf, strukt, field).with_context(|| format!("kernel BTF: no usable {strukt}.{field}"))
+    });
+    let mut next = || resolved.next().unwrap_or_else(|| bail!("internal: FIELDS is shorter than KernelOffsets"));
+    let offsets = KernelOffsets {
+        task_tgid: next()?,
+        task_start_boottime: next()?,
+        task_files: next()?,
+        task_mm: next()?,
+        files_fdt: next()?,
+        fdtable_max_fds: next()?,
+        fdtable_fd: next()?,
+        file_inode: next()?,
+        inode_ino: next()?,
+        inode_sb: next()?,
+        inode_generation: next()?,
+        inode_mode: next()?,
+        sb_dev: next()?,
+        mm_exe_file: next()?,
+        binprm_file: next()?,
         valid: 1,
-    })
+    };
+    if resolved.next().is_some() {
+        bail!("internal: FIELDS is longer than KernelOffsets");
+    }
+    Ok(offsets)
 }
 
 /// Byte offset of `field` in `struct strukt`, looking inside anonymous unions and structs.

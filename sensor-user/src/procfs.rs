@@ -130,6 +130,28 @@ fn normalize(path: &Path) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Files larger than this are not hashed (a sensor must not read gigabytes per exec).
+pub const HASH_LIMIT_BYTES: u64 = 256 << 20;
+
+/// Hex SHA-256 of a file, None if unreadable or over `HASH_LIMIT_BYTES`.
+pub fn sha256_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() > HASH_LIMIT_BYTES {
+        return None;
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Some(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Converts kernel boot-clock time stamps to wall-clock ns since the epoch.
 #[derive(Clone, Copy, Debug)]
 pub struct WallClock {
@@ -160,6 +182,17 @@ pub fn now_wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_of_known_content() {
+        let p = std::env::temp_dir().join(format!("vtrail-sha-{}", std::process::id()));
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        fs::remove_file(p).unwrap();
+    }
 
     #[test]
     fn stat_with_hostile_comm() {

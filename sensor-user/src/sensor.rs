@@ -54,7 +54,7 @@ impl Sensor {
         let offsets = kernel_offsets::from_running_kernel()?;
         let btf = Btf::from_sys_fs().context("cannot read the kernel BTF at /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
-        if std::env::var_os("VTRAIL_VERIFIER_LOG").is_some() || cfg!(vtrail_debug_verifier) {
+        if std::env::var_os("VTRAIL_VERIFIER_LOG").is_some() {
             // Full verifier output in load errors (debugging a kernel's rejection).
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
@@ -95,7 +95,7 @@ impl Sensor {
             let mut ok = Vec::new();
             let mut failure = None;
             for program in candidate.own_programs() {
-                match attach(&mut ebpf, program, &btf) {
+                    match attach(&mut ebpf, program, &btf) {
                     Ok(()) => ok.push(program.to_string()),
                     Err(e) => {
                         failure = Some(format!("{program}: {e:#}"));

@@ -226,3 +226,32 @@ fn restart_keeps_taint() {
     sensor.wait_for("exec after restart taints", |g| g.is_untrusted(&format!("{d}/again.txt")));
     sensor.wait_for("live tainted process kept its taint across the restart", |g| g.is_untrusted(&format!("{d}/late.txt")));
 }
+
+/// What the sensor records is what `vtrail-analysis` reads: trace a real incident.
+#[test]
+fn analysis_traces_what_the_sensor_recorded() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("analysis", "");
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'echo x > {d}/out.txt; cp {d}/evil {d}/evil2; {d}/evil2 -c \"echo y > {d}/out2.txt\"'"));
+    sensor.wait_for("out2.txt untrusted", |g| g.is_untrusted(&format!("{d}/out2.txt")));
+    let dump = format!("{d}/dump.jsonl");
+    let out = sensor.cli(&["export", "-o", &dump]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let analysis = tests::sensor::bin_dir().join("vtrail-analysis");
+    assert!(analysis.exists(), "{} not built (cargo xtask test builds it)", analysis.display());
+    let sha = std::process::Command::new("sha256sum").arg("/usr/bin/dash").output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+    // Found by the hash the sensor took when it ran, traced back to the port program and
+    // forward to everything it wrote, through the copy it made of itself.
+    let out = std::process::Command::new(&analysis).args(["trace", "--sha256", &sha, &dump]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("{d}/portcp")), "backward reaches the port program:\n{text}");
+    for written in ["out.txt", "evil2", "out2.txt"] {
+        assert!(text.contains(&format!("{d}/{written}")), "forward reaches {written}:\n{text}");
+    }
+    assert!(text.contains("/usr/bin/cp"), "the forked cp is named by its image:\n{text}");
+}

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{capture, target_dir};
+use crate::{capture, cargo, run, target_dir};
 
 const ROUNDS: usize = 5;
 const WRITES: u64 = 1_000_000;
@@ -85,11 +85,14 @@ pub fn run_benches() -> Result<()> {
 
     eprintln!("bench: untainted writes and fork+exec, sensor off vs on ({ROUNDS} alternating rounds)");
     let (mut w_off, mut w_on, mut fe_off, mut fe_on) = (vec![], vec![], vec![], vec![]);
+    let (mut p_off, mut p_on) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         w_off.push(workload(&workload_bin, &["writes", &w, out])?);
+        p_off.push(workload(&workload_bin, &["writes", &w, out, "4096"])?);
         fe_off.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
         let sensor = Sensor::start(&sensor_bin, &dir, "")?;
         w_on.push(workload(&workload_bin, &["writes", &w, out])?);
+        p_on.push(workload(&workload_bin, &["writes", &w, out, "4096"])?);
         fe_on.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
         drop(sensor);
         let _ = std::fs::remove_dir_all(dir.join("db"));
@@ -104,6 +107,7 @@ pub fn run_benches() -> Result<()> {
         })
     };
     push(&mut rows, &format!("{WRITES} writes, untainted"), median(w_off.clone()), median(w_on), "<= 3 %");
+    push(&mut rows, &format!("{WRITES} writes of 4 KiB, untainted"), median(p_off), median(p_on), "context");
     push(&mut rows, &format!("{FORKEXECS} fork+exec /bin/true"), median(fe_off), median(fe_on), "<= 5 %");
 
     eprintln!("bench: tainted writer (one event per file, then the flood with de-duplication off)");
@@ -144,5 +148,12 @@ pub fn run_benches() -> Result<()> {
     for r in &rows {
         println!("| {} | {} | {} | {} | {} |", r.name, r.off, r.on, r.ratio, r.target);
     }
+
+    println!("\n## analysis: load and query at 10^5, 10^6, 10^7 edges (1,000 hosts)");
+    run(cargo()?.args(["run", "--release", "-q", "-p", "analysis", "--", "bench"]))?;
+    println!("\n## naming: DNS update latency and rate against BIND, IP -> id lookups");
+    run(&mut Command::new(release.join("ddns-bench")))?;
+    println!("\n## replay throughput on the largest public capture");
+    run(cargo()?.args(["test", "--release", "-q", "-p", "sensor-user", "--lib", "replay::tests::throughput", "--", "--ignored", "--nocapture"]))?;
     Ok(())
 }

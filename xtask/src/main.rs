@@ -97,7 +97,7 @@ fn setup(test_peers: bool) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Result<Command> {
+pub fn cargo() -> Result<Command> {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root()).env("PATH", setup::path_with_linker()?);
     Ok(cmd)

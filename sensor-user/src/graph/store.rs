@@ -251,7 +251,8 @@ fn merge(old: &mut Node, new: Node) {
             NodeData::Process { exe, comm, tainted, .. },
             NodeData::Process { exe: e, comm: c, tainted: t, .. },
         ) => {
-            if exe.is_empty() {
+            // A process that execs keeps its node; the label follows its latest image.
+            if !e.is_empty() {
                 *exe = e;
             }
             if !c.is_empty() {

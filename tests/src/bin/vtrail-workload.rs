@@ -1,5 +1,5 @@
 //! Benchmark workloads, timed from inside so process start-up is not measured:
-//!   vtrail-workload writes N FILE      N one-byte write(2)s to FILE
+//!   vtrail-workload writes N FILE [SIZE]  N write(2)s of SIZE bytes (default 1) to FILE
 //!   vtrail-workload forkexec N PROG    N fork+exec+wait of PROG
 //! Prints the elapsed seconds on stdout.
 use std::{io::Write, os::unix::process::CommandExt, process::Command, time::Instant};
@@ -7,19 +7,24 @@ use std::{io::Write, os::unix::process::CommandExt, process::Command, time::Inst
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: vtrail-workload writes N FILE | forkexec N PROG");
+        eprintln!("usage: vtrail-workload writes N FILE [SIZE] | forkexec N PROG");
         std::process::exit(2)
     };
-    if args.len() != 4 {
+    if args.len() != 4 && args.len() != 5 {
         usage();
     }
     let n: u64 = args[2].parse().unwrap_or_else(|_| usage());
     let start = Instant::now();
     match args[1].as_str() {
         "writes" => {
+            let size: usize = args.get(4).map_or(Ok(1), |s| s.parse()).unwrap_or_else(|_| usage());
+            let buf = vec![b'x'; size];
             let mut f = std::fs::File::create(&args[3]).expect("create output file");
-            for _ in 0..n {
-                f.write_all(b"x").expect("write");
+            for i in 0..n {
+                if size > 1 && i % 256 == 0 {
+                    f = std::fs::File::create(&args[3]).expect("truncate output file"); // bound the file
+                }
+                f.write_all(&buf).expect("write");
             }
         }
         "forkexec" => {
