@@ -24,7 +24,8 @@ pub enum EventKind {
     Exit = 2,
     /// A tracked process created or truncated a file at open (`O_CREAT`/`O_TRUNC`).
     Create = 3,
-    /// A tracked process wrote to a file (write, pwrite, writev, copy_file_range, sendfile).
+    /// A tracked process wrote to a file (`vfs_write` hooks), opened one for writing, or
+    /// held one open for writing when it became tainted (see `EF_AT_OPEN`, `EF_INHERITED_FD`).
     Write = 4,
     /// A tracked process renamed a file: `name` -> `name2`.
     Rename = 5,
@@ -38,9 +39,40 @@ pub enum EventKind {
     Taint = 9,
     /// A tracked process made a hard link: `name` -> `name2`.
     Link = 10,
+    /// A process that just became tainted held files open for writing (inherited
+    /// descriptors such as `./evil > out.txt`); they are now untrusted. `name` packs up to
+    /// `PACKED_INODES` `PackedInode`s, `aux` says how many, `fd` how many did not fit.
+    InheritedFds = 11,
 }
 
-pub const EVENT_KIND_COUNT: usize = 11;
+pub const EVENT_KIND_COUNT: usize = 12;
+
+/// Inodes an `InheritedFds` event carries (16 bytes each in `name`).
+pub const PACKED_INODES: usize = NAME_LEN / 16;
+
+/// One entry of an `InheritedFds` event: an inode key with its generation in the pad.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedInode {
+    pub ino: u64,
+    pub dev: u32,
+    pub generation: u32,
+}
+
+impl Event {
+    /// The inodes of an `InheritedFds` event.
+    pub fn packed_inodes(&self) -> impl Iterator<Item = PackedInode> + '_ {
+        let n = (self.aux as usize).min(PACKED_INODES);
+        (0..n).map(move |i| {
+            let b = &self.name[i * 16..i * 16 + 16];
+            PackedInode {
+                ino: u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                dev: u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+                generation: u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+            }
+        })
+    }
+}
 
 impl EventKind {
     pub const ALL: [EventKind; EVENT_KIND_COUNT] = [
@@ -55,6 +87,7 @@ impl EventKind {
         EventKind::Truncate,
         EventKind::Taint,
         EventKind::Link,
+        EventKind::InheritedFds,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -74,6 +107,7 @@ impl EventKind {
             EventKind::Truncate => "truncate",
             EventKind::Taint => "taint",
             EventKind::Link => "link",
+            EventKind::InheritedFds => "inherited_fds",
         }
     }
 }
@@ -105,6 +139,9 @@ pub const EF_HAS_INODE: u32 = 1 << 6;
 /// `Event.flags`: the file could not be added to `INODES` (map full): counted, and userspace
 /// still records it as untrusted in the graph.
 pub const EF_INODE_MAP_FULL: u32 = 1 << 7;
+
+/// `Event.flags` of a `Write`: the file was opened for writing (no write seen yet).
+pub const EF_AT_OPEN: u32 = 1 << 8;
 
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -37,20 +37,49 @@ pub fn task_tgid(o: &KernelOffsets, task: *const u8) -> Option<u32> {
     unsafe { read::<i32>(task, o.task_tgid) }.map(|v| v as u32)
 }
 
-/// The `struct file *` behind descriptor `fd` of `task`, if any.
+/// `FMODE_WRITE` from `<linux/fs.h>`.
+const FMODE_WRITE: u32 = 0x2;
+
+/// The descriptor table of `task`: the `struct file *` array and its size.
+#[derive(Clone, Copy)]
+pub struct FdTable {
+    files: *const *const u8,
+    pub max_fds: u32,
+}
+
 #[inline(always)]
-pub fn task_fd_file(o: &KernelOffsets, task: *const u8, fd: u32) -> Option<*const u8> {
+pub fn task_fd_table(o: &KernelOffsets, task: *const u8) -> Option<FdTable> {
     unsafe {
         let files = read::<*const u8>(task, o.task_files)?;
         let fdt = read::<*const u8>(files, o.files_fdt)?;
         let max_fds = read::<u32>(fdt, o.fdtable_max_fds)?;
-        if fd >= max_fds {
+        let files = read::<*const *const u8>(fdt, o.fdtable_fd)?;
+        Some(FdTable { files, max_fds })
+    }
+}
+
+impl FdTable {
+    /// The `struct file *` behind descriptor `fd`, if open.
+    #[inline(always)]
+    pub fn file(&self, fd: u32) -> Option<*const u8> {
+        if fd >= self.max_fds {
             return None;
         }
-        let fd_array = read::<*const *const u8>(fdt, o.fdtable_fd)?;
-        let file = bpf_probe_read_kernel(fd_array.wrapping_add(fd as usize)).ok()?;
+        let file = unsafe { bpf_probe_read_kernel(self.files.wrapping_add(fd as usize)) }.ok()?;
         (!file.is_null()).then_some(file)
     }
+}
+
+/// The `struct file *` behind descriptor `fd` of `task`, if any.
+#[inline(always)]
+pub fn task_fd_file(o: &KernelOffsets, task: *const u8, fd: u32) -> Option<*const u8> {
+    task_fd_table(o, task)?.file(fd)
+}
+
+/// Was `file` opened for writing?
+#[inline(always)]
+pub fn file_writable(o: &KernelOffsets, file: *const u8) -> bool {
+    unsafe { read::<u32>(file, o.file_mode) }.is_some_and(|mode| mode & FMODE_WRITE != 0)
 }
 
 /// The executable file of `task` (`mm->exe_file`).

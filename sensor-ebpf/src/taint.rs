@@ -14,8 +14,9 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
-        EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
-        NAME_LEN, TaintReason,
+        EF_AT_OPEN, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
+        Event, EventKind,
+        NAME_LEN, PACKED_INODES, PackedInode, TaintReason,
     },
     maps::{
         DROP_INODES_FULL, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
@@ -274,6 +275,9 @@ pub fn on_exec(name: Option<NameSource>) {
             set_name(ev, NameSource::Kernel(name_ptr));
         }
     });
+    if reason != 0 {
+        mark_writable_fds(o, pid_tgid, &state);
+    }
 }
 
 /// Rule 2 for the kprobe/fentry strategies: `bprm->file` is the file being executed, the
@@ -342,8 +346,7 @@ pub fn on_exit() {
     emit(EventKind::Exit, pid_tgid, &state, |_| {});
 }
 
-/// A write-like syscall on a descriptor (write, pwrite64, writev, copy_file_range,
-/// sendfile, ftruncate, fchmod) from the syscall tracepoints.
+/// A change through a descriptor (ftruncate, fchmod) from the syscall tracepoints.
 #[inline(always)]
 pub fn on_fd_change(kind: EventKind, fd: u64, aux: u32) {
     let Some((pid_tgid, state)) = tracked() else { return };
@@ -367,6 +370,13 @@ pub fn on_file_change(
     aux: u32,
 ) {
     let Some(id) = kernel::file_identity(o, file) else { return };
+    record_change(pid_tgid, state, &id, kind, fd, aux, 0);
+}
+
+/// Rule 5 for one file: mark it untrusted (chmod only records) and report it, once per
+/// (process, file) for writes.
+#[inline(always)]
+fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: EventKind, fd: i32, aux: u32, extra_flags: u32) {
     if !id.regular {
         return; // pipes, sockets, terminals: nothing to taint
     }
@@ -379,17 +389,69 @@ pub fn on_file_change(
     }
     let file_flags = if matches!(kind, EventKind::Chmod) {
         // chmod is recorded (with +x noted by userspace) but does not change content.
-        inode_state(&id).map_or(0, |s| {
+        inode_state(id).map_or(0, |s| {
             if s.flags & INODE_UNTRUSTED != 0 { EF_FILE_WAS_UNTRUSTED } else { 0 }
         })
     } else {
-        mark_untrusted(&id)
+        mark_untrusted(id)
     };
+    let id = *id;
     emit(kind, pid_tgid, state, |ev| {
         set_inode(ev, &id);
-        ev.flags |= file_flags;
+        ev.flags |= file_flags | extra_flags;
         ev.fd = fd;
         ev.aux = aux;
+    });
+}
+
+/// Descriptors looked at when a process becomes tainted: 0-15 hold the standard streams
+/// and every shell redirection (`>`, `2>>`, `3>` ... `9>`). A file held open for writing
+/// above it is missed. The bound is the verifier's cost: the loop is verified in every
+/// program that can taint (exec and the open exits), and 64 made start-up take seconds.
+const FD_SCAN_LIMIT: u32 = 16;
+
+/// A process just became tainted: every regular file it holds open for writing (an
+/// inherited descriptor such as `./evil > out.txt`) becomes untrusted now, since the
+/// tracepoint strategy does not hook write(2) itself. One record reports them all: a
+/// loop that emitted per descriptor would be too much for the verifier.
+#[inline(always)]
+fn mark_writable_fds(o: &KernelOffsets, pid_tgid: u64, state: &ProcState) {
+    let Some(table) = kernel::task_fd_table(o, kernel::current_task()) else { return };
+    emit(EventKind::InheritedFds, pid_tgid, state, |ev| {
+        // The counters live in the record, read and written through volatile accesses:
+        // kept in registers, their exact values would make every combination of
+        // "writable or not" over the descriptors a distinct verifier state.
+        let packed = core::ptr::addr_of_mut!(ev.aux);
+        let overflow = core::ptr::addr_of_mut!(ev.fd);
+        unsafe {
+            packed.write_volatile(0);
+            overflow.write_volatile(0);
+        }
+        for fd in 0..FD_SCAN_LIMIT {
+            if fd >= table.max_fds {
+                break;
+            }
+            let Some(file) = table.file(fd) else { continue };
+            if !kernel::file_writable(o, file) {
+                continue;
+            }
+            let Some(id) = kernel::file_identity(o, file) else { continue };
+            if !id.regular {
+                continue;
+            }
+            let _ = mark_untrusted(&id);
+            let slot = unsafe { packed.read_volatile() } as usize;
+            if slot < PACKED_INODES {
+                let entry = PackedInode { ino: id.key.ino, dev: id.key.dev, generation: id.generation };
+                // In bounds: slot < PACKED_INODES and name is PACKED_INODES * 16 bytes.
+                unsafe {
+                    (ev.name.as_mut_ptr() as *mut PackedInode).add(slot).write_unaligned(entry);
+                    packed.write_volatile(slot as u32 + 1);
+                }
+            } else {
+                unsafe { overflow.write_volatile(overflow.read_volatile() + 1) };
+            }
+        }
     });
 }
 
@@ -474,7 +536,10 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
         kind = EventKind::Create;
         file_flags = mark_untrusted(&id);
     } else {
-        return; // opened for writing: the writes themselves are reported
+        // Opened for writing: untrusted from now on, whether or not a write follows, so
+        // that no per-write hook is needed (write(2) is the hottest syscall there is).
+        record_change(pid_tgid, &state, &id, EventKind::Write, fd as i32, call.flags, EF_AT_OPEN);
+        return;
     }
     emit(kind, pid_tgid, &state, |ev| {
         set_inode(ev, &id);
@@ -487,6 +552,9 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
         };
         set_name(ev, NameSource::User(call.name));
     });
+    if matches!(kind, EventKind::Taint) {
+        mark_writable_fds(o, pid_tgid, &state);
+    }
 }
 
 /// Reads a `__data_loc char[]` tracepoint field (offset in the low 16 bits).

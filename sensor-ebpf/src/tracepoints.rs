@@ -1,5 +1,6 @@
 //! The tracepoint strategy: sched tracepoints for process life, syscall tracepoints for
 //! file changes. Works on every supported kernel (no kprobes, fentry or LSM needed).
+//! Only open-like and path syscalls are hooked, not write(2): see below.
 //! Program names are `tp_<tracepoint>`; userspace derives the category from the name.
 use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
@@ -47,23 +48,10 @@ pub fn tp_sched_process_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Write-like syscalls whose target descriptor is argument `$fd`.
-macro_rules! fd_write {
-    ($name:ident, $fd:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            taint::on_fd_change(EventKind::Write, arg(&ctx, $fd), 0);
-            0
-        }
-    };
-}
-fd_write!(tp_sys_enter_write, 0);
-fd_write!(tp_sys_enter_pwrite64, 0);
-fd_write!(tp_sys_enter_writev, 0);
-fd_write!(tp_sys_enter_pwritev, 0);
-fd_write!(tp_sys_enter_pwritev2, 0);
-fd_write!(tp_sys_enter_copy_file_range, 2);
-fd_write!(tp_sys_enter_sendfile64, 0);
+// No write(2)-family hooks: a tracked process's files are marked when it opens them for
+// writing, and when it becomes tainted for the ones it already holds (see
+// `taint::mark_writable_fds`). A syscall tracepoint on write costs every process on the
+// machine on every write; these cost only at open and at taint.
 
 #[tracepoint]
 pub fn tp_sys_enter_ftruncate(ctx: TracePointContext) -> u32 {

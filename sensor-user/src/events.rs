@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sensor_common::{
     event::{
-        EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
+        EF_AT_OPEN, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
+        EF_INODE_MAP_FULL,
         EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
         TaintReason,
     },
@@ -62,6 +63,15 @@ pub struct SensorEvent {
     /// open: the flags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_flags: Option<u32>,
+    /// write: how it was seen: `write` (vfs_write hook) or `open_for_write`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_via: Option<&'static str>,
+    /// inherited_fds: the files held open for writing when the process became tainted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inherited: Vec<FileRef>,
+    /// inherited_fds: how many more did not fit in the record (marked in the kernel all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inherited_overflow: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -103,7 +113,9 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
     let pid = event.tgid;
     let (path, path2) = match kind {
         EventKind::Write | EventKind::Truncate | EventKind::Chmod if name.is_none() => {
-            let fd_path = file.as_ref().and_then(|f| procfs::path_of_fd(pid, event.fd, &f.key()));
+            let fd_path = file.as_ref().and_then(|f| {
+                procfs::path_of_fd(pid, event.fd, &f.key()).or_else(|| procfs::path_of_inode(&f.key(), f.generation))
+            });
             (fd_path, None)
         }
         // rename/link: fd = old dirfd, aux = new dirfd
@@ -111,6 +123,7 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
             name.map(|n| procfs::resolve(pid, event.fd, &n)),
             name2.map(|n| procfs::resolve(pid, event.aux as i32, &n)),
         ),
+        EventKind::InheritedFds => (None, None),
         _ => (name.map(|n| procfs::resolve(pid, event.fd, &n)), None),
     };
     let taint_reason = match kind {
@@ -143,6 +156,13 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         taint_reason,
         mode: matches!(kind, EventKind::Chmod).then_some(event.aux),
         open_flags: matches!(kind, EventKind::Create).then_some(event.aux),
+        write_via: matches!(kind, EventKind::Write).then_some(if flags & EF_AT_OPEN != 0 { "open_for_write" } else { "write" }),
+        inherited: if kind == EventKind::InheritedFds {
+            event.packed_inodes().map(|p| FileRef { dev: p.dev, ino: p.ino, generation: p.generation }).collect()
+        } else {
+            Vec::new()
+        },
+        inherited_overflow: (kind == EventKind::InheritedFds && event.fd > 0).then_some(event.fd as u32),
     }
 }
 

@@ -195,6 +195,7 @@ impl<'a> Ingest<'a> {
                 attrs["path"] = json!(path);
                 attrs["by_port_program"] = json!(ev.port_program && !ev.tainted);
                 attrs["newly_untrusted"] = json!(ev.file_newly_untrusted);
+                attrs["via"] = json!(ev.write_via);
                 if ev.inode_map_full {
                     attrs["kernel_map_full"] = json!(true);
                 }
@@ -229,6 +230,23 @@ impl<'a> Ingest<'a> {
                 attrs["to"] = json!(to);
                 let kind = if rename { EdgeKind::Rename } else { EdgeKind::Link };
                 self.edge(ev.ts_ns, kind, &proc, &file, attrs)?;
+            }
+            EventKind::InheritedFds => {
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
+                if let Some(n) = ev.inherited_overflow {
+                    log::warn!("pid {} became tainted holding {n} more writable files than one event carries: they are untrusted in the kernel, not in the graph", ev.tgid);
+                }
+                for f in &ev.inherited {
+                    let key = f.key();
+                    let fd_path = procfs::path_of_fd(ev.tgid, -1, &key)
+                        .or_else(|| procfs::path_of_inode(&key, f.generation));
+                    let file = self.upsert_file(ev.ts_ns, &key, fd_path.as_deref(), true, false)?;
+                    self.mark_untrusted_file(&key, f.generation, &file)?;
+                    let mut attrs = self.activation(ev, fd_path.as_deref());
+                    attrs["path"] = json!(fd_path);
+                    attrs["via"] = json!("inherited_fd");
+                    self.edge(ev.ts_ns, EdgeKind::Write, &proc, &file, attrs)?;
+                }
             }
             EventKind::Unlink => {
                 let Some(file) = path.and_then(|p| self.path_index.get(p)).cloned() else { return Ok(actions) };

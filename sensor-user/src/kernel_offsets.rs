@@ -35,6 +35,7 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
         fdtable_max_fds: next()?,
         fdtable_fd: next()?,
         file_inode: next()?,
+        file_mode: next()?,
         inode_ino: next()?,
         inode_sb: next()?,
         inode_generation: next()?,

@@ -115,6 +115,52 @@ pub fn path_of_fd(pid: u32, fd: i32, key: &InodeKey) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// A path of the inode `key` when no process holds it open any more: opened by file handle
+/// (`open_by_handle_at`, handle type `FILEID_INO32_GEN` = inode + generation, as ext2/3/4
+/// and xfs encode them) on the mount of its device, then named through /proc/self/fd.
+pub fn path_of_inode(key: &InodeKey, generation: u32) -> Option<String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const FILEID_INO32_GEN: libc::c_int = 1;
+    let ino = u32::try_from(key.ino).ok()?;
+    let mount = mount_point_of(key.dev)?;
+    let mount_dir = fs::File::open(&mount).ok()?;
+    #[repr(C)]
+    struct Handle {
+        bytes: libc::c_uint,
+        kind: libc::c_int,
+        data: [u32; 2],
+    }
+    let mut handle = Handle { bytes: 8, kind: FILEID_INO32_GEN, data: [ino, generation] };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_dir.as_raw_fd(),
+            &mut handle as *mut Handle,
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let path = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let path = path.to_string_lossy().into_owned();
+    // A deleted file reads as "... (deleted)": no name to give.
+    (!path.ends_with(" (deleted)")).then_some(path)
+}
+
+/// The mount point of the filesystem whose kernel `dev_t` is `dev` (/proc/self/mountinfo).
+fn mount_point_of(dev: u32) -> Option<PathBuf> {
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    let wanted = format!("{major}:{minor}");
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let mut f = line.split(' ');
+        let (_id, _parent, devno, _root, mount) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        (devno == wanted).then(|| PathBuf::from(mount.replace("\\040", " ")))
+    })
+}
+
 /// Lexical `.`/`..` removal (no symlink resolution: the name is what the process used).
 fn normalize(path: &Path) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -192,6 +238,17 @@ mod tests {
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn inode_resolves_to_its_path_by_handle() {
+        // A file on the filesystem of the current directory (ext4 on vtrail's machines).
+        let p = std::env::current_dir().unwrap().join(format!("target-handle-test-{}", std::process::id()));
+        fs::write(&p, b"x").unwrap();
+        let (key, generation) = inode_of(&p).unwrap();
+        let found = path_of_inode(&key, generation);
+        fs::remove_file(&p).unwrap();
+        assert_eq!(found.as_deref(), Some(p.to_str().unwrap()), "generation {generation:#x}");
     }
 
     #[test]

@@ -106,11 +106,7 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     if !wrote {
         bail!("the tainted process did not report creating {out_s}");
     }
-    let write_via_file_hook = events.iter().any(|e| e.tgid == exec.tgid && e.kind == EventKind::Write && e.file.is_some());
-    if !write_via_file_hook {
-        bail!("no write event from the tainted process");
-    }
-    outcome.notes.push(format!("tainted exec + create + write seen ({} events)", events.len()));
+    outcome.notes.push(format!("tainted exec + create seen ({} events)", events.len()));
 
     let script_s = script.display().to_string();
     let script_caught = events.iter().any(|e| e.kind == EventKind::Exec && e.path.as_deref() == Some(&script_s) && e.tainted);
@@ -123,11 +119,12 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
         )),
     }
     if matches!(sensor.strategy, Strategy::Kprobe | Strategy::Fentry) {
-        // The vfs_write hooks report fd -1; the write tracepoints report the descriptor.
-        let via_vfs_write = events.iter().any(|e| e.tgid == exec.tgid && e.kind == EventKind::Write);
+        // Only these strategies hook vfs_write (the tracepoint one marks files at open).
+        let via_vfs_write = events.iter().any(|e| e.tgid == exec.tgid && e.kind == EventKind::Write && e.write_via == Some("write"));
         if !via_vfs_write {
             bail!("no write reported by the vfs_write hook");
         }
+        outcome.notes.push("write seen by vfs_write".into());
     }
     Ok(())
 }

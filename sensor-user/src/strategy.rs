@@ -4,8 +4,8 @@
 //! |---------------------|------------------------------------|------------------------------|-------------------------------|
 //! | exec                | `sched/sched_process_exec`         | + `security_bprm_check`      | + `security_bprm_check`       |
 //! | fork / exit         | `tp_btf/sched_process_fork`, `sched/sched_process_exit` | same | same                 |
-//! | write, pwrite64     | `sys_enter_write`/`pwrite64` + fd-table walk | `vfs_write` (struct file) | `vfs_write`            |
-//! | writev, copy_file_range, sendfile, ftruncate, fchmod | `sys_enter_*` | same           | same                          |
+//! | write(2) family     | none: files are marked at open for writing and, for descriptors held when a process becomes tainted, at taint time | + `vfs_write` (struct file) | + `vfs_write` |
+//! | ftruncate, fchmod   | `sys_enter_*`                      | same                         | same                          |
 //! | open/creat, rename, link, unlink, chmod, truncate | `sys_enter_*` + `sys_exit_*` | same | same                    |
 //!
 //! fentry is preferred where it loads (a BPF trampoline is cheaper than a kprobe's
@@ -31,7 +31,7 @@ impl Strategy {
         match self {
             Strategy::Fentry => &["fe_vfs_write", "fe_security_bprm_check"],
             Strategy::Kprobe => &["kp_vfs_write", "kp_security_bprm_check"],
-            Strategy::Tracepoint => &["tp_sys_enter_write", "tp_sys_enter_pwrite64"],
+            Strategy::Tracepoint => &[],
         }
     }
 
@@ -63,11 +63,6 @@ pub const COMMON_PROGRAMS: &[(&str, bool)] = &[
     ("tp_sched_process_exec", true),
     ("tp_btf_sched_process_fork", true),
     ("tp_sched_process_exit", true),
-    ("tp_sys_enter_writev", true),
-    ("tp_sys_enter_pwritev", true),
-    ("tp_sys_enter_pwritev2", false),
-    ("tp_sys_enter_copy_file_range", false),
-    ("tp_sys_enter_sendfile64", false),
     ("tp_sys_enter_ftruncate", true),
     ("tp_sys_enter_fchmod", true),
     ("tp_sys_enter_open", false),

@@ -255,3 +255,36 @@ fn analysis_traces_what_the_sensor_recorded() {
     }
     assert!(text.contains("/usr/bin/cp"), "the forked cp is named by its image:\n{text}");
 }
+
+/// `./evil > out.txt`: the untainted shell opens out.txt, the tainted process only
+/// writes to the descriptor it inherited.
+#[test]
+fn inherited_descriptor_is_marked_when_the_process_becomes_tainted() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("inherited", "");
+    upload_dash(&d, "evil");
+    std::fs::write(format!("{d}/existing.txt"), "old\n").unwrap();
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'echo pwned' > {d}/redirected.txt 3>>{d}/existing.txt"));
+    let g = sensor.wait_for("redirected.txt untrusted", |g| g.is_untrusted(&format!("{d}/redirected.txt")));
+    assert!(g.is_untrusted(&format!("{d}/existing.txt")), "a file held open for append is marked too");
+    let f = g.file(&format!("{d}/redirected.txt")).unwrap();
+    let writes = g.edges_into("write", f["id"].as_str().unwrap());
+    assert!(writes.iter().any(|e| e["attrs"]["via"] == "inherited_fd"), "{writes:?}");
+}
+
+/// A tainted process opening an existing file for writing marks it, write or not.
+#[test]
+fn open_for_writing_by_tainted_process_marks_file() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_port_program("openrw", "");
+    upload_dash(&d, "evil");
+    std::fs::write(format!("{d}/victim.txt"), "data\n").unwrap();
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    // dd with nocreat opens O_WRONLY without O_CREAT/O_TRUNC: a pure open for writing.
+    sh(&format!("{d}/evil -c 'echo x | dd of={d}/victim.txt conv=notrunc,nocreat status=none'"));
+    let g = sensor.wait_for("victim.txt untrusted", |g| g.is_untrusted(&format!("{d}/victim.txt")));
+    let f = g.file(&format!("{d}/victim.txt")).unwrap();
+    let writes = g.edges_into("write", f["id"].as_str().unwrap());
+    assert!(writes.iter().any(|e| e["attrs"]["via"] == "open_for_write"), "{writes:?}");
+}
