@@ -9,6 +9,7 @@ pub mod graph;
 pub mod ingest;
 pub mod kernel_offsets;
 pub mod mounts;
+pub mod network;
 pub mod procfs;
 pub mod replay;
 pub mod selftest;

@@ -55,6 +55,11 @@ enum Command {
     Trust { path: PathBuf },
     /// Mark a file untrusted by hand.
     Taint { path: PathBuf },
+    /// Quarantine a remote host: its SMB2 CREATEs (write intent) and FTP uploads are
+    /// dropped by the TC classifier; other traffic passes. TARGET: an IP or remote:<ip>.
+    Block { target: String },
+    /// Lift a quarantine.
+    Unblock { target: String },
     /// Print the embedded default configuration.
     Config,
     /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
@@ -132,6 +137,17 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Block { target } | Command::Unblock { target } if sensor_user::network::parse_target(&target).is_err() => {
+            sensor_user::network::parse_target(&target).map(|_| ())
+        }
+        Command::Block { target } => client::call(&config.socket, &Request::Block { target, by: who_am_i() }, |line| {
+            println!("{line}");
+            Ok(true)
+        }),
+        Command::Unblock { target } => client::call(&config.socket, &Request::Unblock { target, by: who_am_i() }, |line| {
+            println!("{line}");
+            Ok(true)
+        }),
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
