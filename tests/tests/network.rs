@@ -149,7 +149,10 @@ fn start_vsftpd(dir: &Path, v6: bool) -> (Daemon, PathBuf) {
 }
 
 fn sensor(dir: &Path) -> RunningSensor {
-    RunningSensor::start(dir, &format!("interfaces = [\"{HOST_IF}\"]\ninclude_loopback = false\n"))
+    RunningSensor::start(
+        dir,
+        &format!("interfaces = [\"{HOST_IF}\"]\ninclude_loopback = false\nsmb_conf = \"{}/smb.conf\"\n", dir.display()),
+    )
 }
 
 fn received_from<'a>(g: &'a Graph, path: &str) -> Vec<&'a serde_json::Value> {
@@ -161,6 +164,14 @@ fn received_from<'a>(g: &'a Graph, path: &str) -> Vec<&'a serde_json::Value> {
 
 /// The file arrived untrusted from `ip` (under `name`, unless inferred), and running it taints.
 fn check_upload(sensor: &RunningSensor, path: &str, ip: &str, name: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received_from(&sensor.graph(), path).iter().any(|e| e["attrs"]["ip"] == ip) {
+        if Instant::now() > deadline {
+            eprintln!("network status: {}", sensor.status()["network"]);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let g = sensor.wait_for(&format!("received_from {ip} -> {path}"), |g| {
         received_from(g, path).iter().any(|e| e["attrs"]["ip"] == ip)
     });
@@ -195,9 +206,10 @@ fn smb_uploads_are_attributed_to_the_sender() {
     ensure_packages();
     let _net = Net::up();
     let dir = temp_dir("net-smb");
-    let sensor = sensor(&dir);
     let (_smbd, share) = start_samba(&dir);
+    let sensor = sensor(&dir);
     let cases = [
+        ("SMB3_11", "enc", true, HOST4, CLIENT4),
         ("SMB2_10", "share", false, HOST4, CLIENT4),
         ("SMB3_00", "share", false, HOST4, CLIENT4),
         ("SMB3_11", "share", false, HOST4, CLIENT4),
@@ -246,8 +258,8 @@ fn blocked_host_cannot_upload_but_other_traffic_passes() {
     ensure_packages();
     let _net = Net::up();
     let dir = temp_dir("net-block");
-    let sensor = sensor(&dir);
     let (_smbd, share) = start_samba(&dir);
+    let sensor = sensor(&dir);
     let (_ftpd, incoming) = start_vsftpd(&dir, false);
     let web = Daemon(
         Command::new("python3").args(["-m", "http.server", "8080", "--bind", HOST4]).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),

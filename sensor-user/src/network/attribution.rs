@@ -187,14 +187,38 @@ impl Attribution {
         Ok(())
     }
 
+    /// A relative path (the writer exited before its dirfd could be read): the share root
+    /// + name, if that is the same file.
+    fn absolute(&self, store: &GraphStore, file: &str, path: &str, norm: &str) -> String {
+        if path.starts_with('/') {
+            return path.to_string();
+        }
+        for root in &self.share_roots {
+            let candidate = format!("{root}/{norm}");
+            if let Ok((key, _)) = crate::procfs::inode_of(std::path::Path::new(&candidate))
+                && sensor_common::graph::file_node_id(&self.host, key.dev, key.ino) == file
+            {
+                if let Ok(Some(mut node)) = store.node(file)
+                    && let NodeData::File { paths, .. } = &mut node.data
+                {
+                    paths.push(candidate.clone());
+                    let _ = store.upsert_node(node);
+                }
+                return candidate;
+            }
+        }
+        path.to_string()
+    }
+
     fn received(&mut self, store: &GraphStore, t: &Transfer, file: &str, path: &str, _write_ts: u64) -> Result<()> {
         let remote_ip = t.client;
         let key = (file.to_string(), remote_ip.to_string(), "received_from");
         if !self.done.insert(key) {
             return Ok(());
         }
+        let path = &self.absolute(store, file, path, &t.norm);
         let remote = self.remote(store, t.ts_ns, remote_ip)?;
-        let exact = self.share_roots.iter().any(|r| path == format!("{r}/{}", t.norm));
+        let exact = self.share_roots.iter().any(|r| *path == format!("{r}/{}", t.norm));
         self.edge(store, t.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
             "ip": remote_ip.to_string(),
             "port": t.client_port,
@@ -383,7 +407,9 @@ impl Attribution {
         }
         self.port_writes.push_back(PortWrite { ts_ns: ev.ts_ns, tgid: ev.tgid, path: path.clone(), file: file.to_string() });
         // Encrypted fallback: the process serves one peer that sent a transform header.
-        if !self.encrypted_peers.is_empty() {
+        // With share roots known, only files under a share (not smbd's own lock files).
+        let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| path.starts_with(&format!("{r}/")));
+        if !self.encrypted_peers.is_empty() && in_share {
             let peers = peers::remote_peers(ev.tgid);
             if peers.len() == 1
                 && let Some(ip) = peers.iter().next().copied()
