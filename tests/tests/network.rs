@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::process::CommandExt;
+
 use sensor_common::proto::smb2::build;
 use sensor_user::network::testrun::{TcTestRun, tcp_packet};
 use tests::sensor::{Graph, RunningSensor, require_root, serial, sh, temp_dir};
@@ -107,7 +109,9 @@ fn start_samba(dir: &Path) -> (Daemon, PathBuf) {
     )
     .unwrap();
     sh(&format!("printf 'vtpass\\nvtpass\\n' | pdbedit -s {} -a -u root -t >/dev/null", conf.display()));
+    // Own process group: smbd signals its whole group when it stops.
     let child = Command::new("/usr/sbin/smbd")
+        .process_group(0)
         .args(["--foreground", "--no-process-group", "-s"])
         .arg(&conf)
         .stdout(Stdio::null())
@@ -139,6 +143,7 @@ fn start_vsftpd(dir: &Path, v6: bool) -> (Daemon, PathBuf) {
     )
     .unwrap();
     let child = Command::new("/usr/sbin/vsftpd")
+        .process_group(0)
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join(if v6 { "vsftpd6.stderr" } else { "vsftpd.stderr" })).unwrap())
