@@ -39,7 +39,7 @@ fn main() -> Result<()> {
     let create = build::nbss(&build::create_request(&build::utf16("dir\\payload.exe"), 0x0012_0196, 5, 0x44, 9));
     let cases: [(&str, Vec<u8>); 4] = [
         ("non-file (TCP 443, 1000 B)", tcp_packet(c, s, 40000, 443, 1, &[0u8; 1000])),
-        ("non-file (UDP-less ARP-size, 60 B)", vec![0u8; 60]),
+        ("non-IP frame (60 B)", vec![0u8; 60]),
         ("SMB2 CREATE (445)", tcp_packet(c, s, 40001, 445, 1, &create)),
         ("FTP STOR line (21)", tcp_packet(c, s, 40002, 21, 1, b"STOR incoming/payload.exe\r\n")),
     ];
