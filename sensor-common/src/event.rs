@@ -39,13 +39,16 @@ pub enum EventKind {
     Taint = 9,
     /// A tracked process made a hard link: `name` -> `name2`.
     Link = 10,
+    /// A TC program saw a file named or opened on the wire (SMB2/FTP): a [`NetEvent`],
+    /// not an [`Event`], follows in the ring buffer record.
+    NetFile = 11,
     /// A process that just became tainted held files open for writing (inherited
     /// descriptors such as `./evil > out.txt`); they are now untrusted. `name` packs up to
     /// `PACKED_INODES` `PackedInode`s, `aux` says how many, `fd` how many did not fit.
-    InheritedFds = 11,
+    InheritedFds = 12,
 }
 
-pub const EVENT_KIND_COUNT: usize = 12;
+pub const EVENT_KIND_COUNT: usize = 13;
 
 /// Inodes an `InheritedFds` event carries (16 bytes each in `name`).
 pub const PACKED_INODES: usize = NAME_LEN / 16;
@@ -87,6 +90,7 @@ impl EventKind {
         EventKind::Truncate,
         EventKind::Taint,
         EventKind::Link,
+        EventKind::NetFile,
         EventKind::InheritedFds,
     ];
 
@@ -107,6 +111,7 @@ impl EventKind {
             EventKind::Truncate => "truncate",
             EventKind::Taint => "taint",
             EventKind::Link => "link",
+            EventKind::NetFile => "net_file",
             EventKind::InheritedFds => "inherited_fds",
         }
     }
@@ -182,5 +187,92 @@ impl Event {
     pub fn comm_bytes(&self) -> &[u8] {
         let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
         &self.comm[..end]
+    }
+}
+
+/// `NetEvent.direction`: the packet came in (TC ingress) / went out (TC egress).
+pub const NET_DIR_INGRESS: u8 = 0;
+pub const NET_DIR_EGRESS: u8 = 1;
+
+/// `NetEvent.proto`.
+pub const NET_PROTO_SMB2: u8 = 1;
+pub const NET_PROTO_FTP: u8 = 2;
+
+/// `NetEvent.verb`: what the TC program found.
+pub mod net_verb {
+    /// SMB2 CREATE request: `name` (UTF-16LE as sent), access, disposition, options, ids.
+    pub const SMB_CREATE: u8 = 1;
+    /// SMB2 CREATE response: `file_id`, `status`, ids (MessageId matches the request).
+    pub const SMB_CREATE_RESPONSE: u8 = 2;
+    /// SMB2 WRITE request: `file_id`, `length`, `offset`.
+    pub const SMB_WRITE: u8 = 3;
+    /// SMB2 READ request: `file_id`, `length`, `offset`.
+    pub const SMB_READ: u8 = 4;
+    /// SMB3 transform header (encrypted session): `session_id`. Once per flow.
+    pub const SMB_ENCRYPTED: u8 = 5;
+    /// FTP control line from the client (`name` = the raw line, parsed in userspace).
+    pub const FTP_COMMAND: u8 = 16;
+    /// FTP control reply from the server (`name` = the raw reply text).
+    pub const FTP_REPLY: u8 = 17;
+}
+
+/// `NetEvent.flags`: `name` was cut at `NAME_LEN` (or at the end of the packet).
+pub const NF_NAME_TRUNCATED: u32 = 1 << 0;
+/// `NetEvent.flags`: the message continues past this packet (the name may be partial).
+pub const NF_PARTIAL: u32 = 1 << 1;
+/// `NetEvent.flags`: the source address is quarantined and the packet was dropped.
+pub const NF_BLOCKED: u32 = 1 << 2;
+/// `NetEvent.flags`: SMB2 CREATE with write intent (`create_has_write_intent`); for FTP,
+/// an upload verb (STOR/APPE/STOU) at the start of the line.
+pub const NF_WRITE_INTENT: u32 = 1 << 3;
+/// `NetEvent.flags`: the SMB2 header had the related-operations flag (compound chain).
+pub const NF_RELATED: u32 = 1 << 4;
+/// `NetEvent.flags`: the addresses are IPv6 (else IPv4 in the first 4 bytes).
+pub const NF_IPV6: u32 = 1 << 5;
+
+/// A file named on the wire, as the TC classifier saw it. Same ring buffer as [`Event`];
+/// `kind` (always `EventKind::NetFile`) comes first in both so userspace can tell them
+/// apart. Addresses are in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NetEvent {
+    pub kind: u32,
+    pub flags: u32,
+    pub ts_boot_ns: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub direction: u8,
+    pub proto: u8,
+    pub verb: u8,
+    pub _pad: u8,
+    pub ifindex: u32,
+    /// SMB2: NT status of a response.
+    pub status: u32,
+    pub smb_command: u16,
+    pub name_len: u16,
+    pub tree_id: u32,
+    pub session_id: u64,
+    pub message_id: u64,
+    /// SMB2 CREATE: DesiredAccess, CreateDisposition, CreateOptions.
+    pub access: u32,
+    pub disposition: u32,
+    pub options: u32,
+    /// SMB2 READ/WRITE: bytes asked for or sent.
+    pub length: u32,
+    pub offset: u64,
+    /// SMB2 FileId (persistent ++ volatile, little-endian as on the wire).
+    pub file_id: [u8; 16],
+    /// TCP sequence number of the packet.
+    pub tcp_seq: u32,
+    /// Bytes of the NBSS record / FTP line not in this packet.
+    pub missing: u32,
+    pub name: [u8; NAME_LEN],
+}
+
+impl NetEvent {
+    pub fn name_bytes(&self) -> &[u8] {
+        &self.name[..(self.name_len as usize).min(NAME_LEN)]
     }
 }

@@ -16,7 +16,11 @@ pub mod graph;
 #[cfg(feature = "user")]
 mod pod {
     //! Marks the `#[repr(C)]` map types as plain old data for aya's map API.
-    use crate::{event::Event, maps::*, offsets::KernelOffsets};
+    use crate::{event::{Event, NetEvent}, maps::*, offsets::KernelOffsets};
+    unsafe impl aya::Pod for NetEvent {}
+    unsafe impl aya::Pod for BlockedKey {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowState {}
     unsafe impl aya::Pod for InodeKey {}
     unsafe impl aya::Pod for InodeState {}
     unsafe impl aya::Pod for ProcState {}

@@ -120,6 +120,66 @@ pub mod names {
     pub const OFFSETS: &str = "OFFSETS";
     pub const PENDING: &str = "PENDING";
     pub const WRITE_SEEN: &str = "WRITE_SEEN";
+    pub const BLOCKED: &str = "BLOCKED";
+    pub const NET_COUNTERS: &str = "NET_COUNTERS";
+    pub const TC_JUMP: &str = "TC_JUMP";
+}
+
+/// Key of the `BLOCKED` quarantine map: an IPv6 address, or an IPv4 one mapped into
+/// IPv6 (`::ffff:a.b.c.d`), network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct BlockedKey {
+    pub addr: [u8; 16],
+}
+
+/// Key of the TC program's per-flow state (`NET_FLOWS`): where the next NBSS record
+/// starts, so that data segments in the middle of a record are skipped, not misparsed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u32,
+}
+
+/// Value of `NET_FLOWS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowState {
+    /// TCP sequence number at which the next NBSS record header is expected.
+    pub next_record_seq: u32,
+    /// 1 once a transform header was reported for this flow (report once).
+    pub encrypted_reported: u32,
+}
+
+/// `NET_COUNTERS` slots: what the TC program could not parse, by reason, and what it did.
+pub mod net_counter {
+    pub const PACKETS_INSPECTED: u32 = 0;
+    pub const TRUNCATED_HEADER: u32 = 1;
+    pub const NAME_OUT_OF_BOUNDS: u32 = 2;
+    pub const BAD_NEXT_COMMAND: u32 = 3;
+    pub const BAD_MAGIC: u32 = 4;
+    pub const PDU_LIMIT: u32 = 5;
+    pub const RECORD_LIMIT: u32 = 6;
+    pub const NAME_TRUNCATED: u32 = 7;
+    pub const MID_RECORD: u32 = 8;
+    pub const IPV6_EXT_HEADER: u32 = 9;
+    pub const BLOCKED_DROPS: u32 = 10;
+    pub const RINGBUF_FULL: u32 = 11;
+    pub const IP_FRAGMENT: u32 = 12;
+    pub const NO_STEP_PROGRAM: u32 = 13;
+    pub const SLOTS: u32 = 14;
+    pub const NAMES: [&str; SLOTS as usize] = [
+        "packets_inspected", "truncated_header", "name_out_of_bounds", "bad_next_command",
+        "bad_magic", "pdu_limit", "record_limit", "name_truncated", "mid_record_skipped",
+        "ipv6_extension_header", "blocked_drops", "ringbuf_full", "ip_fragment", "no_step_program",
+    ];
+    /// Counters that mean "input the parser could not make sense of".
+    pub const UNPARSABLE: [u32; 6] =
+        [TRUNCATED_HEADER, NAME_OUT_OF_BOUNDS, BAD_NEXT_COMMAND, BAD_MAGIC, PDU_LIMIT, RECORD_LIMIT];
 }
 
 /// Default capacity of the maps (userspace may change them at load time).

@@ -21,6 +21,8 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod taint;
 #[cfg(target_arch = "bpf")]
+mod tc;
+#[cfg(target_arch = "bpf")]
 mod tracepoints;
 
 #[cfg(target_arch = "bpf")]

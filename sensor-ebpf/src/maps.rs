@@ -1,10 +1,11 @@
 //! The maps shared by all programs. Names and value types come from `sensor_common::maps`.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
     maps::{
+        BlockedKey, FlowKey, FlowState, net_counter,
         DROP_SLOTS, InodeKey, InodeState, MAX_INODES, MAX_PROCS, PendingCall, ProcState,
         SensorConfig, WriteSeenKey,
     },
@@ -49,3 +50,23 @@ pub fn count_drop(slot: u32) {
         unsafe { *counter += 1 };
     }
 }
+
+/// Quarantined remote addresses (IPv4 mapped into IPv6); value unused. Set by userspace.
+#[map]
+pub static BLOCKED: HashMap<BlockedKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// TC: per TCP flow, where the next NBSS record starts (see `tc`).
+#[map]
+pub static NET_FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(16_384, 0);
+
+/// TC: packets inspected and input not parsed, by reason (`net_counter`).
+#[map]
+pub static NET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(net_counter::SLOTS, 0);
+
+/// TC: slot 0 = `tc_smb_step`, tail-called once per NBSS record header or SMB2 PDU.
+#[map]
+pub static TC_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// TC: the SMB walk's state between tail calls (per CPU: one packet at a time).
+#[map]
+pub static NET_WALK: PerCpuArray<crate::tc::SmbWalk> = PerCpuArray::with_max_entries(1, 0);

@@ -27,6 +27,22 @@ pub struct Config {
     pub port_programs: Vec<PathBuf>,
     pub interpreters: Vec<PathBuf>,
     pub activation_points: Vec<String>,
+    /// Network monitoring (TC classifiers for SMB2/FTP) on or off.
+    #[serde(default = "yes")]
+    pub network_monitoring: bool,
+    /// Interfaces to attach to; empty = every non-loopback interface (rescanned).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Also attach to `lo` (tests, or servers used through localhost).
+    #[serde(default)]
+    pub include_loopback: bool,
+    /// Where SMB share roots are read from (`path =` lines), to mark exact matches.
+    #[serde(default)]
+    pub smb_conf: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A file overlay: every key optional.
@@ -42,6 +58,10 @@ struct Overlay {
     port_programs: Option<Vec<PathBuf>>,
     interpreters: Option<Vec<PathBuf>>,
     activation_points: Option<Vec<String>>,
+    network_monitoring: Option<bool>,
+    interfaces: Option<Vec<String>>,
+    include_loopback: Option<bool>,
+    smb_conf: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +102,9 @@ impl Config {
             ($($field:ident),*) => {$( if let Some(v) = overlay.$field { self.$field = v; } )*};
         }
         take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
-              dedup_writes, port_programs, interpreters, activation_points);
+              dedup_writes, port_programs, interpreters, activation_points,
+              network_monitoring, interfaces, include_loopback);
+        if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         Ok(())
     }
 

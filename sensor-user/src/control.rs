@@ -12,6 +12,9 @@ pub enum Request {
     Trust { path: String, by: String },
     Taint { path: String, by: String },
     Export { format: ExportFormat, since_ns: Option<u64> },
+    /// Quarantine a remote host: `target` is an IP or a `remote:<ip>` node id.
+    Block { target: String, by: String },
+    Unblock { target: String, by: String },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]

@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> Result<()> {
         restored.0, restored.1, config.database.display(), running
     );
 
+    let mut net = crate::network::Monitor::start(&mut sensor, &config, &host.id);
     let ring = sensor.take_events().context("ring buffer already taken")?;
     #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
     let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
@@ -102,6 +103,15 @@ pub async fn run(config: Config) -> Result<()> {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
+                    if crate::network::events::is_net(&item) {
+                        if let Some(m) = net.as_mut()
+                            && let Some(line) = m.on_record(&item, &clock, &store)
+                            && events_tx.receiver_count() > 0
+                        {
+                            let _ = events_tx.send(Arc::new(line));
+                        }
+                        continue;
+                    }
                     let raw = match events::parse(&item) {
                         Ok(raw) => raw,
                         Err(e) => { counters.decode_errors += 1; warn!("dropped a kernel record: {e}"); continue; }
@@ -110,6 +120,7 @@ pub async fn run(config: Config) -> Result<()> {
                     let ev = events::decode(&raw, &clock);
                     *counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
                     handle_event(&ev, &mut ingest, &mut sensor, &mut counters);
+                    if let Some(m) = net.as_mut() { m.on_file(&ev, &ingest); }
                     if events_tx.receiver_count() > 0
                         && let Ok(line) = serde_json::to_string(&ev)
                     {
@@ -119,11 +130,20 @@ pub async fn run(config: Config) -> Result<()> {
                 guard.clear_ready();
             }
             Some(call) = calls_rx.recv() => {
-                let answer = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns);
+                let status = matches!(call.request, Request::Status);
+                let answer = match net.as_mut().and_then(|m| m.handle(&call.request, &store)) {
+                    Some(a) => a,
+                    None => {
+                        let mut a = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns);
+                        if status && let Some(m) = net.as_ref() { m.decorate_status(&mut a); }
+                        a
+                    }
+                };
                 let _ = call.reply.send(answer);
             }
             _ = tick.tick() => {
                 report_new_drops(&sensor, &mut reported_drops);
+                if let Some(m) = net.as_mut() { m.tick(&mut sensor); }
                 if let Err(e) = store.flush() { error!("cannot flush the graph database: {e}"); }
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -134,6 +154,7 @@ pub async fn run(config: Config) -> Result<()> {
     report_new_drops(&sensor, &mut reported_drops);
     store.flush()?;
     let _ = std::fs::remove_file(&config.socket);
+    if let Some(mut m) = net.take() { m.stop(&mut sensor); }
     drop(sensor);
     Ok(())
 }
@@ -225,6 +246,9 @@ fn answer(
             let mut out = Vec::new();
             export::export(store, ingest.host(), format.into(), since_ns, &mut out)?;
             Ok(out)
+        }
+        Request::Block { .. } | Request::Unblock { .. } => {
+            anyhow::bail!("network monitoring is off (network_monitoring = false, or its programs failed to load: see the sensor log)")
         }
         Request::Events => unreachable!("handled by the connection task"),
     })();

@@ -34,6 +34,10 @@ impl<'a> Ingest<'a> {
         Self { store, host, config, path_index: HashMap::new() }
     }
 
+    pub fn store(&self) -> &GraphStore {
+        self.store
+    }
+
     pub fn host(&self) -> &HostInfo {
         &self.host
     }
@@ -248,6 +252,8 @@ impl<'a> Ingest<'a> {
                     self.edge(ev.ts_ns, EdgeKind::Write, &proc, &file, attrs)?;
                 }
             }
+            // NetEvent records never get here: `network::attribution` handles them.
+            EventKind::NetFile => {}
             EventKind::Unlink => {
                 let Some(file) = path.and_then(|p| self.path_index.get(p)).cloned() else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod kernel_offsets;
 pub mod mounts;
 pub mod naming;
+pub mod network;
 pub mod procfs;
 pub mod replay;
 pub mod selftest;

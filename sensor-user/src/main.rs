@@ -63,6 +63,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Quarantine a remote host: its SMB2 CREATEs (write intent) and FTP uploads are
+    /// dropped by the TC classifier; other traffic passes. TARGET: an IP or remote:<ip>.
+    Block { target: String },
+    /// Lift a quarantine.
+    Unblock { target: String },
     /// Print the embedded default configuration.
     Config,
     /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
@@ -147,6 +152,17 @@ fn real_main() -> Result<()> {
             eprintln!("{} transfers, {} frames, {} parse errors", stats.transfers, stats.frames, stats.parse_errors);
             Ok(())
         }
+        Command::Block { target } | Command::Unblock { target } if sensor_user::network::parse_target(&target).is_err() => {
+            sensor_user::network::parse_target(&target).map(|_| ())
+        }
+        Command::Block { target } => client::call(&config.socket, &Request::Block { target, by: who_am_i() }, |line| {
+            println!("{line}");
+            Ok(true)
+        }),
+        Command::Unblock { target } => client::call(&config.socket, &Request::Unblock { target, by: who_am_i() }, |line| {
+            println!("{line}");
+            Ok(true)
+        }),
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

@@ -40,6 +40,11 @@ pub struct Sensor {
     events: Option<RingBuf<MapData>>,
 }
 
+/// The embedded eBPF object (also loaded by `network::testrun`).
+pub fn ebpf_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 /// Checks that make start-up fail with a message that says what to do.
 pub fn preflight() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
@@ -132,6 +137,11 @@ impl Sensor {
         let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
         let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
         Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events })
+    }
+
+    /// The loaded object (network monitoring loads and attaches its TC programs on it).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self._ebpf
     }
 
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {

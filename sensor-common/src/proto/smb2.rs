@@ -264,7 +264,9 @@ pub fn classify(payload: &[u8]) -> Kind {
     }
 }
 
-mod field {
+/// Byte offsets from the start of the SMB2 header (public so that the TC program's
+/// bounded extractor reads the same fields as this parser).
+pub mod field {
     use super::Field;
     pub const PROTOCOL_ID: Field = 0..4;
     pub const STRUCTURE_SIZE: Field = 4..6;

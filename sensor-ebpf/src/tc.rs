@@ -1,0 +1,615 @@
+//! TC classifiers (clsact ingress and egress): the "open packet" technique. Only the
+//! packets of TCP 445/139 (SMB2 over NBSS) and 21 (FTP control) are read; everything else
+//! leaves after the port check.
+//!
+//! What is read here is a bounded *extractor*, not the full parser: the field offsets,
+//! `create_has_write_intent` and `ftp::Verb::from_bytes` come from `sensor_common::proto`,
+//! but the walk over NBSS records and compound PDUs is written again with
+//! `bpf_skb_load_bytes` into fixed stack buffers, because the slice-based parser does not
+//! pass the verifier. The userspace parser stays the source of truth: FTP lines go to
+//! userspace raw and are parsed there; SMB2 names go as the UTF-16LE bytes sent.
+//!
+//! Per flow, `NET_FLOWS` remembers the TCP sequence number at which the next NBSS record
+//! starts, so the data segments of a large WRITE are skipped instead of misparsed.
+//! Whatever cannot be parsed is counted in `NET_COUNTERS` by reason and passed.
+//!
+//! Quarantine: a request from a source in `BLOCKED` that opens a file for writing (SMB2
+//! CREATE with write intent) or uploads (FTP STOR/APPE/STOU) is dropped (`TC_ACT_SHOT`).
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::{bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes},
+    macros::classifier,
+    programs::TcContext,
+};
+use sensor_common::{
+    event::{
+        EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NET_PROTO_FTP, NET_PROTO_SMB2,
+        NF_BLOCKED, NF_IPV6, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
+        NetEvent, net_verb,
+    },
+    maps::{BlockedKey, FlowKey, FlowState, net_counter},
+    proto::{
+        ftp::Verb,
+        smb2::{self, field},
+    },
+};
+
+use crate::maps::{BLOCKED, EVENTS, NET_COUNTERS, NET_FLOWS, NET_WALK, TC_JUMP};
+
+const ETH_HLEN: u32 = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const SMB_PORT: u16 = 445;
+const NBSS_PORT: u16 = 139;
+const FTP_PORT: u16 = 21;
+
+/// NBSS records and compound PDUs looked at per packet (and at most 32 steps in all).
+const MAX_RECORDS: u32 = 8;
+const MAX_PDUS: u32 = 16;
+
+const SMB2_HDR: u32 = smb2::HEADER_LEN as u32;
+const CREATE_FIXED_END: u32 = field::create_req::BUFFER as u32;
+
+#[classifier]
+pub fn tc_ingress(ctx: TcContext) -> i32 {
+    classify(&ctx, NET_DIR_INGRESS)
+}
+
+#[classifier]
+pub fn tc_egress(ctx: TcContext) -> i32 {
+    classify(&ctx, NET_DIR_EGRESS)
+}
+
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(c) = NET_COUNTERS.get_ptr_mut(slot) {
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn is_service(port: u16) -> bool {
+    port == SMB_PORT || port == NBSS_PORT || port == FTP_PORT
+}
+
+/// The parts of a packet every event carries; plain scalars only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Packet {
+    flow: FlowKey,
+    ipv6: bool,
+    direction: u8,
+    seq: u32,
+    /// Offset of the TCP payload in the skb, and the skb length.
+    payload: u32,
+    len: u32,
+    ifindex: u32,
+}
+
+#[inline(always)]
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+#[inline(always)]
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+#[inline(always)]
+fn le64(b: &[u8], at: usize) -> u64 {
+    (le32(b, at) as u64) | ((le32(b, at + 4) as u64) << 32)
+}
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, off: u32) -> Option<T> {
+    ctx.load::<T>(off as usize).ok()
+}
+
+fn classify(ctx: &TcContext, direction: u8) -> i32 {
+    if inspect(ctx, direction) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
+}
+
+/// Returns true when the packet must be dropped (quarantine).
+#[inline(always)]
+fn inspect(ctx: &TcContext, direction: u8) -> bool {
+    let proto = u16::from_be(ctx.skb.protocol() as u16);
+    let len = ctx.len();
+    let mut flow = FlowKey::default();
+    let l4;
+    let ipv6;
+    if proto == ETH_P_IP {
+        let Some(ip) = load::<[u8; 20]>(ctx, ETH_HLEN) else { return false };
+        if ip[9] != IPPROTO_TCP {
+            return false;
+        }
+        let ihl = ((ip[0] & 0x0f) as u32) * 4;
+        if ihl < 20 {
+            return false;
+        }
+        // A non-first fragment has no TCP header; a first one has only part of the payload.
+        if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+            count(net_counter::IP_FRAGMENT);
+            return false;
+        }
+        flow.saddr[10] = 0xff;
+        flow.saddr[11] = 0xff;
+        flow.daddr[10] = 0xff;
+        flow.daddr[11] = 0xff;
+        flow.saddr[12..16].copy_from_slice(&ip[12..16]);
+        flow.daddr[12..16].copy_from_slice(&ip[16..20]);
+        l4 = ETH_HLEN + ihl;
+        ipv6 = false;
+    } else if proto == ETH_P_IPV6 {
+        let Some(ip) = load::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
+        if ip[6] != IPPROTO_TCP {
+            // Hop-by-hop, routing, fragment, destination options, AH: not walked.
+            if matches!(ip[6], 0 | 43 | 44 | 51 | 60) {
+                count(net_counter::IPV6_EXT_HEADER);
+            }
+            return false;
+        }
+        flow.saddr.copy_from_slice(&ip[8..24]);
+        flow.daddr.copy_from_slice(&ip[24..40]);
+        l4 = ETH_HLEN + 40;
+        ipv6 = true;
+    } else {
+        return false;
+    }
+    let Some(tcp) = load::<[u8; 20]>(ctx, l4) else { return false };
+    let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+    let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+    if !is_service(dport) && !is_service(sport) {
+        return false;
+    }
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let payload = l4 + ((tcp[12] >> 4) as u32) * 4;
+    if payload >= len {
+        return false;
+    }
+    count(net_counter::PACKETS_INSPECTED);
+    flow.sport = sport;
+    flow.dport = dport;
+    let request = is_service(dport);
+    let blocked = request
+        && direction == NET_DIR_INGRESS
+        && unsafe { BLOCKED.get(&BlockedKey { addr: flow.saddr }) }.is_some();
+    let pkt = Packet { flow, ipv6, direction, seq, payload, len, ifindex: unsafe { (*ctx.skb.skb).ifindex } };
+    let service = if request { dport } else { sport };
+    if service == FTP_PORT {
+        ftp(ctx, &pkt, request, blocked)
+    } else {
+        smb(ctx, &pkt, blocked)
+    }
+}
+
+/// Reserves a `NetEvent`, fills the common part, lets `fill` add the rest, submits.
+/// One function owns the reservation (see `taint::emit` for why).
+#[inline(always)]
+fn emit(pkt: &Packet, proto: u8, verb: u8, flags: u32, fill: impl FnOnce(&mut NetEvent)) {
+    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
+        count(net_counter::RINGBUF_FULL);
+        return;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.kind = EventKind::NetFile as u32;
+    ev.flags = flags | if pkt.ipv6 { NF_IPV6 } else { 0 };
+    ev.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.saddr = pkt.flow.saddr;
+    ev.daddr = pkt.flow.daddr;
+    ev.sport = pkt.flow.sport;
+    ev.dport = pkt.flow.dport;
+    ev.direction = pkt.direction;
+    ev.proto = proto;
+    ev.verb = verb;
+    ev._pad = 0;
+    ev.ifindex = pkt.ifindex;
+    ev.status = 0;
+    ev.smb_command = 0;
+    ev.name_len = 0;
+    ev.tree_id = 0;
+    ev.session_id = 0;
+    ev.message_id = 0;
+    ev.access = 0;
+    ev.disposition = 0;
+    ev.options = 0;
+    ev.length = 0;
+    ev.offset = 0;
+    ev.file_id = [0; 16];
+    ev.tcp_seq = pkt.seq;
+    ev.missing = 0;
+    fill(ev);
+    entry.submit(0);
+}
+
+/// Copies `n` packet bytes at `off` into `ev.name` (n already clamped to `NAME_LEN`).
+#[inline(always)]
+fn copy_name(ctx: &TcContext, ev: &mut NetEvent, off: u32, n: u32) {
+    if n == 0 || n > NAME_LEN as u32 {
+        return;
+    }
+    // Hide the range LLVM knows so it keeps the mask: the verifier needs the length
+    // register itself bounded to [1, NAME_LEN] at the call.
+    let n = core::hint::black_box(n);
+    let len = (n.wrapping_sub(1) & (NAME_LEN as u32 - 1)) + 1;
+    let ret = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, off, ev.name.as_mut_ptr() as *mut _, len) };
+    if ret == 0 {
+        ev.name_len = len as u16;
+    }
+}
+
+// ---------------------------------------------------------------------------------- FTP
+
+#[inline(always)]
+fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
+    let avail = pkt.len - pkt.payload;
+    let Some(head) = load::<[u8; 4]>(ctx, pkt.payload) else {
+        count(net_counter::TRUNCATED_HEADER);
+        return false;
+    };
+    let (n, truncated) = if avail > NAME_LEN as u32 { (NAME_LEN as u32, true) } else { (avail, false) };
+    let missing = avail - n;
+    if !request {
+        // Replies userspace needs: 150 (STOU's "FILE: name"), 226, 250 (CWD), 257 (PWD).
+        let code = [head[0], head[1], head[2]];
+        if !matches!(&code, b"150" | b"226" | b"250" | b"257") {
+            return false;
+        }
+        emit(pkt, NET_PROTO_FTP, net_verb::FTP_REPLY, if truncated { NF_NAME_TRUNCATED } else { 0 }, |ev| {
+            copy_name(ctx, ev, pkt.payload, n);
+            ev.missing = missing;
+        });
+        return false;
+    }
+    // The verb: up to 4 letters before a space or the end of the line.
+    let mut vlen = 0usize;
+    while vlen < 4 && !matches!(head[vlen], b' ' | b'\r' | b'\n') {
+        vlen += 1;
+    }
+    let verb = Verb::from_bytes(&head[..vlen]);
+    // USER, PASS and the rest never leave the kernel: only file and directory verbs do.
+    if matches!(verb, Verb::Other | Verb::User | Verb::Quit) {
+        return false;
+    }
+    let upload = verb.is_upload();
+    let drop = blocked && upload;
+    let mut flags = if truncated { NF_NAME_TRUNCATED } else { 0 };
+    if upload {
+        flags |= NF_WRITE_INTENT;
+    }
+    if drop {
+        flags |= NF_BLOCKED;
+        count(net_counter::BLOCKED_DROPS);
+    }
+    emit(pkt, NET_PROTO_FTP, net_verb::FTP_COMMAND, flags, |ev| {
+        copy_name(ctx, ev, pkt.payload, n);
+        ev.missing = missing;
+    });
+    drop
+}
+
+// ---------------------------------------------------------------------------------- SMB2
+
+/// State of the walk over a packet's NBSS records and compound PDUs, kept in the per-CPU
+/// `NET_WALK` slot between tail calls of `tc_smb_step` (one step per record header or
+/// PDU): the verifier checks one step once, instead of every combination of nested-loop
+/// iterations (which exceeded its 1M-instruction budget). At most 32 steps (the kernel's
+/// tail-call limit) per packet.
+#[repr(C)]
+pub struct SmbWalk {
+    pkt: Packet,
+    next_seq: u32,
+    pos: u32,
+    end: u32,
+    in_record: u32,
+    drop: u32,
+    synced: u32,
+    encrypted: u32,
+    known: u32,
+    records: u32,
+    pdus: u32,
+    blocked: u32,
+}
+
+#[inline(always)]
+fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
+    let state = unsafe { NET_FLOWS.get(&pkt.flow) };
+    let (known, next_seq, enc_reported) = match state {
+        Some(s) => (true, s.next_record_seq, s.encrypted_reported),
+        None => (false, 0u32, 0u32),
+    };
+    let plen = pkt.len - pkt.payload;
+    let mut off = pkt.payload;
+    // A packet that ends exactly where the next record starts is either the last segment
+    // of a record or a retransmission of whole messages (a dropped CREATE comes back like
+    // this): parse it, and count a failure as mid-record, not as bad input.
+    let mut sure = known;
+    if known && next_seq != pkt.seq {
+        let ahead = next_seq.wrapping_sub(pkt.seq);
+        if ahead == plen {
+            sure = false;
+        } else if ahead < 0x8000_0000 {
+            if ahead > plen {
+                // The whole packet lies inside a record that started earlier (WRITE data).
+                count(net_counter::MID_RECORD);
+                return false;
+            }
+            off = pkt.payload + ahead;
+        }
+        // Else the packet starts past the expected record (lost capture, or the record
+        // length was garbage): try to resynchronise at its start.
+    }
+    let Some(w) = NET_WALK.get_ptr_mut(0) else { return false };
+    let w = unsafe { &mut *w };
+    w.pkt = *pkt;
+    w.next_seq = next_seq;
+    w.pos = off;
+    w.end = 0;
+    w.in_record = 0;
+    w.synced = 0;
+    w.encrypted = enc_reported;
+    w.known = sure as u32;
+    w.records = 0;
+    w.pdus = 0;
+    w.blocked = blocked as u32;
+    w.drop = 0;
+    // Does not return if the step program is installed.
+    let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
+    count(net_counter::NO_STEP_PROGRAM);
+    false
+}
+
+/// Records where the flow's next NBSS record starts and gives the verdict.
+#[inline(always)]
+fn smb_finish(w: &SmbWalk) -> i32 {
+    // A dropped packet was not delivered: its retransmission must be parsed (and dropped) again.
+    if w.drop == 0 && w.synced != 0 {
+        let next = w.pkt.seq.wrapping_add(w.pos.wrapping_sub(w.pkt.payload));
+        let _ = NET_FLOWS.insert(&w.pkt.flow, &FlowState { next_record_seq: next, encrypted_reported: w.encrypted }, 0);
+    }
+    if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
+}
+
+/// One step of the SMB walk per tail call (see `SmbWalk`).
+#[classifier]
+pub fn tc_smb_step(ctx: TcContext) -> i32 {
+    let Some(w) = NET_WALK.get_ptr_mut(0) else { return TC_ACT_OK as i32 };
+    let w = unsafe { &mut *w };
+    if smb_step(&ctx, w) == 0 {
+        let _ = unsafe { TC_JUMP.tail_call(&ctx, 0) };
+        // Tail-call limit reached: stop here.
+        count(net_counter::PDU_LIMIT);
+    }
+    smb_finish(w)
+}
+
+/// One step: an NBSS record header at `pos` (between records) or one PDU (inside one).
+/// Returns 1 to stop the loop.
+#[inline(always)]
+fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
+    let len = w.pkt.len;
+    if w.in_record == 0 {
+        if w.pos >= len {
+            return 1;
+        }
+        if w.records >= MAX_RECORDS {
+            count(net_counter::RECORD_LIMIT);
+            return 1;
+        }
+        w.records += 1;
+        if w.pos + 4 > len {
+            count(net_counter::TRUNCATED_HEADER);
+            return 1;
+        }
+        let Some(h) = load::<[u8; 4]>(ctx, w.pos) else { return 1 };
+        let rlen = ((h[1] as u32) << 16) | ((h[2] as u32) << 8) | h[3] as u32;
+        let body = w.pos + 4;
+        let end = body + rlen;
+        if h[0] == 0 && rlen >= 4 {
+            if body + 4 > len {
+                count(net_counter::TRUNCATED_HEADER);
+                w.synced = 1;
+                w.pos = end;
+                return 1;
+            }
+            let Some(magic) = load::<[u8; 4]>(ctx, body) else { return 1 };
+            if magic == smb2::TRANSFORM_PROTOCOL_ID {
+                w.synced = 1;
+                if w.encrypted == 0 {
+                    w.encrypted = 1;
+                    let session = load::<[u8; 8]>(ctx, body + field::transform::SESSION_ID.start as u32)
+                        .map_or(0, u64::from_le_bytes);
+                    let missing = end.saturating_sub(len);
+                    emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_ENCRYPTED, 0, |ev| {
+                        ev.session_id = session;
+                        ev.missing = missing;
+                    });
+                }
+                w.pos = end;
+                return 0;
+            }
+            if magic == smb2::PROTOCOL_ID {
+                w.synced = 1;
+                w.in_record = 1;
+                w.pdus = 0;
+                w.end = end;
+                w.pos = body;
+                return 0;
+            }
+            if magic == smb2::COMPRESSION_PROTOCOL_ID || magic == smb2::SMB1_PROTOCOL_ID {
+                w.synced = 1;
+                w.pos = end;
+                return 0;
+            }
+            count(if w.known != 0 { net_counter::BAD_MAGIC } else { net_counter::MID_RECORD });
+            return 1;
+        }
+        if h[0] == 0 || matches!(h[0], 0x81 | 0x82 | 0x83 | 0x84 | 0x85) {
+            // Empty session message, or session request/response/keep-alive (port 139).
+            w.synced = 1;
+            w.pos = end;
+            return 0;
+        }
+        count(if w.known != 0 { net_counter::BAD_MAGIC } else { net_counter::MID_RECORD });
+        return 1;
+    }
+
+    // Inside a record: one PDU of the compound chain at `pos`.
+    let pdu = w.pos;
+    let end = w.end;
+    if w.pdus >= MAX_PDUS {
+        count(net_counter::PDU_LIMIT);
+        w.in_record = 0;
+        w.pos = end;
+        return 0;
+    }
+    w.pdus += 1;
+    if pdu + SMB2_HDR > len {
+        count(net_counter::TRUNCATED_HEADER);
+        w.in_record = 0;
+        w.pos = end;
+        return 1;
+    }
+    let Some(h) = load::<[u8; 64]>(ctx, pdu) else { return 1 };
+    if h[0..4] != smb2::PROTOCOL_ID {
+        count(net_counter::BAD_MAGIC);
+        w.in_record = 0;
+        w.pos = end;
+        return 0;
+    }
+    let command = le16(&h, field::COMMAND.start);
+    let flags = le32(&h, field::FLAGS.start);
+    let next = le32(&h, field::NEXT_COMMAND.start);
+    let status = le32(&h, field::STATUS.start);
+    let message_id = le64(&h, field::MESSAGE_ID.start);
+    let tree_id = le32(&h, field::TREE_ID.start);
+    let session_id = le64(&h, field::SESSION_ID.start);
+    let response = flags & smb2::flags::RESPONSE != 0;
+    let related = if flags & smb2::flags::RELATED_OPERATIONS != 0 { NF_RELATED } else { 0 };
+    if command == 5 && !response {
+        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, message_id, tree_id, session_id) {
+            w.drop = 1;
+        }
+    } else if command == 5 && response && status == 0 {
+        if pdu + field::create_resp::FILE_ID.end as u32 <= len
+            && let Some(fid) = load::<[u8; 16]>(ctx, pdu + field::create_resp::FILE_ID.start as u32)
+        {
+            emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE_RESPONSE, related, |ev| {
+                ev.smb_command = command;
+                ev.message_id = message_id;
+                ev.tree_id = tree_id;
+                ev.session_id = session_id;
+                ev.file_id = fid;
+            });
+        } else {
+            count(net_counter::TRUNCATED_HEADER);
+        }
+    } else if (command == 8 || command == 9) && !response {
+        // READ and WRITE requests share Length/Offset/FileId offsets.
+        if pdu + field::write_req::FILE_ID.end as u32 <= len
+            && let Some(b) = load::<[u8; 32]>(ctx, pdu + field::write_req::LENGTH.start as u32)
+        {
+            let verb = if command == 9 { net_verb::SMB_WRITE } else { net_verb::SMB_READ };
+            let length = le32(&b, 0);
+            let offset = le64(&b, 4);
+            let mut fid = [0u8; 16];
+            fid.copy_from_slice(&b[12..28]);
+            emit(&w.pkt, NET_PROTO_SMB2, verb, related, |ev| {
+                ev.smb_command = command;
+                ev.message_id = message_id;
+                ev.tree_id = tree_id;
+                ev.session_id = session_id;
+                ev.length = length;
+                ev.offset = offset;
+                ev.file_id = fid;
+            });
+        } else {
+            count(net_counter::TRUNCATED_HEADER);
+        }
+    }
+    if next == 0 {
+        w.in_record = 0;
+        w.pos = end;
+        return 0;
+    }
+    // NextCommand must move forward past a header, 8-aligned, inside the record.
+    if next < SMB2_HDR || next & 7 != 0 || pdu + next >= end {
+        count(net_counter::BAD_NEXT_COMMAND);
+        w.in_record = 0;
+        w.pos = end;
+        return 0;
+    }
+    w.pos = pdu + next;
+    0
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn create_request(
+    ctx: &TcContext,
+    pkt: &Packet,
+    pdu: u32,
+    end: u32,
+    blocked: bool,
+    related: u32,
+    message_id: u64,
+    tree_id: u32,
+    session_id: u64,
+) -> bool {
+    if pdu + CREATE_FIXED_END > pkt.len {
+        count(net_counter::TRUNCATED_HEADER);
+        return false;
+    }
+    let Some(b) = load::<[u8; 32]>(ctx, pdu + field::create_req::DESIRED_ACCESS.start as u32) else { return false };
+    // DesiredAccess at 0, FileAttributes 4, ShareAccess 8, Disposition 12, Options 16,
+    // NameOffset 20, NameLength 22 (relative to DESIRED_ACCESS).
+    let access = le32(&b, 0);
+    let disposition = le32(&b, 12);
+    let options = le32(&b, 16);
+    let name_offset = le16(&b, 20) as u32;
+    let name_length = le16(&b, 22) as u32;
+    let write_intent = smb2::create_has_write_intent(access, disposition, options);
+    let mut flags = related;
+    if write_intent {
+        flags |= NF_WRITE_INTENT;
+    }
+    let name_start = pdu + name_offset;
+    let mut n = 0u32;
+    let mut missing = 0u32;
+    if name_length > 0 {
+        if name_offset < CREATE_FIXED_END || name_start + name_length > end {
+            // The name overlaps the fixed part or runs past the record: malformed.
+            count(net_counter::NAME_OUT_OF_BOUNDS);
+            flags |= NF_NAME_TRUNCATED;
+        } else {
+            n = name_length;
+            if name_start + n > pkt.len {
+                // The record continues in the next segment: what is here, marked partial.
+                n = pkt.len.saturating_sub(name_start);
+                flags |= NF_PARTIAL;
+                missing = name_length - n;
+            }
+            if n > NAME_LEN as u32 {
+                n = NAME_LEN as u32;
+                flags |= NF_NAME_TRUNCATED;
+                count(net_counter::NAME_TRUNCATED);
+            }
+        }
+    }
+    let drop = blocked && write_intent;
+    if drop {
+        flags |= NF_BLOCKED;
+        count(net_counter::BLOCKED_DROPS);
+    }
+    emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
+        ev.smb_command = 5;
+        ev.message_id = message_id;
+        ev.tree_id = tree_id;
+        ev.session_id = session_id;
+        ev.access = access;
+        ev.disposition = disposition;
+        ev.options = options;
+        ev.missing = missing;
+        copy_name(ctx, ev, name_start, n);
+    });
+    drop
+}

@@ -1,0 +1,87 @@
+//! TC classifier cost: ns per packet (BPF_PROG_TEST_RUN with repeat) for non-file
+//! traffic, an SMB2 CREATE and an FTP STOR line; then iperf3 TCP throughput across a veth
+//! pair (namespace `vtbench`) with the classifier off and on.
+//!
+//! `cargo run --release -p sensor-user --example tc-bench [-- --seconds 5 --no-iperf]` (root).
+use std::{net::IpAddr, process::Command, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Btf, EbpfLoader,
+    programs::{SchedClassifier, TcAttachType, tc::{self, NlOptions, TcAttachOptions}},
+};
+use sensor_common::proto::smb2::build;
+use sensor_user::network::testrun::{TcTestRun, tcp_packet};
+
+fn sh(cmd: &str) -> Result<String> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
+    if !out.status.success() {
+        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn iperf(seconds: u32, port: u16) -> Result<f64> {
+    let _ = sh(&format!("ip netns exec vtbench iperf3 -s -1 -D -p {port} -B 10.233.0.2"));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sh(&format!("iperf3 -c 10.233.0.2 -p {port} -t {seconds} -J"))?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 JSON")
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: u32 = args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let repeat = 1_000_000;
+    let c: IpAddr = "10.9.0.2".parse()?;
+    let s: IpAddr = "10.9.0.1".parse()?;
+    let mut t = TcTestRun::load()?;
+    let create = build::nbss(&build::create_request(&build::utf16("dir\\payload.exe"), 0x0012_0196, 5, 0x44, 9));
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("non-file (TCP 443, 1000 B)", tcp_packet(c, s, 40000, 443, 1, &[0u8; 1000])),
+        ("non-IP frame (60 B)", vec![0u8; 60]),
+        ("SMB2 CREATE (445)", tcp_packet(c, s, 40001, 445, 1, &create)),
+        ("FTP STOR line (21)", tcp_packet(c, s, 40002, 21, 1, b"STOR incoming/payload.exe\r\n")),
+    ];
+    println!("BPF_PROG_TEST_RUN, {repeat} repeats each:");
+    for (name, pkt) in &cases {
+        let r = t.run(pkt, repeat)?;
+        let _ = t.drain_events();
+        println!("  {name:40} {:>6} ns/packet (retval {})", r.duration.as_nanos(), r.retval);
+    }
+    drop(t);
+    if args.iter().any(|a| a == "--no-iperf") {
+        return Ok(());
+    }
+
+    let _ = sh("ip netns del vtbench 2>/dev/null");
+    let _ = sh("ip link del vtb0 2>/dev/null");
+    sh("ip netns add vtbench && ip link add vtb0 type veth peer name vtb1 && ip link set vtb1 netns vtbench \
+        && ip addr add 10.233.0.1/24 dev vtb0 && ip link set vtb0 up \
+        && ip netns exec vtbench ip addr add 10.233.0.2/24 dev vtb1 && ip netns exec vtbench ip link set vtb1 up \
+        && ip netns exec vtbench ip link set lo up")?;
+    let result = (|| -> Result<()> {
+        for port in [5201u16, 445] {
+            let off = iperf(seconds, port)?;
+            let btf = Btf::from_sys_fs()?;
+            let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object())?;
+            tc::qdisc_add_clsact("vtb0")?;
+            for (name, kind) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
+                let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+                p.load()?;
+                p.attach_with_options("vtb0", kind, TcAttachOptions::Netlink(NlOptions::default()))?;
+            }
+            let on = iperf(seconds, port)?;
+            drop(ebpf);
+            sh("tc qdisc del dev vtb0 clsact")?;
+            println!(
+                "iperf3 TCP port {port}, {seconds} s, veth: classifier off {:.2} Gbit/s, on {:.2} Gbit/s, ratio {:.3}",
+                off / 1e9, on / 1e9, on / off
+            );
+        }
+        Ok(())
+    })();
+    let _ = sh("ip netns del vtbench");
+    let _ = sh("ip link del vtb0 2>/dev/null");
+    result
+}

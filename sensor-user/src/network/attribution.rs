@@ -1,0 +1,450 @@
+//! Links what the TC programs saw on the wire to the files port programs write.
+//!
+//! - SMB2: a CREATE request is remembered by (server, SessionId, MessageId) until its
+//!   response gives the FileId; open files are then keyed by (server, SessionId, FileId)
+//!   (not by TCP flow: multichannel sessions use several). A CREATE with write intent, or
+//!   a WRITE to a FileId opened by any CREATE, is an upload.
+//! - FTP: per control connection, the working directory (CWD + `250`, `257`), STOR/APPE/
+//!   STOU with an argument, STOU's `150 FILE: name`, and RETR. Lines are parsed with
+//!   `sensor_common::proto::ftp`, the same code as `replay`.
+//! - An upload and a port-program create/write of a path that ends with the name sent
+//!   (share-relative for SMB, working directory + name for FTP), within `WINDOW_NS` in
+//!   either order, make a `received_from` edge `remote:<ip>` -> file.
+//! - SMB3-encrypted sessions show no names: a port-program process whose established
+//!   connections all go to one peer that sent a transform header attributes what it writes
+//!   to that peer, with `inferred: true`.
+//! - An SMB2 READ / FTP RETR of a file known untrusted (it arrived or was written by a
+//!   port program while the sensor ran) makes a `sent_to` edge file -> `remote:<ip>`.
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    net::IpAddr,
+};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use sensor_common::{
+    event::{EventKind, net_verb},
+    graph::{Edge, EdgeKind, Node, NodeData, remote_node_id},
+    proto::ftp::{self, Verb},
+};
+
+use super::{events::NetFileEvent, peers};
+use crate::{events::SensorEvent, graph::GraphStore};
+
+/// How far apart the packet and the write may be.
+const WINDOW_NS: u64 = 120 * 1_000_000_000;
+const MAX_PENDING: usize = 4096;
+
+#[derive(Clone, Debug)]
+struct Transfer {
+    ts_ns: u64,
+    client: IpAddr,
+    client_port: u16,
+    server: IpAddr,
+    server_port: u16,
+    proto: &'static str,
+    verb: String,
+    /// As sent (UTF-8).
+    name: String,
+    /// Path components joined with '/', no leading '/': what a disk path must end with.
+    norm: String,
+    partial: bool,
+    session_id: u64,
+}
+
+#[derive(Clone, Debug)]
+struct PortWrite {
+    ts_ns: u64,
+    tgid: u32,
+    path: String,
+    file: String,
+}
+
+#[derive(Default)]
+struct FtpConn {
+    cwd: String,
+    pending_cwd: Option<String>,
+    stou_pending: bool,
+}
+
+#[derive(Default)]
+pub struct Attribution {
+    host: String,
+    uploads: VecDeque<Transfer>,
+    smb_creates: HashMap<(IpAddr, u64, u64), Transfer>,
+    smb_files: HashMap<(IpAddr, u64, [u8; 16]), (Transfer, bool)>,
+    encrypted_peers: HashMap<IpAddr, u64>,
+    ftp: HashMap<(IpAddr, u16), FtpConn>,
+    port_writes: VecDeque<PortWrite>,
+    /// Untrusted files by base name: (path, node id), for READ/RETR -> sent_to.
+    untrusted_by_name: HashMap<String, Vec<(String, String)>>,
+    done: HashSet<(String, String, &'static str)>,
+    /// Share roots from smb.conf or the config: a match under one is marked `exact`.
+    share_roots: Vec<String>,
+    pub stats: Stats,
+}
+
+#[derive(Default, Debug, serde::Serialize, Clone)]
+pub struct Stats {
+    pub net_events: u64,
+    pub uploads_seen: u64,
+    pub received_from: u64,
+    pub received_from_inferred: u64,
+    pub sent_to: u64,
+    pub blocked_packets: u64,
+    pub encrypted_sessions: u64,
+}
+
+/// `a\b\c` or `/a/b/c` -> `a/b/c` (empty components and `.` dropped).
+pub fn normalize(name: &str) -> String {
+    name.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
+}
+
+/// FTP: `name` relative to `cwd` unless absolute; `..` resolved.
+fn ftp_join(cwd: &str, name: &str) -> String {
+    let full = if name.starts_with('/') { name.to_string() } else { format!("{cwd}/{name}") };
+    let mut out: Vec<&str> = Vec::new();
+    for c in full.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// Does disk path `path` hold the name sent (`norm`, share- or FTP-root-relative)?
+pub fn path_matches(path: &str, norm: &str) -> bool {
+    !norm.is_empty() && (path.trim_start_matches('/') == norm || path.ends_with(&format!("/{norm}")))
+}
+
+/// Share `path = ...` lines of an smb.conf.
+pub fn smb_conf_share_roots(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once('=')?;
+            (k.trim().eq_ignore_ascii_case("path")).then(|| v.trim().trim_end_matches('/').to_string())
+        })
+        .filter(|p| p.starts_with('/'))
+        .collect()
+}
+
+impl Attribution {
+    pub fn new(host: &str, share_roots: Vec<String>) -> Self {
+        Self { host: host.into(), share_roots, ..Default::default() }
+    }
+
+    fn remote(&self, store: &GraphStore, ts: u64, ip: IpAddr) -> Result<String> {
+        let id = remote_node_id(&ip.to_string());
+        store.upsert_node(Node {
+            id: id.clone(),
+            host: self.host.clone(),
+            first_seen_ns: ts,
+            data: NodeData::Remote { ip: ip.to_string(), node_ids: Vec::new() },
+        })?;
+        Ok(id)
+    }
+
+    fn edge(&self, store: &GraphStore, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: Value) -> Result<()> {
+        let attrs = match attrs {
+            Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            _ => Default::default(),
+        };
+        store.add_edge(&Edge { ts_ns, kind, src: src.into(), dst: dst.into(), host: self.host.clone(), attrs })?;
+        Ok(())
+    }
+
+    /// A block/unblock edge from this host to the remote node.
+    pub fn quarantine_edge(&self, store: &GraphStore, ip: IpAddr, block: bool, by: &str) -> Result<String> {
+        let ts = crate::procfs::now_wall_ns();
+        let remote = self.remote(store, ts, ip)?;
+        let host = sensor_common::graph::host_node_id(&self.host);
+        let kind = if block { EdgeKind::Block } else { EdgeKind::Unblock };
+        self.edge(store, ts, kind, &host, &remote, json!({"ip": ip.to_string(), "by": by}))?;
+        Ok(remote)
+    }
+
+    fn push_upload(&mut self, store: &GraphStore, t: Transfer) -> Result<()> {
+        self.stats.uploads_seen += 1;
+        // A port program may have written the file before this packet's event arrived.
+        let cutoff = t.ts_ns.saturating_sub(WINDOW_NS);
+        let hits: Vec<PortWrite> = self
+            .port_writes
+            .iter()
+            .filter(|w| w.ts_ns >= cutoff && path_matches(&w.path, &t.norm))
+            .cloned()
+            .collect();
+        for w in hits {
+            self.received(store, &t, &w.file, &w.path, w.ts_ns)?;
+        }
+        if self.uploads.len() >= MAX_PENDING {
+            self.uploads.pop_front();
+        }
+        self.uploads.push_back(t);
+        Ok(())
+    }
+
+    /// A relative path (the writer exited before its dirfd could be read): the share root
+    /// + name, if that is the same file.
+    fn absolute(&self, store: &GraphStore, file: &str, path: &str, norm: &str) -> String {
+        if path.starts_with('/') {
+            return path.to_string();
+        }
+        for root in &self.share_roots {
+            let candidate = format!("{root}/{norm}");
+            if let Ok((key, _)) = crate::procfs::inode_of(std::path::Path::new(&candidate))
+                && sensor_common::graph::file_node_id(&self.host, key.dev, key.ino) == file
+            {
+                if let Ok(Some(mut node)) = store.node(file)
+                    && let NodeData::File { paths, .. } = &mut node.data
+                {
+                    paths.push(candidate.clone());
+                    let _ = store.upsert_node(node);
+                }
+                return candidate;
+            }
+        }
+        path.to_string()
+    }
+
+    fn received(&mut self, store: &GraphStore, t: &Transfer, file: &str, path: &str, _write_ts: u64) -> Result<()> {
+        let remote_ip = t.client;
+        let key = (file.to_string(), remote_ip.to_string(), "received_from");
+        if !self.done.insert(key) {
+            return Ok(());
+        }
+        let path = &self.absolute(store, file, path, &t.norm);
+        let remote = self.remote(store, t.ts_ns, remote_ip)?;
+        let exact = self.share_roots.iter().any(|r| *path == format!("{r}/{}", t.norm));
+        self.edge(store, t.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
+            "ip": remote_ip.to_string(),
+            "port": t.client_port,
+            "server": t.server.to_string(),
+            "server_port": t.server_port,
+            "protocol": t.proto,
+            "verb": t.verb,
+            "name": t.name,
+            "time": t.ts_ns,
+            "path": path,
+            "session_id": (t.session_id != 0).then_some(t.session_id),
+            "partial": t.partial.then_some(true),
+            "share_root_match": exact.then_some(true),
+            "inferred": false,
+        }))?;
+        self.stats.received_from += 1;
+        Ok(())
+    }
+
+    fn sent(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
+        let base = t.norm.rsplit('/').next().unwrap_or("").to_string();
+        let Some(candidates) = self.untrusted_by_name.get(&base) else { return Ok(()) };
+        let hits: Vec<(String, String)> = candidates.iter().filter(|(p, _)| path_matches(p, &t.norm)).cloned().collect();
+        for (path, file) in hits {
+            let key = (file.clone(), format!("{}:{}", t.client, t.ts_ns / 1_000_000_000), "sent_to");
+            if !self.done.insert(key) {
+                continue;
+            }
+            let remote = self.remote(store, t.ts_ns, t.client)?;
+            self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
+                "ip": t.client.to_string(), "port": t.client_port, "server_port": t.server_port,
+                "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
+            }))?;
+            self.stats.sent_to += 1;
+        }
+        Ok(())
+    }
+
+    /// A record from the TC programs.
+    pub fn on_net(&mut self, store: &GraphStore, ev: &NetFileEvent) -> Result<()> {
+        self.stats.net_events += 1;
+        if ev.blocked {
+            self.stats.blocked_packets += 1;
+            return Ok(());
+        }
+        // Requests go client -> server (dport is the service port), responses back.
+        let request = matches!(ev.dport, 445 | 139 | 21);
+        let (client, client_port, server, server_port) =
+            if request { (ev.src, ev.sport, ev.dst, ev.dport) } else { (ev.dst, ev.dport, ev.src, ev.sport) };
+        let transfer = |verb: &str, name: &str, norm: String| Transfer {
+            ts_ns: ev.ts_ns,
+            client,
+            client_port,
+            server,
+            server_port,
+            proto: ev.proto,
+            verb: verb.into(),
+            name: name.into(),
+            norm,
+            partial: ev.partial || ev.name_truncated,
+            session_id: ev.session_id,
+        };
+        match ev.verb_code {
+            net_verb::SMB_CREATE => {
+                let t = transfer("create", &ev.name, normalize(&ev.name));
+                if self.smb_creates.len() >= MAX_PENDING {
+                    self.smb_creates.clear();
+                }
+                self.smb_creates.insert((server, ev.session_id, ev.message_id), t.clone());
+                if ev.write_intent && !t.norm.is_empty() {
+                    self.push_upload(store, t)?;
+                }
+            }
+            net_verb::SMB_CREATE_RESPONSE => {
+                if let Some(t) = self.smb_creates.remove(&(server, ev.session_id, ev.message_id)) {
+                    if self.smb_files.len() >= MAX_PENDING {
+                        self.smb_files.clear();
+                    }
+                    self.smb_files.insert((server, ev.session_id, ev.file_id_raw), (t, false));
+                }
+            }
+            net_verb::SMB_WRITE => {
+                if let Some((t, seen)) = self.smb_files.get_mut(&(server, ev.session_id, ev.file_id_raw))
+                    && !*seen
+                {
+                    *seen = true;
+                    let mut t = t.clone();
+                    t.verb = "write".into();
+                    t.ts_ns = ev.ts_ns;
+                    self.push_upload(store, t)?;
+                }
+            }
+            net_verb::SMB_READ => {
+                if let Some((t, _)) = self.smb_files.get(&(server, ev.session_id, ev.file_id_raw)) {
+                    let mut t = t.clone();
+                    t.verb = "read".into();
+                    t.ts_ns = ev.ts_ns;
+                    self.sent(store, &t)?;
+                }
+            }
+            net_verb::SMB_ENCRYPTED => {
+                if self.encrypted_peers.insert(client, ev.ts_ns).is_none() {
+                    self.stats.encrypted_sessions += 1;
+                }
+            }
+            net_verb::FTP_COMMAND => {
+                for line in ev.line.split_inclusive(|&b| b == b'\n') {
+                    let Some(req) = ftp::parse_request(line) else { continue };
+                    let arg = String::from_utf8_lossy(req.arg).into_owned();
+                    let conn = self.ftp.entry((client, client_port)).or_default();
+                    match req.verb {
+                        Verb::Cwd => conn.pending_cwd = Some(ftp_join(&conn.cwd, &arg)),
+                        Verb::Cdup => conn.pending_cwd = Some(ftp_join(&conn.cwd, "..")),
+                        Verb::Stou if arg.is_empty() => conn.stou_pending = true,
+                        v if v.is_upload() => {
+                            let norm = ftp_join(&conn.cwd, &arg);
+                            let t = transfer(v.as_str(), &arg, norm);
+                            self.push_upload(store, t)?;
+                        }
+                        Verb::Retr => {
+                            let norm = ftp_join(&conn.cwd, &arg);
+                            let t = transfer("RETR", &arg, norm);
+                            self.sent(store, &t)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            net_verb::FTP_REPLY => {
+                for line in ev.line.split_inclusive(|&b| b == b'\n') {
+                    let Some(reply) = ftp::parse_reply(line) else { continue };
+                    let conn = self.ftp.entry((client, client_port)).or_default();
+                    if reply.code == 250 && let Some(cwd) = conn.pending_cwd.take() {
+                        conn.cwd = cwd;
+                    } else if reply.code == 257 {
+                        let text = String::from_utf8_lossy(reply.text);
+                        if let Some(q) = text.split('"').nth(1) {
+                            conn.cwd = normalize(q);
+                        }
+                    } else if let Some(name) = ftp::stou_reply_name(&reply)
+                        && conn.stou_pending
+                    {
+                        conn.stou_pending = false;
+                        let name = String::from_utf8_lossy(name).into_owned();
+                        let norm = ftp_join(&conn.cwd, &name);
+                        let t = transfer("STOU", &name, norm);
+                        self.push_upload(store, t)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.expire(ev.ts_ns);
+        Ok(())
+    }
+
+    fn expire(&mut self, now: u64) {
+        let cutoff = now.saturating_sub(WINDOW_NS);
+        while self.uploads.front().is_some_and(|t| t.ts_ns < cutoff) {
+            self.uploads.pop_front();
+        }
+        while self.port_writes.front().is_some_and(|w| w.ts_ns < cutoff) {
+            self.port_writes.pop_front();
+        }
+    }
+
+    /// A create/write event, after `Ingest` recorded it: port-program writes are matched
+    /// against uploads (and remembered for uploads whose packets arrive later).
+    pub fn on_file(&mut self, store: &GraphStore, ev: &SensorEvent, file: &str) -> Result<()> {
+        if !matches!(ev.kind, EventKind::Create | EventKind::Write) || !ev.port_program {
+            return Ok(());
+        }
+        let Some(path) = ev.path.clone() else { return Ok(()) };
+        let base = path.rsplit('/').next().unwrap_or("").to_string();
+        let entry = self.untrusted_by_name.entry(base).or_default();
+        if !entry.iter().any(|(p, f)| p == &path && f == file) {
+            entry.push((path.clone(), file.to_string()));
+        }
+        let cutoff = ev.ts_ns.saturating_sub(WINDOW_NS);
+        let hit = self.uploads.iter().rev().find(|t| t.ts_ns >= cutoff && path_matches(&path, &t.norm)).cloned();
+        if let Some(t) = hit {
+            return self.received(store, &t, file, &path, ev.ts_ns);
+        }
+        if self.port_writes.len() >= MAX_PENDING {
+            self.port_writes.pop_front();
+        }
+        self.port_writes.push_back(PortWrite { ts_ns: ev.ts_ns, tgid: ev.tgid, path: path.clone(), file: file.to_string() });
+        // Encrypted fallback: the process serves one peer that sent a transform header.
+        // With share roots known, only files under a share (not smbd's own lock files).
+        let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| path.starts_with(&format!("{r}/")));
+        if !self.encrypted_peers.is_empty() && in_share {
+            let peers = peers::remote_peers(ev.tgid);
+            if peers.len() == 1
+                && let Some(ip) = peers.iter().next().copied()
+                && self.encrypted_peers.contains_key(&ip)
+            {
+                let key = (file.to_string(), ip.to_string(), "received_from");
+                if self.done.insert(key) {
+                    let remote = self.remote(store, ev.ts_ns, ip)?;
+                    self.edge(store, ev.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
+                        "ip": ip.to_string(), "protocol": "smb2", "verb": "write", "time": ev.ts_ns,
+                        "path": path, "inferred": true, "reason": "smb3_encrypted",
+                        "process": ev.tgid,
+                    }))?;
+                    self.stats.received_from_inferred += 1;
+                }
+            }
+        }
+        let _ = self.port_writes.back().map(|w| w.tgid);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(normalize("\\dir\\evil.exe"), "dir/evil.exe");
+        assert_eq!(ftp_join("incoming", "a b.sh"), "incoming/a b.sh");
+        assert_eq!(ftp_join("incoming", "/up/x"), "up/x");
+        assert_eq!(ftp_join("a/b", ".."), "a");
+        assert!(path_matches("/srv/share/dir/evil.exe", "dir/evil.exe"));
+        assert!(!path_matches("/srv/share/dir/notevil.exe", "evil.exe"));
+        assert!(!path_matches("/srv/x", ""));
+        assert_eq!(smb_conf_share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! `NetEvent` records from the TC programs, decoded. Names are converted from UTF-16LE
+//! (SMB2) with the shared parser; FTP lines are kept raw for `attribution` to parse.
+use std::net::{IpAddr, Ipv6Addr};
+
+use sensor_common::{
+    event::{
+        EventKind, NET_DIR_EGRESS, NET_PROTO_FTP, NET_PROTO_SMB2, NF_BLOCKED, NF_IPV6,
+        NF_NAME_TRUNCATED, NF_PARTIAL, NF_WRITE_INTENT, NetEvent, net_verb,
+    },
+    proto::utf16,
+};
+use serde::Serialize;
+
+use super::canonical;
+use crate::procfs::WallClock;
+
+/// Is this ring-buffer record a `NetEvent`?
+pub fn is_net(bytes: &[u8]) -> bool {
+    bytes.len() >= 4 && u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == EventKind::NetFile as u32
+}
+
+pub fn parse(bytes: &[u8]) -> Option<NetEvent> {
+    if !is_net(bytes) || bytes.len() < size_of::<NetEvent>() {
+        return None;
+    }
+    // SAFETY: length checked; NetEvent is plain old data.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const NetEvent) })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetFileEvent {
+    pub ts_ns: u64,
+    pub kind: &'static str,
+    pub direction: &'static str,
+    pub proto: &'static str,
+    pub verb: &'static str,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    /// SMB2: the name (UTF-8 from UTF-16LE). FTP: empty (the line is in `line`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip)]
+    pub line: Vec<u8>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub name_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub write_intent: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub session_id: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub message_id: u64,
+    #[serde(skip_serializing_if = "is_zero32")]
+    pub tree_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    #[serde(skip)]
+    pub file_id_raw: [u8; 16],
+    #[serde(skip_serializing_if = "is_zero32")]
+    pub access: u32,
+    #[serde(skip_serializing_if = "is_zero32")]
+    pub disposition: u32,
+    #[serde(skip_serializing_if = "is_zero32")]
+    pub length: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub offset: u64,
+    #[serde(skip)]
+    pub verb_code: u8,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero32(v: &u32) -> bool {
+    *v == 0
+}
+
+fn addr(bytes: [u8; 16]) -> IpAddr {
+    canonical(IpAddr::V6(Ipv6Addr::from(bytes)))
+}
+
+pub fn verb_name(verb: u8) -> &'static str {
+    match verb {
+        net_verb::SMB_CREATE => "create",
+        net_verb::SMB_CREATE_RESPONSE => "create_response",
+        net_verb::SMB_WRITE => "write",
+        net_verb::SMB_READ => "read",
+        net_verb::SMB_ENCRYPTED => "encrypted",
+        net_verb::FTP_COMMAND => "command",
+        net_verb::FTP_REPLY => "reply",
+        _ => "unknown",
+    }
+}
+
+pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
+    let raw = ev.name_bytes();
+    let (name, line) = if ev.proto == NET_PROTO_SMB2 {
+        let mut buf = [0u8; 1024];
+        let c = utf16::utf16le_to_utf8(raw, &mut buf);
+        (String::from_utf8_lossy(&buf[..c.len.min(buf.len())]).into_owned(), Vec::new())
+    } else {
+        (String::new(), raw.to_vec())
+    };
+    let _ = NF_IPV6;
+    NetFileEvent {
+        ts_ns: clock.wall_ns(ev.ts_boot_ns),
+        kind: "net_file",
+        direction: if ev.direction == NET_DIR_EGRESS { "egress" } else { "ingress" },
+        proto: match ev.proto {
+            NET_PROTO_SMB2 => "smb2",
+            NET_PROTO_FTP => "ftp",
+            _ => "unknown",
+        },
+        verb: verb_name(ev.verb),
+        src: addr(ev.saddr),
+        sport: ev.sport,
+        dst: addr(ev.daddr),
+        dport: ev.dport,
+        name,
+        line,
+        name_truncated: ev.flags & NF_NAME_TRUNCATED != 0,
+        partial: ev.flags & NF_PARTIAL != 0,
+        blocked: ev.flags & NF_BLOCKED != 0,
+        write_intent: ev.flags & NF_WRITE_INTENT != 0,
+        session_id: ev.session_id,
+        message_id: ev.message_id,
+        tree_id: ev.tree_id,
+        file_id: (ev.file_id != [0; 16]).then(|| ev.file_id.iter().map(|b| format!("{b:02x}")).collect()),
+        file_id_raw: ev.file_id,
+        access: ev.access,
+        disposition: ev.disposition,
+        length: ev.length,
+        offset: ev.offset,
+        verb_code: ev.verb,
+    }
+}

@@ -1,0 +1,80 @@
+//! The remote peers of a process: its socket fds matched against `/proc/PID/net/tcp{,6}`
+//! (read in the process's own network namespace). Used for the encrypted-SMB fallback:
+//! a port-program process serving exactly one peer attributes its writes to that peer.
+use std::{
+    collections::{BTreeSet, HashSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use super::canonical;
+
+/// Distinct remote addresses of the established TCP connections `pid` holds.
+pub fn remote_peers(pid: u32) -> BTreeSet<IpAddr> {
+    let mut inodes = HashSet::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            if let Ok(link) = std::fs::read_link(e.path())
+                && let Some(s) = link.to_str()
+                && let Some(ino) = s.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                && let Ok(ino) = ino.parse::<u64>()
+            {
+                inodes.insert(ino);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for file in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else { continue };
+        for (remote, inode) in parse_table(&text) {
+            if inodes.contains(&inode) {
+                out.insert(remote);
+            }
+        }
+    }
+    out
+}
+
+/// (remote address, socket inode) of the ESTABLISHED rows of a `/proc/net/tcp*` table.
+pub fn parse_table(text: &str) -> Vec<(IpAddr, u64)> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[3] != "01" {
+            continue;
+        }
+        let Some((addr, _port)) = f[2].split_once(':') else { continue };
+        let Some(ip) = parse_hex_addr(addr) else { continue };
+        let Ok(inode) = f[9].parse::<u64>() else { continue };
+        out.push((ip, inode));
+    }
+    out
+}
+
+/// The kernel prints addresses as 32-bit words in host byte order.
+fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
+    match hex.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes()))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                let w = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()?;
+                b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            Some(canonical(IpAddr::V6(Ipv6Addr::from(b))))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_tcp() {
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100E70A:01BD 0200E70A:C350 01 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1\n   1: 00000000:0015 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
+        assert_eq!(parse_table(v4), vec![("10.231.0.2".parse().unwrap(), 12345)]);
+        let v6 = "header\n   0: 0000000000000000FFFF00000100E70A:01BD 0000000000000000FFFF00000200E70A:D431 01 00000000:00000000 00:00000000 00000000 0 0 777 1\n";
+        assert_eq!(parse_table(v6), vec![("10.231.0.2".parse().unwrap(), 777)]);
+    }
+}
