@@ -21,6 +21,14 @@ fn upload_dash(d: &str, name: &str) {
     sh(&format!("{d}/portcp /usr/bin/dash {d}/{name} && chmod +x {d}/{name}"));
 }
 
+/// A sensor, and `dir/evil` uploaded through the port program and seen as untrusted.
+fn sensor_with_evil(tag: &str, extra: &str) -> (RunningSensor, String) {
+    let (sensor, d) = sensor_with_port_program(tag, extra);
+    upload_dash(&d, "evil");
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    (sensor, d)
+}
+
 fn tainted_exec(g: &Graph, path: &str) -> bool {
     g.processes_that_exec(path).iter().any(|p| p["tainted"] == true)
 }
@@ -86,9 +94,7 @@ fn interpreter_running_untrusted_script_is_tainted() {
 #[test]
 fn rename_and_hard_link_keep_taint() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("rename", "");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("rename", "");
     // Moved and linked by an untainted admin shell: taint follows the inode.
     sh(&format!("mv {d}/evil {d}/renamed && ln {d}/renamed {d}/linked"));
     sh(&format!("{d}/linked -c true"));
@@ -98,10 +104,8 @@ fn rename_and_hard_link_keep_taint() {
 #[test]
 fn tainted_rename_makes_target_untrusted() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("trename", "");
-    upload_dash(&d, "evil");
+    let (sensor, d) = sensor_with_evil("trename", "");
     std::fs::write(format!("{d}/innocent"), "data").unwrap();
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
     sh(&format!("{d}/evil -c 'mv {d}/innocent {d}/moved'"));
     let g = sensor.wait_for("renamed file untrusted", |g| g.is_untrusted(&format!("{d}/moved")));
     let moved = g.file(&format!("{d}/moved")).unwrap();
@@ -112,9 +116,7 @@ fn tainted_rename_makes_target_untrusted() {
 #[test]
 fn chmod_plus_x_by_tainted_process_is_recorded() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("chmod", "");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("chmod", "");
     sh(&format!("{d}/evil -c 'echo x > {d}/payload; chmod 755 {d}/payload'"));
     let g = sensor.wait_for("chmod edge", |g| g.edges.iter().any(|e| e["kind"] == "chmod"));
     let payload = g.file(&format!("{d}/payload")).unwrap();
@@ -145,9 +147,7 @@ fn activation_point_write_is_high_severity() {
 #[test]
 fn trust_relabel_stops_propagation() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("trust", "");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("trust", "");
     let out = sensor.cli(&["trust", &format!("{d}/evil")]);
     assert!(out.status.success(), "trust: {}", String::from_utf8_lossy(&out.stderr));
     sh(&format!("{d}/evil -c 'echo > {d}/after_trust'"));
@@ -188,9 +188,7 @@ fn untainted_workload_leaves_no_trace() {
 #[test]
 fn tiny_ring_buffer_counts_every_dropped_event() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("drops", "ring_buffer_bytes = 4096");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("drops", "ring_buffer_bytes = 4096");
     let creates_before = sensor.status()["events_received"]["create"].as_u64().unwrap_or(0);
     const N: u64 = 3000;
     sh(&format!("mkdir {d}/many && cd {d}/many && {d}/evil -c 'i=0; while [ $i -lt {N} ]; do : > f$i; i=$((i+1)); done'"));
@@ -208,9 +206,7 @@ fn tiny_ring_buffer_counts_every_dropped_event() {
 #[test]
 fn restart_keeps_taint() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("restart", "");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("restart", "");
     // A tainted process that outlives the sensor and writes after the restart.
     // It waits for `go`, created only once the second sensor runs.
     sh(&format!("{d}/evil -c 'while [ ! -e {d}/go ]; do sleep 0.1; done; echo late > {d}/late.txt' > /dev/null 2>&1 &"));
@@ -231,9 +227,7 @@ fn restart_keeps_taint() {
 #[test]
 fn analysis_traces_what_the_sensor_recorded() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("analysis", "");
-    upload_dash(&d, "evil");
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    let (sensor, d) = sensor_with_evil("analysis", "");
     sh(&format!("{d}/evil -c 'echo x > {d}/out.txt; cp {d}/evil {d}/evil2; {d}/evil2 -c \"echo y > {d}/out2.txt\"'"));
     sensor.wait_for("out2.txt untrusted", |g| g.is_untrusted(&format!("{d}/out2.txt")));
     let dump = format!("{d}/dump.jsonl");
@@ -261,10 +255,8 @@ fn analysis_traces_what_the_sensor_recorded() {
 #[test]
 fn inherited_descriptor_is_marked_when_the_process_becomes_tainted() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("inherited", "");
-    upload_dash(&d, "evil");
+    let (sensor, d) = sensor_with_evil("inherited", "");
     std::fs::write(format!("{d}/existing.txt"), "old\n").unwrap();
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
     sh(&format!("{d}/evil -c 'echo pwned' > {d}/redirected.txt 3>>{d}/existing.txt"));
     let g = sensor.wait_for("redirected.txt untrusted", |g| g.is_untrusted(&format!("{d}/redirected.txt")));
     assert!(g.is_untrusted(&format!("{d}/existing.txt")), "a file held open for append is marked too");
@@ -277,10 +269,8 @@ fn inherited_descriptor_is_marked_when_the_process_becomes_tainted() {
 #[test]
 fn open_for_writing_by_tainted_process_marks_file() {
     let _guard = serial();
-    let (sensor, d) = sensor_with_port_program("openrw", "");
-    upload_dash(&d, "evil");
+    let (sensor, d) = sensor_with_evil("openrw", "");
     std::fs::write(format!("{d}/victim.txt"), "data\n").unwrap();
-    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
     // dd with nocreat opens O_WRONLY without O_CREAT/O_TRUNC: a pure open for writing.
     sh(&format!("{d}/evil -c 'echo x | dd of={d}/victim.txt conv=notrunc,nocreat status=none'"));
     let g = sensor.wait_for("victim.txt untrusted", |g| g.is_untrusted(&format!("{d}/victim.txt")));

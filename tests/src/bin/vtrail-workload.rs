@@ -1,13 +1,14 @@
 //! Benchmark workloads, timed from inside so process start-up is not measured:
 //!   vtrail-workload writes N FILE [SIZE]  N write(2)s of SIZE bytes (default 1) to FILE
 //!   vtrail-workload forkexec N PROG    N fork+exec+wait of PROG
+//!   vtrail-workload creates N DIR      create (O_CREAT|O_TRUNC) and write N files in DIR
 //! Prints the elapsed seconds on stdout.
 use std::{io::Write, os::unix::process::CommandExt, process::Command, time::Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: vtrail-workload writes N FILE [SIZE] | forkexec N PROG");
+        eprintln!("usage: vtrail-workload writes N FILE [SIZE] | forkexec N PROG | creates N DIR");
         std::process::exit(2)
     };
     if args.len() != 4 && args.len() != 5 {
@@ -31,6 +32,12 @@ fn main() {
             for _ in 0..n {
                 let status = Command::new(&args[3]).arg0(&args[3]).status().expect("spawn");
                 assert!(status.success());
+            }
+        }
+        "creates" => {
+            let dir = std::path::Path::new(&args[3]);
+            for i in 0..n {
+                std::fs::write(dir.join(format!("f{i}")), b"x").expect("create file");
             }
         }
         _ => usage(),
