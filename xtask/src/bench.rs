@@ -83,15 +83,21 @@ pub fn run_benches() -> Result<()> {
     let f = FORKEXECS.to_string();
     let mut rows = Vec::new();
 
-    eprintln!("bench: untainted writes and fork+exec, sensor off vs on ({ROUNDS} alternating rounds)");
+    eprintln!("bench: writes (untainted, tainted) and fork+exec, sensor off vs on ({ROUNDS} alternating rounds)");
     let (mut w_off, mut w_on, mut fe_off, mut fe_on) = (vec![], vec![], vec![], vec![]);
-    let (mut p_off, mut p_on) = (vec![], vec![]);
+    let (mut p_off, mut p_on, mut t_on) = (vec![], vec![], vec![]);
+    // A copy of the workload binary, marked untrusted in each round: runs of it are tainted.
+    let tainted = dir.join("tainted-workload");
+    std::fs::copy(&workload_bin, &tainted)?;
+    let tainted_s = tainted.to_str().unwrap();
     for _ in 0..ROUNDS {
         w_off.push(workload(&workload_bin, &["writes", &w, out])?);
         p_off.push(workload(&workload_bin, &["writes", &w, out, "4096"])?);
         fe_off.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
         let sensor = Sensor::start(&sensor_bin, &dir, "")?;
+        sensor.cli(&["taint", tainted_s])?;
         w_on.push(workload(&workload_bin, &["writes", &w, out])?);
+        t_on.push(workload(&tainted, &["writes", &w, out])?);
         p_on.push(workload(&workload_bin, &["writes", &w, out, "4096"])?);
         fe_on.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
         drop(sensor);
@@ -110,18 +116,6 @@ pub fn run_benches() -> Result<()> {
     push(&mut rows, &format!("{WRITES} writes of 4 KiB, untainted"), median(p_off), median(p_on), "context");
     push(&mut rows, &format!("{FORKEXECS} fork+exec /bin/true"), median(fe_off), median(fe_on), "<= 5 %");
 
-    eprintln!("bench: tainted writer (one event per file, then the flood with de-duplication off)");
-    let tainted = dir.join("tainted-workload");
-    std::fs::copy(&workload_bin, &tainted)?;
-    let tainted_s = tainted.to_str().unwrap();
-    let sensor = Sensor::start(&sensor_bin, &dir, "")?;
-    sensor.cli(&["taint", tainted_s])?;
-    let mut t_on = vec![];
-    for _ in 0..ROUNDS {
-        t_on.push(workload(&tainted, &["writes", &w, out])?);
-    }
-    drop(sensor);
-    let _ = std::fs::remove_dir_all(dir.join("db"));
     push(&mut rows, &format!("{WRITES} writes, tainted process"), median(w_off.clone()), median(t_on), "report");
 
     println!("\n| benchmark | sensor off | sensor on | on/off | target |");
