@@ -39,6 +39,13 @@ pub struct Config {
     /// Where SMB share roots are read from (`path =` lines), to mark exact matches.
     #[serde(default)]
     pub smb_conf: Option<PathBuf>,
+    /// DNS server ("ip:port") holding the node-id reverse mapping of `vtrail-ddns`;
+    /// with `dns_zones`, remote IPs are named by node id. Unset = naming off.
+    #[serde(default)]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// Zones (most specific first) whose reverse names map IPs to node ids.
+    #[serde(default)]
+    pub dns_zones: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -62,6 +69,8 @@ struct Overlay {
     interfaces: Option<Vec<String>>,
     include_loopback: Option<bool>,
     smb_conf: Option<PathBuf>,
+    dns_server: Option<std::net::SocketAddr>,
+    dns_zones: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +112,9 @@ impl Config {
         }
         take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
               dedup_writes, port_programs, interpreters, activation_points,
-              network_monitoring, interfaces, include_loopback);
+              network_monitoring, interfaces, include_loopback, dns_zones);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
+        if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
         Ok(())
     }
 
@@ -169,6 +179,16 @@ mod tests {
         let err = c.apply("\n\nring_buffer_bytes = \"big\"\n", Path::new("t.toml")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("ring_buffer_bytes") && msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn dns_naming_keys() {
+        let mut c = Config::embedded_default();
+        assert!(c.dns_server.is_none() && c.dns_zones.is_empty());
+        c.apply("dns_server = \"127.0.0.1:5353\"\ndns_zones = [\"nodes.test\"]\n", Path::new("t.toml")).unwrap();
+        assert_eq!(c.dns_server.unwrap().to_string(), "127.0.0.1:5353");
+        assert_eq!(c.dns_zones, ["nodes.test"]);
+        assert!(c.apply("dns_server = \"nodes.test\"\n", Path::new("t.toml")).is_err());
     }
 
     #[test]

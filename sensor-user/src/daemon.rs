@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let mut net = crate::network::Monitor::start(&mut sensor, &config, &host.id);
+    let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
     let ring = sensor.take_events().context("ring buffer already taken")?;
     #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
     let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
@@ -128,6 +129,14 @@ pub async fn run(config: Config) -> Result<()> {
                     }
                 }
                 guard.clear_ready();
+            }
+            Some(answer) = async {
+                match naming_answers.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(m) = net.as_mut() { m.on_named(&store, answer); }
             }
             Some(call) = calls_rx.recv() => {
                 let status = matches!(call.request, Request::Status);
@@ -231,6 +240,7 @@ fn answer(
                 "ingest_errors": counters.ingest_errors,
                 "kernel_drops": sensor.drop_counts().into_iter().collect::<BTreeMap<_, _>>(),
                 "follower_lagged_events": follower_lag.load(Ordering::Relaxed),
+                "naming": {"enabled": false, "note": "remote naming runs with network monitoring"},
                 "database": {"path": store.path(), "size_bytes": store.size_on_disk(), "nodes": nodes, "edges": edges,
                              "untrusted_files": store.untrusted_files().map(|v| v.len()).unwrap_or(0),
                              "tainted_processes": store.tainted_procs().map(|v| v.len()).unwrap_or(0)},

@@ -81,6 +81,8 @@ pub struct Attribution {
     done: HashSet<(String, String, &'static str)>,
     /// Share roots from smb.conf or the config: a match under one is marked `exact`.
     share_roots: Vec<String>,
+    /// Remote IP -> node ids (DNS reverse mapping of `vtrail-ddns`).
+    pub naming: crate::naming::Naming,
     pub stats: Stats,
 }
 
@@ -137,15 +139,38 @@ impl Attribution {
         Self { host: host.into(), share_roots, ..Default::default() }
     }
 
-    fn remote(&self, store: &GraphStore, ts: u64, ip: IpAddr) -> Result<String> {
+    pub fn with_naming(mut self, naming: crate::naming::Naming) -> Self {
+        self.naming = naming;
+        self
+    }
+
+    /// The `remote:<ip>` node, with the node ids known for `ip` now (cached); a miss
+    /// starts a lookup whose answer [`Self::named`] applies later. Returns the node id and
+    /// the ids known now.
+    fn remote(&mut self, store: &GraphStore, ts: u64, ip: IpAddr) -> Result<(String, Vec<String>)> {
         let id = remote_node_id(&ip.to_string());
+        let node_ids = self.naming.ids(ip);
         store.upsert_node(Node {
             id: id.clone(),
             host: self.host.clone(),
             first_seen_ns: ts,
-            data: NodeData::Remote { ip: ip.to_string(), node_ids: Vec::new() },
+            data: NodeData::Remote { ip: ip.to_string(), node_ids: node_ids.clone() },
         })?;
-        Ok(id)
+        Ok((id, node_ids))
+    }
+
+    /// A background lookup answered: its ids go on the `remote:<ip>` node (merged with
+    /// those it had). Failures are counted in `naming` and logged, never fatal.
+    pub fn named(&mut self, store: &GraphStore, ip: IpAddr, answer: Result<Vec<String>, String>) -> Result<()> {
+        let Some(node_ids) = self.naming.answered(ip, answer) else { return Ok(()) };
+        log::info!("remote {ip} is node {}", node_ids.join(", "));
+        store.upsert_node(Node {
+            id: remote_node_id(&ip.to_string()),
+            host: self.host.clone(),
+            first_seen_ns: crate::procfs::now_wall_ns(),
+            data: NodeData::Remote { ip: ip.to_string(), node_ids },
+        })?;
+        Ok(())
     }
 
     fn edge(&self, store: &GraphStore, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: Value) -> Result<()> {
@@ -158,9 +183,9 @@ impl Attribution {
     }
 
     /// A block/unblock edge from this host to the remote node.
-    pub fn quarantine_edge(&self, store: &GraphStore, ip: IpAddr, block: bool, by: &str) -> Result<String> {
+    pub fn quarantine_edge(&mut self, store: &GraphStore, ip: IpAddr, block: bool, by: &str) -> Result<String> {
         let ts = crate::procfs::now_wall_ns();
-        let remote = self.remote(store, ts, ip)?;
+        let (remote, _) = self.remote(store, ts, ip)?;
         let host = sensor_common::graph::host_node_id(&self.host);
         let kind = if block { EdgeKind::Block } else { EdgeKind::Unblock };
         self.edge(store, ts, kind, &host, &remote, json!({"ip": ip.to_string(), "by": by}))?;
@@ -217,7 +242,7 @@ impl Attribution {
             return Ok(());
         }
         let path = &self.absolute(store, file, path, &t.norm);
-        let remote = self.remote(store, t.ts_ns, remote_ip)?;
+        let (remote, node_ids) = self.remote(store, t.ts_ns, remote_ip)?;
         let exact = self.share_roots.iter().any(|r| *path == format!("{r}/{}", t.norm));
         self.edge(store, t.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
             "ip": remote_ip.to_string(),
@@ -233,6 +258,7 @@ impl Attribution {
             "partial": t.partial.then_some(true),
             "share_root_match": exact.then_some(true),
             "inferred": false,
+            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
         }))?;
         self.stats.received_from += 1;
         Ok(())
@@ -247,10 +273,11 @@ impl Attribution {
             if !self.done.insert(key) {
                 continue;
             }
-            let remote = self.remote(store, t.ts_ns, t.client)?;
+            let (remote, node_ids) = self.remote(store, t.ts_ns, t.client)?;
             self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
                 "ip": t.client.to_string(), "port": t.client_port, "server_port": t.server_port,
                 "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
+                "node_ids": (!node_ids.is_empty()).then_some(node_ids),
             }))?;
             self.stats.sent_to += 1;
         }
@@ -417,11 +444,12 @@ impl Attribution {
             {
                 let key = (file.to_string(), ip.to_string(), "received_from");
                 if self.done.insert(key) {
-                    let remote = self.remote(store, ev.ts_ns, ip)?;
+                    let (remote, node_ids) = self.remote(store, ev.ts_ns, ip)?;
                     self.edge(store, ev.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
                         "ip": ip.to_string(), "protocol": "smb2", "verb": "write", "time": ev.ts_ns,
                         "path": path, "inferred": true, "reason": "smb3_encrypted",
                         "process": ev.tgid,
+                        "node_ids": (!node_ids.is_empty()).then_some(node_ids),
                     }))?;
                     self.stats.received_from_inferred += 1;
                 }

@@ -56,7 +56,25 @@ impl Monitor {
         let conf = config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into());
         let roots = std::fs::read_to_string(&conf).map(|t| attribution::smb_conf_share_roots(&t)).unwrap_or_default();
         info!("network monitoring on {:?}; {} SMB share roots from {}", classifier.interfaces(), roots.len(), conf.display());
-        Some(Self { classifier, attribution: attribution::Attribution::new(host_id, roots), decode_errors: 0 })
+        let namer = crate::naming::RemoteNamer::new(config.dns_server, &config.dns_zones);
+        if !namer.enabled() {
+            info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
+        }
+        let attribution = attribution::Attribution::new(host_id, roots).with_naming(crate::naming::Naming::new(namer));
+        Some(Self { classifier, attribution, decode_errors: 0 })
+    }
+
+    /// Where background IP -> node id lookups answer (None when naming is off).
+    pub fn take_naming_answers(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::naming::Answer>> {
+        self.attribution.naming.take_receiver()
+    }
+
+    /// A lookup answered: the remote node gets its ids.
+    pub fn on_named(&mut self, store: &GraphStore, answer: crate::naming::Answer) {
+        let (ip, result) = answer;
+        if let Err(e) = self.attribution.named(store, ip, result) {
+            error!("cannot record the node ids of {ip}: {e:#}");
+        }
     }
 
     /// A `NetEvent` ring-buffer record: attributed; returns its JSON line for followers.
@@ -122,6 +140,7 @@ impl Monitor {
                 "attribution": self.attribution.stats,
                 "decode_errors": self.decode_errors,
             });
+            v["naming"] = json!(self.attribution.naming.stats);
             if let Ok(b) = serde_json::to_vec(&v) {
                 *answer = b;
             }
