@@ -1,0 +1,206 @@
+//! The network-namespace harness of the network and naming tests: a veth pair whose
+//! far end (`vtn1`, addresses CLIENT4/CLIENT6) lives in namespace `vtnet`, real Samba and
+//! vsftpd bound to the near end's addresses, and the checks of an attributed upload.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use std::os::unix::process::CommandExt;
+
+use crate::sensor::{Graph, RunningSensor, sh};
+
+pub const NS: &str = "vtnet";
+pub const HOST_IF: &str = "vtn0";
+pub const HOST4: &str = "10.231.0.1";
+pub const CLIENT4: &str = "10.231.0.2";
+pub const HOST6: &str = "fd00:231::1";
+pub const CLIENT6: &str = "fd00:231::2";
+
+pub fn run(cmd: &str) -> std::process::Output {
+    Command::new("/bin/sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+/// Installs the servers and clients from Debian's packages if missing.
+pub fn ensure_packages() {
+    let need = [("/usr/sbin/smbd", "samba"), ("/usr/bin/smbclient", "smbclient"), ("/usr/sbin/vsftpd", "vsftpd"), ("/usr/bin/curl", "curl"), ("/usr/bin/python3", "python3")];
+    let missing: Vec<&str> = need.iter().filter(|(p, _)| !Path::new(p).exists()).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let out = run(&format!("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q {}", missing.join(" ")));
+    assert!(
+        out.status.success(),
+        "these tests need the Debian packages {missing:?} and `apt-get install` failed: {}\ninstall them by hand and re-run",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The client namespace and the veth pair; removed on drop.
+pub struct Net;
+
+impl Net {
+    pub fn up() -> Self {
+        let _ = run(&format!("ip netns del {NS} 2>/dev/null; ip link del {HOST_IF} 2>/dev/null"));
+        sh(&format!(
+            "ip netns add {NS} && ip link add {HOST_IF} type veth peer name vtn1 && ip link set vtn1 netns {NS} \
+             && ip addr add {HOST4}/24 dev {HOST_IF} && ip -6 addr add {HOST6}/64 dev {HOST_IF} nodad && ip link set {HOST_IF} up \
+             && ip netns exec {NS} ip addr add {CLIENT4}/24 dev vtn1 && ip netns exec {NS} ip -6 addr add {CLIENT6}/64 dev vtn1 nodad \
+             && ip netns exec {NS} ip link set vtn1 up && ip netns exec {NS} ip link set lo up"
+        ));
+        Net
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = run(&format!("ip netns del {NS}; ip link del {HOST_IF} 2>/dev/null"));
+    }
+}
+
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_listening(port: u16, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let out = run(&format!("ss -Hltn 'sport = :{port}'"));
+        if String::from_utf8_lossy(&out.stdout).contains(addr) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on {addr} port {port} after 15 s: {}", String::from_utf8_lossy(&run("ss -ltnp").stdout));
+}
+
+/// smbd bound to the veth addresses only, one user `root` (password vtpass), a plain
+/// share and one with `smb encrypt = required`, both on `dir/share`.
+pub fn start_samba(dir: &Path) -> (Daemon, PathBuf) {
+    let d = dir.display();
+    for sub in ["lock", "state", "cache", "private", "run", "ncalrpc", "share"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let conf = dir.join("smb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\n server role = standalone server\n workgroup = VTRAIL\n interfaces = {HOST4}/24 {HOST6}/64\n\
+             bind interfaces only = yes\n smb ports = 445\n disable netbios = yes\n lock directory = {d}/lock\n\
+             state directory = {d}/state\n cache directory = {d}/cache\n private dir = {d}/private\n pid directory = {d}/run\n\
+             ncalrpc dir = {d}/ncalrpc\n log file = {d}/log.smbd\n passdb backend = tdbsam:{d}/private/passdb.tdb\n\
+             server min protocol = SMB2_10\n load printers = no\n printing = bsd\n printcap name = /dev/null\n disable spoolss = yes\n\
+             [share]\n path = {d}/share\n read only = no\n\
+             [enc]\n path = {d}/share\n read only = no\n smb encrypt = required\n"
+        ),
+    )
+    .unwrap();
+    sh(&format!("printf 'vtpass\\nvtpass\\n' | pdbedit -s {} -a -u root -t >/dev/null", conf.display()));
+    // Own process group: smbd signals its whole group when it stops.
+    let child = Command::new("/usr/sbin/smbd")
+        .process_group(0)
+        .args(["--foreground", "--no-process-group", "-s"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("smbd.stderr")).unwrap())
+        .spawn()
+        .expect("start smbd");
+    wait_listening(445, HOST4);
+    (Daemon(child), dir.join("share"))
+}
+
+/// vsftpd (anonymous uploads into `incoming/`), one instance per address family.
+pub fn start_vsftpd(dir: &Path, v6: bool) -> (Daemon, PathBuf) {
+    let root = dir.join("ftp");
+    std::fs::create_dir_all(root.join("incoming")).unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    sh(&format!("chown ftp {0}/incoming && chmod 755 {0}", root.display()));
+    let listen = if v6 { format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={HOST6}\n") } else { format!("listen=YES\nlisten_address={HOST4}\n") };
+    let conf = dir.join(if v6 { "vsftpd6.conf" } else { "vsftpd.conf" });
+    std::fs::write(
+        &conf,
+        format!(
+            "{listen}background=NO\nanonymous_enable=YES\nlocal_enable=NO\nwrite_enable=YES\nanon_upload_enable=YES\n\
+             anon_root={}\nno_anon_password=YES\nanon_umask=022\npasv_enable=YES\npasv_min_port=40000\npasv_max_port=40100\n\
+             port_enable=YES\nconnect_from_port_20=NO\nseccomp_sandbox=NO\nsecure_chroot_dir={}\nxferlog_enable=NO\n\
+             pam_service_name=vsftpd\n",
+            root.display(),
+            dir.join("empty").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/sbin/vsftpd")
+        .process_group(0)
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(if v6 { "vsftpd6.stderr" } else { "vsftpd.stderr" })).unwrap())
+        .spawn()
+        .expect("start vsftpd");
+    wait_listening(21, if v6 { HOST6 } else { HOST4 });
+    (Daemon(child), root.join("incoming"))
+}
+
+pub fn sensor(dir: &Path) -> RunningSensor {
+    sensor_with(dir, "")
+}
+
+/// A sensor watching the veth, with `extra_toml` added to its configuration.
+pub fn sensor_with(dir: &Path, extra_toml: &str) -> RunningSensor {
+    RunningSensor::start(
+        dir,
+        &format!("interfaces = [\"{HOST_IF}\"]\ninclude_loopback = false\nsmb_conf = \"{}/smb.conf\"\n{extra_toml}", dir.display()),
+    )
+}
+
+pub fn received_from<'a>(g: &'a Graph, path: &str) -> Vec<&'a serde_json::Value> {
+    match g.file(path) {
+        Some(f) => g.edges_into("received_from", f["id"].as_str().unwrap()),
+        None => Vec::new(),
+    }
+}
+
+/// The file arrived untrusted from `ip` (under `name`, unless inferred), and running it taints.
+pub fn check_upload(sensor: &RunningSensor, path: &str, ip: &str, name: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received_from(&sensor.graph(), path).iter().any(|e| e["attrs"]["ip"] == ip) {
+        if Instant::now() > deadline {
+            eprintln!("network status: {}", sensor.status()["network"]);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let g = sensor.wait_for(&format!("received_from {ip} -> {path}"), |g| {
+        received_from(g, path).iter().any(|e| e["attrs"]["ip"] == ip)
+    });
+    assert!(g.is_untrusted(path), "{path} untrusted");
+    let edge = received_from(&g, path).into_iter().find(|e| e["attrs"]["ip"] == ip).unwrap().clone();
+    assert_eq!(edge["src"], format!("remote:{ip}"));
+    match name {
+        Some(n) => {
+            assert_eq!(edge["attrs"]["name"], n, "{edge}");
+            assert_eq!(edge["attrs"]["inferred"], false, "{edge}");
+        }
+        None => assert_eq!(edge["attrs"]["inferred"], true, "{edge}"),
+    }
+    let remote = g.node(&format!("remote:{ip}")).expect("remote node");
+    assert_eq!(remote["kind"], "remote");
+    sh(&format!("chmod +x '{path}' && '{path}' -c true"));
+    sensor.wait_for(&format!("exec of {path} tainted"), |g| g.processes_that_exec(path).iter().any(|p| p["tainted"] == true));
+}
+
+pub fn smb_put(server: &str, share: &str, dialect: &str, encrypt: bool, src: &str, name: &str) -> std::process::Output {
+    run(&format!(
+        "ip netns exec {NS} timeout 20 smbclient //vtserver/{share} -I {server} -U root%vtpass -m {dialect} \
+         --option='client min protocol={dialect}' {} -c 'put {src} {name}'",
+        if encrypt { "--client-protection=encrypt" } else { "" }
+    ))
+}
+
