@@ -139,13 +139,15 @@ fn main() -> Result<()> {
             for target in ["smb2_nbss", "ftp_line", "utf16"] {
                 let corpus = workspace_root().join("fuzz/corpus").join(target);
                 std::fs::create_dir_all(&corpus)?;
-                run(cargo()?
-                    .args(["+nightly", "fuzz", "run", target])
+                // Through rustup: $CARGO is the stable toolchain's own binary, which has no `+nightly`.
+                run(Command::new("rustup")
+                    .current_dir(workspace_root())
+                    .args(["run", "nightly", "cargo", "fuzz", "run", target])
                     .arg(&corpus)
                     .arg(workspace_root().join("fuzz/seeds").join(target))
                     .arg("--")
                     .arg(format!("-max_total_time={fuzz_seconds}")))
-                .with_context(|| format!("fuzz target {target} found a crash"))?;
+                .with_context(|| format!("fuzz target {target} failed: a crash or a build error, see above"))?;
             }
             eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
             Ok(())

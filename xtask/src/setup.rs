@@ -132,7 +132,7 @@ pub fn debian_packages(packages: &[&str]) -> Result<()> {
 }
 
 pub fn cargo_fuzz() -> Result<()> {
-    if Command::new("cargo").args(["+nightly", "fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
         return Ok(());
     }
     eprintln!("xtask: installing cargo-fuzz (once)");
