@@ -11,38 +11,10 @@ pub enum Request {
     Events,
     Trust { path: String, by: String },
     Taint { path: String, by: String },
-    Export { format: ExportFormat, since_ns: Option<u64> },
+    Export { format: Format, since_ns: Option<u64> },
     /// Quarantine a remote host: `target` is an IP or a `remote:<ip>` node id.
     Block { target: String, by: String },
     Unblock { target: String, by: String },
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportFormat {
-    Json,
-    Dot,
-    Graphml,
-}
-
-impl From<ExportFormat> for Format {
-    fn from(f: ExportFormat) -> Self {
-        match f {
-            ExportFormat::Json => Format::Json,
-            ExportFormat::Dot => Format::Dot,
-            ExportFormat::Graphml => Format::Graphml,
-        }
-    }
-}
-
-impl From<Format> for ExportFormat {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Json => ExportFormat::Json,
-            Format::Dot => ExportFormat::Dot,
-            Format::Graphml => ExportFormat::Graphml,
-        }
-    }
 }
 
 /// The user running a CLI command, recorded on relabels.

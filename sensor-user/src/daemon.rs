@@ -254,7 +254,7 @@ fn answer(
         Request::Taint { path, by } => relabel(ingest, sensor, &path, true, &by),
         Request::Export { format, since_ns } => {
             let mut out = Vec::new();
-            export::export(store, ingest.host(), format.into(), since_ns, &mut out)?;
+            export::export(store, ingest.host(), format, since_ns, &mut out)?;
             Ok(out)
         }
         Request::Block { .. } | Request::Unblock { .. } => {

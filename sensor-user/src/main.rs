@@ -119,7 +119,7 @@ fn real_main() -> Result<()> {
                 None => Box::new(std::io::stdout().lock()),
             };
             if config.socket.exists() && client::connect(&config.socket).is_ok() {
-                client::call(&config.socket, &Request::Export { format: format.into(), since_ns }, |line| {
+                client::call(&config.socket, &Request::Export { format, since_ns }, |line| {
                     writeln!(out, "{line}")?;
                     Ok(true)
                 })

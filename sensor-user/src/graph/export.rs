@@ -8,7 +8,9 @@ use sensor_common::graph::{DUMP_FORMAT, DumpHeader, DumpLine, Edge, HostInfo, No
 
 use super::GraphStore;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// One type for the CLI flag and the control-socket request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Json,
     Dot,
