@@ -92,6 +92,21 @@ pub fn rules(
                 held.insert(node.host, "ran the tainted code");
                 for &e in graph.out_edges_since(n, label.since_ns) {
                     let edge = graph.edge(e);
+                    // A host a tainted process talked to outside the loaded hosts: a
+                    // command-and-control server, a next victim, or a backdoor's client.
+                    if edge.kind == EdgeKind::Connect
+                        && graph.remote_host(edge.dst).is_none()
+                        && let Some(remote) = graph.remote(edge.dst)
+                    {
+                        let port = graph.attr(e, "port").unwrap_or_else(|| "?".into());
+                        let what = match graph.attr(e, "direction").as_deref() {
+                            Some("in") => "connected to a tainted process",
+                            _ => "a tainted process connected to it",
+                        };
+                        outside.entry(remote.ip.to_string()).or_insert_with(|| {
+                            format!("{what} (port {port}, host {})", graph.host(edge.host).id)
+                        });
+                    }
                     if edge.is_activation_point() {
                         let path = graph.label(edge.dst);
                         let point = graph.attr(e, "activation_point").unwrap_or_default();

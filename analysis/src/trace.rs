@@ -78,6 +78,30 @@ pub struct SendView {
     pub received: Option<TransferView>,
 }
 
+/// A TCP connection of a tainted process (`connect` edge): a host it reached, or that
+/// reached it (`direction = in`: a connection it accepted).
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectView {
+    pub edge: EdgeView,
+    pub to_ip: String,
+    pub to_node_ids: Vec<String>,
+    pub to_host: Option<String>,
+    pub port: Option<u64>,
+    pub direction: String,
+}
+
+/// (ip, node ids, loaded host) of a `remote:` node.
+fn remote_names(graph: &Graph, n: NodeIx) -> (String, Vec<String>, Option<String>) {
+    let remote = graph.remote(n);
+    (
+        remote.map(|r| r.ip.to_string()).unwrap_or_default(),
+        remote
+            .map(|r| r.node_ids.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        graph.remote_host(n).map(|h| graph.host(h).id.clone()),
+    )
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct HostReach {
     pub host: String,
@@ -96,6 +120,8 @@ pub struct Forward {
     pub processes_started: Vec<Effect>,
     pub activation_points: Vec<EdgeView>,
     pub sent_to: Vec<SendView>,
+    /// TCP connections the tainted processes made or accepted.
+    pub connections: Vec<ConnectView>,
     pub hosts_reached: Vec<HostReach>,
 }
 
@@ -399,6 +425,7 @@ fn forward(
     let mut processes_started = Vec::new();
     let mut activation_points = Vec::new();
     let mut sent_to = Vec::new();
+    let mut connections = Vec::new();
     let mut first_on_host: BTreeMap<HostIx, (u64, EdgeIx)> = BTreeMap::new();
     let mut executed_on: HashSet<HostIx> = HashSet::new();
 
@@ -422,8 +449,20 @@ fn forward(
             NodeKind::Process => {
                 processes_started.push(effect());
                 for &e in graph.out_edges_since(n, label.since_ns) {
-                    if graph.edge(e).is_activation_point() {
+                    let edge = graph.edge(e);
+                    if edge.is_activation_point() {
                         activation_points.push(EdgeView::new(graph, e));
+                    }
+                    if edge.kind == EdgeKind::Connect {
+                        let (to_ip, to_node_ids, to_host) = remote_names(graph, edge.dst);
+                        connections.push(ConnectView {
+                            edge: EdgeView::new(graph, e),
+                            to_ip,
+                            to_node_ids,
+                            to_host,
+                            port: graph.attr(e, "port").and_then(|p| p.parse().ok()),
+                            direction: graph.attr(e, "direction").unwrap_or_else(|| "out".into()),
+                        });
                     }
                 }
                 executed_on.insert(node.host);
@@ -437,16 +476,12 @@ fn forward(
                     if edge.kind == EdgeKind::SentTo
                         && !graph.relabeled_trusted(n, label.since_ns, edge.ts_ns)
                     {
-                        let remote = graph.remote(edge.dst);
+                        let (to_ip, to_node_ids, to_host) = remote_names(graph, edge.dst);
                         sent_to.push(SendView {
                             edge: EdgeView::new(graph, e),
-                            to_ip: remote.map(|r| r.ip.to_string()).unwrap_or_default(),
-                            to_node_ids: remote
-                                .map(|r| r.node_ids.iter().map(|s| s.to_string()).collect())
-                                .unwrap_or_default(),
-                            to_host: graph
-                                .remote_host(edge.dst)
-                                .map(|h| graph.host(h).id.clone()),
+                            to_ip,
+                            to_node_ids,
+                            to_host,
                             received: graph
                                 .matching_receive(e)
                                 .map(|r| TransferView::new(graph, r)),
@@ -459,6 +494,7 @@ fn forward(
     }
     activation_points.sort_by_key(|v| v.ts_ns);
     sent_to.sort_by_key(|s| s.edge.ts_ns);
+    connections.sort_by_key(|c| c.edge.ts_ns);
     for send in &sent_to {
         if send.received.is_none() {
             warnings.push(match &send.to_host {
@@ -504,6 +540,7 @@ fn forward(
         processes_started,
         activation_points,
         sent_to,
+        connections,
         hosts_reached,
     }
 }

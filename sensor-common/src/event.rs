@@ -46,9 +46,44 @@ pub enum EventKind {
     /// descriptors such as `./evil > out.txt`); they are now untrusted. `name` packs up to
     /// `PACKED_INODES` `PackedInode`s, `aux` says how many, `fd` how many did not fit.
     InheritedFds = 12,
+    /// A tainted process or a port program changed a TCP connection's state in its own
+    /// context: it connected out (`SYN_SENT`) or closed a connection (`FIN_WAIT1`,
+    /// `LAST_ACK`). `name` holds a [`PackedConnection`], `aux` the new TCP state. This
+    /// names the peer a process served even when it has exited by the time userspace
+    /// looks, and the hosts a tainted process reached.
+    Connection = 13,
 }
 
-pub const EVENT_KIND_COUNT: usize = 13;
+pub const EVENT_KIND_COUNT: usize = 14;
+
+/// TCP states (`include/net/tcp_states.h`) a `Connection` event is sent for: the ones
+/// entered only in the owning process's context (connect, close, shutdown), never in
+/// softirq, where the current task is whoever was interrupted.
+pub const TCP_SYN_SENT: u32 = 2;
+pub const TCP_FIN_WAIT1: u32 = 4;
+pub const TCP_LAST_ACK: u32 = 9;
+
+/// The connection of a `Connection` event, in the first bytes of `name`. Addresses in
+/// network byte order, IPv4 as its 4 bytes then zeros; ports in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedConnection {
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u16,
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+}
+
+impl Event {
+    /// The connection of a `Connection` event.
+    pub fn packed_connection(&self) -> PackedConnection {
+        // SAFETY: `name` is longer than PackedConnection, which is plain old data.
+        unsafe { core::ptr::read_unaligned(self.name.as_ptr() as *const PackedConnection) }
+    }
+}
 
 /// Inodes an `InheritedFds` event carries (16 bytes each in `name`).
 pub const PACKED_INODES: usize = NAME_LEN / 16;
@@ -92,6 +127,7 @@ impl EventKind {
         EventKind::Link,
         EventKind::NetFile,
         EventKind::InheritedFds,
+        EventKind::Connection,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -113,6 +149,7 @@ impl EventKind {
             EventKind::Link => "link",
             EventKind::NetFile => "net_file",
             EventKind::InheritedFds => "inherited_fds",
+            EventKind::Connection => "connection",
         }
     }
 }

@@ -56,6 +56,9 @@ pub mod trees {
     pub const UNTRUSTED_FILES: &str = "untrusted_files";
     /// tgid (u32 BE) ++ start_ticks (u64 BE) -> process node id.
     pub const TAINTED_PROCS: &str = "tainted_procs";
+    /// Blocked remote address (text) -> JSON `{"by", "ts_ns"}`: the quarantine the
+    /// classifier's `BLOCKED` map is rebuilt from at start-up.
+    pub const BLOCKED_HOSTS: &str = "blocked_hosts";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +134,9 @@ pub enum EdgeKind {
     Relabel,
     Block,
     Unblock,
+    /// A tainted process opened (or, for `direction = in`, closed an accepted) TCP
+    /// connection: process -> remote.
+    Connect,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,8 @@ use sensor_common::{
         EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
         EF_AT_OPEN, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
         Event, EventKind,
-        NAME_LEN, PACKED_INODES, PackedInode, TaintReason,
+        NAME_LEN, PACKED_INODES, PackedConnection, PackedInode, TCP_FIN_WAIT1, TCP_LAST_ACK,
+        TCP_SYN_SENT, TaintReason,
     },
     maps::{
         DROP_INODES_FULL, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
@@ -344,6 +345,27 @@ pub fn on_exit() {
         return;
     }
     emit(EventKind::Exit, pid_tgid, &state, |_| {});
+}
+
+/// A TCP state change. Only the states entered in the owner's own context count (see
+/// `TCP_SYN_SENT`), and only for processes whose activity is recorded: a port program's
+/// close names the peer it served; a tainted process's connect names a host it reached.
+#[inline(always)]
+pub fn on_connection(new_state: u32, fill: impl FnOnce(&mut PackedConnection)) {
+    if !matches!(new_state, TCP_SYN_SENT | TCP_FIN_WAIT1 | TCP_LAST_ACK) {
+        return;
+    }
+    let Some((pid_tgid, state)) = tracked() else { return };
+    if state.flags & WRITER_FLAGS == 0 {
+        return;
+    }
+    emit(EventKind::Connection, pid_tgid, &state, |ev| {
+        ev.aux = new_state;
+        // SAFETY: `name` (at an even offset) is larger than the 2-aligned PackedConnection.
+        let c = unsafe { &mut *(ev.name.as_mut_ptr() as *mut PackedConnection) };
+        *c = PackedConnection::default();
+        fill(c);
+    });
 }
 
 /// A change through a descriptor (ftruncate, fchmod) from the syscall tracepoints.

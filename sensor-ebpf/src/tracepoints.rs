@@ -48,6 +48,28 @@ pub fn tp_sched_process_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
+/// `sock/inet_sock_set_state` fires on TCP state changes only, not per syscall, so it adds
+/// nothing to the syscall path.
+#[tracepoint]
+pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    // format: newstate i32 @20, sport @24, dport @26, family @28, protocol @30 (u16, host
+    // order), saddr_v6 @40, daddr_v6 @56 (IPv4 stored v4-mapped there). Checked against
+    // tracefs by userspace before attaching.
+    const IPPROTO_TCP: u16 = 6;
+    if unsafe { ctx.read_at::<u16>(30) }.unwrap_or(0) != IPPROTO_TCP {
+        return 0;
+    }
+    let new_state = unsafe { ctx.read_at::<i32>(20) }.unwrap_or(0) as u32;
+    taint::on_connection(new_state, |c| unsafe {
+        c.local_port = ctx.read_at::<u16>(24).unwrap_or(0);
+        c.remote_port = ctx.read_at::<u16>(26).unwrap_or(0);
+        c.family = ctx.read_at::<u16>(28).unwrap_or(0);
+        c.local = ctx.read_at::<[u8; 16]>(40).unwrap_or([0; 16]);
+        c.remote = ctx.read_at::<[u8; 16]>(56).unwrap_or([0; 16]);
+    });
+    0
+}
+
 // No write(2)-family hooks: a tracked process's files are marked when it opens them for
 // writing, and when it becomes tainted for the ones it already holds (see
 // `taint::mark_writable_fds`). A syscall tracepoint on write costs every process on the

@@ -79,6 +79,15 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let mut net = crate::network::Monitor::start(&mut sensor, &config, &host.id);
+    match net.as_mut() {
+        Some(m) => m.restore_blocks(&store),
+        None => {
+            let blocked = store.blocked_hosts().unwrap_or_default();
+            if !blocked.is_empty() {
+                warn!("{} host(s) are recorded as blocked ({}) but network monitoring is off: the block is NOT enforced", blocked.len(), blocked.join(", "));
+            }
+        }
+    }
     let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
     let ring = sensor.take_events().context("ring buffer already taken")?;
     #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
@@ -121,7 +130,7 @@ pub async fn run(config: Config) -> Result<()> {
                     let ev = events::decode(&raw, &clock);
                     *counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
                     handle_event(&ev, &mut ingest, &mut sensor, &mut counters);
-                    if let Some(m) = net.as_mut() { m.on_file(&ev, &ingest); }
+                    if let Some(m) = net.as_mut() { m.on_event(&ev, &ingest); }
                     if events_tx.receiver_count() > 0
                         && let Ok(line) = serde_json::to_string(&ev)
                     {

@@ -6,10 +6,12 @@ use sensor_common::{
         EF_AT_OPEN, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
         EF_INODE_MAP_FULL,
         EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
-        TaintReason,
+        PackedConnection, TCP_SYN_SENT, TaintReason,
     },
     maps::InodeKey,
 };
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::procfs::{self, WallClock};
 
@@ -23,6 +25,27 @@ pub struct FileRef {
 impl FileRef {
     pub fn key(&self) -> InodeKey {
         InodeKey::new(self.dev, self.ino)
+    }
+}
+
+/// The TCP connection of a `connection` event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Connection {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `connect` (the process connected out) or `close` (it closed the connection).
+    pub action: &'static str,
+}
+
+impl Connection {
+    /// No I/O: addresses arrive IPv4-mapped or IPv6, ports in host order.
+    pub fn from_packed(c: &PackedConnection, tcp_state: u32) -> Self {
+        let ip = |b: [u8; 16]| crate::network::canonical(IpAddr::V6(Ipv6Addr::from(b)));
+        Self {
+            local: SocketAddr::new(ip(c.local), c.local_port),
+            remote: SocketAddr::new(ip(c.remote), c.remote_port),
+            action: if tcp_state == TCP_SYN_SENT { "connect" } else { "close" },
+        }
     }
 }
 
@@ -72,6 +95,9 @@ pub struct SensorEvent {
     /// inherited_fds: how many more did not fit in the record (marked in the kernel all the same).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inherited_overflow: Option<u32>,
+    /// connection: the TCP connection and what the process did with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -118,13 +144,18 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
             });
             (fd_path, None)
         }
-        // rename/link: fd = old dirfd, aux = new dirfd
+        // rename/link: fd = old dirfd, aux = new dirfd. A renamed file's one name is the new one.
         EventKind::Rename | EventKind::Link => (
             name.map(|n| procfs::resolve(pid, event.fd, &n)),
-            name2.map(|n| procfs::resolve(pid, event.aux as i32, &n)),
+            name2.map(|n| match kind {
+                EventKind::Rename => absolute_name(pid, event.aux as i32, &n, file.as_ref()),
+                _ => procfs::resolve(pid, event.aux as i32, &n),
+            }),
         ),
-        EventKind::InheritedFds => (None, None),
-        _ => (name.map(|n| procfs::resolve(pid, event.fd, &n)), None),
+        EventKind::InheritedFds | EventKind::Connection => (None, None),
+        // The name is gone from the file system; only the dirfd can make it absolute.
+        EventKind::Unlink => (name.map(|n| procfs::resolve(pid, event.fd, &n)), None),
+        _ => (name.map(|n| absolute_name(pid, event.fd, &n, file.as_ref())), None),
     };
     let taint_reason = match kind {
         EventKind::Exec | EventKind::Taint => match event.aux {
@@ -163,7 +194,19 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
             Vec::new()
         },
         inherited_overflow: (kind == EventKind::InheritedFds && event.fd > 0).then_some(event.fd as u32),
+        connection: (kind == EventKind::Connection).then(|| Connection::from_packed(&event.packed_connection(), event.aux)),
     }
+}
+
+/// `name` made absolute against the process's dirfd or working directory; when the
+/// process has already exited (a short-lived smbd child that wrote one file) and cannot
+/// be asked, the path of the file itself, found by its handle.
+fn absolute_name(pid: u32, dirfd: i32, name: &str, file: Option<&FileRef>) -> String {
+    let path = procfs::resolve(pid, dirfd, name);
+    if path.starts_with('/') || path.is_empty() {
+        return path;
+    }
+    file.and_then(|f| procfs::path_of_inode(&f.key(), f.generation)).unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -176,5 +219,18 @@ mod tests {
         let mut raw = vec![0u8; size_of::<Event>()];
         raw[0] = 200;
         assert_eq!(parse(&raw).err(), Some(DecodeError::UnknownKind(200)));
+    }
+
+    #[test]
+    fn connections_decode_v4_mapped_and_v6() {
+        let mut c = PackedConnection { family: 2, local_port: 445, remote_port: 50000, ..Default::default() };
+        c.local = "::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets();
+        c.remote = "::ffff:10.0.0.2".parse::<Ipv6Addr>().unwrap().octets();
+        let d = Connection::from_packed(&c, sensor_common::event::TCP_LAST_ACK);
+        assert_eq!((d.local.to_string().as_str(), d.remote.to_string().as_str(), d.action), ("10.0.0.1:445", "10.0.0.2:50000", "close"));
+        c.family = 10;
+        c.remote = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
+        let d = Connection::from_packed(&c, TCP_SYN_SENT);
+        assert_eq!((d.remote.to_string().as_str(), d.action), ("[fd00::2]:50000", "connect"));
     }
 }

@@ -254,6 +254,13 @@ impl<'a> Ingest<'a> {
             }
             // NetEvent records never get here: `network::attribution` handles them.
             EventKind::NetFile => {}
+            // The `connect` edge is network attribution's (it owns remote nodes); the
+            // process it starts from must exist.
+            EventKind::Connection => {
+                if ev.tainted {
+                    self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
+                }
+            }
             EventKind::Unlink => {
                 let Some(file) = path.and_then(|p| self.path_index.get(p)).cloned() else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;

@@ -115,6 +115,18 @@ pub fn path_of_fd(pid: u32, fd: i32, key: &InodeKey) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// The regular files `pid` holds open: (path, inode key).
+pub fn open_files(pid: u32) -> Vec<(String, InodeKey)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let m = fs::metadata(e.path()).ok().filter(|m| m.is_file())?;
+            let path = fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
+            Some((path, InodeKey::new(kernel_dev(m.dev()), m.ino())))
+        })
+        .collect()
+}
+
 /// A path of the inode `key` when no process holds it open any more: opened by file handle
 /// (`open_by_handle_at`, handle type `FILEID_INO32_GEN` = inode + generation, as ext2/3/4
 /// and xfs encode them) on the mount of its device, then named through /proc/self/fd.

@@ -62,6 +62,9 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     config.interpreters.clear(); // scripts must be caught by the exec hook itself
     let mut sensor = Sensor::load(&config)?;
     outcome.chosen = Some(sensor.strategy);
+    if !sensor.missing.is_empty() {
+        outcome.notes.push(format!("optional hooks not attached: {}", sensor.missing.join(", ")));
+    }
     let tag = format!("{:?}", sensor.strategy).to_lowercase();
     let (shell, busybox) = shell_binary()?;
 

@@ -255,8 +255,14 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
         p.load(tracepoint, btf)?;
         p.attach()?;
     } else if let Some((category, tracepoint)) = strategy::tracepoint_of(name) {
-        if !Path::new("/sys/kernel/tracing/events").join(category).join(tracepoint).exists() {
+        let dir = Path::new("/sys/kernel/tracing/events").join(category).join(tracepoint);
+        if !dir.exists() {
             bail!("tracepoint {category}/{tracepoint} does not exist on this kernel");
+        }
+        if let Ok(format) = std::fs::read_to_string(dir.join("format"))
+            && let Some(why) = strategy::layout_mismatch(name, &format)
+        {
+            bail!("tracepoint {category}/{tracepoint}: {why}");
         }
         let p: &mut TracePoint = program.try_into()?;
         p.load()?;

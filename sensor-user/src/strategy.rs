@@ -63,6 +63,7 @@ pub const COMMON_PROGRAMS: &[(&str, bool)] = &[
     ("tp_sched_process_exec", true),
     ("tp_btf_sched_process_fork", true),
     ("tp_sched_process_exit", true),
+    ("tp_inet_sock_set_state", false),
     ("tp_sys_enter_ftruncate", true),
     ("tp_sys_enter_fchmod", true),
     ("tp_sys_enter_open", false),
@@ -104,9 +105,46 @@ pub fn tracepoint_of(program: &str) -> Option<(&'static str, &str)> {
         Some(("syscalls", name))
     } else if name.starts_with("sched_") {
         Some(("sched", name))
+    } else if name.starts_with("inet_sock_") {
+        Some(("sock", name))
     } else {
         None
     }
+}
+
+/// Fields a tracepoint program reads at fixed offsets: (program, [(field, offset)]). The
+/// syscall and sched records have had one layout for years; this one is checked against
+/// the running kernel's tracefs `format` before attaching, so a kernel that moved a field
+/// gets a clear message instead of wrong addresses.
+pub const FIXED_LAYOUTS: &[(&str, &[(&str, usize)])] = &[(
+    "tp_inet_sock_set_state",
+    &[("newstate", 20), ("sport", 24), ("dport", 26), ("family", 28), ("protocol", 30), ("saddr_v6", 40), ("daddr_v6", 56)],
+)];
+
+/// `field name -> offset` of a tracefs `format` file.
+pub fn format_offsets(format: &str) -> std::collections::HashMap<String, usize> {
+    format
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().strip_prefix("field:")?;
+            let (decl, rest) = l.split_once(';')?;
+            let name = decl.split_whitespace().last()?.split('[').next()?.to_string();
+            let offset = rest.trim().strip_prefix("offset:")?.split(';').next()?.trim().parse().ok()?;
+            Some((name, offset))
+        })
+        .collect()
+}
+
+/// Why `program` must not attach on this kernel (its fields are elsewhere), if so.
+pub fn layout_mismatch(program: &str, format: &str) -> Option<String> {
+    let (_, fields) = FIXED_LAYOUTS.iter().find(|(p, _)| *p == program)?;
+    let found = format_offsets(format);
+    let wrong: Vec<String> = fields
+        .iter()
+        .filter(|(f, off)| found.get(*f) != Some(off))
+        .map(|(f, off)| format!("{f} expected at {off}, found {:?}", found.get(*f)))
+        .collect();
+    (!wrong.is_empty()).then(|| format!("record layout differs: {}", wrong.join(", ")))
 }
 
 /// Kernel function a `kp_*`/`fe_*` program hooks.
@@ -122,6 +160,17 @@ mod tests {
     fn names_map_to_hooks() {
         assert_eq!(tracepoint_of("tp_sys_enter_openat"), Some(("syscalls", "sys_enter_openat")));
         assert_eq!(tracepoint_of("tp_sched_process_exec"), Some(("sched", "sched_process_exec")));
+        assert_eq!(tracepoint_of("tp_inet_sock_set_state"), Some(("sock", "inet_sock_set_state")));
+    }
+
+    #[test]
+    fn tracefs_layout_is_checked() {
+        let format = "name: inet_sock_set_state\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;\n\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;\n\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;\n\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;\n\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;\n";
+        assert_eq!(format_offsets(format).get("saddr_v6"), Some(&40));
+        assert_eq!(layout_mismatch("tp_inet_sock_set_state", format), None);
+        let moved = format.replace("offset:56", "offset:60");
+        assert!(layout_mismatch("tp_inet_sock_set_state", &moved).unwrap().contains("daddr_v6 expected at 56"));
+        assert_eq!(layout_mismatch("tp_sys_enter_openat", format), None);
         assert_eq!(function_of("kp_vfs_write"), Some("vfs_write"));
         assert_eq!(function_of("fe_security_bprm_check"), Some("security_bprm_check"));
     }

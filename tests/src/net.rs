@@ -71,9 +71,15 @@ impl Drop for Daemon {
 }
 
 pub fn wait_listening(port: u16, addr: &str) {
+    wait_listening_in("", port, addr)
+}
+
+/// As [`wait_listening`], in network namespace `ns` ("" = the test's own).
+pub fn wait_listening_in(ns: &str, port: u16, addr: &str) {
+    let prefix = if ns.is_empty() { String::new() } else { format!("ip netns exec {ns} ") };
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        let out = run(&format!("ss -Hltn 'sport = :{port}'"));
+        let out = run(&format!("{prefix}ss -Hltn 'sport = :{port}'"));
         if String::from_utf8_lossy(&out.stdout).contains(addr) {
             return;
         }
@@ -119,12 +125,18 @@ pub fn start_samba(dir: &Path) -> (Daemon, PathBuf) {
 
 /// vsftpd (anonymous uploads into `incoming/`), one instance per address family.
 pub fn start_vsftpd(dir: &Path, v6: bool) -> (Daemon, PathBuf) {
-    let root = dir.join("ftp");
+    start_vsftpd_at(dir, "", if v6 { HOST6 } else { HOST4 })
+}
+
+/// vsftpd listening on `addr` in network namespace `ns` ("" = the test's own; root
+/// `dir/ftp`, else `dir/ftp-<ns>`).
+pub fn start_vsftpd_at(dir: &Path, ns: &str, addr: &str) -> (Daemon, PathBuf) {
+    let root = if ns.is_empty() { dir.join("ftp") } else { dir.join(format!("ftp-{ns}")) };
     std::fs::create_dir_all(root.join("incoming")).unwrap();
     std::fs::create_dir_all(dir.join("empty")).unwrap();
     sh(&format!("chown ftp {0}/incoming && chmod 755 {0}", root.display()));
-    let listen = if v6 { format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={HOST6}\n") } else { format!("listen=YES\nlisten_address={HOST4}\n") };
-    let conf = dir.join(if v6 { "vsftpd6.conf" } else { "vsftpd.conf" });
+    let listen = if addr.contains(':') { format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={addr}\n") } else { format!("listen=YES\nlisten_address={addr}\n") };
+    let conf = dir.join(format!("vsftpd-{addr}.conf"));
     std::fs::write(
         &conf,
         format!(
@@ -137,14 +149,21 @@ pub fn start_vsftpd(dir: &Path, v6: bool) -> (Daemon, PathBuf) {
         ),
     )
     .unwrap();
-    let child = Command::new("/usr/sbin/vsftpd")
+    let mut cmd = if ns.is_empty() {
+        Command::new("/usr/sbin/vsftpd")
+    } else {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, "/usr/sbin/vsftpd"]);
+        c
+    };
+    let child = cmd
         .process_group(0)
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(if v6 { "vsftpd6.stderr" } else { "vsftpd.stderr" })).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("vsftpd-{addr}.stderr"))).unwrap())
         .spawn()
         .expect("start vsftpd");
-    wait_listening(21, if v6 { HOST6 } else { HOST4 });
+    wait_listening_in(ns, 21, addr);
     (Daemon(child), root.join("incoming"))
 }
 

@@ -85,6 +85,17 @@ impl RunningSensor {
         sensor
     }
 
+    /// Runs `f` with the sensor's userspace stopped (SIGSTOP): kernel events wait in the
+    /// ring buffer, so the processes they name may be gone when it reads them, as under
+    /// load. The programs keep running in the kernel.
+    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        out.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -37,6 +37,23 @@ fn smb_uploads_are_attributed_to_the_sender() {
         let path = format!("{}/{name}", share.display());
         check_upload(&sensor, &path, client, if *encrypt { None } else { Some(&name) });
     }
+    // The same with the sensor's userspace stopped during the transfer: smbd's session
+    // process has exited before its records are read, so neither /proc nor its dirfd can
+    // answer. The path comes from the file's handle, the peer from the kernel's record of
+    // the connection smbd closed.
+    for (i, (server, client, encrypt)) in [(HOST4, CLIENT4, true), (HOST6, CLIENT6, false)].into_iter().enumerate() {
+        let name = format!("late{i}.bin");
+        let out = sensor.paused(|| smb_put(server, if encrypt { "enc" } else { "share" }, "SMB3_11", encrypt, "/usr/bin/dash", &name));
+        assert!(out.status.success(), "smbclient put {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let path = format!("{}/{name}", share.display());
+        check_upload(&sensor, &path, client, if encrypt { None } else { Some(&name) });
+        let g = sensor.graph();
+        let edge = received_from(&g, &path)[0].clone();
+        assert_eq!(edge["attrs"]["path"], path, "{edge}");
+        if encrypt {
+            assert_eq!(edge["attrs"]["peer_seen_by"], "connection_close", "{edge}");
+        }
+    }
     let status = sensor.status();
     assert!(status["network"]["attribution"]["encrypted_sessions"].as_u64().unwrap_or(0) >= 1, "{}", status["network"]);
     let log = sensor.stop();
@@ -63,6 +80,89 @@ fn ftp_uploads_active_and_passive_ipv4_and_ipv6() {
         assert!(out.status.success(), "curl {mode} STOR failed: {}", String::from_utf8_lossy(&out.stderr));
         check_upload(&sensor, &format!("{}/{name}", incoming.display()), client, Some(&name));
     }
+}
+
+/// Where it goes next: an uploaded (untrusted) client run here is tainted, and the TCP
+/// connection it opens to another host is a `connect` edge from its process to that host.
+#[test]
+fn dropper_connections_and_outbound_uploads_are_recorded() {
+    let _guard = serial();
+    require_root();
+    ensure_packages();
+    let _net = Net::up();
+    let dir = temp_dir("net-connect");
+    let sensor = sensor(&dir);
+    let (_ftpd, incoming) = start_vsftpd(&dir, false);
+    let out = run(&format!("ip netns exec {NS} curl -sS --max-time 20 -T /usr/bin/curl ftp://{HOST4}/incoming/dropper"));
+    assert!(out.status.success(), "curl STOR failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dropper = format!("{}/dropper", incoming.display());
+    sensor.wait_for("dropper received from the client", |g| received_from(g, &dropper).iter().any(|e| e["attrs"]["ip"] == CLIENT4));
+    let web = Daemon(
+        Command::new("ip")
+            .args(["netns", "exec", NS, "python3", "-m", "http.server", "8081", "--bind", CLIENT6])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening_in(NS, 8081, CLIENT6);
+    let out = run(&format!("chmod +x '{dropper}' && '{dropper}' -gsS --max-time 10 -o /dev/null http://[{CLIENT6}]:8081/"));
+    assert!(out.status.success(), "dropper could not reach {CLIENT6}: {}", String::from_utf8_lossy(&out.stderr));
+    let remote = format!("remote:{CLIENT6}");
+    let g = sensor.wait_for("connect edge to the client host", |g| !g.edges_into("connect", &remote).is_empty());
+    let edge = g.edges_into("connect", &remote)[0].clone();
+    let runner = g.processes_that_exec(&dropper).into_iter().find(|p| p["tainted"] == true).expect("tainted dropper process").clone();
+    assert_eq!(edge["src"], runner["id"], "{}", g.describe());
+    assert_eq!(edge["attrs"]["port"], 8081, "{edge}");
+    assert_eq!(edge["attrs"]["direction"], "out", "{edge}");
+    assert_eq!(g.edges_into("connect", &remote).len(), 1, "the close of an outbound connection is not a second edge");
+    // Untainted processes' connections are not recorded.
+    let out = run(&format!("curl -gsS --max-time 10 -o /dev/null http://[{CLIENT6}]:8081/"));
+    assert!(out.status.success());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(sensor.graph().edges_into("connect", &remote).len(), 1);
+    drop(web);
+
+    // The dropper copies itself to an FTP server on the other host: an egress STOR by a
+    // local client, so the untrusted file gets a `sent_to` edge to that host.
+    let (_remote_ftpd, remote_incoming) = start_vsftpd_at(&dir, NS, CLIENT4);
+    let out = run(&format!("'{dropper}' -sS --max-time 20 -T '{dropper}' ftp://{CLIENT4}/incoming/dropper"));
+    assert!(out.status.success(), "dropper STOR to {CLIENT4} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(remote_incoming.join("dropper").exists());
+    let file = sensor.graph().file(&dropper).expect("dropper node")["id"].as_str().unwrap().to_string();
+    let g = sensor.wait_for("sent_to edge to the other host", |g| {
+        g.edges_from("sent_to", &file).iter().any(|e| e["dst"] == format!("remote:{CLIENT4}"))
+    });
+    let sent = g.edges_from("sent_to", &file).into_iter().find(|e| e["dst"] == format!("remote:{CLIENT4}")).unwrap().clone();
+    assert_eq!((sent["attrs"]["direction"].as_str(), sent["attrs"]["verb"].as_str(), sent["attrs"]["name"].as_str()), (Some("upload"), Some("STOR"), Some("dropper")), "{sent}");
+    eprintln!("outbound upload recorded as {sent}");
+    assert_eq!(sent["attrs"]["port"], 21, "{sent}");
+    assert!(sent["attrs"]["matched_by"] == "open_file" || sent["attrs"]["matched_by"] == "name", "{sent}");
+    // Under another name, by an untainted client slow enough to be asked while it runs:
+    // found by the file it holds open, not by name.
+    let out = run(&format!("curl -sS --max-time 30 --limit-rate 60k -T '{dropper}' ftp://{CLIENT4}/incoming/innocent.bin"));
+    assert!(out.status.success(), "curl STOR failed: {}", String::from_utf8_lossy(&out.stderr));
+    let g = sensor.wait_for("sent_to as innocent.bin", |g| g.edges_from("sent_to", &file).iter().any(|e| e["attrs"]["name"] == "innocent.bin"));
+    let sent = g.edges_from("sent_to", &file).into_iter().find(|e| e["attrs"]["name"] == "innocent.bin").unwrap().clone();
+    assert_eq!(sent["attrs"]["matched_by"], "open_file", "{sent}");
+    assert!(sent["attrs"]["process"].as_u64().is_some(), "{sent}");
+
+    // The analysis names the host the dropper reached and puts it on the block list.
+    let dump = format!("{}/dump.jsonl", dir.display());
+    let out = sensor.cli(&["export", "-o", &dump]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let analysis = tests::sensor::bin_dir().join("vtrail-analysis");
+    let out = Command::new(&analysis).args(["trace", "--path", &dropper, &dump]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("connected to {CLIENT6} port 8081")) && text.contains(&format!("connected to {CLIENT4} port 21")), "{text}");
+    assert!(text.contains("Sent to (2)") && text.contains(&format!("({CLIENT4})")), "{text}");
+    let out = Command::new(&analysis).args(["rules", "--path", &dropper, "--json", &dump]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reached = rules["rules"]["block"].as_array().unwrap_or_else(|| panic!("{rules}")).iter().find(|b| b["target"] == CLIENT6);
+    assert!(reached.is_some_and(|b| b["reason"].as_str().unwrap().contains("tainted process connected to it (port 8081")), "{rules}");
 }
 
 #[test]
@@ -97,6 +197,14 @@ fn blocked_host_cannot_upload_but_other_traffic_passes() {
     assert!(out.status.success(), "TCP 8080 blocked: {}", String::from_utf8_lossy(&out.stderr));
     let status = sensor.status();
     assert!(status["network"]["kernel_counters"]["blocked_drops"].as_u64().unwrap_or(0) >= 2, "{}", status["network"]);
+
+    // A restart keeps the quarantine.
+    sensor.stop();
+    let sensor = tests::net::sensor(&dir);
+    assert!(sensor.log_text().contains(&format!("quarantine restored: 1 blocked host(s): {CLIENT4}")), "{}", sensor.log_text());
+    let out = smb_put(HOST4, "share", "SMB3_11", false, "/usr/bin/dash", "blocked2.bin");
+    assert!(!out.status.success() || !share.join("blocked2.bin").exists(), "SMB upload went through after a restart");
+    assert!(!share.join("blocked2.bin").exists());
 
     let out = sensor.cli(&["unblock", &format!("remote:{CLIENT4}")]);
     assert!(out.status.success(), "unblock: {}", String::from_utf8_lossy(&out.stderr));

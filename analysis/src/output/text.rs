@@ -164,6 +164,16 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
             s.edge.time, s.edge.host, s.edge.src_label, to, s.to_ip
         );
     });
+    let _ = writeln!(out, "  Connections ({}):", f.connections.len());
+    limited(&mut out, &f.connections, |out, c| {
+        let peer = c.to_host.clone().unwrap_or_else(|| match c.to_node_ids.is_empty() {
+            true => c.to_ip.clone(),
+            false => format!("{} = node {}", c.to_ip, c.to_node_ids.join("/")),
+        });
+        let port = c.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        let what = if c.direction == "in" { "accepted from" } else { "connected to" };
+        let _ = writeln!(out, "    {} [{}] {} {what} {peer}{port}", c.edge.time, c.edge.host, c.edge.src_label);
+    });
     let _ = writeln!(out, "  Hosts reached ({}):", f.hosts_reached.len());
     limited(&mut out, &f.hosts_reached, |out, h| {
         let from = h

@@ -38,6 +38,7 @@ pub struct GraphStore {
     edges: sled::Tree,
     untrusted: sled::Tree,
     tainted: sled::Tree,
+    blocked: sled::Tree,
     seq: AtomicU64,
 }
 
@@ -61,6 +62,7 @@ impl GraphStore {
             edges: tree(trees::EDGES)?,
             untrusted: tree(trees::UNTRUSTED_FILES)?,
             tainted: tree(trees::TAINTED_PROCS)?,
+            blocked: tree(trees::BLOCKED_HOSTS)?,
             seq: AtomicU64::new(0),
             db,
         };
@@ -178,6 +180,14 @@ impl GraphStore {
         Ok(())
     }
 
+    /// The untrusted-file record of `key`, if it is untrusted.
+    pub fn untrusted_file(&self, key: &InodeKey) -> Result<Option<TaintedFile>, StoreError> {
+        match self.untrusted.get(Self::inode_key_bytes(key))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?)),
+            None => Ok(None),
+        }
+    }
+
     pub fn clear_untrusted(&self, key: &InodeKey) -> Result<(), StoreError> {
         self.untrusted.remove(Self::inode_key_bytes(key))?;
         Ok(())
@@ -230,6 +240,32 @@ impl GraphStore {
     }
 }
 
+impl GraphStore {
+    /// Records a quarantine (`block`) or lifts it, so a restart restores it.
+    pub fn set_blocked(&self, ip: &str, blocked: bool, by: &str, ts_ns: u64) -> Result<(), StoreError> {
+        if blocked {
+            let json = serde_json::json!({"by": by, "ts_ns": ts_ns}).to_string();
+            self.blocked.insert(ip.as_bytes(), json.as_bytes())?;
+        } else {
+            self.blocked.remove(ip.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The blocked remote addresses, as recorded.
+    pub fn blocked_hosts(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.blocked.iter() {
+            let (k, _) = r?;
+            out.push(String::from_utf8(k.to_vec()).map_err(|e| StoreError::Corrupt {
+                tree: trees::BLOCKED_HOSTS,
+                message: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+}
+
 fn merge(old: &mut Node, new: Node) {
     match (&mut old.data, new.data) {
         (
@@ -272,7 +308,7 @@ fn merge(old: &mut Node, new: Node) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use sensor_common::graph::EdgeKind;
 
@@ -333,7 +369,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
-    fn tempdir() -> PathBuf {
+    pub(crate) fn tempdir() -> PathBuf {
         static N: AtomicU64 = AtomicU64::new(0);
         let d = std::env::temp_dir().join(format!("vtrail-store-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&d);

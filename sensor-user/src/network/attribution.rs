@@ -13,18 +13,22 @@
 //! - SMB3-encrypted sessions show no names: a port-program process whose established
 //!   connections all go to one peer that sent a transform header attributes what it writes
 //!   to that peer, with `inferred: true`.
+//!   If the process has exited before /proc could be asked, the kernel's `connection`
+//!   event for its close names the peer instead.
+//! - A tainted process's TCP connections (kernel `connection` events) become `connect`
+//!   edges process -> `remote:<ip>`: the hosts it reached.
 //! - An SMB2 READ / FTP RETR of a file known untrusted (it arrived or was written by a
 //!   port program while the sensor ran) makes a `sent_to` edge file -> `remote:<ip>`.
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    net::IpAddr,
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    net::{IpAddr, SocketAddr},
 };
 
 use anyhow::Result;
 use serde_json::{Value, json};
 use sensor_common::{
     event::{EventKind, net_verb},
-    graph::{Edge, EdgeKind, Node, NodeData, remote_node_id},
+    graph::{Edge, EdgeKind, Node, NodeData, process_node_id, remote_node_id},
     proto::ftp::{self, Verb},
 };
 
@@ -34,6 +38,7 @@ use crate::{events::SensorEvent, graph::GraphStore};
 /// How far apart the packet and the write may be.
 const WINDOW_NS: u64 = 120 * 1_000_000_000;
 const MAX_PENDING: usize = 4096;
+const MAX_DONE: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 struct Transfer {
@@ -50,6 +55,8 @@ struct Transfer {
     norm: String,
     partial: bool,
     session_id: u64,
+    /// This host is the client: a local process sends (or fetches) the file.
+    outbound: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +88,10 @@ pub struct Attribution {
     done: HashSet<(String, String, &'static str)>,
     /// Share roots from smb.conf or the config: a match under one is marked `exact`.
     share_roots: Vec<String>,
+    /// Peers whose connections a port-program process (tgid, start ticks) closed.
+    served: HashMap<(u32, u64), BTreeSet<IpAddr>>,
+    /// Outbound connections of tainted processes, so their close is not recorded again.
+    connects: HashMap<((u32, u64), SocketAddr), u32>,
     /// Remote IP -> node ids (DNS reverse mapping of `vtrail-ddns`).
     pub naming: crate::naming::Naming,
     pub stats: Stats,
@@ -90,11 +101,15 @@ pub struct Attribution {
 pub struct Stats {
     pub net_events: u64,
     pub uploads_seen: u64,
+    /// Uploads by local clients to remote servers.
+    pub uploads_out: u64,
     pub received_from: u64,
     pub received_from_inferred: u64,
     pub sent_to: u64,
     pub blocked_packets: u64,
     pub encrypted_sessions: u64,
+    /// `connect` edges: TCP connections of tainted processes.
+    pub connections: u64,
 }
 
 /// `a\b\c` or `/a/b/c` -> `a/b/c` (empty components and `.` dropped).
@@ -193,6 +208,9 @@ impl Attribution {
     }
 
     fn push_upload(&mut self, store: &GraphStore, t: Transfer) -> Result<()> {
+        if t.outbound {
+            return self.sent_out(store, &t);
+        }
         self.stats.uploads_seen += 1;
         // A port program may have written the file before this packet's event arrived.
         let cutoff = t.ts_ns.saturating_sub(WINDOW_NS);
@@ -264,7 +282,51 @@ impl Attribution {
         Ok(())
     }
 
+    /// An upload by a local client to a remote server (egress CREATE with write intent,
+    /// STOR/APPE/STOU): the untrusted files the sending process holds open, asked of /proc
+    /// while it runs; failing that, the untrusted files known by the name sent.
+    fn sent_out(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
+        self.stats.uploads_out += 1;
+        let mut hits: Vec<(String, String, &'static str, Option<u32>)> = Vec::new();
+        if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
+            for (path, key) in crate::procfs::open_files(pid) {
+                if let Ok(Some(f)) = store.untrusted_file(&key) {
+                    hits.push((path, f.node, "open_file", Some(pid)));
+                }
+            }
+        }
+        if hits.is_empty() {
+            let base = t.norm.rsplit('/').next().unwrap_or("");
+            for (path, file) in self.untrusted_by_name.get(base).into_iter().flatten() {
+                hits.push((path.clone(), file.clone(), "name", None));
+            }
+        }
+        for (path, file, matched_by, process) in hits {
+            // One edge per file and transfer (an SMB2 CREATE and its first WRITE both land here).
+            let transfer = format!("{}:{}:{}:{}", t.server, t.client_port, t.session_id, t.norm);
+            if !self.done.insert((file.clone(), transfer, "sent_to")) {
+                continue;
+            }
+            let (remote, node_ids) = self.remote(store, t.ts_ns, t.server)?;
+            self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
+                "ip": t.server.to_string(), "port": t.server_port, "local_port": t.client_port,
+                "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
+                "direction": "upload", "matched_by": matched_by, "process": process,
+                "partial": t.partial.then_some(true),
+                "node_ids": (!node_ids.is_empty()).then_some(node_ids),
+            }))?;
+            self.stats.sent_to += 1;
+        }
+        Ok(())
+    }
+
+    /// A remote client read an untrusted file of this host (SMB2 READ, FTP RETR).
     fn sent(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
+        if t.outbound {
+            // A local client fetching from a remote server: what it writes is followed by
+            // the taint rules if it is a port program (`port_programs`).
+            return Ok(());
+        }
         let base = t.norm.rsplit('/').next().unwrap_or("").to_string();
         let Some(candidates) = self.untrusted_by_name.get(&base) else { return Ok(()) };
         let hits: Vec<(String, String)> = candidates.iter().filter(|(p, _)| path_matches(p, &t.norm)).cloned().collect();
@@ -291,8 +353,10 @@ impl Attribution {
             self.stats.blocked_packets += 1;
             return Ok(());
         }
-        // Requests go client -> server (dport is the service port), responses back.
+        // Requests go client -> server (dport is the service port), responses back. This
+        // host is the client when its requests leave or the responses come in.
         let request = matches!(ev.dport, 445 | 139 | 21);
+        let outbound = request == (ev.direction == "egress");
         let (client, client_port, server, server_port) =
             if request { (ev.src, ev.sport, ev.dst, ev.dport) } else { (ev.dst, ev.dport, ev.src, ev.sport) };
         let transfer = |verb: &str, name: &str, norm: String| Transfer {
@@ -307,6 +371,7 @@ impl Attribution {
             norm,
             partial: ev.partial || ev.name_truncated,
             session_id: ev.session_id,
+            outbound,
         };
         match ev.verb_code {
             net_verb::SMB_CREATE => {
@@ -403,6 +468,11 @@ impl Attribution {
     }
 
     fn expire(&mut self, now: u64) {
+        // Bounded memory on a busy server: forgetting which edges were made only risks a
+        // repeated edge for a transfer still in flight.
+        if self.done.len() >= MAX_DONE {
+            self.done.clear();
+        }
         let cutoff = now.saturating_sub(WINDOW_NS);
         while self.uploads.front().is_some_and(|t| t.ts_ns < cutoff) {
             self.uploads.pop_front();
@@ -415,14 +485,19 @@ impl Attribution {
     /// A create/write event, after `Ingest` recorded it: port-program writes are matched
     /// against uploads (and remembered for uploads whose packets arrive later).
     pub fn on_file(&mut self, store: &GraphStore, ev: &SensorEvent, file: &str) -> Result<()> {
-        if !matches!(ev.kind, EventKind::Create | EventKind::Write) || !ev.port_program {
+        if !matches!(ev.kind, EventKind::Create | EventKind::Write) {
             return Ok(());
         }
         let Some(path) = ev.path.clone() else { return Ok(()) };
-        let base = path.rsplit('/').next().unwrap_or("").to_string();
-        let entry = self.untrusted_by_name.entry(base).or_default();
-        if !entry.iter().any(|(p, f)| p == &path && f == file) {
-            entry.push((path.clone(), file.to_string()));
+        if ev.port_program || ev.tainted || ev.file_newly_untrusted {
+            let base = path.rsplit('/').next().unwrap_or("").to_string();
+            let entry = self.untrusted_by_name.entry(base).or_default();
+            if !entry.iter().any(|(p, f)| p == &path && f == file) {
+                entry.push((path.clone(), file.to_string()));
+            }
+        }
+        if !ev.port_program {
+            return Ok(());
         }
         let cutoff = ev.ts_ns.saturating_sub(WINDOW_NS);
         let hit = self.uploads.iter().rev().find(|t| t.ts_ns >= cutoff && path_matches(&path, &t.norm)).cloned();
@@ -434,28 +509,98 @@ impl Attribution {
         }
         self.port_writes.push_back(PortWrite { ts_ns: ev.ts_ns, tgid: ev.tgid, path: path.clone(), file: file.to_string() });
         // Encrypted fallback: the process serves one peer that sent a transform header.
-        // With share roots known, only files under a share (not smbd's own lock files).
-        let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| path.starts_with(&format!("{r}/")));
-        if !self.encrypted_peers.is_empty() && in_share {
+        // Asked of /proc while the process lives. If it has exited already, the kernel's
+        // `connection` event for its close, which follows this write, names the peer
+        // (`on_connection`).
+        if !self.encrypted_peers.is_empty() {
             let peers = peers::remote_peers(ev.tgid);
             if peers.len() == 1
-                && let Some(ip) = peers.iter().next().copied()
-                && self.encrypted_peers.contains_key(&ip)
+                && let Some(ip) = peers.first().copied()
+                && let Some(w) = self.port_writes.back().cloned()
             {
-                let key = (file.to_string(), ip.to_string(), "received_from");
-                if self.done.insert(key) {
-                    let (remote, node_ids) = self.remote(store, ev.ts_ns, ip)?;
-                    self.edge(store, ev.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
-                        "ip": ip.to_string(), "protocol": "smb2", "verb": "write", "time": ev.ts_ns,
-                        "path": path, "inferred": true, "reason": "smb3_encrypted",
-                        "process": ev.tgid,
-                        "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-                    }))?;
-                    self.stats.received_from_inferred += 1;
+                self.infer_encrypted(store, &w, ip, "proc")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypted-session fallback for one port-program write: attributed to `peer`, the
+    /// one peer its process served, if that peer sent a transform header and the file is
+    /// under a share (with share roots known: not smbd's own lock files).
+    fn infer_encrypted(&mut self, store: &GraphStore, w: &PortWrite, peer: IpAddr, seen_by: &str) -> Result<()> {
+        let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| w.path.starts_with(&format!("{r}/")));
+        if !in_share || !self.encrypted_peers.contains_key(&peer) {
+            return Ok(());
+        }
+        if !self.done.insert((w.file.clone(), peer.to_string(), "received_from")) {
+            return Ok(());
+        }
+        let (remote, node_ids) = self.remote(store, w.ts_ns, peer)?;
+        self.edge(store, w.ts_ns, EdgeKind::ReceivedFrom, &remote, &w.file, json!({
+            "ip": peer.to_string(), "protocol": "smb2", "verb": "write", "time": w.ts_ns,
+            "path": w.path, "inferred": true, "reason": "smb3_encrypted", "peer_seen_by": seen_by,
+            "process": w.tgid,
+            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
+        }))?;
+        self.stats.received_from_inferred += 1;
+        Ok(())
+    }
+
+    /// A `connection` event. A port program closing a connection names the peer it
+    /// served (its pending writes may now be attributed); a tainted process connecting
+    /// out, or closing a connection it accepted, reached that remote: a `connect` edge.
+    pub fn on_connection(&mut self, store: &GraphStore, ev: &SensorEvent) -> Result<()> {
+        let Some(c) = &ev.connection else { return Ok(()) };
+        let peer = c.remote.ip();
+        let proc_key = (ev.tgid, ev.start_ticks);
+        if ev.port_program && c.action == "close" {
+            if self.served.len() >= MAX_PENDING && !self.served.contains_key(&proc_key) {
+                self.served.clear();
+            }
+            let peers = self.served.entry(proc_key).or_default();
+            peers.insert(peer);
+            if peers.len() == 1 && self.encrypted_peers.contains_key(&peer) {
+                let cutoff = ev.ts_ns.saturating_sub(WINDOW_NS);
+                let writes: Vec<PortWrite> =
+                    self.port_writes.iter().filter(|w| w.tgid == ev.tgid && w.ts_ns >= cutoff).cloned().collect();
+                for w in writes {
+                    self.infer_encrypted(store, &w, peer, "connection_close")?;
                 }
             }
         }
-        let _ = self.port_writes.back().map(|w| w.tgid);
+        if !ev.tainted {
+            return Ok(());
+        }
+        // Keyed without the local port: at SYN_SENT the kernel has not bound it yet.
+        let conn_key = (proc_key, c.remote);
+        let direction = match c.action {
+            "connect" => {
+                if self.connects.len() >= MAX_PENDING {
+                    self.connects.clear();
+                }
+                *self.connects.entry(conn_key).or_default() += 1;
+                "out"
+            }
+            // The close of a connection it made was recorded at connect time.
+            _ if self.connects.get_mut(&conn_key).is_some_and(|n| {
+                *n -= 1;
+                true
+            }) =>
+            {
+                self.connects.retain(|_, n| *n > 0);
+                return Ok(());
+            }
+            _ => "in",
+        };
+        let (remote, node_ids) = self.remote(store, ev.ts_ns, peer)?;
+        let process = process_node_id(&self.host, ev.tgid, ev.start_ticks);
+        self.edge(store, ev.ts_ns, EdgeKind::Connect, &process, &remote, json!({
+            "ip": peer.to_string(), "port": c.remote.port(),
+            "local_port": (c.local.port() != 0).then_some(c.local.port()),
+            "protocol": "tcp", "direction": direction,
+            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
+        }))?;
+        self.stats.connections += 1;
         Ok(())
     }
 }
@@ -463,6 +608,79 @@ impl Attribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{Connection, FileRef};
+
+    fn net(verb_code: u8, client: &str) -> NetFileEvent {
+        NetFileEvent {
+            ts_ns: 1_000, kind: "net_file", direction: "ingress", proto: "smb2", verb: "encrypted",
+            src: client.parse().unwrap(), sport: 50000, dst: "10.0.0.1".parse().unwrap(), dport: 445,
+            name: String::new(), line: Vec::new(), name_truncated: false, partial: false, blocked: false,
+            write_intent: false, session_id: 7, message_id: 0, tree_id: 0, file_id: None, file_id_raw: [0; 16],
+            access: 0, disposition: 0, length: 0, offset: 0, verb_code,
+        }
+    }
+
+    /// A process event of a pid that does not exist, so /proc knows nothing of it: as
+    /// for an smbd child that exited before userspace read its record.
+    fn proc_event(kind: EventKind, ts_ns: u64, path: Option<&str>, connection: Option<Connection>) -> SensorEvent {
+        SensorEvent {
+            ts_ns, kind, tgid: 4_000_000, tid: 4_000_000, start_ticks: 5, parent: None, uid: 0, comm: "smbd".into(),
+            tainted: false, port_program: true, file: path.map(|_| FileRef { dev: 1, ino: 2, generation: 0 }),
+            path: path.map(String::from), path2: None, name_truncated: false, file_was_untrusted: false,
+            file_newly_untrusted: true, inode_map_full: false, taint_reason: None, mode: None, open_flags: None,
+            write_via: None, inherited: Vec::new(), inherited_overflow: None, connection,
+        }
+    }
+
+    #[test]
+    fn encrypted_upload_by_an_exited_process_is_attributed_at_its_close() {
+        let dir = crate::graph::store::tests::tempdir();
+        let store = GraphStore::open(&dir).unwrap();
+        let mut a = Attribution::new("h", vec!["/srv/share".into()]);
+        a.on_net(&store, &net(net_verb::SMB_ENCRYPTED, "10.0.0.2")).unwrap();
+        let file = "file:h:1:2";
+        a.on_file(&store, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
+        assert_eq!(a.stats.received_from_inferred, 0, "no peer known yet");
+        let close = |remote: &str| Connection { local: "10.0.0.1:445".parse().unwrap(), remote: remote.parse().unwrap(), action: "close" };
+        a.on_connection(&store, &proc_event(EventKind::Connection, 3_000, None, Some(close("10.0.0.2:50000")))).unwrap();
+        assert_eq!(a.stats.received_from_inferred, 1);
+        let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).collect();
+        let e = edges.iter().find(|e| e.kind == EdgeKind::ReceivedFrom).unwrap();
+        assert_eq!((e.src.as_str(), e.dst.as_str()), ("remote:10.0.0.2", file));
+        assert_eq!(e.attrs["inferred"], true);
+        assert_eq!(e.attrs["peer_seen_by"], "connection_close");
+        // A write after that close is not from that peer; a second peer makes the process
+        // ambiguous: nothing more is inferred.
+        a.on_file(&store, &proc_event(EventKind::Create, 4_000, Some("/srv/share/b.exe"), None), "file:h:1:3").unwrap();
+        assert_eq!(a.stats.received_from_inferred, 1);
+        a.on_connection(&store, &proc_event(EventKind::Connection, 5_000, None, Some(close("10.0.0.9:50001")))).unwrap();
+        assert_eq!(a.stats.received_from_inferred, 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn tainted_connections_become_connect_edges_once() {
+        let dir = crate::graph::store::tests::tempdir();
+        let store = GraphStore::open(&dir).unwrap();
+        let mut a = Attribution::new("h", Vec::new());
+        let conn = |action| Connection { local: "10.0.0.1:40000".parse().unwrap(), remote: "[fd00::9]:22".parse().unwrap(), action };
+        let mut ev = proc_event(EventKind::Connection, 1_000, None, Some(conn("connect")));
+        ev.tainted = true;
+        ev.port_program = false;
+        a.on_connection(&store, &ev).unwrap();
+        ev.connection = Some(conn("close"));
+        a.on_connection(&store, &ev).unwrap();
+        // A close without a connect: a connection it accepted.
+        ev.connection = Some(Connection { local: "10.0.0.1:4444".parse().unwrap(), ..conn("close") });
+        a.on_connection(&store, &ev).unwrap();
+        let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).filter(|e| e.kind == EdgeKind::Connect).collect();
+        assert_eq!(edges.len(), 2, "{edges:?}");
+        assert_eq!(edges[0].src, "proc:h:4000000:5");
+        assert_eq!(edges[0].dst, "remote:fd00::9");
+        assert_eq!((edges[0].attrs["direction"].as_str(), edges[1].attrs["direction"].as_str()), (Some("out"), Some("in")));
+        assert_eq!(edges[1].attrs["local_port"], 4444);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn names_and_paths() {

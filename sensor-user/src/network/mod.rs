@@ -64,6 +64,28 @@ impl Monitor {
         Some(Self { classifier, attribution, decode_errors: 0 })
     }
 
+    /// Puts back the quarantine recorded in the database: a restart (or an upgrade) must
+    /// not silently let a blocked host through again.
+    pub fn restore_blocks(&mut self, store: &GraphStore) {
+        let hosts = match store.blocked_hosts() {
+            Ok(h) => h,
+            Err(e) => {
+                error!("cannot read the blocked hosts from the database, none restored: {e}");
+                return;
+            }
+        };
+        let mut restored = Vec::new();
+        for host in hosts {
+            match host.parse::<IpAddr>().map_err(anyhow::Error::from).and_then(|ip| self.classifier.block(ip)) {
+                Ok(()) => restored.push(host),
+                Err(e) => error!("cannot restore the block of {host}: {e:#}"),
+            }
+        }
+        if !restored.is_empty() {
+            info!("quarantine restored: {} blocked host(s): {}", restored.len(), restored.join(", "));
+        }
+    }
+
     /// Where background IP -> node id lookups answer (None when naming is off).
     pub fn take_naming_answers(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::naming::Answer>> {
         self.attribution.naming.take_receiver()
@@ -90,8 +112,14 @@ impl Monitor {
         serde_json::to_string(&ev).ok()
     }
 
-    /// After `Ingest` recorded a file event.
-    pub fn on_file(&mut self, ev: &SensorEvent, ingest: &Ingest) {
+    /// After `Ingest` recorded a process event: file events and connections.
+    pub fn on_event(&mut self, ev: &SensorEvent, ingest: &Ingest) {
+        if ev.kind == sensor_common::event::EventKind::Connection {
+            if let Err(e) = self.attribution.on_connection(ingest.store(), ev) {
+                error!("cannot record connection {:?}: {e:#}", ev.connection);
+            }
+            return;
+        }
         let Some(f) = &ev.file else { return };
         let file = ingest.file_id(&f.key());
         if let Err(e) = self.attribution.on_file(ingest.store(), ev, &file) {
@@ -122,6 +150,7 @@ impl Monitor {
                 warn!("unblock {ip}: it was not blocked");
             }
             let node = self.attribution.quarantine_edge(store, ip, block, by)?;
+            store.set_blocked(&ip.to_string(), block, by, crate::procfs::now_wall_ns())?;
             info!("{} {ip} (by {by})", if block { "blocked" } else { "unblocked" });
             Ok(serde_json::to_vec(&json!({"ok": true, "ip": ip.to_string(), "node": node, "blocked": block}))?)
         })();

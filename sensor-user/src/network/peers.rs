@@ -36,18 +36,50 @@ pub fn remote_peers(pid: u32) -> BTreeSet<IpAddr> {
 
 /// (remote address, socket inode) of the ESTABLISHED rows of a `/proc/net/tcp*` table.
 pub fn parse_table(text: &str) -> Vec<(IpAddr, u64)> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 || f[3] != "01" {
-            continue;
-        }
-        let Some((addr, _port)) = f[2].split_once(':') else { continue };
-        let Some(ip) = parse_hex_addr(addr) else { continue };
-        let Ok(inode) = f[9].parse::<u64>() else { continue };
-        out.push((ip, inode));
-    }
-    out
+    established(text).into_iter().map(|r| (r.remote.0, r.inode)).collect()
+}
+
+/// An ESTABLISHED row of a `/proc/net/tcp*` table.
+#[derive(Debug, PartialEq)]
+pub struct TcpRow {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    pub inode: u64,
+}
+
+fn established(text: &str) -> Vec<TcpRow> {
+    let endpoint = |s: &str| {
+        let (addr, port) = s.split_once(':')?;
+        Some((parse_hex_addr(addr)?, u16::from_str_radix(port, 16).ok()?))
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "01" {
+                return None;
+            }
+            Some(TcpRow { local: endpoint(f[1])?, remote: endpoint(f[2])?, inode: f[9].parse().ok()? })
+        })
+        .collect()
+}
+
+/// The process holding this host's end `(ip, port)` of an established TCP connection, in
+/// the sensor's network namespace. Scans every process's descriptors: for the rare
+/// outbound upload, not per packet.
+pub fn socket_owner(ip: IpAddr, port: u16) -> Option<u32> {
+    let inode = ["tcp", "tcp6"].iter().find_map(|file| {
+        let text = std::fs::read_to_string(format!("/proc/net/{file}")).ok()?;
+        established(&text).into_iter().find(|r| r.local == (ip, port)).map(|r| r.inode)
+    })?;
+    let target = format!("socket:[{inode}]");
+    crate::procfs::pids().into_iter().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
+    })
 }
 
 /// The kernel prints addresses as 32-bit words in host byte order.
@@ -71,10 +103,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finds_the_process_that_owns_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _server = listener.accept().unwrap();
+        let local = client.local_addr().unwrap();
+        assert_eq!(socket_owner(local.ip(), local.port()), Some(std::process::id()));
+    }
+
+    #[test]
     fn parses_proc_net_tcp() {
         let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100E70A:01BD 0200E70A:C350 01 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 20 4 30 10 -1\n   1: 00000000:0015 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
         assert_eq!(parse_table(v4), vec![("10.231.0.2".parse().unwrap(), 12345)]);
         let v6 = "header\n   0: 0000000000000000FFFF00000100E70A:01BD 0000000000000000FFFF00000200E70A:D431 01 00000000:00000000 00:00000000 00000000 0 0 777 1\n";
         assert_eq!(parse_table(v6), vec![("10.231.0.2".parse().unwrap(), 777)]);
+        let rows = established(v4);
+        assert_eq!(rows[0].local, ("10.231.0.1".parse().unwrap(), 445));
+        assert_eq!(rows[0].remote, ("10.231.0.2".parse().unwrap(), 50000));
     }
 }
