@@ -1,6 +1,6 @@
 //! TC classifier cost: ns per packet (BPF_PROG_TEST_RUN with repeat) for non-file
 //! traffic, an SMB2 CREATE and an FTP STOR line; then iperf3 TCP throughput across a veth
-//! pair (namespace `vtbench`) with the classifier off and on.
+//! pair (namespace `vtbench`) with the classifier off and on, alternating.
 //!
 //! `cargo run --release -p sensor-user --example tc-bench [-- --seconds 5 --no-iperf]` (root).
 use std::{net::IpAddr, process::Command, time::Duration};
@@ -60,23 +60,48 @@ fn main() -> Result<()> {
         && ip addr add 10.233.0.1/24 dev vtb0 && ip link set vtb0 up \
         && ip netns exec vtbench ip addr add 10.233.0.2/24 dev vtb1 && ip netns exec vtbench ip link set vtb1 up \
         && ip netns exec vtbench ip link set lo up")?;
+    // Off and on alternate, `ROUNDS` times per port, so drift (other load, CPU frequency)
+    // hits both alike; the median of the per-round ratios is reported.
+    const ROUNDS: usize = 5;
     let result = (|| -> Result<()> {
+        let btf = Btf::from_sys_fs()?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object())?;
+        for name in ["tc_ingress", "tc_egress"] {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+            p.load()?;
+        }
+        sensor_user::network::tc::load_step_program(&mut ebpf)?;
         for port in [5201u16, 445] {
-            let off = iperf(seconds, port)?;
-            let btf = Btf::from_sys_fs()?;
-            let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object())?;
-            tc::qdisc_add_clsact("vtb0")?;
-            for (name, kind) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
-                let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
-                p.load()?;
-                p.attach_with_options("vtb0", kind, TcAttachOptions::Netlink(NlOptions::default()))?;
+            let mut ratios = Vec::new();
+            let (mut off_sum, mut on_sum) = (0.0, 0.0);
+            for _ in 0..ROUNDS {
+                let off = iperf(seconds, port)?;
+                tc::qdisc_add_clsact("vtb0")?;
+                let mut links = Vec::new();
+                for (name, kind) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
+                    let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+                    links.push((name, p.attach_with_options("vtb0", kind, TcAttachOptions::Netlink(NlOptions::default()))?));
+                }
+                let on = iperf(seconds, port);
+                for (name, link) in links {
+                    let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
+                    p.detach(link)?;
+                }
+                sh("tc qdisc del dev vtb0 clsact")?;
+                let on = on?;
+                off_sum += off;
+                on_sum += on;
+                ratios.push(on / off);
             }
-            let on = iperf(seconds, port)?;
-            drop(ebpf);
-            sh("tc qdisc del dev vtb0 clsact")?;
+            ratios.sort_by(f64::total_cmp);
             println!(
-                "iperf3 TCP port {port}, {seconds} s, veth: classifier off {:.2} Gbit/s, on {:.2} Gbit/s, ratio {:.3}",
-                off / 1e9, on / 1e9, on / off
+                "iperf3 TCP port {port}, {ROUNDS} x {seconds} s each way, veth: classifier off {:.2} Gbit/s, on {:.2} Gbit/s (means); \
+                 ratio median {:.3} (min {:.3}, max {:.3})",
+                off_sum / ROUNDS as f64 / 1e9,
+                on_sum / ROUNDS as f64 / 1e9,
+                ratios[ROUNDS / 2],
+                ratios[0],
+                ratios[ROUNDS - 1]
             );
         }
         Ok(())

@@ -79,6 +79,9 @@ enum Command {
         /// Scratch directory.
         #[arg(long, default_value = "/tmp/vtrail-selftest")]
         work: PathBuf,
+        /// Also load the TC classifiers and run them on crafted packets (no interface needed).
+        #[arg(long)]
+        network: bool,
     },
 }
 
@@ -132,13 +135,22 @@ fn real_main() -> Result<()> {
         Command::Trust { path } | Command::Taint { path } if !path.exists() => bail!("{}: no such file", path.display()),
         Command::Trust { path } => relabel(&config, path, false),
         Command::Taint { path } => relabel(&config, path, true),
-        Command::Selftest { strategies, work } => {
+        Command::Selftest { strategies, work, network } => {
             let outcomes = selftest::run(&strategies, &work)?;
             let mut ok = true;
             for o in &outcomes {
                 let chosen = o.chosen.map_or("none".into(), |s| format!("{s:?}").to_lowercase());
                 let verdict = if o.failures.is_empty() { "PASS" } else { ok = false; "FAIL" };
                 println!("SELFTEST {:?} -> {chosen} {verdict}: {}", o.requested, o.notes.iter().chain(&o.failures).cloned().collect::<Vec<_>>().join("; "));
+            }
+            if network {
+                match sensor_user::network::testrun::selftest() {
+                    Ok(notes) => println!("SELFTEST network PASS: {}", notes.join("; ")),
+                    Err(e) => {
+                        ok = false;
+                        println!("SELFTEST network FAIL: {e:#}");
+                    }
+                }
             }
             if !ok {
                 bail!("selftest failed");

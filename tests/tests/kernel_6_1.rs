@@ -1,5 +1,6 @@
 //! The kprobe and fentry strategies, which this host's kernel cannot load, checked on
-//! Debian's 6.1 kernel under QEMU: the real sensor binary runs `selftest` in the guest.
+//! Debian's 6.1 kernel under QEMU: the real sensor binary runs `selftest` in the guest,
+//! with the TC classifiers on crafted packets (`--network`).
 use std::time::Duration;
 
 use tests::{qemu, sensor::sensor_bin};
@@ -8,7 +9,7 @@ use tests::{qemu, sensor::sensor_bin};
 fn kprobe_and_fentry_strategies_work_on_debian_6_1() {
     let run = qemu::run_in_guest(
         &sensor_bin(),
-        &["selftest", "--strategies", "auto,kprobe,fentry,tracepoint", "--work", "/tmp/selftest"],
+        &["selftest", "--strategies", "auto,kprobe,fentry,tracepoint", "--work", "/tmp/selftest", "--network"],
         &[],
         &[],
         Duration::from_secs(300),
@@ -20,6 +21,7 @@ fn kprobe_and_fentry_strategies_work_on_debian_6_1() {
         "SELFTEST Kprobe -> kprobe PASS",
         "SELFTEST Fentry -> fentry PASS",
         "SELFTEST Tracepoint -> tracepoint PASS",
+        "SELFTEST network PASS",
     ] {
         assert!(console.contains(line), "expected `{line}` in the guest console:\n{console}");
     }
