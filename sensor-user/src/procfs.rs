@@ -107,20 +107,16 @@ pub fn path_of_fd(pid: u32, fd: i32, key: &InodeKey) -> Option<String> {
             return fs::read_link(link).ok().map(|p| p.to_string_lossy().into_owned());
         }
     }
-    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    dir.flatten()
-        .map(|e| e.path())
-        .find(|p| matches(p))
-        .and_then(|p| fs::read_link(p).ok())
-        .map(|p| p.to_string_lossy().into_owned())
+    open_files(pid).into_iter().find(|(_, k)| k == key).map(|(path, _)| path)
 }
 
-/// The regular files `pid` holds open: (path, inode key).
+/// What `pid`'s descriptors point at: (path, inode key), for every descriptor that can be
+/// stat'ed (files, but also pipes and sockets, whose keys match no file).
 pub fn open_files(pid: u32) -> Vec<(String, InodeKey)> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
     dir.flatten()
         .filter_map(|e| {
-            let m = fs::metadata(e.path()).ok().filter(|m| m.is_file())?;
+            let m = fs::metadata(e.path()).ok()?;
             let path = fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
             Some((path, InodeKey::new(kernel_dev(m.dev()), m.ino())))
         })

@@ -301,10 +301,10 @@ impl Attribution {
                 hits.push((path.clone(), file.clone(), "name", None));
             }
         }
+        // One edge per file and transfer (an SMB2 CREATE and its first WRITE both land here).
+        let transfer = format!("{}:{}:{}:{}", t.server, t.client_port, t.session_id, t.norm);
         for (path, file, matched_by, process) in hits {
-            // One edge per file and transfer (an SMB2 CREATE and its first WRITE both land here).
-            let transfer = format!("{}:{}:{}:{}", t.server, t.client_port, t.session_id, t.norm);
-            if !self.done.insert((file.clone(), transfer, "sent_to")) {
+            if !self.done.insert((file.clone(), transfer.clone(), "sent_to")) {
                 continue;
             }
             let (remote, node_ids) = self.remote(store, t.ts_ns, t.server)?;
@@ -507,7 +507,8 @@ impl Attribution {
         if self.port_writes.len() >= MAX_PENDING {
             self.port_writes.pop_front();
         }
-        self.port_writes.push_back(PortWrite { ts_ns: ev.ts_ns, tgid: ev.tgid, path: path.clone(), file: file.to_string() });
+        let write = PortWrite { ts_ns: ev.ts_ns, tgid: ev.tgid, path, file: file.to_string() };
+        self.port_writes.push_back(write.clone());
         // Encrypted fallback: the process serves one peer that sent a transform header.
         // Asked of /proc while the process lives. If it has exited already, the kernel's
         // `connection` event for its close, which follows this write, names the peer
@@ -516,9 +517,8 @@ impl Attribution {
             let peers = peers::remote_peers(ev.tgid);
             if peers.len() == 1
                 && let Some(ip) = peers.first().copied()
-                && let Some(w) = self.port_writes.back().cloned()
             {
-                self.infer_encrypted(store, &w, ip, "proc")?;
+                self.infer_encrypted(store, &write, ip, "proc")?;
             }
         }
         Ok(())
@@ -573,24 +573,21 @@ impl Attribution {
         }
         // Keyed without the local port: at SYN_SENT the kernel has not bound it yet.
         let conn_key = (proc_key, c.remote);
-        let direction = match c.action {
-            "connect" => {
-                if self.connects.len() >= MAX_PENDING {
-                    self.connects.clear();
-                }
-                *self.connects.entry(conn_key).or_default() += 1;
-                "out"
+        let direction = if c.action == "connect" {
+            if self.connects.len() >= MAX_PENDING {
+                self.connects.clear();
             }
+            *self.connects.entry(conn_key).or_default() += 1;
+            "out"
+        } else if let Some(open) = self.connects.get_mut(&conn_key) {
             // The close of a connection it made was recorded at connect time.
-            _ if self.connects.get_mut(&conn_key).is_some_and(|n| {
-                *n -= 1;
-                true
-            }) =>
-            {
-                self.connects.retain(|_, n| *n > 0);
-                return Ok(());
+            *open -= 1;
+            if *open == 0 {
+                self.connects.remove(&conn_key);
             }
-            _ => "in",
+            return Ok(());
+        } else {
+            "in"
         };
         let (remote, node_ids) = self.remote(store, ev.ts_ns, peer)?;
         let process = process_node_id(&self.host, ev.tgid, ev.start_ticks);

@@ -8,20 +8,20 @@ use std::{
 
 use super::canonical;
 
+/// The socket inodes behind `pid`'s descriptors (`socket:[N]` links).
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return HashSet::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
 /// Distinct remote addresses of the established TCP connections `pid` holds.
 pub fn remote_peers(pid: u32) -> BTreeSet<IpAddr> {
-    let mut inodes = HashSet::new();
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in dir.flatten() {
-            if let Ok(link) = std::fs::read_link(e.path())
-                && let Some(s) = link.to_str()
-                && let Some(ino) = s.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
-                && let Ok(ino) = ino.parse::<u64>()
-            {
-                inodes.insert(ino);
-            }
-        }
-    }
+    let inodes = socket_inodes(pid);
     let mut out = BTreeSet::new();
     for file in ["tcp", "tcp6"] {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else { continue };
@@ -72,14 +72,7 @@ pub fn socket_owner(ip: IpAddr, port: u16) -> Option<u32> {
         let text = std::fs::read_to_string(format!("/proc/net/{file}")).ok()?;
         established(&text).into_iter().find(|r| r.local == (ip, port)).map(|r| r.inode)
     })?;
-    let target = format!("socket:[{inode}]");
-    crate::procfs::pids().into_iter().find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
-    })
+    crate::procfs::pids().into_iter().find(|&pid| socket_inodes(pid).contains(&inode))
 }
 
 /// The kernel prints addresses as 32-bit words in host byte order.
