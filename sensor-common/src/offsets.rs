@@ -23,6 +23,14 @@ pub struct KernelOffsets {
     /// `linux_binprm.file`: used by the kprobe/fentry exec hook, which sees the script
     /// itself (not its interpreter) when a `#!` file is executed.
     pub binprm_file: u32,
+    /// Offsets in `struct pt_regs` of the first four syscall arguments, as the syscall
+    /// wrappers (`__x64_sys_*`) receive them: the kprobe/fentry strategies hook those
+    /// wrappers instead of syscall tracepoints. Zero where unknown (`SYSCALL_ARG_REGS`
+    /// names no register of this architecture): those strategies are then not offered.
+    pub syscall_arg0: u32,
+    pub syscall_arg1: u32,
+    pub syscall_arg2: u32,
+    pub syscall_arg3: u32,
     /// Non-zero once userspace filled the struct; programs do nothing before that.
     pub valid: u32,
 }
@@ -47,3 +55,10 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("mm_struct", "exe_file"),
     ("linux_binprm", "file"),
 ];
+
+/// `struct pt_regs` members holding syscall arguments 0-3 (x86-64 calling convention:
+/// di, si, dx, r10), and the prefix of the syscall wrapper functions.
+#[cfg(target_arch = "x86_64")]
+pub const SYSCALL_ARG_REGS: Option<([&str; 4], &str)> = Some((["di", "si", "dx", "r10"], "__x64_"));
+#[cfg(not(target_arch = "x86_64"))]
+pub const SYSCALL_ARG_REGS: Option<([&str; 4], &str)> = None;

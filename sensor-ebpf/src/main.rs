@@ -19,6 +19,8 @@ mod kprobes;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod syscalls;
+#[cfg(target_arch = "bpf")]
 mod taint;
 #[cfg(target_arch = "bpf")]
 mod tc;

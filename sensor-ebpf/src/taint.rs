@@ -368,11 +368,16 @@ pub fn on_connection(new_state: u32, fill: impl FnOnce(&mut PackedConnection)) {
     });
 }
 
-/// A change through a descriptor (ftruncate, fchmod) from the syscall tracepoints.
+/// A change through a descriptor (ftruncate, fchmod), at entry. `call` reads the
+/// arguments, only once the process is known to be tracked.
 #[inline(always)]
-pub fn on_fd_change(kind: EventKind, fd: u64, aux: u32) {
+pub fn on_fd_change(call: impl FnOnce() -> (EventKind, u64, u32)) {
     let Some((pid_tgid, state)) = tracked() else { return };
-    if state.flags & WRITER_FLAGS == 0 || fd > u32::MAX as u64 {
+    if state.flags & WRITER_FLAGS == 0 {
+        return;
+    }
+    let (kind, fd, aux) = call();
+    if fd > u32::MAX as u64 {
         return;
     }
     let Some(o) = kernel::offsets() else { return };
@@ -477,52 +482,55 @@ fn mark_writable_fds(o: &KernelOffsets, pid_tgid: u64, state: &ProcState) {
     });
 }
 
-/// Entry of open/openat/openat2/creat: stash what the exit needs, only for the opens that
-/// can matter (write intent by a writer; read-only by an untainted interpreter).
+/// Is a stashed call worth following for this process? Opens with write intent and path
+/// changes by a writer; read-only opens by an untainted interpreter (rule 3).
 #[inline(always)]
-pub fn on_open_enter(dirfd: i32, name: u64, open_flags: u32) {
-    let Some((pid_tgid, state)) = tracked() else { return };
-    let writes = open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0;
-    let wanted = if writes {
-        state.flags & WRITER_FLAGS != 0
-    } else {
-        state.flags & PROC_INTERPRETER != 0 && state.flags & PROC_TAINTED == 0
-    };
-    if wanted {
-        stash(pid_tgid, EventKind::Create, dirfd, name, 0, open_flags);
+fn wanted(state: &ProcState, call: &PendingCall) -> bool {
+    if call.kind == EventKind::Create as u32 && call.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
+        return state.flags & PROC_INTERPRETER != 0 && state.flags & PROC_TAINTED == 0;
     }
+    state.flags & WRITER_FLAGS != 0
 }
 
-/// Entry of rename/link/unlink/chmod/truncate by path.
+/// Entry of an open or path syscall: stash what the exit needs. `call` reads the
+/// arguments, only once the process is known to be tracked.
 #[inline(always)]
-pub fn on_path_enter(kind: EventKind, dirfd: i32, name: u64, name2: u64, aux: u32) {
+pub fn on_syscall_enter(call: impl FnOnce() -> PendingCall) {
     let Some((pid_tgid, state)) = tracked() else { return };
-    if state.flags & WRITER_FLAGS != 0 {
-        stash(pid_tgid, kind, dirfd, name, name2, aux);
-    }
-}
-
-#[inline(always)]
-fn stash(pid_tgid: u64, kind: EventKind, dirfd: i32, name: u64, name2: u64, flags: u32) {
-    let call = PendingCall { kind: kind as u32, flags, dirfd, _pad: 0, name, name2 };
-    if PENDING.insert(&pid_tgid, &call, 0).is_err() {
+    let call = call();
+    if wanted(&state, &call) && PENDING.insert(&pid_tgid, &call, 0).is_err() {
         count_drop(DROP_PENDING_FULL);
     }
 }
 
-/// Exit of any stashed syscall: report it if it succeeded.
+/// Exit of any stashed syscall (tracepoint, kretprobe): report it if it succeeded.
 #[inline(always)]
 pub fn on_syscall_exit(ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(call) = (unsafe { PENDING.get(&pid_tgid) }).copied() else { return };
     let _ = PENDING.remove(&pid_tgid);
+    finish(pid_tgid, &call, ret);
+}
+
+/// Entry and exit at once (fexit sees the arguments and the return value): no stash.
+#[inline(always)]
+pub fn on_syscall_return(call: impl FnOnce() -> PendingCall, ret: i64) {
+    let Some((pid_tgid, state)) = tracked() else { return };
+    let call = call();
+    if wanted(&state, &call) {
+        finish(pid_tgid, &call, ret);
+    }
+}
+
+#[inline(always)]
+fn finish(pid_tgid: u64, call: &PendingCall, ret: i64) {
     if ret < 0 {
         return;
     }
     let Some(o) = kernel::offsets() else { return };
     let Some(state) = unsafe { PROCS.get(&((pid_tgid >> 32) as u32)) }.copied() else { return };
     if call.kind == EventKind::Create as u32 {
-        on_open_done(o, pid_tgid, state, &call, ret as u32);
+        on_open_done(o, pid_tgid, state, call, ret as u32);
         return;
     }
     let Some(kind) = EventKind::from_u32(call.kind) else { return };

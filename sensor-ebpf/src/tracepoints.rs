@@ -6,20 +6,16 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use sensor_common::event::EventKind;
+use crate::{
+    syscalls::{FdCall, PathCall},
+    taint,
+};
 
-use crate::taint;
-
-/// `AT_FDCWD`: the legacy path syscalls are relative to the working directory.
-const AT_FDCWD: i32 = -100;
-const O_WRONLY: u32 = 0o1;
-const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
-
-/// Syscall argument `n` of a `syscalls/sys_enter_*` record (each is 8 bytes from 16).
+/// The first four arguments of a `syscalls/sys_enter_*` record (each 8 bytes, from 16).
 #[inline(always)]
-fn arg(ctx: &TracePointContext, n: usize) -> u64 {
-    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+fn args(ctx: &TracePointContext) -> [u64; 4] {
+    let arg = |n: usize| unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0);
+    [arg(0), arg(1), arg(2), arg(3)]
 }
 
 /// Return value of a `syscalls/sys_exit_*` record.
@@ -77,81 +73,46 @@ pub fn tp_inet_sock_set_state(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn tp_sys_enter_ftruncate(ctx: TracePointContext) -> u32 {
-    taint::on_fd_change(EventKind::Truncate, arg(&ctx, 0), 0);
+    taint::on_fd_change(|| FdCall::Ftruncate.decode(args(&ctx)));
     0
 }
 
 #[tracepoint]
 pub fn tp_sys_enter_fchmod(ctx: TracePointContext) -> u32 {
-    taint::on_fd_change(EventKind::Chmod, arg(&ctx, 0), arg(&ctx, 1) as u32);
+    taint::on_fd_change(|| FdCall::Fchmod.decode(args(&ctx)));
     0
 }
 
-#[tracepoint]
-pub fn tp_sys_enter_open(ctx: TracePointContext) -> u32 {
-    taint::on_open_enter(AT_FDCWD, arg(&ctx, 0), arg(&ctx, 1) as u32);
-    0
-}
-
-#[tracepoint]
-pub fn tp_sys_enter_openat(ctx: TracePointContext) -> u32 {
-    taint::on_open_enter(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2) as u32);
-    0
-}
-
-#[tracepoint]
-pub fn tp_sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    // openat2(dfd, filename, struct open_how *how, size): flags are how->flags (u64).
-    let how = arg(&ctx, 2) as *const u64;
-    let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) }.unwrap_or(0);
-    taint::on_open_enter(arg(&ctx, 0) as i32, arg(&ctx, 1), flags as u32);
-    0
-}
-
-#[tracepoint]
-pub fn tp_sys_enter_creat(ctx: TracePointContext) -> u32 {
-    taint::on_open_enter(AT_FDCWD, arg(&ctx, 0), O_CREAT | O_WRONLY | O_TRUNC);
-    0
-}
-
-/// Path syscalls: `$kind`, dirfd, first name, second name (0 if none), aux.
-macro_rules! path_call {
-    ($name:ident, $kind:expr, |$ctx:ident| ($dirfd:expr, $n1:expr, $n2:expr, $aux:expr)) => {
+/// Open and path syscalls: entry stashes the call, exit reports it if it succeeded.
+macro_rules! path_calls {
+    ($($enter:ident, $exit:ident => $call:ident;)*) => {$(
         #[tracepoint]
-        pub fn $name($ctx: TracePointContext) -> u32 {
-            taint::on_path_enter($kind, $dirfd, $n1, $n2, $aux);
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            taint::on_syscall_enter(|| PathCall::$call.decode(args(&ctx)));
             0
         }
-    };
-}
-// For rename/link, `aux` carries the second name's dirfd.
-path_call!(tp_sys_enter_rename, EventKind::Rename, |c| (AT_FDCWD, arg(&c, 0), arg(&c, 1), AT_FDCWD as u32));
-path_call!(tp_sys_enter_renameat, EventKind::Rename, |c| (arg(&c, 0) as i32, arg(&c, 1), arg(&c, 3), arg(&c, 2) as u32));
-path_call!(tp_sys_enter_renameat2, EventKind::Rename, |c| (arg(&c, 0) as i32, arg(&c, 1), arg(&c, 3), arg(&c, 2) as u32));
-path_call!(tp_sys_enter_link, EventKind::Link, |c| (AT_FDCWD, arg(&c, 0), arg(&c, 1), AT_FDCWD as u32));
-path_call!(tp_sys_enter_linkat, EventKind::Link, |c| (arg(&c, 0) as i32, arg(&c, 1), arg(&c, 3), arg(&c, 2) as u32));
-path_call!(tp_sys_enter_unlink, EventKind::Unlink, |c| (AT_FDCWD, arg(&c, 0), 0, 0));
-path_call!(tp_sys_enter_unlinkat, EventKind::Unlink, |c| (arg(&c, 0) as i32, arg(&c, 1), 0, 0));
-path_call!(tp_sys_enter_chmod, EventKind::Chmod, |c| (AT_FDCWD, arg(&c, 0), 0, arg(&c, 1) as u32));
-path_call!(tp_sys_enter_fchmodat, EventKind::Chmod, |c| (arg(&c, 0) as i32, arg(&c, 1), 0, arg(&c, 2) as u32));
-path_call!(tp_sys_enter_fchmodat2, EventKind::Chmod, |c| (arg(&c, 0) as i32, arg(&c, 1), 0, arg(&c, 2) as u32));
-path_call!(tp_sys_enter_truncate, EventKind::Truncate, |c| (AT_FDCWD, arg(&c, 0), 0, 0));
 
-/// Every stashed syscall finishes through the same exit handler.
-macro_rules! sys_exit {
-    ($($name:ident),* $(,)?) => {$(
         #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
+        pub fn $exit(ctx: TracePointContext) -> u32 {
             taint::on_syscall_exit(ret(&ctx));
             0
         }
     )*};
 }
-sys_exit!(
-    tp_sys_exit_open, tp_sys_exit_openat, tp_sys_exit_openat2, tp_sys_exit_creat,
-    tp_sys_exit_rename, tp_sys_exit_renameat, tp_sys_exit_renameat2, tp_sys_exit_link,
-    tp_sys_exit_linkat, tp_sys_exit_unlink, tp_sys_exit_unlinkat, tp_sys_exit_chmod,
-    tp_sys_exit_fchmodat, tp_sys_exit_fchmodat2, tp_sys_exit_truncate,
-);
-
-
+path_calls! {
+    tp_sys_enter_open, tp_sys_exit_open => Open;
+    tp_sys_enter_openat, tp_sys_exit_openat => Openat;
+    tp_sys_enter_openat2, tp_sys_exit_openat2 => Openat2;
+    tp_sys_enter_creat, tp_sys_exit_creat => Creat;
+    tp_sys_enter_rename, tp_sys_exit_rename => Rename;
+    tp_sys_enter_renameat, tp_sys_exit_renameat => Renameat;
+    tp_sys_enter_renameat2, tp_sys_exit_renameat2 => Renameat2;
+    tp_sys_enter_link, tp_sys_exit_link => Link;
+    tp_sys_enter_linkat, tp_sys_exit_linkat => Linkat;
+    tp_sys_enter_unlink, tp_sys_exit_unlink => Unlink;
+    tp_sys_enter_unlinkat, tp_sys_exit_unlinkat => Unlinkat;
+    tp_sys_enter_chmod, tp_sys_exit_chmod => Chmod;
+    tp_sys_enter_fchmodat, tp_sys_exit_fchmodat => Fchmodat;
+    tp_sys_enter_fchmodat2, tp_sys_exit_fchmodat2 => Fchmodat2;
+    tp_sys_enter_truncate, tp_sys_exit_truncate => Truncate;
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use btf_rs::{Btf, Type};
-use sensor_common::offsets::{FIELDS, KernelOffsets};
+use sensor_common::offsets::{FIELDS, KernelOffsets, SYSCALL_ARG_REGS};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -26,7 +26,7 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
         field_offset(&btf, strukt, field).with_context(|| format!("kernel BTF: no usable {strukt}.{field}"))
     });
     let mut next = || resolved.next().unwrap_or_else(|| bail!("internal: FIELDS is shorter than KernelOffsets"));
-    let offsets = KernelOffsets {
+    let mut offsets = KernelOffsets {
         task_tgid: next()?,
         task_start_boottime: next()?,
         task_files: next()?,
@@ -44,11 +44,29 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
         mm_exe_file: next()?,
         binprm_file: next()?,
         valid: 1,
+        ..Default::default()
     };
     if resolved.next().is_some() {
         bail!("internal: FIELDS is longer than KernelOffsets");
     }
+    // Optional: without them only the tracepoint strategy is offered (see `syscall_regs`).
+    if let Some((regs, _)) = SYSCALL_ARG_REGS
+        && let Ok(found) = regs.map(|r| field_offset(&btf, "pt_regs", r)).into_iter().collect::<Result<Vec<_>>>()
+    {
+        [offsets.syscall_arg0, offsets.syscall_arg1, offsets.syscall_arg2, offsets.syscall_arg3] =
+            [found[0], found[1], found[2], found[3]];
+    }
     Ok(offsets)
+}
+
+/// Can the kprobe/fentry strategies read syscall arguments here? Why not, if not.
+pub fn syscall_regs(offsets: &KernelOffsets) -> Result<(), String> {
+    match SYSCALL_ARG_REGS {
+        None => Err(format!("syscall argument registers are not known for {}", std::env::consts::ARCH)),
+        // di is never at offset 0 (r15 is), so 0 means unresolved.
+        Some(_) if offsets.syscall_arg0 == 0 => Err("kernel BTF: struct pt_regs lacks the syscall argument registers".into()),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Byte offset of `field` in `struct strukt`, looking inside anonymous unions and structs.

@@ -85,11 +85,22 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     }
 
     let out = work.join(format!("out-{tag}"));
+    let moved = work.join(format!("moved-{tag}"));
+    // Through the untrusted copy (busybox runs its applets when named as argv[1]), so that
+    // the rename and chmod come from tainted processes whatever the guest has in PATH.
+    let tool = |name: &str| if busybox { format!("{} {name}", evil.display()) } else { name.to_string() };
     let mut cmd = Command::new(&evil);
     if busybox {
         cmd.arg("sh");
     }
-    let status = cmd.arg("-c").arg(format!("echo hi > {}", out.display())).status()?;
+    let commands = format!(
+        "echo hi > {out} && {mv} {out} {moved} && {chmod} 755 {moved}",
+        out = out.display(),
+        moved = moved.display(),
+        mv = tool("mv"),
+        chmod = tool("chmod"),
+    );
+    let status = cmd.arg("-c").arg(commands).status()?;
     if !status.success() {
         bail!("{} failed: {status}", evil.display());
     }
@@ -110,6 +121,23 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
         bail!("the tainted process did not report creating {out_s}");
     }
     outcome.notes.push(format!("tainted exec + create seen ({} events)", events.len()));
+    let moved_s = moved.display().to_string();
+    let renamed = events.iter().any(|e| {
+        e.kind == EventKind::Rename && e.tainted && e.path.as_deref() == Some(&out_s) && e.path2.as_deref() == Some(&moved_s)
+    });
+    let chmodded = events.iter().any(|e| e.kind == EventKind::Chmod && e.tainted && e.path.as_deref() == Some(&moved_s));
+    if !renamed || !chmodded {
+        bail!("tainted rename seen: {renamed}, tainted chmod seen: {chmodded} (of {out_s} -> {moved_s})");
+    }
+    outcome.notes.push("tainted rename + chmod seen".into());
+    // The point of hooking syscall wrappers: no syscall tracepoint, so the syscalls this
+    // sensor does not follow (write(2) above all) stay on the kernel's fast path.
+    let syscall_tracepoints: Vec<&String> = sensor.attached.iter().filter(|p| p.starts_with("tp_sys_")).collect();
+    match (sensor.strategy, syscall_tracepoints.is_empty()) {
+        (Strategy::Tracepoint, _) => {}
+        (_, true) => outcome.notes.push("no syscall tracepoint attached".into()),
+        (_, false) => bail!("{:?} attached syscall tracepoints: {syscall_tracepoints:?}", sensor.strategy),
+    }
 
     let script_s = script.display().to_string();
     let script_caught = events.iter().any(|e| e.kind == EventKind::Exec && e.path.as_deref() == Some(&script_s) && e.tainted);

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
 };
 use log::{info, warn};
 use sensor_common::{
@@ -93,24 +93,43 @@ impl Sensor {
         let mut fallbacks = Vec::new();
         let mut chosen = None;
         for candidate in Strategy::candidates(config.hook_strategy) {
-            if let Some(why) = candidate.precheck() {
+            if let Some(why) = candidate.precheck(&offsets) {
                 fallbacks.push(format!("{candidate:?}: {why}"));
                 continue;
             }
             let mut ok = Vec::new();
+            let mut absent = Vec::new();
             let mut failure = None;
-            for program in candidate.own_programs() {
-                    match attach(&mut ebpf, program, &btf) {
-                    Ok(()) => ok.push(program.to_string()),
-                    Err(e) => {
-                        failure = Some(format!("{program}: {e:#}"));
-                        break;
+            for hook in candidate.own_hooks() {
+                let mut done = Vec::new();
+                let error = hook.programs.iter().find_map(|program| match attach(&mut ebpf, program, &btf) {
+                    Ok(()) => {
+                        done.push(program.clone());
+                        None
+                    }
+                    Err(e) => Some(format!("{program}: {e:#}")),
+                });
+                match error {
+                    None => ok.extend(done),
+                    Some(why) => {
+                        // A syscall's entry half without its exit half would stash calls
+                        // nobody collects: the hook goes in whole or not at all.
+                        for program in &done {
+                            detach(&mut ebpf, program);
+                        }
+                        if hook.required {
+                            failure = Some(why);
+                            break;
+                        }
+                        warn!("optional hook {} not attached: {why}", hook.programs.join(" + "));
+                        absent.extend(hook.programs);
                     }
                 }
             }
             match failure {
                 None => {
                     attached.extend(ok);
+                    missing.extend(absent);
                     chosen = Some(candidate);
                     break;
                 }
@@ -267,13 +286,21 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
         let p: &mut TracePoint = program.try_into()?;
         p.load()?;
         p.attach(category, tracepoint)?;
-    } else if name.starts_with("kp_") {
+    } else if name.starts_with("kp_") || name.starts_with("kr_") {
+        // One type for both: the object says whether it is a kprobe or a kretprobe.
+        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
         let p: &mut KProbe = program.try_into()?;
         p.load()?;
-        p.attach(strategy::function_of(name).unwrap_or_default(), 0)?;
+        p.attach(&function, 0)?;
     } else if name.starts_with("fe_") {
+        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
         let p: &mut FEntry = program.try_into()?;
-        p.load(strategy::function_of(name).unwrap_or_default(), btf)?;
+        p.load(&function, btf)?;
+        p.attach()?;
+    } else if name.starts_with("fx_") {
+        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
+        let p: &mut FExit = program.try_into()?;
+        p.load(&function, btf)?;
         p.attach()?;
     } else {
         bail!("no attach rule for program {name}");
@@ -286,6 +313,7 @@ fn detach(ebpf: &mut Ebpf, name: &str) {
     let _ = match program {
         aya::programs::Program::KProbe(p) => p.unload(),
         aya::programs::Program::FEntry(p) => p.unload(),
+        aya::programs::Program::FExit(p) => p.unload(),
         aya::programs::Program::TracePoint(p) => p.unload(),
         _ => Ok(()),
     };
