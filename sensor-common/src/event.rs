@@ -247,6 +247,10 @@ pub mod net_verb {
     pub const SMB_READ: u8 = 4;
     /// SMB3 transform header (encrypted session): `session_id`. Once per flow.
     pub const SMB_ENCRYPTED: u8 = 5;
+    /// The rest of a CREATE name cut by the end of a packet (`NF_PARTIAL`, `missing` > 0):
+    /// `name` holds the first bytes of the flow's next segment (`tcp_seq`), which
+    /// userspace appends to the held CREATE (`sensor-user/src/network/reassembly.rs`).
+    pub const SMB_CONTINUATION: u8 = 6;
     /// FTP control line from the client (`name` = the raw line, parsed in userspace).
     pub const FTP_COMMAND: u8 = 16;
     /// FTP control reply from the server (`name` = the raw reply text).
@@ -266,6 +270,9 @@ pub const NF_WRITE_INTENT: u32 = 1 << 3;
 pub const NF_RELATED: u32 = 1 << 4;
 /// `NetEvent.flags`: the addresses are IPv6 (else IPv4 in the first 4 bytes).
 pub const NF_IPV6: u32 = 1 << 5;
+/// `NetEvent.flags`: the kernel asked for the rest of this CREATE's name from the flow's
+/// next segment; an `SMB_CONTINUATION` record follows if that segment passes.
+pub const NF_CONTINUES: u32 = 1 << 6;
 
 /// A file named on the wire, as the TC classifier saw it. Same ring buffer as [`Event`];
 /// `kind` (always `EventKind::NetFile`) comes first in both so userspace can tell them

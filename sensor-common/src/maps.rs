@@ -153,6 +153,10 @@ pub struct FlowState {
     pub next_record_seq: u32,
     /// 1 once a transform header was reported for this flow (report once).
     pub encrypted_reported: u32,
+    /// A CREATE's name ran past the end of a packet: the segment starting at `cont_seq`
+    /// carries its next `cont_bytes` bytes, sent to userspace as `SMB_CONTINUATION`.
+    pub cont_seq: u32,
+    pub cont_bytes: u32,
 }
 
 /// `NET_COUNTERS` slots: what the TC program could not parse, by reason, and what it did.

@@ -24,7 +24,7 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NET_PROTO_FTP, NET_PROTO_SMB2,
-        NF_BLOCKED, NF_IPV6, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
+        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
     maps::{BlockedKey, FlowKey, FlowState, net_counter},
@@ -237,6 +237,14 @@ fn copy_name(ctx: &TcContext, ev: &mut NetEvent, off: u32, n: u32) {
     }
 }
 
+/// The first `n` payload bytes of the segment that continues a cut CREATE name.
+#[inline(always)]
+fn continuation(ctx: &TcContext, pkt: &Packet, n: u32) {
+    emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CONTINUATION, 0, |ev| {
+        copy_name(ctx, ev, pkt.payload, n);
+    });
+}
+
 // ---------------------------------------------------------------------------------- FTP
 
 #[inline(always)]
@@ -308,16 +316,26 @@ pub struct SmbWalk {
     records: u32,
     pdus: u32,
     blocked: u32,
+    /// Name bytes of a CREATE cut by the end of this packet, wanted from the next segment.
+    cont_bytes: u32,
 }
 
 #[inline(always)]
 fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
-    let state = unsafe { NET_FLOWS.get(&pkt.flow) };
+    let state = unsafe { NET_FLOWS.get(&pkt.flow) }.copied();
     let (known, next_seq, enc_reported) = match state {
         Some(s) => (true, s.next_record_seq, s.encrypted_reported),
         None => (false, 0u32, 0u32),
     };
     let plen = pkt.len - pkt.payload;
+    if let Some(s) = state
+        && s.cont_bytes != 0
+        && s.cont_seq == pkt.seq
+        && plen > 0
+    {
+        continuation(ctx, pkt, s.cont_bytes.min(plen));
+        let _ = NET_FLOWS.insert(&pkt.flow, &FlowState { cont_seq: 0, cont_bytes: 0, ..s }, 0);
+    }
     let mut off = pkt.payload;
     // A packet that ends exactly where the next record starts is either the last segment
     // of a record or a retransmission of whole messages (a dropped CREATE comes back like
@@ -352,6 +370,7 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.pdus = 0;
     w.blocked = blocked as u32;
     w.drop = 0;
+    w.cont_bytes = 0;
     // Does not return if the step program is installed.
     let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
     count(net_counter::NO_STEP_PROGRAM);
@@ -364,7 +383,13 @@ fn smb_finish(w: &SmbWalk) -> i32 {
     // A dropped packet was not delivered: its retransmission must be parsed (and dropped) again.
     if w.drop == 0 && w.synced != 0 {
         let next = w.pkt.seq.wrapping_add(w.pos.wrapping_sub(w.pkt.payload));
-        let _ = NET_FLOWS.insert(&w.pkt.flow, &FlowState { next_record_seq: next, encrypted_reported: w.encrypted }, 0);
+        let state = FlowState {
+            next_record_seq: next,
+            encrypted_reported: w.encrypted,
+            cont_seq: w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload),
+            cont_bytes: w.cont_bytes,
+        };
+        let _ = NET_FLOWS.insert(&w.pkt.flow, &state, 0);
     }
     if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
@@ -486,7 +511,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     let response = flags & smb2::flags::RESPONSE != 0;
     let related = if flags & smb2::flags::RELATED_OPERATIONS != 0 { NF_RELATED } else { 0 };
     if command == 5 && !response {
-        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, message_id, tree_id, session_id) {
+        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, message_id, tree_id, session_id, &mut w.cont_bytes) {
             w.drop = 1;
         }
     } else if command == 5 && response && status == 0 {
@@ -554,6 +579,7 @@ fn create_request(
     message_id: u64,
     tree_id: u32,
     session_id: u64,
+    cont_bytes: &mut u32,
 ) -> bool {
     if pdu + CREATE_FIXED_END > pkt.len {
         count(net_counter::TRUNCATED_HEADER);
@@ -592,6 +618,10 @@ fn create_request(
                 n = NAME_LEN as u32;
                 flags |= NF_NAME_TRUNCATED;
                 count(net_counter::NAME_TRUNCATED);
+            } else if missing != 0 && name_start <= pkt.len {
+                // The next segment starts with the rest of the name: ask for what fits.
+                *cont_bytes = missing.min(NAME_LEN as u32 - n);
+                flags |= NF_CONTINUES;
             }
         }
     }

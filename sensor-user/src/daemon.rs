@@ -114,11 +114,12 @@ pub async fn run(config: Config) -> Result<()> {
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
                     if crate::network::events::is_net(&item) {
-                        if let Some(m) = net.as_mut()
-                            && let Some(line) = m.on_record(&item, &clock, &store)
-                            && events_tx.receiver_count() > 0
-                        {
-                            let _ = events_tx.send(Arc::new(line));
+                        if let Some(m) = net.as_mut() {
+                            for line in m.on_record(&item, &clock, &store) {
+                                if events_tx.receiver_count() > 0 {
+                                    let _ = events_tx.send(Arc::new(line));
+                                }
+                            }
                         }
                         continue;
                     }
@@ -161,7 +162,14 @@ pub async fn run(config: Config) -> Result<()> {
             }
             _ = tick.tick() => {
                 report_new_drops(&sensor, &mut reported_drops);
-                if let Some(m) = net.as_mut() { m.tick(&mut sensor); }
+                if let Some(m) = net.as_mut() {
+                    m.tick(&mut sensor);
+                    for line in m.release_held(&clock, &store) {
+                        if events_tx.receiver_count() > 0 {
+                            let _ = events_tx.send(Arc::new(line));
+                        }
+                    }
+                }
                 if let Err(e) = store.flush() { error!("cannot flush the graph database: {e}"); }
             }
             _ = tokio::signal::ctrl_c() => break,

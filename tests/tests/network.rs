@@ -320,4 +320,27 @@ fn tc_program_on_crafted_packets() {
     assert_eq!(rv, 2);
     let (rv, _, _) = case(&mut t, "blocked list", b"LIST\r\n", 21);
     assert_eq!(rv, 0);
+
+    // A CREATE whose name is cut by the end of its segment (odd cut: inside a UTF-16
+    // unit): the kernel sends the next segment's first bytes and userspace completes the
+    // name. Without the continuation (a lost segment) the CREATE still goes out, partial.
+    let other: IpAddr = "10.9.0.3".parse().unwrap();
+    let name = "share\\dir\\dropper.exe";
+    let whole = build::nbss(&create(&build::utf16(name), 0x12_0116, 5));
+    let cut = whole.len() - 9;
+    t.run(&tcp_packet(other, s, 52000, 445, 5000, &whole[..cut]), 1).unwrap();
+    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
+    t.run(&tcp_packet(other, s, 52000, 445, 5000 + cut as u32, &whole[cut..]), 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].name, name);
+    assert!(!ev[0].partial && !ev[0].name_truncated && ev[0].write_intent, "{:?}", ev[0]);
+    // A retransmission of the cut segment asks again; a segment at another sequence
+    // number does not complete it.
+    t.run(&tcp_packet(other, s, 52001, 445, 9000, &whole[..cut]), 1).unwrap();
+    t.run(&tcp_packet(other, s, 52001, 445, 9000 + cut as u32 + 100, &whole[cut..]), 1).unwrap();
+    assert!(t.drain_events().is_empty());
+    t.run(&tcp_packet(other, s, 52001, 445, 9000 + cut as u32, &whole[cut..]), 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!((ev.len(), ev[0].name.as_str()), (1, name), "{ev:?}");
 }

@@ -7,11 +7,13 @@
 //! | [`tc`] | attach/detach clsact + the `tc_ingress`/`tc_egress` filters; the `BLOCKED` map |
 //! | [`events`] | `NetEvent` ring-buffer records decoded (addresses, UTF-16 names) |
 //! | [`attribution`] | SMB2/FTP transfers matched to port-program writes -> `received_from`/`sent_to` |
+//! | [`reassembly`] | CREATE names cut by a segment end, completed from the next segment |
 //! | [`peers`] | remote peers of a process, from its socket fds and `/proc/PID/net/tcp*` |
 //! | [`testrun`] | `BPF_PROG_TEST_RUN` of the loaded classifier on crafted packets (tests, bench) |
 pub mod attribution;
 pub mod events;
 pub mod peers;
+pub mod reassembly;
 pub mod tc;
 pub mod testrun;
 
@@ -35,6 +37,7 @@ use crate::{
 pub struct Monitor {
     classifier: tc::Classifier,
     attribution: attribution::Attribution,
+    reassembly: reassembly::Reassembly,
     decode_errors: u64,
 }
 
@@ -61,7 +64,7 @@ impl Monitor {
             info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
         }
         let attribution = attribution::Attribution::new(host_id, roots).with_naming(crate::naming::Naming::new(namer));
-        Some(Self { classifier, attribution, decode_errors: 0 })
+        Some(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 })
     }
 
     /// Puts back the quarantine recorded in the database: a restart (or an upgrade) must
@@ -99,17 +102,34 @@ impl Monitor {
         }
     }
 
-    /// A `NetEvent` ring-buffer record: attributed; returns its JSON line for followers.
-    pub fn on_record(&mut self, bytes: &[u8], clock: &WallClock, store: &GraphStore) -> Option<String> {
+    /// A `NetEvent` ring-buffer record: attributed once whole (see `reassembly`); returns
+    /// the JSON lines of the records attributed, for followers.
+    pub fn on_record(&mut self, bytes: &[u8], clock: &WallClock, store: &GraphStore) -> Vec<String> {
         let Some(raw) = events::parse(bytes) else {
             self.decode_errors += 1;
-            return None;
+            return Vec::new();
         };
-        let ev = events::decode(&raw, clock);
-        if let Err(e) = self.attribution.on_net(store, &ev) {
-            error!("cannot record network event {} {}: {e:#}", ev.proto, ev.verb);
-        }
-        serde_json::to_string(&ev).ok()
+        let ready = self.reassembly.push(raw, std::time::Instant::now());
+        self.attribute(ready, clock, store)
+    }
+
+    /// Cut CREATEs whose continuation did not come in time, attributed as they are.
+    pub fn release_held(&mut self, clock: &WallClock, store: &GraphStore) -> Vec<String> {
+        let ready = self.reassembly.expire(std::time::Instant::now());
+        self.attribute(ready, clock, store)
+    }
+
+    fn attribute(&mut self, ready: Vec<sensor_common::event::NetEvent>, clock: &WallClock, store: &GraphStore) -> Vec<String> {
+        ready
+            .iter()
+            .filter_map(|raw| {
+                let ev = events::decode(raw, clock);
+                if let Err(e) = self.attribution.on_net(store, &ev) {
+                    error!("cannot record network event {} {}: {e:#}", ev.proto, ev.verb);
+                }
+                serde_json::to_string(&ev).ok()
+            })
+            .collect()
     }
 
     /// After `Ingest` recorded a process event: file events and connections.
@@ -167,6 +187,7 @@ impl Monitor {
                 "attach_failures": self.classifier.failures,
                 "kernel_counters": self.classifier.counters(),
                 "attribution": self.attribution.stats,
+                "reassembly": self.reassembly.stats,
                 "decode_errors": self.decode_errors,
             });
             v["naming"] = json!(self.attribution.naming.stats);

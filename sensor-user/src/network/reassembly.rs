@@ -1,0 +1,203 @@
+//! SMB2 CREATE names cut by the end of a TCP segment, made whole again.
+//!
+//! The TC program sees one packet at a time. When a CREATE's name runs past the end of
+//! its packet it reports what is there (`NF_PARTIAL`, `missing` bytes absent), flags that
+//! it asked for the rest (`NF_CONTINUES`), and reports the first bytes of the flow's next
+//! segment as an `SMB_CONTINUATION` record. Here the CREATE is held until that record
+//! comes, then released with the name completed. Nothing waits for long: the CREATE goes
+//! out as it is (still marked partial) when anything else happens on the connection, or
+//! after `WAIT`, since the continuation can be lost (ring buffer full, segment dropped).
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use sensor_common::event::{NAME_LEN, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NetEvent, net_verb};
+use serde::Serialize;
+
+/// How long a cut CREATE waits for its continuation.
+pub const WAIT: Duration = Duration::from_millis(500);
+
+/// Held CREATEs at most; past it the oldest goes out as it is.
+const MAX_HELD: usize = 4096;
+
+/// Both directions of one TCP connection: (lower endpoint, higher endpoint).
+type Connection = (([u8; 16], u16), ([u8; 16], u16));
+
+fn connection(ev: &NetEvent) -> Connection {
+    let a = (ev.saddr, ev.sport);
+    let b = (ev.daddr, ev.dport);
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReassemblyStats {
+    /// CREATE names completed from a continuation.
+    pub completed: u64,
+    /// Cut CREATEs released without one (timeout, or other traffic came first).
+    pub released_partial: u64,
+    /// Continuations with no held CREATE (it was released already).
+    pub unmatched: u64,
+}
+
+#[derive(Default)]
+pub struct Reassembly {
+    held: HashMap<Connection, (NetEvent, Instant)>,
+    pub stats: ReassemblyStats,
+}
+
+impl Reassembly {
+    /// One record from the kernel; returns the records ready for attribution, in order.
+    pub fn push(&mut self, ev: NetEvent, now: Instant) -> Vec<NetEvent> {
+        let mut ready = self.expire(now);
+        let key = connection(&ev);
+        if ev.verb == net_verb::SMB_CONTINUATION {
+            match self.held.remove(&key) {
+                Some((mut create, _)) => {
+                    complete(&mut create, ev.name_bytes());
+                    self.stats.completed += 1;
+                    ready.push(create);
+                }
+                None => self.stats.unmatched += 1,
+            }
+            return ready;
+        }
+        if let Some((create, _)) = self.held.remove(&key) {
+            // The connection moved on without the continuation: the CREATE goes first.
+            self.stats.released_partial += 1;
+            ready.push(create);
+        }
+        if ev.verb == net_verb::SMB_CREATE && ev.flags & NF_CONTINUES != 0 {
+            if self.held.len() >= MAX_HELD {
+                ready.extend(self.release_oldest());
+            }
+            self.held.insert(key, (ev, now));
+        } else {
+            ready.push(ev);
+        }
+        ready
+    }
+
+    /// The held CREATEs that waited `WAIT`, released as they are (oldest first).
+    pub fn expire(&mut self, now: Instant) -> Vec<NetEvent> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let mut late: Vec<(Connection, Instant)> =
+            self.held.iter().filter(|(_, (_, t))| now.duration_since(*t) >= WAIT).map(|(k, (_, t))| (*k, *t)).collect();
+        late.sort_by_key(|(_, t)| *t);
+        self.stats.released_partial += late.len() as u64;
+        late.into_iter().filter_map(|(k, _)| self.held.remove(&k).map(|(ev, _)| ev)).collect()
+    }
+
+    fn release_oldest(&mut self) -> Option<NetEvent> {
+        let key = *self.held.iter().min_by_key(|(_, (_, t))| *t)?.0;
+        self.stats.released_partial += 1;
+        self.held.remove(&key).map(|(ev, _)| ev)
+    }
+}
+
+/// Appends the continuation's bytes the CREATE lacks to its name.
+fn complete(create: &mut NetEvent, more: &[u8]) {
+    let have = (create.name_len as usize).min(NAME_LEN);
+    let take = more.len().min(create.missing as usize).min(NAME_LEN - have);
+    create.name[have..have + take].copy_from_slice(&more[..take]);
+    create.name_len = (have + take) as u16;
+    create.missing -= take as u32;
+    create.flags &= !NF_CONTINUES;
+    if create.missing == 0 {
+        create.flags &= !NF_PARTIAL;
+    } else if have + take == NAME_LEN {
+        // Whole segments, but the name is longer than a record holds.
+        create.flags |= NF_NAME_TRUNCATED;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    fn record(verb: u8, from_client: bool, name: &[u8], flags: u32, missing: u32) -> NetEvent {
+        let mut ev: NetEvent = unsafe { std::mem::zeroed() };
+        let (client, server) = (([10, 0, 0, 2], 40000u16), ([10, 0, 0, 1], 445u16));
+        let ((s, sp), (d, dp)) = if from_client { (client, server) } else { (server, client) };
+        ev.saddr[..4].copy_from_slice(&s);
+        ev.daddr[..4].copy_from_slice(&d);
+        (ev.sport, ev.dport) = (sp, dp);
+        ev.verb = verb;
+        ev.flags = flags;
+        ev.missing = missing;
+        ev.name[..name.len()].copy_from_slice(name);
+        ev.name_len = name.len() as u16;
+        ev
+    }
+
+    #[test]
+    fn a_cut_name_is_completed_by_its_continuation() {
+        let name = utf16("dir\\evil.exe");
+        let (head, tail) = name.split_at(7); // cut inside a UTF-16 unit
+        let t0 = Instant::now();
+        let mut r = Reassembly::default();
+        let cut = record(net_verb::SMB_CREATE, true, head, NF_PARTIAL | NF_CONTINUES, tail.len() as u32);
+        assert!(r.push(cut, t0).is_empty(), "held until the rest comes");
+        // The continuation segment carries the rest of the name and what follows it.
+        let mut rest = tail.to_vec();
+        rest.extend_from_slice(&[0xAA; 40]);
+        let out = r.push(record(net_verb::SMB_CONTINUATION, true, &rest, 0, 0), t0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name_bytes(), &name[..]);
+        assert_eq!(out[0].flags & (NF_PARTIAL | NF_CONTINUES | NF_NAME_TRUNCATED), 0);
+        assert_eq!(out[0].missing, 0);
+        assert_eq!(r.stats, ReassemblyStats { completed: 1, released_partial: 0, unmatched: 0 });
+    }
+
+    #[test]
+    fn without_a_continuation_the_create_goes_out_partial_and_in_order() {
+        let t0 = Instant::now();
+        let mut r = Reassembly::default();
+        let cut = record(net_verb::SMB_CREATE, true, b"a\0", NF_PARTIAL | NF_CONTINUES, 10);
+        assert!(r.push(cut, t0).is_empty());
+        // The server's response on the same connection comes first: release, then it.
+        let out = r.push(record(net_verb::SMB_CREATE_RESPONSE, false, b"", 0, 0), t0);
+        assert_eq!(out.iter().map(|e| e.verb).collect::<Vec<_>>(), [net_verb::SMB_CREATE, net_verb::SMB_CREATE_RESPONSE]);
+        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        // A late continuation finds nothing to complete.
+        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, b"b\0", 0, 0), t0).is_empty());
+        // Another cut CREATE expires after WAIT.
+        assert!(r.push(record(net_verb::SMB_CREATE, true, b"c\0", NF_PARTIAL | NF_CONTINUES, 4), t0).is_empty());
+        assert!(r.expire(t0 + WAIT / 2).is_empty());
+        assert_eq!(r.expire(t0 + WAIT).len(), 1);
+        assert_eq!(r.stats, ReassemblyStats { completed: 0, released_partial: 2, unmatched: 1 });
+    }
+
+    #[test]
+    fn a_name_longer_than_a_record_stays_truncated() {
+        let t0 = Instant::now();
+        let mut r = Reassembly::default();
+        let head = vec![b'x'; NAME_LEN - 6];
+        let cut = record(net_verb::SMB_CREATE, true, &head, NF_PARTIAL | NF_CONTINUES, 600);
+        assert!(r.push(cut, t0).is_empty());
+        let out = r.push(record(net_verb::SMB_CONTINUATION, true, &[b'y'; 100], 0, 0), t0);
+        assert_eq!(out[0].name_len as usize, NAME_LEN);
+        assert_eq!(out[0].missing, 594);
+        assert_ne!(out[0].flags & NF_NAME_TRUNCATED, 0);
+        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+    }
+
+    #[test]
+    fn hostile_lengths_do_not_panic() {
+        let t0 = Instant::now();
+        let mut r = Reassembly::default();
+        let mut cut = record(net_verb::SMB_CREATE, true, b"", NF_PARTIAL | NF_CONTINUES, u32::MAX);
+        cut.name_len = u16::MAX; // more than the buffer: clamped
+        assert!(r.push(cut, t0).is_empty());
+        let mut more = record(net_verb::SMB_CONTINUATION, true, b"zz", 0, 0);
+        more.name_len = u16::MAX;
+        let out = r.push(more, t0);
+        assert_eq!(out[0].name_len as usize, NAME_LEN);
+    }
+}
