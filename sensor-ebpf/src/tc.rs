@@ -2,12 +2,15 @@
 //! packets of TCP 445/139 (SMB2 over NBSS) and 21 (FTP control) are read; everything else
 //! leaves after the port check.
 //!
-//! What is read here is a bounded *extractor*, not the full parser: the field offsets,
-//! `create_has_write_intent` and `ftp::Verb::from_bytes` come from `sensor_common::proto`,
-//! but the walk over NBSS records and compound PDUs is written again with
-//! `bpf_skb_load_bytes` into fixed stack buffers, because the slice-based parser does not
-//! pass the verifier. The userspace parser stays the source of truth: FTP lines go to
-//! userspace raw and are parsed there; SMB2 names go as the UTF-16LE bytes sent.
+//! What is read here is a bounded *extractor* over the shared parser: each structure
+//! (NBSS header, SMB2 header, CREATE / READ / WRITE fixed parts) is copied from the packet
+//! into a fixed stack buffer with `bpf_skb_load_bytes` and decoded there by the same
+//! `sensor_common::proto` views userspace uses (`nbss::Packet`, `smb2::Header`,
+//! `smb2::CreateRequest`, ...: constant offsets, so the verifier sees fixed loads). The
+//! walk over NBSS records and compound PDUs is its own, one step per tail call, because
+//! the slice-based walk (`smb2::pdus`) over a whole packet does not pass the verifier.
+//! FTP lines go to userspace raw and are parsed there; SMB2 names go as the UTF-16LE
+//! bytes sent.
 //!
 //! Per flow, `NET_FLOWS` remembers the TCP sequence number at which the next NBSS record
 //! starts, so the data segments of a large WRITE are skipped instead of misparsed.
@@ -30,6 +33,7 @@ use sensor_common::{
     maps::{BlockedKey, FlowKey, FlowState, net_counter},
     proto::{
         ftp::Verb,
+        nbss,
         smb2::{self, field},
     },
 };
@@ -85,19 +89,6 @@ pub struct Packet {
     payload: u32,
     len: u32,
     ifindex: u32,
-}
-
-#[inline(always)]
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-#[inline(always)]
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-#[inline(always)]
-fn le64(b: &[u8], at: usize) -> u64 {
-    (le32(b, at) as u64) | ((le32(b, at + 4) as u64) << 32)
 }
 
 #[inline(always)]
@@ -426,7 +417,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             return 1;
         }
         let Some(h) = load::<[u8; 4]>(ctx, w.pos) else { return 1 };
-        let rlen = ((h[1] as u32) << 16) | ((h[2] as u32) << 8) | h[3] as u32;
+        let rlen = nbss::Packet::new_unchecked(&h[..]).length();
         let body = w.pos + 4;
         let end = body + rlen;
         if h[0] == 0 && rlen >= 4 {
@@ -501,15 +492,16 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         w.pos = end;
         return 0;
     }
-    let command = le16(&h, field::COMMAND.start);
-    let flags = le32(&h, field::FLAGS.start);
-    let next = le32(&h, field::NEXT_COMMAND.start);
-    let status = le32(&h, field::STATUS.start);
-    let message_id = le64(&h, field::MESSAGE_ID.start);
-    let tree_id = le32(&h, field::TREE_ID.start);
-    let session_id = le64(&h, field::SESSION_ID.start);
-    let response = flags & smb2::flags::RESPONSE != 0;
-    let related = if flags & smb2::flags::RELATED_OPERATIONS != 0 { NF_RELATED } else { 0 };
+    // The userspace parser's accessors, on the bytes loaded from the packet.
+    let header = smb2::Header::new_unchecked(&h[..]);
+    let command = header.command_code();
+    let next = header.next_command();
+    let status = header.status();
+    let message_id = header.message_id();
+    let tree_id = header.tree_id().unwrap_or(0); // none in an async header
+    let session_id = header.session_id();
+    let response = header.is_response();
+    let related = if header.is_related() { NF_RELATED } else { 0 };
     if command == 5 && !response {
         if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, message_id, tree_id, session_id, &mut w.cont_bytes) {
             w.drop = 1;
@@ -530,14 +522,17 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         }
     } else if (command == 8 || command == 9) && !response {
         // READ and WRITE requests share Length/Offset/FileId offsets.
-        if pdu + field::write_req::FILE_ID.end as u32 <= len
-            && let Some(b) = load::<[u8; 32]>(ctx, pdu + field::write_req::LENGTH.start as u32)
+        const READ_WRITE_FIXED_END: usize = field::write_req::FILE_ID.end;
+        if pdu + READ_WRITE_FIXED_END as u32 <= len
+            && let Some(b) = load::<[u8; READ_WRITE_FIXED_END]>(ctx, pdu)
         {
-            let verb = if command == 9 { net_verb::SMB_WRITE } else { net_verb::SMB_READ };
-            let length = le32(&b, 0);
-            let offset = le64(&b, 4);
-            let mut fid = [0u8; 16];
-            fid.copy_from_slice(&b[12..28]);
+            let (verb, length, offset, fid) = if command == 9 {
+                let req = smb2::WriteRequest::new_unchecked(&b[..]);
+                (net_verb::SMB_WRITE, req.length(), req.offset(), req.file_id().to_bytes())
+            } else {
+                let req = smb2::ReadRequest::new_unchecked(&b[..]);
+                (net_verb::SMB_READ, req.length(), req.offset(), req.file_id().to_bytes())
+            };
             emit(&w.pkt, NET_PROTO_SMB2, verb, related, |ev| {
                 ev.smb_command = command;
                 ev.message_id = message_id;
@@ -585,15 +580,15 @@ fn create_request(
         count(net_counter::TRUNCATED_HEADER);
         return false;
     }
-    let Some(b) = load::<[u8; 32]>(ctx, pdu + field::create_req::DESIRED_ACCESS.start as u32) else { return false };
-    // DesiredAccess at 0, FileAttributes 4, ShareAccess 8, Disposition 12, Options 16,
-    // NameOffset 20, NameLength 22 (relative to DESIRED_ACCESS).
-    let access = le32(&b, 0);
-    let disposition = le32(&b, 12);
-    let options = le32(&b, 16);
-    let name_offset = le16(&b, 20) as u32;
-    let name_length = le16(&b, 22) as u32;
-    let write_intent = smb2::create_has_write_intent(access, disposition, options);
+    // Header and fixed part, read with the userspace parser's accessors.
+    let Some(b) = load::<[u8; field::create_req::BUFFER]>(ctx, pdu) else { return false };
+    let req = smb2::CreateRequest::new_unchecked(&b[..]);
+    let access = req.desired_access();
+    let disposition = req.create_disposition();
+    let options = req.create_options();
+    let name_offset = req.name_offset() as u32;
+    let name_length = req.name_length() as u32;
+    let write_intent = req.has_write_intent();
     let mut flags = related;
     if write_intent {
         flags |= NF_WRITE_INTENT;

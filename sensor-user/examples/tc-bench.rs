@@ -2,7 +2,8 @@
 //! traffic, an SMB2 CREATE and an FTP STOR line; then iperf3 TCP throughput across a veth
 //! pair (namespace `vtbench`) with the classifier off and on, alternating.
 //!
-//! `cargo run --release -p sensor-user --example tc-bench [-- --seconds 5 --no-iperf]` (root).
+//! `cargo run --release -p sensor-user --example tc-bench [-- --seconds 5 --rounds 5 --no-iperf]`
+//! (root).
 use std::{net::IpAddr, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
@@ -31,7 +32,11 @@ fn iperf(seconds: u32, port: u16) -> Result<f64> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let seconds: u32 = args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let option = |name: &str, default: u32| -> u32 {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
+    let seconds = option("--seconds", 5);
+    let rounds = option("--rounds", 5).max(1) as usize;
     let repeat = 1_000_000;
     let c: IpAddr = "10.9.0.2".parse()?;
     let s: IpAddr = "10.9.0.1".parse()?;
@@ -60,9 +65,10 @@ fn main() -> Result<()> {
         && ip addr add 10.233.0.1/24 dev vtb0 && ip link set vtb0 up \
         && ip netns exec vtbench ip addr add 10.233.0.2/24 dev vtb1 && ip netns exec vtbench ip link set vtb1 up \
         && ip netns exec vtbench ip link set lo up")?;
-    // Off and on alternate, `ROUNDS` times per port, so drift (other load, CPU frequency)
-    // hits both alike; the median of the per-round ratios is reported.
-    const ROUNDS: usize = 5;
+    // Off and on alternate, `rounds` times per port, so drift (other load, CPU frequency)
+    // hits both alike; which of the two runs first alternates too, so that whatever the
+    // second run of a pair suffers from does not land on one side. The median of the
+    // per-round ratios is reported.
     let result = (|| -> Result<()> {
         let btf = Btf::from_sys_fs()?;
         let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object())?;
@@ -74,8 +80,9 @@ fn main() -> Result<()> {
         for port in [5201u16, 445] {
             let mut ratios = Vec::new();
             let (mut off_sum, mut on_sum) = (0.0, 0.0);
-            for _ in 0..ROUNDS {
-                let off = iperf(seconds, port)?;
+            for round in 0..rounds {
+                let off_first = round % 2 == 0;
+                let first_off = if off_first { Some(iperf(seconds, port)?) } else { None };
                 tc::qdisc_add_clsact("vtb0")?;
                 let mut links = Vec::new();
                 for (name, kind) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
@@ -89,19 +96,24 @@ fn main() -> Result<()> {
                 }
                 sh("tc qdisc del dev vtb0 clsact")?;
                 let on = on?;
+                let off = match first_off {
+                    Some(off) => off,
+                    None => iperf(seconds, port)?,
+                };
                 off_sum += off;
                 on_sum += on;
                 ratios.push(on / off);
             }
             ratios.sort_by(f64::total_cmp);
             println!(
-                "iperf3 TCP port {port}, {ROUNDS} x {seconds} s each way, veth: classifier off {:.2} Gbit/s, on {:.2} Gbit/s (means); \
-                 ratio median {:.3} (min {:.3}, max {:.3})",
-                off_sum / ROUNDS as f64 / 1e9,
-                on_sum / ROUNDS as f64 / 1e9,
-                ratios[ROUNDS / 2],
+                "iperf3 TCP port {port}, {rounds} x {seconds} s each way, veth: classifier off {:.2} Gbit/s, on {:.2} Gbit/s (means, ratio {:.3}); \
+                 per-round ratio median {:.3} (min {:.3}, max {:.3})",
+                off_sum / rounds as f64 / 1e9,
+                on_sum / rounds as f64 / 1e9,
+                on_sum / off_sum,
+                ratios[rounds / 2],
                 ratios[0],
-                ratios[ROUNDS - 1]
+                ratios[rounds - 1]
             );
         }
         Ok(())
