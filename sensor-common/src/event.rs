@@ -273,6 +273,11 @@ pub const NF_IPV6: u32 = 1 << 5;
 /// `NetEvent.flags`: the kernel asked for the rest of this CREATE's name from the flow's
 /// next segment; an `SMB_CONTINUATION` record follows if that segment passes.
 pub const NF_CONTINUES: u32 = 1 << 6;
+/// `NetEvent.flags`: a CREATE request cut inside its fixed part: `name` holds the raw
+/// bytes of the PDU from its SMB2 header to the end of the packet, not a name; userspace
+/// parses them with the continuation's bytes (`network::reassembly`). Access, disposition
+/// and name are unknown until then.
+pub const NF_RAW_PDU: u32 = 1 << 7;
 
 /// A file named on the wire, as the TC classifier saw it. Same ring buffer as [`Event`];
 /// `kind` (always `EventKind::NetFile`) comes first in both so userspace can tell them

@@ -27,7 +27,7 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NET_PROTO_FTP, NET_PROTO_SMB2,
-        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
+        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
     maps::{BlockedKey, FlowKey, FlowState, net_counter},
@@ -577,8 +577,28 @@ fn create_request(
     cont_bytes: &mut u32,
 ) -> bool {
     if pdu + CREATE_FIXED_END > pkt.len {
-        count(net_counter::TRUNCATED_HEADER);
-        return false;
+        // The fixed part continues in the next segment (the header is here: checked by
+        // the caller). Send the PDU's bytes so far and ask for the next segment's first
+        // bytes; userspace parses the two together. The intent is unknown here, so a
+        // blocked sender's cut CREATE is dropped as if it wrote: cutting a request at a
+        // segment boundary must not get around the quarantine.
+        let have = pkt.len - pdu;
+        let mut flags = related | NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU;
+        if blocked {
+            flags |= NF_BLOCKED;
+            count(net_counter::BLOCKED_DROPS);
+        }
+        let missing = end.saturating_sub(pkt.len);
+        *cont_bytes = missing.min(NAME_LEN as u32);
+        emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
+            ev.smb_command = 5;
+            ev.message_id = message_id;
+            ev.tree_id = tree_id;
+            ev.session_id = session_id;
+            ev.missing = missing;
+            copy_name(ctx, ev, pdu, have);
+        });
+        return blocked;
     }
     // Header and fixed part, read with the userspace parser's accessors.
     let Some(b) = load::<[u8; field::create_req::BUFFER]>(ctx, pdu) else { return false };

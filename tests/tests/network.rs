@@ -343,4 +343,28 @@ fn tc_program_on_crafted_packets() {
     t.run(&tcp_packet(other, s, 52001, 445, 9000 + cut as u32, &whole[cut..]), 1).unwrap();
     let ev = t.drain_events();
     assert_eq!((ev.len(), ev[0].name.as_str()), (1, name), "{ev:?}");
+
+    // Cut inside the CREATE's fixed part (after NBSS 4 + header 64 + 30 bytes): the raw
+    // bytes of both segments are parsed together in userspace.
+    let cut = 4 + 64 + 30;
+    t.run(&tcp_packet(other, s, 52002, 445, 7000, &whole[..cut]), 1).unwrap();
+    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
+    t.run(&tcp_packet(other, s, 52002, 445, 7000 + cut as u32, &whole[cut..]), 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].name, name);
+    assert!(!ev[0].partial && ev[0].write_intent && ev[0].message_id == 7, "{:?}", ev[0]);
+    // From a blocked sender a CREATE cut before its intent is known is dropped: splitting
+    // a request at a segment boundary does not get around the quarantine.
+    let (rv, ev) = run_from(&mut t, c, 52003, &whole[..cut]);
+    assert_eq!(rv, 2, "TC_ACT_SHOT");
+    assert!(ev.len() == 1 && ev[0].blocked && ev[0].name.is_empty(), "{ev:?}");
+}
+
+/// One SMB packet from `from` to 10.9.0.1:445 through the loaded classifier: its verdict
+/// and the events it produced.
+fn run_from(t: &mut TcTestRun, from: IpAddr, sport: u16, payload: &[u8]) -> (u32, Vec<sensor_user::network::events::NetFileEvent>) {
+    let server: IpAddr = "10.9.0.1".parse().unwrap();
+    let r = t.run(&tcp_packet(from, server, sport, 445, 3000, payload), 1).unwrap();
+    (r.retval, t.drain_events())
 }

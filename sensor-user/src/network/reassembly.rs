@@ -1,10 +1,13 @@
-//! SMB2 CREATE names cut by the end of a TCP segment, made whole again.
+//! SMB2 CREATE requests cut by the end of a TCP segment, made whole again.
 //!
-//! The TC program sees one packet at a time. When a CREATE's name runs past the end of
-//! its packet it reports what is there (`NF_PARTIAL`, `missing` bytes absent), flags that
-//! it asked for the rest (`NF_CONTINUES`), and reports the first bytes of the flow's next
-//! segment as an `SMB_CONTINUATION` record. Here the CREATE is held until that record
-//! comes, then released with the name completed. Nothing waits for long: the CREATE goes
+//! The TC program sees one packet at a time. When a CREATE runs past the end of its
+//! packet it reports what is there (`NF_PARTIAL`, `missing` bytes absent), flags that it
+//! asked for the rest (`NF_CONTINUES`), and reports the first bytes of the flow's next
+//! segment as an `SMB_CONTINUATION` record. What is there is either the name so far (the
+//! fixed part was complete) or, when the cut falls inside the fixed part, the raw PDU
+//! bytes (`NF_RAW_PDU`), which are parsed here together with the continuation by the
+//! shared parser (`smb2::CreateRequest`). Here the CREATE is held until that record
+//! comes, then released completed. Nothing waits for long: the CREATE goes
 //! out as it is (still marked partial) when anything else happens on the connection, or
 //! after `WAIT`, since the continuation can be lost (ring buffer full, segment dropped).
 use std::{
@@ -12,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_common::event::{NAME_LEN, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NetEvent, net_verb};
+use sensor_common::{
+    event::{NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_WRITE_INTENT, NetEvent, net_verb},
+    proto::smb2::{self, field},
+};
 use serde::Serialize;
 
 /// How long a cut CREATE waits for its continuation.
@@ -65,15 +71,16 @@ impl Reassembly {
         if let Some((create, _)) = self.held.remove(&key) {
             // The connection moved on without the continuation: the CREATE goes first.
             self.stats.released_partial += 1;
-            ready.push(create);
+            ready.push(as_is(create));
         }
-        if ev.verb == net_verb::SMB_CREATE && ev.flags & NF_CONTINUES != 0 {
+        // A dropped (quarantined) packet is retransmitted, never continued.
+        if ev.verb == net_verb::SMB_CREATE && ev.flags & NF_CONTINUES != 0 && ev.flags & NF_BLOCKED == 0 {
             if self.held.len() >= MAX_HELD {
                 ready.extend(self.release_oldest());
             }
             self.held.insert(key, (ev, now));
         } else {
-            ready.push(ev);
+            ready.push(as_is(ev));
         }
         ready
     }
@@ -87,20 +94,38 @@ impl Reassembly {
             self.held.iter().filter(|(_, (_, t))| now.duration_since(*t) >= WAIT).map(|(k, (_, t))| (*k, *t)).collect();
         late.sort_by_key(|(_, t)| *t);
         self.stats.released_partial += late.len() as u64;
-        late.into_iter().filter_map(|(k, _)| self.held.remove(&k).map(|(ev, _)| ev)).collect()
+        late.into_iter().filter_map(|(k, _)| self.held.remove(&k).map(|(ev, _)| as_is(ev))).collect()
     }
 
     fn release_oldest(&mut self) -> Option<NetEvent> {
         let key = *self.held.iter().min_by_key(|(_, (_, t))| *t)?.0;
         self.stats.released_partial += 1;
-        self.held.remove(&key).map(|(ev, _)| ev)
+        self.held.remove(&key).map(|(ev, _)| as_is(ev))
     }
 }
 
-/// Appends the continuation's bytes the CREATE lacks to its name.
+/// A cut CREATE released without its continuation: partial, and raw PDU bytes are not
+/// a name.
+fn as_is(mut ev: NetEvent) -> NetEvent {
+    if ev.flags & NF_RAW_PDU != 0 {
+        ev.name_len = 0;
+    }
+    ev.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+    ev
+}
+
+/// Completes a held CREATE with the first bytes of the next segment.
 fn complete(create: &mut NetEvent, more: &[u8]) {
     let have = (create.name_len as usize).min(NAME_LEN);
-    let take = more.len().min(create.missing as usize).min(NAME_LEN - have);
+    let take = more.len().min(create.missing as usize);
+    if create.flags & NF_RAW_PDU != 0 {
+        let mut pdu = create.name[..have].to_vec();
+        pdu.extend_from_slice(&more[..take]);
+        create.missing -= take as u32;
+        complete_raw(create, &pdu);
+        return;
+    }
+    let take = take.min(NAME_LEN - have);
     create.name[have..have + take].copy_from_slice(&more[..take]);
     create.name_len = (have + take) as u16;
     create.missing -= take as u32;
@@ -110,6 +135,39 @@ fn complete(create: &mut NetEvent, more: &[u8]) {
     } else if have + take == NAME_LEN {
         // Whole segments, but the name is longer than a record holds.
         create.flags |= NF_NAME_TRUNCATED;
+    }
+}
+
+/// A CREATE cut inside its fixed part: the PDU bytes from both segments, parsed by the
+/// shared parser. Fields it cannot reach stay unknown and the record stays partial.
+fn complete_raw(create: &mut NetEvent, pdu: &[u8]) {
+    create.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+    create.name_len = 0;
+    if pdu.len() < field::create_req::BUFFER {
+        return;
+    }
+    let req = smb2::CreateRequest::new_unchecked(pdu);
+    create.access = req.desired_access();
+    create.disposition = req.create_disposition();
+    create.options = req.create_options();
+    if req.has_write_intent() {
+        create.flags |= NF_WRITE_INTENT;
+    }
+    match req.name_partial() {
+        Ok((name, cut)) => {
+            let n = name.len().min(NAME_LEN);
+            create.name[..n].copy_from_slice(&name[..n]);
+            create.name_len = n as u16;
+            if n < name.len() {
+                create.flags |= NF_NAME_TRUNCATED;
+            }
+            if !cut {
+                create.flags &= !NF_PARTIAL;
+                create.missing = 0;
+            }
+        }
+        // NameOffset inside the fixed part, or past what the two segments hold.
+        Err(_) => create.flags |= NF_NAME_TRUNCATED,
     }
 }
 
@@ -185,6 +243,40 @@ mod tests {
         assert_eq!(out[0].name_len as usize, NAME_LEN);
         assert_eq!(out[0].missing, 594);
         assert_ne!(out[0].flags & NF_NAME_TRUNCATED, 0);
+        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+    }
+
+    #[test]
+    fn a_create_cut_in_its_fixed_part_is_parsed_from_both_halves() {
+        let name = "dir\\payload.exe";
+        let pdu = smb2::build::create_request(&utf16(name), 0x12_0116, 5, 0x40, 9);
+        for cut in [64, 65, 100, 119, 120, 121] {
+            let t0 = Instant::now();
+            let mut r = Reassembly::default();
+            let (head, tail) = pdu.split_at(cut);
+            let held = record(net_verb::SMB_CREATE, true, head, NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, tail.len() as u32);
+            assert!(r.push(held, t0).is_empty());
+            let out = r.push(record(net_verb::SMB_CONTINUATION, true, tail, 0, 0), t0);
+            assert_eq!(out.len(), 1, "cut at {cut}");
+            let ev = &out[0];
+            assert_eq!(ev.name_bytes(), &utf16(name)[..], "cut at {cut}");
+            assert_eq!((ev.access, ev.disposition, ev.options), (0x12_0116, 5, 0x40), "cut at {cut}");
+            assert_ne!(ev.flags & NF_WRITE_INTENT, 0);
+            assert_eq!(ev.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
+        }
+        // Without the continuation, raw bytes are never taken for a name.
+        let mut r = Reassembly::default();
+        let t0 = Instant::now();
+        let held = record(net_verb::SMB_CREATE, true, &pdu[..80], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, 50);
+        assert!(r.push(held, t0).is_empty());
+        let out = r.expire(t0 + WAIT);
+        assert_eq!((out[0].name_len, out[0].flags & NF_RAW_PDU), (0, 0));
+        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        // A continuation too short for the fixed part leaves it unknown, not invented.
+        let held = record(net_verb::SMB_CREATE, true, &pdu[..70], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, 60);
+        assert!(r.push(held, t0).is_empty());
+        let out = r.push(record(net_verb::SMB_CONTINUATION, true, &pdu[70..90], 0, 0), t0);
+        assert_eq!((out[0].name_len, out[0].access), (0, 0));
         assert_ne!(out[0].flags & NF_PARTIAL, 0);
     }
 
