@@ -480,6 +480,24 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     }
     w.pdus += 1;
     if pdu + SMB2_HDR > len {
+        // A cut header still says whether this is a CREATE request once its command and
+        // flags (the first 20 bytes) are here.
+        const COMMAND_AND_FLAGS: u32 = smb2::field::FLAGS.end as u32;
+        if pdu + COMMAND_AND_FLAGS <= len
+            && let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
+            && h[0..4] == smb2::PROTOCOL_ID
+        {
+            let header = smb2::Header::new_unchecked(&h[..]);
+            if header.command_code() == 5 && !header.is_response() {
+                let related = if header.is_related() { NF_RELATED } else { 0 };
+                if cut_create(ctx, &w.pkt, pdu, end, w.blocked != 0, related, &mut w.cont_bytes) {
+                    w.drop = 1;
+                }
+                w.in_record = 0;
+                w.pos = end;
+                return 1;
+            }
+        }
         count(net_counter::TRUNCATED_HEADER);
         w.in_record = 0;
         w.pos = end;
@@ -562,6 +580,29 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     0
 }
 
+/// A CREATE request cut by the end of the packet before its fixed part ends (in the
+/// header or after it). Sends the PDU's bytes so far and asks for the next segment's first
+/// bytes; userspace parses the two together (ids included). The intent is unknown here, so
+/// a blocked sender's cut CREATE is dropped as if it wrote: cutting a request at a segment
+/// boundary must not get around the quarantine. Returns whether to drop.
+#[inline(always)]
+fn cut_create(ctx: &TcContext, pkt: &Packet, pdu: u32, end: u32, blocked: bool, related: u32, cont_bytes: &mut u32) -> bool {
+    let have = pkt.len.saturating_sub(pdu);
+    let mut flags = related | NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU;
+    if blocked {
+        flags |= NF_BLOCKED;
+        count(net_counter::BLOCKED_DROPS);
+    }
+    let missing = end.saturating_sub(pkt.len);
+    *cont_bytes = missing.min(NAME_LEN as u32);
+    emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
+        ev.smb_command = 5;
+        ev.missing = missing;
+        copy_name(ctx, ev, pdu, have);
+    });
+    blocked
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn create_request(
@@ -577,28 +618,7 @@ fn create_request(
     cont_bytes: &mut u32,
 ) -> bool {
     if pdu + CREATE_FIXED_END > pkt.len {
-        // The fixed part continues in the next segment (the header is here: checked by
-        // the caller). Send the PDU's bytes so far and ask for the next segment's first
-        // bytes; userspace parses the two together. The intent is unknown here, so a
-        // blocked sender's cut CREATE is dropped as if it wrote: cutting a request at a
-        // segment boundary must not get around the quarantine.
-        let have = pkt.len - pdu;
-        let mut flags = related | NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU;
-        if blocked {
-            flags |= NF_BLOCKED;
-            count(net_counter::BLOCKED_DROPS);
-        }
-        let missing = end.saturating_sub(pkt.len);
-        *cont_bytes = missing.min(NAME_LEN as u32);
-        emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
-            ev.smb_command = 5;
-            ev.message_id = message_id;
-            ev.tree_id = tree_id;
-            ev.session_id = session_id;
-            ev.missing = missing;
-            copy_name(ctx, ev, pdu, have);
-        });
-        return blocked;
+        return cut_create(ctx, pkt, pdu, end, blocked, related, cont_bytes);
     }
     // Header and fixed part, read with the userspace parser's accessors.
     let Some(b) = load::<[u8; field::create_req::BUFFER]>(ctx, pdu) else { return false };

@@ -253,11 +253,18 @@ fn tc_program_on_crafted_packets() {
     let (rv, d, _) = case(&mut t, "short nbss", &[0, 0], 445);
     assert_eq!(rv, 0);
     assert!(d.contains_key("truncated_header"), "{d:?}");
+    // Too short to tell its command: counted. Long enough: a cut CREATE, held for its
+    // continuation (see the end of this test).
     let mut short = build::nbss(&create(&build::utf16("x"), 0x2, 5));
-    short.truncate(40);
+    short.truncate(16);
     let (rv, d, _) = case(&mut t, "short smb2", &short, 445);
     assert_eq!(rv, 0);
     assert!(d.contains_key("truncated_header"), "{d:?}");
+    let mut short = build::nbss(&create(&build::utf16("x"), 0x2, 5));
+    short.truncate(40);
+    let (rv, d, ev) = case(&mut t, "cut create", &short, 445);
+    assert_eq!(rv, 0);
+    assert!(!d.contains_key("truncated_header") && ev.is_empty(), "{d:?} {ev:?}");
 
     // NameOffset / NameLength past the end of the record.
     let mut bad = create(&build::utf16("abc"), 0x2, 5);
@@ -354,6 +361,15 @@ fn tc_program_on_crafted_packets() {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].name, name);
     assert!(!ev[0].partial && ev[0].write_intent && ev[0].message_id == 7, "{:?}", ev[0]);
+    // Cut inside the SMB2 header, after its command and flags (NBSS 4 + 24 bytes): the ids
+    // come from userspace's parse too.
+    let cut = 4 + 24;
+    t.run(&tcp_packet(other, s, 52004, 445, 6000, &whole[..cut]), 1).unwrap();
+    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
+    t.run(&tcp_packet(other, s, 52004, 445, 6000 + cut as u32, &whole[cut..]), 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0].name.as_str(), ev[0].message_id, ev[0].partial), (name, 7, false), "{:?}", ev[0]);
     // From a blocked sender a CREATE cut before its intent is known is dropped: splitting
     // a request at a segment boundary does not get around the quarantine.
     let (rv, ev) = run_from(&mut t, c, 52003, &whole[..cut]);

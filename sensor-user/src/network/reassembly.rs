@@ -143,10 +143,17 @@ fn complete(create: &mut NetEvent, more: &[u8]) {
 fn complete_raw(create: &mut NetEvent, pdu: &[u8]) {
     create.flags &= !(NF_CONTINUES | NF_RAW_PDU);
     create.name_len = 0;
+    let req = smb2::CreateRequest::new_unchecked(pdu);
+    if pdu.len() >= smb2::HEADER_LEN {
+        // The kernel had no ids when the header itself was cut.
+        let header = req.header();
+        create.message_id = header.message_id();
+        create.tree_id = header.tree_id().unwrap_or(0);
+        create.session_id = header.session_id();
+    }
     if pdu.len() < field::create_req::BUFFER {
         return;
     }
-    let req = smb2::CreateRequest::new_unchecked(pdu);
     create.access = req.desired_access();
     create.disposition = req.create_disposition();
     create.options = req.create_options();
@@ -250,7 +257,7 @@ mod tests {
     fn a_create_cut_in_its_fixed_part_is_parsed_from_both_halves() {
         let name = "dir\\payload.exe";
         let pdu = smb2::build::create_request(&utf16(name), 0x12_0116, 5, 0x40, 9);
-        for cut in [64, 65, 100, 119, 120, 121] {
+        for cut in [20, 33, 64, 65, 100, 119, 120, 121] {
             let t0 = Instant::now();
             let mut r = Reassembly::default();
             let (head, tail) = pdu.split_at(cut);
@@ -261,6 +268,7 @@ mod tests {
             let ev = &out[0];
             assert_eq!(ev.name_bytes(), &utf16(name)[..], "cut at {cut}");
             assert_eq!((ev.access, ev.disposition, ev.options), (0x12_0116, 5, 0x40), "cut at {cut}");
+            assert_eq!((ev.message_id, ev.tree_id, ev.session_id), (9, 7, 0x1122), "cut at {cut}");
             assert_ne!(ev.flags & NF_WRITE_INTENT, 0);
             assert_eq!(ev.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
         }
