@@ -385,6 +385,18 @@ fn smb_finish(w: &SmbWalk) -> i32 {
     if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
 
+/// The walk cannot tell what the rest of this packet holds (a header cut by the packet
+/// end, or a flow out of sync). From a quarantined sender that is dropped: a request
+/// split or shifted so that its header cannot be read must not get around the block.
+/// The sender's retransmission is read again, so nothing is lost but its time.
+#[inline(always)]
+fn undecidable(w: &mut SmbWalk) {
+    if w.blocked != 0 && w.drop == 0 {
+        w.drop = 1;
+        count(net_counter::BLOCKED_DROPS);
+    }
+}
+
 /// One step of the SMB walk per tail call (see `SmbWalk`).
 #[classifier]
 pub fn tc_smb_step(ctx: TcContext) -> i32 {
@@ -414,6 +426,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         w.records += 1;
         if w.pos + 4 > len {
             count(net_counter::TRUNCATED_HEADER);
+            undecidable(w);
             return 1;
         }
         let Some(h) = load::<[u8; 4]>(ctx, w.pos) else { return 1 };
@@ -423,6 +436,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         if h[0] == 0 && rlen >= 4 {
             if body + 4 > len {
                 count(net_counter::TRUNCATED_HEADER);
+                undecidable(w);
                 w.synced = 1;
                 w.pos = end;
                 return 1;
@@ -456,7 +470,12 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 w.pos = end;
                 return 0;
             }
-            count(if w.known != 0 { net_counter::BAD_MAGIC } else { net_counter::MID_RECORD });
+            if w.known != 0 {
+                count(net_counter::BAD_MAGIC);
+                undecidable(w);
+            } else {
+                count(net_counter::MID_RECORD);
+            }
             return 1;
         }
         if h[0] == 0 || matches!(h[0], 0x81 | 0x82 | 0x83 | 0x84 | 0x85) {
@@ -465,7 +484,12 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             w.pos = end;
             return 0;
         }
-        count(if w.known != 0 { net_counter::BAD_MAGIC } else { net_counter::MID_RECORD });
+        if w.known != 0 {
+            count(net_counter::BAD_MAGIC);
+            undecidable(w);
+        } else {
+            count(net_counter::MID_RECORD);
+        }
         return 1;
     }
 
@@ -483,7 +507,9 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         // A cut header still says whether this is a CREATE request once its command and
         // flags (the first 20 bytes) are here.
         const COMMAND_AND_FLAGS: u32 = smb2::field::FLAGS.end as u32;
-        if pdu + COMMAND_AND_FLAGS <= len
+        if pdu + COMMAND_AND_FLAGS > len {
+            undecidable(w);
+        } else if pdu + COMMAND_AND_FLAGS <= len
             && let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
             && h[0..4] == smb2::PROTOCOL_ID
         {
@@ -519,9 +545,10 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     let tree_id = header.tree_id().unwrap_or(0); // none in an async header
     let session_id = header.session_id();
     let response = header.is_response();
+    let ids = SmbIds { command, message_id, tree_id, session_id };
     let related = if header.is_related() { NF_RELATED } else { 0 };
     if command == 5 && !response {
-        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, message_id, tree_id, session_id, &mut w.cont_bytes) {
+        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, ids, &mut w.cont_bytes) {
             w.drop = 1;
         }
     } else if command == 5 && response && status == 0 {
@@ -529,10 +556,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             && let Some(fid) = load::<[u8; 16]>(ctx, pdu + field::create_resp::FILE_ID.start as u32)
         {
             emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE_RESPONSE, related, |ev| {
-                ev.smb_command = command;
-                ev.message_id = message_id;
-                ev.tree_id = tree_id;
-                ev.session_id = session_id;
+                ids.set(ev);
                 ev.file_id = fid;
             });
         } else {
@@ -552,10 +576,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 (net_verb::SMB_READ, req.length(), req.offset(), req.file_id().to_bytes())
             };
             emit(&w.pkt, NET_PROTO_SMB2, verb, related, |ev| {
-                ev.smb_command = command;
-                ev.message_id = message_id;
-                ev.tree_id = tree_id;
-                ev.session_id = session_id;
+                ids.set(ev);
                 ev.length = length;
                 ev.offset = offset;
                 ev.file_id = fid;
@@ -578,6 +599,25 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     }
     w.pos = pdu + next;
     0
+}
+
+/// The SMB2 header fields every SMB event carries.
+#[derive(Clone, Copy)]
+struct SmbIds {
+    command: u16,
+    message_id: u64,
+    tree_id: u32,
+    session_id: u64,
+}
+
+impl SmbIds {
+    #[inline(always)]
+    fn set(self, ev: &mut NetEvent) {
+        ev.smb_command = self.command;
+        ev.message_id = self.message_id;
+        ev.tree_id = self.tree_id;
+        ev.session_id = self.session_id;
+    }
 }
 
 /// A CREATE request cut by the end of the packet before its fixed part ends (in the
@@ -612,9 +652,7 @@ fn create_request(
     end: u32,
     blocked: bool,
     related: u32,
-    message_id: u64,
-    tree_id: u32,
-    session_id: u64,
+    ids: SmbIds,
     cont_bytes: &mut u32,
 ) -> bool {
     if pdu + CREATE_FIXED_END > pkt.len {
@@ -666,10 +704,7 @@ fn create_request(
         count(net_counter::BLOCKED_DROPS);
     }
     emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
-        ev.smb_command = 5;
-        ev.message_id = message_id;
-        ev.tree_id = tree_id;
-        ev.session_id = session_id;
+        ids.set(ev);
         ev.access = access;
         ev.disposition = disposition;
         ev.options = options;

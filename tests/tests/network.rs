@@ -375,6 +375,14 @@ fn tc_program_on_crafted_packets() {
     let (rv, ev) = run_from(&mut t, c, 52003, &whole[..cut]);
     assert_eq!(rv, 2, "TC_ACT_SHOT");
     assert!(ev.len() == 1 && ev[0].blocked && ev[0].name.is_empty(), "{ev:?}");
+    // Cut where not even the command can be read (inside the NBSS header, or in the first
+    // 20 bytes of the SMB2 header): dropped from a blocked sender, passed from others.
+    for (what, cut) in [("nbss header", 2), ("smb2 header", 4 + 10)] {
+        let (rv, _) = run_from(&mut t, c, 52005 + cut as u16, &whole[..cut]);
+        assert_eq!(rv, 2, "blocked sender, cut in the {what}");
+        let (rv, _) = run_from(&mut t, other, 52005 + cut as u16, &whole[..cut]);
+        assert_eq!(rv, 0, "other sender, cut in the {what}");
+    }
 }
 
 /// One SMB packet from `from` to 10.9.0.1:445 through the loaded classifier: its verdict
