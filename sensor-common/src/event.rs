@@ -247,10 +247,15 @@ pub mod net_verb {
     pub const SMB_READ: u8 = 4;
     /// SMB3 transform header (encrypted session): `session_id`. Once per flow.
     pub const SMB_ENCRYPTED: u8 = 5;
-    /// The rest of a CREATE name cut by the end of a packet (`NF_PARTIAL`, `missing` > 0):
-    /// `name` holds the first bytes of the flow's next segment (`tcp_seq`), which
-    /// userspace appends to the held CREATE (`sensor-user/src/network/reassembly.rs`).
+    /// The rest of a CREATE cut by the end of a packet (`NF_CONTINUES`): `name` holds the
+    /// first bytes of the flow's next segment (`tcp_seq`), which userspace joins to the
+    /// held record (`sensor-user/src/network/reassembly.rs`).
     pub const SMB_CONTINUATION: u8 = 6;
+    /// A record or PDU cut too early to tell its command (inside the NBSS header, before
+    /// the SMB2 magic, or in the first 20 bytes of the SMB2 header): `name` holds its raw
+    /// bytes (from the NBSS header if `NF_RAW_RECORD`, else from the SMB2 header) and a
+    /// continuation follows. Userspace keeps it only if the joined bytes are a CREATE.
+    pub const SMB_CUT_HEAD: u8 = 7;
     /// FTP control line from the client (`name` = the raw line, parsed in userspace).
     pub const FTP_COMMAND: u8 = 16;
     /// FTP control reply from the server (`name` = the raw reply text).
@@ -278,6 +283,8 @@ pub const NF_CONTINUES: u32 = 1 << 6;
 /// parses them with the continuation's bytes (`network::reassembly`). Access, disposition
 /// and name are unknown until then.
 pub const NF_RAW_PDU: u32 = 1 << 7;
+/// `NetEvent.flags` of an `SMB_CUT_HEAD`: its bytes start at the NBSS record header.
+pub const NF_RAW_RECORD: u32 = 1 << 8;
 
 /// A file named on the wire, as the TC classifier saw it. Same ring buffer as [`Event`];
 /// `kind` (always `EventKind::NetFile`) comes first in both so userspace can tell them

@@ -27,7 +27,7 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NET_PROTO_FTP, NET_PROTO_SMB2,
-        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
+        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_RAW_RECORD, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
     maps::{BlockedKey, FlowKey, FlowState, net_counter},
@@ -397,6 +397,22 @@ fn undecidable(w: &mut SmbWalk) {
     }
 }
 
+/// A record or PDU cut before its command can be read: its bytes go to userspace with a
+/// continuation asked for, and userspace keeps it if the two make a CREATE. Not for a
+/// dropped packet (`undecidable`): its retransmission is read again.
+#[inline(always)]
+fn cut_head(ctx: &TcContext, w: &mut SmbWalk, start: u32, flags: u32, missing: u32) {
+    let have = w.pkt.len.saturating_sub(start);
+    if w.drop != 0 || have == 0 {
+        return;
+    }
+    w.cont_bytes = missing.min(NAME_LEN as u32);
+    emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_CUT_HEAD, flags | NF_PARTIAL | NF_CONTINUES, |ev| {
+        ev.missing = missing;
+        copy_name(ctx, ev, start, have);
+    });
+}
+
 /// One step of the SMB walk per tail call (see `SmbWalk`).
 #[classifier]
 pub fn tc_smb_step(ctx: TcContext) -> i32 {
@@ -427,6 +443,12 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         if w.pos + 4 > len {
             count(net_counter::TRUNCATED_HEADER);
             undecidable(w);
+            // Only where a record is known to start here (not in data of a flow first seen
+            // mid-stream). Its length is unknown: ask for a full continuation.
+            if w.known != 0 || w.synced != 0 {
+                w.synced = 1;
+                cut_head(ctx, w, w.pos, NF_RAW_RECORD, NAME_LEN as u32);
+            }
             return 1;
         }
         let Some(h) = load::<[u8; 4]>(ctx, w.pos) else { return 1 };
@@ -437,6 +459,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             if body + 4 > len {
                 count(net_counter::TRUNCATED_HEADER);
                 undecidable(w);
+                cut_head(ctx, w, w.pos, NF_RAW_RECORD, end - len);
                 w.synced = 1;
                 w.pos = end;
                 return 1;
@@ -509,6 +532,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         const COMMAND_AND_FLAGS: u32 = smb2::field::FLAGS.end as u32;
         if pdu + COMMAND_AND_FLAGS > len {
             undecidable(w);
+            cut_head(ctx, w, pdu, 0, end.saturating_sub(len));
         } else if pdu + COMMAND_AND_FLAGS <= len
             && let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
             && h[0..4] == smb2::PROTOCOL_ID

@@ -16,8 +16,14 @@ use std::{
 };
 
 use sensor_common::{
-    event::{NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_WRITE_INTENT, NetEvent, net_verb},
-    proto::smb2::{self, field},
+    event::{
+        NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RAW_RECORD, NF_RELATED,
+        NF_WRITE_INTENT, NetEvent, net_verb,
+    },
+    proto::{
+        nbss,
+        smb2::{self, field},
+    },
 };
 use serde::Serialize;
 
@@ -38,12 +44,17 @@ fn connection(ev: &NetEvent) -> Connection {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReassemblyStats {
-    /// CREATE names completed from a continuation.
+    /// Cut CREATEs completed from a continuation.
     pub completed: u64,
     /// Cut CREATEs released without one (timeout, or other traffic came first).
     pub released_partial: u64,
-    /// Continuations with no held CREATE (it was released already).
+    /// Continuations with nothing held (it was released already).
     pub unmatched: u64,
+    /// Heads cut before their command (`SMB_CUT_HEAD`) that turned out not to be CREATE
+    /// requests: dropped, as intended.
+    pub heads_not_create: u64,
+    /// Such heads whose continuation never came: what they were is unknown.
+    pub heads_lost: u64,
 }
 
 #[derive(Default)]
@@ -59,33 +70,36 @@ impl Reassembly {
         let key = connection(&ev);
         if ev.verb == net_verb::SMB_CONTINUATION {
             match self.held.remove(&key) {
-                Some((mut create, _)) => {
-                    complete(&mut create, ev.name_bytes());
-                    self.stats.completed += 1;
-                    ready.push(create);
+                Some((held, _)) => {
+                    let done = complete(held, ev.name_bytes());
+                    match done {
+                        Some(_) => self.stats.completed += 1,
+                        None => self.stats.heads_not_create += 1,
+                    }
+                    ready.extend(done);
                 }
                 None => self.stats.unmatched += 1,
             }
             return ready;
         }
-        if let Some((create, _)) = self.held.remove(&key) {
+        if let Some((held, _)) = self.held.remove(&key) {
             // The connection moved on without the continuation: the CREATE goes first.
-            self.stats.released_partial += 1;
-            ready.push(as_is(create));
+            ready.extend(self.as_is(held));
         }
         // A dropped (quarantined) packet is retransmitted, never continued.
-        if ev.verb == net_verb::SMB_CREATE && ev.flags & NF_CONTINUES != 0 && ev.flags & NF_BLOCKED == 0 {
+        let cut = matches!(ev.verb, net_verb::SMB_CREATE | net_verb::SMB_CUT_HEAD) && ev.flags & NF_CONTINUES != 0;
+        if cut && ev.flags & NF_BLOCKED == 0 {
             if self.held.len() >= MAX_HELD {
                 ready.extend(self.release_oldest());
             }
             self.held.insert(key, (ev, now));
-        } else {
-            ready.push(as_is(ev));
+        } else if ev.verb != net_verb::SMB_CUT_HEAD {
+            ready.extend(self.as_is(ev));
         }
         ready
     }
 
-    /// The held CREATEs that waited `WAIT`, released as they are (oldest first).
+    /// The held records that waited `WAIT`, released as they are (oldest first).
     pub fn expire(&mut self, now: Instant) -> Vec<NetEvent> {
         if self.held.is_empty() {
             return Vec::new();
@@ -93,38 +107,77 @@ impl Reassembly {
         let mut late: Vec<(Connection, Instant)> =
             self.held.iter().filter(|(_, (_, t))| now.duration_since(*t) >= WAIT).map(|(k, (_, t))| (*k, *t)).collect();
         late.sort_by_key(|(_, t)| *t);
-        self.stats.released_partial += late.len() as u64;
-        late.into_iter().filter_map(|(k, _)| self.held.remove(&k).map(|(ev, _)| as_is(ev))).collect()
+        let mut out = Vec::new();
+        for (key, _) in late {
+            if let Some((ev, _)) = self.held.remove(&key) {
+                out.extend(self.as_is(ev));
+            }
+        }
+        out
     }
 
     fn release_oldest(&mut self) -> Option<NetEvent> {
         let key = *self.held.iter().min_by_key(|(_, (_, t))| *t)?.0;
-        self.stats.released_partial += 1;
-        self.held.remove(&key).map(|(ev, _)| as_is(ev))
+        let (ev, _) = self.held.remove(&key)?;
+        self.as_is(ev)
+    }
+
+    /// A record released without its continuation: a cut CREATE goes out partial (raw PDU
+    /// bytes are not a name); a head whose command was never seen is dropped, counted.
+    fn as_is(&mut self, mut ev: NetEvent) -> Option<NetEvent> {
+        if ev.verb == net_verb::SMB_CUT_HEAD {
+            self.stats.heads_lost += 1;
+            return None;
+        }
+        if ev.flags & NF_CONTINUES != 0 {
+            self.stats.released_partial += 1;
+        }
+        if ev.flags & NF_RAW_PDU != 0 {
+            ev.name_len = 0;
+        }
+        ev.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+        Some(ev)
     }
 }
 
-/// A cut CREATE released without its continuation: partial, and raw PDU bytes are not
-/// a name.
-fn as_is(mut ev: NetEvent) -> NetEvent {
-    if ev.flags & NF_RAW_PDU != 0 {
-        ev.name_len = 0;
+/// Completes a held record with the first bytes of the next segment: a CREATE, or
+/// nothing if a cut head turns out to be something else.
+fn complete(mut held: NetEvent, more: &[u8]) -> Option<NetEvent> {
+    let have = (held.name_len as usize).min(NAME_LEN);
+    let take = more.len().min(held.missing as usize);
+    if held.flags & (NF_RAW_PDU | NF_RAW_RECORD) != 0 || held.verb == net_verb::SMB_CUT_HEAD {
+        let mut bytes = held.name[..have].to_vec();
+        bytes.extend_from_slice(&more[..take]);
+        held.missing -= take as u32;
+        let pdu = if held.flags & NF_RAW_RECORD != 0 { record_pdu(&bytes)? } else { &bytes[..] };
+        if held.verb == net_verb::SMB_CUT_HEAD {
+            // Now the command can be read: keep only a CREATE request.
+            let header = smb2::Header::new_checked(pdu).ok()?;
+            if header.command_code() != 5 || header.is_response() {
+                return None;
+            }
+            held.verb = net_verb::SMB_CREATE;
+            held.smb_command = 5;
+            held.flags &= !NF_RAW_RECORD;
+            if header.is_related() {
+                held.flags |= NF_RELATED;
+            }
+        }
+        complete_raw(&mut held, pdu);
+        return Some(held);
     }
-    ev.flags &= !(NF_CONTINUES | NF_RAW_PDU);
-    ev
+    complete_name(&mut held, more, have, take);
+    Some(held)
 }
 
-/// Completes a held CREATE with the first bytes of the next segment.
-fn complete(create: &mut NetEvent, more: &[u8]) {
-    let have = (create.name_len as usize).min(NAME_LEN);
-    let take = more.len().min(create.missing as usize);
-    if create.flags & NF_RAW_PDU != 0 {
-        let mut pdu = create.name[..have].to_vec();
-        pdu.extend_from_slice(&more[..take]);
-        create.missing -= take as u32;
-        complete_raw(create, &pdu);
-        return;
-    }
+/// The SMB2 bytes of a raw NBSS record (a session message), if it is one.
+fn record_pdu(bytes: &[u8]) -> Option<&[u8]> {
+    let record = nbss::Packet::new_checked(bytes).ok()?;
+    (record.msg_type() == nbss::MessageType::SessionMessage).then(|| &bytes[nbss::HEADER_LEN..])
+}
+
+/// Appends the continuation's bytes the CREATE lacks to its name.
+fn complete_name(create: &mut NetEvent, more: &[u8], have: usize, take: usize) {
     let take = take.min(NAME_LEN - have);
     create.name[have..have + take].copy_from_slice(&more[..take]);
     create.name_len = (have + take) as u16;
@@ -217,7 +270,7 @@ mod tests {
         assert_eq!(out[0].name_bytes(), &name[..]);
         assert_eq!(out[0].flags & (NF_PARTIAL | NF_CONTINUES | NF_NAME_TRUNCATED), 0);
         assert_eq!(out[0].missing, 0);
-        assert_eq!(r.stats, ReassemblyStats { completed: 1, released_partial: 0, unmatched: 0 });
+        assert_eq!(r.stats, ReassemblyStats { completed: 1, ..Default::default() });
     }
 
     #[test]
@@ -236,7 +289,7 @@ mod tests {
         assert!(r.push(record(net_verb::SMB_CREATE, true, b"c\0", NF_PARTIAL | NF_CONTINUES, 4), t0).is_empty());
         assert!(r.expire(t0 + WAIT / 2).is_empty());
         assert_eq!(r.expire(t0 + WAIT).len(), 1);
-        assert_eq!(r.stats, ReassemblyStats { completed: 0, released_partial: 2, unmatched: 1 });
+        assert_eq!(r.stats, ReassemblyStats { released_partial: 2, unmatched: 1, ..Default::default() });
     }
 
     #[test]
@@ -286,6 +339,37 @@ mod tests {
         let out = r.push(record(net_verb::SMB_CONTINUATION, true, &pdu[70..90], 0, 0), t0);
         assert_eq!((out[0].name_len, out[0].access), (0, 0));
         assert_ne!(out[0].flags & NF_PARTIAL, 0);
+    }
+
+    #[test]
+    fn a_head_cut_before_its_command_is_kept_only_if_it_is_a_create() {
+        let name = "evil.dll";
+        let create = smb2::build::nbss(&smb2::build::create_request(&utf16(name), 0x2, 5, 0x40, 3));
+        // Cut inside the NBSS header, and inside the first 20 bytes of the SMB2 header.
+        for (cut, flags, from) in [(2, NF_RAW_RECORD, 0), (4 + 9, 0, 4)] {
+            let t0 = Instant::now();
+            let mut r = Reassembly::default();
+            let head = record(net_verb::SMB_CUT_HEAD, true, &create[from..cut], flags | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+            assert!(r.push(head, t0).is_empty());
+            let out = r.push(record(net_verb::SMB_CONTINUATION, true, &create[cut..], 0, 0), t0);
+            assert_eq!(out.len(), 1, "cut at {cut}");
+            assert_eq!(out[0].verb, net_verb::SMB_CREATE);
+            assert_eq!((out[0].name_bytes(), out[0].message_id, out[0].disposition), (&utf16(name)[..], 3, 5), "cut at {cut}");
+            assert_eq!(out[0].flags & (NF_PARTIAL | NF_RAW_PDU | NF_RAW_RECORD | NF_CONTINUES), 0, "cut at {cut}");
+        }
+        // A WRITE cut the same way is dropped; a head whose continuation never comes too.
+        let mut write = smb2::build::header(9, 0, 0, 4, 7, 0x1122);
+        write.extend_from_slice(&[0u8; 48]);
+        let write = smb2::build::nbss(&write);
+        let t0 = Instant::now();
+        let mut r = Reassembly::default();
+        let head = record(net_verb::SMB_CUT_HEAD, true, &write[..2], NF_RAW_RECORD | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+        assert!(r.push(head, t0).is_empty());
+        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &write[2..], 0, 0), t0).is_empty());
+        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_RAW_RECORD | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+        assert!(r.push(head, t0).is_empty());
+        assert!(r.expire(t0 + WAIT).is_empty());
+        assert_eq!(r.stats, ReassemblyStats { heads_not_create: 1, heads_lost: 1, ..Default::default() });
     }
 
     #[test]
