@@ -402,12 +402,22 @@ fn undecidable(w: &mut SmbWalk) {
 /// dropped packet (`undecidable`): its retransmission is read again.
 #[inline(always)]
 fn cut_head(ctx: &TcContext, w: &mut SmbWalk, start: u32, flags: u32, missing: u32) {
-    let have = w.pkt.len.saturating_sub(start);
-    if w.drop != 0 || have == 0 {
+    if w.drop != 0 || start >= w.pkt.len {
         return;
     }
-    w.cont_bytes = missing.min(NAME_LEN as u32);
-    emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_CUT_HEAD, flags | NF_PARTIAL | NF_CONTINUES, |ev| {
+    send_cut(ctx, &w.pkt, start, net_verb::SMB_CUT_HEAD, 0, flags, missing, &mut w.cont_bytes);
+}
+
+/// The raw bytes from `start` to the end of the packet of something the packet end cut
+/// (`missing` bytes absent), with the flow's next segment asked for (`cont_bytes`):
+/// userspace joins the two (`network::reassembly`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn send_cut(ctx: &TcContext, pkt: &Packet, start: u32, verb: u8, smb_command: u16, flags: u32, missing: u32, cont_bytes: &mut u32) {
+    let have = pkt.len.saturating_sub(start);
+    *cont_bytes = missing.min(NAME_LEN as u32);
+    emit(pkt, NET_PROTO_SMB2, verb, flags | NF_PARTIAL | NF_CONTINUES, |ev| {
+        ev.smb_command = smb_command;
         ev.missing = missing;
         copy_name(ctx, ev, start, have);
     });
@@ -533,8 +543,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         if pdu + COMMAND_AND_FLAGS > len {
             undecidable(w);
             cut_head(ctx, w, pdu, 0, end.saturating_sub(len));
-        } else if pdu + COMMAND_AND_FLAGS <= len
-            && let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
+        } else if let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
             && h[0..4] == smb2::PROTOCOL_ID
         {
             let header = smb2::Header::new_unchecked(&h[..]);
@@ -651,19 +660,12 @@ impl SmbIds {
 /// boundary must not get around the quarantine. Returns whether to drop.
 #[inline(always)]
 fn cut_create(ctx: &TcContext, pkt: &Packet, pdu: u32, end: u32, blocked: bool, related: u32, cont_bytes: &mut u32) -> bool {
-    let have = pkt.len.saturating_sub(pdu);
-    let mut flags = related | NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU;
+    let mut flags = related | NF_RAW_PDU;
     if blocked {
         flags |= NF_BLOCKED;
         count(net_counter::BLOCKED_DROPS);
     }
-    let missing = end.saturating_sub(pkt.len);
-    *cont_bytes = missing.min(NAME_LEN as u32);
-    emit(pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE, flags, |ev| {
-        ev.smb_command = 5;
-        ev.missing = missing;
-        copy_name(ctx, ev, pdu, have);
-    });
+    send_cut(ctx, pkt, pdu, net_verb::SMB_CREATE, 5, flags, end.saturating_sub(pkt.len), cont_bytes);
     blocked
 }
 

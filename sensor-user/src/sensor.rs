@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+    programs::{BtfTracePoint, Program, TracePoint},
 };
 use log::{info, warn};
 use sensor_common::{
@@ -286,24 +286,24 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
         let p: &mut TracePoint = program.try_into()?;
         p.load()?;
         p.attach(category, tracepoint)?;
-    } else if name.starts_with("kp_") || name.starts_with("kr_") {
-        // One type for both: the object says whether it is a kprobe or a kretprobe.
-        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
-        let p: &mut KProbe = program.try_into()?;
-        p.load()?;
-        p.attach(&function, 0)?;
-    } else if name.starts_with("fe_") {
-        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
-        let p: &mut FEntry = program.try_into()?;
-        p.load(&function, btf)?;
-        p.attach()?;
-    } else if name.starts_with("fx_") {
-        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no kernel function for {name} here"))?;
-        let p: &mut FExit = program.try_into()?;
-        p.load(&function, btf)?;
-        p.attach()?;
     } else {
-        bail!("no attach rule for program {name}");
+        // kp_/kr_/fe_/fx_: a kernel function; the object says which kind of program.
+        let function = strategy::function_of(name).ok_or_else(|| anyhow!("no attach rule for program {name}"))?;
+        match program {
+            Program::KProbe(p) => {
+                p.load()?;
+                p.attach(&function, 0)?;
+            }
+            Program::FEntry(p) => {
+                p.load(&function, btf)?;
+                p.attach()?;
+            }
+            Program::FExit(p) => {
+                p.load(&function, btf)?;
+                p.attach()?;
+            }
+            _ => bail!("no attach rule for program {name}"),
+        }
     }
     Ok(())
 }
@@ -311,10 +311,10 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
 fn detach(ebpf: &mut Ebpf, name: &str) {
     let Some(program) = ebpf.program_mut(name) else { return };
     let _ = match program {
-        aya::programs::Program::KProbe(p) => p.unload(),
-        aya::programs::Program::FEntry(p) => p.unload(),
-        aya::programs::Program::FExit(p) => p.unload(),
-        aya::programs::Program::TracePoint(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
         _ => Ok(()),
     };
 }

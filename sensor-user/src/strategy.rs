@@ -63,8 +63,8 @@ pub struct Hook {
 }
 
 impl Hook {
-    fn new(programs: &[String], required: bool) -> Self {
-        Hook { programs: programs.to_vec(), required }
+    fn new(programs: Vec<String>, required: bool) -> Self {
+        Hook { programs, required }
     }
 }
 
@@ -72,8 +72,8 @@ impl Strategy {
     /// Programs only this strategy attaches.
     pub fn own_hooks(self) -> Vec<Hook> {
         let mut hooks: Vec<Hook> = match self {
-            Strategy::Fentry => ["fe_vfs_write", "fe_security_bprm_check"].iter().map(|p| Hook::new(&[p.to_string()], true)).collect(),
-            Strategy::Kprobe => ["kp_vfs_write", "kp_security_bprm_check"].iter().map(|p| Hook::new(&[p.to_string()], true)).collect(),
+            Strategy::Fentry => ["fe_vfs_write", "fe_security_bprm_check"].iter().map(|p| Hook::new(vec![p.to_string()], true)).collect(),
+            Strategy::Kprobe => ["kp_vfs_write", "kp_security_bprm_check"].iter().map(|p| Hook::new(vec![p.to_string()], true)).collect(),
             Strategy::Tracepoint => Vec::new(),
         };
         for (name, required) in FD_SYSCALLS {
@@ -82,7 +82,7 @@ impl Strategy {
                 Strategy::Kprobe => format!("kp_sys_{name}"),
                 Strategy::Tracepoint => format!("tp_sys_enter_{name}"),
             };
-            hooks.push(Hook::new(&[program], *required));
+            hooks.push(Hook::new(vec![program], *required));
         }
         for (name, required) in PATH_SYSCALLS {
             let programs = match self {
@@ -90,7 +90,7 @@ impl Strategy {
                 Strategy::Kprobe => vec![format!("kp_sys_{name}"), format!("kr_sys_{name}")],
                 Strategy::Tracepoint => vec![format!("tp_sys_enter_{name}"), format!("tp_sys_exit_{name}")],
             };
-            hooks.push(Hook::new(&programs, *required));
+            hooks.push(Hook::new(programs, *required));
         }
         hooks
     }

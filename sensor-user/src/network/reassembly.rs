@@ -234,10 +234,7 @@ fn complete_raw(create: &mut NetEvent, pdu: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utf16(s: &str) -> Vec<u8> {
-        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-    }
+    use smb2::build::utf16;
 
     fn record(verb: u8, from_client: bool, name: &[u8], flags: u32, missing: u32) -> NetEvent {
         let mut ev: NetEvent = unsafe { std::mem::zeroed() };
