@@ -178,6 +178,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     info!("stopping: flushing the graph, detaching programs");
     report_new_drops(&sensor, &mut reported_drops);
+    if let Some(m) = net.as_mut() { m.release_all_held(&clock, &store); }
     store.flush()?;
     let _ = std::fs::remove_file(&config.socket);
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }

@@ -119,6 +119,12 @@ impl Monitor {
         self.attribute(ready, clock, store)
     }
 
+    /// Every cut CREATE still held, attributed as it is: the sensor is stopping.
+    pub fn release_all_held(&mut self, clock: &WallClock, store: &GraphStore) {
+        let ready = self.reassembly.release_all();
+        self.attribute(ready, clock, store);
+    }
+
     fn attribute(&mut self, ready: Vec<sensor_common::event::NetEvent>, clock: &WallClock, store: &GraphStore) -> Vec<String> {
         ready
             .iter()

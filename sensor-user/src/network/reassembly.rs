@@ -101,11 +101,21 @@ impl Reassembly {
 
     /// The held records that waited `WAIT`, released as they are (oldest first).
     pub fn expire(&mut self, now: Instant) -> Vec<NetEvent> {
+        self.release(|since| now.duration_since(since) >= WAIT)
+    }
+
+    /// Everything held, released as it is (oldest first): the sensor is stopping, and a
+    /// cut CREATE must still reach the graph.
+    pub fn release_all(&mut self) -> Vec<NetEvent> {
+        self.release(|_| true)
+    }
+
+    fn release(&mut self, due: impl Fn(Instant) -> bool) -> Vec<NetEvent> {
         if self.held.is_empty() {
             return Vec::new();
         }
         let mut late: Vec<(Connection, Instant)> =
-            self.held.iter().filter(|(_, (_, t))| now.duration_since(*t) >= WAIT).map(|(k, (_, t))| (*k, *t)).collect();
+            self.held.iter().filter(|(_, (_, t))| due(*t)).map(|(k, (_, t))| (*k, *t)).collect();
         late.sort_by_key(|(_, t)| *t);
         let mut out = Vec::new();
         for (key, _) in late {
@@ -286,7 +296,11 @@ mod tests {
         assert!(r.push(record(net_verb::SMB_CREATE, true, b"c\0", NF_PARTIAL | NF_CONTINUES, 4), t0).is_empty());
         assert!(r.expire(t0 + WAIT / 2).is_empty());
         assert_eq!(r.expire(t0 + WAIT).len(), 1);
-        assert_eq!(r.stats, ReassemblyStats { released_partial: 2, unmatched: 1, ..Default::default() });
+        // At stop nothing held is lost: it goes out before its time.
+        assert!(r.push(record(net_verb::SMB_CREATE, true, b"d\0", NF_PARTIAL | NF_CONTINUES, 4), t0).is_empty());
+        let out = r.release_all();
+        assert_eq!((out.len(), out[0].name_bytes()), (1, &b"d\0"[..]));
+        assert_eq!(r.stats, ReassemblyStats { released_partial: 3, unmatched: 1, ..Default::default() });
     }
 
     #[test]
