@@ -247,19 +247,33 @@ pub mod net_verb {
     pub const SMB_READ: u8 = 4;
     /// SMB3 transform header (encrypted session): `session_id`. Once per flow.
     pub const SMB_ENCRYPTED: u8 = 5;
-    /// The rest of a CREATE cut by the end of a packet (`NF_CONTINUES`): `name` holds the
+    /// The rest of a PDU cut by the end of a packet (`NF_CONTINUES`): `name` holds the
     /// first bytes of the flow's next segment (`tcp_seq`), which userspace joins to the
     /// held record (`sensor-user/src/network/reassembly.rs`).
     pub const SMB_CONTINUATION: u8 = 6;
-    /// A record or PDU cut too early to tell its command (inside the NBSS header, before
-    /// the SMB2 magic, or in the first 20 bytes of the SMB2 header): `name` holds its raw
-    /// bytes (from the NBSS header if `NF_RAW_RECORD`, else from the SMB2 header) and a
-    /// continuation follows. Userspace keeps it only if the joined bytes are a CREATE.
+    /// A PDU cut too early to tell its command (before the SMB2 magic, or in the first
+    /// 20 bytes of the SMB2 header): `name` holds its raw bytes from the SMB2 header on (may
+    /// be none) and a continuation follows. Userspace keeps it only if the joined bytes are
+    /// a PDU this sensor follows ([`of_smb2`]).
     pub const SMB_CUT_HEAD: u8 = 7;
     /// FTP control line from the client (`name` = the raw line, parsed in userspace).
     pub const FTP_COMMAND: u8 = 16;
     /// FTP control reply from the server (`name` = the raw reply text).
     pub const FTP_REPLY: u8 = 17;
+
+    /// The verb of an SMB2 PDU the sensor follows, from its header: CREATE requests and
+    /// successful responses (the FileId), READ and WRITE requests. `None` for the rest.
+    /// One decision for the TC program and for userspace's completion of cut PDUs.
+    #[inline(always)]
+    pub fn of_smb2(command: u16, response: bool, status: u32) -> Option<u8> {
+        match (command, response) {
+            (5, false) => Some(SMB_CREATE),
+            (5, true) if status == 0 => Some(SMB_CREATE_RESPONSE),
+            (8, false) => Some(SMB_READ),
+            (9, false) => Some(SMB_WRITE),
+            _ => None,
+        }
+    }
 }
 
 /// `NetEvent.flags`: `name` was cut at `NAME_LEN` (or at the end of the packet).
@@ -275,16 +289,14 @@ pub const NF_WRITE_INTENT: u32 = 1 << 3;
 pub const NF_RELATED: u32 = 1 << 4;
 /// `NetEvent.flags`: the addresses are IPv6 (else IPv4 in the first 4 bytes).
 pub const NF_IPV6: u32 = 1 << 5;
-/// `NetEvent.flags`: the kernel asked for the rest of this CREATE's name from the flow's
-/// next segment; an `SMB_CONTINUATION` record follows if that segment passes.
+/// `NetEvent.flags`: the kernel asked for the rest of this record from the flow's next
+/// segment; an `SMB_CONTINUATION` record follows if that segment passes.
 pub const NF_CONTINUES: u32 = 1 << 6;
-/// `NetEvent.flags`: a CREATE request cut inside its fixed part: `name` holds the raw
+/// `NetEvent.flags`: a PDU cut inside its header or fixed part: `name` holds the raw
 /// bytes of the PDU from its SMB2 header to the end of the packet, not a name; userspace
-/// parses them with the continuation's bytes (`network::reassembly`). Access, disposition
-/// and name are unknown until then.
+/// parses them with the continuation's bytes (`network::reassembly`). The fields past
+/// the cut (a CREATE's access and name, a READ's or WRITE's FileId) are unknown until then.
 pub const NF_RAW_PDU: u32 = 1 << 7;
-/// `NetEvent.flags` of an `SMB_CUT_HEAD`: its bytes start at the NBSS record header.
-pub const NF_RAW_RECORD: u32 = 1 << 8;
 
 /// A file named on the wire, as the TC classifier saw it. Same ring buffer as [`Event`];
 /// `kind` (always `EventKind::NetFile`) comes first in both so userspace can tell them

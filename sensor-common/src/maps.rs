@@ -153,10 +153,15 @@ pub struct FlowState {
     pub next_record_seq: u32,
     /// 1 once a transform header was reported for this flow (report once).
     pub encrypted_reported: u32,
-    /// A CREATE's name ran past the end of a packet: the segment starting at `cont_seq`
-    /// carries its next `cont_bytes` bytes, sent to userspace as `SMB_CONTINUATION`.
+    /// A PDU ran past the end of a packet: the segment starting at `cont_seq` carries its
+    /// next `cont_bytes` bytes, sent to userspace as `SMB_CONTINUATION`.
     pub cont_seq: u32,
     pub cont_bytes: u32,
+    /// The packet ended inside the NBSS header of the record at `next_record_seq`: its
+    /// first `nbss_head_len` bytes (1-3), joined in the kernel to the rest from the segment
+    /// at `cont_seq` so the walk stays in step with the flow.
+    pub nbss_head: [u8; 4],
+    pub nbss_head_len: u32,
 }
 
 /// `NET_COUNTERS` slots: what the TC program could not parse, by reason, and what it did.

@@ -27,7 +27,7 @@ use aya_ebpf::{
 use sensor_common::{
     event::{
         EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NET_PROTO_FTP, NET_PROTO_SMB2,
-        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_RAW_RECORD, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
+        NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
     maps::{BlockedKey, FlowKey, FlowState, net_counter},
@@ -307,8 +307,14 @@ pub struct SmbWalk {
     records: u32,
     pdus: u32,
     blocked: u32,
-    /// Name bytes of a CREATE cut by the end of this packet, wanted from the next segment.
+    /// Bytes of a PDU cut by the end of this packet, wanted from the next segment.
     cont_bytes: u32,
+    /// How many bytes of the NBSS header at `pos` came in the previous segment
+    /// (`FlowState::nbss_head`): `pos` is that many bytes before the payload.
+    carried: u32,
+    /// An NBSS header cut by the end of this packet, kept for the next segment.
+    nbss_head: [u8; 4],
+    nbss_head_len: u32,
 }
 
 #[inline(always)]
@@ -332,7 +338,19 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     // of a record or a retransmission of whole messages (a dropped CREATE comes back like
     // this): parse it, and count a failure as mid-record, not as bad input.
     let mut sure = known;
-    if known && next_seq != pkt.seq {
+    let mut carried = 0u32;
+    let mut nbss_head = [0u8; 4];
+    if let Some(s) = state
+        && s.nbss_head_len != 0
+        && s.cont_seq == pkt.seq
+        && pkt.seq.wrapping_sub(next_seq) == s.nbss_head_len
+    {
+        // The previous segment ended inside this record's NBSS header: the walk starts
+        // at the header, its first bytes taken from the flow state.
+        carried = s.nbss_head_len & 3;
+        nbss_head = s.nbss_head;
+        off = pkt.payload - carried;
+    } else if known && next_seq != pkt.seq {
         let ahead = next_seq.wrapping_sub(pkt.seq);
         if ahead == plen {
             sure = false;
@@ -362,6 +380,9 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.blocked = blocked as u32;
     w.drop = 0;
     w.cont_bytes = 0;
+    w.carried = carried;
+    w.nbss_head = nbss_head;
+    w.nbss_head_len = 0;
     // Does not return if the step program is installed.
     let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
     count(net_counter::NO_STEP_PROGRAM);
@@ -379,6 +400,8 @@ fn smb_finish(w: &SmbWalk) -> i32 {
             encrypted_reported: w.encrypted,
             cont_seq: w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload),
             cont_bytes: w.cont_bytes,
+            nbss_head: w.nbss_head,
+            nbss_head_len: w.nbss_head_len,
         };
         let _ = NET_FLOWS.insert(&w.pkt.flow, &state, 0);
     }
@@ -397,15 +420,16 @@ fn undecidable(w: &mut SmbWalk) {
     }
 }
 
-/// A record or PDU cut before its command can be read: its bytes go to userspace with a
-/// continuation asked for, and userspace keeps it if the two make a CREATE. Not for a
-/// dropped packet (`undecidable`): its retransmission is read again.
+/// A PDU cut before its command can be read (`start` = its SMB2 header, perhaps at the
+/// very end of the packet): its bytes go to userspace with a continuation asked for, and
+/// userspace keeps it if the two make a PDU it follows. Not for a dropped packet
+/// (`undecidable`): its retransmission is read again.
 #[inline(always)]
-fn cut_head(ctx: &TcContext, w: &mut SmbWalk, start: u32, flags: u32, missing: u32) {
-    if w.drop != 0 || start >= w.pkt.len {
+fn cut_head(ctx: &TcContext, w: &mut SmbWalk, start: u32, missing: u32) {
+    if w.drop != 0 || start > w.pkt.len {
         return;
     }
-    send_cut(ctx, &w.pkt, start, net_verb::SMB_CUT_HEAD, 0, flags, missing, &mut w.cont_bytes);
+    send_cut(ctx, &w.pkt, start, net_verb::SMB_CUT_HEAD, 0, 0, missing, &mut w.cont_bytes);
 }
 
 /// The raw bytes from `start` to the end of the packet of something the packet end cut
@@ -421,6 +445,38 @@ fn send_cut(ctx: &TcContext, pkt: &Packet, start: u32, verb: u8, smb_command: u1
         ev.missing = missing;
         copy_name(ctx, ev, start, have);
     });
+}
+
+/// Keeps the `n` (1-3) bytes of an NBSS header at the end of the packet for the next
+/// segment (`FlowState::nbss_head`). Constant-size loads: the verifier wants them.
+#[inline(always)]
+fn keep_nbss_head(ctx: &TcContext, w: &mut SmbWalk, n: u32) {
+    let mut head = [0u8; 4];
+    let loaded = match n {
+        1 => load::<[u8; 1]>(ctx, w.pos).map(|b| head[0] = b[0]),
+        2 => load::<[u8; 2]>(ctx, w.pos).map(|b| head[..2].copy_from_slice(&b)),
+        3 => load::<[u8; 3]>(ctx, w.pos).map(|b| head[..3].copy_from_slice(&b)),
+        _ => None,
+    };
+    if loaded.is_some() {
+        w.nbss_head = head;
+        w.nbss_head_len = n;
+    }
+}
+
+/// The NBSS header whose first `carried` bytes the previous segment held, completed from
+/// the start of this one.
+#[inline(always)]
+fn carried_nbss_header(ctx: &TcContext, w: &SmbWalk) -> Option<[u8; 4]> {
+    let mut h = w.nbss_head;
+    let at = w.pkt.payload;
+    match w.carried {
+        1 => h[1..].copy_from_slice(&load::<[u8; 3]>(ctx, at)?),
+        2 => h[2..].copy_from_slice(&load::<[u8; 2]>(ctx, at)?),
+        3 => h[3] = load::<[u8; 1]>(ctx, at)?[0],
+        _ => return None,
+    }
+    Some(h)
 }
 
 /// One step of the SMB walk per tail call (see `SmbWalk`).
@@ -452,16 +508,21 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         w.records += 1;
         if w.pos + 4 > len {
             count(net_counter::TRUNCATED_HEADER);
-            undecidable(w);
             // Only where a record is known to start here (not in data of a flow first seen
-            // mid-stream). Its length is unknown: ask for a full continuation.
-            if w.known != 0 || w.synced != 0 {
+            // mid-stream), and not a header already carried over (a 1-byte segment):
+            // its bytes wait in the flow state, and the next segment's walk starts with
+            // this header, in step (and decides a quarantined sender's request there).
+            if w.carried == 0 && (w.known != 0 || w.synced != 0) {
                 w.synced = 1;
-                cut_head(ctx, w, w.pos, NF_RAW_RECORD, NAME_LEN as u32);
+                keep_nbss_head(ctx, w, len - w.pos);
+            } else {
+                undecidable(w);
             }
             return 1;
         }
-        let Some(h) = load::<[u8; 4]>(ctx, w.pos) else { return 1 };
+        let h = if w.carried != 0 { carried_nbss_header(ctx, w) } else { load::<[u8; 4]>(ctx, w.pos) };
+        w.carried = 0;
+        let Some(h) = h else { return 1 };
         let rlen = nbss::Packet::new_unchecked(&h[..]).length();
         let body = w.pos + 4;
         let end = body + rlen;
@@ -469,7 +530,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             if body + 4 > len {
                 count(net_counter::TRUNCATED_HEADER);
                 undecidable(w);
-                cut_head(ctx, w, w.pos, NF_RAW_RECORD, end - len);
+                cut_head(ctx, w, body, end - len);
                 w.synced = 1;
                 w.pos = end;
                 return 1;
@@ -542,14 +603,15 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         const COMMAND_AND_FLAGS: u32 = smb2::field::FLAGS.end as u32;
         if pdu + COMMAND_AND_FLAGS > len {
             undecidable(w);
-            cut_head(ctx, w, pdu, 0, end.saturating_sub(len));
+            cut_head(ctx, w, pdu, end.saturating_sub(len));
         } else if let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
             && h[0..4] == smb2::PROTOCOL_ID
         {
             let header = smb2::Header::new_unchecked(&h[..]);
-            if header.command_code() == 5 && !header.is_response() {
+            let command = header.command_code();
+            if let Some(verb) = net_verb::of_smb2(command, header.is_response(), header.status()) {
                 let related = if header.is_related() { NF_RELATED } else { 0 };
-                if cut_create(ctx, &w.pkt, pdu, end, w.blocked != 0, related, &mut w.cont_bytes) {
+                if cut_pdu(ctx, w, pdu, end, verb, command, related) {
                     w.drop = 1;
                 }
                 w.in_record = 0;
@@ -580,33 +642,36 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     let response = header.is_response();
     let ids = SmbIds { command, message_id, tree_id, session_id };
     let related = if header.is_related() { NF_RELATED } else { 0 };
-    if command == 5 && !response {
-        if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, ids, &mut w.cont_bytes) {
+    let verb = net_verb::of_smb2(command, response, status);
+    if verb == Some(net_verb::SMB_CREATE) {
+        if pdu + CREATE_FIXED_END > len {
+            if cut_pdu(ctx, w, pdu, end, net_verb::SMB_CREATE, command, related) {
+                w.drop = 1;
+            }
+        } else if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, ids, &mut w.cont_bytes) {
             w.drop = 1;
         }
-    } else if command == 5 && response && status == 0 {
-        if pdu + field::create_resp::FILE_ID.end as u32 <= len
-            && let Some(fid) = load::<[u8; 16]>(ctx, pdu + field::create_resp::FILE_ID.start as u32)
-        {
+    } else if verb == Some(net_verb::SMB_CREATE_RESPONSE) {
+        if pdu + field::create_resp::FILE_ID.end as u32 > len {
+            cut_pdu(ctx, w, pdu, end, net_verb::SMB_CREATE_RESPONSE, command, related);
+        } else if let Some(fid) = load::<[u8; 16]>(ctx, pdu + field::create_resp::FILE_ID.start as u32) {
             emit(&w.pkt, NET_PROTO_SMB2, net_verb::SMB_CREATE_RESPONSE, related, |ev| {
                 ids.set(ev);
                 ev.file_id = fid;
             });
-        } else {
-            count(net_counter::TRUNCATED_HEADER);
         }
-    } else if (command == 8 || command == 9) && !response {
+    } else if let Some(verb) = verb {
         // READ and WRITE requests share Length/Offset/FileId offsets.
         const READ_WRITE_FIXED_END: usize = field::write_req::FILE_ID.end;
-        if pdu + READ_WRITE_FIXED_END as u32 <= len
-            && let Some(b) = load::<[u8; READ_WRITE_FIXED_END]>(ctx, pdu)
-        {
-            let (verb, length, offset, fid) = if command == 9 {
+        if pdu + READ_WRITE_FIXED_END as u32 > len {
+            cut_pdu(ctx, w, pdu, end, verb, command, related);
+        } else if let Some(b) = load::<[u8; READ_WRITE_FIXED_END]>(ctx, pdu) {
+            let (length, offset, fid) = if verb == net_verb::SMB_WRITE {
                 let req = smb2::WriteRequest::new_unchecked(&b[..]);
-                (net_verb::SMB_WRITE, req.length(), req.offset(), req.file_id().to_bytes())
+                (req.length(), req.offset(), req.file_id().to_bytes())
             } else {
                 let req = smb2::ReadRequest::new_unchecked(&b[..]);
-                (net_verb::SMB_READ, req.length(), req.offset(), req.file_id().to_bytes())
+                (req.length(), req.offset(), req.file_id().to_bytes())
             };
             emit(&w.pkt, NET_PROTO_SMB2, verb, related, |ev| {
                 ids.set(ev);
@@ -614,8 +679,6 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 ev.offset = offset;
                 ev.file_id = fid;
             });
-        } else {
-            count(net_counter::TRUNCATED_HEADER);
         }
     }
     if next == 0 {
@@ -653,22 +716,26 @@ impl SmbIds {
     }
 }
 
-/// A CREATE request cut by the end of the packet before its fixed part ends (in the
-/// header or after it). Sends the PDU's bytes so far and asks for the next segment's first
-/// bytes; userspace parses the two together (ids included). The intent is unknown here, so
-/// a blocked sender's cut CREATE is dropped as if it wrote: cutting a request at a segment
-/// boundary must not get around the quarantine. Returns whether to drop.
+/// A followed PDU (`verb`) cut by the end of the packet before the fields it is followed
+/// for (in its header, or in its fixed part). Sends the PDU's bytes so far and asks for
+/// the next segment's first bytes; userspace parses the two together (ids included). A
+/// CREATE's intent is unknown here, so a blocked sender's cut CREATE is dropped as if it
+/// wrote: cutting a request at a segment boundary must not get around the quarantine.
+/// Returns whether to drop.
 #[inline(always)]
-fn cut_create(ctx: &TcContext, pkt: &Packet, pdu: u32, end: u32, blocked: bool, related: u32, cont_bytes: &mut u32) -> bool {
+fn cut_pdu(ctx: &TcContext, w: &mut SmbWalk, pdu: u32, end: u32, verb: u8, command: u16, related: u32) -> bool {
     let mut flags = related | NF_RAW_PDU;
-    if blocked {
+    let drop = w.blocked != 0 && verb == net_verb::SMB_CREATE;
+    if drop {
         flags |= NF_BLOCKED;
         count(net_counter::BLOCKED_DROPS);
     }
-    send_cut(ctx, pkt, pdu, net_verb::SMB_CREATE, 5, flags, end.saturating_sub(pkt.len), cont_bytes);
-    blocked
+    send_cut(ctx, &w.pkt, pdu, verb, command, flags, end.saturating_sub(w.pkt.len), &mut w.cont_bytes);
+    drop
 }
 
+/// A CREATE request whose header and fixed part are in the packet (the name may run past
+/// it). Returns whether to drop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn create_request(
@@ -681,9 +748,6 @@ fn create_request(
     ids: SmbIds,
     cont_bytes: &mut u32,
 ) -> bool {
-    if pdu + CREATE_FIXED_END > pkt.len {
-        return cut_create(ctx, pkt, pdu, end, blocked, related, cont_bytes);
-    }
     // Header and fixed part, read with the userspace parser's accessors.
     let Some(b) = load::<[u8; field::create_req::BUFFER]>(ctx, pdu) else { return false };
     let req = smb2::CreateRequest::new_unchecked(&b[..]);

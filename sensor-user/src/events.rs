@@ -129,7 +129,7 @@ fn lossy(bytes: &[u8]) -> String {
 pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
     let kind = event.kind().unwrap_or(EventKind::Exec);
     let flags = event.flags;
-    let file = (flags & EF_HAS_INODE != 0).then(|| FileRef {
+    let file = (flags & EF_HAS_INODE != 0).then_some(FileRef {
         dev: event.inode.dev,
         ino: event.inode.ino,
         generation: event.generation,

@@ -4,6 +4,7 @@
 //! stays on the veth pair. Also the loaded TC program on crafted malformed packets
 //! through BPF_PROG_TEST_RUN.
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     process::{Command, Stdio},
 };
@@ -230,10 +231,7 @@ fn tc_program_on_crafted_packets() {
         sport += 1;
         let before = t.counters();
         let r = t.run(&tcp_packet(c, s, sport, dport, 1000, payload), 1).unwrap_or_else(|e| panic!("{what}: {e:#}"));
-        let after = t.counters();
-        let delta: std::collections::BTreeMap<String, u64> =
-            after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
-        (r.retval, delta, t.drain_events())
+        (r.retval, delta(&before, &t.counters()), t.drain_events())
     };
     let create = |name: &[u8], access: u32, disposition: u32| build::create_request(name, access, disposition, 0x40, 7);
 
@@ -375,26 +373,86 @@ fn tc_program_on_crafted_packets() {
     let (rv, ev) = run_from(&mut t, c, 52003, &whole[..cut]);
     assert_eq!(rv, 2, "TC_ACT_SHOT");
     assert!(ev.len() == 1 && ev[0].blocked && ev[0].name.is_empty(), "{ev:?}");
-    // Cut where not even the command can be read (inside the NBSS header, or in the first
-    // 20 bytes of the SMB2 header): dropped from a blocked sender, passed from others.
-    // From another sender they pass, and the CREATE is still completed from the next
-    // segment (the kernel sends the head; userspace keeps it once it reads a CREATE).
-    // Each cut CREATE follows a whole ECHO in the same packet, as pipelined requests do.
+    // Cut in the first 20 bytes of the SMB2 header, where not even the command can be
+    // read: dropped from a blocked sender. From another sender it passes, and the CREATE
+    // is completed from the next segment (the kernel sends the head; userspace keeps it
+    // once it reads a CREATE). The cut CREATE follows a whole ECHO in the same packet, as
+    // pipelined requests do.
     let mut echo = build::header(13, 0, 0, 6, 1, 1);
     echo.extend_from_slice(&[4, 0, 0, 0]);
     let echo = build::nbss(&echo);
-    for (what, cut) in [("nbss header", 2), ("smb2 header", 4 + 10)] {
-        let first = [&echo[..], &whole[..cut]].concat();
-        let (rv, _) = run_from(&mut t, c, 52005 + cut as u16, &first);
-        assert_eq!(rv, 2, "blocked sender, cut in the {what}");
-        let sport = 52005 + cut as u16;
-        let (rv, ev) = run_from(&mut t, other, sport, &first);
-        assert_eq!((rv, ev.len()), (0, 0), "other sender, cut in the {what}");
-        t.run(&tcp_packet(other, s, sport, 445, 3000 + first.len() as u32, &whole[cut..]), 1).unwrap();
-        let ev = t.drain_events();
-        assert_eq!(ev.len(), 1, "cut in the {what}: {ev:?}");
-        assert_eq!((ev[0].name.as_str(), ev[0].message_id, ev[0].partial), (name, 7, false), "cut in the {what}");
+    let cut = 4 + 10;
+    let first = [&echo[..], &whole[..cut]].concat();
+    let (rv, _) = run_from(&mut t, c, 52010, &first);
+    assert_eq!(rv, 2, "blocked sender, cut in the smb2 header");
+    let (rv, ev) = run_from(&mut t, other, 52010, &first);
+    assert_eq!((rv, ev.len()), (0, 0), "other sender, cut in the smb2 header");
+    t.run(&tcp_packet(other, s, 52010, 445, 3000 + first.len() as u32, &whole[cut..]), 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!(ev.len(), 1, "cut in the smb2 header: {ev:?}");
+    assert_eq!((ev[0].name.as_str(), ev[0].message_id, ev[0].partial), (name, 7, false));
+
+    // Cut inside the NBSS header: its bytes wait in the flow state and the kernel's walk
+    // goes on in step in the next segment, so the CREATE there and the one after it are
+    // read in the kernel, and a blocked sender's write-intent CREATE is dropped there
+    // (its retransmission too) while a read-only one passes.
+    let second = build::nbss(&create(&build::utf16("next.txt"), 0x1, 1));
+    let read_only = build::nbss(&create(&build::utf16("look.txt"), 0x1, 1));
+    for (from, sport, cut, rest_of) in [
+        (other, 52020u16, 1usize, &whole),
+        (other, 52021, 3, &whole),
+        (c, 52022, 2, &whole),
+        (c, 52023, 2, &read_only),
+    ] {
+        let what = format!("nbss cut at {cut}, {from}, {}", if rest_of == &whole { "write" } else { "read-only" });
+        let before = t.counters();
+        let first = [&echo[..], &rest_of[..cut]].concat();
+        let (rv, ev) = run_from(&mut t, from, sport, &first);
+        assert_eq!((rv, ev.len()), (0, 0), "{what}: the first segment passes");
+        let rest = [&rest_of[cut..], &second[..]].concat();
+        let blocked_write = from == c && rest_of == &whole;
+        for attempt in 0..if blocked_write { 2 } else { 1 } {
+            let p = tcp_packet(from, s, sport, 445, 3000 + first.len() as u32, &rest);
+            let rv = t.run(&p, 1).unwrap().retval;
+            let ev = t.drain_events();
+            if blocked_write {
+                assert_eq!(rv, 2, "{what}, attempt {attempt}: dropped");
+                assert!(ev.iter().any(|e| e.blocked && e.name == name), "{what}: {ev:?}");
+            } else {
+                assert_eq!(rv, 0, "{what}");
+                let names: Vec<_> = ev.iter().map(|e| (e.name.as_str(), e.partial)).collect();
+                let expect = if rest_of == &whole { name } else { "look.txt" };
+                assert_eq!(names, [(expect, false), ("next.txt", false)], "{what}");
+            }
+        }
+        let d = delta(&before, &t.counters());
+        assert!(!d.contains_key("bad_magic") && !d.contains_key("mid_record"), "{what}: in step: {d:?}");
     }
+
+    // A WRITE and a READ whose fixed parts are cut before the FileId, and a CREATE
+    // response cut before its FileId: completed in userspace from the next segment.
+    let fid = sensor_common::proto::smb2::FileId { persistent: 0x77, volatile: 0x88 };
+    let write = build::nbss(&build::write_request(40, fid, &[0x5a; 2000]));
+    let read = build::nbss(&build::read_request(41, fid, 65536, 0));
+    let response = build::nbss(&build::create_response(42, fid));
+    for (what, bytes, cut, server_sends, port) in [
+        ("write", &write, 4 + 64 + 10, false, 52030),
+        ("read", &read, 4 + 30, false, 52031),
+        ("create_response", &response, 4 + 64 + 40, true, 52032),
+    ] {
+        let (src, dst, sp, dp) = if server_sends { (s, other, 445, port) } else { (other, s, port, 445) };
+        t.run(&tcp_packet(src, dst, sp, dp, 8000, &bytes[..cut]), 1).unwrap();
+        assert!(t.drain_events().is_empty(), "{what}: waits for its continuation");
+        t.run(&tcp_packet(src, dst, sp, dp, 8000 + cut as u32, &bytes[cut..]), 1).unwrap();
+        let ev = t.drain_events();
+        assert_eq!(ev.len(), 1, "{what}: {ev:?}");
+        assert_eq!((ev[0].verb, ev[0].file_id_raw, ev[0].partial), (what, fid.to_bytes(), false), "{what}: {:?}", ev[0]);
+    }
+}
+
+/// Counters that moved between two readings.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect()
 }
 
 /// One SMB packet from `from` to 10.9.0.1:445 through the loaded classifier: its verdict

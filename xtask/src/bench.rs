@@ -42,7 +42,7 @@ impl Sensor {
         let child = Command::new(bin).arg("--config").arg(&config).arg("run").stdout(Stdio::null()).stderr(log).spawn()?;
         let sensor = Self { child, config, bin: bin.into() };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !sensor.cli(&["status", "--json"]).is_ok() {
+        while sensor.cli(&["status", "--json"]).is_err() {
             if Instant::now() > deadline {
                 bail!("sensor did not start; see {}/sensor.log", dir.display());
             }

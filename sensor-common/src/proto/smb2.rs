@@ -1055,6 +1055,41 @@ pub mod build {
         p
     }
 
+    /// A successful CREATE response PDU naming `fid`.
+    pub fn create_response(message_id: u64, fid: super::FileId) -> Vec<u8> {
+        let mut p = header(5, super::flags::RESPONSE, 0, message_id, 7, 0x1122);
+        p.extend_from_slice(&89u16.to_le_bytes());
+        p.resize(super::field::create_resp::FILE_ID.start, 0);
+        p.extend_from_slice(&fid.to_bytes());
+        p.resize(super::HEADER_LEN + 89, 0);
+        p
+    }
+
+    /// A WRITE request PDU of `data` at offset 0 of `fid`, the data right after the fixed part.
+    pub fn write_request(message_id: u64, fid: super::FileId, data: &[u8]) -> Vec<u8> {
+        let mut p = header(9, 0, 0, message_id, 7, 0x1122);
+        p.extend_from_slice(&49u16.to_le_bytes());
+        p.extend_from_slice(&(super::field::write_req::END as u16).to_le_bytes());
+        p.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        p.extend_from_slice(&0u64.to_le_bytes());
+        p.extend_from_slice(&fid.to_bytes());
+        p.resize(super::field::write_req::END, 0);
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// A READ request PDU for `length` bytes at `offset` of `fid`.
+    pub fn read_request(message_id: u64, fid: super::FileId, length: u32, offset: u64) -> Vec<u8> {
+        let mut p = header(8, 0, 0, message_id, 7, 0x1122);
+        p.extend_from_slice(&49u16.to_le_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&length.to_le_bytes());
+        p.extend_from_slice(&offset.to_le_bytes());
+        p.extend_from_slice(&fid.to_bytes());
+        p.resize(super::field::read_req::END + 1, 0);
+        p
+    }
+
     /// UTF-16LE bytes of `s`.
     pub fn utf16(s: &str) -> Vec<u8> {
         s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()

@@ -411,10 +411,8 @@ impl Attribution {
                     self.sent(store, &t)?;
                 }
             }
-            net_verb::SMB_ENCRYPTED => {
-                if self.encrypted_peers.insert(client, ev.ts_ns).is_none() {
-                    self.stats.encrypted_sessions += 1;
-                }
+            net_verb::SMB_ENCRYPTED if self.encrypted_peers.insert(client, ev.ts_ns).is_none() => {
+                self.stats.encrypted_sessions += 1;
             }
             net_verb::FTP_COMMAND => {
                 for line in ev.line.split_inclusive(|&b| b == b'\n') {

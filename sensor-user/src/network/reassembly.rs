@@ -1,15 +1,19 @@
-//! SMB2 CREATE requests cut by the end of a TCP segment, made whole again.
+//! SMB2 PDUs cut by the end of a TCP segment, made whole again.
 //!
-//! The TC program sees one packet at a time. When a CREATE runs past the end of its
-//! packet it reports what is there (`NF_PARTIAL`, `missing` bytes absent), flags that it
-//! asked for the rest (`NF_CONTINUES`), and reports the first bytes of the flow's next
-//! segment as an `SMB_CONTINUATION` record. What is there is either the name so far (the
-//! fixed part was complete) or, when the cut falls inside the fixed part, the raw PDU
-//! bytes (`NF_RAW_PDU`), which are parsed here together with the continuation by the
-//! shared parser (`smb2::CreateRequest`). Here the CREATE is held until that record
-//! comes, then released completed. Nothing waits for long: the CREATE goes
-//! out as it is (still marked partial) when anything else happens on the connection, or
-//! after `WAIT`, since the continuation can be lost (ring buffer full, segment dropped).
+//! The TC program sees one packet at a time. When a PDU it follows (CREATE request or
+//! response, READ or WRITE request: `net_verb::of_smb2`) runs past the end of its packet
+//! before the fields it is followed for, it reports what is there (`NF_PARTIAL`,
+//! `missing` bytes absent), flags that it asked for the rest (`NF_CONTINUES`), and
+//! reports the first bytes of the flow's next segment as an `SMB_CONTINUATION` record.
+//! What is there is either a CREATE's name so far (its fixed part was complete) or the
+//! raw PDU bytes (`NF_RAW_PDU`, or `SMB_CUT_HEAD` when even the command was cut), which
+//! are parsed here together with the continuation by the shared parser (`smb2::Header`,
+//! `CreateRequest`, `CreateResponse`, `ReadRequest`, `WriteRequest`). The record is held
+//! until that continuation comes, then released completed. Nothing waits for long: the
+//! record goes out as it is when anything else happens on the connection, or after
+//! `WAIT`, since the continuation can be lost (ring buffer full, segment dropped). As it
+//! is, a CREATE still names a file (partial); a cut READ, WRITE or CREATE response
+//! without its FileId, or a head without its command, says nothing usable: dropped, counted.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -17,20 +21,17 @@ use std::{
 
 use sensor_common::{
     event::{
-        NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RAW_RECORD, NF_RELATED,
-        NF_WRITE_INTENT, NetEvent, net_verb,
+        NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RELATED, NF_WRITE_INTENT,
+        NetEvent, net_verb,
     },
-    proto::{
-        nbss,
-        smb2::{self, field},
-    },
+    proto::smb2::{self, field},
 };
 use serde::Serialize;
 
-/// How long a cut CREATE waits for its continuation.
+/// How long a cut PDU waits for its continuation.
 pub const WAIT: Duration = Duration::from_millis(500);
 
-/// Held CREATEs at most; past it the oldest goes out as it is.
+/// Held PDUs at most; past it the oldest goes out as it is.
 const MAX_HELD: usize = 4096;
 
 /// Both directions of one TCP connection: (lower endpoint, higher endpoint).
@@ -44,23 +45,34 @@ fn connection(ev: &NetEvent) -> Connection {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReassemblyStats {
-    /// Cut CREATEs completed from a continuation.
+    /// Cut PDUs completed from a continuation.
     pub completed: u64,
-    /// Cut CREATEs released without one (timeout, or other traffic came first).
+    /// Cut CREATEs released without one (timeout, or other traffic came first): partial.
     pub released_partial: u64,
     /// Continuations with nothing held (it was released already).
     pub unmatched: u64,
-    /// Heads cut before their command (`SMB_CUT_HEAD`) that turned out not to be CREATE
-    /// requests: dropped, as intended.
-    pub heads_not_create: u64,
-    /// Such heads whose continuation never came: what they were is unknown.
-    pub heads_lost: u64,
+    /// Heads cut before their command (`SMB_CUT_HEAD`) that turned out to be PDUs this
+    /// sensor does not follow: dropped, as intended.
+    pub heads_not_followed: u64,
+    /// Cut heads, READs, WRITEs and CREATE responses whose continuation never came or was
+    /// too short: what they were for (command, FileId) is unknown, so they are dropped.
+    pub lost: u64,
 }
 
 #[derive(Default)]
 pub struct Reassembly {
     held: HashMap<Connection, (NetEvent, Instant)>,
     pub stats: ReassemblyStats,
+}
+
+/// What a held record and its continuation made.
+#[allow(clippy::large_enum_variant)] // returned once, never stored
+enum Joined {
+    Done(NetEvent),
+    /// A cut head whose command this sensor does not follow.
+    NotFollowed,
+    /// Still without the fields it is followed for.
+    Lost,
 }
 
 impl Reassembly {
@@ -70,30 +82,29 @@ impl Reassembly {
         let key = connection(&ev);
         if ev.verb == net_verb::SMB_CONTINUATION {
             match self.held.remove(&key) {
-                Some((held, _)) => {
-                    let done = complete(held, ev.name_bytes());
-                    match done {
-                        Some(_) => self.stats.completed += 1,
-                        None => self.stats.heads_not_create += 1,
+                Some((held, _)) => match join(held, ev.name_bytes()) {
+                    Joined::Done(done) => {
+                        self.stats.completed += 1;
+                        ready.push(done);
                     }
-                    ready.extend(done);
-                }
+                    Joined::NotFollowed => self.stats.heads_not_followed += 1,
+                    Joined::Lost => self.stats.lost += 1,
+                },
                 None => self.stats.unmatched += 1,
             }
             return ready;
         }
         if let Some((held, _)) = self.held.remove(&key) {
-            // The connection moved on without the continuation: the CREATE goes first.
+            // The connection moved on without the continuation: the held record goes first.
             ready.extend(self.as_is(held));
         }
         // A dropped (quarantined) packet is retransmitted, never continued.
-        let cut = matches!(ev.verb, net_verb::SMB_CREATE | net_verb::SMB_CUT_HEAD) && ev.flags & NF_CONTINUES != 0;
-        if cut && ev.flags & NF_BLOCKED == 0 {
+        if ev.flags & NF_CONTINUES != 0 && ev.flags & NF_BLOCKED == 0 {
             if self.held.len() >= MAX_HELD {
                 ready.extend(self.release_oldest());
             }
             self.held.insert(key, (ev, now));
-        } else if ev.verb != net_verb::SMB_CUT_HEAD {
+        } else {
             ready.extend(self.as_is(ev));
         }
         ready
@@ -133,13 +144,14 @@ impl Reassembly {
     }
 
     /// A record released without its continuation: a cut CREATE goes out partial (raw PDU
-    /// bytes are not a name); a head whose command was never seen is dropped, counted.
+    /// bytes are not a name); a cut head, READ, WRITE or CREATE response is dropped, counted.
     fn as_is(&mut self, mut ev: NetEvent) -> Option<NetEvent> {
-        if ev.verb == net_verb::SMB_CUT_HEAD {
-            self.stats.heads_lost += 1;
+        let cut = ev.flags & NF_CONTINUES != 0;
+        if ev.verb == net_verb::SMB_CUT_HEAD || (cut && ev.flags & NF_RAW_PDU != 0 && ev.verb != net_verb::SMB_CREATE) {
+            self.stats.lost += 1;
             return None;
         }
-        if ev.flags & NF_CONTINUES != 0 {
+        if cut && ev.flags & NF_BLOCKED == 0 {
             self.stats.released_partial += 1;
         }
         if ev.flags & NF_RAW_PDU != 0 {
@@ -150,40 +162,73 @@ impl Reassembly {
     }
 }
 
-/// Completes a held record with the first bytes of the next segment: a CREATE, or
-/// nothing if a cut head turns out to be something else.
-fn complete(mut held: NetEvent, more: &[u8]) -> Option<NetEvent> {
+/// Completes a held record with the first bytes of the next segment.
+fn join(mut held: NetEvent, more: &[u8]) -> Joined {
     let have = (held.name_len as usize).min(NAME_LEN);
     let take = more.len().min(held.missing as usize);
-    if held.flags & (NF_RAW_PDU | NF_RAW_RECORD) != 0 || held.verb == net_verb::SMB_CUT_HEAD {
-        let mut bytes = held.name[..have].to_vec();
-        bytes.extend_from_slice(&more[..take]);
-        held.missing -= take as u32;
-        let pdu = if held.flags & NF_RAW_RECORD != 0 { record_pdu(&bytes)? } else { &bytes[..] };
-        if held.verb == net_verb::SMB_CUT_HEAD {
-            // Now the command can be read: keep only a CREATE request.
-            let header = smb2::Header::new_checked(pdu).ok()?;
-            if header.command_code() != 5 || header.is_response() {
-                return None;
-            }
-            held.verb = net_verb::SMB_CREATE;
-            held.smb_command = 5;
-            held.flags &= !NF_RAW_RECORD;
-            if header.is_related() {
-                held.flags |= NF_RELATED;
-            }
-        }
-        complete_raw(&mut held, pdu);
-        return Some(held);
+    if held.flags & NF_RAW_PDU == 0 && held.verb == net_verb::SMB_CREATE {
+        complete_name(&mut held, more, have, take);
+        return Joined::Done(held);
     }
-    complete_name(&mut held, more, have, take);
-    Some(held)
+    let mut pdu = held.name[..have].to_vec();
+    pdu.extend_from_slice(&more[..take]);
+    held.missing -= take as u32;
+    held.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+    held.name_len = 0;
+    let header = smb2::Header::new_unchecked(&pdu[..]);
+    if held.verb == net_verb::SMB_CUT_HEAD {
+        // Now the command can be read: keep only a PDU this sensor follows.
+        if pdu.len() < field::FLAGS.end || pdu[..4] != smb2::PROTOCOL_ID {
+            return Joined::Lost;
+        }
+        let command = header.command_code();
+        let Some(verb) = net_verb::of_smb2(command, header.is_response(), header.status()) else {
+            return Joined::NotFollowed;
+        };
+        held.verb = verb;
+        held.smb_command = command;
+        if header.is_related() {
+            held.flags |= NF_RELATED;
+        }
+    }
+    if pdu.len() >= smb2::HEADER_LEN {
+        // The kernel had no ids when the header itself was cut.
+        held.message_id = header.message_id();
+        held.tree_id = header.tree_id().unwrap_or(0);
+        held.session_id = header.session_id();
+    }
+    let known = match held.verb {
+        net_verb::SMB_CREATE => {
+            complete_create(&mut held, &pdu);
+            true
+        }
+        net_verb::SMB_CREATE_RESPONSE => fixed_part(&mut held, &pdu, field::create_resp::FILE_ID.end, |ev, pdu| {
+            ev.file_id = smb2::CreateResponse::new_unchecked(pdu).file_id().to_bytes();
+        }),
+        net_verb::SMB_WRITE => fixed_part(&mut held, &pdu, field::write_req::FILE_ID.end, |ev, pdu| {
+            let req = smb2::WriteRequest::new_unchecked(pdu);
+            (ev.length, ev.offset, ev.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
+        }),
+        net_verb::SMB_READ => fixed_part(&mut held, &pdu, field::read_req::FILE_ID.end, |ev, pdu| {
+            let req = smb2::ReadRequest::new_unchecked(pdu);
+            (ev.length, ev.offset, ev.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
+        }),
+        _ => false,
+    };
+    if known { Joined::Done(held) } else { Joined::Lost }
 }
 
-/// The SMB2 bytes of a raw NBSS record (a session message), if it is one.
-fn record_pdu(bytes: &[u8]) -> Option<&[u8]> {
-    let record = nbss::Packet::new_checked(bytes).ok()?;
-    (record.msg_type() == nbss::MessageType::SessionMessage).then(|| &bytes[nbss::HEADER_LEN..])
+/// A READ, WRITE or CREATE response: its fields up to `end` (the FileId's end) read by
+/// `read` once the joined bytes reach that far. Such a record is then whole, as the
+/// kernel would have reported it uncut.
+fn fixed_part(ev: &mut NetEvent, pdu: &[u8], end: usize, read: impl Fn(&mut NetEvent, &[u8])) -> bool {
+    if pdu.len() < end {
+        return false;
+    }
+    read(ev, pdu);
+    ev.flags &= !NF_PARTIAL;
+    ev.missing = 0;
+    true
 }
 
 /// Appends the continuation's bytes the CREATE lacks to its name.
@@ -201,22 +246,13 @@ fn complete_name(create: &mut NetEvent, more: &[u8], have: usize, take: usize) {
     }
 }
 
-/// A CREATE cut inside its fixed part: the PDU bytes from both segments, parsed by the
-/// shared parser. Fields it cannot reach stay unknown and the record stays partial.
-fn complete_raw(create: &mut NetEvent, pdu: &[u8]) {
-    create.flags &= !(NF_CONTINUES | NF_RAW_PDU);
-    create.name_len = 0;
-    let req = smb2::CreateRequest::new_unchecked(pdu);
-    if pdu.len() >= smb2::HEADER_LEN {
-        // The kernel had no ids when the header itself was cut.
-        let header = req.header();
-        create.message_id = header.message_id();
-        create.tree_id = header.tree_id().unwrap_or(0);
-        create.session_id = header.session_id();
-    }
+/// A CREATE cut inside its header or fixed part: the PDU bytes from both segments, parsed
+/// by the shared parser. Fields it cannot reach stay unknown and the record stays partial.
+fn complete_create(create: &mut NetEvent, pdu: &[u8]) {
     if pdu.len() < field::create_req::BUFFER {
         return;
     }
+    let req = smb2::CreateRequest::new_unchecked(pdu);
     create.access = req.desired_access();
     create.disposition = req.create_disposition();
     create.options = req.create_options();
@@ -256,6 +292,7 @@ mod tests {
         ev.verb = verb;
         ev.flags = flags;
         ev.missing = missing;
+        let name = &name[..name.len().min(NAME_LEN)]; // as the kernel sends at most
         ev.name[..name.len()].copy_from_slice(name);
         ev.name_len = name.len() as u16;
         ev
@@ -353,34 +390,78 @@ mod tests {
     }
 
     #[test]
-    fn a_head_cut_before_its_command_is_kept_only_if_it_is_a_create() {
+    fn a_head_cut_before_its_command_is_kept_only_if_followed() {
         let name = "evil.dll";
-        let create = smb2::build::nbss(&smb2::build::create_request(&utf16(name), 0x2, 5, 0x40, 3));
-        // Cut inside the NBSS header, and inside the first 20 bytes of the SMB2 header.
-        for (cut, flags, from) in [(2, NF_RAW_RECORD, 0), (4 + 9, 0, 4)] {
+        let create = smb2::build::create_request(&utf16(name), 0x2, 5, 0x40, 3);
+        // Cut right after the NBSS header (nothing of the PDU yet), and inside its first
+        // 20 bytes.
+        for cut in [0, 9] {
             let t0 = Instant::now();
             let mut r = Reassembly::default();
-            let head = record(net_verb::SMB_CUT_HEAD, true, &create[from..cut], flags | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+            let head = record(net_verb::SMB_CUT_HEAD, true, &create[..cut], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
             assert!(r.push(head, t0).is_empty());
             let out = r.push(record(net_verb::SMB_CONTINUATION, true, &create[cut..], 0, 0), t0);
             assert_eq!(out.len(), 1, "cut at {cut}");
             assert_eq!(out[0].verb, net_verb::SMB_CREATE);
             assert_eq!((out[0].name_bytes(), out[0].message_id, out[0].disposition), (&utf16(name)[..], 3, 5), "cut at {cut}");
-            assert_eq!(out[0].flags & (NF_PARTIAL | NF_RAW_PDU | NF_RAW_RECORD | NF_CONTINUES), 0, "cut at {cut}");
+            assert_eq!(out[0].flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
         }
-        // A WRITE cut the same way is dropped; a head whose continuation never comes too.
-        let mut write = smb2::build::header(9, 0, 0, 4, 7, 0x1122);
-        write.extend_from_slice(&[0u8; 48]);
-        let write = smb2::build::nbss(&write);
+        // An ECHO cut the same way is dropped; a head whose continuation never comes too,
+        // and one whose continuation is too short to show the command.
+        let mut echo = smb2::build::header(13, 0, 0, 4, 7, 0x1122);
+        echo.extend_from_slice(&[4, 0, 0, 0]);
         let t0 = Instant::now();
         let mut r = Reassembly::default();
-        let head = record(net_verb::SMB_CUT_HEAD, true, &write[..2], NF_RAW_RECORD | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+        let head = record(net_verb::SMB_CUT_HEAD, true, &echo[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
         assert!(r.push(head, t0).is_empty());
-        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &write[2..], 0, 0), t0).is_empty());
-        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_RAW_RECORD | NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &echo[2..], 0, 0), t0).is_empty());
+        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
         assert!(r.push(head, t0).is_empty());
         assert!(r.expire(t0 + WAIT).is_empty());
-        assert_eq!(r.stats, ReassemblyStats { heads_not_create: 1, heads_lost: 1, ..Default::default() });
+        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
+        assert!(r.push(head, t0).is_empty());
+        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &create[2..10], 0, 0), t0).is_empty());
+        assert_eq!(r.stats, ReassemblyStats { heads_not_followed: 1, lost: 2, ..Default::default() });
+    }
+
+    #[test]
+    fn cut_reads_writes_and_create_responses_get_their_file_ids() {
+        let fid = smb2::FileId { persistent: 0x1111, volatile: 0x2222 };
+        let write = smb2::build::write_request(21, fid, &[0x5a; 300]);
+        let read = smb2::build::read_request(22, fid, 65536, 4096);
+        let response = smb2::build::create_response(23, fid);
+        for (verb, pdu, from_client, message_id) in [
+            (net_verb::SMB_WRITE, &write, true, 21),
+            (net_verb::SMB_READ, &read, true, 22),
+            (net_verb::SMB_CREATE_RESPONSE, &response, false, 23),
+        ] {
+            // In the header after its command (raw PDU), and before it (cut head).
+            for (cut, held_verb) in [(70, verb), (30, verb), (10, net_verb::SMB_CUT_HEAD)] {
+                let t0 = Instant::now();
+                let mut r = Reassembly::default();
+                let missing = (pdu.len() - cut) as u32;
+                let held = record(held_verb, from_client, &pdu[..cut], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, missing);
+                assert!(r.push(held, t0).is_empty());
+                let out = r.push(record(net_verb::SMB_CONTINUATION, from_client, &pdu[cut..], 0, 0), t0);
+                assert_eq!(out.len(), 1, "{verb} cut at {cut}");
+                let ev = &out[0];
+                assert_eq!((ev.verb, ev.file_id, ev.message_id, ev.session_id), (verb, fid.to_bytes(), message_id, 0x1122));
+                assert_eq!(ev.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "{verb} cut at {cut}");
+                if verb == net_verb::SMB_WRITE {
+                    assert_eq!((ev.length, ev.offset), (300, 0));
+                }
+                if verb == net_verb::SMB_READ {
+                    assert_eq!((ev.length, ev.offset), (65536, 4096));
+                }
+            }
+            // Without the continuation there is no FileId: dropped, counted, never zeros.
+            let t0 = Instant::now();
+            let mut r = Reassembly::default();
+            let held = record(verb, from_client, &pdu[..70], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, 100);
+            assert!(r.push(held, t0).is_empty());
+            assert!(r.expire(t0 + WAIT).is_empty());
+            assert_eq!(r.stats, ReassemblyStats { lost: 1, ..Default::default() });
+        }
     }
 
     #[test]

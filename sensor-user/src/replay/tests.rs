@@ -672,18 +672,6 @@ fn related(mut p: Vec<u8>) -> Vec<u8> {
     p
 }
 
-fn write_request(msg_id: u64, fid: smb2::FileId, data: &[u8]) -> Vec<u8> {
-    let mut w = smb2::build::header(9, 0, 0, msg_id, 7, 0x1122);
-    w.extend_from_slice(&49u16.to_le_bytes());
-    w.extend_from_slice(&112u16.to_le_bytes());
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&0u64.to_le_bytes());
-    w.extend_from_slice(&fid.to_bytes());
-    w.extend_from_slice(&[0u8; 16]);
-    w.extend_from_slice(data);
-    w
-}
-
 fn close_request(msg_id: u64, fid: smb2::FileId) -> Vec<u8> {
     let mut c = smb2::build::header(6, 0, 0, msg_id, 7, 0x1122);
     c.extend_from_slice(&24u16.to_le_bytes());
@@ -699,7 +687,7 @@ fn smb_compound_create_write_close_and_failed_create() {
     let name = "dir\\😀 ü.exe";
     let req = compound(&[
         create_request(&utf16(name), smb2::access::GENERIC_WRITE, smb2::disposition::CREATE, 0, 10),
-        related(write_request(11, smb2::FileId::RELATED, b"MZ\x90\x00")),
+        related(smb2::build::write_request(11, smb2::FileId::RELATED, b"MZ\x90\x00")),
         related(close_request(12, smb2::FileId::RELATED)),
     ]);
     let resp = compound(&[
