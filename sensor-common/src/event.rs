@@ -251,11 +251,6 @@ pub mod net_verb {
     /// first bytes of the flow's next segment (`tcp_seq`), which userspace joins to the
     /// held record (`sensor-user/src/network/reassembly.rs`).
     pub const SMB_CONTINUATION: u8 = 6;
-    /// A PDU cut too early to tell its command (before the SMB2 magic, or in the first
-    /// 20 bytes of the SMB2 header): `name` holds its raw bytes from the SMB2 header on (may
-    /// be none) and a continuation follows. Userspace keeps it only if the joined bytes are
-    /// a PDU this sensor follows ([`of_smb2`]).
-    pub const SMB_CUT_HEAD: u8 = 7;
     /// FTP control line from the client (`name` = the raw line, parsed in userspace).
     pub const FTP_COMMAND: u8 = 16;
     /// FTP control reply from the server (`name` = the raw reply text).

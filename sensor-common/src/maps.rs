@@ -157,11 +157,26 @@ pub struct FlowState {
     /// next `cont_bytes` bytes, sent to userspace as `SMB_CONTINUATION`.
     pub cont_seq: u32,
     pub cont_bytes: u32,
-    /// The packet ended inside the NBSS header of the record at `next_record_seq`: its
-    /// first `nbss_head_len` bytes (1-3), joined in the kernel to the rest from the segment
-    /// at `cont_seq` so the walk stays in step with the flow.
-    pub nbss_head: [u8; 4],
-    pub nbss_head_len: u32,
+    /// The packet ended inside a header the walk must read whole (`carry_kind`): its
+    /// first `carry_len` bytes, joined in the kernel to the start of the segment at
+    /// `cont_seq`, so the walk goes on in step there.
+    pub carry: [u8; CARRY_MAX],
+    pub carry_len: u32,
+    pub carry_kind: u32,
+}
+
+/// Bytes `FlowState::carry` holds (a power of two: the kernel masks lengths with it).
+pub const CARRY_MAX: usize = 32;
+
+/// `FlowState::carry_kind`.
+pub mod carry_kind {
+    pub const NONE: u32 = 0;
+    /// An NBSS record header, with up to 3 bytes of the protocol id after it, of the
+    /// record starting at `next_record_seq`.
+    pub const RECORD: u32 = 1;
+    /// The first bytes (fewer than 20: command and flags not there yet) of an SMB2 header
+    /// inside the record that ends at `next_record_seq`.
+    pub const PDU: u32 = 2;
 }
 
 /// `NET_COUNTERS` slots: what the TC program could not parse, by reason, and what it did.

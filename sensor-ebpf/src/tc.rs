@@ -13,7 +13,13 @@
 //! bytes sent.
 //!
 //! Per flow, `NET_FLOWS` remembers the TCP sequence number at which the next NBSS record
-//! starts, so the data segments of a large WRITE are skipped instead of misparsed.
+//! starts, so the data segments of a large WRITE are skipped instead of misparsed, and the
+//! first bytes of a header cut by a segment end before it can be read (an NBSS header and
+//! the protocol id after it, or an SMB2 header's command and flags), joined to the next
+//! segment's first bytes (`load_joined`) so the walk goes on in step there. A followed PDU
+//! cut later, before the fields it is followed for, is sent raw, and the next segment's
+//! first bytes after it (`SMB_CONTINUATION`): userspace joins and parses the two
+//! (`sensor-user/src/network/reassembly.rs`).
 //! Whatever cannot be parsed is counted in `NET_COUNTERS` by reason and passed.
 //!
 //! Quarantine: a request from a source in `BLOCKED` that opens a file for writing (SMB2
@@ -30,7 +36,7 @@ use sensor_common::{
         NF_BLOCKED, NF_CONTINUES, NF_IPV6, NF_RAW_PDU, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RELATED, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
-    maps::{BlockedKey, FlowKey, FlowState, net_counter},
+    maps::{BlockedKey, CARRY_MAX, FlowKey, FlowState, carry_kind, net_counter},
     proto::{
         ftp::Verb,
         nbss,
@@ -53,6 +59,7 @@ const MAX_RECORDS: u32 = 8;
 const MAX_PDUS: u32 = 16;
 
 const SMB2_HDR: u32 = smb2::HEADER_LEN as u32;
+const SCRATCH: usize = smb2::HEADER_LEN;
 const CREATE_FIXED_END: u32 = field::create_req::BUFFER as u32;
 
 #[classifier]
@@ -309,12 +316,15 @@ pub struct SmbWalk {
     blocked: u32,
     /// Bytes of a PDU cut by the end of this packet, wanted from the next segment.
     cont_bytes: u32,
-    /// How many bytes of the NBSS header at `pos` came in the previous segment
-    /// (`FlowState::nbss_head`): `pos` is that many bytes before the payload.
+    /// How many bytes of the header at `pos` came in the previous segment: `pos` is that
+    /// many bytes before the payload, and `carry` holds them (`FlowState::carry`).
     carried: u32,
-    /// An NBSS header cut by the end of this packet, kept for the next segment.
-    nbss_head: [u8; 4],
-    nbss_head_len: u32,
+    carry: [u8; CARRY_MAX],
+    /// Where `load_joined` puts the headers it reads.
+    scratch: [u8; SCRATCH],
+    /// The flow's state after this packet, built here rather than on the stack (512 bytes
+    /// in all for the step program); `keep` puts a header cut by this packet's end in it.
+    next: FlowState,
 }
 
 #[inline(always)]
@@ -339,17 +349,25 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     // this): parse it, and count a failure as mid-record, not as bad input.
     let mut sure = known;
     let mut carried = 0u32;
-    let mut nbss_head = [0u8; 4];
+    let mut carry = [0u8; CARRY_MAX];
+    let (mut in_record, mut end) = (0u32, 0u32);
     if let Some(s) = state
-        && s.nbss_head_len != 0
+        && s.carry_kind != carry_kind::NONE
         && s.cont_seq == pkt.seq
-        && pkt.seq.wrapping_sub(next_seq) == s.nbss_head_len
+        && s.carry_len < CARRY_MAX as u32
+        && (s.carry_kind == carry_kind::PDU || pkt.seq.wrapping_sub(next_seq) == s.carry_len)
+        && (s.carry_kind == carry_kind::RECORD || next_seq.wrapping_sub(pkt.seq) < 0x8000_0000)
     {
-        // The previous segment ended inside this record's NBSS header: the walk starts
-        // at the header, its first bytes taken from the flow state.
-        carried = s.nbss_head_len & 3;
-        nbss_head = s.nbss_head;
+        // The previous segment ended inside a header: the walk starts at that header, its
+        // first bytes taken from the flow state (a record's, or a PDU's inside the record
+        // that ends at `next_seq`).
+        carried = s.carry_len;
+        carry = s.carry;
         off = pkt.payload - carried;
+        if s.carry_kind == carry_kind::PDU {
+            in_record = 1;
+            end = pkt.payload + next_seq.wrapping_sub(pkt.seq);
+        }
     } else if known && next_seq != pkt.seq {
         let ahead = next_seq.wrapping_sub(pkt.seq);
         if ahead == plen {
@@ -370,8 +388,8 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.pkt = *pkt;
     w.next_seq = next_seq;
     w.pos = off;
-    w.end = 0;
-    w.in_record = 0;
+    w.end = end;
+    w.in_record = in_record;
     w.synced = 0;
     w.encrypted = enc_reported;
     w.known = sure as u32;
@@ -381,8 +399,9 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.drop = 0;
     w.cont_bytes = 0;
     w.carried = carried;
-    w.nbss_head = nbss_head;
-    w.nbss_head_len = 0;
+    w.carry = carry;
+    w.next.carry_len = 0;
+    w.next.carry_kind = carry_kind::NONE;
     // Does not return if the step program is installed.
     let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
     count(net_counter::NO_STEP_PROGRAM);
@@ -391,19 +410,14 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
 
 /// Records where the flow's next NBSS record starts and gives the verdict.
 #[inline(always)]
-fn smb_finish(w: &SmbWalk) -> i32 {
+fn smb_finish(w: &mut SmbWalk) -> i32 {
     // A dropped packet was not delivered: its retransmission must be parsed (and dropped) again.
     if w.drop == 0 && w.synced != 0 {
-        let next = w.pkt.seq.wrapping_add(w.pos.wrapping_sub(w.pkt.payload));
-        let state = FlowState {
-            next_record_seq: next,
-            encrypted_reported: w.encrypted,
-            cont_seq: w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload),
-            cont_bytes: w.cont_bytes,
-            nbss_head: w.nbss_head,
-            nbss_head_len: w.nbss_head_len,
-        };
-        let _ = NET_FLOWS.insert(&w.pkt.flow, &state, 0);
+        w.next.next_record_seq = w.pkt.seq.wrapping_add(w.pos.wrapping_sub(w.pkt.payload));
+        w.next.encrypted_reported = w.encrypted;
+        w.next.cont_seq = w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload);
+        w.next.cont_bytes = w.cont_bytes;
+        let _ = NET_FLOWS.insert(&w.pkt.flow, &w.next, 0);
     }
     if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
@@ -420,24 +434,18 @@ fn undecidable(w: &mut SmbWalk) {
     }
 }
 
-/// A PDU cut before its command can be read (`start` = its SMB2 header, perhaps at the
-/// very end of the packet): its bytes go to userspace with a continuation asked for, and
-/// userspace keeps it if the two make a PDU it follows. Not for a dropped packet
-/// (`undecidable`): its retransmission is read again.
-#[inline(always)]
-fn cut_head(ctx: &TcContext, w: &mut SmbWalk, start: u32, missing: u32) {
-    if w.drop != 0 || start > w.pkt.len {
-        return;
-    }
-    send_cut(ctx, &w.pkt, start, net_verb::SMB_CUT_HEAD, 0, 0, missing, &mut w.cont_bytes);
-}
-
 /// The raw bytes from `start` to the end of the packet of something the packet end cut
 /// (`missing` bytes absent), with the flow's next segment asked for (`cont_bytes`):
 /// userspace joins the two (`network::reassembly`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn send_cut(ctx: &TcContext, pkt: &Packet, start: u32, verb: u8, smb_command: u16, flags: u32, missing: u32, cont_bytes: &mut u32) {
+    if start < pkt.payload {
+        // Cut again in the segment that completed its header (a tiny segment): the bytes
+        // before the payload are in the flow state, not the packet. Not followed further.
+        count(net_counter::TRUNCATED_HEADER);
+        return;
+    }
     let have = pkt.len.saturating_sub(start);
     *cont_bytes = missing.min(NAME_LEN as u32);
     emit(pkt, NET_PROTO_SMB2, verb, flags | NF_PARTIAL | NF_CONTINUES, |ev| {
@@ -447,36 +455,68 @@ fn send_cut(ctx: &TcContext, pkt: &Packet, start: u32, verb: u8, smb_command: u1
     });
 }
 
-/// Keeps the `n` (1-3) bytes of an NBSS header at the end of the packet for the next
-/// segment (`FlowState::nbss_head`). Constant-size loads: the verifier wants them.
+/// Keeps the bytes from `from` to the end of the packet (fewer than `CARRY_MAX`) for the
+/// next segment: the start of a header the walk must read whole (`kind`). Not when the
+/// header's start was itself carried (a tiny segment): returns false.
 #[inline(always)]
-fn keep_nbss_head(ctx: &TcContext, w: &mut SmbWalk, n: u32) {
-    let mut head = [0u8; 4];
-    let loaded = match n {
-        1 => load::<[u8; 1]>(ctx, w.pos).map(|b| head[0] = b[0]),
-        2 => load::<[u8; 2]>(ctx, w.pos).map(|b| head[..2].copy_from_slice(&b)),
-        3 => load::<[u8; 3]>(ctx, w.pos).map(|b| head[..3].copy_from_slice(&b)),
-        _ => None,
-    };
-    if loaded.is_some() {
-        w.nbss_head = head;
-        w.nbss_head_len = n;
+fn keep(ctx: &TcContext, w: &mut SmbWalk, from: u32, kind: u32) -> bool {
+    if from < w.pkt.payload || from > w.pkt.len {
+        return false;
     }
+    let n = w.pkt.len - from;
+    if n >= CARRY_MAX as u32 {
+        return false;
+    }
+    if n > 0 {
+        // Bounded for the verifier as in `copy_name`.
+        let n = core::hint::black_box(n);
+        let len = (n.wrapping_sub(1) & (CARRY_MAX as u32 - 1)) + 1;
+        let ret = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, from, w.next.carry.as_mut_ptr() as *mut _, len) };
+        if ret != 0 {
+            return false;
+        }
+    }
+    w.next.carry_len = n;
+    w.next.carry_kind = kind;
+    w.synced = 1;
+    true
 }
 
-/// The NBSS header whose first `carried` bytes the previous segment held, completed from
-/// the start of this one.
+/// Loads `N` (at most 64) bytes of the flow at `off` into `w.scratch` (map memory: the
+/// step program's 512-byte stack is spent). Where they start before the payload, their
+/// first bytes came in the previous segment (`carry`): the load there read this packet's
+/// own headers, which are replaced.
 #[inline(always)]
-fn carried_nbss_header(ctx: &TcContext, w: &SmbWalk) -> Option<[u8; 4]> {
-    let mut h = w.nbss_head;
-    let at = w.pkt.payload;
-    match w.carried {
-        1 => h[1..].copy_from_slice(&load::<[u8; 3]>(ctx, at)?),
-        2 => h[2..].copy_from_slice(&load::<[u8; 2]>(ctx, at)?),
-        3 => h[3] = load::<[u8; 1]>(ctx, at)?[0],
-        _ => return None,
+fn load_joined<const N: usize>(ctx: &TcContext, w: &mut SmbWalk, off: u32) -> bool {
+    const { assert!(N <= SCRATCH) };
+    let ret = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, off, w.scratch.as_mut_ptr() as *mut _, N as u32) };
+    if ret != 0 {
+        return false;
     }
-    Some(h)
+    let payload = w.pkt.payload;
+    if off < payload {
+        // carry[k] is the flow byte at payload - carried + k.
+        let base = payload - w.carried;
+        let mut i = 0usize;
+        while i < N && i < CARRY_MAX {
+            let at = off + i as u32;
+            if at >= payload {
+                break;
+            }
+            let k = at.wrapping_sub(base) as usize;
+            if k < CARRY_MAX {
+                w.scratch[i] = w.carry[k];
+            }
+            i += 1;
+        }
+    }
+    true
+}
+
+/// The first 4 bytes `load_joined` left in `w.scratch`.
+#[inline(always)]
+fn scratch4(w: &SmbWalk) -> [u8; 4] {
+    [w.scratch[0], w.scratch[1], w.scratch[2], w.scratch[3]]
 }
 
 /// One step of the SMB walk per tail call (see `SmbWalk`).
@@ -507,35 +547,39 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         }
         w.records += 1;
         if w.pos + 4 > len {
-            count(net_counter::TRUNCATED_HEADER);
             // Only where a record is known to start here (not in data of a flow first seen
-            // mid-stream), and not a header already carried over (a 1-byte segment):
-            // its bytes wait in the flow state, and the next segment's walk starts with
-            // this header, in step (and decides a quarantined sender's request there).
-            if w.carried == 0 && (w.known != 0 || w.synced != 0) {
-                w.synced = 1;
-                keep_nbss_head(ctx, w, len - w.pos);
-            } else {
+            // mid-stream): its bytes wait in the flow state, and the next segment's walk
+            // starts with this header, in step (and judges a quarantined sender's request
+            // there).
+            if !((w.known != 0 || w.synced != 0) && keep(ctx, w, w.pos, carry_kind::RECORD)) {
+                count(net_counter::TRUNCATED_HEADER);
                 undecidable(w);
             }
             return 1;
         }
-        let h = if w.carried != 0 { carried_nbss_header(ctx, w) } else { load::<[u8; 4]>(ctx, w.pos) };
-        w.carried = 0;
-        let Some(h) = h else { return 1 };
+        if !load_joined::<4>(ctx, w, w.pos) {
+            return 1;
+        }
+        let h = scratch4(w);
         let rlen = nbss::Packet::new_unchecked(&h[..]).length();
         let body = w.pos + 4;
         let end = body + rlen;
         if h[0] == 0 && rlen >= 4 {
             if body + 4 > len {
-                count(net_counter::TRUNCATED_HEADER);
-                undecidable(w);
-                cut_head(ctx, w, body, end - len);
-                w.synced = 1;
-                w.pos = end;
+                // The protocol id is cut: the record header and what there is of it wait
+                // for the next segment, as above.
+                if !keep(ctx, w, w.pos, carry_kind::RECORD) {
+                    count(net_counter::TRUNCATED_HEADER);
+                    undecidable(w);
+                    w.synced = 1;
+                    w.pos = end;
+                }
                 return 1;
             }
-            let Some(magic) = load::<[u8; 4]>(ctx, body) else { return 1 };
+            if !load_joined::<4>(ctx, w, body) {
+                return 1;
+            }
+            let magic = scratch4(w);
             if magic == smb2::TRANSFORM_PROTOCOL_ID {
                 w.synced = 1;
                 if w.encrypted == 0 {
@@ -598,19 +642,24 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     }
     w.pdus += 1;
     if pdu + SMB2_HDR > len {
-        // A cut header still says whether this is a CREATE request once its command and
-        // flags (the first 20 bytes) are here.
+        // A cut header still says whether this is a PDU to follow once its command and
+        // flags (the first 20 bytes) are here. Before that, its bytes wait in the flow
+        // state and the next segment's walk starts with this PDU, in step.
         const COMMAND_AND_FLAGS: u32 = smb2::field::FLAGS.end as u32;
         if pdu + COMMAND_AND_FLAGS > len {
+            w.in_record = 0;
+            // (A header that would run past its record is malformed: not kept.)
+            if pdu + SMB2_HDR <= end && keep(ctx, w, pdu, carry_kind::PDU) {
+                w.pos = end;
+                return 1;
+            }
             undecidable(w);
-            cut_head(ctx, w, pdu, end.saturating_sub(len));
-        } else if let Some(h) = load::<[u8; COMMAND_AND_FLAGS as usize]>(ctx, pdu)
-            && h[0..4] == smb2::PROTOCOL_ID
-        {
-            let header = smb2::Header::new_unchecked(&h[..]);
+        } else if load_joined::<{ COMMAND_AND_FLAGS as usize }>(ctx, w, pdu) && scratch4(w) == smb2::PROTOCOL_ID {
+            let header = smb2::Header::new_unchecked(&w.scratch[..COMMAND_AND_FLAGS as usize]);
             let command = header.command_code();
-            if let Some(verb) = net_verb::of_smb2(command, header.is_response(), header.status()) {
-                let related = if header.is_related() { NF_RELATED } else { 0 };
+            let followed = net_verb::of_smb2(command, header.is_response(), header.status());
+            let related = if header.is_related() { NF_RELATED } else { 0 };
+            if let Some(verb) = followed {
                 if cut_pdu(ctx, w, pdu, end, verb, command, related) {
                     w.drop = 1;
                 }
@@ -624,15 +673,17 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         w.pos = end;
         return 1;
     }
-    let Some(h) = load::<[u8; 64]>(ctx, pdu) else { return 1 };
-    if h[0..4] != smb2::PROTOCOL_ID {
+    if !load_joined::<{ SMB2_HDR as usize }>(ctx, w, pdu) {
+        return 1;
+    }
+    if scratch4(w) != smb2::PROTOCOL_ID {
         count(net_counter::BAD_MAGIC);
         w.in_record = 0;
         w.pos = end;
         return 0;
     }
     // The userspace parser's accessors, on the bytes loaded from the packet.
-    let header = smb2::Header::new_unchecked(&h[..]);
+    let header = smb2::Header::new_unchecked(&w.scratch[..]);
     let command = header.command_code();
     let next = header.next_command();
     let status = header.status();

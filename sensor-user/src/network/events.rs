@@ -92,7 +92,6 @@ pub fn verb_name(verb: u8) -> &'static str {
         net_verb::SMB_READ => "read",
         net_verb::SMB_ENCRYPTED => "encrypted",
         net_verb::SMB_CONTINUATION => "continuation",
-        net_verb::SMB_CUT_HEAD => "cut_head",
         net_verb::FTP_COMMAND => "command",
         net_verb::FTP_REPLY => "reply",
         _ => "unknown",

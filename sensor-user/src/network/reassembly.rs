@@ -6,14 +6,16 @@
 //! `missing` bytes absent), flags that it asked for the rest (`NF_CONTINUES`), and
 //! reports the first bytes of the flow's next segment as an `SMB_CONTINUATION` record.
 //! What is there is either a CREATE's name so far (its fixed part was complete) or the
-//! raw PDU bytes (`NF_RAW_PDU`, or `SMB_CUT_HEAD` when even the command was cut), which
-//! are parsed here together with the continuation by the shared parser (`smb2::Header`,
-//! `CreateRequest`, `CreateResponse`, `ReadRequest`, `WriteRequest`). The record is held
+//! raw PDU bytes (`NF_RAW_PDU`), which are parsed here together with the continuation by
+//! the shared parser (`smb2::Header`, `CreateRequest`, `CreateResponse`, `ReadRequest`,
+//! `WriteRequest`). (A cut before the command, in an SMB2 header's first 20 bytes or in an
+//! NBSS header, never comes here: the kernel carries those bytes to the next segment and
+//! reads the header whole there.) The record is held
 //! until that continuation comes, then released completed. Nothing waits for long: the
 //! record goes out as it is when anything else happens on the connection, or after
 //! `WAIT`, since the continuation can be lost (ring buffer full, segment dropped). As it
 //! is, a CREATE still names a file (partial); a cut READ, WRITE or CREATE response
-//! without its FileId, or a head without its command, says nothing usable: dropped, counted.
+//! without its FileId says nothing usable: dropped, counted.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -21,7 +23,7 @@ use std::{
 
 use sensor_common::{
     event::{
-        NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RELATED, NF_WRITE_INTENT,
+        NAME_LEN, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_WRITE_INTENT,
         NetEvent, net_verb,
     },
     proto::smb2::{self, field},
@@ -51,11 +53,8 @@ pub struct ReassemblyStats {
     pub released_partial: u64,
     /// Continuations with nothing held (it was released already).
     pub unmatched: u64,
-    /// Heads cut before their command (`SMB_CUT_HEAD`) that turned out to be PDUs this
-    /// sensor does not follow: dropped, as intended.
-    pub heads_not_followed: u64,
-    /// Cut heads, READs, WRITEs and CREATE responses whose continuation never came or was
-    /// too short: what they were for (command, FileId) is unknown, so they are dropped.
+    /// Cut READs, WRITEs and CREATE responses whose continuation never came or was too
+    /// short: their FileId is unknown, so they are dropped.
     pub lost: u64,
 }
 
@@ -69,8 +68,6 @@ pub struct Reassembly {
 #[allow(clippy::large_enum_variant)] // returned once, never stored
 enum Joined {
     Done(NetEvent),
-    /// A cut head whose command this sensor does not follow.
-    NotFollowed,
     /// Still without the fields it is followed for.
     Lost,
 }
@@ -87,7 +84,6 @@ impl Reassembly {
                         self.stats.completed += 1;
                         ready.push(done);
                     }
-                    Joined::NotFollowed => self.stats.heads_not_followed += 1,
                     Joined::Lost => self.stats.lost += 1,
                 },
                 None => self.stats.unmatched += 1,
@@ -144,10 +140,10 @@ impl Reassembly {
     }
 
     /// A record released without its continuation: a cut CREATE goes out partial (raw PDU
-    /// bytes are not a name); a cut head, READ, WRITE or CREATE response is dropped, counted.
+    /// bytes are not a name); a cut READ, WRITE or CREATE response is dropped, counted.
     fn as_is(&mut self, mut ev: NetEvent) -> Option<NetEvent> {
         let cut = ev.flags & NF_CONTINUES != 0;
-        if ev.verb == net_verb::SMB_CUT_HEAD || (cut && ev.flags & NF_RAW_PDU != 0 && ev.verb != net_verb::SMB_CREATE) {
+        if cut && ev.flags & NF_RAW_PDU != 0 && ev.verb != net_verb::SMB_CREATE {
             self.stats.lost += 1;
             return None;
         }
@@ -176,21 +172,6 @@ fn join(mut held: NetEvent, more: &[u8]) -> Joined {
     held.flags &= !(NF_CONTINUES | NF_RAW_PDU);
     held.name_len = 0;
     let header = smb2::Header::new_unchecked(&pdu[..]);
-    if held.verb == net_verb::SMB_CUT_HEAD {
-        // Now the command can be read: keep only a PDU this sensor follows.
-        if pdu.len() < field::FLAGS.end || pdu[..4] != smb2::PROTOCOL_ID {
-            return Joined::Lost;
-        }
-        let command = header.command_code();
-        let Some(verb) = net_verb::of_smb2(command, header.is_response(), header.status()) else {
-            return Joined::NotFollowed;
-        };
-        held.verb = verb;
-        held.smb_command = command;
-        if header.is_related() {
-            held.flags |= NF_RELATED;
-        }
-    }
     if pdu.len() >= smb2::HEADER_LEN {
         // The kernel had no ids when the header itself was cut.
         held.message_id = header.message_id();
@@ -390,41 +371,6 @@ mod tests {
     }
 
     #[test]
-    fn a_head_cut_before_its_command_is_kept_only_if_followed() {
-        let name = "evil.dll";
-        let create = smb2::build::create_request(&utf16(name), 0x2, 5, 0x40, 3);
-        // Cut right after the NBSS header (nothing of the PDU yet), and inside its first
-        // 20 bytes.
-        for cut in [0, 9] {
-            let t0 = Instant::now();
-            let mut r = Reassembly::default();
-            let head = record(net_verb::SMB_CUT_HEAD, true, &create[..cut], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
-            assert!(r.push(head, t0).is_empty());
-            let out = r.push(record(net_verb::SMB_CONTINUATION, true, &create[cut..], 0, 0), t0);
-            assert_eq!(out.len(), 1, "cut at {cut}");
-            assert_eq!(out[0].verb, net_verb::SMB_CREATE);
-            assert_eq!((out[0].name_bytes(), out[0].message_id, out[0].disposition), (&utf16(name)[..], 3, 5), "cut at {cut}");
-            assert_eq!(out[0].flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
-        }
-        // An ECHO cut the same way is dropped; a head whose continuation never comes too,
-        // and one whose continuation is too short to show the command.
-        let mut echo = smb2::build::header(13, 0, 0, 4, 7, 0x1122);
-        echo.extend_from_slice(&[4, 0, 0, 0]);
-        let t0 = Instant::now();
-        let mut r = Reassembly::default();
-        let head = record(net_verb::SMB_CUT_HEAD, true, &echo[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
-        assert!(r.push(head, t0).is_empty());
-        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &echo[2..], 0, 0), t0).is_empty());
-        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
-        assert!(r.push(head, t0).is_empty());
-        assert!(r.expire(t0 + WAIT).is_empty());
-        let head = record(net_verb::SMB_CUT_HEAD, true, &create[..2], NF_PARTIAL | NF_CONTINUES, NAME_LEN as u32);
-        assert!(r.push(head, t0).is_empty());
-        assert!(r.push(record(net_verb::SMB_CONTINUATION, true, &create[2..10], 0, 0), t0).is_empty());
-        assert_eq!(r.stats, ReassemblyStats { heads_not_followed: 1, lost: 2, ..Default::default() });
-    }
-
-    #[test]
     fn cut_reads_writes_and_create_responses_get_their_file_ids() {
         let fid = smb2::FileId { persistent: 0x1111, volatile: 0x2222 };
         let write = smb2::build::write_request(21, fid, &[0x5a; 300]);
@@ -435,12 +381,12 @@ mod tests {
             (net_verb::SMB_READ, &read, true, 22),
             (net_verb::SMB_CREATE_RESPONSE, &response, false, 23),
         ] {
-            // In the header after its command (raw PDU), and before it (cut head).
-            for (cut, held_verb) in [(70, verb), (30, verb), (10, net_verb::SMB_CUT_HEAD)] {
+            // In the fixed part, and in the header after its command.
+            for cut in [70, 30] {
                 let t0 = Instant::now();
                 let mut r = Reassembly::default();
                 let missing = (pdu.len() - cut) as u32;
-                let held = record(held_verb, from_client, &pdu[..cut], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, missing);
+                let held = record(verb, from_client, &pdu[..cut], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, missing);
                 assert!(r.push(held, t0).is_empty());
                 let out = r.push(record(net_verb::SMB_CONTINUATION, from_client, &pdu[cut..], 0, 0), t0);
                 assert_eq!(out.len(), 1, "{verb} cut at {cut}");
