@@ -103,6 +103,20 @@ fn load<T>(ctx: &TcContext, off: u32) -> Option<T> {
     ctx.load::<T>(off as usize).ok()
 }
 
+/// `T` at `off`, read in place when the skb's linear part holds it (headers almost always
+/// are): every packet passes here, and a helper call costs more than the rest of the port
+/// check. Otherwise copied with `bpf_skb_load_bytes`, which also reads paged data.
+#[inline(always)]
+fn read<T: Copy>(ctx: &TcContext, off: u32) -> Option<T> {
+    let start = ctx.data();
+    let at = start + off as usize;
+    if at + core::mem::size_of::<T>() <= ctx.data_end() {
+        Some(unsafe { core::ptr::read_unaligned(at as *const T) })
+    } else {
+        load(ctx, off)
+    }
+}
+
 fn classify(ctx: &TcContext, direction: u8) -> i32 {
     if inspect(ctx, direction) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
@@ -116,7 +130,7 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     let l4;
     let ipv6;
     if proto == ETH_P_IP {
-        let Some(ip) = load::<[u8; 20]>(ctx, ETH_HLEN) else { return false };
+        let Some(ip) = read::<[u8; 20]>(ctx, ETH_HLEN) else { return false };
         if ip[9] != IPPROTO_TCP {
             return false;
         }
@@ -138,7 +152,7 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
         l4 = ETH_HLEN + ihl;
         ipv6 = false;
     } else if proto == ETH_P_IPV6 {
-        let Some(ip) = load::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
+        let Some(ip) = read::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
         if ip[6] != IPPROTO_TCP {
             // Hop-by-hop, routing, fragment, destination options, AH: not walked.
             if matches!(ip[6], 0 | 43 | 44 | 51 | 60) {
@@ -153,7 +167,7 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     } else {
         return false;
     }
-    let Some(tcp) = load::<[u8; 20]>(ctx, l4) else { return false };
+    let Some(tcp) = read::<[u8; 20]>(ctx, l4) else { return false };
     let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
     let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
     if !is_service(dport) && !is_service(sport) {
@@ -383,6 +397,26 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
         // Else the packet starts past the expected record (lost capture, or the record
         // length was garbage): try to resynchronise at its start.
     }
+    // A packet whose walk would start at its first byte with no record there (data of a
+    // connection older than the sensor, a flow out of step, other traffic on the port)
+    // leaves here, as the walk's first step would, without its tail call.
+    if carried == 0
+        && off == pkt.payload
+        && plen >= 8
+        && let Some(b) = read::<[u8; 8]>(ctx, off)
+        && record_start([b[0], b[1], b[2], b[3]], [b[4], b[5], b[6], b[7]]) == RecordStart::NotARecord
+    {
+        if !sure {
+            count(net_counter::MID_RECORD);
+            return false;
+        }
+        count(net_counter::BAD_MAGIC);
+        // As `undecidable`: a quarantined sender's packet the walk cannot read is dropped.
+        if blocked {
+            count(net_counter::BLOCKED_DROPS);
+        }
+        return blocked;
+    }
     let Some(w) = NET_WALK.get_ptr_mut(0) else { return false };
     let w = unsafe { &mut *w };
     w.pkt = *pkt;
@@ -564,6 +598,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         let rlen = nbss::Packet::new_unchecked(&h[..]).length();
         let body = w.pos + 4;
         let end = body + rlen;
+        let mut magic = [0u8; 4];
         if h[0] == 0 && rlen >= 4 {
             if body + 4 > len {
                 // The protocol id is cut: the record header and what there is of it wait
@@ -579,8 +614,10 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             if !load_joined::<4>(ctx, w, body) {
                 return 1;
             }
-            let magic = scratch4(w);
-            if magic == smb2::TRANSFORM_PROTOCOL_ID {
+            magic = scratch4(w);
+        }
+        match record_start(h, magic) {
+            RecordStart::Transform => {
                 w.synced = 1;
                 if w.encrypted == 0 {
                     w.encrypted = 1;
@@ -595,7 +632,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 w.pos = end;
                 return 0;
             }
-            if magic == smb2::PROTOCOL_ID {
+            RecordStart::Smb2 => {
                 w.synced = 1;
                 w.in_record = 1;
                 w.pdus = 0;
@@ -603,32 +640,21 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 w.pos = body;
                 return 0;
             }
-            if magic == smb2::COMPRESSION_PROTOCOL_ID || magic == smb2::SMB1_PROTOCOL_ID {
+            RecordStart::Skipped => {
                 w.synced = 1;
                 w.pos = end;
                 return 0;
             }
-            if w.known != 0 {
-                count(net_counter::BAD_MAGIC);
-                undecidable(w);
-            } else {
-                count(net_counter::MID_RECORD);
+            RecordStart::NotARecord => {
+                if w.known != 0 {
+                    count(net_counter::BAD_MAGIC);
+                    undecidable(w);
+                } else {
+                    count(net_counter::MID_RECORD);
+                }
+                return 1;
             }
-            return 1;
         }
-        if h[0] == 0 || matches!(h[0], 0x81 | 0x82 | 0x83 | 0x84 | 0x85) {
-            // Empty session message, or session request/response/keep-alive (port 139).
-            w.synced = 1;
-            w.pos = end;
-            return 0;
-        }
-        if w.known != 0 {
-            count(net_counter::BAD_MAGIC);
-            undecidable(w);
-        } else {
-            count(net_counter::MID_RECORD);
-        }
-        return 1;
     }
 
     // Inside a record: one PDU of the compound chain at `pos`.
@@ -746,6 +772,36 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     }
     w.pos = pdu + next;
     0
+}
+
+/// What starts at an NBSS record header `h`, given the 4 bytes after it (`magic`, read
+/// when the header announces a session message of 4 bytes or more). One answer for the walk
+/// and for the check that keeps an unknown flow's packets that start no record out of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordStart {
+    Smb2,
+    Transform,
+    /// Compressed or SMB1 messages, empty session messages, and the session service's
+    /// request/response/keep-alive records (port 139): stepped over.
+    Skipped,
+    NotARecord,
+}
+
+#[inline(always)]
+fn record_start(h: [u8; 4], magic: [u8; 4]) -> RecordStart {
+    let rlen = nbss::Packet::new_unchecked(&h[..]).length();
+    if h[0] == 0 && rlen >= 4 {
+        return if magic == smb2::PROTOCOL_ID {
+            RecordStart::Smb2
+        } else if magic == smb2::TRANSFORM_PROTOCOL_ID {
+            RecordStart::Transform
+        } else if magic == smb2::COMPRESSION_PROTOCOL_ID || magic == smb2::SMB1_PROTOCOL_ID {
+            RecordStart::Skipped
+        } else {
+            RecordStart::NotARecord
+        };
+    }
+    if h[0] == 0 || matches!(h[0], 0x81 | 0x82 | 0x83 | 0x84 | 0x85) { RecordStart::Skipped } else { RecordStart::NotARecord }
 }
 
 /// The SMB2 header fields every SMB event carries.

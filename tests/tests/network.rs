@@ -422,6 +422,22 @@ fn tc_program_on_crafted_packets() {
         assert!(d.keys().all(|k| k == "packets_inspected" || k == "blocked_drops"), "{what}: in step: {d:?}");
     }
 
+    // A known flow whose next segment starts no record (out of step): counted; from a
+    // blocked sender dropped, whether the check before the walk sees it (8 bytes or more)
+    // or the walk's first step does.
+    for (from, garbage_len) in [(other, 100usize), (c, 100), (other, 6), (c, 6)] {
+        sport += 1;
+        let (rv, _) = run_from(&mut t, from, sport, &echo);
+        assert_eq!(rv, 0);
+        let before = t.counters();
+        let p = tcp_packet(from, s, sport, 445, 3000 + echo.len() as u32, &vec![0xffu8; garbage_len]);
+        let rv = t.run(&p, 1).unwrap().retval;
+        let d = delta(&before, &t.counters());
+        let want = if from == c { 2 } else { 0 };
+        assert_eq!(rv, want, "{garbage_len} bytes out of step from {from}");
+        assert!(d.contains_key("bad_magic"), "{garbage_len} bytes from {from}: {d:?}");
+    }
+
     // A WRITE and a READ whose fixed parts are cut before the FileId, and a CREATE
     // response cut before its FileId: completed in userspace from the next segment.
     let fid = sensor_common::proto::smb2::FileId { persistent: 0x77, volatile: 0x88 };

@@ -161,7 +161,7 @@ pub fn run_benches() -> Result<()> {
     println!("\n## naming: DNS update latency and rate against BIND, IP -> id lookups");
     run(&mut Command::new(release.join("ddns-bench")))?;
     println!("\n## TC classifier: ns per packet (BPF_PROG_TEST_RUN) and iperf3 across a veth, classifier off vs on");
-    run(cargo()?.args(["run", "--release", "-q", "-p", "sensor-user", "--example", "tc-bench", "--", "--seconds", "3", "--rounds", "11"]))?;
+    run(cargo()?.args(["run", "--release", "-q", "-p", "sensor-user", "--example", "tc-bench", "--", "--seconds", "2", "--rounds", "100"]))?;
     println!("\n## replay throughput on the largest public capture");
     run(cargo()?.args(["test", "--release", "-q", "-p", "sensor-user", "--lib", "replay::tests::throughput", "--", "--ignored", "--nocapture"]))?;
     Ok(())

@@ -10,9 +10,8 @@
 //! the shared parser (`smb2::Header`, `CreateRequest`, `CreateResponse`, `ReadRequest`,
 //! `WriteRequest`). (A cut before the command, in an SMB2 header's first 20 bytes or in an
 //! NBSS header, never comes here: the kernel carries those bytes to the next segment and
-//! reads the header whole there.) The record is held
-//! until that continuation comes, then released completed. Nothing waits for long: the
-//! record goes out as it is when anything else happens on the connection, or after
+//! reads the header whole there.) The record is held until that continuation comes, then
+//! released completed. Nothing waits for long: the record goes out as it is when anything else happens on the connection, or after
 //! `WAIT`, since the continuation can be lost (ring buffer full, segment dropped). As it
 //! is, a CREATE still names a file (partial); a cut READ, WRITE or CREATE response
 //! without its FileId says nothing usable: dropped, counted.
@@ -64,14 +63,6 @@ pub struct Reassembly {
     pub stats: ReassemblyStats,
 }
 
-/// What a held record and its continuation made.
-#[allow(clippy::large_enum_variant)] // returned once, never stored
-enum Joined {
-    Done(NetEvent),
-    /// Still without the fields it is followed for.
-    Lost,
-}
-
 impl Reassembly {
     /// One record from the kernel; returns the records ready for attribution, in order.
     pub fn push(&mut self, ev: NetEvent, now: Instant) -> Vec<NetEvent> {
@@ -80,11 +71,11 @@ impl Reassembly {
         if ev.verb == net_verb::SMB_CONTINUATION {
             match self.held.remove(&key) {
                 Some((held, _)) => match join(held, ev.name_bytes()) {
-                    Joined::Done(done) => {
+                    Some(done) => {
                         self.stats.completed += 1;
                         ready.push(done);
                     }
-                    Joined::Lost => self.stats.lost += 1,
+                    None => self.stats.lost += 1,
                 },
                 None => self.stats.unmatched += 1,
             }
@@ -158,13 +149,14 @@ impl Reassembly {
     }
 }
 
-/// Completes a held record with the first bytes of the next segment.
-fn join(mut held: NetEvent, more: &[u8]) -> Joined {
+/// Completes a held record with the first bytes of the next segment; `None` when they
+/// still do not reach the fields it is followed for.
+fn join(mut held: NetEvent, more: &[u8]) -> Option<NetEvent> {
     let have = (held.name_len as usize).min(NAME_LEN);
     let take = more.len().min(held.missing as usize);
     if held.flags & NF_RAW_PDU == 0 && held.verb == net_verb::SMB_CREATE {
         complete_name(&mut held, more, have, take);
-        return Joined::Done(held);
+        return Some(held);
     }
     let mut pdu = held.name[..have].to_vec();
     pdu.extend_from_slice(&more[..take]);
@@ -196,7 +188,7 @@ fn join(mut held: NetEvent, more: &[u8]) -> Joined {
         }),
         _ => false,
     };
-    if known { Joined::Done(held) } else { Joined::Lost }
+    known.then_some(held)
 }
 
 /// A READ, WRITE or CREATE response: its fields up to `end` (the FileId's end) read by
