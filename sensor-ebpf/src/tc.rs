@@ -406,16 +406,7 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
         && let Some(b) = read::<[u8; 8]>(ctx, off)
         && record_start([b[0], b[1], b[2], b[3]], [b[4], b[5], b[6], b[7]]) == RecordStart::NotARecord
     {
-        if !sure {
-            count(net_counter::MID_RECORD);
-            return false;
-        }
-        count(net_counter::BAD_MAGIC);
-        // As `undecidable`: a quarantined sender's packet the walk cannot read is dropped.
-        if blocked {
-            count(net_counter::BLOCKED_DROPS);
-        }
-        return blocked;
+        return no_record_here(sure, blocked);
     }
     let Some(w) = NET_WALK.get_ptr_mut(0) else { return false };
     let w = unsafe { &mut *w };
@@ -646,11 +637,8 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 return 0;
             }
             RecordStart::NotARecord => {
-                if w.known != 0 {
-                    count(net_counter::BAD_MAGIC);
-                    undecidable(w);
-                } else {
-                    count(net_counter::MID_RECORD);
+                if no_record_here(w.known != 0, w.blocked != 0 && w.drop == 0) {
+                    w.drop = 1;
                 }
                 return 1;
             }
@@ -802,6 +790,23 @@ fn record_start(h: [u8; 4], magic: [u8; 4]) -> RecordStart {
         };
     }
     if h[0] == 0 || matches!(h[0], 0x81 | 0x82 | 0x83 | 0x84 | 0x85) { RecordStart::Skipped } else { RecordStart::NotARecord }
+}
+
+/// No record starts where the walk expected one. Where the flow's state said one would
+/// (`sure`), that is counted as bad magic and, from a quarantined sender (`blocked`), is
+/// undecidable: dropped (as `undecidable`). Otherwise it is data of a record that began
+/// before the sensor saw the flow. Returns whether to drop.
+#[inline(always)]
+fn no_record_here(sure: bool, blocked: bool) -> bool {
+    if !sure {
+        count(net_counter::MID_RECORD);
+        return false;
+    }
+    count(net_counter::BAD_MAGIC);
+    if blocked {
+        count(net_counter::BLOCKED_DROPS);
+    }
+    blocked
 }
 
 /// The SMB2 header fields every SMB event carries.

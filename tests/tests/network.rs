@@ -333,10 +333,7 @@ fn tc_program_on_crafted_packets() {
     let name = "share\\dir\\dropper.exe";
     let whole = build::nbss(&create(&build::utf16(name), 0x12_0116, 5));
     let cut = whole.len() - 9;
-    t.run(&tcp_packet(other, s, 52000, 445, 5000, &whole[..cut]), 1).unwrap();
-    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
-    t.run(&tcp_packet(other, s, 52000, 445, 5000 + cut as u32, &whole[cut..]), 1).unwrap();
-    let ev = t.drain_events();
+    let ev = in_two_segments(&mut t, (other, 52000), (s, 445), 5000, &whole, cut);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].name, name);
     assert!(!ev[0].partial && !ev[0].name_truncated && ev[0].write_intent, "{:?}", ev[0]);
@@ -352,20 +349,14 @@ fn tc_program_on_crafted_packets() {
     // Cut inside the CREATE's fixed part (after NBSS 4 + header 64 + 30 bytes): the raw
     // bytes of both segments are parsed together in userspace.
     let cut = 4 + 64 + 30;
-    t.run(&tcp_packet(other, s, 52002, 445, 7000, &whole[..cut]), 1).unwrap();
-    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
-    t.run(&tcp_packet(other, s, 52002, 445, 7000 + cut as u32, &whole[cut..]), 1).unwrap();
-    let ev = t.drain_events();
+    let ev = in_two_segments(&mut t, (other, 52002), (s, 445), 7000, &whole, cut);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].name, name);
     assert!(!ev[0].partial && ev[0].write_intent && ev[0].message_id == 7, "{:?}", ev[0]);
     // Cut inside the SMB2 header, after its command and flags (NBSS 4 + 24 bytes): the ids
     // come from userspace's parse too.
     let cut = 4 + 24;
-    t.run(&tcp_packet(other, s, 52004, 445, 6000, &whole[..cut]), 1).unwrap();
-    assert!(t.drain_events().is_empty(), "the cut CREATE waits for its continuation");
-    t.run(&tcp_packet(other, s, 52004, 445, 6000 + cut as u32, &whole[cut..]), 1).unwrap();
-    let ev = t.drain_events();
+    let ev = in_two_segments(&mut t, (other, 52004), (s, 445), 6000, &whole, cut);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!((ev[0].name.as_str(), ev[0].message_id, ev[0].partial), (name, 7, false), "{:?}", ev[0]);
     // From a blocked sender a CREATE cut before its intent is known is dropped: splitting
@@ -449,14 +440,29 @@ fn tc_program_on_crafted_packets() {
         ("read", &read, 4 + 30, false, 52031),
         ("create_response", &response, 4 + 64 + 40, true, 52032),
     ] {
-        let (src, dst, sp, dp) = if server_sends { (s, other, 445, port) } else { (other, s, port, 445) };
-        t.run(&tcp_packet(src, dst, sp, dp, 8000, &bytes[..cut]), 1).unwrap();
-        assert!(t.drain_events().is_empty(), "{what}: waits for its continuation");
-        t.run(&tcp_packet(src, dst, sp, dp, 8000 + cut as u32, &bytes[cut..]), 1).unwrap();
-        let ev = t.drain_events();
+        let (from, to) = if server_sends { ((s, 445), (other, port)) } else { ((other, port), (s, 445)) };
+        let ev = in_two_segments(&mut t, from, to, 8000, bytes, cut);
         assert_eq!(ev.len(), 1, "{what}: {ev:?}");
         assert_eq!((ev[0].verb, ev[0].file_id_raw, ev[0].partial), (what, fid.to_bytes(), false), "{what}: {:?}", ev[0]);
     }
+}
+
+/// `bytes` from `from` to `to` as two segments cut at `cut`, through the loaded
+/// classifier: nothing may come out of the first alone (what it cut waits for its
+/// continuation); returns what the second one completes.
+fn in_two_segments(
+    t: &mut TcTestRun,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    seq: u32,
+    bytes: &[u8],
+    cut: usize,
+) -> Vec<sensor_user::network::events::NetFileEvent> {
+    t.run(&tcp_packet(src, dst, sport, dport, seq, &bytes[..cut]), 1).unwrap();
+    let held = t.drain_events();
+    assert!(held.is_empty(), "cut at {cut}: waits for its continuation, yet {held:?}");
+    t.run(&tcp_packet(src, dst, sport, dport, seq + cut as u32, &bytes[cut..]), 1).unwrap();
+    t.drain_events()
 }
 
 /// Counters that moved between two readings.

@@ -11,10 +11,11 @@
 //! `WriteRequest`). (A cut before the command, in an SMB2 header's first 20 bytes or in an
 //! NBSS header, never comes here: the kernel carries those bytes to the next segment and
 //! reads the header whole there.) The record is held until that continuation comes, then
-//! released completed. Nothing waits for long: the record goes out as it is when anything else happens on the connection, or after
-//! `WAIT`, since the continuation can be lost (ring buffer full, segment dropped). As it
-//! is, a CREATE still names a file (partial); a cut READ, WRITE or CREATE response
-//! without its FileId says nothing usable: dropped, counted.
+//! released completed. Nothing waits for long: the record goes out as it is when anything
+//! else happens on the connection, or after `WAIT`, since the continuation can be lost
+//! (ring buffer full, segment dropped). As it is, a CREATE still names a file (partial);
+//! a cut READ, WRITE or CREATE response without its FileId says nothing usable: dropped,
+//! counted.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
