@@ -20,10 +20,13 @@
 //! cut later, before the fields it is followed for, is sent raw, and the next segment's
 //! first bytes after it (`SMB_CONTINUATION`): userspace joins and parses the two
 //! (`sensor-user/src/network/reassembly.rs`).
-//! Whatever cannot be parsed is counted in `NET_COUNTERS` by reason and passed.
+//! Whatever cannot be parsed is counted in `NET_COUNTERS` by reason and passed - except
+//! from a quarantined sender.
 //!
-//! Quarantine: a request from a source in `BLOCKED` that opens a file for writing (SMB2
-//! CREATE with write intent) or uploads (FTP STOR/APPE/STOU) is dropped (`TC_ACT_SHOT`).
+//! Quarantine: from a source in `BLOCKED`, on the file-transfer ports, what is not proven
+//! harmless by `sensor_common::proto::quarantine` is dropped (`TC_ACT_SHOT`): a CREATE
+//! that may modify, WRITE, SET_INFO, most IOCTLs, encrypted/compressed/SMB1 messages,
+//! headers cut or out of step, FTP segments that are not one whole harmless line.
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::{bpf_ktime_get_boot_ns, generated::bpf_skb_load_bytes},
@@ -40,11 +43,12 @@ use sensor_common::{
     proto::{
         ftp::Verb,
         nbss,
+        quarantine::{self, FtpCommand, FtpSegment, Smb2Request},
         smb2::{self, field},
     },
 };
 
-use crate::maps::{BLOCKED, EVENTS, NET_COUNTERS, NET_FLOWS, NET_WALK, TC_JUMP};
+use crate::maps::{BLOCKED, EVENTS, FTP_SCAN, NET_COUNTERS, NET_FLOWS, NET_WALK, TC_JUMP};
 
 const ETH_HLEN: u32 = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -259,16 +263,22 @@ fn continuation(ctx: &TcContext, pkt: &Packet, n: u32) {
 
 // ---------------------------------------------------------------------------------- FTP
 
+/// FTP control segments. Replies userspace needs go up raw. A client's segment goes up
+/// unless it is one whole line of a quiet command (login, settings, listings: a whole
+/// `PASS` line never leaves the kernel); userspace reassembles commands split across
+/// segments or pipelined in one. From a quarantined sender, a segment that is not one
+/// whole line of a harmless command (`proto::quarantine::ftp_command`) is dropped, so
+/// `ST` + `OR x` or `NOOP\r\nSTOR x` cannot get around the block.
 #[inline(always)]
 fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
     let avail = pkt.len - pkt.payload;
-    let Some(head) = load::<[u8; 4]>(ctx, pkt.payload) else {
-        count(net_counter::TRUNCATED_HEADER);
-        return false;
-    };
     let (n, truncated) = if avail > NAME_LEN as u32 { (NAME_LEN as u32, true) } else { (avail, false) };
     let missing = avail - n;
     if !request {
+        let Some(head) = load::<[u8; 4]>(ctx, pkt.payload) else {
+            count(net_counter::TRUNCATED_HEADER);
+            return false;
+        };
         // Replies userspace needs: 150 (STOU's "FILE: name"), 226, 250 (CWD), 257 (PWD).
         let code = [head[0], head[1], head[2]];
         if !matches!(&code, b"150" | b"226" | b"250" | b"257") {
@@ -280,18 +290,18 @@ fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
         });
         return false;
     }
-    // The verb: up to 4 letters before a space or the end of the line.
-    let mut vlen = 0usize;
-    while vlen < 4 && !matches!(head[vlen], b' ' | b'\r' | b'\n') {
-        vlen += 1;
-    }
-    let verb = Verb::from_bytes(&head[..vlen]);
-    // USER, PASS and the rest never leave the kernel: only file and directory verbs do.
-    if matches!(verb, Verb::Other | Verb::User | Verb::Quit) {
+    let Some((seg, upload)) = ftp_segment(ctx, pkt, n, truncated) else {
+        // Unreadable: from a blocked sender that is not proven harmless.
+        count(net_counter::TRUNCATED_HEADER);
+        if blocked {
+            count(net_counter::BLOCKED_DROPS);
+        }
+        return blocked;
+    };
+    let drop = blocked && seg.blocked_must_drop();
+    if !drop && !seg.goes_to_userspace() {
         return false;
     }
-    let upload = verb.is_upload();
-    let drop = blocked && upload;
     let mut flags = if truncated { NF_NAME_TRUNCATED } else { 0 };
     if upload {
         flags |= NF_WRITE_INTENT;
@@ -305,6 +315,55 @@ fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
         ev.missing = missing;
     });
     drop
+}
+
+/// The kernel's half of `proto::quarantine::ftp_segment`: the first `n` (1..=NAME_LEN)
+/// payload bytes copied to the per-CPU `FTP_SCAN` buffer, their LFs counted, the verb read
+/// from the first bytes (and whether it is an upload verb, for the event's write-intent
+/// flag).
+#[inline(always)]
+fn ftp_segment(ctx: &TcContext, pkt: &Packet, n: u32, truncated: bool) -> Option<(FtpSegment, bool)> {
+    if n == 0 {
+        return None;
+    }
+    let scan = FTP_SCAN.get_ptr_mut(0)?;
+    let scan = unsafe { &mut *scan };
+    let n = core::hint::black_box(n);
+    let len = (n.wrapping_sub(1) & (NAME_LEN as u32 - 1)) + 1;
+    let ret = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, pkt.payload, scan.bytes.as_mut_ptr() as *mut _, len) };
+    if ret != 0 {
+        return None;
+    }
+    // The count lives in map memory, read and written through volatile accesses: a
+    // register count would be a constant the verifier tracks per path, and the two
+    // branches of every byte's test would never merge (2^n paths: "program too large").
+    // From memory it is an unknown value, so both branches leave the same state.
+    let lfs = &raw mut scan.lfs;
+    unsafe { core::ptr::write_volatile(lfs, 0) };
+    let mut i = 0usize;
+    while i < NAME_LEN && (i as u32) < len {
+        if scan.bytes[i] == b'\n' {
+            unsafe { core::ptr::write_volatile(lfs, core::ptr::read_volatile(lfs) + 1) };
+        }
+        i += 1;
+    }
+    let lfs = unsafe { core::ptr::read_volatile(lfs) };
+    let buf = &scan.bytes;
+    let last = buf[((len - 1) & (NAME_LEN as u32 - 1)) as usize];
+    // Bytes past `len` are a previous packet's: read as spaces.
+    let at = |k: usize| if (k as u32) < len { buf[k & (NAME_LEN - 1)] } else { b' ' };
+    let (verb, vlen) = quarantine::ftp_verb([at(0), at(1), at(2), at(3)]);
+    let longer = vlen == 4 && !matches!(at(4), b' ' | b'\r' | b'\n');
+    let command = if longer { FtpCommand::Modifies } else { quarantine::ftp_command(verb, vlen) };
+    let upload = !longer && vlen <= 4 && Verb::from_bytes(&verb[..vlen]).is_upload();
+    Some((FtpSegment { single_line: !truncated && lfs == 1 && last == b'\n', command }, upload))
+}
+
+/// `FTP_SCAN`'s value.
+#[repr(C)]
+pub struct FtpScan {
+    bytes: [u8; NAME_LEN],
+    lfs: u32,
 }
 
 // ---------------------------------------------------------------------------------- SMB2
@@ -325,6 +384,8 @@ pub struct SmbWalk {
     synced: u32,
     encrypted: u32,
     known: u32,
+    /// The flow had state before this packet (its earlier records were judged).
+    flow_known: u32,
     records: u32,
     pdus: u32,
     blocked: u32,
@@ -406,7 +467,7 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
         && let Some(b) = read::<[u8; 8]>(ctx, off)
         && record_start([b[0], b[1], b[2], b[3]], [b[4], b[5], b[6], b[7]]) == RecordStart::NotARecord
     {
-        return no_record_here(sure, blocked);
+        return no_record_here(sure, known, blocked);
     }
     let Some(w) = NET_WALK.get_ptr_mut(0) else { return false };
     let w = unsafe { &mut *w };
@@ -418,6 +479,7 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.synced = 0;
     w.encrypted = enc_reported;
     w.known = sure as u32;
+    w.flow_known = known as u32;
     w.records = 0;
     w.pdus = 0;
     w.blocked = blocked as u32;
@@ -445,18 +507,6 @@ fn smb_finish(w: &mut SmbWalk) -> i32 {
         let _ = NET_FLOWS.insert(&w.pkt.flow, &w.next, 0);
     }
     if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
-}
-
-/// The walk cannot tell what the rest of this packet holds (a header cut by the packet
-/// end, or a flow out of sync). From a quarantined sender that is dropped: a request
-/// split or shifted so that its header cannot be read must not get around the block.
-/// The sender's retransmission is read again, so nothing is lost but its time.
-#[inline(always)]
-fn undecidable(w: &mut SmbWalk) {
-    if w.blocked != 0 && w.drop == 0 {
-        w.drop = 1;
-        count(net_counter::BLOCKED_DROPS);
-    }
 }
 
 /// The raw bytes from `start` to the end of the packet of something the packet end cut
@@ -578,7 +628,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             // there).
             if !((w.known != 0 || w.synced != 0) && keep(ctx, w, w.pos, carry_kind::RECORD)) {
                 count(net_counter::TRUNCATED_HEADER);
-                undecidable(w);
+                quarantine_drop(w);
             }
             return 1;
         }
@@ -596,7 +646,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 // for the next segment, as above.
                 if !keep(ctx, w, w.pos, carry_kind::RECORD) {
                     count(net_counter::TRUNCATED_HEADER);
-                    undecidable(w);
+                    quarantine_drop(w);
                     w.synced = 1;
                     w.pos = end;
                 }
@@ -610,6 +660,9 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         match record_start(h, magic) {
             RecordStart::Transform => {
                 w.synced = 1;
+                // An encrypted message's command cannot be read: from a quarantined
+                // sender it is dropped (the client may ask for encryption itself).
+                quarantine_drop(w);
                 if w.encrypted == 0 {
                     w.encrypted = 1;
                     let session = load::<[u8; 8]>(ctx, body + field::transform::SESSION_ID.start as u32)
@@ -631,13 +684,20 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 w.pos = body;
                 return 0;
             }
+            RecordStart::Opaque => {
+                // Compressed SMB2 or SMB1: not read here, so not proven harmless.
+                w.synced = 1;
+                quarantine_drop(w);
+                w.pos = end;
+                return 0;
+            }
             RecordStart::Skipped => {
                 w.synced = 1;
                 w.pos = end;
                 return 0;
             }
             RecordStart::NotARecord => {
-                if no_record_here(w.known != 0, w.blocked != 0 && w.drop == 0) {
+                if no_record_here(w.known != 0, w.flow_known != 0, w.blocked != 0 && w.drop == 0) {
                     w.drop = 1;
                 }
                 return 1;
@@ -667,16 +727,18 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 w.pos = end;
                 return 1;
             }
-            undecidable(w);
+            quarantine_drop(w);
         } else if load_joined::<{ COMMAND_AND_FLAGS as usize }>(ctx, w, pdu) && scratch4(w) == smb2::PROTOCOL_ID {
             let header = smb2::Header::new_unchecked(&w.scratch[..COMMAND_AND_FLAGS as usize]);
             let command = header.command_code();
             let followed = net_verb::of_smb2(command, header.is_response(), header.status());
             let related = if header.is_related() { NF_RELATED } else { 0 };
+            // Only the command is known: any but a harmless one is not proven harmless.
+            if w.blocked != 0 && !matches!(quarantine::smb2_request(command), Smb2Request::Harmless) {
+                quarantine_drop(w);
+            }
             if let Some(verb) = followed {
-                if cut_pdu(ctx, w, pdu, end, verb, command, related) {
-                    w.drop = 1;
-                }
+                cut_pdu(ctx, w, pdu, end, verb, command, related);
                 w.in_record = 0;
                 w.pos = end;
                 return 1;
@@ -707,12 +769,16 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     let response = header.is_response();
     let ids = SmbIds { command, message_id, tree_id, session_id };
     let related = if header.is_related() { NF_RELATED } else { 0 };
-    let verb = net_verb::of_smb2(command, response, status);
+    let verb = if w.blocked != 0 && blocked_request_drops(ctx, pdu, len, command, response) {
+        // Dropped whole: nothing of it happens, nothing to attribute.
+        quarantine_drop(w);
+        None
+    } else {
+        net_verb::of_smb2(command, response, status)
+    };
     if verb == Some(net_verb::SMB_CREATE) {
         if pdu + CREATE_FIXED_END > len {
-            if cut_pdu(ctx, w, pdu, end, net_verb::SMB_CREATE, command, related) {
-                w.drop = 1;
-            }
+            cut_pdu(ctx, w, pdu, end, net_verb::SMB_CREATE, command, related);
         } else if create_request(ctx, &w.pkt, pdu, end, w.blocked != 0, related, ids, &mut w.cont_bytes) {
             w.drop = 1;
         }
@@ -769,8 +835,10 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
 enum RecordStart {
     Smb2,
     Transform,
-    /// Compressed or SMB1 messages, empty session messages, and the session service's
-    /// request/response/keep-alive records (port 139): stepped over.
+    /// Compressed or SMB1 messages: stepped over (dropped from a quarantined sender).
+    Opaque,
+    /// Empty session messages, and the session service's request/response/keep-alive
+    /// records (port 139): stepped over.
     Skipped,
     NotARecord,
 }
@@ -784,7 +852,7 @@ fn record_start(h: [u8; 4], magic: [u8; 4]) -> RecordStart {
         } else if magic == smb2::TRANSFORM_PROTOCOL_ID {
             RecordStart::Transform
         } else if magic == smb2::COMPRESSION_PROTOCOL_ID || magic == smb2::SMB1_PROTOCOL_ID {
-            RecordStart::Skipped
+            RecordStart::Opaque
         } else {
             RecordStart::NotARecord
         };
@@ -794,12 +862,19 @@ fn record_start(h: [u8; 4], magic: [u8; 4]) -> RecordStart {
 
 /// No record starts where the walk expected one. Where the flow's state said one would
 /// (`sure`), that is counted as bad magic and, from a quarantined sender (`blocked`), is
-/// undecidable: dropped (as `undecidable`). Otherwise it is data of a record that began
-/// before the sensor saw the flow. Returns whether to drop.
+/// not proven harmless: dropped (as `quarantine_drop`). Otherwise it is data of a record that began
+/// before the sensor saw the flow: counted as mid-record, and dropped from a quarantined
+/// sender too when the flow is unknown (`!flow_known`: its record headers were never
+/// judged; the client reconnects, and the new flow is read from its first record).
+/// Returns whether to drop.
 #[inline(always)]
-fn no_record_here(sure: bool, blocked: bool) -> bool {
+fn no_record_here(sure: bool, flow_known: bool, blocked: bool) -> bool {
     if !sure {
         count(net_counter::MID_RECORD);
+        if blocked && !flow_known {
+            count(net_counter::BLOCKED_DROPS);
+            return true;
+        }
         return false;
     }
     count(net_counter::BAD_MAGIC);
@@ -807,6 +882,36 @@ fn no_record_here(sure: bool, blocked: bool) -> bool {
         count(net_counter::BLOCKED_DROPS);
     }
     blocked
+}
+
+/// From a quarantined sender, the packet is dropped (counted once): what it holds is
+/// not proven harmless (an encrypted, compressed or SMB1 message, a header cut by the
+/// packet end, a flow out of sync, a command that can change files). The sender's
+/// retransmission is read again, so nothing is lost but its time.
+#[inline(always)]
+fn quarantine_drop(w: &mut SmbWalk) {
+    if w.blocked != 0 && w.drop == 0 {
+        w.drop = 1;
+        count(net_counter::BLOCKED_DROPS);
+    }
+}
+
+/// Must a quarantined sender's PDU with this header (whole in the packet) be dropped
+/// before its body is read? Every command but the harmless ones, a CREATE flagged as a
+/// response (it would not be judged as a request), and an IOCTL whose control code is
+/// not on `quarantine::ioctl_is_harmless`'s list or is not in the packet. A request
+/// CREATE is judged on its fixed part in `create_request`.
+#[inline(always)]
+fn blocked_request_drops(ctx: &TcContext, pdu: u32, len: u32, command: u16, response: bool) -> bool {
+    match quarantine::smb2_request(command) {
+        Smb2Request::Harmless => false,
+        Smb2Request::Create => response,
+        Smb2Request::Ioctl => {
+            let at = pdu + quarantine::IOCTL_CTL_CODE_AT as u32;
+            !(at + 4 <= len && load::<[u8; 4]>(ctx, at).is_some_and(|c| quarantine::ioctl_is_harmless(u32::from_le_bytes(c))))
+        }
+        Smb2Request::Modifies => true,
+    }
 }
 
 /// The SMB2 header fields every SMB event carries.
@@ -833,17 +938,16 @@ impl SmbIds {
 /// the next segment's first bytes; userspace parses the two together (ids included). A
 /// CREATE's intent is unknown here, so a blocked sender's cut CREATE is dropped as if it
 /// wrote: cutting a request at a segment boundary must not get around the quarantine.
-/// Returns whether to drop.
 #[inline(always)]
-fn cut_pdu(ctx: &TcContext, w: &mut SmbWalk, pdu: u32, end: u32, verb: u8, command: u16, related: u32) -> bool {
+fn cut_pdu(ctx: &TcContext, w: &mut SmbWalk, pdu: u32, end: u32, verb: u8, command: u16, related: u32) {
     let mut flags = related | NF_RAW_PDU;
-    let drop = w.blocked != 0 && verb == net_verb::SMB_CREATE;
-    if drop {
+    if verb == net_verb::SMB_CREATE {
+        quarantine_drop(w);
+    }
+    if w.drop != 0 {
         flags |= NF_BLOCKED;
-        count(net_counter::BLOCKED_DROPS);
     }
     send_cut(ctx, &w.pkt, pdu, verb, command, flags, end.saturating_sub(w.pkt.len), &mut w.cont_bytes);
-    drop
 }
 
 /// A CREATE request whose header and fixed part are in the packet (the name may run past
@@ -869,6 +973,7 @@ fn create_request(
     let name_offset = req.name_offset() as u32;
     let name_length = req.name_length() as u32;
     let write_intent = req.has_write_intent();
+    let may_modify = quarantine::create_may_modify(access, disposition, options);
     let mut flags = related;
     if write_intent {
         flags |= NF_WRITE_INTENT;
@@ -900,7 +1005,7 @@ fn create_request(
             }
         }
     }
-    let drop = blocked && write_intent;
+    let drop = blocked && may_modify;
     if drop {
         flags |= NF_BLOCKED;
         count(net_counter::BLOCKED_DROPS);

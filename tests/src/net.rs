@@ -223,3 +223,58 @@ pub fn smb_put(server: &str, share: &str, dialect: &str, encrypt: bool, src: &st
     ))
 }
 
+
+/// How `ftp_framed_put` sends its STOR.
+#[derive(Clone, Copy, Debug)]
+pub enum StorFraming {
+    /// `ST` and `OR name` in two TCP segments.
+    Split,
+    /// `NOOP\r\nSTOR name` in one segment.
+    Pipelined,
+}
+
+/// An anonymous FTP upload of `src` as `incoming/name` from the client namespace, with the
+/// STOR framed as `framing` (curl cannot do that: a raw client in Python, TCP_NODELAY and
+/// a pause between the split halves). Fails if the server did not answer 150 and 226
+/// within 5 s of each command.
+pub fn ftp_framed_put(server: &str, src: &str, name: &str, framing: StorFraming) -> std::process::Output {
+    const CLIENT: &str = r#"
+import socket, sys, time, re
+host, src, name, framing = sys.argv[1:5]
+c = socket.create_connection((host, 21), timeout=5)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+f = c.makefile('rb')
+def reply():
+    line = f.readline()
+    while len(line) >= 4 and line[3:4] == b'-':
+        line = f.readline()
+    return line
+def cmd(text):
+    c.sendall(text)
+    return reply()
+reply()
+cmd(b'USER anonymous\r\n'); cmd(b'PASS x\r\n'); cmd(b'TYPE I\r\n'); cmd(b'CWD incoming\r\n')
+r = cmd(b'PASV\r\n')
+nums = re.search(rb'\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)', r).groups()
+d = socket.create_connection((host, int(nums[4]) * 256 + int(nums[5])), timeout=5)
+stor = b'STOR ' + name.encode() + b'\r\n'
+if framing == 'split':
+    c.sendall(stor[:2]); time.sleep(0.3); c.sendall(stor[2:])
+else:
+    c.sendall(b'NOOP\r\n' + stor); reply()
+r = reply()
+if not r.startswith(b'150'):
+    sys.exit('STOR refused: %r' % r)
+d.sendall(open(src, 'rb').read()); d.close()
+r = reply()
+sys.exit(0 if r.startswith(b'226') else 'transfer failed: %r' % r)
+"#;
+    let framing = match framing {
+        StorFraming::Split => "split",
+        StorFraming::Pipelined => "pipelined",
+    };
+    Command::new("ip")
+        .args(["netns", "exec", NS, "timeout", "30", "python3", "-c", CLIENT, server, src, name, framing])
+        .output()
+        .expect("run python3")
+}

@@ -83,6 +83,25 @@ fn ftp_uploads_active_and_passive_ipv4_and_ipv6() {
     }
 }
 
+/// A STOR split across two segments, or pipelined behind another command, is read as
+/// vsftpd reads it: the upload is attributed to its sender.
+#[test]
+fn ftp_uploads_framed_any_way_are_attributed() {
+    let _guard = serial();
+    require_root();
+    ensure_packages();
+    let _net = Net::up();
+    let dir = temp_dir("net-ftp-framed");
+    let sensor = sensor(&dir);
+    let (_ftpd, incoming) = start_vsftpd(&dir, false);
+    for framing in [StorFraming::Split, StorFraming::Pipelined] {
+        let name = format!("framed-{framing:?}.bin");
+        let out = ftp_framed_put(HOST4, "/usr/bin/dash", &name, framing);
+        assert!(out.status.success(), "{framing:?} STOR failed: {}", String::from_utf8_lossy(&out.stderr));
+        check_upload(&sensor, &format!("{}/{name}", incoming.display()), CLIENT4, Some(&name));
+    }
+}
+
 /// Where it goes next: an uploaded (untrusted) client run here is tainted, and the TCP
 /// connection it opens to another host is a `connect` edge from its process to that host.
 #[test]
@@ -189,6 +208,17 @@ fn blocked_host_cannot_upload_but_other_traffic_passes() {
     let out = run(&format!("ip netns exec {NS} curl -sS --max-time 10 -T /usr/bin/dash ftp://{HOST4}/incoming/blocked.bin"));
     assert!(!out.status.success(), "FTP upload from a blocked host went through");
     assert!(!incoming.join("blocked.bin").exists());
+    // The client asking for encryption itself (the share does not require it), and STOR
+    // framed around the check: all refused.
+    let out = smb_put(HOST4, "share", "SMB3_11", true, "/usr/bin/dash", "blocked-enc.bin");
+    assert!(!out.status.success() || !share.join("blocked-enc.bin").exists(), "encrypted SMB upload from a blocked host went through");
+    assert!(!share.join("blocked-enc.bin").exists());
+    for framing in [StorFraming::Split, StorFraming::Pipelined] {
+        let name = format!("blocked-{framing:?}.bin");
+        let out = ftp_framed_put(HOST4, "/usr/bin/dash", &name, framing);
+        assert!(!out.status.success(), "{framing:?} STOR from a blocked host went through");
+        assert!(!incoming.join(&name).exists(), "{name}");
+    }
     // Other traffic: an FTP listing, an SMB directory listing, HTTP on another port.
     let out = run(&format!("ip netns exec {NS} curl -sS --max-time 10 ftp://{HOST4}/incoming/"));
     assert!(out.status.success(), "FTP listing blocked: {}", String::from_utf8_lossy(&out.stderr));
@@ -310,7 +340,12 @@ fn tc_program_on_crafted_packets() {
     // Garbage on port 445 and on 21.
     let (rv, _, _) = case(&mut t, "garbage", &[0xffu8; 300], 445);
     assert_eq!(rv, 0);
+    // Not a whole quiet line: it may start a command split across segments, so it goes
+    // to userspace (which reassembles the stream and finds no command in it).
     let (rv, _, ev) = case(&mut t, "ftp garbage", &[0u8; 3], 21);
+    assert_eq!((rv, ev.len()), (0, 1));
+    // A whole quiet line stays in the kernel (a password never leaves it).
+    let (rv, _, ev) = case(&mut t, "ftp pass", b"PASS secret\r\n", 21);
     assert_eq!((rv, ev.len()), (0, 0));
 
     // Quarantine: write-intent CREATE and STOR from a blocked source are dropped; a
@@ -325,6 +360,7 @@ fn tc_program_on_crafted_packets() {
     assert_eq!(rv, 2);
     let (rv, _, _) = case(&mut t, "blocked list", b"LIST\r\n", 21);
     assert_eq!(rv, 0);
+    quarantine_fails_closed(&mut t, c, s);
 
     // A CREATE whose name is cut by the end of its segment (odd cut: inside a UTF-16
     // unit): the kernel sends the next segment's first bytes and userspace completes the
@@ -445,6 +481,117 @@ fn tc_program_on_crafted_packets() {
         assert_eq!(ev.len(), 1, "{what}: {ev:?}");
         assert_eq!((ev[0].verb, ev[0].file_id_raw, ev[0].partial), (what, fid.to_bytes(), false), "{what}: {:?}", ev[0]);
     }
+}
+
+/// From a blocked sender only what is proven harmless passes, however the request is
+/// spelt or framed; the same requests from another sender pass (and FTP commands split
+/// or pipelined reach userspace whole).
+fn quarantine_fails_closed(t: &mut TcTestRun, blocked: IpAddr, server: IpAddr) {
+    use sensor_common::proto::{quarantine::fsctl, smb2::{access::*, disposition::*, options::*}};
+    let free: IpAddr = "10.9.0.4".parse().unwrap();
+    let mut sport = 53000u16;
+    let mut verdict = |t: &mut TcTestRun, from: IpAddr, dport: u16, seq: u32, payload: &[u8], new_flow: bool| {
+        if new_flow {
+            sport += 1;
+        }
+        let r = t.run(&tcp_packet(from, server, sport, dport, seq, payload), 1).unwrap();
+        (r.retval, t.drain_events())
+    };
+    let create = |access: u32, disposition: u32, options: u32| build::nbss(&build::create_request(&build::utf16("q.exe"), access, disposition, options, 9));
+    let with_body = |command: u16, body: &[u8]| {
+        let mut p = build::header(command, 0, 0, 11, 1, 1);
+        p.extend_from_slice(body);
+        build::nbss(&p)
+    };
+    let ioctl = |code: u32| {
+        let mut body = vec![0u8; 56];
+        body[0..2].copy_from_slice(&57u16.to_le_bytes());
+        body[4..8].copy_from_slice(&code.to_le_bytes());
+        with_body(11, &body)
+    };
+    let mut transform = vec![0xfd, b'S', b'M', b'B'];
+    transform.extend_from_slice(&[0u8; 48]);
+    transform.extend_from_slice(&[0x55; 100]);
+    let mut smb1 = vec![0xff, b'S', b'M', b'B'];
+    smb1.extend_from_slice(&[0u8; 60]);
+    let mut compressed = vec![0xfc, b'S', b'M', b'B'];
+    compressed.extend_from_slice(&[0u8; 60]);
+    let fid = sensor_common::proto::smb2::FileId { persistent: 1, volatile: 2 };
+    let must_drop: Vec<(&str, Vec<u8>)> = vec![
+        ("MAXIMUM_ALLOWED open_if", create(MAXIMUM_ALLOWED, OPEN_IF, 0)),
+        ("MAXIMUM_ALLOWED open", create(MAXIMUM_ALLOWED, OPEN, 0)),
+        ("GENERIC_ALL open", create(GENERIC_ALL, OPEN, 0)),
+        ("DELETE open", create(DELETE | FILE_READ_DATA, OPEN, 0)),
+        ("WRITE_DAC open", create(WRITE_DAC, OPEN, 0)),
+        ("read-only create", create(FILE_READ_DATA, CREATE, 0)),
+        ("delete on close", create(FILE_READ_DATA, OPEN, FILE_DELETE_ON_CLOSE)),
+        ("directory open_if", create(FILE_READ_DATA, OPEN_IF, FILE_DIRECTORY_FILE)),
+        ("encrypted", build::nbss(&transform)),
+        ("smb1", build::nbss(&smb1)),
+        ("compressed", build::nbss(&compressed)),
+        ("write on an open handle", build::nbss(&build::write_request(12, fid, &[1; 64]))),
+        ("set_info", with_body(17, &[0u8; 40])),
+        ("unknown command", with_body(0x30, &[0u8; 8])),
+        ("pipe transceive", ioctl(fsctl::PIPE_TRANSCEIVE)),
+        ("server-side copy", ioctl(fsctl::SRV_COPYCHUNK_WRITE)),
+        ("ioctl cut before its code", with_body(11, &[57, 0])),
+    ];
+    for (what, payload) in &must_drop {
+        let (rv, _) = verdict(t, blocked, 445, 100, payload, true);
+        assert_eq!(rv, 2, "blocked {what}: dropped");
+        let (rv, _) = verdict(t, free, 445, 100, payload, true);
+        assert_eq!(rv, 0, "{what} from another host passes");
+    }
+    let harmless: Vec<(&str, Vec<u8>)> = vec![
+        ("read-only open", create(FILE_READ_DATA | READ_CONTROL | SYNCHRONIZE, OPEN, FILE_NON_DIRECTORY_FILE)),
+        ("directory listing open", create(0x0010_0081, OPEN, FILE_DIRECTORY_FILE)),
+        ("read", build::nbss(&build::read_request(13, fid, 4096, 0))),
+        ("echo", with_body(13, &[4, 0, 0, 0])),
+        ("validate negotiate", ioctl(fsctl::VALIDATE_NEGOTIATE_INFO)),
+    ];
+    for (what, payload) in &harmless {
+        let (rv, _) = verdict(t, blocked, 445, 100, payload, true);
+        assert_eq!(rv, 0, "blocked {what}: passes");
+    }
+    // A packet of an unknown flow that starts no record: its record's header was never
+    // judged, so from a blocked sender it is dropped.
+    let (rv, _) = verdict(t, blocked, 445, 100, &[0x41; 200], true);
+    assert_eq!(rv, 2, "blocked, mid-record of an unknown flow");
+
+    // FTP: however an upload is framed.
+    for (what, segments) in [
+        ("split STOR", vec![&b"ST"[..], b"OR up.exe\r\n"]),
+        ("pipelined", vec![&b"NOOP\r\nSTOR up.exe\r\n"[..]]),
+        ("pipelined, unterminated", vec![&b"NOOP\r\nSTOR up.exe"[..]]),
+        ("lower case", vec![&b"stor up.exe\r\n"[..]]),
+        ("APPE", vec![&b"APPE up.exe\r\n"[..]]),
+        ("STOU", vec![&b"STOU\r\n"[..]]),
+        ("AUTH hides the rest", vec![&b"AUTH TLS\r\n"[..]]),
+        ("rename", vec![&b"RNFR a\r\n"[..]]),
+        ("delete", vec![&b"DELE a\r\n"[..]]),
+        ("SITE", vec![&b"SITE CHMOD 777 a\r\n"[..]]),
+        ("unknown verb", vec![&b"XSTR a\r\n"[..]]),
+    ] {
+        let mut seq = 500u32;
+        for (i, seg) in segments.iter().enumerate() {
+            let (rv, ev) = verdict(t, blocked, 21, seq, seg, i == 0);
+            assert_eq!(rv, 2, "blocked FTP {what}, segment {i}: dropped");
+            assert!(ev.iter().all(|e| e.blocked), "{what}: {ev:?}");
+            seq += seg.len() as u32;
+        }
+    }
+    for harmless in [&b"NOOP\r\n"[..], b"RETR a b.txt\r\n", b"CWD /incoming\r\n", b"PASV\r\n", b"TYPE I\r\n", b"USER ftp\r\n"] {
+        let (rv, _) = verdict(t, blocked, 21, 500, harmless, true);
+        assert_eq!(rv, 0, "blocked FTP {:?}: passes", String::from_utf8_lossy(harmless));
+    }
+    // Not blocked: a split and a pipelined upload both reach userspace, with the
+    // sequence numbers that let it join them.
+    let (rv, first) = verdict(t, free, 21, 700, b"ST", true);
+    let (rv2, second) = verdict(t, free, 21, 702, b"OR up.exe\r\n", false);
+    assert_eq!((rv, rv2, first.len(), second.len()), (0, 0, 1, 1), "{first:?} {second:?}");
+    assert_eq!((first[0].line.as_slice(), first[0].tcp_seq, second[0].tcp_seq), (&b"ST"[..], 700, 702));
+    let (_, piped) = verdict(t, free, 21, 800, b"NOOP\r\nSTOR up.exe\r\n", true);
+    assert_eq!(piped.len(), 1, "{piped:?}");
 }
 
 /// `bytes` from `from` to `to` as two segments cut at `cut`, through the loaded

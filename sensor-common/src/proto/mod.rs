@@ -16,9 +16,11 @@
 //! | [`smb2`] | SMB2 header (sync/async), compound chains, CREATE/READ/WRITE/CLOSE/TREE_CONNECT/NEGOTIATE, transform header |
 //! | [`ftp`] | FTP control lines: commands, replies, PORT/EPRT/227/229 and `150 FILE:` |
 //! | [`utf16`] | UTF-16LE to UTF-8 into a caller's fixed buffer, with truncation and U+FFFD |
+//! | [`quarantine`] | what a blocked sender may still send: SMB2 commands, CREATE masks, FSCTLs, FTP command lines |
 
 pub mod ftp;
 pub mod nbss;
+pub mod quarantine;
 pub mod smb2;
 pub mod utf16;
 

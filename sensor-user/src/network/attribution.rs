@@ -5,8 +5,9 @@
 //!   (not by TCP flow: multichannel sessions use several). A CREATE with write intent, or
 //!   a WRITE to a FileId opened by any CREATE, is an upload.
 //! - FTP: per control connection, the working directory (CWD + `250`, `257`), STOR/APPE/
-//!   STOU with an argument, STOU's `150 FILE: name`, and RETR. Lines are parsed with
-//!   `sensor_common::proto::ftp`, the same code as `replay`.
+//!   STOU with an argument, STOU's `150 FILE: name`, and RETR. The client's segments are
+//!   joined into lines first (`ftp_stream`: a command split across segments, several in
+//!   one), then parsed with `sensor_common::proto::ftp`, the same code as `replay`.
 //! - An upload and a port-program create/write of a path that ends with the name sent
 //!   (share-relative for SMB, working directory + name for FTP), within `WINDOW_NS` in
 //!   either order, make a `received_from` edge `remote:<ip>` -> file.
@@ -69,6 +70,8 @@ struct PortWrite {
 
 #[derive(Default)]
 struct FtpConn {
+    /// The client's command stream, as lines.
+    stream: super::ftp_stream::LineStream,
     cwd: String,
     pending_cwd: Option<String>,
     stou_pending: bool,
@@ -110,6 +113,9 @@ pub struct Stats {
     pub encrypted_sessions: u64,
     /// `connect` edges: TCP connections of tainted processes.
     pub connections: u64,
+    /// FTP command bytes that never reached userspace (a lost event, a segment longer
+    /// than the kernel copies): the line they belonged to was not read whole.
+    pub ftp_stream_gaps: u64,
 }
 
 /// `a\b\c` or `/a/b/c` -> `a/b/c` (empty components and `.` dropped).
@@ -415,8 +421,12 @@ impl Attribution {
                 self.stats.encrypted_sessions += 1;
             }
             net_verb::FTP_COMMAND => {
-                for line in ev.line.split_inclusive(|&b| b == b'\n') {
-                    let Some(req) = ftp::parse_request(line) else { continue };
+                let stream = &mut self.ftp.entry((client, client_port)).or_default().stream;
+                let gaps = stream.gaps;
+                let lines = stream.push(ev.tcp_seq, &ev.line, ev.missing);
+                self.stats.ftp_stream_gaps += stream.gaps - gaps;
+                for (line, cut) in lines {
+                    let Some(req) = ftp::parse_request(&line) else { continue };
                     let arg = String::from_utf8_lossy(req.arg).into_owned();
                     let conn = self.ftp.entry((client, client_port)).or_default();
                     match req.verb {
@@ -425,12 +435,14 @@ impl Attribution {
                         Verb::Stou if arg.is_empty() => conn.stou_pending = true,
                         v if v.is_upload() => {
                             let norm = ftp_join(&conn.cwd, &arg);
-                            let t = transfer(v.as_str(), &arg, norm);
+                            let mut t = transfer(v.as_str(), &arg, norm);
+                            t.partial |= cut;
                             self.push_upload(store, t)?;
                         }
                         Verb::Retr => {
                             let norm = ftp_join(&conn.cwd, &arg);
-                            let t = transfer("RETR", &arg, norm);
+                            let mut t = transfer("RETR", &arg, norm);
+                            t.partial |= cut;
                             self.sent(store, &t)?;
                         }
                         _ => {}
@@ -611,7 +623,7 @@ mod tests {
             src: client.parse().unwrap(), sport: 50000, dst: "10.0.0.1".parse().unwrap(), dport: 445,
             name: String::new(), line: Vec::new(), name_truncated: false, partial: false, blocked: false,
             write_intent: false, session_id: 7, message_id: 0, tree_id: 0, file_id: None, file_id_raw: [0; 16],
-            access: 0, disposition: 0, length: 0, offset: 0, verb_code,
+            access: 0, disposition: 0, length: 0, offset: 0, verb_code, tcp_seq: 0, missing: 0,
         }
     }
 

@@ -71,6 +71,12 @@ pub struct NetFileEvent {
     pub offset: u64,
     #[serde(skip)]
     pub verb_code: u8,
+    /// TCP sequence number of the segment's first payload byte (FTP stream reassembly).
+    #[serde(skip)]
+    pub tcp_seq: u32,
+    /// Bytes of the segment past what the kernel copied (`line` / `name`).
+    #[serde(skip)]
+    pub missing: u32,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -138,5 +144,7 @@ pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
         length: ev.length,
         offset: ev.offset,
         verb_code: ev.verb,
+        tcp_seq: ev.tcp_seq,
+        missing: ev.missing,
     }
 }

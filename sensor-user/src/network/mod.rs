@@ -12,6 +12,7 @@
 //! | [`testrun`] | `BPF_PROG_TEST_RUN` of the loaded classifier on crafted packets (tests, bench) |
 pub mod attribution;
 pub mod events;
+pub mod ftp_stream;
 pub mod peers;
 pub mod reassembly;
 pub mod tc;
