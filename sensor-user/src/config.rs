@@ -36,6 +36,14 @@ pub struct Config {
     /// Also attach to `lo` (tests, or servers used through localhost).
     #[serde(default)]
     pub include_loopback: bool,
+    /// Run on when network monitoring is on but watches nothing (its programs do not
+    /// load, or no interface could be attached). Off: `run` fails instead.
+    #[serde(default)]
+    pub network_degraded_ok: bool,
+    /// bpffs directory where the kernel's decisions (untrusted files, tainted processes,
+    /// blocked hosts) are pinned so that a restart or crash of the daemon loses none.
+    #[serde(default = "default_kernel_state")]
+    pub kernel_state: PathBuf,
     /// Where SMB share roots are read from (`path =` lines), to mark exact matches.
     #[serde(default)]
     pub smb_conf: Option<PathBuf>,
@@ -50,6 +58,10 @@ pub struct Config {
 
 fn yes() -> bool {
     true
+}
+
+fn default_kernel_state() -> PathBuf {
+    "/sys/fs/bpf/vtrail".into()
 }
 
 /// A file overlay: every key optional.
@@ -68,6 +80,8 @@ struct Overlay {
     network_monitoring: Option<bool>,
     interfaces: Option<Vec<String>>,
     include_loopback: Option<bool>,
+    network_degraded_ok: Option<bool>,
+    kernel_state: Option<PathBuf>,
     smb_conf: Option<PathBuf>,
     dns_server: Option<std::net::SocketAddr>,
     dns_zones: Option<Vec<String>>,
@@ -112,7 +126,7 @@ impl Config {
         }
         take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
               dedup_writes, port_programs, interpreters, activation_points,
-              network_monitoring, interfaces, include_loopback, dns_zones);
+              network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
         Ok(())

@@ -17,9 +17,44 @@ pub enum Request {
     Unblock { target: String, by: String },
 }
 
-/// The user running a CLI command, recorded on relabels.
+impl Request {
+    /// Does the request change what the sensor enforces or records (it must be durable
+    /// before it is acknowledged)?
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Request::Trust { .. } | Request::Taint { .. } | Request::Block { .. } | Request::Unblock { .. })
+    }
+}
+
+/// The user running a CLI command, recorded on relabels and blocks: `name(uid N)`, with
+/// the name from the password database (the environment may have no `USER`), and the
+/// user who ran sudo when there is one (`admin via sudo (uid 0)`).
 pub fn who_am_i() -> String {
     let uid = unsafe { libc::getuid() };
-    let name = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
-    format!("{name}(uid {uid})")
+    let name = user_name(uid).or_else(|| std::env::var("USER").ok()).unwrap_or_default();
+    match std::env::var("SUDO_USER") {
+        Ok(sudo) if !sudo.is_empty() && sudo != name => format!("{sudo} via sudo as {name}(uid {uid})"),
+        _ => format!("{name}(uid {uid})"),
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    Some(unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_user_has_a_name() {
+        let who = super::who_am_i();
+        let uid = unsafe { libc::getuid() };
+        assert!(who.ends_with(&format!("(uid {uid})")), "{who}");
+        assert!(!who.starts_with('('), "no user name in {who}");
+    }
 }

@@ -48,6 +48,8 @@ pub fn host_info() -> HostInfo {
 
 pub async fn run(config: Config) -> Result<()> {
     sensor::preflight()?;
+    // Everything the daemon creates (database, runtime records, socket) is root's alone.
+    unsafe { libc::umask(0o077) };
     let store = GraphStore::open(&config.database)?;
     // The ids of this boot's disks; a database moved to other hardware keeps its records,
     // which name the host they were made on.
@@ -66,7 +68,7 @@ pub async fn run(config: Config) -> Result<()> {
     })?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
-    let mut sensor = Sensor::load(&config)?;
+    let mut sensor = Sensor::load(&config, Some(&config.kernel_state))?;
     let skipped = sensor.seed_programs(&config)?;
     if !skipped.is_empty() {
         info!("configured programs not present on this host (ignored): {}", skipped.join(", "));
@@ -78,7 +80,11 @@ pub async fn run(config: Config) -> Result<()> {
         restored.0, restored.1, config.database.display(), running
     );
 
-    let mut net = crate::network::Monitor::start(&mut sensor, &config, &host.id);
+    let (mut net, network_failure) = match crate::network::Monitor::start(&mut sensor, &config, &host.id)? {
+        crate::network::Started::On(m) => (Some(m), None),
+        crate::network::Started::Degraded(why) => (None, Some(why)),
+        crate::network::Started::Off => (None, None),
+    };
     match net.as_mut() {
         Some(m) => m.restore_blocks(&store),
         None => {
@@ -150,14 +156,18 @@ pub async fn run(config: Config) -> Result<()> {
             }
             Some(call) = calls_rx.recv() => {
                 let status = matches!(call.request, Request::Status);
+                let changes = call.request.changes_state();
                 let answer = match net.as_mut().and_then(|m| m.handle(&call.request, &store)) {
                     Some(a) => a,
                     None => {
-                        let mut a = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns);
+                        let mut a = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns, network_failure.as_deref());
                         if status && let Some(m) = net.as_ref() { m.decorate_status(&mut a); }
                         a
                     }
                 };
+                // An operator's change is on disk before it is acknowledged: a crash right
+                // after "ok" must not lose a block or a trust.
+                let answer = if changes { durable(answer, &store) } else { answer };
                 let _ = call.reply.send(answer);
             }
             _ = tick.tick() => {
@@ -184,6 +194,18 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }
     drop(sensor);
     Ok(())
+}
+
+/// `answer` once the database is flushed; an error answer if it cannot be.
+fn durable(answer: Vec<u8>, store: &GraphStore) -> Vec<u8> {
+    match store.flush() {
+        Ok(()) => answer,
+        Err(e) => {
+            error!("cannot flush the graph database after an operator's change: {e}");
+            serde_json::to_vec(&json!({"error": format!("the change is applied but not yet on disk (flush failed: {e}); it may be lost if the sensor stops now")}))
+                .unwrap_or_default()
+        }
+    }
 }
 
 fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, counters: &mut Counters) {
@@ -233,6 +255,7 @@ fn report_new_drops(sensor: &Sensor, reported: &mut BTreeMap<String, u64>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn answer(
     request: Request,
     ingest: &mut Ingest,
@@ -241,6 +264,7 @@ fn answer(
     counters: &Counters,
     follower_lag: &AtomicU64,
     started_ns: u64,
+    network_failure: Option<&str>,
 ) -> Vec<u8> {
     let result: Result<Vec<u8>> = (|| match request {
         Request::Status => {
@@ -257,8 +281,10 @@ fn answer(
                 "decode_errors": counters.decode_errors,
                 "ingest_errors": counters.ingest_errors,
                 "kernel_drops": sensor.drop_counts().into_iter().collect::<BTreeMap<_, _>>(),
+                "kernel_state": {"carried_over": sensor.carried, "untrusted_inodes": sensor.untrusted_inode_count()},
                 "follower_lagged_events": follower_lag.load(Ordering::Relaxed),
                 "naming": {"enabled": false, "note": "remote naming runs with network monitoring"},
+                "network": {"enabled": false, "failure": network_failure, "blocked_hosts": store.blocked_hosts().unwrap_or_default()},
                 "database": {"path": store.path(), "size_bytes": store.size_on_disk(), "nodes": nodes, "edges": edges,
                              "untrusted_files": store.untrusted_files().map(|v| v.len()).unwrap_or(0),
                              "tainted_processes": store.tainted_procs().map(|v| v.len()).unwrap_or(0)},

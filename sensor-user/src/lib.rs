@@ -8,6 +8,7 @@ pub mod events;
 pub mod graph;
 pub mod ingest;
 pub mod kernel_offsets;
+pub mod kernel_state;
 pub mod mounts;
 pub mod naming;
 pub mod network;

@@ -1,5 +1,9 @@
 //! `vtrail-sensor`: follows untrusted files and the processes that run them.
-use std::{io::Write, path::PathBuf};
+use std::{
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::PathBuf,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -50,6 +54,10 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Permissions of the output file, octal: the graph names every path, process and
+        /// peer, so it is the owner's alone unless asked otherwise.
+        #[arg(long, default_value = "600")]
+        mode: String,
     },
     /// Relabel a file as trusted (kernel map and graph, recorded with who did it).
     Trust { path: PathBuf },
@@ -115,10 +123,26 @@ fn real_main() -> Result<()> {
                 Ok(count.is_none_or(|c| seen < c))
             })
         }
-        Command::Export { format, since, output } => {
+        Command::Export { format, since, output, mode } => {
             let since_ns = since.as_deref().map(parse_since).transpose()?;
             let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+                Some(p) => {
+                    let mode = u32::from_str_radix(&mode, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .with_context(|| format!("--mode {mode}: not an octal mode such as 600"))?;
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(mode)
+                        .open(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?;
+                    // An existing file keeps its mode on open: set it.
+                    file.set_permissions(std::fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("cannot set the mode of {}", p.display()))?;
+                    Box::new(file)
+                }
                 None => Box::new(std::io::stdout().lock()),
             };
             if config.socket.exists() && client::connect(&config.socket).is_ok() {
@@ -200,6 +224,29 @@ fn status(config: &Config, json: bool) -> Result<()> {
             return Ok(true);
         }
         let v: serde_json::Value = serde_json::from_str(line)?;
+        // What is not enforced comes first.
+        let net = &v["network"];
+        let failures: Vec<&str> = net["attach_failures"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+        if net["enabled"] == true {
+            let ifaces: Vec<&str> = net["interfaces"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).collect();
+            if ifaces.is_empty() {
+                println!("network:    WATCHING NO INTERFACE: blocks are not enforced, uploads not attributed");
+            } else {
+                println!("network:    on {}", ifaces.join(", "));
+            }
+            for f in &failures {
+                println!("  FAILED:   {f}");
+            }
+        } else if let Some(why) = net["failure"].as_str() {
+            println!("network:    FAILED, running without it (network_degraded_ok): no SMB/FTP attribution, no quarantine");
+            println!("  FAILED:   {why}");
+        } else {
+            println!("network:    off (no SMB/FTP attribution, no quarantine)");
+            let hosts: Vec<&str> = net["blocked_hosts"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+            if !hosts.is_empty() {
+                println!("  NOT ENFORCED: {} blocked host(s): {}", hosts.len(), hosts.join(", "));
+            }
+        }
         println!("strategy:   {}", v["strategy"].as_str().unwrap_or("?"));
         for f in v["strategy_fallbacks"].as_array().into_iter().flatten() {
             println!("  skipped:  {}", f.as_str().unwrap_or(""));

@@ -60,7 +60,7 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     config.hook_strategy = choice;
     config.port_programs.clear();
     config.interpreters.clear(); // scripts must be caught by the exec hook itself
-    let mut sensor = Sensor::load(&config)?;
+    let mut sensor = Sensor::load(&config, None)?;
     outcome.chosen = Some(sensor.strategy);
     if !sensor.missing.is_empty() {
         outcome.notes.push(format!("optional hooks not attached: {}", sensor.missing.join(", ")));

@@ -38,6 +38,8 @@ pub struct Sensor {
     write_seen: HashMap<MapData, WriteSeenKey, u8>,
     drops: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// What came from the pins of an earlier sensor.
+    pub carried: crate::kernel_state::CarriedOver,
 }
 
 /// The embedded eBPF object (also loaded by `network::testrun`).
@@ -55,7 +57,9 @@ pub fn preflight() -> Result<()> {
 }
 
 impl Sensor {
-    pub fn load(config: &Config) -> Result<Self> {
+    /// Loads and attaches. With `kernel_state`, the pinned maps of an earlier sensor are
+    /// carried over first (the daemon; a selftest passes None and touches no pin).
+    pub fn load(config: &Config, kernel_state: Option<&Path>) -> Result<Self> {
         let offsets = kernel_offsets::from_running_kernel()?;
         let btf = Btf::from_sys_fs().context("cannot read the kernel BTF at /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
@@ -69,6 +73,10 @@ impl Sensor {
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF object (is the kernel older than 5.8, or is BPF restricted?)")?;
 
+        let carried = match kernel_state {
+            Some(dir) => crate::kernel_state::carry_over(&mut ebpf, dir)?,
+            None => Default::default(),
+        };
         Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?
             .set(0, offsets, 0)?;
         let sensor_config = SensorConfig {
@@ -155,7 +163,7 @@ impl Sensor {
         let write_seen = HashMap::try_from(ebpf.take_map(names::WRITE_SEEN).context("WRITE_SEEN map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
         let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
-        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events })
+        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events, carried })
     }
 
     /// The loaded object (network monitoring loads and attaches its TC programs on it).
@@ -190,6 +198,15 @@ impl Sensor {
         };
         self.inodes.insert(key, state, 0).context("INODES map is full")?;
         Ok(())
+    }
+
+    /// Inodes the kernel holds as untrusted (a full walk of `INODES`: for `status`).
+    pub fn untrusted_inode_count(&self) -> usize {
+        self.inodes
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter(|(_, s)| s.flags & sensor_common::maps::INODE_UNTRUSTED != 0)
+            .count()
     }
 
     /// Clears `flags` of an inode (manual trust relabel) and forgets which processes have

@@ -47,6 +47,14 @@ pub struct RunningSensor {
     pub config: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// Leave the pinned kernel state for the next sensor on `dir` (a restart test).
+    keep_kernel_state: bool,
+}
+
+/// The bpffs directory a test sensor on `dir` pins its kernel state in (each test its
+/// own, removed when its sensor is dropped unless a restart wants it).
+pub fn kernel_state_dir(dir: &Path) -> PathBuf {
+    Path::new("/sys/fs/bpf/vtrail-test").join(dir.file_name().expect("test dir name"))
 }
 
 impl RunningSensor {
@@ -56,7 +64,11 @@ impl RunningSensor {
         let config = dir.join("vtrail.toml");
         std::fs::write(
             &config,
-            format!("database = \"{0}/db\"\nsocket = \"{0}/sensor.sock\"\n{extra_toml}\n", dir.display()),
+            format!(
+                "database = \"{0}/db\"\nsocket = \"{0}/sensor.sock\"\nkernel_state = \"{1}\"\n{extra_toml}\n",
+                dir.display(),
+                kernel_state_dir(dir).display()
+            ),
         )
         .unwrap();
         let log = dir.join(format!("sensor-{}.log", Instant::now().elapsed().as_nanos()));
@@ -69,7 +81,7 @@ impl RunningSensor {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn vtrail-sensor");
-        let mut sensor = Self { dir: dir.into(), config, child: Some(child), log };
+        let mut sensor = Self { dir: dir.into(), config, child: Some(child), log, keep_kernel_state: false };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = sensor.child.as_mut().unwrap().try_wait().unwrap() {
@@ -137,6 +149,22 @@ impl RunningSensor {
         self.log_text()
     }
 
+    /// SIGTERM and wait, leaving the pinned kernel state for the next sensor on this dir.
+    pub fn stop_keeping_kernel_state(mut self) -> String {
+        self.keep_kernel_state = true;
+        self.stop()
+    }
+
+    /// SIGKILL (a crash: nothing cleaned up, nothing flushed) and wait; returns the log.
+    pub fn kill9(mut self) -> String {
+        self.keep_kernel_state = true;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.log_text()
+    }
+
     fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -155,6 +183,9 @@ impl RunningSensor {
 impl Drop for RunningSensor {
     fn drop(&mut self) {
         self.terminate();
+        if !self.keep_kernel_state {
+            let _ = std::fs::remove_dir_all(kernel_state_dir(&self.dir));
+        }
     }
 }
 

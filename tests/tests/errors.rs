@@ -82,3 +82,26 @@ fn cli_without_running_sensor_says_so() {
     assert_clean_failure(out.status.code().unwrap_or(-1), &err);
     assert!(err.contains("is `vtrail-sensor run` running"), "{err}");
 }
+
+/// Network monitoring on, but nothing it could watch: `run` fails and names the
+/// interface, unless degraded mode is asked for, and then `status` says so first.
+#[test]
+fn nothing_to_watch_is_an_error_naming_the_interface() {
+    let _guard = serial();
+    require_root();
+    let (code, err) = run_sensor("database = \"DIR/db\"\nsocket = \"DIR/s.sock\"\nkernel_state = \"/sys/fs/bpf/vtrail-test/nowatch\"\ninterfaces = [\"nonexist0\"]\n", "nowatch");
+    assert_clean_failure(code, &err);
+    assert!(err.contains("nonexist0") && err.contains("no such network interface"), "{err}");
+    assert!(err.contains("network_degraded_ok"), "says what to do: {err}");
+
+    let dir = temp_dir("degraded");
+    let sensor = tests::sensor::RunningSensor::start(&dir, "interfaces = [\"nonexist0\"]\nnetwork_degraded_ok = true");
+    let out = sensor.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or("");
+    assert!(first.starts_with("network:") && first.contains("FAILED"), "first line: {text}");
+    assert!(text.contains("nonexist0"), "{text}");
+    let log = sensor.stop();
+    assert!(log.contains("ERROR") && log.contains("nonexist0"), "{log}");
+    let _ = std::fs::remove_dir_all("/sys/fs/bpf/vtrail-test/nowatch");
+}

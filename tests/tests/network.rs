@@ -83,6 +83,40 @@ fn ftp_uploads_active_and_passive_ipv4_and_ipv6() {
     }
 }
 
+/// After a `kill -9` the clsact qdisc and filters stay behind: the next sensor reuses
+/// them (they are vtrail's), watches and enforces, and its clean stop removes them.
+#[test]
+fn a_killed_sensor_does_not_blind_the_next_one() {
+    let _guard = serial();
+    require_root();
+    ensure_packages();
+    let _net = Net::up();
+    let dir = temp_dir("net-kill9");
+    let (_smbd, share) = start_samba(&dir);
+    let sensor = sensor(&dir);
+    sensor.kill9();
+    let qdisc = String::from_utf8_lossy(&run(&format!("tc qdisc show dev {HOST_IF}")).stdout).into_owned();
+    assert!(qdisc.contains("clsact"), "a killed sensor leaves its qdisc: {qdisc}");
+    let sensor = tests::net::sensor(&dir);
+    let status = sensor.status();
+    assert_eq!(status["network"]["interfaces"], serde_json::json!([HOST_IF]), "{}", status["network"]);
+    assert_eq!(status["network"]["attach_failures"], serde_json::json!([]), "{}", status["network"]);
+    assert!(sensor.log_text().contains("left by an earlier vtrail sensor is reused"), "{}", sensor.log_text());
+    // It enforces and attributes.
+    let out = sensor.cli(&["block", CLIENT4]);
+    assert!(out.status.success());
+    let out = smb_put(HOST4, "share", "SMB3_11", false, "/usr/bin/dash", "after-crash.bin");
+    assert!(!out.status.success() || !share.join("after-crash.bin").exists(), "upload from a blocked host after a crash");
+    let out = sensor.cli(&["unblock", CLIENT4]);
+    assert!(out.status.success());
+    let out = smb_put(HOST4, "share", "SMB3_11", false, "/usr/bin/dash", "attributed.bin");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_upload(&sensor, &format!("{}/attributed.bin", share.display()), CLIENT4, Some("attributed.bin"));
+    sensor.stop();
+    let qdisc = String::from_utf8_lossy(&run(&format!("tc qdisc show dev {HOST_IF}")).stdout).into_owned();
+    assert!(!qdisc.contains("clsact"), "the reused qdisc is removed at a clean stop: {qdisc}");
+}
+
 /// A STOR split across two segments, or pipelined behind another command, is read as
 /// vsftpd reads it: the upload is attributed to its sender.
 #[test]

@@ -53,7 +53,11 @@ impl GraphStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| open_err(sled::Error::Io(e)))?;
         }
+        // The record names every path, process and peer: the database directory is the
+        // owner's alone (0700, files 0600), whatever the umask or an older version left.
+        private::create_dir(path).map_err(|e| open_err(sled::Error::Io(e)))?;
         let db = sled::Config::new().path(path).open().map_err(open_err)?;
+        private::restrict_tree(path).map_err(|e| open_err(sled::Error::Io(e)))?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Self {
             path: path.into(),
@@ -386,5 +390,44 @@ pub(crate) mod tests {
         let d = std::env::temp_dir().join(format!("vtrail-store-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+}
+
+/// Owner-only permissions for the state directory and the files in it.
+pub mod private {
+    use std::{fs, io, os::unix::fs::PermissionsExt, path::Path};
+
+    /// Creates `dir` (and its missing parents' last component) as 0700, or makes an
+    /// existing one 0700.
+    pub fn create_dir(dir: &Path) -> io::Result<()> {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    }
+
+    /// Directories under `dir` 0700, files 0600 (bounded: sled keeps a handful of files).
+    pub fn restrict_tree(dir: &Path) -> io::Result<()> {
+        let mut stack = vec![dir.to_path_buf()];
+        let mut seen = 0;
+        while let Some(d) = stack.pop() {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700))?;
+            for entry in fs::read_dir(&d)? {
+                seen += 1;
+                if seen > 100_000 {
+                    return Ok(());
+                }
+                let entry = entry?;
+                let ty = entry.file_type()?;
+                if ty.is_dir() {
+                    stack.push(entry.path());
+                } else if ty.is_file() {
+                    fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -34,6 +34,15 @@ use crate::{
     sensor::Sensor,
 };
 
+/// What `Monitor::start` did.
+pub enum Started {
+    /// `network_monitoring = false`.
+    Off,
+    /// On but watching nothing, allowed by `network_degraded_ok`: why.
+    Degraded(String),
+    On(Monitor),
+}
+
 /// The daemon's network half: classifiers, quarantine, attribution.
 pub struct Monitor {
     classifier: tc::Classifier,
@@ -43,20 +52,43 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// None when `network_monitoring = false` or the programs cannot be loaded (logged:
-    /// the file taint rules keep working without it).
-    pub fn start(sensor: &mut Sensor, config: &Config, host_id: &str) -> Option<Self> {
+    /// None when `network_monitoring = false`. When it is on, a sensor that watches
+    /// nothing (the programs do not load, no configured interface could be attached) is
+    /// an error: the quarantine would not be enforced and no upload attributed, while the
+    /// rest looked healthy. `network_degraded_ok = true` runs on without it (logged).
+    pub fn start(sensor: &mut Sensor, config: &Config, host_id: &str) -> Result<Started> {
         if !config.network_monitoring {
             info!("network monitoring off (network_monitoring = false)");
-            return None;
+            return Ok(Started::Off);
         }
-        let classifier = match tc::Classifier::start(sensor.ebpf_mut(), config) {
-            Ok(c) => c,
-            Err(e) => {
-                error!("network monitoring disabled: {e:#}");
-                return None;
+        let degraded = |why: String| -> Result<Started> {
+            if config.network_degraded_ok {
+                error!("network monitoring NOT running (network_degraded_ok = true): {why}");
+                Ok(Started::Degraded(why))
+            } else {
+                bail!("network monitoring cannot run: {why}. Fix the cause, or set network_monitoring = false (or network_degraded_ok = true) to run without it")
             }
         };
+        let classifier = match tc::Classifier::start(sensor.ebpf_mut(), config) {
+            Ok(c) => c,
+            Err(e) => return degraded(format!("{e:#}")),
+        };
+        let health = classifier.health();
+        if health.blind() {
+            let why = if health.failures.is_empty() { "none of the configured interfaces exists".to_string() } else { health.failures.join("; ") };
+            let mut classifier = classifier;
+            classifier.stop(sensor.ebpf_mut());
+            return degraded(format!("no interface attached ({why})"));
+        }
+        if !health.failures.is_empty() {
+            warn!(
+                "network monitoring is NOT on every interface: {}. Uploads through those are not attributed and blocks are not enforced there; see `vtrail-sensor status`",
+                health.failures.join("; ")
+            );
+        }
+        if health.interfaces.is_empty() {
+            warn!("network monitoring: no interface to attach to yet (interfaces = [] and none but lo); new interfaces are picked up every 5 s");
+        }
         let conf = config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into());
         let roots = std::fs::read_to_string(&conf).map(|t| attribution::smb_conf_share_roots(&t)).unwrap_or_default();
         info!("network monitoring on {:?}; {} SMB share roots from {}", classifier.interfaces(), roots.len(), conf.display());
@@ -65,7 +97,7 @@ impl Monitor {
             info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
         }
         let attribution = attribution::Attribution::new(host_id, roots).with_naming(crate::naming::Naming::new(namer));
-        Some(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 })
+        Ok(Started::On(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 }))
     }
 
     /// Puts back the quarantine recorded in the database: a restart (or an upgrade) must
@@ -190,6 +222,7 @@ impl Monitor {
             && v.get("error").is_none()
         {
             v["network"] = json!({
+                "enabled": true,
                 "interfaces": self.classifier.interfaces(),
                 "attach_failures": self.classifier.failures,
                 "kernel_counters": self.classifier.counters(),

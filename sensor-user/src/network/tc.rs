@@ -1,7 +1,9 @@
 //! Attaches the TC classifiers (clsact qdisc + netlink filters, which every kernel since
 //! 4.5 has; TCX would leave nothing to clean up but needs 6.6) and detaches them on exit,
 //! deleting the clsact qdisc too when this process added it. Filters left behind by a
-//! sensor that was killed are removed at the next start.
+//! sensor that was killed are removed at the next start (they are ours: found by program
+//! name), and a clsact qdisc it added is recognised as ours by the record it left in the
+//! runtime directory (`QDISC_RECORD`), so the next clean stop deletes it too.
 use std::{collections::BTreeMap, net::IpAddr, process::Command};
 
 use anyhow::{Context, Result};
@@ -34,6 +36,10 @@ pub fn load_step_program(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
+/// Interfaces on which a vtrail sensor added the clsact qdisc, one name per line, next to
+/// the control socket (a runtime directory: qdiscs do not survive a reboot either).
+pub const QDISC_RECORD: &str = "tc-qdiscs-added";
+
 struct Attached {
     iface: String,
     added_qdisc: bool,
@@ -48,6 +54,8 @@ pub struct Classifier {
     /// Interfaces from the config (empty = every non-loopback one, rescanned).
     wanted: Vec<String>,
     include_loopback: bool,
+    /// Where `QDISC_RECORD` is kept.
+    record: std::path::PathBuf,
     pub failures: Vec<String>,
 }
 
@@ -78,6 +86,7 @@ impl Classifier {
             counters,
             wanted: config.interfaces.clone(),
             include_loopback: config.include_loopback,
+            record: config.socket.parent().unwrap_or(std::path::Path::new("/run/vtrail")).join(QDISC_RECORD),
             failures: Vec::new(),
         };
         let mut ifaces = if c.wanted.is_empty() { all_interfaces(c.include_loopback) } else { c.wanted.clone() };
@@ -94,11 +103,23 @@ impl Classifier {
         if self.attached.iter().any(|a| a.iface == iface) {
             return;
         }
+        if !std::path::Path::new("/sys/class/net").join(iface).exists() {
+            let msg = format!("{iface}: no such network interface (check `interfaces` in the config; `ip link` lists them)");
+            warn!("{msg}");
+            self.failures.push(msg);
+            return;
+        }
         let added_qdisc = match tc::qdisc_add_clsact(iface) {
-            Ok(()) => true,
-            Err(e) if e.to_string().contains("exists") || e.to_string().contains("EEXIST") || e.to_string().contains("os error 17") => false,
+            Ok(()) => {
+                self.remember_qdisc(iface, true);
+                true
+            }
+            // The kernel answers EEXIST ("Exclusivity flag on, cannot modify") when a
+            // clsact qdisc is there: an admin's, or one a killed sensor added.
+            Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => self.qdisc_was_ours(iface),
+            Err(tc::TcError::AlreadyAttached) => self.qdisc_was_ours(iface),
             Err(e) => {
-                let msg = format!("{iface}: cannot add clsact qdisc: {e} (kernel without sch_ingress/clsact?)");
+                let msg = format!("{iface}: cannot add clsact qdisc: {e} (kernel without sch_ingress/clsact? `modprobe sch_ingress`)");
                 warn!("{msg}");
                 self.failures.push(msg);
                 return;
@@ -121,8 +142,39 @@ impl Classifier {
                 }
             }
         }
+        if a.ingress.is_none() && a.egress.is_none() {
+            return;
+        }
         info!("TC classifiers attached to {iface} (clsact {})", if added_qdisc { "added" } else { "already there" });
         self.attached.push(a);
+    }
+
+    /// Was the clsact qdisc already on `iface` added by a vtrail sensor (one that was
+    /// killed before it could delete it)? Then it is ours to delete at stop.
+    fn qdisc_was_ours(&self, iface: &str) -> bool {
+        let ours = std::fs::read_to_string(&self.record).is_ok_and(|t| t.lines().any(|l| l == iface));
+        if ours {
+            info!("{iface}: the clsact qdisc left by an earlier vtrail sensor is reused");
+        }
+        ours
+    }
+
+    /// Adds `iface` to (or, `added = false`, removes it from) `QDISC_RECORD`.
+    fn remember_qdisc(&self, iface: &str, added: bool) {
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        let mut lines: Vec<&str> = text.lines().filter(|l| *l != iface && !l.is_empty()).collect();
+        if added {
+            lines.push(iface);
+        }
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        if let Err(e) = std::fs::write(&self.record, body) {
+            warn!("cannot write {}: {e} (a clsact qdisc left by a crash will not be recognised as vtrail's)", self.record.display());
+        }
+    }
+
+    /// The interfaces asked for or found, and what failed: whether traffic is watched.
+    pub fn health(&self) -> Health {
+        Health { interfaces: self.interfaces(), failures: self.failures.clone(), explicit: !self.wanted.is_empty() }
     }
 
     /// With `interfaces = []`, attach to interfaces that appeared since start-up.
@@ -145,7 +197,7 @@ impl Classifier {
 
     /// Detaches every filter and deletes the clsact qdiscs this sensor added.
     pub fn stop(&mut self, ebpf: &mut Ebpf) {
-        for a in self.attached.drain(..) {
+        for a in std::mem::take(&mut self.attached) {
             for (name, id) in [(INGRESS, a.ingress), (EGRESS, a.egress)] {
                 let Some(id) = id else { continue };
                 if let Some(p) = ebpf.program_mut(name)
@@ -157,7 +209,7 @@ impl Classifier {
             }
             if a.added_qdisc && std::path::Path::new("/sys/class/net").join(&a.iface).exists() {
                 match Command::new("tc").args(["qdisc", "del", "dev", &a.iface, "clsact"]).output() {
-                    Ok(o) if o.status.success() => {}
+                    Ok(o) if o.status.success() => self.remember_qdisc(&a.iface, false),
                     Ok(o) => warn!("{}: `tc qdisc del clsact` failed: {}", a.iface, String::from_utf8_lossy(&o.stderr).trim()),
                     Err(e) => warn!("{}: cannot run tc to delete the clsact qdisc: {e}", a.iface),
                 }
@@ -191,4 +243,21 @@ pub fn read_counters(counters: &PerCpuArray<MapData, u64>) -> BTreeMap<String, u
             (net_counter::NAMES[slot as usize].to_string(), total)
         })
         .collect()
+}
+
+/// Whether the classifiers watch anything, for the daemon's start-up check and `status`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Health {
+    pub interfaces: Vec<String>,
+    pub failures: Vec<String>,
+    /// `interfaces` was set in the config (not "every interface").
+    pub explicit: bool,
+}
+
+impl Health {
+    /// Nothing is watched although something was asked for or tried: the quarantine is
+    /// not enforced and no upload is attributed.
+    pub fn blind(&self) -> bool {
+        self.interfaces.is_empty() && (self.explicit || !self.failures.is_empty())
+    }
 }

@@ -1,0 +1,161 @@
+//! A restart forgets nothing and a crash loses nothing acknowledged: the kernel's taint
+//! decisions outlive the daemon (pinned maps), and an operator's change is on disk before
+//! its "ok". The real sensor, killed with SIGTERM or SIGKILL between two runs.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use tests::sensor::{Graph, RunningSensor, sensor_bin, serial, sh, temp_dir};
+
+fn port_program_config(d: &str, extra: &str) -> String {
+    format!("port_programs = [\"{d}/portcp\"]\n{extra}")
+}
+
+/// Running `path` (a script: exec'd, then read by its interpreter) tainted the process.
+fn running_taints(g: &Graph, path: &str) -> bool {
+    let Some(file) = g.file(path) else { return false };
+    g.edges
+        .iter()
+        .filter(|e| e["src"] == file["id"] && (e["kind"] == "exec" || e["kind"] == "read"))
+        .filter_map(|e| g.node(e["dst"].as_str()?))
+        .any(|p| p["tainted"] == true)
+}
+
+/// The graph as the stopped sensor's database holds it (`export` reads it directly).
+fn graph_on_disk(config: &Path) -> Graph {
+    let out = Command::new(sensor_bin()).arg("--config").arg(config).args(["export", "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "export from the database: {}", String::from_utf8_lossy(&out.stderr));
+    Graph::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// With a 4 KiB ring buffer most create events of a burst are dropped (counted), yet the
+/// kernel marked every file untrusted. After a graceful restart and after a `kill -9`,
+/// running one of the files whose event was lost still taints.
+#[test]
+fn kernel_taint_outlives_the_daemon_even_for_dropped_events() {
+    let _guard = serial();
+    let dir = temp_dir("ktaint");
+    std::fs::copy("/usr/bin/cp", dir.join("portcp")).unwrap();
+    let d = dir.display().to_string();
+    let extra = "ring_buffer_bytes = 4096";
+    let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+    std::fs::write(format!("{d}/payload.sh"), "#!/bin/sh\ntrue\n").unwrap();
+    const N: usize = 300;
+    // The port program writes N scripts while the daemon is stopped: the ring overflows.
+    sensor.paused(|| sh(&format!("mkdir {d}/many && i=0; while [ $i -lt {N} ]; do {d}/portcp {d}/payload.sh {d}/many/s$i; i=$((i+1)); done")));
+    sh(&format!("chmod +x {d}/many/*"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = sensor.status();
+    assert!(status["kernel_drops"]["ringbuf_full.create"].as_u64().unwrap_or(0) > 0, "the 4 KiB ring must overflow: {}", status["kernel_drops"]);
+    let untrusted_in_kernel = status["kernel_state"]["untrusted_inodes"].as_u64().unwrap();
+    assert!(untrusted_in_kernel >= N as u64, "the kernel marked all {N}: {}", status["kernel_state"]);
+    let g = sensor.graph();
+    let lost: Vec<String> = (0..N).map(|i| format!("{d}/many/s{i}")).filter(|p| g.file(p).is_none()).collect();
+    assert!(lost.len() >= 2, "some create events were lost: {} of {N}", lost.len());
+
+    let log = sensor.stop_keeping_kernel_state();
+    assert!(!log.contains("panicked"), "{log}");
+    let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+    let carried = &sensor.status()["kernel_state"]["carried_over"];
+    assert!(carried["inodes"].as_u64().unwrap() >= N as u64, "{carried}");
+    sh(&lost[0]);
+    sensor.wait_for("a file whose event was lost still taints after a restart", |g| running_taints(g, &lost[0]));
+
+    sensor.kill9();
+    let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+    sh(&lost[1]);
+    sensor.wait_for("and after a kill -9", |g| running_taints(g, &lost[1]));
+}
+
+/// `taint`, `trust` and `block` answered ok are in the database even when the sensor is
+/// killed the moment it answered.
+#[test]
+fn operator_changes_survive_a_kill_right_after_the_answer() {
+    let _guard = serial();
+    let dir = temp_dir("durable");
+    std::fs::copy("/usr/bin/cp", dir.join("portcp")).unwrap();
+    let d = dir.display().to_string();
+    // Network monitoring on the machine's interfaces is what `block` needs; allow a
+    // machine that has none.
+    let extra = "network_degraded_ok = true";
+    let config: PathBuf = dir.join("vtrail.toml");
+    for round in 0..3 {
+        let file = format!("{d}/manual{round}.bin");
+        std::fs::write(&file, "x").unwrap();
+        let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+        let out = sensor.cli(&["taint", &file]);
+        assert!(out.status.success(), "taint: {}", String::from_utf8_lossy(&out.stderr));
+        let network = sensor.status()["network"]["enabled"] == true;
+        let ip = format!("192.0.2.{}", 10 + round);
+        if network {
+            let out = sensor.cli(&["block", &ip]);
+            assert!(out.status.success(), "block: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        sensor.kill9();
+        let g = graph_on_disk(&config);
+        assert!(g.is_untrusted(&file), "round {round}: taint acknowledged, then killed: lost\n{}", g.describe());
+        let by = g.edges.iter().find(|e| e["kind"] == "relabel" || e["attrs"]["by"].is_string()).map(|e| e["attrs"]["by"].clone());
+        if let Some(by) = by {
+            assert!(!by.as_str().unwrap_or("").starts_with('('), "the user is named: {by}");
+        }
+        if network {
+            assert_eq!(g.edges_into("block", &format!("remote:{ip}")).len(), 1, "round {round}: block acknowledged, then killed: lost");
+        }
+    }
+    // And trust, the other way.
+    let file = format!("{d}/manual0.bin");
+    let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+    let out = sensor.cli(&["trust", &file]);
+    assert!(out.status.success(), "trust: {}", String::from_utf8_lossy(&out.stderr));
+    sensor.kill9();
+    assert!(!graph_on_disk(&config).is_untrusted(&file), "trust acknowledged, then killed: lost");
+    let _ = std::fs::remove_dir_all(tests::sensor::kernel_state_dir(&dir));
+}
+
+/// The record is private: the database directory is root's alone, and an export file too.
+#[test]
+fn the_record_is_not_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let _guard = serial();
+    let dir = temp_dir("private");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let db = dir.join("db");
+    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o700, "database directory");
+    for entry in walk(&db) {
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.display());
+    }
+    let export = dir.join("dump.jsonl");
+    std::fs::write(&export, "old").unwrap();
+    std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sensor.cli(&["export", "--format", "json", "-o", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&export).unwrap().permissions().mode() & 0o777, 0o600, "export file");
+    // As an unprivileged user: neither the database nor the export can be read.
+    for target in [db.join("conf"), export.clone()] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nobody read {}", target.display());
+    }
+    drop(sensor);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
