@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use analysis::bench::{BenchConfig, load_and_query, run};
 use analysis::error::AnalysisError;
 use analysis::load::{LoadOptions, load};
-use analysis::output::{Format, render_rules, render_spread, render_trace};
+use analysis::output::{Format, escape, render_rules, render_spread, render_trace};
 use analysis::select::{Selector, resolve_host};
 use analysis::simulate::{Shape, SimConfig, simulate};
 use analysis::time::parse_duration;
@@ -187,7 +187,8 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("vtrail-analysis: {error}");
+            // Messages quote paths and names from the inputs: escaped like the text output.
+            eprintln!("vtrail-analysis: {}", escape::text(&error.to_string()));
             match error {
                 AnalysisError::Query(_) => ExitCode::from(1),
                 _ => ExitCode::from(2),
@@ -265,7 +266,7 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 Some("protect") => report
                     .protect
                     .iter()
-                    .map(|p| format!("{}\n", p.path))
+                    .map(|p| format!("{}\n", escape::text(&p.path)))
                     .collect(),
                 Some(_) => report.yara.clone().unwrap_or_default(),
                 None => render_rules(output.format(), &report, &load_report)

@@ -194,7 +194,10 @@ pub fn rules(
 /// YARA rule names allow [A-Za-z0-9_], must not start with a digit, at most 128 chars.
 fn yara_rule(question: &str, hashes: &[String]) -> String {
     let name = format!("vtrail_{}", &hashes[0][..12]);
-    let description = question.replace(['"', '\\'], "'");
+    // A YARA string takes `\n`, `\t`, `\xHH` but no raw control character: the question
+    // names the flagged path, which the attacker chose.
+    let quoted = question.replace(['"', '\\'], "'");
+    let description = crate::output::escape::text(&quoted);
     let mut rule = String::new();
     rule.push_str("import \"hash\"\n\n");
     rule.push_str(&format!("rule {name}\n{{\n    meta:\n"));
