@@ -14,11 +14,20 @@ use analysis::select::{Selector, resolve_host};
 use analysis::simulate::{Shape, SimConfig, simulate};
 use analysis::time::parse_duration;
 
+const EXIT_STATUS_HELP: &str = "Exit status:\n  \
+    0  the answer is complete\n  \
+    1  no answer: the flagged file is not in the graph, or no infection was found\n  \
+    2  bad usage, or an input could not be read at all\n  \
+    3  an answer from damaged input: a dump cut short (an interrupted export, a cut gzip\n     \
+       stream) or with records that do not parse. What was read is used; the damage is\n     \
+       named on standard error and at the top of the output (\"partial\": true in --json)";
+
 #[derive(Parser)]
 #[command(
     name = "vtrail-analysis",
     version,
-    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs"
+    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Where the flagged file came from, what it did, where it went.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Trace {
         #[command(flatten)]
         select: SelectArgs,
@@ -37,6 +47,7 @@ enum Command {
         output: OutputArgs,
     },
     /// Propagation tree across hosts, patient zero, super infectors, growth.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Spread {
         #[command(flatten)]
         select: SelectArgs,
@@ -49,6 +60,7 @@ enum Command {
         output: OutputArgs,
     },
     /// Hosts to block, paths to protect, and a YARA rule.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Rules {
         #[command(flatten)]
         select: SelectArgs,
@@ -182,33 +194,61 @@ impl OutputArgs {
     }
 }
 
+/// Exit statuses, as `EXIT_STATUS_HELP` lists them.
+const EXIT_NO_ANSWER: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+const EXIT_PARTIAL: u8 = 3;
+
+/// Whether an answer was drawn from every record of the inputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Complete,
+    /// Records were lost (`LoadReport::partial`): a script must be able to tell.
+    Partial,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Answer::Complete) => ExitCode::SUCCESS,
+        Ok(Answer::Partial) => ExitCode::from(EXIT_PARTIAL),
         Err(error) => {
             // Messages quote paths and names from the inputs: escaped like the text output.
             eprintln!("vtrail-analysis: {}", escape::text(&error.to_string()));
             match error {
-                AnalysisError::Query(_) => ExitCode::from(1),
-                _ => ExitCode::from(2),
+                AnalysisError::Query(_) => ExitCode::from(EXIT_NO_ANSWER),
+                _ => ExitCode::from(EXIT_ERROR),
             }
         }
     }
 }
 
+/// Loads the inputs; what they lost is said on standard error at once, so that it is seen
+/// even when standard output goes to a file or a pipe.
 fn load_inputs(
     input: &InputArgs,
-) -> Result<(analysis::index::Graph, analysis::load::LoadReport), AnalysisError> {
-    Ok(load(
+) -> Result<(analysis::index::Graph, analysis::load::LoadReport, Answer), AnalysisError> {
+    let (graph, report) = load(
         &input.inputs,
         LoadOptions {
             skew_allowance_ns: input.skew_allowance,
         },
-    )?)
+    )?;
+    for damage in report.damage() {
+        eprintln!("vtrail-analysis: warning: {}", escape::text(&damage));
+    }
+    let answer = if report.partial {
+        eprintln!(
+            "vtrail-analysis: warning: records were lost: any answer is partial, from what could be read"
+        );
+        Answer::Partial
+    } else {
+        Answer::Complete
+    };
+    Ok((graph, report, answer))
 }
 
-fn execute(command: Command) -> Result<(), AnalysisError> {
+fn execute(command: Command) -> Result<Answer, AnalysisError> {
     match command {
         Command::Trace {
             select,
@@ -220,14 +260,15 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                     "trace needs the flagged file: --path, --sha256 or --node".into(),
                 )
             })?;
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
                 .map(|h| resolve_host(&graph, h))
                 .transpose()?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
-            output.emit(&render_trace(output.format(), &report, &load_report))
+            output.emit(&render_trace(output.format(), &report, &load_report))?;
+            Ok(answer)
         }
         Command::Spread {
             select,
@@ -235,14 +276,15 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
                 .map(|h| resolve_host(&graph, h))
                 .transpose()?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
-            output.emit(&render_spread(output.format(), &report, &load_report))
+            output.emit(&render_spread(output.format(), &report, &load_report))?;
+            Ok(answer)
         }
         Command::Rules {
             select,
@@ -250,7 +292,7 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
@@ -272,7 +314,8 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 None => render_rules(output.format(), &report, &load_report)
                     .map_err(AnalysisError::Usage)?,
             };
-            output.emit(&text)
+            output.emit(&text)?;
+            Ok(answer)
         }
         Command::Simulate {
             seed,
@@ -308,7 +351,7 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 truth.hosts.len(),
                 truth.patient_zero.join(", ")
             );
-            Ok(())
+            Ok(Answer::Complete)
         }
         Command::Bench {
             sizes,
@@ -324,12 +367,12 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 keep,
                 seed,
             })?;
-            Ok(())
+            Ok(Answer::Complete)
         }
         Command::BenchLoad { dir } => {
             let row = load_and_query(&dir)?;
             println!("{}", serde_json::to_string(&row).unwrap_or_default());
-            Ok(())
+            Ok(Answer::Complete)
         }
     }
 }

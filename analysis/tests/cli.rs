@@ -160,3 +160,108 @@ fn errors_exit_nonzero_with_a_message() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing.jsonl"));
 }
+
+/// One host; the flagged file's arrival is the dump's last line, after enough filler that a
+/// cut gzip stream still holds the header and the first records.
+fn arrival_last_dump() -> common::Dump {
+    use sensor_common::graph::EdgeKind;
+    let mut dump = common::Dump::new("victim");
+    let sender = dump.remote("203.0.113.9", &[]);
+    let file = dump.file(1, "/srv/share/invoice.pdf.sh", Some("ab"));
+    let run = dump.process(10, "/srv/share/invoice.pdf.sh", "invoice.pdf.sh");
+    for i in 0..300u64 {
+        // Distinct names, so that the filler does not compress to nothing.
+        dump.file(
+            1000 + i,
+            &format!("/var/cache/{:x}.tmp", i * 2_654_435_761),
+            None,
+        );
+    }
+    dump.edge(20, EdgeKind::Exec, &file, &run, &[]);
+    dump.edge(
+        10,
+        EdgeKind::ReceivedFrom,
+        &sender,
+        &file,
+        &[("protocol", "smb2"), ("name", "invoice.pdf.sh")],
+    );
+    dump
+}
+
+fn trace_invoice(dump: &std::path::Path, json: bool) -> std::process::Output {
+    binary()
+        .args(["trace", "--path", "/srv/share/invoice.pdf.sh"])
+        .args(json.then_some("--json"))
+        .arg(dump)
+        .output()
+        .unwrap()
+}
+
+/// A partial answer: exit 3, the damage on standard error by file and line, a warning
+/// before the answer in text and `"partial": true` in JSON.
+fn assert_partial(dump: &std::path::Path, damage: &str) -> String {
+    let name = dump.file_name().unwrap().to_str().unwrap();
+    let output = trace_invoice(dump, false);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(name) && stderr.contains(damage) && stderr.contains("partial"),
+        "{stderr}"
+    );
+    let before_answer = stdout.split("== Flagged").next().unwrap();
+    assert!(
+        before_answer.contains("PARTIAL INPUT") && before_answer.contains(name),
+        "{stdout}"
+    );
+    let output = trace_invoice(dump, true);
+    assert_eq!(output.status.code(), Some(3));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["load"]["partial"], true);
+    assert!(
+        value["load"]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains(name) && w.contains(damage)),
+        "{value}"
+    );
+    stdout
+}
+
+#[test]
+fn a_cut_dump_gives_a_partial_answer_and_exit_status_3() {
+    let dir = common::TempDir::new("cli-cut");
+    let dump = arrival_last_dump();
+    let whole = dir.path().join("whole.jsonl");
+    dump.write(&whole);
+    let output = trace_invoice(&whole, false);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("received from 203.0.113.9"));
+    let lines = dump.text().lines().count();
+
+    // Cut in the middle of the last line: the arrival is lost, and the answer says that
+    // "local origin" is all the damaged input shows.
+    let text = dump.text();
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::write(&cut, &text[..text.len() - 40]).unwrap();
+    let stdout = assert_partial(&cut, &format!("line {lines}"));
+    assert!(
+        stdout.contains("local origin")
+            && stdout.contains("the arrival may be among the lost records"),
+        "{stdout}"
+    );
+
+    // The same dump gzipped and its stream cut.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, text.as_bytes()).unwrap();
+    let gz = encoder.finish().unwrap();
+    let cut = dir.path().join("cut.jsonl.gz");
+    std::fs::write(&cut, &gz[..gz.len() - 200]).unwrap();
+    assert_partial(&cut, "truncated");
+
+    // A line that does not parse in the middle: skipped, named with what was wrong.
+    let mut broken: Vec<&str> = text.lines().collect();
+    broken[5] = "{\"node\": not json";
+    let bad = dir.path().join("bad-line.jsonl");
+    std::fs::write(&bad, broken.join("\n") + "\n").unwrap();
+    assert_partial(&bad, "skipped 1 malformed record(s): line 6: expected");
+}

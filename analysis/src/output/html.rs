@@ -37,6 +37,18 @@ fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
     out.push_str("</ul>\n");
 }
 
+/// At the top of the page, before any answer: see `text::load_summary`.
+fn partial_notice(out: &mut String, load: &LoadReport) {
+    if !load.partial {
+        return;
+    }
+    out.push_str("<p class=\"warn\"><b>Partial input: records were lost; every answer below is from what could be read.</b></p><ul>");
+    for damage in load.damage() {
+        let _ = write!(out, "<li class=\"warn\">{}</li>", escape(&damage));
+    }
+    out.push_str("</ul>\n");
+}
+
 fn legend(out: &mut String, roles: &[&str]) {
     out.push_str("<p class=\"legend\">");
     for role in roles {
@@ -185,6 +197,7 @@ fn table(out: &mut String, headers: &[&str], rows: impl Iterator<Item = Vec<Stri
 
 pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     let t = &report.topology;
     let _ = writeln!(
         body,
@@ -268,6 +281,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
 
 pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     for node in &report.flagged {
         let _ = writeln!(
             body,
@@ -349,6 +363,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 
 pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     let _ = writeln!(body, "<p>Rules for {}.</p>", escape(&report.question));
     body.push_str("<h2>Hosts to block</h2>\n");
     table(

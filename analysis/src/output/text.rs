@@ -47,6 +47,17 @@ fn load_summary(out: &mut String, load: &LoadReport) {
         load.edges,
         load.load_seconds
     );
+    // Said before the answer, not only among the warnings at the end: an entry point or a
+    // hop may be in what was lost, and the answer reads as if there were none.
+    if load.partial {
+        put!(
+            out,
+            "!! PARTIAL INPUT: records were lost; every answer below is from what could be read"
+        );
+        for damage in load.damage() {
+            put!(out, "!!   {damage}");
+        }
+    }
 }
 
 fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
@@ -87,9 +98,14 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
                 put!(out, "  Entry point: {}", t.sentence());
             }
             None => {
+                let caveat = if load.partial {
+                    "; the input is partial: the arrival may be among the lost records"
+                } else {
+                    ""
+                };
                 put!(
                     out,
-                    "  Entry point: local origin (no network arrival among the causes)"
+                    "  Entry point: local origin (no network arrival among the causes{caveat})"
                 );
                 for root in &entry.local_roots {
                     put!(
