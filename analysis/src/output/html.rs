@@ -253,7 +253,12 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
                     h.parent.clone().unwrap_or_default(),
                     h.parent_kind
                 ),
-                h.via.as_ref().map(|v| v.sentence()).unwrap_or_default(),
+                h.via
+                    .iter()
+                    .chain(h.other_arrivals())
+                    .map(|v| v.sentence())
+                    .collect::<Vec<_>>()
+                    .join("; also entered: "),
                 h.first_execution
                     .as_ref()
                     .map(|e| e.sentence())

@@ -265,6 +265,9 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         if let Some(via) = host.and_then(|h| h.via.as_ref()) {
             put!(out, "    entry: {}", via.sentence());
         }
+        for other in host.into_iter().flat_map(|h| h.other_arrivals()) {
+            put!(out, "    also entered: {}", other.sentence());
+        }
     }
     heading(&mut out, "Propagation tree (host <- parent, infected at)");
     let t = &report.topology;
@@ -315,6 +318,17 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
                 )
             })
             .unwrap_or_default();
+        let mut also = String::new();
+        for other in h.other_arrivals() {
+            let _ = write!(
+                also,
+                "; also entered via {} \"{}\" from {} at {}",
+                other.protocol.as_deref().unwrap_or("?"),
+                other.name_as_sent.as_deref().unwrap_or("?"),
+                other.from_host.as_deref().unwrap_or(&other.from_ip),
+                other.time
+            );
+        }
         let state = if h.infected {
             h.infected_at.clone().unwrap_or_default()
         } else {
@@ -322,7 +336,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         };
         put!(
             out,
-            "  {indent}{} ({}) {parent}{how} at {state}",
+            "  {indent}{} ({}) {parent}{how} at {state}{also}",
             h.host, h.hostname
         );
     });
