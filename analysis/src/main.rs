@@ -59,12 +59,13 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Hosts to block, paths to protect, and a YARA rule.
+    /// Addresses to block (senders outside the loaded hosts), infected hosts to clean, paths
+    /// to protect, and a YARA rule.
     #[command(after_help = EXIT_STATUS_HELP)]
     Rules {
         #[command(flatten)]
         select: SelectArgs,
-        /// Print only one section, bare, for piping (e.g. `--only block | xargs -n1 vtrail-sensor block`).
+        /// Print only one section, bare, for piping (e.g. `--only block | xargs -r -n1 vtrail-sensor block`).
         #[arg(long, value_parser = ["block", "protect", "yara"])]
         only: Option<String>,
         #[command(flatten)]
@@ -300,17 +301,43 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
                 .transpose()?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
-                Some("block") => report
-                    .block
-                    .iter()
-                    .map(|b| format!("{}\n", b.target))
-                    .collect(),
+                // Addresses only (`BlockTarget`), one per line, as `vtrail-sensor block` takes.
+                Some("block") => {
+                    if !report.infected_hosts.is_empty() {
+                        let hosts: Vec<&str> = report
+                            .infected_hosts
+                            .iter()
+                            .map(|h| h.host.as_str())
+                            .collect();
+                        eprintln!(
+                            "vtrail-analysis: note: {} infected loaded host(s) are not listed (victims to clean, not to block): {}",
+                            hosts.len(),
+                            escape::text(&hosts.join(", "))
+                        );
+                    }
+                    report
+                        .block
+                        .iter()
+                        .map(|b| format!("{}\n", b.target))
+                        .collect()
+                }
                 Some("protect") => report
                     .protect
                     .iter()
                     .map(|p| format!("{}\n", escape::text(&p.path)))
                     .collect(),
-                Some(_) => report.yara.clone().unwrap_or_default(),
+                Some(_) => {
+                    // Standard output stays a bare rule; why files are missing from it (or
+                    // there is no rule) is said on standard error, not left to be guessed.
+                    let note = analysis::rules::no_hash_note(
+                        &report.executed_without_hash,
+                        report.yara.is_some(),
+                    );
+                    if let Some(note) = note {
+                        eprintln!("vtrail-analysis: note: {}", escape::text(&note));
+                    }
+                    report.yara.clone().unwrap_or_default()
+                }
                 None => render_rules(output.format(), &report, &load_report)
                     .map_err(AnalysisError::Usage)?,
             };

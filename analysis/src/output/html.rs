@@ -379,6 +379,15 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
             .iter()
             .map(|b| vec![b.target.clone(), b.reason.clone()]),
     );
+    body.push_str("<h2>Infected loaded hosts (to clean, not to block)</h2>\n");
+    table(
+        &mut body,
+        &["host", "hostname", "why"],
+        report
+            .infected_hosts
+            .iter()
+            .map(|h| vec![h.host.clone(), h.hostname.clone(), h.reason.clone()]),
+    );
     body.push_str("<h2>Paths to protect</h2>\n");
     table(
         &mut body,
@@ -399,8 +408,16 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
             report
                 .yara
                 .as_deref()
-                .unwrap_or("(none: no hashes recorded)")
+                .unwrap_or("(none: no tainted file has a recorded content hash)")
         )
+    );
+    table(
+        &mut body,
+        &["not covered: no content hash recorded", "host", "node"],
+        report
+            .executed_without_hash
+            .iter()
+            .map(|f| vec![f.path.clone(), f.host.clone(), f.id.clone()]),
     );
     warnings(&mut body, load, &report.warnings);
     page("vtrail rules", &body)

@@ -395,7 +395,7 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     put!(out, "Rules for {}", report.question);
     heading(
         &mut out,
-        "Hosts to block (one `vtrail-sensor block` argument per line)",
+        "Hosts to block: senders outside the loaded hosts (one `vtrail-sensor block` argument per line)",
     );
     // Tab-separated for `cut -f1`: the fields are escaped one by one, the tab is ours.
     for target in &report.block {
@@ -405,6 +405,13 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
             escape::text(&target.target),
             escape::text(&target.reason)
         );
+    }
+    heading(
+        &mut out,
+        "Infected loaded hosts (to clean, not to block: they are the victims)",
+    );
+    for host in &report.infected_hosts {
+        put!(out, "  {} ({}): {}", host.host, host.hostname, host.reason);
     }
     heading(&mut out, "Paths to protect (activation points used)");
     for path in &report.protect {
@@ -419,7 +426,16 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     heading(&mut out, "YARA rule");
     match &report.yara {
         Some(rule) => out.push_str(rule),
-        None => out.push_str("  (none: no hashes recorded)\n"),
+        None => out.push_str("  (none: no tainted file has a recorded content hash)\n"),
+    }
+    for file in &report.executed_without_hash {
+        put!(
+            out,
+            "  not covered, no content hash recorded: {} on {} ({})",
+            file.path,
+            file.host,
+            file.id
+        );
     }
     warnings(&mut out, load, &report.warnings);
     out
