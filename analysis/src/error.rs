@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use sensor_common::graph::{DUMP_FORMAT, SCHEMA_VERSION};
 
 /// Why an input could not be read at all. Damage that still leaves usable records
-/// (a cut last line, a few bad lines) is not an error: it is reported in `LoadReport`.
+/// (a cut last line, a few bad lines) is not an error: it is reported in `LoadReport`
+/// (`partial`, `damage()`), and the command line answers with exit status 3.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("no input given: pass dump files (.jsonl, .jsonl.gz) or a sensor database directory")]

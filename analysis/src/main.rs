@@ -9,16 +9,25 @@ use clap::{Args, Parser, Subcommand};
 use analysis::bench::{BenchConfig, load_and_query, run};
 use analysis::error::AnalysisError;
 use analysis::load::{LoadOptions, load};
-use analysis::output::{Format, render_rules, render_spread, render_trace};
+use analysis::output::{Format, escape, render_rules, render_spread, render_trace};
 use analysis::select::{Selector, resolve_host};
 use analysis::simulate::{Shape, SimConfig, simulate};
 use analysis::time::parse_duration;
+
+const EXIT_STATUS_HELP: &str = "Exit status:\n  \
+    0  the answer is complete\n  \
+    1  no answer: the flagged file is not in the graph, or no infection was found\n  \
+    2  bad usage, or an input could not be read at all\n  \
+    3  an answer from damaged input: a dump cut short (an interrupted export, a cut gzip\n     \
+       stream) or with records that do not parse. What was read is used; the damage is\n     \
+       named on standard error and at the top of the output (\"partial\": true in --json)";
 
 #[derive(Parser)]
 #[command(
     name = "vtrail-analysis",
     version,
-    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs"
+    about = "Source, destinations, behaviours and spread of a flagged file, from vtrail provenance graphs",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Where the flagged file came from, what it did, where it went.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Trace {
         #[command(flatten)]
         select: SelectArgs,
@@ -37,6 +47,7 @@ enum Command {
         output: OutputArgs,
     },
     /// Propagation tree across hosts, patient zero, super infectors, growth.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Spread {
         #[command(flatten)]
         select: SelectArgs,
@@ -48,11 +59,13 @@ enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Hosts to block, paths to protect, and a YARA rule.
+    /// Addresses to block (senders outside the loaded hosts), infected hosts to clean, paths
+    /// to protect, and a YARA rule.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Rules {
         #[command(flatten)]
         select: SelectArgs,
-        /// Print only one section, bare, for piping (e.g. `--only block | xargs -n1 vtrail-sensor block`).
+        /// Print only one section, bare, for piping (e.g. `--only block | xargs -r -n1 vtrail-sensor block`).
         #[arg(long, value_parser = ["block", "protect", "yara"])]
         only: Option<String>,
         #[command(flatten)]
@@ -182,32 +195,61 @@ impl OutputArgs {
     }
 }
 
+/// Exit statuses, as `EXIT_STATUS_HELP` lists them.
+const EXIT_NO_ANSWER: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+const EXIT_PARTIAL: u8 = 3;
+
+/// Whether an answer was drawn from every record of the inputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Complete,
+    /// Records were lost (`LoadReport::partial`): a script must be able to tell.
+    Partial,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Answer::Complete) => ExitCode::SUCCESS,
+        Ok(Answer::Partial) => ExitCode::from(EXIT_PARTIAL),
         Err(error) => {
-            eprintln!("vtrail-analysis: {error}");
+            // Messages quote paths and names from the inputs: escaped like the text output.
+            eprintln!("vtrail-analysis: {}", escape::text(&error.to_string()));
             match error {
-                AnalysisError::Query(_) => ExitCode::from(1),
-                _ => ExitCode::from(2),
+                AnalysisError::Query(_) => ExitCode::from(EXIT_NO_ANSWER),
+                _ => ExitCode::from(EXIT_ERROR),
             }
         }
     }
 }
 
+/// Loads the inputs; what they lost is said on standard error at once, so that it is seen
+/// even when standard output goes to a file or a pipe.
 fn load_inputs(
     input: &InputArgs,
-) -> Result<(analysis::index::Graph, analysis::load::LoadReport), AnalysisError> {
-    Ok(load(
+) -> Result<(analysis::index::Graph, analysis::load::LoadReport, Answer), AnalysisError> {
+    let (graph, report) = load(
         &input.inputs,
         LoadOptions {
             skew_allowance_ns: input.skew_allowance,
         },
-    )?)
+    )?;
+    for damage in report.damage() {
+        eprintln!("vtrail-analysis: warning: {}", escape::text(&damage));
+    }
+    let answer = if report.partial {
+        eprintln!(
+            "vtrail-analysis: warning: records were lost: any answer is partial, from what could be read"
+        );
+        Answer::Partial
+    } else {
+        Answer::Complete
+    };
+    Ok((graph, report, answer))
 }
 
-fn execute(command: Command) -> Result<(), AnalysisError> {
+fn execute(command: Command) -> Result<Answer, AnalysisError> {
     match command {
         Command::Trace {
             select,
@@ -219,14 +261,15 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                     "trace needs the flagged file: --path, --sha256 or --node".into(),
                 )
             })?;
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
                 .map(|h| resolve_host(&graph, h))
                 .transpose()?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
-            output.emit(&render_trace(output.format(), &report, &load_report))
+            output.emit(&render_trace(output.format(), &report, &load_report))?;
+            Ok(answer)
         }
         Command::Spread {
             select,
@@ -234,14 +277,15 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
                 .map(|h| resolve_host(&graph, h))
                 .transpose()?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
-            output.emit(&render_spread(output.format(), &report, &load_report))
+            output.emit(&render_spread(output.format(), &report, &load_report))?;
+            Ok(answer)
         }
         Command::Rules {
             select,
@@ -249,7 +293,7 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input)?;
             let host = select
                 .host
                 .as_deref()
@@ -257,21 +301,48 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 .transpose()?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
-                Some("block") => report
-                    .block
-                    .iter()
-                    .map(|b| format!("{}\n", b.target))
-                    .collect(),
+                // Addresses only (`BlockTarget`), one per line, as `vtrail-sensor block` takes.
+                Some("block") => {
+                    if !report.infected_hosts.is_empty() {
+                        let hosts: Vec<&str> = report
+                            .infected_hosts
+                            .iter()
+                            .map(|h| h.host.as_str())
+                            .collect();
+                        eprintln!(
+                            "vtrail-analysis: note: {} infected loaded host(s) are not listed (victims to clean, not to block): {}",
+                            hosts.len(),
+                            escape::text(&hosts.join(", "))
+                        );
+                    }
+                    report
+                        .block
+                        .iter()
+                        .map(|b| format!("{}\n", b.target))
+                        .collect()
+                }
                 Some("protect") => report
                     .protect
                     .iter()
-                    .map(|p| format!("{}\n", p.path))
+                    .map(|p| format!("{}\n", escape::text(&p.path)))
                     .collect(),
-                Some(_) => report.yara.clone().unwrap_or_default(),
+                Some(_) => {
+                    // Standard output stays a bare rule; why files are missing from it (or
+                    // there is no rule) is said on standard error, not left to be guessed.
+                    let note = analysis::rules::no_hash_note(
+                        &report.executed_without_hash,
+                        report.yara.is_some(),
+                    );
+                    if let Some(note) = note {
+                        eprintln!("vtrail-analysis: note: {}", escape::text(&note));
+                    }
+                    report.yara.clone().unwrap_or_default()
+                }
                 None => render_rules(output.format(), &report, &load_report)
                     .map_err(AnalysisError::Usage)?,
             };
-            output.emit(&text)
+            output.emit(&text)?;
+            Ok(answer)
         }
         Command::Simulate {
             seed,
@@ -307,7 +378,7 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 truth.hosts.len(),
                 truth.patient_zero.join(", ")
             );
-            Ok(())
+            Ok(Answer::Complete)
         }
         Command::Bench {
             sizes,
@@ -323,12 +394,12 @@ fn execute(command: Command) -> Result<(), AnalysisError> {
                 keep,
                 seed,
             })?;
-            Ok(())
+            Ok(Answer::Complete)
         }
         Command::BenchLoad { dir } => {
             let row = load_and_query(&dir)?;
             println!("{}", serde_json::to_string(&row).unwrap_or_default());
-            Ok(())
+            Ok(Answer::Complete)
         }
     }
 }

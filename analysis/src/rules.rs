@@ -1,11 +1,17 @@
 //! What to feed back into the sensors and scanners after an incident:
-//! - hosts to block: one `vtrail-sensor block <ip|node-id>` argument per line; loaded hosts
-//!   that ran or held the taint by node id (stable across address changes), outside senders
-//!   by IP (no node id is known for them);
+//! - hosts to block: one `vtrail-sensor block <ip>` argument per line, the addresses
+//!   outside the loaded hosts that sent tainted files in or that tainted processes talked
+//!   to. `block` takes an address, and quarantining a loaded host would cut off a victim
+//!   (the one that runs the command among them), so the loaded hosts that ran or held the
+//!   taint are listed apart, as hosts to clean;
 //! - paths to protect: the activation points the tainted processes wrote or changed;
-//! - a YARA rule matching the sha256 of the flagged file and of every file it produced.
+//! - a YARA rule matching the sha256 of the flagged file and of every file it produced. The
+//!   sensor hashes an untrusted binary when it runs (`/proc/PID/exe`); a script run through
+//!   its interpreter has no hash, and a YARA rule needs content: such files are named as
+//!   not covered, never silently left out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use sensor_common::graph::EdgeKind;
 use serde::Serialize;
@@ -16,9 +22,25 @@ use crate::taint::{LOCAL_ORIGIN, propagate};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BlockTarget {
-    /// The argument for `vtrail-sensor block`.
+    /// The argument for `vtrail-sensor block`: an IP address, never a node id.
     pub target: String,
     pub reason: String,
+}
+
+/// A loaded host that ran or holds the taint: to clean, not to block.
+#[derive(Clone, Debug, Serialize)]
+pub struct InfectedHost {
+    pub host: String,
+    pub hostname: String,
+    pub reason: String,
+}
+
+/// A tainted file that was executed (or read by an interpreter) but has no content hash.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnhashedFile {
+    pub id: String,
+    pub host: String,
+    pub path: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -33,10 +55,13 @@ pub struct ProtectPath {
 pub struct RulesReport {
     pub question: String,
     pub block: Vec<BlockTarget>,
+    pub infected_hosts: Vec<InfectedHost>,
     pub protect: Vec<ProtectPath>,
     pub hashes: Vec<String>,
     /// Tainted files without a recorded hash: the YARA rule cannot cover them.
     pub files_without_hash: usize,
+    /// Those of them that ran: the malware itself (a script, usually) left out of the rule.
+    pub executed_without_hash: Vec<UnhashedFile>,
     pub yara: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -151,18 +176,25 @@ pub fn rules(
             _ => {}
         }
     }
-    let mut block: Vec<BlockTarget> = held
+    let infected_hosts: Vec<InfectedHost> = held
         .into_iter()
-        .map(|(h, reason)| BlockTarget {
-            target: graph.host(h).id.clone(),
-            reason: format!("{} ({})", reason, graph.host(h).label()),
+        .map(|(h, reason)| InfectedHost {
+            host: graph.host(h).id.clone(),
+            hostname: graph.host(h).hostname.clone(),
+            reason: reason.to_owned(),
         })
         .collect();
-    block.extend(
-        outside
-            .into_iter()
-            .map(|(ip, reason)| BlockTarget { target: ip, reason }),
-    );
+    let mut block: Vec<BlockTarget> = Vec::new();
+    for (ip, reason) in outside {
+        match block_argument(&ip) {
+            Some(target) => block.push(BlockTarget { target, reason }),
+            None => warnings.push(format!(
+                "remote `{ip}` {reason}, but is not an IP address: it is not on the block list"
+            )),
+        }
+    }
+    block.sort_by(|a, b| a.target.cmp(&b.target));
+    block.dedup_by(|a, b| a.target == b.target);
     let protect: Vec<ProtectPath> = protect
         .into_iter()
         .map(|(path, (activation_point, hosts))| ProtectPath {
@@ -172,29 +204,101 @@ pub fn rules(
         })
         .collect();
     let hashes: Vec<String> = hashes.into_iter().collect();
+    let executed_without_hash = executed_without_hash(graph, &taint);
     if files_without_hash > 0 {
         warnings.push(format!("{files_without_hash} tainted file(s) have no recorded sha256 and are not in the YARA rule"));
     }
     let yara = (!hashes.is_empty()).then(|| yara_rule(&question, &hashes));
-    if yara.is_none() {
+    if let Some(note) = no_hash_note(&executed_without_hash, yara.is_some()) {
+        warnings.push(note);
+    } else if yara.is_none() {
         warnings
             .push("no tainted file has a recorded sha256: no YARA rule can be written".to_owned());
     }
     Ok(RulesReport {
         question,
         block,
+        infected_hosts,
         protect,
         hashes,
         files_without_hash,
+        executed_without_hash,
         yara,
         warnings,
     })
 }
 
+/// `vtrail-sensor block` takes an address (or `remote:<address>`) and keeps IPv4-mapped
+/// IPv6 addresses as IPv4; anything else in a dump's remote node is not one.
+fn block_argument(ip: &str) -> Option<String> {
+    let ip: IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    Some(ip.to_string())
+}
+
+/// The files that ran tainted and have no hash, each once, by host and path.
+fn executed_without_hash(graph: &Graph, taint: &crate::taint::Taint) -> Vec<UnhashedFile> {
+    let mut files: Vec<_> = taint
+        .tainted_executions(graph)
+        .iter()
+        .map(|&x| graph.edge(x).src)
+        .filter(|&f| graph.file(f).is_some_and(|f| f.sha256.is_none()))
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    let mut files: Vec<UnhashedFile> = files
+        .into_iter()
+        .map(|f| UnhashedFile {
+            id: graph.id(f).to_owned(),
+            host: graph.host(graph.node(f).host).id.clone(),
+            path: graph.label(f),
+        })
+        .collect();
+    files.sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+    files
+}
+
+/// Says which executed files the YARA rule cannot match, and why.
+pub fn no_hash_note(files: &[UnhashedFile], have_rule: bool) -> Option<String> {
+    const LISTED: usize = 10;
+    if files.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = files
+        .iter()
+        .take(LISTED)
+        .map(|f| format!("{} on {}", f.path, f.host))
+        .collect();
+    if files.len() > LISTED {
+        named.push(format!("and {} more", files.len() - LISTED));
+    }
+    Some(format!(
+        "no content hash is recorded for {} executed file(s): {} (the sensor hashes a binary when \
+         it runs; a script run by its interpreter has no hash){}",
+        files.len(),
+        named.join(", "),
+        if have_rule {
+            ": the YARA rule does not match them"
+        } else {
+            ": no YARA rule can be written, a rule needs content and the dumps hold only names"
+        }
+    ))
+}
+
 /// YARA rule names allow [A-Za-z0-9_], must not start with a digit, at most 128 chars.
 fn yara_rule(question: &str, hashes: &[String]) -> String {
     let name = format!("vtrail_{}", &hashes[0][..12]);
-    let description = question.replace(['"', '\\'], "'");
+    // A YARA string takes `\n`, `\t`, `\xHH` but no raw control character: the question
+    // names the flagged path, which the attacker chose.
+    let quoted = question.replace(['"', '\\'], "'");
+    let description = crate::output::escape::text(&quoted);
     let mut rule = String::new();
     rule.push_str("import \"hash\"\n\n");
     rule.push_str(&format!("rule {name}\n{{\n    meta:\n"));

@@ -4,7 +4,11 @@
 //! tainted file), on its own clock. Its *parent* is the sender of the earliest transfer
 //! that led to a tainted execution there: every tainted execution carries the origin of
 //! its taint (the `received_from` edge that brought it onto the host); the earliest such
-//! transfer wins. A host whose first tainted execution has a local origin, or whose
+//! transfer wins. Every other arrival that led to a tainted execution there (the same
+//! worm by another protocol or sender, or uploaded again over the first copy) is kept in
+//! the host's `arrivals` and reported with the entry: no protocol is preferred, and an
+//! arrival is never dropped for not being the earliest.
+//! A host whose first tainted execution has a local origin, or whose
 //! transfer came from outside the loaded hosts, is a root. *Patient zeros* are the infected
 //! hosts with no infected ancestor (usually the roots).
 //! A loaded host that sent the taint but never executed it is a *carrier*; it appears in
@@ -38,9 +42,25 @@ pub struct HostInfection {
     /// `host`, `outside`, `missing-host`, `local`.
     pub parent_kind: &'static str,
     pub via: Option<TransferView>,
+    /// Every arrival that led to a tainted execution here, earliest first, whatever its
+    /// protocol: `via` is one of them, the others entered too (a second upload, another
+    /// sender) and are reported with it, not dropped.
+    pub arrivals: Vec<TransferView>,
     pub first_execution: Option<EdgeView>,
     pub children: Vec<String>,
     pub depth: u32,
+}
+
+impl HostInfection {
+    /// The arrivals that led to an execution here besides `via`.
+    pub fn other_arrivals(&self) -> impl Iterator<Item = &TransferView> {
+        self.arrivals.iter().filter(move |a| {
+            self.via.as_ref().is_none_or(|v| {
+                (v.ts_ns, &v.file_id, &v.from_ip, &v.protocol)
+                    != (a.ts_ns, &a.file_id, &a.from_ip, &a.protocol)
+            })
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -248,12 +268,18 @@ fn build_report(
     step_ns: Option<u64>,
     mut warnings: Vec<String>,
 ) -> SpreadReport {
-    // First tainted execution per host, and the earliest transfer that led to any.
+    // First tainted execution per host, the earliest transfer that led to any, and every
+    // transfer that led to one.
     let mut first_exec: HashMap<HostIx, EdgeIx> = HashMap::new();
     let mut earliest_transfer: HashMap<HostIx, EdgeIx> = HashMap::new();
+    let mut arrivals: HashMap<HostIx, Vec<EdgeIx>> = HashMap::new();
     for &x in executions {
         let edge = graph.edge(x);
         let host = edge.host;
+        arrivals
+            .entry(host)
+            .or_default()
+            .extend(taint.arrivals_before(graph, x));
         first_exec
             .entry(host)
             .and_modify(|f| {
@@ -290,6 +316,10 @@ fn build_report(
     };
     let mut parents: HashMap<HostIx, Parent> =
         first_exec.keys().map(|&h| (h, parent_of(h))).collect();
+    for list in arrivals.values_mut() {
+        list.sort_unstable_by_key(|&t| (graph.edge(t).ts_ns, t));
+        list.dedup();
+    }
 
     // Carriers: parents that never executed; their own parent is the sender of their
     // earliest tainted arrival.
@@ -397,6 +427,10 @@ fn build_report(
                 parent: parent_id,
                 parent_kind,
                 via: via.map(|t| TransferView::new(graph, t)),
+                arrivals: arrivals
+                    .get(&h)
+                    .map(|a| a.iter().map(|&t| TransferView::new(graph, t)).collect())
+                    .unwrap_or_default(),
                 first_execution: first_exec.get(&h).map(|&x| EdgeView::new(graph, x)),
                 children: children
                     .get(&h)

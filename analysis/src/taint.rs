@@ -60,6 +60,42 @@ impl Taint {
             .then_some(label)
     }
 
+    /// Every network arrival that may have brought what `execution` (a tainted `exec` or
+    /// `read`) ran, earliest first: the origin of the executed file's taint, and any later
+    /// arrival into that same file before it ran - a second upload over the first, by
+    /// whatever protocol - that carried taint itself (from outside the loaded hosts, or the
+    /// receive of a tainted send). Labels keep one origin, the earliest; this is all of them.
+    pub fn arrivals_before(&self, graph: &Graph, execution: EdgeIx) -> Vec<EdgeIx> {
+        let run = graph.edge(execution);
+        let Some(label) = self.labels.get(&run.src) else {
+            return Vec::new();
+        };
+        let carried_taint = |r: EdgeIx| match graph.remote_host(graph.edge(r).src) {
+            None => true,
+            Some(_) => graph.matching_send(r).is_some_and(|s| {
+                let sent = graph.edge(s);
+                self.file_tainted_at(graph, sent.src, sent.ts_ns).is_some()
+            }),
+        };
+        let mut arrivals: Vec<EdgeIx> = graph
+            .in_edges_until(run.src, run.ts_ns)
+            .iter()
+            .copied()
+            .filter(|&r| {
+                let edge = graph.edge(r);
+                edge.kind == EdgeKind::ReceivedFrom
+                    && edge.ts_ns >= label.since_ns
+                    && carried_taint(r)
+            })
+            .collect();
+        if label.origin != LOCAL_ORIGIN {
+            arrivals.push(label.origin);
+        }
+        arrivals.sort_unstable_by_key(|&r| (graph.edge(r).ts_ns, r));
+        arrivals.dedup();
+        arrivals
+    }
+
     /// `exec`/`read` edges of tainted files: the tainted executions, in time order.
     pub fn tainted_executions(&self, graph: &Graph) -> Vec<EdgeIx> {
         let mut executions = Vec::new();

@@ -224,17 +224,25 @@ fn trace_forward_from_patient_zero_reaches_every_infected_host() {
 }
 
 #[test]
-fn rules_block_infected_hosts_and_the_source_and_hash_the_worm() {
+fn rules_name_infected_hosts_block_the_source_and_hash_the_worm() {
     let (_dir, truth, inputs) = common::simulated("rules", 5, 40, Shape::ScaleFree, false);
     let (graph, _) = load(&inputs, options()).expect("load");
     let rules = analysis::rules::rules(&graph, None, None).expect("rules");
     let targets: Vec<&str> = rules.block.iter().map(|b| b.target.as_str()).collect();
+    let infected: Vec<&str> = rules
+        .infected_hosts
+        .iter()
+        .map(|h| h.host.as_str())
+        .collect();
+    // Infected loaded hosts are named, to be cleaned; they are victims, not blocked.
     for host in truth.hosts.iter().filter(|h| h.infected) {
         assert!(
-            targets.contains(&host.id.as_str()),
-            "{} not blocked",
+            infected.contains(&host.id.as_str()),
+            "{} not named",
             host.id
         );
+        assert!(!targets.contains(&host.id.as_str()), "{} blocked", host.id);
+        assert!(!targets.contains(&host.ip.as_str()), "{} blocked", host.ip);
     }
     assert!(targets.contains(&truth.worm_entry_ip.as_str()));
     // Benign downloads are untrusted too, but never ran: their source is not blocked.

@@ -299,3 +299,136 @@ fn doubling_time_and_buckets() {
     assert_eq!(counts, vec![(2, 2), (1, 3), (1, 4)]);
     assert_eq!(spread.patient_zeros.len(), 4);
 }
+
+/// Protocols and files of every arrival `spread` names for `host`, earliest first.
+fn arrivals(spread: &analysis::spread::SpreadReport, host: &str) -> Vec<(String, String)> {
+    spread
+        .hosts
+        .iter()
+        .find(|h| h.host == host)
+        .unwrap()
+        .arrivals
+        .iter()
+        .map(|a| (a.protocol.clone().unwrap_or_default(), a.file.clone()))
+        .collect()
+}
+
+fn pair(protocol: &str, file: &str) -> (String, String) {
+    (protocol.to_owned(), file.to_owned())
+}
+
+#[test]
+fn every_executed_arrival_is_an_entry_whatever_its_protocol() {
+    // The same worm reaches one host twice, by SMB and by FTP, and both copies run. Either
+    // may come first: the earliest is the entry, the other is reported with it.
+    for (smb_at, ftp_at) in [(10, 12), (12, 10)] {
+        let mut incident = Incident::new(&["a"]);
+        let smb_sender = incident.remote("a", "203.0.113.5", None);
+        let ftp_sender = incident.remote("a", "198.51.100.7", None);
+        let by_smb = incident.file("a", 1, "/srv/share/w", Some("ab"));
+        let by_ftp = incident.file("a", 2, "/srv/ftp/w", Some("ab"));
+        let (run_smb, run_ftp) = (incident.process("a", 10), incident.process("a", 11));
+        let smb = [("protocol", "smb2"), ("name", "w")];
+        let ftp = [("protocol", "ftp"), ("name", "w")];
+        incident.edge(
+            "a",
+            smb_at,
+            EdgeKind::ReceivedFrom,
+            &smb_sender,
+            &by_smb,
+            &smb,
+        );
+        incident.edge(
+            "a",
+            ftp_at,
+            EdgeKind::ReceivedFrom,
+            &ftp_sender,
+            &by_ftp,
+            &ftp,
+        );
+        incident.edge("a", 20, EdgeKind::Exec, &by_smb, &run_smb, &[]);
+        incident.edge("a", 30, EdgeKind::Exec, &by_ftp, &run_ftp, &[]);
+        let graph = incident.graph();
+        let mut expected = vec![pair("smb2", "/srv/share/w"), pair("ftp", "/srv/ftp/w")];
+        if ftp_at < smb_at {
+            expected.reverse();
+        }
+        for selector in [None, Some(Selector::Sha256("ab".repeat(32)))] {
+            let spread =
+                analysis::spread::spread(&graph, selector.as_ref(), None, None).expect("spread");
+            assert_eq!(spread.patient_zeros, vec!["a".to_owned()]);
+            assert_eq!(arrivals(&spread, "a"), expected, "{selector:?}");
+            let a = &spread.hosts[0];
+            assert_eq!(
+                a.via.as_ref().unwrap().protocol,
+                Some(expected[0].0.clone())
+            );
+            let text = analysis::output::render_spread(
+                analysis::output::Format::Text,
+                &spread,
+                &Default::default(),
+            );
+            let also = format!("also entered: 1970-01-01T00:00:{}.000Z", smb_at.max(ftp_at));
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(&also) && l.contains(&format!("over {}", expected[1].0))),
+                "{text}"
+            );
+        }
+    }
+
+    // One file uploaded by SMB, then uploaded again over it by FTP before it ran.
+    let mut incident = Incident::new(&["a"]);
+    let smb_sender = incident.remote("a", "203.0.113.5", None);
+    let ftp_sender = incident.remote("a", "198.51.100.7", None);
+    let file = incident.file("a", 1, "/srv/share/w", Some("ab"));
+    let run = incident.process("a", 10);
+    incident.edge(
+        "a",
+        10,
+        EdgeKind::ReceivedFrom,
+        &smb_sender,
+        &file,
+        &[("protocol", "smb2")],
+    );
+    incident.edge(
+        "a",
+        15,
+        EdgeKind::ReceivedFrom,
+        &ftp_sender,
+        &file,
+        &[("protocol", "ftp")],
+    );
+    incident.edge("a", 20, EdgeKind::Exec, &file, &run, &[]);
+    let graph = incident.graph();
+    for selector in [None, Some(Selector::Path("/srv/share/w".into()))] {
+        let spread =
+            analysis::spread::spread(&graph, selector.as_ref(), None, None).expect("spread");
+        assert_eq!(
+            arrivals(&spread, "a"),
+            vec![pair("smb2", "/srv/share/w"), pair("ftp", "/srv/share/w")],
+            "{selector:?}"
+        );
+    }
+
+    // Two hosts, each entered by one protocol and each running it: both are patient zero.
+    let mut incident = Incident::new(&["a", "b"]);
+    for (host, ip, protocol) in [("a", "203.0.113.5", "smb2"), ("b", "198.51.100.7", "ftp")] {
+        let sender = incident.remote(host, ip, None);
+        let file = incident.file(host, 1, "/srv/w", Some("ab"));
+        let run = incident.process(host, 10);
+        incident.edge(
+            host,
+            10,
+            EdgeKind::ReceivedFrom,
+            &sender,
+            &file,
+            &[("protocol", protocol)],
+        );
+        incident.edge(host, 20, EdgeKind::Exec, &file, &run, &[]);
+    }
+    let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");
+    assert_eq!(spread.patient_zeros, vec!["a".to_owned(), "b".to_owned()]);
+    assert_eq!(arrivals(&spread, "a"), vec![pair("smb2", "/srv/w")]);
+    assert_eq!(arrivals(&spread, "b"), vec![pair("ftp", "/srv/w")]);
+}

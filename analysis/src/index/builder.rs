@@ -8,7 +8,8 @@ use sensor_common::graph::{Edge, EdgeKind, HostInfo, Node, NodeData};
 
 use super::{
     EdgeRec, FLAG_ACTIVATION_POINT, FileDetail, Graph, HostIx, HostRec, NO_ATTRS, NodeIx, NodeKind,
-    NodeRec, ProcDetail, RemoteDetail, TransferLists, interner::Interner, parse_sha256,
+    NodeRec, PATH_SEPARATOR, ProcDetail, RemoteDetail, TransferLists, interner::Interner,
+    parse_sha256,
 };
 use crate::error::LoadError;
 
@@ -206,7 +207,7 @@ impl GraphBuilder {
                     for path in paths {
                         if !file.paths().any(|p| p == path) {
                             if !joined.is_empty() {
-                                joined.push('\n');
+                                joined.push_str(PATH_SEPARATOR);
                             }
                             joined.push_str(&path);
                         }
@@ -218,7 +219,7 @@ impl GraphBuilder {
                 } else {
                     self.nodes[n as usize].detail = self.files.len() as u32;
                     self.files.push(FileDetail {
-                        paths: paths.join("\n").into_boxed_str(),
+                        paths: paths.join(PATH_SEPARATOR).into_boxed_str(),
                         sha256: sha,
                         untrusted,
                         executable,

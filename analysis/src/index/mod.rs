@@ -57,16 +57,21 @@ pub struct NodeRec {
 
 #[derive(Clone, Debug)]
 pub struct FileDetail {
-    /// Every path the file was seen under, oldest first, joined by '\n' (one allocation).
+    /// Every path the file was seen under, oldest first, joined by `PATH_SEPARATOR` (one
+    /// allocation).
     paths: Box<str>,
     pub sha256: Option<[u8; 32]>,
     pub untrusted: bool,
     pub executable: bool,
 }
 
+/// Joins a file's paths: NUL, the one character a Linux path cannot hold (a newline it
+/// can, and a file named `a\nb` must stay one path).
+pub(crate) const PATH_SEPARATOR: &str = "\0";
+
 impl FileDetail {
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.paths.split('\n').filter(|p| !p.is_empty())
+        self.paths.split(PATH_SEPARATOR).filter(|p| !p.is_empty())
     }
     pub fn first_path(&self) -> Option<&str> {
         self.paths().next()

@@ -82,11 +82,7 @@ pub fn read_dump(
             Ok(0) => break,
             Ok(_) => {}
             Err(error) => {
-                summary.truncated = Some(format!(
-                    "stream ends with an error after line {line_number} ({error}); \
-                     the {} nodes and {} edges before it were loaded, anything after is lost",
-                    summary.nodes, summary.edges
-                ));
+                stream_error(summary, line_number, &error);
                 break;
             }
         }
@@ -94,17 +90,23 @@ pub fn read_dump(
         let complete = line.last() == Some(&b'\n');
         if line.len() >= MAX_LINE_BYTES && !complete {
             // Not a record: skip to the end of this line and go on.
-            summary.bad_records += 1;
-            if summary.first_bad_lines.len() < MAX_BAD_LINES_LISTED {
-                summary.first_bad_lines.push(line_number);
-            }
+            bad_line(
+                summary,
+                line_number,
+                format!("longer than {MAX_LINE_BYTES} bytes"),
+            );
             let mut rest = Vec::new();
             loop {
                 rest.clear();
                 match read_line_bounded(&mut reader, &mut rest, MAX_LINE_BYTES) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(_) if rest.last() == Some(&b'\n') => break,
                     Ok(_) => {}
+                    // The stream broke inside the long line: that is a cut, not one bad line.
+                    Err(error) => {
+                        stream_error(summary, line_number, &error);
+                        return Ok(header);
+                    }
                 }
             }
             continue;
@@ -126,9 +128,9 @@ pub fn read_dump(
                     break;
                 }
             }
-            Err(_) if !complete => {
+            Err(error) if !complete => {
                 summary.truncated = Some(format!(
-                    "last line (line {line_number}) is cut after {} bytes: that one record is lost, \
+                    "last line (line {line_number}) is cut after {} bytes ({error}): that one record is lost, \
                      the {} nodes and {} edges before it were loaded; the export was probably interrupted",
                     text.len(),
                     summary.nodes,
@@ -136,15 +138,30 @@ pub fn read_dump(
                 ));
                 break;
             }
-            Err(_) => {
-                summary.bad_records += 1;
-                if summary.first_bad_lines.len() < MAX_BAD_LINES_LISTED {
-                    summary.first_bad_lines.push(line_number);
-                }
-            }
+            Err(error) => bad_line(summary, line_number, error.to_string()),
         }
     }
     Ok(header)
+}
+
+/// A line that is not a record: counted, and the first few named with what was wrong.
+fn bad_line(summary: &mut InputSummary, line_number: u64, what: String) {
+    summary.bad_records += 1;
+    if summary.first_bad_lines.len() < MAX_BAD_LINES_LISTED {
+        summary.first_bad_lines.push(line_number);
+        summary
+            .first_bad_reasons
+            .push(format!("line {line_number}: {what}"));
+    }
+}
+
+/// The stream itself broke (a cut gzip member, a read error): nothing after it is read.
+fn stream_error(summary: &mut InputSummary, line_number: u64, error: &std::io::Error) {
+    summary.truncated = Some(format!(
+        "stream ends with an error after line {line_number} ({error}); \
+         the {} nodes and {} edges before it were loaded, anything after is lost",
+        summary.nodes, summary.edges
+    ));
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {

@@ -33,8 +33,35 @@ pub struct InputSummary {
     pub bad_records: u64,
     /// Line numbers of the first few skipped lines.
     pub first_bad_lines: Vec<u64>,
+    /// What was wrong with each of them: `line 4: expected value at line 1 column 10`.
+    pub first_bad_reasons: Vec<String>,
     /// Set when the input ends early (cut last line, cut gzip stream, read error).
     pub truncated: Option<String>,
+}
+
+impl InputSummary {
+    /// What this input lost, one sentence each: a cut, then the records skipped.
+    pub fn damage(&self) -> Vec<String> {
+        let mut damage = Vec::new();
+        if let Some(truncated) = &self.truncated {
+            damage.push(format!("{}: truncated: {truncated}", self.path));
+        }
+        if self.bad_records > 0 {
+            let unlisted = self.bad_records - self.first_bad_reasons.len() as u64;
+            damage.push(format!(
+                "{}: skipped {} malformed record(s): {}{}",
+                self.path,
+                self.bad_records,
+                self.first_bad_reasons.join("; "),
+                if unlisted > 0 {
+                    format!("; and {unlisted} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        damage
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -48,8 +75,18 @@ pub struct LoadReport {
     pub unknown_nodes: u64,
     pub load_seconds: f64,
     pub index_bytes: usize,
+    /// Records were lost: an input was cut or had records that did not parse. Every answer
+    /// is then from what could be read, and may lack what was lost (an entry point, a hop).
+    pub partial: bool,
     /// Everything a reader of partial results should know, one sentence each.
     pub warnings: Vec<String>,
+}
+
+impl LoadReport {
+    /// What the inputs lost (the first of `warnings`; empty unless `partial`).
+    pub fn damage(&self) -> Vec<String> {
+        self.inputs.iter().flat_map(InputSummary::damage).collect()
+    }
 }
 
 pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadReport), LoadError> {
@@ -75,19 +112,8 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
     let bad_hashes = builder.bad_hashes;
     let (graph, notes) = builder.finish(options.skew_allowance_ns);
 
-    for input in &report.inputs {
-        if let Some(truncated) = &input.truncated {
-            report
-                .warnings
-                .push(format!("{}: truncated: {truncated}", input.path));
-        }
-        if input.bad_records > 0 {
-            report.warnings.push(format!(
-                "{}: skipped {} malformed record(s) (first at line(s) {:?})",
-                input.path, input.bad_records, input.first_bad_lines
-            ));
-        }
-    }
+    report.warnings = report.damage();
+    report.partial = !report.warnings.is_empty();
     if notes.unknown_nodes > 0 {
         report.warnings.push(format!(
             "{} node(s) are named by edges but have no node record (cut dump or missing host): \

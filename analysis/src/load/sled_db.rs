@@ -73,7 +73,7 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
                 summary.nodes += 1;
                 builder.add_node(node)?;
             }
-            Err(_) => bad_record(&mut summary, index),
+            Err(error) => bad_record(&mut summary, "nodes", index, error),
         }
     }
     let edges = db.open_tree(trees::EDGES).map_err(sled_error)?;
@@ -87,16 +87,19 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
                 summary.edges += 1;
                 builder.add_edge(edge)?;
             }
-            Err(_) => bad_record(&mut summary, index),
+            Err(error) => bad_record(&mut summary, "edges", index, error),
         }
     }
     Ok(summary)
 }
 
-fn bad_record(summary: &mut InputSummary, index: usize) {
+fn bad_record(summary: &mut InputSummary, tree: &str, index: usize, error: serde_json::Error) {
     summary.bad_records += 1;
     if summary.first_bad_lines.len() < 5 {
         summary.first_bad_lines.push(index as u64 + 1);
+        summary
+            .first_bad_reasons
+            .push(format!("record {} of tree `{tree}`: {error}", index + 1));
     }
 }
 

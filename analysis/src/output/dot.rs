@@ -26,10 +26,12 @@ pub fn render(name: &str, picture: &GraphPicture) -> String {
     out
 }
 
+/// Labels may break lines (`\n` in DOT); any other control character is shown escaped.
 fn quote(text: &str) -> String {
     format!(
         "\"{}\"",
-        text.replace('\\', "\\\\")
+        super::escape::controls(text, &['\n'])
+            .replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     )

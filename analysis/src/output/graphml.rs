@@ -27,8 +27,12 @@ pub fn render(picture: &GraphPicture) -> String {
     out
 }
 
+/// XML text (also used by the HTML page). Labels break lines with `\n`, which XML keeps;
+/// every other control character is shown escaped (most are not even legal XML, and all
+/// would reach the terminal of whoever reads the file). A backslash means nothing here.
 pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    super::escape::controls(text, &['\n', '\\'])
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

@@ -37,6 +37,18 @@ fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
     out.push_str("</ul>\n");
 }
 
+/// At the top of the page, before any answer: see `text::load_summary`.
+fn partial_notice(out: &mut String, load: &LoadReport) {
+    if !load.partial {
+        return;
+    }
+    out.push_str("<p class=\"warn\"><b>Partial input: records were lost; every answer below is from what could be read.</b></p><ul>");
+    for damage in load.damage() {
+        let _ = write!(out, "<li class=\"warn\">{}</li>", escape(&damage));
+    }
+    out.push_str("</ul>\n");
+}
+
 fn legend(out: &mut String, roles: &[&str]) {
     out.push_str("<p class=\"legend\">");
     for role in roles {
@@ -185,6 +197,7 @@ fn table(out: &mut String, headers: &[&str], rows: impl Iterator<Item = Vec<Stri
 
 pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     let t = &report.topology;
     let _ = writeln!(
         body,
@@ -240,7 +253,12 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
                     h.parent.clone().unwrap_or_default(),
                     h.parent_kind
                 ),
-                h.via.as_ref().map(|v| v.sentence()).unwrap_or_default(),
+                h.via
+                    .iter()
+                    .chain(h.other_arrivals())
+                    .map(|v| v.sentence())
+                    .collect::<Vec<_>>()
+                    .join("; also entered: "),
                 h.first_execution
                     .as_ref()
                     .map(|e| e.sentence())
@@ -268,6 +286,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
 
 pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     for node in &report.flagged {
         let _ = writeln!(
             body,
@@ -349,6 +368,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 
 pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let mut body = String::new();
+    partial_notice(&mut body, load);
     let _ = writeln!(body, "<p>Rules for {}.</p>", escape(&report.question));
     body.push_str("<h2>Hosts to block</h2>\n");
     table(
@@ -358,6 +378,15 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
             .block
             .iter()
             .map(|b| vec![b.target.clone(), b.reason.clone()]),
+    );
+    body.push_str("<h2>Infected loaded hosts (to clean, not to block)</h2>\n");
+    table(
+        &mut body,
+        &["host", "hostname", "why"],
+        report
+            .infected_hosts
+            .iter()
+            .map(|h| vec![h.host.clone(), h.hostname.clone(), h.reason.clone()]),
     );
     body.push_str("<h2>Paths to protect</h2>\n");
     table(
@@ -379,8 +408,16 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
             report
                 .yara
                 .as_deref()
-                .unwrap_or("(none: no hashes recorded)")
+                .unwrap_or("(none: no tainted file has a recorded content hash)")
         )
+    );
+    table(
+        &mut body,
+        &["not covered: no content hash recorded", "host", "node"],
+        report
+            .executed_without_hash
+            .iter()
+            .map(|f| vec![f.path.clone(), f.host.clone(), f.id.clone()]),
     );
     warnings(&mut body, load, &report.warnings);
     page("vtrail rules", &body)

@@ -2,6 +2,7 @@
 //! viewers, and one self-contained HTML page (inline SVG, no scripts or fonts fetched).
 
 pub mod dot;
+pub mod escape;
 pub mod graphml;
 pub mod html;
 pub mod json;

@@ -1,8 +1,10 @@
 //! The default output: sections with a heading each, one line per finding, partial results
-//! and what is missing said at the end under "Warnings".
+//! and what is missing said at the end under "Warnings". Every line goes through `put!`,
+//! which escapes control characters in the names it carries (see `escape`).
 
 use std::fmt::Write;
 
+use super::escape;
 use crate::load::LoadReport;
 use crate::rules::RulesReport;
 use crate::spread::SpreadReport;
@@ -11,12 +13,32 @@ use crate::trace::TraceReport;
 /// Lists longer than this are cut in text (the JSON output has them whole).
 const LIST_LIMIT: usize = 50;
 
+/// One report line: formatted, escaped as a whole (the templates hold no control
+/// characters, so whatever is escaped came from the data), then ended.
+trait Lines {
+    fn put(&mut self, line: std::fmt::Arguments<'_>);
+}
+
+impl Lines for String {
+    fn put(&mut self, line: std::fmt::Arguments<'_>) {
+        self.push_str(&escape::text(&line.to_string()));
+        self.push('\n');
+    }
+}
+
+macro_rules! put {
+    ($out:expr, $($line:tt)*) => {
+        $out.put(format_args!($($line)*))
+    };
+}
+
 fn heading(out: &mut String, title: &str) {
-    let _ = writeln!(out, "\n== {title}");
+    out.push('\n');
+    put!(out, "== {title}");
 }
 
 fn load_summary(out: &mut String, load: &LoadReport) {
-    let _ = writeln!(
+    put!(
         out,
         "Loaded {} input(s): {} hosts, {} nodes, {} edges in {:.2}s",
         load.inputs.len(),
@@ -25,6 +47,17 @@ fn load_summary(out: &mut String, load: &LoadReport) {
         load.edges,
         load.load_seconds
     );
+    // Said before the answer, not only among the warnings at the end: an entry point or a
+    // hop may be in what was lost, and the answer reads as if there were none.
+    if load.partial {
+        put!(
+            out,
+            "!! PARTIAL INPUT: records were lost; every answer below is from what could be read"
+        );
+        for damage in load.damage() {
+            put!(out, "!!   {damage}");
+        }
+    }
 }
 
 fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
@@ -33,7 +66,7 @@ fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
     }
     heading(out, "Warnings (results may be partial)");
     for warning in load.warnings.iter().chain(own) {
-        let _ = writeln!(out, "  ! {warning}");
+        put!(out, "  ! {warning}");
     }
 }
 
@@ -42,7 +75,7 @@ fn limited<T>(out: &mut String, items: &[T], mut line: impl FnMut(&mut String, &
         line(out, item);
     }
     if items.len() > LIST_LIMIT {
-        let _ = writeln!(out, "  ... {} more (see --json)", items.len() - LIST_LIMIT);
+        put!(out, "  ... {} more (see --json)", items.len() - LIST_LIMIT);
     }
 }
 
@@ -51,10 +84,10 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     load_summary(&mut out, load);
     heading(&mut out, "Flagged");
     for node in &report.flagged {
-        let _ = writeln!(out, "  {} on host {}", node.label, node.host);
-        let _ = writeln!(out, "    id {}", node.id);
+        put!(out, "  {} on host {}", node.label, node.host);
+        put!(out, "    id {}", node.id);
         if let Some(hash) = &node.sha256 {
-            let _ = writeln!(out, "    sha256 {hash}");
+            put!(out, "    sha256 {hash}");
         }
     }
 
@@ -62,15 +95,20 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     for entry in &report.backward.entry_points {
         match &entry.transfer {
             Some(t) => {
-                let _ = writeln!(out, "  Entry point: {}", t.sentence());
+                put!(out, "  Entry point: {}", t.sentence());
             }
             None => {
-                let _ = writeln!(
+                let caveat = if load.partial {
+                    "; the input is partial: the arrival may be among the lost records"
+                } else {
+                    ""
+                };
+                put!(
                     out,
-                    "  Entry point: local origin (no network arrival among the causes)"
+                    "  Entry point: local origin (no network arrival among the causes{caveat})"
                 );
                 for root in &entry.local_roots {
-                    let _ = writeln!(
+                    put!(
                         out,
                         "    earliest cause: {} ({}) on {}, first seen {}",
                         root.label, root.kind, root.host, root.first_seen
@@ -80,10 +118,10 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         }
     }
     if !report.backward.hops.is_empty() {
-        let _ = writeln!(out, "  Hops between hosts (latest first):");
+        put!(out, "  Hops between hosts (latest first):");
         for hop in &report.backward.hops {
-            let _ = writeln!(out, "    {}", hop.received.sentence());
-            let _ = writeln!(
+            put!(out, "    {}", hop.received.sentence());
+            put!(
                 out,
                 "      sent by {} at {}: {}",
                 hop.sent.host, hop.sent.time, hop.sent.src_label
@@ -91,12 +129,12 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         }
     }
     if !report.backward.chain.is_empty() {
-        let _ = writeln!(out, "  Chain, entry point first:");
+        put!(out, "  Chain, entry point first:");
         for edge in &report.backward.chain {
-            let _ = writeln!(out, "    [{}] {}", edge.host, edge.sentence());
+            put!(out, "    [{}] {}", edge.host, edge.sentence());
         }
     }
-    let _ = writeln!(
+    put!(
         out,
         "  ({} causal edges on {} host(s) found{})",
         report.backward.edges.len(),
@@ -110,9 +148,9 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 
     heading(&mut out, "Forward: what it did and where it went");
     let f = &report.forward;
-    let _ = writeln!(out, "  Processes started ({}):", f.processes_started.len());
+    put!(out, "  Processes started ({}):", f.processes_started.len());
     limited(&mut out, &f.processes_started, |out, e| {
-        let _ = writeln!(
+        put!(
             out,
             "    {} [{}] {} via {}",
             e.since,
@@ -123,7 +161,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
                 .map_or("flagged".into(), |v| crate::view::edge_kind_name(v.kind))
         );
     });
-    let _ = writeln!(
+    put!(
         out,
         "  Files written or infected ({}):",
         f.files_written.len()
@@ -135,21 +173,21 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
             .as_deref()
             .map(|h| format!(" sha256 {}", &h[..16]))
             .unwrap_or_default();
-        let _ = writeln!(
+        put!(
             out,
             "    {} [{}] {}{hash}",
             e.since, e.node.host, e.node.label
         );
     });
-    let _ = writeln!(
+    put!(
         out,
         "  Activation points touched ({}):",
         f.activation_points.len()
     );
     limited(&mut out, &f.activation_points, |out, e| {
-        let _ = writeln!(out, "    [{}] {}", e.host, e.sentence());
+        put!(out, "    [{}] {}", e.host, e.sentence());
     });
-    let _ = writeln!(out, "  Sent to ({}):", f.sent_to.len());
+    put!(out, "  Sent to ({}):", f.sent_to.len());
     limited(&mut out, &f.sent_to, |out, s| {
         let to = s.to_host.clone().unwrap_or_else(|| s.to_ip.clone());
         let received = s
@@ -158,13 +196,13 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
             .map_or(" (no matching receive loaded)".into(), |r| {
                 format!(", received there at {} as {}", r.time, r.file)
             });
-        let _ = writeln!(
+        put!(
             out,
             "    {} [{}] {} -> {} ({}){received}",
             s.edge.time, s.edge.host, s.edge.src_label, to, s.to_ip
         );
     });
-    let _ = writeln!(out, "  Connections ({}):", f.connections.len());
+    put!(out, "  Connections ({}):", f.connections.len());
     limited(&mut out, &f.connections, |out, c| {
         let peer = c.to_host.clone().unwrap_or_else(|| match c.to_node_ids.is_empty() {
             true => c.to_ip.clone(),
@@ -172,9 +210,9 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         });
         let port = c.port.map(|p| format!(" port {p}")).unwrap_or_default();
         let what = if c.direction == "in" { "accepted from" } else { "connected to" };
-        let _ = writeln!(out, "    {} [{}] {} {what} {peer}{port}", c.edge.time, c.edge.host, c.edge.src_label);
+        put!(out, "    {} [{}] {} {what} {peer}{port}", c.edge.time, c.edge.host, c.edge.src_label);
     });
-    let _ = writeln!(out, "  Hosts reached ({}):", f.hosts_reached.len());
+    put!(out, "  Hosts reached ({}):", f.hosts_reached.len());
     limited(&mut out, &f.hosts_reached, |out, h| {
         let from = h
             .from
@@ -186,7 +224,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         } else {
             "not executed"
         };
-        let _ = writeln!(
+        put!(
             out,
             "    {} {} ({}){from}, {ran}",
             h.first_tainted, h.host, h.hostname
@@ -195,10 +233,10 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 
     heading(&mut out, "Behaviours (what its processes did)");
     limited(&mut out, &report.behaviours, |out, e| {
-        let _ = writeln!(out, "  [{}] {}", e.host, e.sentence());
+        put!(out, "  [{}] {}", e.host, e.sentence());
     });
     if report.behaviours_left_out > 0 {
-        let _ = writeln!(
+        put!(
             out,
             "  ... and {} later events not listed",
             report.behaviours_left_out
@@ -211,7 +249,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let mut out = String::new();
     load_summary(&mut out, load);
-    let _ = writeln!(
+    put!(
         out,
         "Question: {} (clock skew allowance ±{})",
         report.question, report.skew_allowance
@@ -219,18 +257,21 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     heading(&mut out, "Patient zero");
     for zero in &report.patient_zeros {
         let host = report.hosts.iter().find(|h| &h.host == zero);
-        let _ = writeln!(
+        put!(
             out,
             "  {zero} infected at {}",
             host.and_then(|h| h.infected_at.as_deref()).unwrap_or("?")
         );
         if let Some(via) = host.and_then(|h| h.via.as_ref()) {
-            let _ = writeln!(out, "    entry: {}", via.sentence());
+            put!(out, "    entry: {}", via.sentence());
+        }
+        for other in host.into_iter().flat_map(|h| h.other_arrivals()) {
+            put!(out, "    also entered: {}", other.sentence());
         }
     }
     heading(&mut out, "Propagation tree (host <- parent, infected at)");
     let t = &report.topology;
-    let _ = writeln!(
+    put!(
         out,
         "  {} infected of {} loaded hosts, {} carrier(s), depth {}",
         t.hosts_infected, t.hosts_loaded, t.carriers, t.tree_depth
@@ -277,14 +318,25 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
                 )
             })
             .unwrap_or_default();
+        let mut also = String::new();
+        for other in h.other_arrivals() {
+            let _ = write!(
+                also,
+                "; also entered via {} \"{}\" from {} at {}",
+                other.protocol.as_deref().unwrap_or("?"),
+                other.name_as_sent.as_deref().unwrap_or("?"),
+                other.from_host.as_deref().unwrap_or(&other.from_ip),
+                other.time
+            );
+        }
         let state = if h.infected {
             h.infected_at.clone().unwrap_or_default()
         } else {
             "carrier, never executed".to_owned()
         };
-        let _ = writeln!(
+        put!(
             out,
-            "  {indent}{} ({}) {parent}{how} at {state}",
+            "  {indent}{} ({}) {parent}{how} at {state}{also}",
             h.host, h.hostname
         );
     });
@@ -297,7 +349,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         &report.super_infectors[..report.super_infectors.len().min(10)],
         |out, s| {
             let flag = if s.flagged_super { "  SUPER" } else { "" };
-            let _ = writeln!(
+            put!(
                 out,
                 "  {:<24} infected {:>4} directly, {:>4} in all{flag}",
                 s.host, s.direct, s.descendants
@@ -307,7 +359,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     heading(&mut out, &format!("New infections per {}", report.step));
     for bucket in &report.timeline {
         let bar = "#".repeat(bucket.new_infections.min(60));
-        let _ = writeln!(
+        put!(
             out,
             "  {} {:>5} {:>6}  {bar}",
             bucket.start, bucket.new_infections, bucket.cumulative
@@ -318,17 +370,17 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         .median
         .as_deref()
         .unwrap_or("n/a (fewer than 2 infections)");
-    let _ = writeln!(
+    put!(
         out,
         "  Doubling time (median of 1->2->4->... intervals): {doubling}"
     );
     heading(&mut out, "Topology");
-    let _ = writeln!(
+    put!(
         out,
         "  tree: depth {}, mean depth {:.2}, leaves {}, max children {}, mean branching {:.2}",
         t.tree_depth, t.mean_depth, t.leaves, t.max_children, t.mean_branching
     );
-    let _ = writeln!(
+    put!(
         out,
         "  contacts between loaded hosts: {} pairs, mean degree {:.2}, max degree {}, density {:.4}",
         t.contact_pairs, t.contact_mean_degree, t.contact_max_degree, t.contact_density
@@ -340,28 +392,50 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
 pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let mut out = String::new();
     load_summary(&mut out, load);
-    let _ = writeln!(out, "Rules for {}", report.question);
+    put!(out, "Rules for {}", report.question);
     heading(
         &mut out,
-        "Hosts to block (one `vtrail-sensor block` argument per line)",
+        "Hosts to block: senders outside the loaded hosts (one `vtrail-sensor block` argument per line)",
     );
+    // Tab-separated for `cut -f1`: the fields are escaped one by one, the tab is ours.
     for target in &report.block {
-        let _ = writeln!(out, "{}\t# {}", target.target, target.reason);
+        let _ = writeln!(
+            out,
+            "{}\t# {}",
+            escape::text(&target.target),
+            escape::text(&target.reason)
+        );
+    }
+    heading(
+        &mut out,
+        "Infected loaded hosts (to clean, not to block: they are the victims)",
+    );
+    for host in &report.infected_hosts {
+        put!(out, "  {} ({}): {}", host.host, host.hostname, host.reason);
     }
     heading(&mut out, "Paths to protect (activation points used)");
     for path in &report.protect {
         let _ = writeln!(
             out,
             "{}\t# {} on {} host(s)",
-            path.path,
-            path.activation_point,
+            escape::text(&path.path),
+            escape::text(&path.activation_point),
             path.hosts.len()
         );
     }
     heading(&mut out, "YARA rule");
     match &report.yara {
         Some(rule) => out.push_str(rule),
-        None => out.push_str("  (none: no hashes recorded)\n"),
+        None => out.push_str("  (none: no tainted file has a recorded content hash)\n"),
+    }
+    for file in &report.executed_without_hash {
+        put!(
+            out,
+            "  not covered, no content hash recorded: {} on {} ({})",
+            file.path,
+            file.host,
+            file.id
+        );
     }
     warnings(&mut out, load, &report.warnings);
     out
