@@ -10,6 +10,21 @@ use super::InputSummary;
 use crate::error::LoadError;
 use crate::index::GraphBuilder;
 
+/// Opens the database, waiting up to 2 s while its lock is held: a sensor that has just
+/// stopped (or a process that just dropped it) releases the lock only when sled's
+/// background flusher ends. A database in use for longer still fails, with sled's error.
+fn open_when_released(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSummary, LoadError> {
     // sled creates a database where there is none: refuse a directory that is not one.
     if !path.join("conf").exists() && !path.join("db").exists() {
@@ -19,7 +34,7 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
         path: path.into(),
         source,
     };
-    let db = sled::Config::new().path(path).open().map_err(sled_error)?;
+    let db = open_when_released(path).map_err(sled_error)?;
     let meta = db.open_tree(trees::META).map_err(sled_error)?;
 
     let version =
