@@ -310,7 +310,8 @@ fn answer(
 }
 
 fn relabel(ingest: &mut Ingest, sensor: &mut Sensor, path: &str, untrusted: bool, by: &str) -> Result<Vec<u8>> {
-    let (key, generation) = procfs::inode_of(Path::new(path)).with_context(|| format!("cannot stat {path}"))?;
+    let fs_path = procfs::fs_path(path).with_context(|| format!("{path}: not a path as vtrail stores them"))?;
+    let (key, generation) = procfs::inode_of(&fs_path).with_context(|| format!("cannot stat {path}"))?;
     if untrusted {
         sensor.add_inode_flags(key, INODE_UNTRUSTED, generation)?;
     } else {

@@ -71,6 +71,12 @@ pub struct SensorEvent {
     pub path2: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub name_truncated: bool,
+    /// `path` is not a whole path of the file: the kernel cut the name, it could not be
+    /// made absolute (the process was gone, or its directory is longer than PATH_MAX), or
+    /// it no longer names the file and the file's own name could not be found. Recorded
+    /// on the edge, never added to the file's paths.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_incomplete: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub file_was_untrusted: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -134,28 +140,61 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         ino: event.inode.ino,
         generation: event.generation,
     });
-    let name = (event.name_len > 0).then(|| lossy(event.name_bytes()));
-    let name2 = (event.name2_len > 0).then(|| lossy(event.name2_bytes()));
+    let name = (event.name_len > 0).then(|| event.name_bytes());
+    let name2 = (event.name2_len > 0).then(|| event.name2_bytes());
     let pid = event.tgid;
-    let (path, path2) = match kind {
+    let cut = flags & (EF_NAME_TRUNCATED | EF_NAME2_TRUNCATED) != 0;
+    let whole = |p: &Option<String>| p.as_deref().is_some_and(|p| p.starts_with('/'));
+    let (path, path2, exact) = match kind {
         EventKind::Write | EventKind::Truncate | EventKind::Chmod if name.is_none() => {
             let fd_path = file.as_ref().and_then(|f| {
                 procfs::path_of_fd(pid, event.fd, &f.key()).or_else(|| procfs::path_of_inode(&f.key(), f.generation))
             });
-            (fd_path, None)
+            (fd_path, None, true)
         }
         // rename/link: fd = old dirfd, aux = new dirfd. A renamed file's one name is the new one.
-        EventKind::Rename | EventKind::Link => (
-            name.map(|n| procfs::resolve(pid, event.fd, &n)),
-            name2.map(|n| match kind {
-                EventKind::Rename => absolute_name(pid, event.aux as i32, &n, file.as_ref()),
-                _ => procfs::resolve(pid, event.aux as i32, &n),
-            }),
-        ),
-        EventKind::InheritedFds | EventKind::Connection => (None, None),
+        EventKind::Rename | EventKind::Link => {
+            let from = name.and_then(|n| procfs::resolve(pid, event.fd, n));
+            let (to, exact) = match (kind, name2) {
+                (EventKind::Rename, Some(n)) => absolute_name(pid, event.aux as i32, n, file.as_ref()),
+                (_, Some(n)) => (procfs::resolve(pid, event.aux as i32, n), true),
+                (_, None) => (None, true),
+            };
+            let exact = exact && whole(&from) && whole(&to);
+            (from, to, exact)
+        }
+        EventKind::InheritedFds | EventKind::Connection => (None, None, true),
         // The name is gone from the file system; only the dirfd can make it absolute.
-        EventKind::Unlink => (name.map(|n| procfs::resolve(pid, event.fd, &n)), None),
-        _ => (name.map(|n| absolute_name(pid, event.fd, &n, file.as_ref())), None),
+        EventKind::Unlink => {
+            let p = name.and_then(|n| procfs::resolve(pid, event.fd, n));
+            let exact = whole(&p);
+            (p, None, exact)
+        }
+        // exec: the file name as execve(2) got it, relative to the working directory (the
+        // kernel sets no dirfd: `fd` is 0 there, which is not the file's directory).
+        // For a `#!` script the inode is the interpreter's and the name the script's, so the
+        // name is not checked against the inode here (ingest tells the two apart).
+        // A process gone before its cwd could be read: the image's own path by its handle,
+        // when it has the name executed (so not a script's interpreter).
+        EventKind::Exec => {
+            let mut p = name.and_then(|n| procfs::resolve(pid, procfs::AT_FDCWD, n));
+            if !whole(&p)
+                && let (Some(f), Some(n)) = (&file, name)
+                && let Some(q) = procfs::path_of_inode(&f.key(), f.generation)
+                && sensor_common::graph::path_bytes(&q).is_some_and(|b| b.rsplit(|&c| c == b'/').next() == n.rsplit(|&c| c == b'/').next())
+            {
+                p = Some(q);
+            }
+            let exact = whole(&p);
+            (p, None, exact)
+        }
+        _ => match name {
+            Some(n) => {
+                let (p, exact) = absolute_name(pid, event.fd, n, file.as_ref());
+                (p, None, exact)
+            }
+            None => (None, None, true),
+        },
     };
     let taint_reason = match kind {
         EventKind::Exec | EventKind::Taint => match event.aux {
@@ -180,7 +219,8 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         file,
         path,
         path2,
-        name_truncated: flags & (EF_NAME_TRUNCATED | EF_NAME2_TRUNCATED) != 0,
+        name_truncated: cut,
+        path_incomplete: cut || !exact,
         file_was_untrusted: flags & EF_FILE_WAS_UNTRUSTED != 0,
         file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
         inode_map_full: flags & EF_INODE_MAP_FULL != 0,
@@ -198,15 +238,30 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
     }
 }
 
-/// `name` made absolute against the process's dirfd or working directory; when the
-/// process has already exited (a short-lived smbd child that wrote one file) and cannot
-/// be asked, the path of the file itself, found by its handle.
-fn absolute_name(pid: u32, dirfd: i32, name: &str, file: Option<&FileRef>) -> String {
+/// `name` made absolute against the process's dirfd or working directory, and whether it
+/// is exact (absolute). A path that does not name the file now (the process exited and
+/// could not be asked, a rename since) gives way to the path of the file itself, found by
+/// its handle; failing that, what there is (exact only if absolute).
+fn absolute_name(pid: u32, dirfd: i32, name: &[u8], file: Option<&FileRef>) -> (Option<String>, bool) {
     let path = procfs::resolve(pid, dirfd, name);
-    if path.starts_with('/') || path.is_empty() {
-        return path;
+    let Some(f) = file else {
+        let exact = path.as_deref().is_some_and(|p| p.starts_with('/'));
+        return (path, exact);
+    };
+    if let Some(p) = &path
+        && p.starts_with('/')
+        && procfs::names_inode(p, &f.key())
+    {
+        return (path, true);
     }
-    file.and_then(|f| procfs::path_of_inode(&f.key(), f.generation)).unwrap_or(path)
+    match procfs::path_of_inode(&f.key(), f.generation) {
+        Some(p) => (Some(p), true),
+        // Gone since (a dropper that deleted itself): the absolute name it had is kept.
+        None => {
+            let exact = path.as_deref().is_some_and(|p| p.starts_with('/'));
+            (path, exact)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ impl<'a> Ingest<'a> {
         let own = tgid == ev.tgid;
         // The image an exec event names; otherwise whatever the process runs now.
         let exe = match (ev.kind, &ev.path) {
-            (EventKind::Exec, Some(path)) if own => path.clone(),
+            (EventKind::Exec, Some(path)) if own && !ev.path_incomplete => path.clone(),
             _ => procfs::exe(tgid).unwrap_or_default(),
         };
         self.store.upsert_node(Node {
@@ -139,6 +139,10 @@ impl<'a> Ingest<'a> {
     pub fn apply(&mut self, ev: &SensorEvent) -> Result<Vec<KernelAction>> {
         let mut actions = Vec::new();
         let path = ev.path.as_deref();
+        // Only a whole path becomes one of the file's paths; an incomplete one (cut, or
+        // relative to a directory that could not be known) stays on the edge, flagged.
+        let node_path = path.filter(|_| !ev.path_incomplete);
+        let incomplete = ev.path_incomplete.then_some(true);
         match ev.kind {
             EventKind::Exec => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
@@ -146,15 +150,15 @@ impl<'a> Ingest<'a> {
                 let image = f.key();
                 // For a `#!` script the kernel reports the interpreter's inode with the
                 // script's path: the file executed is the script, its interpreter an attribute.
-                let script = path.and_then(|p| procfs::inode_of(Path::new(p)).ok()).filter(|(k, _)| *k != image);
+                let script = node_path.and_then(procfs::fs_path).and_then(|p| procfs::inode_of(&p).ok()).filter(|(k, _)| *k != image);
                 let tainted_by_this_exec = ev.taint_reason == Some("exec_untrusted");
                 let (file, interpreter) = match script {
                     Some((key, _)) => {
                         let untrusted = tainted_by_this_exec && !ev.file_was_untrusted;
-                        (self.upsert_file(ev.ts_ns, &key, path, untrusted, true)?, procfs::exe(ev.tgid))
+                        (self.upsert_file(ev.ts_ns, &key, node_path, untrusted, true)?, procfs::exe(ev.tgid))
                     }
                     None => {
-                        let file = self.upsert_file(ev.ts_ns, &image, path, ev.file_was_untrusted, true)?;
+                        let file = self.upsert_file(ev.ts_ns, &image, node_path, ev.file_was_untrusted, true)?;
                         if ev.file_was_untrusted {
                             // /proc/PID/exe is the very file that ran, even if renamed since.
                             self.record_hash(&file, Path::new(&format!("/proc/{}/exe", ev.tgid)))?;
@@ -164,6 +168,7 @@ impl<'a> Ingest<'a> {
                 };
                 self.edge(ev.ts_ns, EdgeKind::Exec, &file, &proc, json!({
                     "path": path, "taint_reason": ev.taint_reason, "uid": ev.uid, "interpreter": interpreter,
+                    "path_incomplete": incomplete,
                 }))?;
             }
             EventKind::Fork => {
@@ -179,14 +184,14 @@ impl<'a> Ingest<'a> {
             EventKind::Taint => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
                 if let Some(f) = &ev.file {
-                    let file = self.upsert_file(ev.ts_ns, &f.key(), path, true, false)?;
-                    self.edge(ev.ts_ns, EdgeKind::Read, &file, &proc, json!({"path": path, "taint_reason": ev.taint_reason}))?;
+                    let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
+                    self.edge(ev.ts_ns, EdgeKind::Read, &file, &proc, json!({"path": path, "taint_reason": ev.taint_reason, "path_incomplete": incomplete}))?;
                 }
             }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
                 let Some(f) = &ev.file else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
-                let file = self.upsert_file(ev.ts_ns, &f.key(), path, true, false)?;
+                let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
                 if ev.file_newly_untrusted || !ev.file_was_untrusted {
                     self.mark_untrusted_file(&f.key(), f.generation, &file)?;
                 }
@@ -197,6 +202,7 @@ impl<'a> Ingest<'a> {
                 };
                 let mut attrs = self.activation(ev, path);
                 attrs["path"] = json!(path);
+                attrs["path_incomplete"] = json!(incomplete);
                 attrs["by_port_program"] = json!(ev.port_program && !ev.tainted);
                 attrs["newly_untrusted"] = json!(ev.file_newly_untrusted);
                 attrs["via"] = json!(ev.write_via);
@@ -208,19 +214,20 @@ impl<'a> Ingest<'a> {
             EventKind::Chmod => {
                 let mode = ev.mode.unwrap_or(0);
                 let executable = mode & 0o111 != 0;
-                let key = ev.file.as_ref().map(|f| f.key()).or_else(|| path.and_then(|p| procfs::inode_of(Path::new(p)).ok().map(|(k, _)| k)));
+                let key = ev.file.as_ref().map(|f| f.key()).or_else(|| node_path.and_then(procfs::fs_path).and_then(|p| procfs::inode_of(&p).ok().map(|(k, _)| k)));
                 let Some(key) = key else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
-                let file = self.upsert_file(ev.ts_ns, &key, path, false, executable)?;
+                let file = self.upsert_file(ev.ts_ns, &key, node_path, false, executable)?;
                 let mut attrs = self.activation(ev, path);
                 attrs["mode"] = json!(format!("{:o}", mode & 0o7777));
                 attrs["executable"] = json!(executable);
                 attrs["path"] = json!(path);
+                attrs["path_incomplete"] = json!(incomplete);
                 self.edge(ev.ts_ns, EdgeKind::Chmod, &proc, &file, attrs)?;
             }
             EventKind::Rename | EventKind::Link => {
                 let Some(to) = ev.path2.as_deref() else { return Ok(actions) };
-                let Ok((key, generation)) = procfs::inode_of(Path::new(to)) else { return Ok(actions) };
+                let Some((key, generation)) = procfs::fs_path(to).and_then(|p| procfs::inode_of(&p).ok()) else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
                 let rename = ev.kind == EventKind::Rename;
                 // Rule 5: what a tainted process (or a port program) renames becomes untrusted.

@@ -208,7 +208,7 @@ fn real_main() -> Result<()> {
 
 fn relabel(config: &Config, path: PathBuf, untrusted: bool) -> Result<()> {
     let path = std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))?;
-    let path = path.to_string_lossy().into_owned();
+    let path = sensor_common::graph::path_text(path.as_os_str().as_encoded_bytes());
     let by = who_am_i();
     let request = if untrusted { Request::Taint { path, by } } else { Request::Trust { path, by } };
     client::call(&config.socket, &request, |line| {

@@ -1,12 +1,19 @@
 //! What userspace learns from /proc and stat(2): process identity and names, inode keys
 //! in the kernel's encoding, paths relative to a process's cwd or a descriptor.
 use std::{
+    ffi::OsStr,
     fs,
-    os::unix::fs::MetadataExt,
+    os::unix::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::MetadataExt,
+    },
     path::{Path, PathBuf},
 };
 
-use sensor_common::maps::{GENERATION_ANY, InodeKey};
+use sensor_common::{
+    graph::path_text,
+    maps::{GENERATION_ANY, InodeKey},
+};
 
 /// `AT_FDCWD`.
 pub const AT_FDCWD: i32 = -100;
@@ -77,23 +84,71 @@ fn generation_of(path: &Path) -> Option<u32> {
     (rc == 0).then_some(generation as u32)
 }
 
-/// Absolute form of a path a process passed to a syscall relative to `dirfd`.
-/// Best effort: the process may have exited or closed the descriptor since.
-pub fn resolve(pid: u32, dirfd: i32, name: &str) -> String {
-    if name.starts_with('/') || name.is_empty() {
-        return name.to_string();
-    }
-    let base = if dirfd == AT_FDCWD {
-        fs::read_link(format!("/proc/{pid}/cwd")).ok()
-    } else if dirfd >= 0 {
-        fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()
+/// A path as stored in the graph (`graph::path_text`: exact bytes, escaped).
+pub fn text(path: &Path) -> String {
+    path_text(path.as_os_str().as_bytes())
+}
+
+/// Absolute form (stored text) of a path a process passed to a syscall relative to
+/// `dirfd`, or the name as given (relative) when that cannot be known: the process may
+/// have exited or closed the descriptor since, or the directory's path may be longer than
+/// the kernel's `readlink` gives (PATH_MAX). A name through `/proc/<pid>/fd/N` (Samba
+/// reopens files so) is the file the descriptor names, never the `/proc` path itself;
+/// None when that cannot be read.
+pub fn resolve(pid: u32, dirfd: i32, name: &[u8]) -> Option<String> {
+    let joined = if name.first() == Some(&b'/') || name.is_empty() {
+        name.to_vec()
     } else {
-        None
+        let base = if dirfd == AT_FDCWD {
+            fs::read_link(format!("/proc/{pid}/cwd")).ok()
+        } else if dirfd >= 0 {
+            fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()
+        } else {
+            None
+        };
+        match base {
+            Some(base) => base.join(OsStr::from_bytes(name)).into_os_string().into_vec(),
+            None => return Some(path_text(name)),
+        }
     };
-    match base {
-        Some(base) => normalize(&base.join(name)),
-        None => name.to_string(),
+    let normal = normalize(&joined);
+    match proc_fd(&normal, pid) {
+        Some(link) => fs::read_link(link).ok().filter(|p| !p.as_os_str().as_bytes().ends_with(b" (deleted)")).map(|p| text(&p)),
+        None => Some(path_text(&normal)),
     }
+}
+
+/// `/proc/self/fd/N`, `/proc/thread-self/fd/N` or `/proc/<pid>/fd/N` (with what may follow
+/// N): the `/proc/<pid>/fd/N` link to read, as seen from this process.
+fn proc_fd(path: &[u8], pid: u32) -> Option<String> {
+    let rest = path.strip_prefix(b"/proc/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (who, rest) = rest.split_at(slash);
+    let rest = rest.strip_prefix(b"/fd/")?;
+    let fd: Vec<u8> = rest.iter().take_while(|b| b.is_ascii_digit()).copied().collect();
+    if fd.is_empty() {
+        return None;
+    }
+    let fd = std::str::from_utf8(&fd).ok()?;
+    let owner = match who {
+        b"self" | b"thread-self" => pid.to_string(),
+        digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => std::str::from_utf8(digits).ok()?.to_string(),
+        _ => return None,
+    };
+    Some(format!("/proc/{owner}/fd/{fd}"))
+}
+
+/// The file-system path of a stored path text (`graph::path_text`); None for text that is
+/// no stored path.
+pub fn fs_path(text: &str) -> Option<PathBuf> {
+    sensor_common::graph::path_bytes(text).map(|b| PathBuf::from(OsStr::from_bytes(&b)))
+}
+
+/// Does `path` (stored text) name the inode `key` now?
+pub fn names_inode(path: &str, key: &InodeKey) -> bool {
+    sensor_common::graph::path_bytes(path)
+        .and_then(|b| fs::metadata(OsStr::from_bytes(&b)).ok())
+        .is_some_and(|m| kernel_dev(m.dev()) == key.dev && m.ino() == key.ino)
 }
 
 /// The path behind descriptor `fd` of `pid`, or any descriptor of `pid` open on `key`.
@@ -104,7 +159,7 @@ pub fn path_of_fd(pid: u32, fd: i32, key: &InodeKey) -> Option<String> {
     if fd >= 0 {
         let link = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
         if matches(&link) {
-            return fs::read_link(link).ok().map(|p| p.to_string_lossy().into_owned());
+            return fs::read_link(link).ok().map(|p| text(&p));
         }
     }
     open_files(pid).into_iter().find(|(_, k)| k == key).map(|(path, _)| path)
@@ -117,7 +172,7 @@ pub fn open_files(pid: u32) -> Vec<(String, InodeKey)> {
     dir.flatten()
         .filter_map(|e| {
             let m = fs::metadata(e.path()).ok()?;
-            let path = fs::read_link(e.path()).ok()?.to_string_lossy().into_owned();
+            let path = text(&fs::read_link(e.path()).ok()?);
             Some((path, InodeKey::new(kernel_dev(m.dev()), m.ino())))
         })
         .collect()
@@ -152,9 +207,8 @@ pub fn path_of_inode(key: &InodeKey, generation: u32) -> Option<String> {
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let path = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    let path = path.to_string_lossy().into_owned();
     // A deleted file reads as "... (deleted)": no name to give.
-    (!path.ends_with(" (deleted)")).then_some(path)
+    (!path.as_os_str().as_bytes().ends_with(b" (deleted)")).then(|| text(&path))
 }
 
 /// The mount point of the filesystem whose kernel `dev_t` is `dev` (/proc/self/mountinfo).
@@ -170,18 +224,27 @@ fn mount_point_of(dev: u32) -> Option<PathBuf> {
 }
 
 /// Lexical `.`/`..` removal (no symlink resolution: the name is what the process used).
-fn normalize(path: &Path) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.to_str().unwrap_or_default().split('/') {
+/// `.`, `..` and repeated slashes resolved in an absolute path, on its bytes.
+fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/') {
         match part {
-            "" | "." => {}
-            ".." => {
+            b"" | b"." => {}
+            b".." => {
                 parts.pop();
             }
             p => parts.push(p),
         }
     }
-    format!("/{}", parts.join("/"))
+    let mut out = Vec::with_capacity(path.len());
+    for p in parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// Files larger than this are not hashed (a sensor must not read gigabytes per exec).
@@ -276,7 +339,29 @@ mod tests {
     fn resolve_relative_to_cwd() {
         let me = std::process::id();
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(resolve(me, AT_FDCWD, "a/../b"), format!("{}/b", cwd.display()));
-        assert_eq!(resolve(me, AT_FDCWD, "/abs"), "/abs");
+        assert_eq!(resolve(me, AT_FDCWD, b"a/../b").unwrap(), format!("{}/b", cwd.display()));
+        assert_eq!(resolve(me, AT_FDCWD, b"/abs").unwrap(), "/abs");
+        assert_eq!(resolve(me, AT_FDCWD, b"/srv/caf\xe9").unwrap(), "/srv/caf\\xe9");
+        // Unknown base (no such process): the name as given, relative.
+        assert_eq!(resolve(u32::MAX, AT_FDCWD, b"x/y").unwrap(), "x/y");
+    }
+
+    #[test]
+    fn proc_fd_names_are_the_files_they_point_at() {
+        use std::os::fd::AsRawFd;
+        let me = std::process::id();
+        let dir = std::env::temp_dir().join(format!("vtrail-procfd-{me}"));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("target.txt");
+        fs::write(&file, "x").unwrap();
+        let f = fs::File::open(&file).unwrap();
+        let fd = f.as_raw_fd();
+        for name in [format!("/proc/self/fd/{fd}"), format!("/proc/{me}/fd/{fd}"), format!("/proc/thread-self/fd/{fd}")] {
+            assert_eq!(resolve(me, AT_FDCWD, name.as_bytes()).as_deref(), Some(file.to_str().unwrap()), "{name}");
+        }
+        // A closed descriptor: no path rather than a /proc one.
+        assert_eq!(resolve(me, AT_FDCWD, b"/proc/self/fd/999999"), None);
+        assert_eq!(proc_fd(b"/proc/self/status", me), None);
+        fs::remove_dir_all(&dir).ok();
     }
 }

@@ -278,3 +278,51 @@ fn open_for_writing_by_tainted_process_marks_file() {
     let writes = g.edges_into("write", f["id"].as_str().unwrap());
     assert!(writes.iter().any(|e| e["attrs"]["via"] == "open_for_write"), "{writes:?}");
 }
+
+/// The record is exact: paths are the files' own, whatever the process's stdin, however
+/// odd the name's bytes, never a `/proc/.../fd` link; a path that cannot be known whole
+/// is flagged, not stored as one of the file's paths.
+#[test]
+fn recorded_paths_are_exact_or_flagged() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_evil("exact", "");
+    // A relative exec with stdin redirected from a file.
+    sh(&format!("cd {d} && ./evil -c true < /etc/hostname"));
+    let g = sensor.wait_for("relative exec recorded", |g| g.processes_that_exec(&format!("{d}/evil")).len() >= 1);
+    let bogus = g.nodes.iter().filter(|n| n["kind"] == "file").flat_map(|n| n["paths"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p.as_str().unwrap_or("").starts_with("/etc/hostname")).count();
+    assert_eq!(bogus, 0, "a path under stdin's file:\n{}", g.describe());
+    let execs: Vec<_> = g.edges.iter().filter(|e| e["kind"] == "exec").map(|e| e["attrs"]["path"].clone()).collect();
+    assert!(execs.iter().all(|p| !p.as_str().unwrap_or("").starts_with("/etc/hostname")), "{execs:?}");
+    let evil = g.file(&format!("{d}/evil")).unwrap();
+    for e in g.edges_from("exec", evil["id"].as_str().unwrap()) {
+        assert_eq!(e["attrs"]["path"], format!("{d}/evil"), "{e}");
+    }
+    let relative_exe: Vec<_> = g.nodes.iter().filter(|n| n["kind"] == "process" && n["exe"].as_str().is_some_and(|x| !x.is_empty() && !x.starts_with('/'))).collect();
+    assert!(relative_exe.is_empty(), "{relative_exe:?}");
+
+    // A Latin-1 name (not UTF-8), a file written through /proc/self/fd, and a file whose
+    // directory is deeper than PATH_MAX.
+    // (dash's `cd` stops short of PATH_MAX; Python's chdir does not.)
+    std::fs::write(
+        format!("{d}/deep.py"),
+        "import os\nfor _ in range(25):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\nopen('deep.txt', 'w').write('x')\n",
+    )
+    .unwrap();
+    sh(&format!(
+        "cd {d} && ./evil -c 'printf x > \"$(printf \"caf\\351.txt\")\"; exec 3>{d}/pfd.txt; echo x > /proc/self/fd/3; python3 {d}/deep.py'"
+    ));
+    let g = sensor.wait_for("the odd names recorded", |g| {
+        g.edges.iter().any(|e| e["attrs"]["path"] == "deep.txt") && g.file(&format!("{d}/caf\\xe9.txt")).is_some()
+    });
+    assert!(g.is_untrusted(&format!("{d}/caf\\xe9.txt")), "the exact bytes, escaped: {}", g.describe());
+    assert!(!g.nodes.iter().any(|n| n["paths"].as_array().is_some_and(|p| p.iter().any(|x| x.as_str().unwrap_or("").contains('\u{fffd}')))), "no U+FFFD");
+    let proc_paths: Vec<_> = g.nodes.iter().flat_map(|n| n["paths"].as_array().cloned().unwrap_or_default())
+        .filter(|p| p.as_str().unwrap_or("").starts_with("/proc/")).collect();
+    assert!(proc_paths.is_empty(), "a /proc fd link stored as a path: {proc_paths:?}");
+    let pfd = g.file(&format!("{d}/pfd.txt")).expect("pfd.txt recorded");
+    assert!(g.edges.iter().filter(|e| e["dst"] == pfd["id"]).count() >= 1);
+    let deep_edge = g.edges.iter().find(|e| e["attrs"]["path"] == "deep.txt").unwrap();
+    assert_eq!(deep_edge["attrs"]["path_incomplete"], true, "{deep_edge}");
+    assert!(g.file("deep.txt").is_none(), "a bare name stored as a path");
+}

@@ -633,7 +633,7 @@ mod tests {
         SensorEvent {
             ts_ns, kind, tgid: 4_000_000, tid: 4_000_000, start_ticks: 5, parent: None, uid: 0, comm: "smbd".into(),
             tainted: false, port_program: true, file: path.map(|_| FileRef { dev: 1, ino: 2, generation: 0 }),
-            path: path.map(String::from), path2: None, name_truncated: false, file_was_untrusted: false,
+            path: path.map(String::from), path2: None, name_truncated: false, path_incomplete: false, file_was_untrusted: false,
             file_newly_untrusted: true, inode_map_full: false, taint_reason: None, mode: None, open_flags: None,
             write_via: None, inherited: Vec::new(), inherited_overflow: None, connection,
         }
