@@ -251,6 +251,12 @@ pub mod net_verb {
     /// first bytes of the flow's next segment (`tcp_seq`), which userspace joins to the
     /// held record (`sensor-user/src/network/reassembly.rs`).
     pub const SMB_CONTINUATION: u8 = 6;
+    /// SMB2 TREE_CONNECT request (whole in its packet): `name` = the share path
+    /// `\\server\share` (UTF-16LE as sent), ids.
+    pub const SMB_TREE_CONNECT: u8 = 7;
+    /// Successful TREE_CONNECT response: ids, the new TreeId in `tree_id` (MessageId
+    /// matches the request). With the request, which share a CREATE's TreeId names.
+    pub const SMB_TREE_CONNECT_RESPONSE: u8 = 8;
     /// FTP control line from the client (`name` = the raw line, parsed in userspace).
     pub const FTP_COMMAND: u8 = 16;
     /// FTP control reply from the server (`name` = the raw reply text).

@@ -30,7 +30,8 @@
 //! `attrs.severity = "high"`.
 //!
 //! Node ids are strings that say what they are and where: `host:<host-id>`,
-//! `proc:<host-id>:<tgid>:<start-ticks>`, `file:<host-id>:<dev>:<ino>`, `remote:<ip>`.
+//! `proc:<host-id>:<tgid>:<start-ticks>`, `file:<host-id>:<dev>:<ino>`, `remote:<ip>`,
+//! `user:<name>(uid <uid>)` (an operator).
 //! `<start-ticks>` is the process start time in clock ticks since boot (as in
 //! `/proc/PID/stat` field 22), so processes found in /proc at start-up and processes seen
 //! by the kernel get the same id. `<dev>` is the kernel's `dev_t` (`MAJOR << 20 | MINOR`).
@@ -114,6 +115,10 @@ pub enum NodeData {
         #[serde(default)]
         node_ids: Vec<String>,
     },
+    /// An operator who relabelled a file (`relabel` edges start here): `name(uid N)`.
+    User {
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,6 +191,10 @@ pub fn process_node_id(host_id: &str, tgid: u32, start_ticks: u64) -> String {
 pub fn file_node_id(host_id: &str, dev: u32, ino: u64) -> String {
     format!("file:{host_id}:{dev}:{ino}")
 }
+pub fn user_node_id(name: &str) -> String {
+    format!("user:{name}")
+}
+
 pub fn remote_node_id(ip: &str) -> String {
     format!("remote:{ip}")
 }

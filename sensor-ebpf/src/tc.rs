@@ -65,6 +65,8 @@ const MAX_PDUS: u32 = 16;
 const SMB2_HDR: u32 = smb2::HEADER_LEN as u32;
 const SCRATCH: usize = smb2::HEADER_LEN;
 const CREATE_FIXED_END: u32 = field::create_req::BUFFER as u32;
+/// SMB2 TREE_CONNECT command code (MS-SMB2 2.2.1.2).
+const TREE_CONNECT: u16 = 3;
 
 #[classifier]
 pub fn tc_ingress(ctx: TcContext) -> i32 {
@@ -282,9 +284,10 @@ fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
             count(net_counter::TRUNCATED_HEADER);
             return false;
         };
-        // Replies userspace needs: 150 (STOU's "FILE: name"), 226, 250 (CWD), 257 (PWD).
+        // Replies userspace needs: 125/150 (a transfer starts; STOU's "FILE: name"), 226,
+        // 250 (CWD), 257 (PWD), and refusals (4xx, 5xx: a transfer that did not happen).
         let code = [head[0], head[1], head[2]];
-        if !matches!(&code, b"150" | b"226" | b"250" | b"257") {
+        if !(matches!(&code, b"125" | b"150" | b"226" | b"250" | b"257") || matches!(code[0], b'4' | b'5')) {
             return false;
         }
         emit(pkt, NET_PROTO_FTP, net_verb::FTP_REPLY, if truncated { NF_NAME_TRUNCATED } else { 0 }, |ev| {
@@ -783,6 +786,9 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     } else {
         net_verb::of_smb2(command, response, status)
     };
+    if command == TREE_CONNECT && w.drop == 0 {
+        tree_connect(ctx, &w.pkt, pdu, end, response, status, related, ids);
+    }
     if verb == Some(net_verb::SMB_CREATE) {
         if pdu + CREATE_FIXED_END > len {
             cut_pdu(ctx, w, pdu, end, net_verb::SMB_CREATE, command, related);
@@ -955,6 +961,37 @@ fn cut_pdu(ctx: &TcContext, w: &mut SmbWalk, pdu: u32, end: u32, verb: u8, comma
         flags |= NF_BLOCKED;
     }
     send_cut(ctx, &w.pkt, pdu, verb, command, flags, end.saturating_sub(w.pkt.len), &mut w.cont_bytes);
+}
+
+/// A TREE_CONNECT request (its share path) or successful response (the TreeId), whole in
+/// the packet: userspace learns which share each TreeId names. Not followed when cut (a
+/// tree connect is small and comes early in a connection), counted.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tree_connect(ctx: &TcContext, pkt: &Packet, pdu: u32, end: u32, response: bool, status: u32, related: u32, ids: SmbIds) {
+    if response {
+        if status == 0 {
+            emit(pkt, NET_PROTO_SMB2, net_verb::SMB_TREE_CONNECT_RESPONSE, related, |ev| ids.set(ev));
+        }
+        return;
+    }
+    const FIXED: usize = field::tree_connect_req::END;
+    if pdu + FIXED as u32 > pkt.len {
+        count(net_counter::TRUNCATED_HEADER);
+        return;
+    }
+    let Some(b) = load::<[u8; FIXED]>(ctx, pdu) else { return };
+    let req = smb2::TreeConnectRequest::new_unchecked(&b[..]);
+    let off = req.path_offset() as u32;
+    let n = req.path_length() as u32;
+    if off < FIXED as u32 || pdu + off + n > end || pdu + off + n > pkt.len || n > NAME_LEN as u32 {
+        count(net_counter::NAME_OUT_OF_BOUNDS);
+        return;
+    }
+    emit(pkt, NET_PROTO_SMB2, net_verb::SMB_TREE_CONNECT, related, |ev| {
+        ids.set(ev);
+        copy_name(ctx, ev, pdu + off, n);
+    });
 }
 
 /// A CREATE request whose header and fixed part are in the packet (the name may run past

@@ -27,6 +27,10 @@ pub struct Config {
     pub port_programs: Vec<PathBuf>,
     pub interpreters: Vec<PathBuf>,
     pub activation_points: Vec<String>,
+    /// Port programs' own state (databases, caches, logs), as `path_pattern`s: what a port
+    /// program writes there is not an arrival. Samba's, from smb.conf, is added at start.
+    #[serde(default)]
+    pub port_program_state: Vec<String>,
     /// Network monitoring (TC classifiers for SMB2/FTP) on or off.
     #[serde(default = "yes")]
     pub network_monitoring: bool,
@@ -56,6 +60,21 @@ pub struct Config {
     pub dns_zones: Vec<String>,
 }
 
+/// Does `path` match `pattern`? `DIR/`: below DIR; `*/NAME`: a file NAME anywhere;
+/// `*/DIR/`: below a directory DIR anywhere; otherwise the exact path.
+pub fn path_pattern(pattern: &str, path: &str) -> bool {
+    if let Some(name) = pattern.strip_prefix("*/") {
+        match name.strip_suffix('/') {
+            Some(dir) => path.contains(&format!("/{dir}/")),
+            None => path.rsplit('/').next() == Some(name) || path.ends_with(&format!("/{name}")),
+        }
+    } else if pattern.ends_with('/') {
+        path.starts_with(pattern)
+    } else {
+        path == pattern
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -77,6 +96,7 @@ struct Overlay {
     port_programs: Option<Vec<PathBuf>>,
     interpreters: Option<Vec<PathBuf>>,
     activation_points: Option<Vec<String>>,
+    port_program_state: Option<Vec<String>>,
     network_monitoring: Option<bool>,
     interfaces: Option<Vec<String>>,
     include_loopback: Option<bool>,
@@ -125,7 +145,7 @@ impl Config {
             ($($field:ident),*) => {$( if let Some(v) = overlay.$field { self.$field = v; } )*};
         }
         take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
-              dedup_writes, port_programs, interpreters, activation_points,
+              dedup_writes, port_programs, interpreters, activation_points, port_program_state,
               network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
@@ -155,18 +175,7 @@ impl Config {
 
     /// Rule 6: the activation point `path` falls under, if any.
     pub fn activation_point(&self, path: &str) -> Option<&str> {
-        self.activation_points.iter().map(String::as_str).find(|pattern| {
-            if let Some(name) = pattern.strip_prefix("*/") {
-                match name.strip_suffix('/') {
-                    Some(dir) => path.contains(&format!("/{dir}/")),
-                    None => path.rsplit('/').next() == Some(name) || path.ends_with(&format!("/{name}")),
-                }
-            } else if pattern.ends_with('/') {
-                path.starts_with(pattern)
-            } else {
-                path == *pattern
-            }
-        })
+        self.activation_points.iter().map(String::as_str).find(|pattern| path_pattern(pattern, path))
     }
 }
 

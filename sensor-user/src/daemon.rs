@@ -99,7 +99,8 @@ pub async fn run(config: Config) -> Result<()> {
     #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
     let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
     let clock = WallClock::now();
-    let mut ingest = Ingest::new(&store, host.clone(), &config);
+    let smb_conf = std::fs::read_to_string(config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into())).ok();
+    let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::ingest::PortState::new(&config, smb_conf.as_deref()));
     let mut counters = Counters { by_kind: BTreeMap::new(), decode_errors: 0, ingest_errors: 0 };
     let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
     let follower_lag = Arc::new(AtomicU64::new(0));
@@ -212,9 +213,17 @@ fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, coun
     match ingest.apply(ev) {
         Ok(actions) => {
             for action in actions {
-                let KernelAction::MarkUntrusted { key, generation } = action;
-                if let Err(e) = sensor.add_inode_flags(key, INODE_UNTRUSTED, generation) {
-                    warn!("cannot mark inode {}:{} untrusted in the kernel: {e:#}", key.dev, key.ino);
+                match action {
+                    KernelAction::MarkUntrusted { key, generation } => {
+                        if let Err(e) = sensor.add_inode_flags(key, INODE_UNTRUSTED, generation) {
+                            warn!("cannot mark inode {}:{} untrusted in the kernel: {e:#}", key.dev, key.ino);
+                        }
+                    }
+                    KernelAction::NotAnArrival { key } => {
+                        if let Err(e) = sensor.forget_untrusted(key) {
+                            warn!("cannot clear inode {}:{} (a port program's own state) in the kernel: {e:#}", key.dev, key.ino);
+                        }
+                    }
                 }
             }
         }
@@ -280,6 +289,7 @@ fn answer(
                 "events_received": counters.by_kind,
                 "decode_errors": counters.decode_errors,
                 "ingest_errors": counters.ingest_errors,
+                "port_program_state_writes_ignored": ingest.state_writes_ignored,
                 "kernel_drops": sensor.drop_counts().into_iter().collect::<BTreeMap<_, _>>(),
                 "kernel_state": {"carried_over": sensor.carried, "untrusted_inodes": sensor.untrusted_inode_count()},
                 "follower_lagged_events": follower_lag.load(Ordering::Relaxed),

@@ -17,6 +17,35 @@ use crate::{config::Config, events::SensorEvent, graph::GraphStore, procfs};
 pub enum KernelAction {
     /// Rule 5 for renames/links, known only by path in the kernel.
     MarkUntrusted { key: InodeKey, generation: u32 },
+    /// A port program's write to its own state (`port_program_state`): the kernel marked
+    /// it untrusted by rule 1; it is not an arrival.
+    NotAnArrival { key: InodeKey },
+}
+
+/// Where port programs keep their own state (patterns of `config::path_pattern`), and the
+/// share roots that are arrivals whatever those patterns say.
+#[derive(Default, Debug, Clone)]
+pub struct PortState {
+    pub patterns: Vec<String>,
+    pub share_roots: Vec<String>,
+}
+
+impl PortState {
+    /// The configured patterns and what the smb.conf text (if any) names.
+    pub fn new(config: &Config, smb_conf: Option<&str>) -> Self {
+        let mut patterns = config.port_program_state.clone();
+        let mut share_roots = Vec::new();
+        if let Some(text) = smb_conf {
+            patterns.extend(crate::smb_conf::state_paths(text));
+            share_roots = crate::smb_conf::share_roots(text);
+        }
+        Self { patterns, share_roots }
+    }
+
+    pub fn holds(&self, path: &str) -> bool {
+        !self.share_roots.iter().any(|r| path.starts_with(&format!("{r}/")))
+            && self.patterns.iter().any(|p| crate::config::path_pattern(p, path))
+    }
 }
 
 /// Paths remembered for `unlink`, which names a file that can no longer be stat'ed.
@@ -27,11 +56,19 @@ pub struct Ingest<'a> {
     host: HostInfo,
     config: &'a Config,
     path_index: HashMap<String, String>,
+    port_state: PortState,
+    /// Port-program writes to their own state, not recorded (`status`).
+    pub state_writes_ignored: u64,
 }
 
 impl<'a> Ingest<'a> {
     pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
-        Self { store, host, config, path_index: HashMap::new() }
+        Self { store, host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
+    }
+
+    pub fn with_port_state(mut self, port_state: PortState) -> Self {
+        self.port_state = port_state;
+        self
     }
 
     pub fn store(&self) -> &GraphStore {
@@ -190,6 +227,17 @@ impl<'a> Ingest<'a> {
             }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
                 let Some(f) = &ev.file else { return Ok(actions) };
+                // (The kernel may have marked it again before the last clear was seen: a
+                // file the graph holds untrusted - written by a tainted process - is kept.)
+                if ev.port_program
+                    && !ev.tainted
+                    && node_path.is_some_and(|p| self.port_state.holds(p))
+                    && self.store.untrusted_file(&f.key())?.is_none()
+                {
+                    self.state_writes_ignored += 1;
+                    actions.push(KernelAction::NotAnArrival { key: f.key() });
+                    return Ok(actions);
+                }
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
                 let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
                 if ev.file_newly_untrusted || !ev.file_was_untrusted {
@@ -299,7 +347,8 @@ impl<'a> Ingest<'a> {
         } else {
             self.store.clear_untrusted(key)?;
         }
-        let actor = format!("user:{by}");
+        let actor = sensor_common::graph::user_node_id(by);
+        self.store.upsert_node(Node { id: actor.clone(), host: self.host.id.clone(), first_seen_ns: ts, data: NodeData::User { name: by.into() } })?;
         self.edge(ts, EdgeKind::Relabel, &actor, &file, json!({"to": if untrusted {"untrusted"} else {"trusted"}, "by": by, "path": path}))?;
         Ok(file)
     }

@@ -15,5 +15,6 @@ pub mod network;
 pub mod procfs;
 pub mod replay;
 pub mod selftest;
+pub mod smb_conf;
 pub mod sensor;
 pub mod strategy;

@@ -186,6 +186,10 @@ fn real_main() -> Result<()> {
             let stats = sensor_user::replay::replay_file(&file, &mut out, json)?;
             out.flush()?;
             eprintln!("{} transfers, {} frames, {} parse errors", stats.transfers, stats.frames, stats.parse_errors);
+            if let Some(why) = &stats.truncated {
+                eprintln!("vtrail-sensor: {}: the capture is cut ({why}): the transfers above are those before the cut", file.display());
+                std::process::exit(3);
+            }
             Ok(())
         }
         Command::Block { target } | Command::Unblock { target } if sensor_user::network::parse_target(&target).is_err() => {

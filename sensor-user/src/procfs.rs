@@ -178,6 +178,31 @@ pub fn open_files(pid: u32) -> Vec<(String, InodeKey)> {
         .collect()
 }
 
+/// The files `pid` holds open for reading (read-only or read-write), stdin, stdout and
+/// stderr left out: what a process can be sending. An inherited log on fd 2 is not.
+pub fn readable_files(pid: u32) -> Vec<(String, InodeKey)> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let fd: u32 = e.file_name().to_str()?.parse().ok()?;
+            if fd <= 2 {
+                return None;
+            }
+            let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+            let flags = u32::from_str_radix(flags, 8).ok()?;
+            if flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32 {
+                return None;
+            }
+            let m = fs::metadata(e.path()).ok()?;
+            if !m.is_file() {
+                return None;
+            }
+            Some((text(&fs::read_link(e.path()).ok()?), InodeKey::new(kernel_dev(m.dev()), m.ino())))
+        })
+        .collect()
+}
+
 /// A path of the inode `key` when no process holds it open any more: opened by file handle
 /// (`open_by_handle_at`, handle type `FILEID_INO32_GEN` = inode + generation, as ext2/3/4
 /// and xfs encode them) on the mount of its device, then named through /proc/self/fd.

@@ -212,6 +212,21 @@ impl Sensor {
     /// Clears `flags` of an inode (manual trust relabel) and forgets which processes have
     /// written it, so a later write by a tainted process is reported again.
     pub fn clear_inode_flags(&mut self, key: InodeKey, flags: u32) -> Result<()> {
+        self.clear_flags(key, flags)?;
+        let stale: Vec<WriteSeenKey> = self.write_seen.keys().filter_map(|k| k.ok()).filter(|k| k.inode == key).collect();
+        for k in stale {
+            let _ = self.write_seen.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Clears the untrusted flag only, keeping the write de-duplication of the file (a port
+    /// program's own state: its next writes need not be reported again).
+    pub fn forget_untrusted(&mut self, key: InodeKey) -> Result<()> {
+        self.clear_flags(key, sensor_common::maps::INODE_UNTRUSTED)
+    }
+
+    fn clear_flags(&mut self, key: InodeKey, flags: u32) -> Result<()> {
         if let Ok(mut state) = self.inodes.get(&key, 0) {
             state.flags &= !flags;
             if state.flags == 0 {
@@ -219,10 +234,6 @@ impl Sensor {
             } else {
                 self.inodes.insert(key, state, 0)?;
             }
-        }
-        let stale: Vec<WriteSeenKey> = self.write_seen.keys().filter_map(|k| k.ok()).filter(|k| k.inode == key).collect();
-        for k in stale {
-            let _ = self.write_seen.remove(&k);
         }
         Ok(())
     }

@@ -89,10 +89,11 @@ pub fn wait_listening_in(ns: &str, port: u16, addr: &str) {
 }
 
 /// smbd bound to the veth addresses only, one user `root` (password vtpass), a plain
-/// share and one with `smb encrypt = required`, both on `dir/share`.
+/// share and one with `smb encrypt = required`, both on `dir/share`, and `other` on
+/// `dir/other`.
 pub fn start_samba(dir: &Path) -> (Daemon, PathBuf) {
     let d = dir.display();
-    for sub in ["lock", "state", "cache", "private", "run", "ncalrpc", "share"] {
+    for sub in ["lock", "state", "cache", "private", "run", "ncalrpc", "share", "other"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     let conf = dir.join("smb.conf");
@@ -105,7 +106,8 @@ pub fn start_samba(dir: &Path) -> (Daemon, PathBuf) {
              ncalrpc dir = {d}/ncalrpc\n log file = {d}/log.smbd\n passdb backend = tdbsam:{d}/private/passdb.tdb\n\
              server min protocol = SMB2_10\n load printers = no\n printing = bsd\n printcap name = /dev/null\n disable spoolss = yes\n\
              [share]\n path = {d}/share\n read only = no\n\
-             [enc]\n path = {d}/share\n read only = no\n smb encrypt = required\n"
+             [enc]\n path = {d}/share\n read only = no\n smb encrypt = required\n\
+             [other]\n path = {d}/other\n read only = no\n"
         ),
     )
     .unwrap();
@@ -213,6 +215,11 @@ pub fn check_upload(sensor: &RunningSensor, path: &str, ip: &str, name: Option<&
     assert_eq!(remote["kind"], "remote");
     sh(&format!("chmod +x '{path}' && '{path}' -c true"));
     sensor.wait_for(&format!("exec of {path} tainted"), |g| g.processes_that_exec(path).iter().any(|p| p["tainted"] == true));
+}
+
+/// `smbclient get` of `name` from `share` into `dest` (in the client namespace).
+pub fn smb_get(server: &str, share: &str, name: &str, dest: &str) -> std::process::Output {
+    run(&format!("ip netns exec {NS} timeout 20 smbclient //vtserver/{share} -I {server} -U root%vtpass -c 'get {name} {dest}'"))
 }
 
 pub fn smb_put(server: &str, share: &str, dialect: &str, encrypt: bool, src: &str, name: &str) -> std::process::Output {

@@ -57,6 +57,44 @@ fn smb_uploads_are_attributed_to_the_sender() {
     }
     let status = sensor.status();
     assert!(status["network"]["attribution"]["encrypted_sessions"].as_u64().unwrap_or(0) >= 1, "{}", status["network"]);
+    // smbd's own databases and log are not arrivals.
+    let g = sensor.graph();
+    let d = dir.display().to_string();
+    let state: Vec<_> = g.nodes.iter()
+        .filter(|n| n["kind"] == "file" && n["untrusted"] == true)
+        .filter(|n| n["paths"].as_array().into_iter().flatten().any(|p| {
+            let p = p.as_str().unwrap_or("");
+            ["lock/", "state/", "cache/", "private/", "log.smbd"].iter().any(|s| p.starts_with(&format!("{d}/{s}")))
+        }))
+        .collect();
+    assert!(state.is_empty(), "smbd's state recorded as arrivals: {state:?}");
+    assert!(status["port_program_state_writes_ignored"].as_u64().unwrap_or(0) > 0, "{status}");
+
+    // The same name in two shares: a read from one is a sent_to of that file only.
+    let both = "same-name.bin";
+    for sh_name in ["share", "other"] {
+        let out = smb_put(HOST4, sh_name, "SMB3_11", false, "/usr/bin/dash", both);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let in_share = format!("{}/{both}", share.display());
+    let in_other = format!("{}/other/{both}", dir.display());
+    sensor.wait_for("both copies untrusted", |g| g.is_untrusted(&in_share) && g.is_untrusted(&in_other));
+    let out = smb_get(HOST4, "other", both, "/dev/null");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent_of = |g: &tests::sensor::Graph, path: &str| -> usize {
+        g.file(path).map_or(0, |f| g.edges_from("sent_to", f["id"].as_str().unwrap()).len())
+    };
+    sensor.wait_for("sent_to of the copy read", |g| sent_of(g, &in_other) == 1);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(sent_of(&sensor.graph(), &in_share), 0, "the copy in the other share was not read");
+
+    // After a restart, a read of a file the database knows (not seen this run) is a sent_to.
+    sensor.stop();
+    let sensor = tests::net::sensor(&dir);
+    let restored = format!("{}/up1-SMB2_10.bin", share.display());
+    let out = smb_get(HOST4, "share", "up1-SMB2_10.bin", "/dev/null");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sensor.wait_for("sent_to of a file restored from the database", |g| sent_of(g, &restored) == 1);
     let log = sensor.stop();
     assert!(log.contains("TC classifiers detached from vtn0"), "{log}");
     let qdisc = String::from_utf8_lossy(&run(&format!("tc qdisc show dev {HOST_IF}")).stdout).into_owned();
@@ -81,6 +119,16 @@ fn ftp_uploads_active_and_passive_ipv4_and_ipv6() {
         assert!(out.status.success(), "curl {mode} STOR failed: {}", String::from_utf8_lossy(&out.stderr));
         check_upload(&sensor, &format!("{}/{name}", incoming.display()), client, Some(&name));
     }
+    // A download (RETR) of an untrusted file is a sent_to of that file.
+    let path = format!("{}/ftp-passive.bin", incoming.display());
+    let out = run(&format!("ip netns exec {NS} curl -sS --max-time 20 -o /dev/null ftp://{HOST4}/incoming/ftp-passive.bin"));
+    assert!(out.status.success(), "curl RETR failed: {}", String::from_utf8_lossy(&out.stderr));
+    let g = sensor.wait_for("sent_to for the RETR", |g| {
+        g.file(&path).is_some_and(|f| g.edges_from("sent_to", f["id"].as_str().unwrap()).iter().any(|e| e["attrs"]["verb"] == "RETR"))
+    });
+    let f = g.file(&path).unwrap();
+    let sent = g.edges_from("sent_to", f["id"].as_str().unwrap());
+    assert!(sent.iter().all(|e| e["dst"] == format!("remote:{CLIENT4}")), "{sent:?}");
 }
 
 /// After a `kill -9` the clsact qdisc and filters stay behind: the next sensor reuses
@@ -201,6 +249,21 @@ fn dropper_connections_and_outbound_uploads_are_recorded() {
     let sent = g.edges_from("sent_to", &file).into_iter().find(|e| e["attrs"]["name"] == "innocent.bin").unwrap().clone();
     assert_eq!(sent["attrs"]["matched_by"], "open_file", "{sent}");
     assert!(sent["attrs"]["process"].as_u64().is_some(), "{sent}");
+    // Refused by the server (553: the FTP root is not writable): nothing was sent.
+    let out = run(&format!("'{dropper}' -sS --max-time 20 -T '{dropper}' ftp://{CLIENT4}/refused.bin"));
+    assert!(!out.status.success(), "the STOR was refused");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let g = sensor.graph();
+    assert!(!g.edges.iter().any(|e| e["kind"] == "sent_to" && e["attrs"]["name"] == "refused.bin"), "{}", g.describe());
+    // The dropper's inherited stdout/stderr (a log it writes) is not what it sends.
+    let log = format!("{}/dropper.log", dir.display());
+    let out = run(&format!("'{dropper}' -sS --max-time 20 -T /etc/hostname ftp://{CLIENT4}/incoming/hostname.txt > '{log}' 2>&1"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let g = sensor.graph();
+    if let Some(l) = g.file(&log) {
+        assert!(g.edges_from("sent_to", l["id"].as_str().unwrap()).is_empty(), "the log on stdout was sent: {}", g.describe());
+    }
 
     // The analysis names the host the dropper reached and puts it on the block list.
     let dump = format!("{}/dump.jsonl", dir.display());

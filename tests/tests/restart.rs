@@ -95,10 +95,11 @@ fn operator_changes_survive_a_kill_right_after_the_answer() {
         sensor.kill9();
         let g = graph_on_disk(&config);
         assert!(g.is_untrusted(&file), "round {round}: taint acknowledged, then killed: lost\n{}", g.describe());
-        let by = g.edges.iter().find(|e| e["kind"] == "relabel" || e["attrs"]["by"].is_string()).map(|e| e["attrs"]["by"].clone());
-        if let Some(by) = by {
-            assert!(!by.as_str().unwrap_or("").starts_with('('), "the user is named: {by}");
-        }
+        let relabel = g.edges.iter().find(|e| e["kind"] == "relabel").expect("relabel edge");
+        let by = relabel["attrs"]["by"].as_str().unwrap();
+        assert!(!by.starts_with('('), "the user is named: {by}");
+        let actor = g.node(relabel["src"].as_str().unwrap()).unwrap_or_else(|| panic!("the relabel's user node is exported: {}", g.describe()));
+        assert_eq!(actor["kind"], "user");
         if network {
             assert_eq!(g.edges_into("block", &format!("remote:{ip}")).len(), 1, "round {round}: block acknowledged, then killed: lost");
         }

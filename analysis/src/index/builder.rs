@@ -129,6 +129,7 @@ impl GraphBuilder {
             NodeData::Process { .. } => NodeKind::Process,
             NodeData::File { .. } => NodeKind::File,
             NodeData::Remote { .. } => NodeKind::Remote,
+            NodeData::User { .. } => NodeKind::User,
         };
         if existing.kind != NodeKind::Unknown && existing.kind != kind {
             // Same id, different kind: ids say their kind, so this is a corrupt record. Keep the first.
@@ -144,6 +145,8 @@ impl GraphBuilder {
         rec.host = host;
         rec.kind = kind;
         match node.data {
+            // The id names the user; nothing more to keep.
+            NodeData::User { .. } => {}
             NodeData::Host { hostname, disk_ids } => {
                 let id = node.id.strip_prefix("host:").unwrap_or(&node.id).to_owned();
                 let h = self.add_host_info(

@@ -30,6 +30,8 @@ pub enum NodeKind {
     Process,
     File,
     Remote,
+    /// An operator who relabelled a file.
+    User,
     /// Referenced by an edge but no node record was loaded (cut dump, missing host).
     Unknown,
 }
@@ -41,6 +43,7 @@ impl NodeKind {
             NodeKind::Process => "process",
             NodeKind::File => "file",
             NodeKind::Remote => "remote",
+            NodeKind::User => "user",
             NodeKind::Unknown => "unknown",
         }
     }
@@ -290,6 +293,7 @@ impl Graph {
                 }
             }
             NodeKind::Host => self.host(node.host).label().to_owned(),
+            NodeKind::User => self.id(n).strip_prefix("user:").unwrap_or(self.id(n)).to_owned(),
             NodeKind::Unknown => self.id(n).to_owned(),
         }
     }

@@ -66,6 +66,7 @@ fn label(node: &Node) -> String {
         NodeData::Process { tgid, comm, .. } => format!("{comm} [{tgid}]"),
         NodeData::File { paths, ino, .. } => paths.last().cloned().unwrap_or_else(|| format!("inode {ino}")),
         NodeData::Remote { ip, .. } => ip.clone(),
+        NodeData::User { name } => format!("user {name}"),
     }
 }
 
@@ -97,6 +98,7 @@ fn write_dot(nodes: &[Node], edges: &[Edge], out: &mut dyn Write) -> Result<()> 
             NodeData::Process { .. } => "box",
             NodeData::File { .. } => "note",
             NodeData::Remote { .. } | NodeData::Host { .. } => "ellipse",
+            NodeData::User { .. } => "diamond",
         };
         let color = if is_marked(n) { "red" } else { "black" };
         writeln!(out, "  {} [label={}, shape={shape}, color={color}];", dot_str(&n.id), dot_str(&label(n)))?;

@@ -58,7 +58,15 @@ struct Transfer {
     session_id: u64,
     /// This host is the client: a local process sends (or fetches) the file.
     outbound: bool,
+    /// SMB: the share the CREATE's TreeId names (from the session's TREE_CONNECT).
+    share: Option<String>,
+    /// An outbound FTP upload: what was being sent, found when the command went out (the
+    /// sending process may be gone by the server's 150).
+    sending: Option<Vec<SentHit>>,
 }
+
+/// (path, file node, matched_by, process) of a file a local client sends.
+type SentHit = (String, String, &'static str, Option<u32>);
 
 #[derive(Clone, Debug)]
 struct PortWrite {
@@ -75,6 +83,8 @@ struct FtpConn {
     cwd: String,
     pending_cwd: Option<String>,
     stou_pending: bool,
+    /// STOR/APPE/STOU name/RETR sent, waiting for the server's 150/125 (or a refusal).
+    pending_transfer: Option<Transfer>,
 }
 
 #[derive(Default)]
@@ -82,6 +92,12 @@ pub struct Attribution {
     host: String,
     uploads: VecDeque<Transfer>,
     smb_creates: HashMap<(IpAddr, u64, u64), Transfer>,
+    /// TREE_CONNECT requests by (server, SessionId, MessageId): the share name asked for.
+    tree_requests: HashMap<(IpAddr, u64, u64), String>,
+    /// Share names by (server, SessionId, TreeId), from the TREE_CONNECT responses.
+    trees: HashMap<(IpAddr, u64, u32), String>,
+    /// smb.conf shares: name (lower case) -> root.
+    shares: HashMap<String, String>,
     smb_files: HashMap<(IpAddr, u64, [u8; 16]), (Transfer, bool)>,
     encrypted_peers: HashMap<IpAddr, u64>,
     ftp: HashMap<(IpAddr, u16), FtpConn>,
@@ -116,6 +132,11 @@ pub struct Stats {
     /// FTP command bytes that never reached userspace (a lost event, a segment longer
     /// than the kernel copies): the line they belonged to was not read whole.
     pub ftp_stream_gaps: u64,
+    /// Reads or outbound uploads that matched several untrusted files and no way to tell
+    /// which one was sent: no `sent_to` edge.
+    pub sent_to_ambiguous: u64,
+    /// FTP transfers the server refused (4xx/5xx): not attributed.
+    pub ftp_refused_transfers: u64,
 }
 
 /// `a\b\c` or `/a/b/c` -> `a/b/c` (empty components and `.` dropped).
@@ -144,18 +165,14 @@ pub fn path_matches(path: &str, norm: &str) -> bool {
     !norm.is_empty() && (path.trim_start_matches('/') == norm || path.ends_with(&format!("/{norm}")))
 }
 
-/// Share `path = ...` lines of an smb.conf.
-pub fn smb_conf_share_roots(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.trim().split_once('=')?;
-            (k.trim().eq_ignore_ascii_case("path")).then(|| v.trim().trim_end_matches('/').to_string())
-        })
-        .filter(|p| p.starts_with('/'))
-        .collect()
-}
 
 impl Attribution {
+    /// With the smb.conf shares by name, a READ is resolved in the share its TreeId names.
+    pub fn with_shares(mut self, shares: Vec<(String, String)>) -> Self {
+        self.shares = shares.into_iter().collect();
+        self
+    }
+
     pub fn new(host: &str, share_roots: Vec<String>) -> Self {
         Self { host: host.into(), share_roots, ..Default::default() }
     }
@@ -289,24 +306,16 @@ impl Attribution {
     }
 
     /// An upload by a local client to a remote server (egress CREATE with write intent,
-    /// STOR/APPE/STOU): the untrusted files the sending process holds open, asked of /proc
-    /// while it runs; failing that, the untrusted files known by the name sent.
+    /// STOR/APPE/STOU once the server accepted it): the untrusted files the sending process
+    /// holds open for reading (not its stdin, stdout or stderr: an inherited log is not
+    /// what it sends), asked of /proc while it runs; failing that, the one untrusted file
+    /// known by the name sent (none when several have it).
     fn sent_out(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
         self.stats.uploads_out += 1;
-        let mut hits: Vec<(String, String, &'static str, Option<u32>)> = Vec::new();
-        if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
-            for (path, key) in crate::procfs::open_files(pid) {
-                if let Ok(Some(f)) = store.untrusted_file(&key) {
-                    hits.push((path, f.node, "open_file", Some(pid)));
-                }
-            }
-        }
-        if hits.is_empty() {
-            let base = t.norm.rsplit('/').next().unwrap_or("");
-            for (path, file) in self.untrusted_by_name.get(base).into_iter().flatten() {
-                hits.push((path.clone(), file.clone(), "name", None));
-            }
-        }
+        let hits = match &t.sending {
+            Some(hits) => hits.clone(),
+            None => self.being_sent(store, t),
+        };
         // One edge per file and transfer (an SMB2 CREATE and its first WRITE both land here).
         let transfer = format!("{}:{}:{}:{}", t.server, t.client_port, t.session_id, t.norm);
         for (path, file, matched_by, process) in hits {
@@ -326,30 +335,132 @@ impl Attribution {
         Ok(())
     }
 
-    /// A remote client read an untrusted file of this host (SMB2 READ, FTP RETR).
+    /// The untrusted files a local client's upload `t` sends (see `sent_out`).
+    fn being_sent(&mut self, store: &GraphStore, t: &Transfer) -> Vec<SentHit> {
+        let mut hits: Vec<SentHit> = Vec::new();
+        if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
+            let base = t.norm.rsplit('/').next().unwrap_or("");
+            let open: Vec<_> = crate::procfs::readable_files(pid)
+                .into_iter()
+                .filter_map(|(path, key)| Some((path, store.untrusted_file(&key).ok()??.node)))
+                .collect();
+            // Several untrusted files open: the one with the name sent, if it is there.
+            let named: Vec<_> = open.iter().filter(|(p, _)| !base.is_empty() && p.rsplit('/').next() == Some(base)).cloned().collect();
+            let chosen = if named.is_empty() { open } else { named };
+            hits.extend(chosen.into_iter().map(|(path, node)| (path, node, "open_file", Some(pid))));
+        }
+        if hits.is_empty() {
+            let base = t.norm.rsplit('/').next().unwrap_or("");
+            match self.untrusted_by_name.get(base).map(Vec::as_slice) {
+                Some([(path, file)]) => hits.push((path.clone(), file.clone(), "name", None)),
+                Some([_, _, ..]) => self.stats.sent_to_ambiguous += 1,
+                _ => {}
+            }
+        }
+        hits
+    }
+
+    /// A remote client read an untrusted file of this host (SMB2 READ, FTP RETR once the
+    /// server answered 150/125). The file is the one the serving process has open under
+    /// the name asked for; else the name resolved where the server resolves it (the FTP
+    /// session's working directory, the SMB share roots); else the one untrusted file
+    /// known by that name. Several candidates and no way to tell: no edge (counted in
+    /// `sent_to_ambiguous`), rather than one to a file that was not served.
     fn sent(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
         if t.outbound {
             // A local client fetching from a remote server: what it writes is followed by
             // the taint rules if it is a port program (`port_programs`).
             return Ok(());
         }
-        let base = t.norm.rsplit('/').next().unwrap_or("").to_string();
-        let Some(candidates) = self.untrusted_by_name.get(&base) else { return Ok(()) };
-        let hits: Vec<(String, String)> = candidates.iter().filter(|(p, _)| path_matches(p, &t.norm)).cloned().collect();
-        for (path, file) in hits {
-            let key = (file.clone(), format!("{}:{}", t.client, t.ts_ns / 1_000_000_000), "sent_to");
-            if !self.done.insert(key) {
-                continue;
-            }
-            let (remote, node_ids) = self.remote(store, t.ts_ns, t.client)?;
-            self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
-                "ip": t.client.to_string(), "port": t.client_port, "server_port": t.server_port,
-                "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
-                "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-            }))?;
-            self.stats.sent_to += 1;
+        let Some((path, file, matched_by)) = self.served_file(store, t) else { return Ok(()) };
+        let key = (file.clone(), format!("{}:{}:{}", t.client, t.client_port, t.norm), "sent_to");
+        if !self.done.insert(key) {
+            return Ok(());
         }
+        let (remote, node_ids) = self.remote(store, t.ts_ns, t.client)?;
+        self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
+            "ip": t.client.to_string(), "port": t.client_port, "server_port": t.server_port,
+            "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
+            "matched_by": matched_by,
+            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
+        }))?;
+        self.stats.sent_to += 1;
         Ok(())
+    }
+
+    /// (path, file node, how it was found) of the untrusted file a read of `t` served.
+    fn served_file(&mut self, store: &GraphStore, t: &Transfer) -> Option<(String, String, &'static str)> {
+        let untrusted = |path: &str| -> Option<String> {
+            let (key, _) = crate::procfs::inode_of(&crate::procfs::fs_path(path)?).ok()?;
+            Some(store.untrusted_file(&key).ok()??.node)
+        };
+        let owners = peers::connection_owners((t.server, t.server_port), (t.client, t.client_port));
+        // 1. Open in the serving process under that name.
+        let mut open: Vec<(String, String)> = owners
+            .iter()
+            .flat_map(|&pid| crate::procfs::readable_files(pid))
+            .filter(|(p, _)| path_matches(p, &t.norm))
+            .filter_map(|(p, key)| Some((p, store.untrusted_file(&key).ok()??.node)))
+            .collect();
+        open.dedup_by(|a, b| a.1 == b.1);
+        if let [(p, f)] = open.as_slice() {
+            return Some((p.clone(), f.clone(), "open_file"));
+        }
+        // 2. Where the server resolves the name: in the share the TreeId names, if known.
+        if let Some(root) = t.share.as_ref().and_then(|s| self.shares.get(s)) {
+            let candidate = format!("{root}/{}", t.norm);
+            return untrusted(&candidate).map(|f| (candidate, f, "share"));
+        }
+        let mut found: Vec<(String, String)> = Vec::new();
+        if t.proto == "ftp" {
+            for pid in &owners {
+                let base = if t.name.starts_with('/') { format!("/proc/{pid}/root") } else { format!("/proc/{pid}/cwd") };
+                if let Ok(dir) = std::fs::read_link(&base) {
+                    let candidate = format!("{}/{}", crate::procfs::text(&dir).trim_end_matches('/'), t.name.trim_start_matches('/'));
+                    if let Some(f) = untrusted(&candidate) {
+                        found.push((candidate, f));
+                    }
+                }
+            }
+        } else {
+            for root in &self.share_roots {
+                let candidate = format!("{root}/{}", t.norm);
+                if let Some(f) = untrusted(&candidate) {
+                    found.push((candidate, f));
+                }
+            }
+            found.sort();
+            found.dedup_by(|a, b| a.1 == b.1);
+            // The same name in several shares: smbd works in the share it serves (its
+            // working directory is that share's root).
+            if found.len() > 1 {
+                let cwds: Vec<String> = owners.iter().filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok()).map(|p| crate::procfs::text(&p)).collect();
+                let rel = format!("/{}", t.norm);
+                found.retain(|(p, _)| p.strip_suffix(&rel).is_some_and(|root| cwds.iter().any(|c| c == root)));
+            }
+        }
+        found.sort();
+        found.dedup_by(|a, b| a.1 == b.1);
+        match found.as_slice() {
+            [(p, f)] => return Some((p.clone(), f.clone(), "resolved")),
+            [_, _, ..] => {
+                self.stats.sent_to_ambiguous += 1;
+                return None;
+            }
+            [] => {}
+        }
+        // 3. Known by name (files restored from the database are not in this index).
+        let base = t.norm.rsplit('/').next().unwrap_or("");
+        let named: Vec<(String, String)> =
+            self.untrusted_by_name.get(base).into_iter().flatten().filter(|(p, _)| path_matches(p, &t.norm)).cloned().collect();
+        match named.as_slice() {
+            [(p, f)] => Some((p.clone(), f.clone(), "name")),
+            [] => None,
+            _ => {
+                self.stats.sent_to_ambiguous += 1;
+                None
+            }
+        }
     }
 
     /// A record from the TC programs.
@@ -378,10 +489,29 @@ impl Attribution {
             partial: ev.partial || ev.name_truncated,
             session_id: ev.session_id,
             outbound,
+            sending: None,
+            share: None,
         };
         match ev.verb_code {
+            net_verb::SMB_TREE_CONNECT => {
+                // `\\server\share`: the share is the last component.
+                let share = ev.name.rsplit('\\').next().unwrap_or("").to_ascii_lowercase();
+                if self.tree_requests.len() >= MAX_PENDING {
+                    self.tree_requests.clear();
+                }
+                self.tree_requests.insert((server, ev.session_id, ev.message_id), share);
+            }
+            net_verb::SMB_TREE_CONNECT_RESPONSE => {
+                if let Some(share) = self.tree_requests.remove(&(server, ev.session_id, ev.message_id)) {
+                    if self.trees.len() >= MAX_PENDING {
+                        self.trees.clear();
+                    }
+                    self.trees.insert((server, ev.session_id, ev.tree_id), share);
+                }
+            }
             net_verb::SMB_CREATE => {
-                let t = transfer("create", &ev.name, normalize(&ev.name));
+                let mut t = transfer("create", &ev.name, normalize(&ev.name));
+                t.share = self.trees.get(&(server, ev.session_id, ev.tree_id)).cloned();
                 if self.smb_creates.len() >= MAX_PENDING {
                     self.smb_creates.clear();
                 }
@@ -433,17 +563,16 @@ impl Attribution {
                         Verb::Cwd => conn.pending_cwd = Some(ftp_join(&conn.cwd, &arg)),
                         Verb::Cdup => conn.pending_cwd = Some(ftp_join(&conn.cwd, "..")),
                         Verb::Stou if arg.is_empty() => conn.stou_pending = true,
-                        v if v.is_upload() => {
+                        // A transfer happens only if the server answers 150/125 (a 553
+                        // for a STOR, a 550 for a RETR: nothing moved).
+                        v if v.is_upload() || v == Verb::Retr => {
                             let norm = ftp_join(&conn.cwd, &arg);
                             let mut t = transfer(v.as_str(), &arg, norm);
                             t.partial |= cut;
-                            self.push_upload(store, t)?;
-                        }
-                        Verb::Retr => {
-                            let norm = ftp_join(&conn.cwd, &arg);
-                            let mut t = transfer("RETR", &arg, norm);
-                            t.partial |= cut;
-                            self.sent(store, &t)?;
+                            if t.outbound && v.is_upload() {
+                                t.sending = Some(self.being_sent(store, &t));
+                            }
+                            self.ftp.entry((client, client_port)).or_default().pending_transfer = Some(t);
                         }
                         _ => {}
                     }
@@ -453,7 +582,19 @@ impl Attribution {
                 for line in ev.line.split_inclusive(|&b| b == b'\n') {
                     let Some(reply) = ftp::parse_reply(line) else { continue };
                     let conn = self.ftp.entry((client, client_port)).or_default();
-                    if reply.code == 250 && let Some(cwd) = conn.pending_cwd.take() {
+                    if matches!(reply.code, 125 | 150) && let Some(mut t) = conn.pending_transfer.take() {
+                        t.ts_ns = ev.ts_ns;
+                        if t.verb == "RETR" {
+                            self.sent(store, &t)?;
+                        } else {
+                            self.push_upload(store, t)?;
+                        }
+                    } else if reply.code >= 400 {
+                        if conn.pending_transfer.take().is_some() {
+                            self.stats.ftp_refused_transfers += 1;
+                        }
+                        conn.pending_cwd = None;
+                    } else if reply.code == 250 && let Some(cwd) = conn.pending_cwd.take() {
                         conn.cwd = cwd;
                     } else if reply.code == 257 {
                         let text = String::from_utf8_lossy(reply.text);
@@ -698,6 +839,6 @@ mod tests {
         assert!(path_matches("/srv/share/dir/evil.exe", "dir/evil.exe"));
         assert!(!path_matches("/srv/share/dir/notevil.exe", "evil.exe"));
         assert!(!path_matches("/srv/x", ""));
-        assert_eq!(smb_conf_share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
+        assert_eq!(crate::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
     }
 }

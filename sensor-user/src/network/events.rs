@@ -98,6 +98,8 @@ pub fn verb_name(verb: u8) -> &'static str {
         net_verb::SMB_READ => "read",
         net_verb::SMB_ENCRYPTED => "encrypted",
         net_verb::SMB_CONTINUATION => "continuation",
+        net_verb::SMB_TREE_CONNECT => "tree_connect",
+        net_verb::SMB_TREE_CONNECT_RESPONSE => "tree_connect_response",
         net_verb::FTP_COMMAND => "command",
         net_verb::FTP_REPLY => "reply",
         _ => "unknown",

@@ -90,13 +90,16 @@ impl Monitor {
             warn!("network monitoring: no interface to attach to yet (interfaces = [] and none but lo); new interfaces are picked up every 5 s");
         }
         let conf = config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into());
-        let roots = std::fs::read_to_string(&conf).map(|t| attribution::smb_conf_share_roots(&t)).unwrap_or_default();
+        let text = std::fs::read_to_string(&conf).unwrap_or_default();
+        let roots = crate::smb_conf::share_roots(&text);
         info!("network monitoring on {:?}; {} SMB share roots from {}", classifier.interfaces(), roots.len(), conf.display());
         let namer = crate::naming::RemoteNamer::new(config.dns_server, &config.dns_zones);
         if !namer.enabled() {
             info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
         }
-        let attribution = attribution::Attribution::new(host_id, roots).with_naming(crate::naming::Naming::new(namer));
+        let attribution = attribution::Attribution::new(host_id, roots)
+            .with_shares(crate::smb_conf::shares(&text))
+            .with_naming(crate::naming::Naming::new(namer));
         Ok(Started::On(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 }))
     }
 

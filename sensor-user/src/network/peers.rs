@@ -75,6 +75,18 @@ pub fn socket_owner(ip: IpAddr, port: u16) -> Option<u32> {
     crate::procfs::pids().into_iter().find(|&pid| socket_inodes(pid).contains(&inode))
 }
 
+/// Every process holding this host's end `local` of the established connection with
+/// `remote` (a server's per-session processes: vsftpd's two, an smbd child).
+pub fn connection_owners(local: (IpAddr, u16), remote: (IpAddr, u16)) -> Vec<u32> {
+    let Some(inode) = ["tcp", "tcp6"].iter().find_map(|file| {
+        let text = std::fs::read_to_string(format!("/proc/net/{file}")).ok()?;
+        established(&text).into_iter().find(|r| r.local == local && r.remote == remote).map(|r| r.inode)
+    }) else {
+        return Vec::new();
+    };
+    crate::procfs::pids().into_iter().filter(|&pid| socket_inodes(pid).contains(&inode)).collect()
+}
+
 /// The kernel prints addresses as 32-bit words in host byte order.
 fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
     match hex.len() {

@@ -280,6 +280,9 @@ pub fn rfc3339(ts_ns: u64) -> String {
 pub struct ReplayStats {
     /// Capture bytes read (after decompression).
     pub capture_bytes: u64,
+    /// The capture ended inside a record (or its data could not be read further): why.
+    /// Everything before that point was replayed.
+    pub truncated: Option<String>,
     pub frames: u64,
     pub tcp_segments: u64,
     pub skipped_unsupported_link: u64,
@@ -611,13 +614,26 @@ pub fn replay_reader(input: Box<dyn Read>, opts: ReplayOptions) -> Result<(Vec<T
     let mut reader = CaptureReader::new(input)?;
     let mut r = Replayer::new(opts);
     let mut last_ts = 0;
-    while let Some(f) = reader.next_frame()? {
-        // pcapng SPB frames have no timestamp: give them the previous one.
-        let ts = if f.ts_ns == 0 { last_ts } else { f.ts_ns };
-        last_ts = ts;
-        r.frame(ts, f.linktype, f.data);
+    let mut cut = None;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => {
+                // pcapng SPB frames have no timestamp: give them the previous one.
+                let ts = if f.ts_ns == 0 { last_ts } else { f.ts_ns };
+                last_ts = ts;
+                r.frame(ts, f.linktype, f.data);
+            }
+            Ok(None) => break,
+            // A capture cut short (a copy in progress, a full disk): what came before the
+            // cut is still replayed, and the cut is reported.
+            Err(e) => {
+                cut = Some(format!("{e:#}"));
+                break;
+            }
+        }
     }
     let (t, mut stats) = r.finish();
+    stats.truncated = cut;
     stats.capture_bytes = reader.bytes_read;
     stats.elapsed = started.elapsed();
     Ok((t, stats))

@@ -1,5 +1,5 @@
-//! Replays the public captures in `../shared/testdata/pcaps` (beside the repository) and
-//! checks them against what `EXPECTED.md` there says; re-encodes them (pcapng, gzip, other
+//! Replays the public captures in `tests/data/pcaps` (in the repository) and checks them
+//! against what its `README.md` says; re-encodes them (pcapng, gzip, other
 //! link types, re-segmented and shuffled TCP) to check that the result does not change.
 
 use super::capture::linktype;
@@ -9,12 +9,8 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 fn pcaps() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/pcaps");
-    assert!(
-        d.join("EXPECTED.md").is_file(),
-        "test captures missing: expected {} with EXPECTED.md (the shared/ folder beside the repository checkout)",
-        d.display()
-    );
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcaps");
+    assert!(d.join("README.md").is_file(), "test captures missing: expected {} with its README.md", d.display());
     d
 }
 
@@ -115,7 +111,19 @@ fn every_capture_replays_cleanly() {
             n += 1;
         }
     }
-    assert_eq!(n, 8, "EXPECTED.md lists 8 captures");
+    assert_eq!(n, 8, "the README lists 8 captures");
+}
+
+/// A capture cut inside its last record: the transfers before the cut, and the cut said.
+#[test]
+fn a_cut_capture_gives_what_came_before_and_says_so() {
+    let whole = std::fs::read(capture("ftp_ftp-upload-passive_input.pcap")).unwrap();
+    let (all, s) = replay_reader(Box::new(Cursor::new(whole.clone())), ReplayOptions::default()).unwrap();
+    assert!(s.truncated.is_none());
+    let cut = whole[..whole.len() - 10].to_vec();
+    let (t, s) = replay_reader(Box::new(Cursor::new(cut)), ReplayOptions::default()).unwrap();
+    assert!(s.truncated.as_deref().is_some_and(|w| w.contains("inside a record")), "{s:?}");
+    assert_eq!(strip_ts(t), strip_ts(all), "the transfer before the cut is kept");
 }
 
 #[test]
