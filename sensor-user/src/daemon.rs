@@ -81,7 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let (mut net, network_failure) = match crate::network::Monitor::start(&mut sensor, &config, &host.id)? {
-        crate::network::Started::On(m) => (Some(m), None),
+        crate::network::Started::On(m) => (Some(*m), None),
         crate::network::Started::Degraded(why) => (None, Some(why)),
         crate::network::Started::Off => (None, None),
     };

@@ -151,6 +151,15 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
+    /// A script run untrusted (`#!` exec, or read by an interpreter): hashed from its path,
+    /// so that `rules` can write a content rule for script viruses too.
+    fn hash_script(&self, file: &str, path: Option<&str>) -> Result<()> {
+        match path.and_then(procfs::fs_path) {
+            Some(p) => self.record_hash(file, &p),
+            None => Ok(()),
+        }
+    }
+
     fn edge(&self, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: serde_json::Value) -> Result<()> {
         let attrs = match attrs {
             serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
@@ -192,7 +201,12 @@ impl<'a> Ingest<'a> {
                 let (file, interpreter) = match script {
                     Some((key, _)) => {
                         let untrusted = tainted_by_this_exec && !ev.file_was_untrusted;
-                        (self.upsert_file(ev.ts_ns, &key, node_path, untrusted, true)?, procfs::exe(ev.tgid))
+                        let file = self.upsert_file(ev.ts_ns, &key, node_path, untrusted, true)?;
+                        if tainted_by_this_exec {
+                            // The script is the virus, not its interpreter: its content is hashed.
+                            self.hash_script(&file, node_path)?;
+                        }
+                        (file, procfs::exe(ev.tgid))
                     }
                     None => {
                         let file = self.upsert_file(ev.ts_ns, &image, node_path, ev.file_was_untrusted, true)?;
@@ -222,6 +236,7 @@ impl<'a> Ingest<'a> {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
                 if let Some(f) = &ev.file {
                     let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
+                    self.hash_script(&file, node_path)?;
                     self.edge(ev.ts_ns, EdgeKind::Read, &file, &proc, json!({"path": path, "taint_reason": ev.taint_reason, "path_incomplete": incomplete}))?;
                 }
             }

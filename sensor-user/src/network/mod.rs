@@ -40,7 +40,7 @@ pub enum Started {
     Off,
     /// On but watching nothing, allowed by `network_degraded_ok`: why.
     Degraded(String),
-    On(Monitor),
+    On(Box<Monitor>),
 }
 
 /// The daemon's network half: classifiers, quarantine, attribution.
@@ -100,7 +100,7 @@ impl Monitor {
         let attribution = attribution::Attribution::new(host_id, roots)
             .with_shares(crate::smb_conf::shares(&text))
             .with_naming(crate::naming::Naming::new(namer));
-        Ok(Started::On(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 }))
+        Ok(Started::On(Box::new(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 })))
     }
 
     /// Puts back the quarantine recorded in the database: a restart (or an upgrade) must
