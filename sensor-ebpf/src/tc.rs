@@ -130,6 +130,17 @@ fn classify(ctx: &TcContext, direction: u8) -> i32 {
     if inspect(ctx, direction) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
 
+/// A packet whose TCP payload cannot be read here (IP fragment, IPv6 extension headers):
+/// dropped when a quarantined sender sends it (counted), passed otherwise.
+#[inline(always)]
+fn unreadable_from_blocked(direction: u8, saddr: &[u8; 16]) -> bool {
+    let blocked = direction == NET_DIR_INGRESS && unsafe { BLOCKED.get(&BlockedKey { addr: *saddr }) }.is_some();
+    if blocked {
+        count(net_counter::BLOCKED_DROPS);
+    }
+    blocked
+}
+
 /// Returns true when the packet must be dropped (quarantine).
 #[inline(always)]
 fn inspect(ctx: &TcContext, direction: u8) -> bool {
@@ -147,29 +158,32 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
         if ihl < 20 {
             return false;
         }
-        // A non-first fragment has no TCP header; a first one has only part of the payload.
-        if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-            count(net_counter::IP_FRAGMENT);
-            return false;
-        }
         flow.saddr[10] = 0xff;
         flow.saddr[11] = 0xff;
         flow.daddr[10] = 0xff;
         flow.daddr[11] = 0xff;
         flow.saddr[12..16].copy_from_slice(&ip[12..16]);
         flow.daddr[12..16].copy_from_slice(&ip[16..20]);
+        // A non-first fragment has no TCP header; a first one has only part of the payload.
+        // Neither can be judged: from a quarantined sender, dropped.
+        if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+            count(net_counter::IP_FRAGMENT);
+            return unreadable_from_blocked(direction, &flow.saddr);
+        }
         l4 = ETH_HLEN + ihl;
         ipv6 = false;
     } else if proto == ETH_P_IPV6 {
         let Some(ip) = read::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
+        flow.saddr.copy_from_slice(&ip[8..24]);
         if ip[6] != IPPROTO_TCP {
-            // Hop-by-hop, routing, fragment, destination options, AH: not walked.
+            // Hop-by-hop, routing, fragment, destination options, AH: not walked, so from
+            // a quarantined sender not proven harmless.
             if matches!(ip[6], 0 | 43 | 44 | 51 | 60) {
                 count(net_counter::IPV6_EXT_HEADER);
+                return unreadable_from_blocked(direction, &flow.saddr);
             }
             return false;
         }
-        flow.saddr.copy_from_slice(&ip[8..24]);
         flow.daddr.copy_from_slice(&ip[24..40]);
         l4 = ETH_HLEN + 40;
         ipv6 = true;
@@ -479,7 +493,8 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     {
         return no_record_here(sure, known, blocked);
     }
-    let Some(w) = NET_WALK.get_ptr_mut(0) else { return false };
+    // (Cannot fail: a one-slot per-CPU array. If it did, a blocked sender is not judged.)
+    let Some(w) = NET_WALK.get_ptr_mut(0) else { return blocked };
     let w = unsafe { &mut *w };
     w.pkt = *pkt;
     w.next_seq = next_seq;
@@ -502,7 +517,7 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     // Does not return if the step program is installed.
     let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
     count(net_counter::NO_STEP_PROGRAM);
-    false
+    blocked
 }
 
 /// Records where the flow's next NBSS record starts and gives the verdict.
@@ -611,8 +626,9 @@ pub fn tc_smb_step(ctx: TcContext) -> i32 {
     let w = unsafe { &mut *w };
     if smb_step(&ctx, w) == 0 {
         let _ = unsafe { TC_JUMP.tail_call(&ctx, 0) };
-        // Tail-call limit reached: stop here.
+        // Tail-call limit reached: stop here; what is left of the packet is not judged.
         count(net_counter::PDU_LIMIT);
+        quarantine_drop(w);
     }
     smb_finish(w)
 }
@@ -628,6 +644,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         }
         if w.records >= MAX_RECORDS {
             count(net_counter::RECORD_LIMIT);
+            quarantine_drop(w);
             return 1;
         }
         w.records += 1;
@@ -643,6 +660,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             return 1;
         }
         if !load_joined::<4>(ctx, w, w.pos) {
+            quarantine_drop(w);
             return 1;
         }
         let h = scratch4(w);
@@ -663,6 +681,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
                 return 1;
             }
             if !load_joined::<4>(ctx, w, body) {
+                quarantine_drop(w);
                 return 1;
             }
             magic = scratch4(w);
@@ -720,6 +739,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     let end = w.end;
     if w.pdus >= MAX_PDUS {
         count(net_counter::PDU_LIMIT);
+        quarantine_drop(w);
         w.in_record = 0;
         w.pos = end;
         return 0;
@@ -760,6 +780,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
         return 1;
     }
     if !load_joined::<{ SMB2_HDR as usize }>(ctx, w, pdu) {
+        quarantine_drop(w);
         return 1;
     }
     if scratch4(w) != smb2::PROTOCOL_ID {

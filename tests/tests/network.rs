@@ -650,6 +650,43 @@ fn quarantine_fails_closed(t: &mut TcTestRun, blocked: IpAddr, server: IpAddr) {
         let (rv, _) = verdict(t, blocked, 445, 100, payload, true);
         assert_eq!(rv, 0, "blocked {what}: passes");
     }
+    // What the walk cannot finish (a compound chain or a packet of records past its
+    // limits) and what it cannot read (IP fragments, IPv6 extension headers).
+    let mut chain = Vec::new();
+    for i in 0..40u64 {
+        let mut p = build::header(13, 0, if i == 39 { 0 } else { 64 }, i, 1, 1);
+        p.truncate(64);
+        chain.extend_from_slice(&p);
+    }
+    let chain = build::nbss(&chain);
+    let echo = with_body(13, &[4, 0, 0, 0]);
+    let records: Vec<u8> = std::iter::repeat_n(echo.clone(), 12).flatten().collect();
+    for (what, payload) in [("40-PDU chain", &chain), ("12 records in one packet", &records)] {
+        let (rv, _) = verdict(t, blocked, 445, 100, payload, true);
+        assert_eq!(rv, 2, "blocked {what}: the rest is not judged, dropped");
+        let (rv, _) = verdict(t, free, 445, 100, payload, true);
+        assert_eq!(rv, 0, "{what} from another host passes");
+    }
+    let blocked6: IpAddr = "fd00:9::2".parse().unwrap();
+    let server6: IpAddr = "fd00:9::1".parse().unwrap();
+    t.block(blocked6).unwrap();
+    let read_only = create(FILE_READ_DATA, OPEN, 0);
+    for (from, to) in [(blocked, server), (blocked6, server6)] {
+        let mut p = tcp_packet(from, to, 54000, 445, 1, &read_only);
+        if from.is_ipv4() {
+            p[14 + 6] = 0x20; // more fragments
+        } else {
+            p[14 + 6] = 44; // a fragment header follows
+        }
+        let r = t.run(&p, 1).unwrap();
+        assert_eq!(r.retval, 2, "unreadable packet from blocked {from}: dropped");
+        let free_from: IpAddr = if from.is_ipv4() { free } else { "fd00:9::3".parse().unwrap() };
+        let mut p = tcp_packet(free_from, to, 54000, 445, 1, &read_only);
+        p[14 + 6] = if from.is_ipv4() { 0x20 } else { 44 };
+        assert_eq!(t.run(&p, 1).unwrap().retval, 0, "unreadable packet from {free_from} passes");
+    }
+    t.drain_events();
+
     // A packet of an unknown flow that starts no record: its record's header was never
     // judged, so from a blocked sender it is dropped.
     let (rv, _) = verdict(t, blocked, 445, 100, &[0x41; 200], true);

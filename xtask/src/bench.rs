@@ -32,15 +32,22 @@ struct Sensor {
     child: Child,
     config: PathBuf,
     bin: PathBuf,
+    kernel_state: PathBuf,
 }
 
 impl Sensor {
     fn start(bin: &Path, dir: &Path, extra: &str) -> Result<Self> {
         let config = dir.join("bench.toml");
-        std::fs::write(&config, format!("database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\n{extra}\n", dir.display()))?;
+        // Its own pinned kernel state, removed when it stops: each round starts clean, and
+        // a production sensor's pins are not touched.
+        let kernel_state = PathBuf::from(format!("/sys/fs/bpf/vtrail-bench-{}", std::process::id()));
+        std::fs::write(
+            &config,
+            format!("database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\nkernel_state = \"{1}\"\n{extra}\n", dir.display(), kernel_state.display()),
+        )?;
         let log = std::fs::File::create(dir.join("sensor.log"))?;
         let child = Command::new(bin).arg("--config").arg(&config).arg("run").stdout(Stdio::null()).stderr(log).spawn()?;
-        let sensor = Self { child, config, bin: bin.into() };
+        let sensor = Self { child, config, bin: bin.into(), kernel_state };
         let deadline = Instant::now() + Duration::from_secs(30);
         while sensor.cli(&["status", "--json"]).is_err() {
             if Instant::now() > deadline {
@@ -62,6 +69,7 @@ impl Drop for Sensor {
     fn drop(&mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.kernel_state);
     }
 }
 
