@@ -195,11 +195,17 @@ pub mod net_counter {
     pub const RINGBUF_FULL: u32 = 11;
     pub const IP_FRAGMENT: u32 = 12;
     pub const NO_STEP_PROGRAM: u32 = 13;
-    pub const SLOTS: u32 = 14;
+    /// A quarantined sender's packet not at the flow's next byte (or of a flow whose SYN
+    /// was not seen): dropped.
+    pub const OUT_OF_ORDER_BLOCKED: u32 = 14;
+    /// `NET_FLOWS` refused an insert.
+    pub const FLOW_TABLE_FULL: u32 = 15;
+    pub const SLOTS: u32 = 16;
     pub const NAMES: [&str; SLOTS as usize] = [
         "packets_inspected", "truncated_header", "name_out_of_bounds", "bad_next_command",
         "bad_magic", "pdu_limit", "record_limit", "name_truncated", "mid_record_skipped",
         "ipv6_extension_header", "blocked_drops", "ringbuf_full", "ip_fragment", "no_step_program",
+        "out_of_order_from_blocked", "flow_table_full",
     ];
     /// Counters that mean "input the parser could not make sense of".
     pub const UNPARSABLE: [u32; 6] =

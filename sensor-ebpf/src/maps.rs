@@ -63,9 +63,10 @@ pub static NET_FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entr
 #[map]
 pub static NET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(net_counter::SLOTS, 0);
 
-/// TC: slot 0 = `tc_smb_step`, tail-called once per NBSS record header or SMB2 PDU.
+/// TC: slot 0 = `tc_smb_step`, tail-called once per NBSS record header or SMB2 PDU;
+/// slot 1 = `tc_ftp_blocked`, a quarantined sender's FTP command segment.
 #[map]
-pub static TC_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static TC_JUMP: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// TC: the SMB walk's state between tail calls (per CPU: one packet at a time).
 #[map]

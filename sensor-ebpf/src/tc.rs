@@ -41,7 +41,6 @@ use sensor_common::{
     },
     maps::{BlockedKey, CARRY_MAX, FlowKey, FlowState, carry_kind, net_counter},
     proto::{
-        ftp::Verb,
         nbss,
         quarantine::{self, FtpCommand, FtpSegment, Smb2Request},
         smb2::{self, field},
@@ -114,13 +113,16 @@ fn load<T>(ctx: &TcContext, off: u32) -> Option<T> {
 /// check. Otherwise copied with `bpf_skb_load_bytes`, which also reads paged data.
 #[inline(always)]
 fn read<T: Copy>(ctx: &TcContext, off: u32) -> Option<T> {
-    let start = ctx.data();
-    let at = start + off as usize;
-    if at + core::mem::size_of::<T>() <= ctx.data_end() {
-        Some(unsafe { core::ptr::read_unaligned(at as *const T) })
-    } else {
-        load(ctx, off)
+    // The verifier grants direct packet access only where offset + size stays below
+    // 64 KiB, and here the offset derives from packet fields: the mask bounds it (the test
+    // before it keeps the meaning; headers lie far below).
+    if off < 0x8000 {
+        let at = ctx.data() + (off & 0x7fff) as usize;
+        if at + core::mem::size_of::<T>() <= ctx.data_end() {
+            return Some(unsafe { core::ptr::read_unaligned(at as *const T) });
+        }
     }
+    load(ctx, off)
 }
 
 // Inlined: as a BPF-to-BPF call taking `&TcContext` (a stack pointer), the 6.1 verifier
@@ -141,29 +143,76 @@ fn unreadable_from_blocked(direction: u8, saddr: &[u8; 16]) -> bool {
     blocked
 }
 
+/// A quarantined sender's SYN: its flow's state starts at the first data byte.
+#[inline(always)]
+fn track_from_syn(flow: &FlowKey, seq: u32) {
+    if unsafe { BLOCKED.get(&BlockedKey { addr: flow.saddr }) }.is_none() {
+        return;
+    }
+    let first = seq.wrapping_add(1);
+    let state = FlowState { next_record_seq: first, cont_seq: first, ..FlowState::default() };
+    if NET_FLOWS.insert(flow, &state, 0).is_err() {
+        count(net_counter::FLOW_TABLE_FULL);
+    }
+}
+
+/// A quarantined sender's packet is judged only in the order the server reads the flow:
+/// it must start exactly where the last one passed ended (`state.cont_seq`, from the SYN
+/// on). Otherwise - a flow whose start was not seen, a retransmission overlapping what
+/// passed (the server would read only its new bytes), a segment ahead (queued out of
+/// order, or never accepted: a bad checksum) - what the server will read cannot be known
+/// here: dropped (counted). Returns whether to drop.
+#[inline(always)]
+fn out_of_order_from_blocked(state: Option<FlowState>, seq: u32) -> bool {
+    let drop = state.is_none_or(|s| s.cont_seq != seq);
+    if drop {
+        count(net_counter::OUT_OF_ORDER_BLOCKED);
+        count(net_counter::BLOCKED_DROPS);
+    }
+    drop
+}
+
+/// After a quarantined sender's packet passed: the flow's next byte.
+#[inline(always)]
+fn passed_from_blocked(flow: &FlowKey, state: FlowState, next: u32) {
+    if NET_FLOWS.insert(flow, &FlowState { cont_seq: next, ..state }, 0).is_err() {
+        count(net_counter::FLOW_TABLE_FULL);
+    }
+}
+
 /// Returns true when the packet must be dropped (quarantine).
 #[inline(always)]
 fn inspect(ctx: &TcContext, direction: u8) -> bool {
     let proto = u16::from_be(ctx.skb.protocol() as u16);
-    let len = ctx.len();
+    let mut len = ctx.len();
     let mut flow = FlowKey::default();
     let l4;
     let ipv6;
     if proto == ETH_P_IP {
         let Some(ip) = read::<[u8; 20]>(ctx, ETH_HLEN) else { return false };
-        if ip[9] != IPPROTO_TCP {
-            return false;
-        }
-        let ihl = ((ip[0] & 0x0f) as u32) * 4;
-        if ihl < 20 {
-            return false;
-        }
         flow.saddr[10] = 0xff;
         flow.saddr[11] = 0xff;
         flow.daddr[10] = 0xff;
         flow.daddr[11] = 0xff;
         flow.saddr[12..16].copy_from_slice(&ip[12..16]);
         flow.daddr[12..16].copy_from_slice(&ip[16..20]);
+        if ip[9] != IPPROTO_TCP {
+            // ESP and AH hide or wrap what they carry: not proven harmless.
+            if matches!(ip[9], 50 | 51) {
+                return unreadable_from_blocked(direction, &flow.saddr);
+            }
+            return false;
+        }
+        let ihl = ((ip[0] & 0x0f) as u32) * 4;
+        if ihl < 20 {
+            return false;
+        }
+        // The frame may carry padding after the IP packet (Ethernet's 60-byte minimum, or
+        // an attacker's): the IP stack trims it later, so it is no data of the flow.
+        let end = ETH_HLEN + u16::from_be_bytes([ip[2], ip[3]]) as u32;
+        if end < len {
+            len = end;
+        }
         // A non-first fragment has no TCP header; a first one has only part of the payload.
         // Neither can be judged: from a quarantined sender, dropped.
         if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
@@ -175,6 +224,11 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     } else if proto == ETH_P_IPV6 {
         let Some(ip) = read::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
         flow.saddr.copy_from_slice(&ip[8..24]);
+        // Padding after the packet is no data (payload length 0 is a jumbogram: skb length).
+        let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as u32;
+        if payload_len != 0 && ETH_HLEN + 40 + payload_len < len {
+            len = ETH_HLEN + 40 + payload_len;
+        }
         if ip[6] != IPPROTO_TCP {
             // Hop-by-hop, routing, fragment, destination options, AH: not walked, so from
             // a quarantined sender not proven harmless.
@@ -198,12 +252,17 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     }
     let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     let payload = l4 + ((tcp[12] >> 4) as u32) * 4;
+    flow.sport = sport;
+    flow.dport = dport;
+    // A connection a quarantined sender opens: its flow is followed from its first byte
+    // (`in_order_from_blocked`). SYN without ACK: rare, so the lookup costs nothing.
+    if tcp[13] & 0x12 == 0x02 && is_service(dport) && direction == NET_DIR_INGRESS {
+        track_from_syn(&flow, seq);
+    }
     if payload >= len {
         return false;
     }
     count(net_counter::PACKETS_INSPECTED);
-    flow.sport = sport;
-    flow.dport = dport;
     let request = is_service(dport);
     let blocked = request
         && direction == NET_DIR_INGRESS
@@ -282,53 +341,76 @@ fn continuation(ctx: &TcContext, pkt: &Packet, n: u32) {
 
 // ---------------------------------------------------------------------------------- FTP
 
-/// FTP control segments. Replies userspace needs go up raw. A client's segment goes up
-/// unless it is one whole line of a quiet command (login, settings, listings: a whole
-/// `PASS` line never leaves the kernel); userspace reassembles commands split across
-/// segments or pipelined in one. From a quarantined sender, a segment that is not one
-/// whole line of a harmless command (`proto::quarantine::ftp_command`) is dropped, so
-/// `ST` + `OR x` or `NOOP\r\nSTOR x` cannot get around the block.
+/// FTP control segments, both ways, go up raw: userspace reassembles the two streams and
+/// answers each command with its reply, in order (`network::ftp_session`; it keeps nothing
+/// of a PASS line). A quarantined sender's segment is judged by `tc_ftp_blocked`, its own
+/// program (tail call, slot `TC_JUMP_FTP`): verified apart, its byte loop is checked from
+/// one entry state instead of once per path through this program (the 6.1 verifier ran
+/// out of budget so).
 #[inline(always)]
 fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
+    if blocked {
+        let Some(scan) = FTP_SCAN.get_ptr_mut(0) else { return true };
+        unsafe { (*scan).pkt = *pkt };
+        let _ = unsafe { TC_JUMP.tail_call(ctx, TC_JUMP_FTP) };
+        // Not installed: not judged, so dropped.
+        count(net_counter::NO_STEP_PROGRAM);
+        count(net_counter::BLOCKED_DROPS);
+        return true;
+    }
     let avail = pkt.len - pkt.payload;
     let (n, truncated) = if avail > NAME_LEN as u32 { (NAME_LEN as u32, true) } else { (avail, false) };
+    let verb = if request { net_verb::FTP_COMMAND } else { net_verb::FTP_REPLY };
+    emit(pkt, NET_PROTO_FTP, verb, if truncated { NF_NAME_TRUNCATED } else { 0 }, |ev| {
+        copy_name(ctx, ev, pkt.payload, n);
+        ev.missing = avail - n;
+    });
+    false
+}
+
+/// `TC_JUMP` slot of `tc_ftp_blocked`.
+const TC_JUMP_FTP: u32 = 1;
+
+/// A quarantined sender's FTP command segment (`ftp` put its `Packet` in `FTP_SCAN`).
+#[classifier]
+pub fn tc_ftp_blocked(ctx: TcContext) -> i32 {
+    let Some(scan) = FTP_SCAN.get_ptr_mut(0) else { return TC_ACT_SHOT as i32 };
+    let pkt = unsafe { (*scan).pkt };
+    if ftp_blocked_command(&ctx, &pkt) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
+}
+
+/// From a quarantined sender, a segment that is not one whole line of a harmless command
+/// (`proto::quarantine::ftp_command`), or not the flow's next byte, is dropped, so
+/// `ST` + `OR x`, `NOOP\r\nSTOR x` or an overlapping retransmission cannot get around the
+/// block. Returns whether to drop.
+#[inline(always)]
+fn ftp_blocked_command(ctx: &TcContext, pkt: &Packet) -> bool {
+    let avail = pkt.len.wrapping_sub(pkt.payload);
+    if avail == 0 || avail > 0xffff {
+        return true;
+    }
+    let (n, truncated) = if avail > NAME_LEN as u32 { (NAME_LEN as u32, true) } else { (avail, false) };
     let missing = avail - n;
-    if !request {
-        let Some(head) = load::<[u8; 4]>(ctx, pkt.payload) else {
-            count(net_counter::TRUNCATED_HEADER);
-            return false;
-        };
-        // Replies userspace needs: 125/150 (a transfer starts; STOU's "FILE: name"), 226,
-        // 250 (CWD), 257 (PWD), and refusals (4xx, 5xx: a transfer that did not happen).
-        let code = [head[0], head[1], head[2]];
-        if !(matches!(&code, b"125" | b"150" | b"226" | b"250" | b"257") || matches!(code[0], b'4' | b'5')) {
-            return false;
-        }
-        emit(pkt, NET_PROTO_FTP, net_verb::FTP_REPLY, if truncated { NF_NAME_TRUNCATED } else { 0 }, |ev| {
-            copy_name(ctx, ev, pkt.payload, n);
-            ev.missing = missing;
-        });
-        return false;
-    }
-    let Some((seg, upload)) = ftp_segment(ctx, pkt, n, truncated) else {
-        // Unreadable: from a blocked sender that is not proven harmless.
-        count(net_counter::TRUNCATED_HEADER);
-        if blocked {
-            count(net_counter::BLOCKED_DROPS);
-        }
-        return blocked;
+    let state = unsafe { NET_FLOWS.get(&pkt.flow) }.copied();
+    let mut flags = NF_BLOCKED | if truncated { NF_NAME_TRUNCATED } else { 0 };
+    let drop = match state {
+        _ if out_of_order_from_blocked(state, pkt.seq) => true,
+        _ => match ftp_segment(ctx, pkt, n, truncated) {
+            Some(seg) => seg.blocked_must_drop(),
+            // Unreadable: not proven harmless.
+            None => {
+                count(net_counter::TRUNCATED_HEADER);
+                true
+            }
+        },
     };
-    let drop = blocked && seg.blocked_must_drop();
-    if !drop && !seg.goes_to_userspace() {
-        return false;
-    }
-    let mut flags = if truncated { NF_NAME_TRUNCATED } else { 0 };
-    if upload {
-        flags |= NF_WRITE_INTENT;
-    }
     if drop {
-        flags |= NF_BLOCKED;
         count(net_counter::BLOCKED_DROPS);
+    } else {
+        flags &= !NF_BLOCKED;
+        if let Some(s) = state {
+            passed_from_blocked(&pkt.flow, s, pkt.seq.wrapping_add(avail));
+        }
     }
     emit(pkt, NET_PROTO_FTP, net_verb::FTP_COMMAND, flags, |ev| {
         copy_name(ctx, ev, pkt.payload, n);
@@ -338,56 +420,80 @@ fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -> bool {
 }
 
 /// The kernel's half of `proto::quarantine::ftp_segment`: the first `n` (1..=NAME_LEN)
-/// payload bytes copied to the per-CPU `FTP_SCAN` buffer, their LFs counted, the verb read
-/// from the first bytes (and whether it is an upload verb, for the event's write-intent
-/// flag).
+/// payload bytes copied to the per-CPU `FTP_SCAN` buffer, their line ends and control
+/// bytes counted, the verb read from the first bytes.
 #[inline(always)]
-fn ftp_segment(ctx: &TcContext, pkt: &Packet, n: u32, truncated: bool) -> Option<(FtpSegment, bool)> {
+fn ftp_segment(ctx: &TcContext, pkt: &Packet, n: u32, truncated: bool) -> Option<FtpSegment> {
     if n == 0 {
         return None;
     }
     let scan = FTP_SCAN.get_ptr_mut(0)?;
     let scan = unsafe { &mut *scan };
+    // Spaces first (no line end, no control byte), then the segment: the count runs over
+    // all NAME_LEN bytes with no test of the length, so the verifier leaves the loop in one
+    // state and checks what follows once (an exit per length, 256 of them, ran the 6.1
+    // verifier past its budget, and a bound test marks the length precise, so its
+    // branches never merge).
+    scan.bytes = [b' '; NAME_LEN];
     let n = core::hint::black_box(n);
     let len = (n.wrapping_sub(1) & (NAME_LEN as u32 - 1)) + 1;
     let ret = unsafe { bpf_skb_load_bytes(ctx.skb.skb as *const _, pkt.payload, scan.bytes.as_mut_ptr() as *mut _, len) };
     if ret != 0 {
         return None;
     }
-    // The count lives in map memory, read and written through volatile accesses: a
-    // register count would be a constant the verifier tracks per path, and the two
-    // branches of every byte's test would never merge (2^n paths: "program too large").
-    // From memory it is an unknown value, so both branches leave the same state.
+    // The counts live in map memory, read and written through volatile accesses: in
+    // registers they would be constants the verifier tracks per path, and the branches of
+    // every byte's test would never merge. From memory they are unknown values.
     let lfs = &raw mut scan.lfs;
-    unsafe { core::ptr::write_volatile(lfs, 0) };
-    // `limit` hides that `len` <= NAME_LEN from LLVM: knowing it, LLVM keeps only the
-    // `i == len` exit, and the 6.1 verifier cannot bound `i` by it (the constant bound
-    // must stay in the code).
-    let limit = core::hint::black_box(len);
+    let crs = &raw mut scan.crs;
+    let others = &raw mut scan.others;
+    unsafe {
+        core::ptr::write_volatile(lfs, 0);
+        core::ptr::write_volatile(crs, 0);
+        core::ptr::write_volatile(others, 0);
+    }
     let mut i = 0usize;
-    while i < NAME_LEN && (i as u32) < limit {
-        if scan.bytes[i] == b'\n' {
-            unsafe { core::ptr::write_volatile(lfs, core::ptr::read_volatile(lfs) + 1) };
+    while i < NAME_LEN {
+        let b = scan.bytes[i];
+        let counter = if b == b'\n' {
+            lfs
+        } else if b == b'\r' {
+            crs
+        } else if quarantine::is_other_control(b) {
+            others
+        } else {
+            core::ptr::null_mut()
+        };
+        if !counter.is_null() {
+            unsafe { core::ptr::write_volatile(counter, core::ptr::read_volatile(counter) + 1) };
         }
         i += 1;
     }
-    let lfs = unsafe { core::ptr::read_volatile(lfs) };
+    let (lfs, crs, others) = unsafe { (core::ptr::read_volatile(lfs), core::ptr::read_volatile(crs), core::ptr::read_volatile(others)) };
     let buf = &scan.bytes;
     let last = buf[((len - 1) & (NAME_LEN as u32 - 1)) as usize];
+    // Its own masked index (LLVM would derive it from `last`'s minus one, which the
+    // verifier cannot bound).
+    let before = core::hint::black_box(len.wrapping_sub(2)) & (NAME_LEN as u32 - 1);
+    let before_last = if len >= 2 { buf[before as usize] } else { 0 };
+    let clean_end = others == 0 && (crs == 0 || (crs == 1 && before_last == b'\r'));
     // Bytes past `len` are a previous packet's: read as spaces.
     let at = |k: usize| if (k as u32) < len { buf[k & (NAME_LEN - 1)] } else { b' ' };
     let (verb, vlen) = quarantine::ftp_verb([at(0), at(1), at(2), at(3)]);
     let longer = vlen == 4 && !matches!(at(4), b' ' | b'\r' | b'\n');
     let command = if longer { FtpCommand::Modifies } else { quarantine::ftp_command(verb, vlen) };
-    let upload = !longer && vlen <= 4 && Verb::from_bytes(&verb[..vlen]).is_upload();
-    Some((FtpSegment { single_line: !truncated && lfs == 1 && last == b'\n', command }, upload))
+    Some(FtpSegment { single_line: !truncated && lfs == 1 && last == b'\n' && clean_end, command })
 }
 
 /// `FTP_SCAN`'s value.
 #[repr(C)]
 pub struct FtpScan {
+    /// The packet `tc_ftp_blocked` judges (set by `ftp` before the tail call).
+    pkt: Packet,
     bytes: [u8; NAME_LEN],
     lfs: u32,
+    crs: u32,
+    others: u32,
 }
 
 // ---------------------------------------------------------------------------------- SMB2
@@ -429,6 +535,9 @@ pub struct SmbWalk {
 #[inline(always)]
 fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     let state = unsafe { NET_FLOWS.get(&pkt.flow) }.copied();
+    if blocked && out_of_order_from_blocked(state, pkt.seq) {
+        return true;
+    }
     let (known, next_seq, enc_reported) = match state {
         Some(s) => (true, s.next_record_seq, s.encrypted_reported),
         None => (false, 0u32, 0u32),
@@ -473,8 +582,12 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
             sure = false;
         } else if ahead < 0x8000_0000 {
             if ahead > plen {
-                // The whole packet lies inside a record that started earlier (WRITE data).
+                // The whole packet lies inside a record that started earlier (WRITE data;
+                // from a quarantined sender, the rest of a request judged harmless).
                 count(net_counter::MID_RECORD);
+                if blocked && let Some(s) = state {
+                    passed_from_blocked(&pkt.flow, s, pkt.seq.wrapping_add(plen));
+                }
                 return false;
             }
             off = pkt.payload + ahead;
@@ -491,7 +604,11 @@ fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
         && let Some(b) = read::<[u8; 8]>(ctx, off)
         && record_start([b[0], b[1], b[2], b[3]], [b[4], b[5], b[6], b[7]]) == RecordStart::NotARecord
     {
-        return no_record_here(sure, known, blocked);
+        let drop = no_record_here(sure, known, blocked);
+        if blocked && !drop && let Some(s) = state {
+            passed_from_blocked(&pkt.flow, s, pkt.seq.wrapping_add(plen));
+        }
+        return drop;
     }
     // (Cannot fail: a one-slot per-CPU array. If it did, a blocked sender is not judged.)
     let Some(w) = NET_WALK.get_ptr_mut(0) else { return blocked };
@@ -530,6 +647,12 @@ fn smb_finish(w: &mut SmbWalk) -> i32 {
         w.next.cont_seq = w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload);
         w.next.cont_bytes = w.cont_bytes;
         let _ = NET_FLOWS.insert(&w.pkt.flow, &w.next, 0);
+    } else if w.drop == 0 && w.blocked != 0
+        && let Some(s) = unsafe { NET_FLOWS.get(&w.pkt.flow) }.copied()
+    {
+        // Passed without a record boundary in it (the tail of a record): the flow's next
+        // byte moves on all the same (`out_of_order_from_blocked`).
+        passed_from_blocked(&w.pkt.flow, s, w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload));
     }
     if w.drop != 0 { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
@@ -759,14 +882,13 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             }
             quarantine_drop(w);
         } else if load_joined::<{ COMMAND_AND_FLAGS as usize }>(ctx, w, pdu) && scratch4(w) == smb2::PROTOCOL_ID {
+            // Its NextCommand (bytes 20-23) is not here: the rest of the chain, in the next
+            // segment, would go unread. From a quarantined sender, not proven harmless.
+            quarantine_drop(w);
             let header = smb2::Header::new_unchecked(&w.scratch[..COMMAND_AND_FLAGS as usize]);
             let command = header.command_code();
             let followed = net_verb::of_smb2(command, header.is_response(), header.status());
             let related = if header.is_related() { NF_RELATED } else { 0 };
-            // Only the command is known: any but a harmless one is not proven harmless.
-            if w.blocked != 0 && !matches!(quarantine::smb2_request(command), Smb2Request::Harmless) {
-                quarantine_drop(w);
-            }
             if let Some(verb) = followed {
                 cut_pdu(ctx, w, pdu, end, verb, command, related);
                 w.in_record = 0;
@@ -775,6 +897,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
             }
         }
         count(net_counter::TRUNCATED_HEADER);
+        quarantine_drop(w);
         w.in_record = 0;
         w.pos = end;
         return 1;
@@ -785,6 +908,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     }
     if scratch4(w) != smb2::PROTOCOL_ID {
         count(net_counter::BAD_MAGIC);
+        quarantine_drop(w);
         w.in_record = 0;
         w.pos = end;
         return 0;
@@ -854,6 +978,7 @@ fn smb_step(ctx: &TcContext, w: &mut SmbWalk) -> i64 {
     // NextCommand must move forward past a header, 8-aligned, inside the record.
     if next < SMB2_HDR || next & 7 != 0 || pdu + next >= end {
         count(net_counter::BAD_NEXT_COMMAND);
+        quarantine_drop(w);
         w.in_record = 0;
         w.pos = end;
         return 0;

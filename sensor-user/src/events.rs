@@ -178,14 +178,25 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         // when it has the name executed (so not a script's interpreter).
         EventKind::Exec => {
             let mut p = name.and_then(|n| procfs::resolve(pid, procfs::AT_FDCWD, n));
-            if !whole(&p)
+            // The name resolved is not the image if it now names another file that is no
+            // `#!` script (whose inode the kernel does not report): the process changed
+            // directory, or the file was replaced, before the name was resolved. A name that
+            // no longer exists (a dropper that deleted itself) is kept.
+            let named = |p: &Option<String>| {
+                p.as_deref().is_some_and(|p| {
+                    file.as_ref().is_none_or(|f| {
+                        procfs::names_inode(p, &f.key()) || procfs::is_script(p) || !procfs::fs_path(p).is_some_and(|x| x.exists())
+                    })
+                })
+            };
+            if !(whole(&p) && named(&p))
                 && let (Some(f), Some(n)) = (&file, name)
                 && let Some(q) = procfs::path_of_inode(&f.key(), f.generation)
                 && sensor_common::graph::path_bytes(&q).is_some_and(|b| b.rsplit(|&c| c == b'/').next() == n.rsplit(|&c| c == b'/').next())
             {
                 p = Some(q);
             }
-            let exact = whole(&p);
+            let exact = whole(&p) && named(&p);
             (p, None, exact)
         }
         _ => match name {

@@ -113,35 +113,53 @@ pub fn resolve(pid: u32, dirfd: i32, name: &[u8]) -> Option<String> {
     };
     let normal = normalize(&joined);
     match proc_fd(&normal, pid) {
-        Some(link) => fs::read_link(link).ok().filter(|p| !p.as_os_str().as_bytes().ends_with(b" (deleted)")).map(|p| text(&p)),
+        Some((link, after)) => {
+            let target = fs::read_link(link).ok().filter(|p| !p.as_os_str().as_bytes().ends_with(b" (deleted)"))?;
+            let mut full = target.into_os_string().into_vec();
+            full.extend_from_slice(&after);
+            Some(path_text(&normalize(&full)))
+        }
         None => Some(path_text(&normal)),
     }
 }
 
-/// `/proc/self/fd/N`, `/proc/thread-self/fd/N` or `/proc/<pid>/fd/N` (with what may follow
-/// N): the `/proc/<pid>/fd/N` link to read, as seen from this process.
-fn proc_fd(path: &[u8], pid: u32) -> Option<String> {
-    let rest = path.strip_prefix(b"/proc/")?;
-    let slash = rest.iter().position(|&b| b == b'/')?;
-    let (who, rest) = rest.split_at(slash);
-    let rest = rest.strip_prefix(b"/fd/")?;
-    let fd: Vec<u8> = rest.iter().take_while(|b| b.is_ascii_digit()).copied().collect();
-    if fd.is_empty() {
+/// `/proc/self/fd/N`, `/proc/thread-self/fd/N`, `/proc/<pid>/fd/N` or `/dev/fd/N`, and
+/// what follows N (`/sub/name` below a directory descriptor): the `/proc/<pid>/fd/N` link
+/// to read as seen from this process, and the rest. None for any other path, and for
+/// `N` followed by anything but `/` or the end (`/proc/self/fd/3abc` is no descriptor).
+fn proc_fd(path: &[u8], pid: u32) -> Option<(String, Vec<u8>)> {
+    let (owner, rest) = if let Some(rest) = path.strip_prefix(b"/dev/fd/") {
+        (pid.to_string(), rest)
+    } else {
+        let rest = path.strip_prefix(b"/proc/")?;
+        let slash = rest.iter().position(|&b| b == b'/')?;
+        let (who, rest) = rest.split_at(slash);
+        let owner = match who {
+            b"self" | b"thread-self" => pid.to_string(),
+            digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => std::str::from_utf8(digits).ok()?.to_string(),
+            _ => return None,
+        };
+        (owner, rest.strip_prefix(b"/fd/")?)
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (fd, after) = rest.split_at(digits);
+    if fd.is_empty() || !(after.is_empty() || after[0] == b'/') {
         return None;
     }
-    let fd = std::str::from_utf8(&fd).ok()?;
-    let owner = match who {
-        b"self" | b"thread-self" => pid.to_string(),
-        digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => std::str::from_utf8(digits).ok()?.to_string(),
-        _ => return None,
-    };
-    Some(format!("/proc/{owner}/fd/{fd}"))
+    Some((format!("/proc/{owner}/fd/{}", std::str::from_utf8(fd).ok()?), after.to_vec()))
 }
 
 /// The file-system path of a stored path text (`graph::path_text`); None for text that is
 /// no stored path.
 pub fn fs_path(text: &str) -> Option<PathBuf> {
     sensor_common::graph::path_bytes(text).map(|b| PathBuf::from(OsStr::from_bytes(&b)))
+}
+
+/// Does the file at `path` (stored text) start with `#!`?
+pub fn is_script(path: &str) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    fs_path(path).and_then(|p| fs::File::open(p).ok()).is_some_and(|mut f| f.read_exact(&mut head).is_ok() && &head == b"#!")
 }
 
 /// Does `path` (stored text) name the inode `key` now?
@@ -387,6 +405,12 @@ mod tests {
         // A closed descriptor: no path rather than a /proc one.
         assert_eq!(resolve(me, AT_FDCWD, b"/proc/self/fd/999999"), None);
         assert_eq!(proc_fd(b"/proc/self/status", me), None);
+        assert_eq!(proc_fd(b"/proc/self/fd/3abc", me), None);
+        // Below a directory descriptor, and /dev/fd.
+        let d = fs::File::open(&dir).unwrap();
+        let dfd = d.as_raw_fd();
+        assert_eq!(resolve(me, AT_FDCWD, format!("/proc/self/fd/{dfd}/target.txt").as_bytes()).as_deref(), Some(file.to_str().unwrap()));
+        assert_eq!(resolve(me, AT_FDCWD, format!("/dev/fd/{fd}").as_bytes()).as_deref(), Some(file.to_str().unwrap()));
         fs::remove_dir_all(&dir).ok();
     }
 }

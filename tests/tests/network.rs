@@ -10,7 +10,7 @@ use std::{
 };
 
 use sensor_common::proto::smb2::build;
-use sensor_user::network::testrun::{TcTestRun, tcp_packet};
+use sensor_user::network::testrun::{TcTestRun, tcp_packet, tcp_syn};
 use tests::net::*;
 use tests::sensor::{require_root, serial, temp_dir};
 
@@ -356,6 +356,9 @@ fn tc_program_on_crafted_packets() {
     let mut sport = 50000u16;
     let mut case = |t: &mut TcTestRun, what: &str, payload: &[u8], dport: u16| {
         sport += 1;
+        // Each case is a new connection, seen from its SYN (a blocked sender's flows are
+        // judged only from their first byte on).
+        t.run(&tcp_syn(c, s, sport, dport, 999), 1).unwrap();
         let before = t.counters();
         let r = t.run(&tcp_packet(c, s, sport, dport, 1000, payload), 1).unwrap_or_else(|e| panic!("{what}: {e:#}"));
         (r.retval, delta(&before, &t.counters()), t.drain_events())
@@ -441,9 +444,11 @@ fn tc_program_on_crafted_packets() {
     // to userspace (which reassembles the stream and finds no command in it).
     let (rv, _, ev) = case(&mut t, "ftp garbage", &[0u8; 3], 21);
     assert_eq!((rv, ev.len()), (0, 1));
-    // A whole quiet line stays in the kernel (a password never leaves it).
+    // Every command goes up (replies answer commands in order); the line is not part of
+    // the event's JSON, and the session keeps nothing of a PASS.
     let (rv, _, ev) = case(&mut t, "ftp pass", b"PASS secret\r\n", 21);
-    assert_eq!((rv, ev.len()), (0, 0));
+    assert_eq!((rv, ev.len()), (0, 1));
+    assert!(!serde_json::to_string(&ev[0]).unwrap().contains("secret"));
 
     // Quarantine: write-intent CREATE and STOR from a blocked source are dropped; a
     // read-only CREATE and an FTP LIST pass.
@@ -590,6 +595,7 @@ fn quarantine_fails_closed(t: &mut TcTestRun, blocked: IpAddr, server: IpAddr) {
     let mut verdict = |t: &mut TcTestRun, from: IpAddr, dport: u16, seq: u32, payload: &[u8], new_flow: bool| {
         if new_flow {
             sport += 1;
+            t.run(&tcp_syn(from, server, sport, dport, seq - 1), 1).unwrap();
         }
         let r = t.run(&tcp_packet(from, server, sport, dport, seq, payload), 1).unwrap();
         (r.retval, t.drain_events())
@@ -691,6 +697,35 @@ fn quarantine_fails_closed(t: &mut TcTestRun, blocked: IpAddr, server: IpAddr) {
     // judged, so from a blocked sender it is dropped.
     let (rv, _) = verdict(t, blocked, 445, 100, &[0x41; 200], true);
     assert_eq!(rv, 2, "blocked, mid-record of an unknown flow");
+    // A connection whose SYN was not seen (open before the block): nothing of it passes,
+    // not even a harmless request.
+    let echo_req = with_body(13, &[4, 0, 0, 0]);
+    for dport in [445, 21] {
+        let payload: &[u8] = if dport == 445 { &echo_req } else { b"NOOP\r\n" };
+        let r = t.run(&tcp_packet(blocked, server, 55000, dport, 10, payload), 1).unwrap();
+        assert_eq!(r.retval, 2, "blocked, flow not seen from its SYN, port {dport}");
+    }
+    // In order only: a harmless line, then the same bytes again with a STOR behind them
+    // (overlapping: the server reads only what is new), a segment ahead of the flow, and
+    // an SMB header cut after byte 20 (its NextCommand, hence the rest of the chain, would
+    // go unread).
+    let (rv, _) = verdict(t, blocked, 21, 1000, b"NOOP\r\n", true);
+    assert_eq!(rv, 0);
+    let (rv, _) = verdict(t, blocked, 21, 1001, b"NOOP STOR x\r\n", false);
+    assert_eq!(rv, 2, "blocked, overlapping retransmission");
+    let (rv, _) = verdict(t, blocked, 21, 1100, b"NOOP\r\n", false);
+    assert_eq!(rv, 2, "blocked, segment ahead of the flow");
+    let (rv, _) = verdict(t, blocked, 21, 1006, b"PWD\r\n", false);
+    assert_eq!(rv, 0, "blocked, next in order: passes");
+    let (rv, _) = verdict(t, blocked, 445, 2000, &echo_req[..4 + 30], true);
+    assert_eq!(rv, 2, "blocked, an SMB2 header cut after byte 20");
+    // Padding after the IP packet is no data: a STOR split as `ST` + `OR x` is joined from
+    // what the packets carry, not from their padding.
+    let p = [tcp_packet(free, server, 55100, 21, 5000, b"ST"), vec![0; 30]].concat();
+    t.run(&p, 1).unwrap();
+    let ev = t.drain_events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].line, b"ST", "the padding is not part of the segment");
 
     // FTP: however an upload is framed.
     for (what, segments) in [
@@ -755,6 +790,7 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 /// and the events it produced.
 fn run_from(t: &mut TcTestRun, from: IpAddr, sport: u16, payload: &[u8]) -> (u32, Vec<sensor_user::network::events::NetFileEvent>) {
     let server: IpAddr = "10.9.0.1".parse().unwrap();
+    t.run(&tcp_syn(from, server, sport, 445, 2999), 1).unwrap();
     let r = t.run(&tcp_packet(from, server, sport, 445, 3000, payload), 1).unwrap();
     (r.retval, t.drain_events())
 }

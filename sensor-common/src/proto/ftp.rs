@@ -314,6 +314,28 @@ pub fn trim_spaces(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or(&[])
 }
 
+/// The path in a `257 "/dir" is current directory` reply, `""` read as one quote (RFC
+/// 959 appendix II). Live attribution and replay both read the working directory here.
+#[cfg(feature = "std")]
+pub fn pwd_reply_path(text: &[u8]) -> Option<std::vec::Vec<u8>> {
+    let start = text.iter().position(|&b| b == b'"')? + 1;
+    let mut out = std::vec::Vec::new();
+    let mut i = start;
+    while let Some(&b) = text.get(i) {
+        if b == b'"' {
+            if text.get(i + 1) == Some(&b'"') {
+                out.push(b'"');
+                i += 2;
+                continue;
+            }
+            return Some(out);
+        }
+        out.push(b);
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,13 +96,13 @@ pub const IOCTL_CTL_CODE_AT: usize = super::smb2::HEADER_LEN + 4;
 /// How an FTP command verb is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FtpCommand {
-    /// Harmless, and nothing vtrail records (login, settings, listings, keep-alive): the
-    /// kernel keeps it (a password never leaves the kernel when its line is whole).
+    /// Harmless, and nothing vtrail records (login, settings, listings, keep-alive).
     Quiet,
     /// Harmless, and recorded (directory changes, downloads, data-connection set-up).
     Followed,
     /// Uploads, deletes, renames, directories made or removed, SITE, AUTH (it would hide
-    /// the commands after it), and every verb not listed here: dropped from a blocked sender.
+    /// the commands after it), MDTM (with two arguments it sets a file's time: vsftpd's
+    /// `mdtm_write`), and every verb not listed here: dropped from a blocked sender.
     Modifies,
 }
 
@@ -145,7 +145,6 @@ pub const fn ftp_command(v: [u8; 4], len: usize) -> FtpCommand {
         | [b'M', b'L', b'S', b'D']
         | [b'M', b'L', b'S', b'T']
         | [b'S', b'I', b'Z', b'E']
-        | [b'M', b'D', b'T', b'M']
         | [b'C', b'L', b'N', b'T']
         | [b'L', b'A', b'N', b'G']
         | [b'H', b'O', b'S', b'T'] => FtpCommand::Quiet,
@@ -172,9 +171,10 @@ pub const fn ftp_verb(head: [u8; 4]) -> ([u8; 4], usize) {
     (head, len)
 }
 
-/// What one FTP control segment from a client holds, as far as the TC program can tell
-/// without flow state: `single_line` when the segment is exactly one complete command
-/// line (its only LF is its last byte) and fits what the kernel reads.
+/// What one FTP control segment from a client holds, as far as the TC program can tell:
+/// `single_line` when the segment is exactly one complete command line - its only LF is
+/// its last byte, a CR only right before it, no other control byte (a NUL, a lone CR that
+/// a server may take for a line end) - and fits what the kernel reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FtpSegment {
     pub single_line: bool,
@@ -185,12 +185,6 @@ impl FtpSegment {
     /// From a blocked sender: dropped unless one whole line of a harmless command.
     pub const fn blocked_must_drop(self) -> bool {
         !(self.single_line && self.command.is_harmless())
-    }
-    /// Sent to userspace unless one whole line of a quiet command. A segment that is not
-    /// one whole line may be part of a command split across segments, or several
-    /// pipelined ones: userspace reassembles the stream.
-    pub const fn goes_to_userspace(self) -> bool {
-        !(self.single_line && matches!(self.command, FtpCommand::Quiet))
     }
 }
 
@@ -203,11 +197,23 @@ pub fn ftp_segment(bytes: &[u8], max_len: usize) -> FtpSegment {
     }
     let (verb, len) = ftp_verb(head);
     let lfs = bytes.iter().filter(|&&b| b == b'\n').count();
-    let single_line = bytes.len() <= max_len && lfs == 1 && bytes.last() == Some(&b'\n');
+    let crs = bytes.iter().filter(|&&b| b == b'\r').count();
+    let others = bytes.iter().filter(|&&b| is_other_control(b)).count();
+    let cr_at_end = bytes.len() >= 2 && bytes[bytes.len() - 2] == b'\r';
+    let single_line = bytes.len() <= max_len
+        && lfs == 1
+        && bytes.last() == Some(&b'\n')
+        && others == 0
+        && (crs == 0 || (crs == 1 && cr_at_end));
     // A verb of 4 letters followed by more letters is no verb this list knows.
     let long = len == 4 && bytes.get(4).is_some_and(|b| !matches!(b, b' ' | b'\r' | b'\n'));
     let command = if long { FtpCommand::Modifies } else { ftp_command(verb, len) };
     FtpSegment { single_line, command }
+}
+
+/// A control byte other than CR and LF (and DEL): never part of a harmless command line.
+pub const fn is_other_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\r' && b != b'\n') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -259,15 +265,13 @@ mod tests {
         assert!(!seg(b"LIST\r\n").blocked_must_drop());
         assert!(!seg(b"retr a file.txt\r\n").blocked_must_drop());
         assert!(!seg(b"CWD /x\n").blocked_must_drop());
-        assert!(!seg(b"PASS secret\r\n").goes_to_userspace());
-        assert!(!seg(b"NOOP\r\n").goes_to_userspace());
-        assert!(seg(b"RETR x\r\n").goes_to_userspace());
+        assert!(!seg(b"PASS secret\r\n").blocked_must_drop());
         // Uploads, however framed: one segment, split, pipelined, lower case.
         for s in [&b"STOR x\r\n"[..], b"stor x\r\n", b"ST", b"OR x\r\n", b"NOOP\r\nSTOR x\r\n", b"NOOP\r\nSTOR x",
                   b"NOOP\r\n\r\n", b"STORE x\r\n", b"AUTH TLS\r\n", b"DELE a\r\n", b"RNFR a\r\n", b"MKD d\r\n",
-                  b"SITE CHMOD 777 a\r\n", b"", b"\r\n", b"LIST"] {
+                  b"SITE CHMOD 777 a\r\n", b"", b"\r\n", b"LIST", b"NOOP\rSTOR x\r\n", b"RETR a\0b\r\n",
+                  b"RETR a\r\r\n", b"MDTM 20240101000000 a\r\n", b" STOR x\r\n", b"\xff\xf4STOR x\r\n"] {
             assert!(seg(s).blocked_must_drop(), "{:?}", core::str::from_utf8(s));
-            assert!(seg(s).goes_to_userspace(), "{:?}", core::str::from_utf8(s));
         }
         // Longer than the kernel reads: not proven.
         let long = [b"RETR ".as_slice(), &[b'a'; 300], b"\r\n"].concat();

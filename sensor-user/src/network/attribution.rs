@@ -33,7 +33,7 @@ use sensor_common::{
     proto::ftp::{self, Verb},
 };
 
-use super::{events::NetFileEvent, peers};
+use super::{events::NetFileEvent, ftp_session::Settled, peers};
 use crate::{events::SensorEvent, graph::GraphStore};
 
 /// How far apart the packet and the write may be.
@@ -76,16 +76,9 @@ struct PortWrite {
     file: String,
 }
 
-#[derive(Default)]
-struct FtpConn {
-    /// The client's command stream, as lines.
-    stream: super::ftp_stream::LineStream,
-    cwd: String,
-    pending_cwd: Option<String>,
-    stou_pending: bool,
-    /// STOR/APPE/STOU name/RETR sent, waiting for the server's 150/125 (or a refusal).
-    pending_transfer: Option<Transfer>,
-}
+/// An FTP control connection; a transfer command carries what a local client was
+/// sending when it issued it (outbound uploads) and whether its line was cut.
+type FtpConn = super::ftp_session::FtpSession<(Option<Vec<SentHit>>, bool)>;
 
 #[derive(Default)]
 pub struct Attribution {
@@ -144,21 +137,7 @@ pub fn normalize(name: &str) -> String {
     name.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
 }
 
-/// FTP: `name` relative to `cwd` unless absolute; `..` resolved.
-fn ftp_join(cwd: &str, name: &str) -> String {
-    let full = if name.starts_with('/') { name.to_string() } else { format!("{cwd}/{name}") };
-    let mut out: Vec<&str> = Vec::new();
-    for c in full.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
-}
+use super::ftp_session::join as ftp_join;
 
 /// Does disk path `path` hold the name sent (`norm`, share- or FTP-root-relative)?
 pub fn path_matches(path: &str, norm: &str) -> bool {
@@ -550,65 +529,49 @@ impl Attribution {
             net_verb::SMB_ENCRYPTED if self.encrypted_peers.insert(client, ev.ts_ns).is_none() => {
                 self.stats.encrypted_sessions += 1;
             }
-            net_verb::FTP_COMMAND => {
-                let stream = &mut self.ftp.entry((client, client_port)).or_default().stream;
+            net_verb::FTP_COMMAND | net_verb::FTP_REPLY => {
+                let command = ev.verb_code == net_verb::FTP_COMMAND;
+                // Bounded memory: control connections are few; a flood of spoofed ones
+                // forgets the others' state.
+                if self.ftp.len() >= MAX_PENDING && !self.ftp.contains_key(&(client, client_port)) {
+                    self.ftp.clear();
+                }
+                let conn = self.ftp.entry((client, client_port)).or_default();
+                let stream = if command { &mut conn.commands } else { &mut conn.replies };
                 let gaps = stream.gaps;
                 let lines = stream.push(ev.tcp_seq, &ev.line, ev.missing);
                 self.stats.ftp_stream_gaps += stream.gaps - gaps;
                 for (line, cut) in lines {
-                    let Some(req) = ftp::parse_request(&line) else { continue };
-                    let arg = String::from_utf8_lossy(req.arg).into_owned();
-                    let conn = self.ftp.entry((client, client_port)).or_default();
-                    match req.verb {
-                        Verb::Cwd => conn.pending_cwd = Some(ftp_join(&conn.cwd, &arg)),
-                        Verb::Cdup => conn.pending_cwd = Some(ftp_join(&conn.cwd, "..")),
-                        Verb::Stou if arg.is_empty() => conn.stou_pending = true,
-                        // A transfer happens only if the server answers 150/125 (a 553
-                        // for a STOR, a 550 for a RETR: nothing moved).
-                        v if v.is_upload() || v == Verb::Retr => {
-                            let norm = ftp_join(&conn.cwd, &arg);
-                            let mut t = transfer(v.as_str(), &arg, norm);
-                            t.partial |= cut;
-                            if t.outbound && v.is_upload() {
-                                t.sending = Some(self.being_sent(store, &t));
+                    if command {
+                        // What a local client sends is asked of /proc now: it may be gone
+                        // by the server's 150.
+                        let sending = match ftp::parse_request(&line) {
+                            Some(req) if outbound && req.verb.is_upload() => {
+                                let arg = String::from_utf8_lossy(req.arg).into_owned();
+                                Some(self.being_sent(store, &transfer(req.verb.as_str(), &arg, ftp_join("", &arg))))
                             }
-                            self.ftp.entry((client, client_port)).or_default().pending_transfer = Some(t);
+                            _ => None,
+                        };
+                        if let Some(conn) = self.ftp.get_mut(&(client, client_port)) {
+                            conn.command(&line, |_, _| (sending, cut));
                         }
-                        _ => {}
+                        continue;
                     }
-                }
-            }
-            net_verb::FTP_REPLY => {
-                for line in ev.line.split_inclusive(|&b| b == b'\n') {
-                    let Some(reply) = ftp::parse_reply(line) else { continue };
-                    let conn = self.ftp.entry((client, client_port)).or_default();
-                    if matches!(reply.code, 125 | 150) && let Some(mut t) = conn.pending_transfer.take() {
-                        t.ts_ns = ev.ts_ns;
-                        if t.verb == "RETR" {
-                            self.sent(store, &t)?;
-                        } else {
-                            self.push_upload(store, t)?;
+                    let Some(conn) = self.ftp.get_mut(&(client, client_port)) else { continue };
+                    match conn.reply(&line) {
+                        Some(Settled::Started { verb, arg, cwd, stou_name, payload: (sending, cut) }) => {
+                            let name = stou_name.unwrap_or(arg);
+                            let mut t = transfer(verb.as_str(), &name, ftp_join(&cwd, &name));
+                            t.partial |= cut;
+                            t.sending = sending;
+                            if verb == Verb::Retr {
+                                self.sent(store, &t)?;
+                            } else {
+                                self.push_upload(store, t)?;
+                            }
                         }
-                    } else if reply.code >= 400 {
-                        if conn.pending_transfer.take().is_some() {
-                            self.stats.ftp_refused_transfers += 1;
-                        }
-                        conn.pending_cwd = None;
-                    } else if reply.code == 250 && let Some(cwd) = conn.pending_cwd.take() {
-                        conn.cwd = cwd;
-                    } else if reply.code == 257 {
-                        let text = String::from_utf8_lossy(reply.text);
-                        if let Some(q) = text.split('"').nth(1) {
-                            conn.cwd = normalize(q);
-                        }
-                    } else if let Some(name) = ftp::stou_reply_name(&reply)
-                        && conn.stou_pending
-                    {
-                        conn.stou_pending = false;
-                        let name = String::from_utf8_lossy(name).into_owned();
-                        let norm = ftp_join(&conn.cwd, &name);
-                        let t = transfer("STOU", &name, norm);
-                        self.push_upload(store, t)?;
+                        Some(Settled::Refused { .. }) => self.stats.ftp_refused_transfers += 1,
+                        None => {}
                     }
                 }
             }

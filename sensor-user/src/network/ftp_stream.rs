@@ -2,10 +2,11 @@
 //! that a command split across segments (`ST` + `OR name`) or several pipelined in one
 //! (`NOOP\r\nSTOR name`) is read as the server reads it.
 //!
-//! The kernel keeps back only segments that are one whole line of a quiet command, so a
-//! segment that does not follow the last one sent (by TCP sequence number) starts at a
-//! line boundary - unless an event was lost, which is counted as a gap. A retransmitted
-//! segment is not read twice. Memory is bounded by `MAX_LINE`.
+//! The kernel sends every segment of the control connection (both ways, each its own
+//! stream), so a segment that does not follow the last one (by TCP sequence number) means
+//! an event was lost (ring buffer full) or the segment was dropped by the quarantine: a
+//! line begun before it is dropped, counted as a gap, and the stream resumes. A
+//! retransmitted segment is not read twice. Memory is bounded by `MAX_LINE`.
 use std::num::Wrapping;
 
 /// Longest command line buffered while waiting for its end (the replay's limit too).
@@ -42,8 +43,8 @@ impl LineStream {
                     }
                     data = bytes.get(seen..).unwrap_or(&[]);
                 } else {
-                    // Ahead: the segments between were kept by the kernel (whole lines) or
-                    // lost. A line begun before them is incomplete.
+                    // Ahead: the segments between were lost (or dropped by the quarantine).
+                    // A line begun before them is incomplete.
                     if !self.pending.is_empty() {
                         self.gaps += 1;
                         self.pending.clear();
@@ -111,8 +112,8 @@ mod tests {
         // The same segment again, then one overlapping it.
         assert!(s.push(0, b"STOR ab", 0).is_empty());
         assert_eq!(lines(s.push(5, b"abc\r\n", 0)), [("STOR abc\r\n".into(), false)]);
-        // A segment kept by the kernel (a whole quiet line) leaves a hole: no gap, the
-        // stream resumes at a line start.
+        // A hole at a line boundary (a lost segment that held whole lines): no line is
+        // cut, the stream resumes at the next line.
         assert_eq!(lines(s.push(100, b"DELE x\r\n", 0)), [("DELE x\r\n".into(), false)]);
         assert_eq!(s.gaps, 0);
         // A hole in the middle of a line: the half line is dropped, counted.

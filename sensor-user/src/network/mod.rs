@@ -12,6 +12,7 @@
 //! | [`testrun`] | `BPF_PROG_TEST_RUN` of the loaded classifier on crafted packets (tests, bench) |
 pub mod attribution;
 pub mod events;
+pub mod ftp_session;
 pub mod ftp_stream;
 pub mod peers;
 pub mod reassembly;
@@ -59,11 +60,13 @@ impl Monitor {
     pub fn start(sensor: &mut Sensor, config: &Config, host_id: &str) -> Result<Started> {
         if !config.network_monitoring {
             info!("network monitoring off (network_monitoring = false)");
+            tc::remove_leftovers(config);
             return Ok(Started::Off);
         }
         let degraded = |why: String| -> Result<Started> {
             if config.network_degraded_ok {
                 error!("network monitoring NOT running (network_degraded_ok = true): {why}");
+                tc::remove_leftovers(config);
                 Ok(Started::Degraded(why))
             } else {
                 bail!("network monitoring cannot run: {why}. Fix the cause, or set network_monitoring = false (or network_degraded_ok = true) to run without it")

@@ -24,15 +24,20 @@ use crate::config::Config;
 pub const INGRESS: &str = "tc_ingress";
 pub const EGRESS: &str = "tc_egress";
 pub const SMB_STEP: &str = "tc_smb_step";
+pub const FTP_BLOCKED: &str = "tc_ftp_blocked";
 
-/// Loads the SMB walk's step program and installs it in `TC_JUMP` (the classifiers
-/// tail-call it; without it they count `no_step_program` and pass SMB packets unparsed).
+/// Loads the programs the classifiers tail-call and installs them in `TC_JUMP`: the SMB
+/// walk's step (slot 0; without it SMB packets pass unparsed, counted `no_step_program`)
+/// and the judge of a quarantined sender's FTP commands (slot 1; without it they are
+/// dropped, counted likewise).
 pub fn load_step_program(ebpf: &mut Ebpf) -> Result<()> {
-    let p: &mut SchedClassifier = ebpf.program_mut(SMB_STEP).context("program tc_smb_step missing")?.try_into()?;
-    p.load().context("cannot load TC program tc_smb_step (the verifier refused it?)")?;
-    let fd = p.fd()?.try_clone()?;
-    let mut jump = aya::maps::ProgramArray::try_from(ebpf.map_mut(names::TC_JUMP).context("TC_JUMP map")?)?;
-    jump.set(0, &fd, 0)?;
+    for (slot, name) in [(0u32, SMB_STEP), (1, FTP_BLOCKED)] {
+        let p: &mut SchedClassifier = ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?.try_into()?;
+        p.load().with_context(|| format!("cannot load TC program {name} (the verifier refused it?)"))?;
+        let fd = p.fd()?.try_clone()?;
+        let mut jump = aya::maps::ProgramArray::try_from(ebpf.map_mut(names::TC_JUMP).context("TC_JUMP map")?)?;
+        jump.set(slot, &fd, 0)?;
+    }
     Ok(())
 }
 
@@ -56,6 +61,8 @@ pub struct Classifier {
     include_loopback: bool,
     /// Where `QDISC_RECORD` is kept.
     record: std::path::PathBuf,
+    /// clsact qdiscs this sensor added where no filter could be attached: deleted at stop.
+    orphan_qdiscs: Vec<String>,
     pub failures: Vec<String>,
 }
 
@@ -86,7 +93,8 @@ impl Classifier {
             counters,
             wanted: config.interfaces.clone(),
             include_loopback: config.include_loopback,
-            record: config.socket.parent().unwrap_or(std::path::Path::new("/run/vtrail")).join(QDISC_RECORD),
+            record: qdisc_record(config),
+            orphan_qdiscs: Vec::new(),
             failures: Vec::new(),
         };
         let mut ifaces = if c.wanted.is_empty() { all_interfaces(c.include_loopback) } else { c.wanted.clone() };
@@ -105,6 +113,19 @@ impl Classifier {
         }
         if !std::path::Path::new("/sys/class/net").join(iface).exists() {
             let msg = format!("{iface}: no such network interface (check `interfaces` in the config; `ip link` lists them)");
+            warn!("{msg}");
+            self.failures.push(msg);
+            return;
+        }
+        // The classifiers read Ethernet frames (loopback has an Ethernet header too): on a
+        // tun, WireGuard or GRE device the IP header is where they expect the MAC header,
+        // so nothing would be read and nothing blocked there.
+        let kind = std::fs::read_to_string(format!("/sys/class/net/{iface}/type")).ok().and_then(|t| t.trim().parse::<u32>().ok());
+        if !matches!(kind, Some(ARPHRD_ETHER) | Some(ARPHRD_LOOPBACK)) {
+            let msg = format!(
+                "{iface}: not an Ethernet interface (type {}): not attached, its traffic is not watched and blocks are not enforced on it",
+                kind.map_or("unknown".into(), |k| k.to_string())
+            );
             warn!("{msg}");
             self.failures.push(msg);
             return;
@@ -143,6 +164,9 @@ impl Classifier {
             }
         }
         if a.ingress.is_none() && a.egress.is_none() {
+            if added_qdisc {
+                self.orphan_qdiscs.push(a.iface);
+            }
             return;
         }
         info!("TC classifiers attached to {iface} (clsact {})", if added_qdisc { "added" } else { "already there" });
@@ -159,17 +183,8 @@ impl Classifier {
         ours
     }
 
-    /// Adds `iface` to (or, `added = false`, removes it from) `QDISC_RECORD`.
     fn remember_qdisc(&self, iface: &str, added: bool) {
-        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
-        let mut lines: Vec<&str> = text.lines().filter(|l| *l != iface && !l.is_empty()).collect();
-        if added {
-            lines.push(iface);
-        }
-        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        if let Err(e) = std::fs::write(&self.record, body) {
-            warn!("cannot write {}: {e} (a clsact qdisc left by a crash will not be recognised as vtrail's)", self.record.display());
-        }
+        remember_qdisc(&self.record, iface, added);
     }
 
     /// The interfaces asked for or found, and what failed: whether traffic is watched.
@@ -197,6 +212,9 @@ impl Classifier {
 
     /// Detaches every filter and deletes the clsact qdiscs this sensor added.
     pub fn stop(&mut self, ebpf: &mut Ebpf) {
+        for iface in std::mem::take(&mut self.orphan_qdiscs) {
+            delete_qdisc(&iface, &self.record);
+        }
         for a in std::mem::take(&mut self.attached) {
             for (name, id) in [(INGRESS, a.ingress), (EGRESS, a.egress)] {
                 let Some(id) = id else { continue };
@@ -208,11 +226,7 @@ impl Classifier {
                 }
             }
             if a.added_qdisc && std::path::Path::new("/sys/class/net").join(&a.iface).exists() {
-                match Command::new("tc").args(["qdisc", "del", "dev", &a.iface, "clsact"]).output() {
-                    Ok(o) if o.status.success() => self.remember_qdisc(&a.iface, false),
-                    Ok(o) => warn!("{}: `tc qdisc del clsact` failed: {}", a.iface, String::from_utf8_lossy(&o.stderr).trim()),
-                    Err(e) => warn!("{}: cannot run tc to delete the clsact qdisc: {e}", a.iface),
-                }
+                delete_qdisc(&a.iface, &self.record);
             }
             info!("TC classifiers detached from {}", a.iface);
         }
@@ -233,6 +247,55 @@ impl Classifier {
 
     pub fn counters(&self) -> BTreeMap<String, u64> {
         read_counters(&self.counters)
+    }
+}
+
+const ARPHRD_ETHER: u32 = 1;
+const ARPHRD_LOOPBACK: u32 = 772;
+
+fn qdisc_record(config: &Config) -> std::path::PathBuf {
+    config.socket.parent().unwrap_or(std::path::Path::new("/run/vtrail")).join(QDISC_RECORD)
+}
+
+/// Adds `iface` to (or, `added = false`, removes it from) `QDISC_RECORD`.
+fn remember_qdisc(record: &std::path::Path, iface: &str, added: bool) {
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().filter(|l| *l != iface && !l.is_empty()).collect();
+    if added {
+        lines.push(iface);
+    }
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    if let Err(e) = std::fs::write(record, body) {
+        warn!("cannot write {}: {e} (a clsact qdisc left by a crash will not be recognised as vtrail's)", record.display());
+    }
+}
+
+/// Deletes the clsact qdisc a vtrail sensor added on `iface` (and its record).
+fn delete_qdisc(iface: &str, record: &std::path::Path) {
+    match Command::new("tc").args(["qdisc", "del", "dev", iface, "clsact"]).output() {
+        Ok(o) if o.status.success() => remember_qdisc(record, iface, false),
+        Ok(o) => warn!("{iface}: `tc qdisc del clsact` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => warn!("{iface}: cannot run tc to delete the clsact qdisc: {e}"),
+    }
+}
+
+/// With network monitoring off or not running: the filters a killed vtrail sensor left
+/// would go on enforcing its old block list, which `unblock` could no longer lift. They
+/// are removed (found by program name), with the qdiscs it recorded adding.
+pub fn remove_leftovers(config: &Config) {
+    let record = qdisc_record(config);
+    let ours = std::fs::read_to_string(&record).unwrap_or_default();
+    for iface in all_interfaces(true) {
+        let mut removed = false;
+        for (name, kind) in [(INGRESS, TcAttachType::Ingress), (EGRESS, TcAttachType::Egress)] {
+            removed |= tc::qdisc_detach_program(&iface, kind, name).is_ok();
+        }
+        if removed {
+            warn!("{iface}: removed the TC filters an earlier vtrail sensor left (network monitoring is not running now)");
+        }
+        if ours.lines().any(|l| l == iface) {
+            delete_qdisc(&iface, &record);
+        }
     }
 }
 

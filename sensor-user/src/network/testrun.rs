@@ -119,6 +119,14 @@ pub fn tcp_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32, pa
     p
 }
 
+/// A client's SYN (no payload): the start of a flow at `seq` + 1.
+pub fn tcp_syn(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    let mut p = tcp_packet(src, dst, sport, dport, seq, &[]);
+    let flags = p.len() - 7; // TCP flags byte: 13 of the 20-byte header at the end
+    p[flags] = 0x02;
+    p
+}
+
 /// `vtrail-sensor selftest --network`: the classifiers load on this kernel and behave on
 /// a few packets (a CREATE, an FTP STOR, malformed SMB2, a blocked sender). For kernels
 /// where attaching to a real interface is not practical (the QEMU test guest).
@@ -169,11 +177,21 @@ pub fn selftest() -> Result<Vec<String>> {
         held.is_empty() && ev.len() == 1 && ev[0].name == name && !ev[0].partial,
         "CREATE after an NBSS header split across segments: first {held:?}, then {ev:?}"
     );
+    // A blocked sender's connection, followed from its SYN: a read-only open passes, a
+    // write CREATE and a STOR are dropped.
     t.block(client)?;
-    let r = t.run(&tcp_packet(client, server, 50004, 445, 1, &create), 1)?;
+    t.run(&tcp_syn(client, server, 50004, 445, 0), 1)?;
+    let read_only = build::nbss(&build::create_request(&build::utf16("r.txt"), 0x1, 1, 0x40, 9));
+    let r = t.run(&tcp_packet(client, server, 50004, 445, 1, &read_only), 1)?;
+    ensure!(r.retval == 0, "blocked sender's read-only CREATE: retval {} (want it passed)", r.retval);
+    let r = t.run(&tcp_packet(client, server, 50004, 445, 1 + read_only.len() as u32, &create), 1)?;
     ensure!(r.retval == TC_ACT_SHOT, "blocked sender's CREATE: retval {} (want TC_ACT_SHOT)", r.retval);
+    t.run(&tcp_syn(client, server, 50007, 21, 0), 1)?;
+    let r = t.run(&tcp_packet(client, server, 50007, 21, 1, b"NOOP\r\nSTOR a\r\n"), 1)?;
+    ensure!(r.retval == TC_ACT_SHOT, "blocked sender's pipelined STOR: retval {} (want TC_ACT_SHOT)", r.retval);
+    t.drain_events();
     notes.push(
-        "CREATE and STOR reported, malformed name counted, split name and split NBSS header completed, blocked CREATE dropped"
+        "CREATE and STOR reported, malformed name counted, split name and split NBSS header completed, blocked CREATE and pipelined STOR dropped, read-only open passed"
             .into(),
     );
     Ok(notes)

@@ -74,22 +74,7 @@ fn normalize(p: &str) -> String {
 
 /// The quoted path of a `257 "/dir" is current directory` reply (`""` is an escaped quote).
 fn quoted_path(text: &[u8]) -> Option<String> {
-    let start = text.iter().position(|&b| b == b'"')? + 1;
-    let mut out = Vec::new();
-    let mut i = start;
-    while let Some(&b) = text.get(i) {
-        if b == b'"' {
-            if text.get(i + 1) == Some(&b'"') {
-                out.push(b'"');
-                i += 2;
-                continue;
-            }
-            return Some(lossy(&out));
-        }
-        out.push(b);
-        i += 1;
-    }
-    None
+    ftp::pwd_reply_path(text).map(|p| lossy(&p))
 }
 
 impl FtpTracker {
