@@ -162,6 +162,10 @@ pub struct Edge {
 pub struct TaintedFile {
     pub node: String,
     pub generation: u32,
+    /// Marked only because a port program (not a tainted process) wrote it: if it turns
+    /// out to be the program's own state (`port_program_state`), the mark is lifted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_port_program: bool,
 }
 
 /// First line of a JSON-lines dump. Then one `DumpLine` per line.

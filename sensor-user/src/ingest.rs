@@ -178,7 +178,20 @@ impl<'a> Ingest<'a> {
     }
 
     fn mark_untrusted_file(&self, key: &InodeKey, generation: u32, node: &str) -> Result<()> {
-        self.store.set_untrusted(key, &TaintedFile { node: node.into(), generation })?;
+        self.store.set_untrusted(key, &TaintedFile { node: node.into(), generation, by_port_program: false })?;
+        Ok(())
+    }
+
+    /// A port program's own state file, first recorded as an arrival when its path could
+    /// not be known (its writer gone): the untrusted mark is lifted.
+    fn forget_state_file(&self, key: &InodeKey) -> Result<()> {
+        self.store.clear_untrusted(key)?;
+        if let Some(mut node) = self.store.node(&self.file_id(key))?
+            && let NodeData::File { untrusted, .. } = &mut node.data
+        {
+            *untrusted = false;
+            self.store.replace_node(&node)?;
+        }
         Ok(())
     }
 
@@ -242,21 +255,26 @@ impl<'a> Ingest<'a> {
             }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
                 let Some(f) = &ev.file else { return Ok(actions) };
-                // (The kernel may have marked it again before the last clear was seen: a
-                // file the graph holds untrusted - written by a tainted process - is kept.)
-                if ev.port_program
-                    && !ev.tainted
-                    && node_path.is_some_and(|p| self.port_state.holds(p))
-                    && self.store.untrusted_file(&f.key())?.is_none()
-                {
-                    self.state_writes_ignored += 1;
-                    actions.push(KernelAction::NotAnArrival { key: f.key() });
-                    return Ok(actions);
+                // (A file the graph holds untrusted because a tainted process wrote it is
+                // kept; one marked only by port-program writes whose path was not known
+                // then - its writer gone - is released now that it is.)
+                if ev.port_program && !ev.tainted && node_path.is_some_and(|p| self.port_state.holds(p)) {
+                    let marked = self.store.untrusted_file(&f.key())?;
+                    if marked.as_ref().is_none_or(|t| t.by_port_program) {
+                        if marked.is_some() {
+                            self.forget_state_file(&f.key())?;
+                        }
+                        self.state_writes_ignored += 1;
+                        actions.push(KernelAction::NotAnArrival { key: f.key() });
+                        return Ok(actions);
+                    }
                 }
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
                 let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
-                if ev.file_newly_untrusted || !ev.file_was_untrusted {
-                    self.mark_untrusted_file(&f.key(), f.generation, &file)?;
+                // A tainted writer always (re)marks it: it is no port program's state then.
+                if ev.file_newly_untrusted || !ev.file_was_untrusted || ev.tainted {
+                    let by_port_program = ev.port_program && !ev.tainted;
+                    self.store.set_untrusted(&f.key(), &TaintedFile { node: file.clone(), generation: f.generation, by_port_program })?;
                 }
                 let kind = match ev.kind {
                     EventKind::Create => EdgeKind::Create,
