@@ -132,6 +132,12 @@ fn classify(ctx: &TcContext, direction: u8) -> i32 {
     if inspect(ctx, direction) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
 
+/// An IPv4 address mapped into IPv6, as the maps' keys hold addresses.
+#[inline(always)]
+fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+}
+
 /// A packet whose TCP payload cannot be read here (IP fragment, IPv6 extension headers):
 /// dropped when a quarantined sender sends it (counted), passed otherwise.
 #[inline(always)]
@@ -190,16 +196,10 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     let ipv6;
     if proto == ETH_P_IP {
         let Some(ip) = read::<[u8; 20]>(ctx, ETH_HLEN) else { return false };
-        flow.saddr[10] = 0xff;
-        flow.saddr[11] = 0xff;
-        flow.daddr[10] = 0xff;
-        flow.daddr[11] = 0xff;
-        flow.saddr[12..16].copy_from_slice(&ip[12..16]);
-        flow.daddr[12..16].copy_from_slice(&ip[16..20]);
         if ip[9] != IPPROTO_TCP {
             // ESP and AH hide or wrap what they carry: not proven harmless.
             if matches!(ip[9], 50 | 51) {
-                return unreadable_from_blocked(direction, &flow.saddr);
+                return unreadable_from_blocked(direction, &v4_mapped([ip[12], ip[13], ip[14], ip[15]]));
             }
             return false;
         }
@@ -217,13 +217,18 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
         // Neither can be judged: from a quarantined sender, dropped.
         if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
             count(net_counter::IP_FRAGMENT);
-            return unreadable_from_blocked(direction, &flow.saddr);
+            return unreadable_from_blocked(direction, &v4_mapped([ip[12], ip[13], ip[14], ip[15]]));
         }
+        flow.saddr[10] = 0xff;
+        flow.saddr[11] = 0xff;
+        flow.daddr[10] = 0xff;
+        flow.daddr[11] = 0xff;
+        flow.saddr[12..16].copy_from_slice(&ip[12..16]);
+        flow.daddr[12..16].copy_from_slice(&ip[16..20]);
         l4 = ETH_HLEN + ihl;
         ipv6 = false;
     } else if proto == ETH_P_IPV6 {
         let Some(ip) = read::<[u8; 40]>(ctx, ETH_HLEN) else { return false };
-        flow.saddr.copy_from_slice(&ip[8..24]);
         // Padding after the packet is no data (payload length 0 is a jumbogram: skb length).
         let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as u32;
         if payload_len != 0 && ETH_HLEN + 40 + payload_len < len {
@@ -234,10 +239,11 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
             // a quarantined sender not proven harmless.
             if matches!(ip[6], 0 | 43 | 44 | 51 | 60) {
                 count(net_counter::IPV6_EXT_HEADER);
-                return unreadable_from_blocked(direction, &flow.saddr);
+                return unreadable_from_blocked(direction, &[ip[8], ip[9], ip[10], ip[11], ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19], ip[20], ip[21], ip[22], ip[23]]);
             }
             return false;
         }
+        flow.saddr.copy_from_slice(&ip[8..24]);
         flow.daddr.copy_from_slice(&ip[24..40]);
         l4 = ETH_HLEN + 40;
         ipv6 = true;
@@ -255,9 +261,12 @@ fn inspect(ctx: &TcContext, direction: u8) -> bool {
     flow.sport = sport;
     flow.dport = dport;
     // A connection a quarantined sender opens: its flow is followed from its first byte
-    // (`in_order_from_blocked`). SYN without ACK: rare, so the lookup costs nothing.
+    // (`out_of_order_from_blocked`). SYN without ACK: rare, so the lookup costs nothing.
+    // (The key is used by value until here: a reference taken earlier made LLVM zero it
+    // with a memset call at the top, for every packet.)
     if tcp[13] & 0x12 == 0x02 && is_service(dport) && direction == NET_DIR_INGRESS {
-        track_from_syn(&flow, seq);
+        let key = flow;
+        track_from_syn(&key, seq);
     }
     if payload >= len {
         return false;
