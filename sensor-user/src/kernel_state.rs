@@ -20,6 +20,8 @@ use aya::{
 use log::{info, warn};
 use sensor_common::maps::{BlockedKey, InodeKey, InodeState, ProcState, names};
 
+use crate::procfs;
+
 /// What was carried over from the pins of an earlier sensor.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CarriedOver {
@@ -27,6 +29,8 @@ pub struct CarriedOver {
     pub inodes: usize,
     pub procs: usize,
     pub blocked: usize,
+    /// Tracked processes left out: gone since (their pid may belong to another process now).
+    pub stale_procs: usize,
     /// Pins that could not be read (layout changed, not a hash map): replaced.
     pub replaced: Vec<String>,
 }
@@ -36,9 +40,14 @@ pub struct CarriedOver {
 pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<CarriedOver> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} (is bpffs mounted at /sys/fs/bpf?)", dir.display()))?;
     let mut done = CarriedOver { dir: dir.to_path_buf(), ..Default::default() };
-    done.inodes = one::<InodeKey, InodeState>(ebpf, dir, names::INODES, &mut done.replaced)?;
-    done.procs = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced)?;
-    done.blocked = one::<BlockedKey, u32>(ebpf, dir, names::BLOCKED, &mut done.replaced)?;
+    let mut skipped = 0;
+    done.inodes = one::<InodeKey, InodeState>(ebpf, dir, names::INODES, &mut done.replaced, |_, _| true, &mut skipped)?;
+    // A process that exited while no sensor ran left its entry (no exit event removed it):
+    // kept only if that pid is still the same process (start time), or a reused pid
+    // would inherit the taint.
+    let alive = |tgid: &u32, state: &ProcState| procfs::start_ticks(*tgid) == Some(procfs::boot_ns_to_ticks(state.start_boottime_ns));
+    done.procs = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced, alive, &mut done.stale_procs)?;
+    done.blocked = one::<BlockedKey, u32>(ebpf, dir, names::BLOCKED, &mut done.replaced, |_, _| true, &mut skipped)?;
     if done.inodes + done.procs + done.blocked > 0 {
         info!(
             "kernel state carried over from {}: {} flagged files, {} tracked processes, {} blocked hosts",
@@ -48,7 +57,14 @@ pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<CarriedOver> {
     Ok(done)
 }
 
-fn one<K: Pod, V: Pod>(ebpf: &mut Ebpf, dir: &Path, name: &str, replaced: &mut Vec<String>) -> Result<usize> {
+fn one<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    dir: &Path,
+    name: &str,
+    replaced: &mut Vec<String>,
+    keep: impl Fn(&K, &V) -> bool,
+    skipped: &mut usize,
+) -> Result<usize> {
     let pin = dir.join(name);
     let mut copied = 0;
     if pin.exists() {
@@ -62,6 +78,10 @@ fn one<K: Pod, V: Pod>(ebpf: &mut Ebpf, dir: &Path, name: &str, replaced: &mut V
                 // Bounded by the old map's capacity; a full new map stops the copy, loudly.
                 for entry in old.iter() {
                     let Ok((k, v)) = entry else { continue };
+                    if !keep(&k, &v) {
+                        *skipped += 1;
+                        continue;
+                    }
                     if let Err(e) = new.insert(k, v, 0) {
                         warn!("{name}: only {copied} entries carried over from {}: {e}", pin.display());
                         break;

@@ -62,6 +62,20 @@ fn kernel_taint_outlives_the_daemon_even_for_dropped_events() {
     sh(&lost[0]);
     sensor.wait_for("a file whose event was lost still taints after a restart", |g| running_taints(g, &lost[0]));
 
+    // A tainted process that exits while no sensor runs leaves its kernel entry behind:
+    // it is not carried over (its pid may be another process's by then).
+    std::fs::write(format!("{d}/sleeper.src"), "#!/bin/sh\nsleep 2\n").unwrap();
+    sh(&format!("{d}/portcp {d}/sleeper.src {d}/sleeper.sh && chmod +x {d}/sleeper.sh"));
+    // Our own child, reaped below (PID 1 here may leave an orphan a zombie, whose pid is
+    // still taken).
+    let mut sleeper = Command::new(format!("{d}/sleeper.sh")).spawn().unwrap();
+    sensor.wait_for("the sleeper tainted", |g| running_taints(g, &format!("{d}/sleeper.sh")));
+    sensor.stop_keeping_kernel_state();
+    sleeper.wait().unwrap();
+    let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
+    let carried = &sensor.status()["kernel_state"]["carried_over"];
+    assert!(carried["stale_procs"].as_u64().unwrap() >= 1, "the exited tainted process is left out: {carried}");
+
     sensor.kill9();
     let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
     sh(&lost[1]);
