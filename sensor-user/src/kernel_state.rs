@@ -40,14 +40,13 @@ pub struct CarriedOver {
 pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<CarriedOver> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} (is bpffs mounted at /sys/fs/bpf?)", dir.display()))?;
     let mut done = CarriedOver { dir: dir.to_path_buf(), ..Default::default() };
-    let mut skipped = 0;
-    done.inodes = one::<InodeKey, InodeState>(ebpf, dir, names::INODES, &mut done.replaced, |_, _| true, &mut skipped)?;
+    (done.inodes, _) = one::<InodeKey, InodeState>(ebpf, dir, names::INODES, &mut done.replaced, all)?;
     // A process that exited while no sensor ran left its entry (no exit event removed it):
     // kept only if that pid is still the same process (start time), or a reused pid
     // would inherit the taint.
     let alive = |tgid: &u32, state: &ProcState| procfs::start_ticks(*tgid) == Some(procfs::boot_ns_to_ticks(state.start_boottime_ns));
-    done.procs = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced, alive, &mut done.stale_procs)?;
-    done.blocked = one::<BlockedKey, u32>(ebpf, dir, names::BLOCKED, &mut done.replaced, |_, _| true, &mut skipped)?;
+    (done.procs, done.stale_procs) = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced, alive)?;
+    (done.blocked, _) = one::<BlockedKey, u32>(ebpf, dir, names::BLOCKED, &mut done.replaced, all)?;
     if done.inodes + done.procs + done.blocked > 0 {
         info!(
             "kernel state carried over from {}: {} flagged files, {} tracked processes, {} blocked hosts",
@@ -57,16 +56,21 @@ pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<CarriedOver> {
     Ok(done)
 }
 
+/// Keeps every entry.
+fn all<K, V>(_: &K, _: &V) -> bool {
+    true
+}
+
+/// One map carried over: (entries copied, entries `keep` left out).
 fn one<K: Pod, V: Pod>(
     ebpf: &mut Ebpf,
     dir: &Path,
     name: &str,
     replaced: &mut Vec<String>,
     keep: impl Fn(&K, &V) -> bool,
-    skipped: &mut usize,
-) -> Result<usize> {
+) -> Result<(usize, usize)> {
     let pin = dir.join(name);
-    let mut copied = 0;
+    let (mut copied, mut skipped) = (0, 0);
     if pin.exists() {
         let old = MapData::from_pin(&pin)
             .map_err(anyhow::Error::from)
@@ -79,7 +83,7 @@ fn one<K: Pod, V: Pod>(
                 for entry in old.iter() {
                     let Ok((k, v)) = entry else { continue };
                     if !keep(&k, &v) {
-                        *skipped += 1;
+                        skipped += 1;
                         continue;
                     }
                     if let Err(e) = new.insert(k, v, 0) {
@@ -100,5 +104,5 @@ fn one<K: Pod, V: Pod>(
         .with_context(|| format!("map {name} missing"))?
         .pin(&pin)
         .with_context(|| format!("cannot pin {name} at {}", pin.display()))?;
-    Ok(copied)
+    Ok((copied, skipped))
 }

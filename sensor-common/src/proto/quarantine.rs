@@ -188,27 +188,36 @@ impl FtpSegment {
     }
 }
 
-/// [`FtpSegment`] of a segment's bytes (userspace and tests; the TC program counts the
-/// LFs in its own bounded loop and builds the same value).
+/// The class of the command a line starts with, from its first 5 bytes (spaces past the
+/// end of a shorter segment): a verb of 4 letters followed by more letters is no verb
+/// this list knows.
+pub const fn ftp_head_command(head: [u8; 5]) -> FtpCommand {
+    let (verb, len) = ftp_verb([head[0], head[1], head[2], head[3]]);
+    if len == 4 && !matches!(head[4], b' ' | b'\r' | b'\n') {
+        return FtpCommand::Modifies;
+    }
+    ftp_command(verb, len)
+}
+
+/// Is a segment whose bytes hold `lfs` LFs, `crs` CRs and `others` other control bytes,
+/// ending with `before_last`, `last`, one whole command line (its only LF last, a CR only
+/// right before it)?
+pub const fn ftp_single_line(lfs: u32, crs: u32, others: u32, before_last: u8, last: u8) -> bool {
+    lfs == 1 && last == b'\n' && others == 0 && (crs == 0 || (crs == 1 && before_last == b'\r'))
+}
+
+/// [`FtpSegment`] of a segment's bytes (userspace and tests; the TC program counts in its
+/// own bounded loop and calls the same two judgements).
 pub fn ftp_segment(bytes: &[u8], max_len: usize) -> FtpSegment {
-    let mut head = [b' '; 4];
+    let mut head = [b' '; 5];
     for (h, b) in head.iter_mut().zip(bytes) {
         *h = *b;
     }
-    let (verb, len) = ftp_verb(head);
-    let lfs = bytes.iter().filter(|&&b| b == b'\n').count();
-    let crs = bytes.iter().filter(|&&b| b == b'\r').count();
-    let others = bytes.iter().filter(|&&b| is_other_control(b)).count();
-    let cr_at_end = bytes.len() >= 2 && bytes[bytes.len() - 2] == b'\r';
+    let count = |f: fn(u8) -> bool| bytes.iter().filter(|&&b| f(b)).count() as u32;
+    let at_end = |k: usize| if bytes.len() >= k { bytes[bytes.len() - k] } else { 0 };
     let single_line = bytes.len() <= max_len
-        && lfs == 1
-        && bytes.last() == Some(&b'\n')
-        && others == 0
-        && (crs == 0 || (crs == 1 && cr_at_end));
-    // A verb of 4 letters followed by more letters is no verb this list knows.
-    let long = len == 4 && bytes.get(4).is_some_and(|b| !matches!(b, b' ' | b'\r' | b'\n'));
-    let command = if long { FtpCommand::Modifies } else { ftp_command(verb, len) };
-    FtpSegment { single_line, command }
+        && ftp_single_line(count(|b| b == b'\n'), count(|b| b == b'\r'), count(is_other_control), at_end(2), at_end(1));
+    FtpSegment { single_line, command: ftp_head_command(head) }
 }
 
 /// A control byte other than CR and LF (and DEL): never part of a harmless command line.
