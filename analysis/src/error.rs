@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sensor_common::graph::{DUMP_FORMAT, SCHEMA_VERSION};
+use sensor_common::graph::{DUMP_FORMAT, READABLE_SCHEMA_VERSIONS};
 
 /// Why an input could not be read at all. Damage that still leaves usable records
 /// (a cut last line, a few bad lines) is not an error: it is reported in `LoadReport`
@@ -23,7 +23,7 @@ pub enum LoadError {
     )]
     NotADump { path: PathBuf, detail: String },
     #[error(
-        "{path}: graph schema version {found} is not supported (this vtrail-analysis reads version {SCHEMA_VERSION}); \
+        "{path}: graph schema version {found} is not supported (this vtrail-analysis reads versions {READABLE_SCHEMA_VERSIONS:?}); \
          use the vtrail-analysis released with the sensor that wrote it"
     )]
     UnknownSchemaVersion { path: PathBuf, found: u32 },

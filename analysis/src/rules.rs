@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{ConnectDirection, EdgeData, EdgeKind};
 use serde::Serialize;
 
 use crate::index::{Graph, HostIx, NodeKind};
@@ -123,10 +123,12 @@ pub fn rules(
                         && graph.remote_host(edge.dst).is_none()
                         && let Some(remote) = graph.remote(edge.dst)
                     {
-                        let port = graph.attr(e, "port").unwrap_or_else(|| "?".into());
-                        let what = match graph.attr(e, "direction").as_deref() {
-                            Some("in") => "connected to a tainted process",
-                            _ => "a tainted process connected to it",
+                        let (port, what) = match graph.edge_data(e) {
+                            EdgeData::Connect(c) if c.direction == ConnectDirection::In => {
+                                (c.port.to_string(), "connected to a tainted process")
+                            }
+                            EdgeData::Connect(c) => (c.port.to_string(), "a tainted process connected to it"),
+                            _ => ("?".into(), "a tainted process connected to it"),
                         };
                         outside.entry(remote.ip.to_string()).or_insert_with(|| {
                             format!("{what} (port {port}, host {})", graph.host(edge.host).id)
@@ -134,7 +136,7 @@ pub fn rules(
                     }
                     if edge.is_activation_point() {
                         let path = graph.label(edge.dst);
-                        let point = graph.attr(e, "activation_point").unwrap_or_default();
+                        let point = graph.edge_data(e).activation_point().unwrap_or_default().to_owned();
                         protect
                             .entry(path)
                             .or_insert_with(|| (point, BTreeSet::new()))

@@ -1,7 +1,7 @@
 //! Which nodes a question starts from: the flagged file named on the command line, or,
 //! without one, every untrusted arrival (for `spread` and `rules` over a whole incident).
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{EdgeData, EdgeKind, RelabelAttrs, Trust};
 
 use crate::error::QueryError;
 use crate::index::{Graph, HostIx, NodeIx, NodeKind};
@@ -166,7 +166,9 @@ pub fn auto_seeds(graph: &Graph) -> AutoSeeds {
                     unmatched_receives.push(e);
                 }
             }
-            EdgeKind::Relabel if graph.attr(e, "to").as_deref() == Some("untrusted") => {
+            EdgeKind::Relabel
+                if matches!(graph.edge_data(e), EdgeData::Relabel(RelabelAttrs { to: Trust::Untrusted, .. })) =>
+            {
                 seeds.push(Seed {
                     node: edge.dst,
                     since_ns: edge.ts_ns,

@@ -23,7 +23,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sensor_common::graph::{
-    DUMP_FORMAT, DumpHeader, DumpLine, Edge, EdgeKind, HostInfo, Node, NodeData, SCHEMA_VERSION,
+    ChmodAttrs, DUMP_FORMAT, DumpHeader, DumpLine, Edge, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs,
+    Node, NodeData, Protocol, ReadAttrs, RelabelAttrs, SCHEMA_VERSION, Severity, TransferAttrs, Trust,
     file_node_id, host_node_id, process_node_id, remote_node_id,
 };
 use serde::Serialize;
@@ -288,25 +289,13 @@ impl HostLog {
         remote_node_id(ip)
     }
 
-    fn edge(
-        &mut self,
-        host: &SimHost,
-        at: u64,
-        kind: EdgeKind,
-        src: &str,
-        dst: &str,
-        attrs: &[(&str, serde_json::Value)],
-    ) {
+    fn edge(&mut self, host: &SimHost, at: u64, src: &str, dst: &str, data: EdgeData) {
         self.edges.push(Edge {
             ts_ns: host.clock(at),
-            kind,
             src: src.to_owned(),
             dst: dst.to_owned(),
             host: host.id.clone(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
+            data,
         });
     }
 
@@ -336,14 +325,7 @@ impl HostLog {
         let systemd = self.process(host, "/usr/lib/systemd/systemd", 0, false, boot);
         let daemon = |log: &mut HostLog, exe: &str, uid: u32| {
             let p = log.process(host, exe, uid, false, boot + 2 * NS_PER_SEC);
-            log.edge(
-                host,
-                boot + 2 * NS_PER_SEC,
-                EdgeKind::Fork,
-                &systemd,
-                &p,
-                &[],
-            );
+            log.edge(host, boot + 2 * NS_PER_SEC, &systemd, &p, EdgeData::Fork(NoAttrs {}));
             p
         };
         let base = BaseProcesses {
@@ -358,8 +340,24 @@ impl HostLog {
     }
 }
 
-fn attr(value: &str) -> serde_json::Value {
-    serde_json::Value::String(value.to_owned())
+/// A `received_from` from `ip`: what a receiving sensor records (protocol, name sent).
+fn transfer_from(ip: &str, protocol: Protocol, name: &str) -> EdgeData {
+    EdgeData::ReceivedFrom(TransferAttrs { name: Some(name.to_owned()), ..TransferAttrs::new(ip, protocol) })
+}
+
+/// A `sent_to` to `ip`.
+fn transfer_to(ip: &str, protocol: Protocol, name: &str) -> EdgeData {
+    EdgeData::SentTo(TransferAttrs { name: Some(name.to_owned()), ..TransferAttrs::new(ip, protocol) })
+}
+
+/// The `chmod +x` before a run.
+fn executable_mode() -> ChmodAttrs {
+    ChmodAttrs { mode: "755".into(), executable: true, ..Default::default() }
+}
+
+/// An operator's relabel by the admin's shell.
+fn relabel(to: Trust) -> EdgeData {
+    EdgeData::Relabel(RelabelAttrs { to, by: "root(uid 0)".into(), path: None })
 }
 
 /// What happens on the wire: recorded as `sent_to` on the sender and `received_from` on the receiver.
@@ -368,7 +366,7 @@ struct Transfer {
     to: usize,
     sent_at: u64,
     received_at: u64,
-    protocol: &'static str,
+    protocol: Protocol,
     name: String,
     worm: bool,
 }
@@ -424,7 +422,7 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
         to: patient_zero,
         sent_at: WORM_START_NS,
         received_at: WORM_START_NS,
-        protocol: "ftp",
+        protocol: Protocol::Ftp,
         name: "invoice-2023-11.pdf.sh".to_owned(),
         worm: true,
     });
@@ -443,7 +441,7 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                 let t = &transfers[transfer];
                 let to = t.to;
                 let host = &hosts[to];
-                let directory = if t.protocol == "smb" {
+                let directory = if t.protocol == Protocol::Smb2 {
                     "/srv/samba/share"
                 } else {
                     "/srv/ftp/incoming"
@@ -460,15 +458,7 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                     .from
                     .map_or(OUTSIDE_WORM_IP.to_owned(), |f| hosts[f].ip.clone());
                 let remote = log.remote(&from_ip, t.from);
-                let attrs = [("protocol", attr(t.protocol)), ("name", attr(&t.name))];
-                log.edge(
-                    host,
-                    t.received_at,
-                    EdgeKind::ReceivedFrom,
-                    &remote,
-                    &file,
-                    &attrs,
-                );
+                log.edge(host, t.received_at, &remote, &file, transfer_from(&from_ip, t.protocol, &t.name));
                 if let Some(from) = t.from {
                     let sender = &hosts[from];
                     let source = if t.worm {
@@ -485,14 +475,7 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                         )
                     };
                     let remote = logs[from].remote(&host.ip, Some(to));
-                    logs[from].edge(
-                        sender,
-                        t.sent_at,
-                        EdgeKind::SentTo,
-                        &source,
-                        &remote,
-                        &attrs,
-                    );
+                    logs[from].edge(sender, t.sent_at, &source, &remote, transfer_to(&host.ip, t.protocol, &t.name));
                 }
                 let already = infected_at[to].is_some();
                 if t.worm && host.vulnerable && (!already || rng.chance(0.5)) {
@@ -526,20 +509,10 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                     Some(_) if rng.chance(0.5) => &base.smbd,
                     Some(_) => &base.ftpd,
                 };
-                log.edge(
-                    host,
-                    at - 2 * MS,
-                    EdgeKind::Chmod,
-                    trigger,
-                    &file,
-                    &[
-                        ("mode", attr("0755")),
-                        ("executable", serde_json::Value::Bool(true)),
-                    ],
-                );
+                log.edge(host, at - 2 * MS, trigger, &file, EdgeData::Chmod(executable_mode()));
                 let worm = log.process(host, &path, 0, true, at - MS);
-                log.edge(host, at - MS, EdgeKind::Fork, trigger, &worm, &[]);
-                log.edge(host, at, EdgeKind::Exec, &file, &worm, &[]);
+                log.edge(host, at - MS, trigger, &worm, EdgeData::Fork(NoAttrs {}));
+                log.edge(host, at, &file, &worm, EdgeData::Exec(ExecAttrs::default()));
                 if infected_at[h].is_some() {
                     continue; // a re-run: the running copy's mutex makes it exit at once
                 }
@@ -570,7 +543,7 @@ pub fn simulate(config: &SimConfig) -> std::io::Result<Truth> {
                         to: target,
                         sent_at,
                         received_at: sent_at + rng.range(20, 300) * MS,
-                        protocol: if smb { "smb" } else { "ftp" },
+                        protocol: if smb { Protocol::Smb2 } else { Protocol::Ftp },
                         name: if smb {
                             "quarterly-report.pdf.sh".to_owned()
                         } else {
@@ -673,33 +646,13 @@ fn worm_behaviour(
         None,
         at + 2 * NS_PER_SEC,
     );
-    let persist = [
-        ("activation_point", attr("cron")),
-        ("severity", attr("high")),
-    ];
-    log.edge(
-        host,
-        at + 2 * NS_PER_SEC,
-        EdgeKind::Create,
-        worm,
-        &cron_file,
-        &persist,
-    );
-    log.edge(
-        host,
-        at + 2 * NS_PER_SEC + MS,
-        EdgeKind::Write,
-        worm,
-        &cron_file,
-        &persist,
-    );
+    let persist = FileWriteAttrs { activation_point: Some("cron".into()), severity: Some(Severity::High), ..Default::default() };
+    log.edge(host, at + 2 * NS_PER_SEC, worm, &cron_file, EdgeData::Create(persist.clone()));
+    log.edge(host, at + 2 * NS_PER_SEC + MS, worm, &cron_file, EdgeData::Write(persist.clone()));
     if rng.chance(0.5) {
         let rc = log.file(host, "/root/.bashrc", false, false, None, host.boot_ns);
-        let attrs = [
-            ("activation_point", attr("shell-rc")),
-            ("severity", attr("high")),
-        ];
-        log.edge(host, at + 2500 * MS, EdgeKind::Write, worm, &rc, &attrs);
+        let attrs = FileWriteAttrs { activation_point: Some("shell-rc".into()), severity: Some(Severity::High), ..Default::default() };
+        log.edge(host, at + 2500 * MS, worm, &rc, EdgeData::Write(attrs));
     }
     let copy_id = log.file(
         host,
@@ -709,51 +662,20 @@ fn worm_behaviour(
         Some(worm_sha.to_owned()),
         at + 3 * NS_PER_SEC,
     );
-    log.edge(
-        host,
-        at + 3 * NS_PER_SEC,
-        EdgeKind::Create,
-        worm,
-        &copy_id,
-        &[],
-    );
-    log.edge(
-        host,
-        at + 3 * NS_PER_SEC + MS,
-        EdgeKind::Write,
-        worm,
-        &copy_id,
-        &[],
-    );
-    log.edge(
-        host,
-        at + 3 * NS_PER_SEC + 2 * MS,
-        EdgeKind::Chmod,
-        worm,
-        &copy_id,
-        &[
-            ("mode", attr("0755")),
-            ("executable", serde_json::Value::Bool(true)),
-        ],
-    );
+    log.edge(host, at + 3 * NS_PER_SEC, worm, &copy_id, EdgeData::Create(FileWriteAttrs::default()));
+    log.edge(host, at + 3 * NS_PER_SEC + MS, worm, &copy_id, EdgeData::Write(FileWriteAttrs::default()));
+    log.edge(host, at + 3 * NS_PER_SEC + 2 * MS, worm, &copy_id, EdgeData::Chmod(executable_mode()));
     *copy = Some(copy_id);
     // A shell child that collects host information.
     let child = log.process(host, "/usr/bin/sh", 0, true, at + 4 * NS_PER_SEC);
-    log.edge(host, at + 4 * NS_PER_SEC, EdgeKind::Fork, worm, &child, &[]);
+    log.edge(host, at + 4 * NS_PER_SEC, worm, &child, EdgeData::Fork(NoAttrs {}));
     let sh = base
         .binaries
         .iter()
         .find(|b| b.1 == "/usr/bin/sh")
         .map(|b| b.0.clone())
         .unwrap_or_default();
-    log.edge(
-        host,
-        at + 4 * NS_PER_SEC + MS,
-        EdgeKind::Exec,
-        &sh,
-        &child,
-        &[],
-    );
+    log.edge(host, at + 4 * NS_PER_SEC + MS, &sh, &child, EdgeData::Exec(ExecAttrs::default()));
     let loot = log.file(
         host,
         "/tmp/.hostinfo",
@@ -762,14 +684,7 @@ fn worm_behaviour(
         None,
         at + 5 * NS_PER_SEC,
     );
-    log.edge(
-        host,
-        at + 5 * NS_PER_SEC,
-        EdgeKind::Create,
-        &child,
-        &loot,
-        &[],
-    );
+    log.edge(host, at + 5 * NS_PER_SEC, &child, &loot, EdgeData::Create(FileWriteAttrs::default()));
 }
 
 fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
@@ -799,8 +714,7 @@ fn benign_incidents(
             let received_at = sent_at + rng.range(20, 300) * MS;
             let (sender, receiver) = (&hosts[from], &hosts[to]);
             let name = format!("report-{from}-{k}.pdf");
-            let protocol = if rng.chance(0.5) { "smb" } else { "ftp" };
-            let attrs = [("protocol", attr(protocol)), ("name", attr(&name))];
+            let protocol = if rng.chance(0.5) { Protocol::Smb2 } else { Protocol::Ftp };
             let doc = logs[from].file(
                 sender,
                 &format!("/srv/samba/share/docs/{name}"),
@@ -810,7 +724,7 @@ fn benign_incidents(
                 EPOCH_NS,
             );
             let remote = logs[from].remote(&receiver.ip, Some(to));
-            logs[from].edge(sender, sent_at, EdgeKind::SentTo, &doc, &remote, &attrs);
+            logs[from].edge(sender, sent_at, &doc, &remote, transfer_to(&receiver.ip, protocol, &name));
             let copy = logs[to].file(
                 receiver,
                 &format!("/srv/samba/share/{name}"),
@@ -820,14 +734,7 @@ fn benign_incidents(
                 received_at,
             );
             let remote = logs[to].remote(&sender.ip, Some(from));
-            logs[to].edge(
-                receiver,
-                received_at,
-                EdgeKind::ReceivedFrom,
-                &remote,
-                &copy,
-                &attrs,
-            );
+            logs[to].edge(receiver, received_at, &remote, &copy, transfer_from(&sender.ip, protocol, &name));
         }
     }
     for (i, host) in hosts.iter().enumerate() {
@@ -844,17 +751,7 @@ fn benign_incidents(
             at,
         );
         let remote = log.remote(OUTSIDE_DOWNLOAD_IP, None);
-        log.edge(
-            host,
-            at,
-            EdgeKind::ReceivedFrom,
-            &remote,
-            &download,
-            &[
-                ("protocol", attr("http")),
-                ("name", attr(&format!("tool-{i}.tar.gz"))),
-            ],
-        );
+        log.edge(host, at, &remote, &download, transfer_from(OUTSIDE_DOWNLOAD_IP, Protocol::Http, &format!("tool-{i}.tar.gz")));
         if i % 5 == 0 {
             // An installer the admin vouches for, then runs: not an infection.
             let at = EPOCH_NS + rng.range(60, 7000) * NS_PER_SEC;
@@ -866,42 +763,11 @@ fn benign_incidents(
                 Some(rng.sha()),
                 at,
             );
-            log.edge(
-                host,
-                at,
-                EdgeKind::ReceivedFrom,
-                &remote,
-                &installer,
-                &[
-                    ("protocol", attr("http")),
-                    ("name", attr("agent-installer.sh")),
-                ],
-            );
-            log.edge(
-                host,
-                at + 30 * NS_PER_SEC,
-                EdgeKind::Relabel,
-                &base.admin_shell,
-                &installer,
-                &[("to", attr("trusted"))],
-            );
+            log.edge(host, at, &remote, &installer, transfer_from(OUTSIDE_DOWNLOAD_IP, Protocol::Http, "agent-installer.sh"));
+            log.edge(host, at + 30 * NS_PER_SEC, &base.admin_shell, &installer, relabel(Trust::Trusted));
             let run = log.process(host, "/usr/bin/sh", 0, false, at + 40 * NS_PER_SEC);
-            log.edge(
-                host,
-                at + 40 * NS_PER_SEC,
-                EdgeKind::Fork,
-                &base.admin_shell,
-                &run,
-                &[],
-            );
-            log.edge(
-                host,
-                at + 40 * NS_PER_SEC + MS,
-                EdgeKind::Read,
-                &installer,
-                &run,
-                &[],
-            );
+            log.edge(host, at + 40 * NS_PER_SEC, &base.admin_shell, &run, EdgeData::Fork(NoAttrs {}));
+            log.edge(host, at + 40 * NS_PER_SEC + MS, &installer, &run, EdgeData::Read(ReadAttrs::default()));
             let agent = log.file(
                 host,
                 "/opt/agent/agent.conf",
@@ -910,14 +776,7 @@ fn benign_incidents(
                 None,
                 at + 41 * NS_PER_SEC,
             );
-            log.edge(
-                host,
-                at + 41 * NS_PER_SEC,
-                EdgeKind::Create,
-                &run,
-                &agent,
-                &[],
-            );
+            log.edge(host, at + 41 * NS_PER_SEC, &run, &agent, EdgeData::Create(FileWriteAttrs::default()));
         }
         if i % 7 == 3 {
             // A file the admin distrusts by hand but never runs; and one from a USB stick.
@@ -930,14 +789,7 @@ fn benign_incidents(
                 Some(rng.sha()),
                 EPOCH_NS,
             );
-            log.edge(
-                host,
-                at,
-                EdgeKind::Relabel,
-                &base.admin_shell,
-                &odd,
-                &[("to", attr("untrusted"))],
-            );
+            log.edge(host, at, &base.admin_shell, &odd, relabel(Trust::Untrusted));
             log.file(
                 host,
                 "/media/usb/photos.zip",
@@ -996,21 +848,14 @@ fn background(host: &SimHost, log: &mut HostLog, rng: &mut Rng, budget: u64, hor
         let start = EPOCH_NS + rng.below(span) * NS_PER_SEC + rng.below(1000) * MS;
         let (binary, path) = &base.binaries[rng.below(base.binaries.len() as u64) as usize];
         let job = log.process(host, path, 0, false, start);
-        log.edge(host, start, EdgeKind::Fork, &base.cron, &job, &[]);
-        log.edge(host, start + MS, EdgeKind::Exec, binary, &job, &[]);
+        log.edge(host, start, &base.cron, &job, EdgeData::Fork(NoAttrs {}));
+        log.edge(host, start + MS, binary, &job, EdgeData::Exec(ExecAttrs::default()));
         let target = &logs[rng.below(logs.len() as u64) as usize];
         let writes = rng
             .range(5, 60)
             .min(budget.saturating_sub(spent + 2).max(1));
         for w in 0..writes {
-            log.edge(
-                host,
-                start + (w + 2) * 10 * MS,
-                EdgeKind::Write,
-                &job,
-                target,
-                &[],
-            );
+            log.edge(host, start + (w + 2) * 10 * MS, &job, target, EdgeData::Write(FileWriteAttrs::default()));
         }
         spent += 2 + writes;
     }

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{EdgeKind, Protocol};
 use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx};
@@ -147,7 +147,7 @@ impl SpreadReport {
                 via: h.via.as_ref().map(|v| {
                     format!(
                         "{} {}",
-                        v.protocol.as_deref().unwrap_or("?"),
+                        v.protocol.map_or("?", Protocol::name),
                         v.name_as_sent.as_deref().unwrap_or("?")
                     )
                 }),

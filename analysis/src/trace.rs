@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{ConnectDirection, EdgeData, EdgeKind, Protocol};
 use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx, NodeIx, NodeKind};
@@ -86,8 +86,8 @@ pub struct ConnectView {
     pub to_ip: String,
     pub to_node_ids: Vec<String>,
     pub to_host: Option<String>,
-    pub port: Option<u64>,
-    pub direction: String,
+    pub port: Option<u16>,
+    pub direction: ConnectDirection,
 }
 
 /// (ip, node ids, loaded host) of a `remote:` node.
@@ -163,7 +163,7 @@ impl TraceReport {
                 via: h.via.as_ref().map(|v| {
                     format!(
                         "{} {}",
-                        v.protocol.as_deref().unwrap_or("?"),
+                        v.protocol.map_or("?", Protocol::name),
                         v.name_as_sent.as_deref().unwrap_or("?")
                     )
                 }),
@@ -454,14 +454,18 @@ fn forward(
                         activation_points.push(EdgeView::new(graph, e));
                     }
                     if edge.kind == EdgeKind::Connect {
+                        let connect = match graph.edge_data(e) {
+                            EdgeData::Connect(c) => Some(c),
+                            _ => None,
+                        };
                         let (to_ip, to_node_ids, to_host) = remote_names(graph, edge.dst);
                         connections.push(ConnectView {
                             edge: EdgeView::new(graph, e),
                             to_ip,
                             to_node_ids,
                             to_host,
-                            port: graph.attr(e, "port").and_then(|p| p.parse().ok()),
-                            direction: graph.attr(e, "direction").unwrap_or_else(|| "out".into()),
+                            port: connect.as_ref().map(|c| c.port),
+                            direction: connect.map_or(ConnectDirection::Out, |c| c.direction),
                         });
                     }
                 }

@@ -1,7 +1,7 @@
 //! Self-contained views of graph elements for reports: ids resolved to strings, times
 //! formatted, so that every output format renders from the same plain data.
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{EdgeKind, Protocol};
 use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx, NodeIx, NodeKind};
@@ -50,6 +50,7 @@ pub struct EdgeView {
     pub dst: String,
     pub dst_label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The attributes as recorded (`sensor_common::graph::edge` lists them per kind).
     pub attrs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -65,16 +66,13 @@ impl EdgeView {
             src_label: graph.label(edge.src),
             dst: graph.id(edge.dst).to_owned(),
             dst_label: graph.label(edge.dst),
-            attrs: graph.attrs(e),
+            attrs: graph.attrs_json(e),
         }
     }
 
     /// `12:00:01.250 fs-01 exec /srv/share/x -> /srv/share/x [4242]`
     pub fn sentence(&self) -> String {
-        let kind = serde_json::to_value(self.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = self.kind.name();
         let mut text = format!(
             "{} {:<13} {} -> {}",
             self.time, kind, self.src_label, self.dst_label
@@ -117,7 +115,7 @@ pub struct TransferView {
     pub from_node_ids: Vec<String>,
     /// The loaded host the sender is, if any.
     pub from_host: Option<String>,
-    pub protocol: Option<String>,
+    pub protocol: Option<Protocol>,
     /// File name as the sender gave it.
     pub name_as_sent: Option<String>,
 }
@@ -126,6 +124,7 @@ impl TransferView {
     pub fn new(graph: &Graph, received: EdgeIx) -> Self {
         let edge = graph.edge(received);
         let remote = graph.remote(edge.src);
+        let transfer = graph.transfer(received);
         TransferView {
             ts_ns: edge.ts_ns,
             time: Timestamp(edge.ts_ns).to_string(),
@@ -141,8 +140,8 @@ impl TransferView {
             from_host: graph
                 .remote_host(edge.src)
                 .map(|h| graph.host(h).id.clone()),
-            protocol: graph.attr(received, "protocol"),
-            name_as_sent: graph.attr(received, "name"),
+            protocol: transfer.as_ref().and_then(|t| t.protocol),
+            name_as_sent: transfer.and_then(|t| t.name),
         }
     }
 
@@ -162,7 +161,7 @@ impl TransferView {
             self.host,
             self.file,
             sender,
-            self.protocol.as_deref().unwrap_or("unknown protocol"),
+            self.protocol.map_or("unknown protocol", Protocol::name),
             self.name_as_sent.as_deref().unwrap_or("?")
         )
     }

@@ -12,7 +12,7 @@ use analysis::select::Selector;
 use analysis::simulate::Shape;
 use analysis::time::NS_PER_SEC;
 use sensor_common::graph::{
-    DumpHeader, Edge, EdgeKind, HostInfo, Node, NodeData, SCHEMA_VERSION, trees,
+    DumpHeader, Edge, EdgeData, EdgeKind, ExecAttrs, HostInfo, Node, NodeData, Protocol, SCHEMA_VERSION, trees,
 };
 
 fn options() -> LoadOptions {
@@ -46,6 +46,35 @@ fn unknown_schema_version_is_refused_by_name() {
             && message.contains(&SCHEMA_VERSION.to_string()),
         "{message}"
     );
+}
+
+/// A dump a schema-1 sensor wrote (its exact shape: `time` on transfers, `0755` modes)
+/// loads, converted, and answers like the same records written today.
+#[test]
+fn version_1_dumps_and_databases_are_read() {
+    let dir = common::TempDir::new("v1");
+    let lines = [
+        r#"{"format":"vtrail-graph","schema_version":1,"host":{"id":"disk-v1","hostname":"old","disk_ids":["disk-v1"]},"exported_ns":100}"#,
+        r#"{"node":{"id":"remote:192.0.2.9","host":"disk-v1","first_seen_ns":1,"kind":"remote","ip":"192.0.2.9","node_ids":[]}}"#,
+        r#"{"node":{"id":"file:disk-v1:1:2","host":"disk-v1","first_seen_ns":1,"kind":"file","dev":1,"ino":2,"paths":["/srv/x.sh"],"untrusted":true,"executable":true}}"#,
+        r#"{"node":{"id":"proc:disk-v1:7:1","host":"disk-v1","first_seen_ns":1,"kind":"process","tgid":7,"start_ticks":1,"exe":"/srv/x.sh","comm":"x.sh","uid":0,"tainted":true}}"#,
+        r#"{"edge":{"ts_ns":20000000000,"kind":"received_from","src":"remote:192.0.2.9","dst":"file:disk-v1:1:2","host":"disk-v1","attrs":{"inferred":false,"ip":"192.0.2.9","name":"x.sh","path":"/srv/x.sh","port":50000,"protocol":"smb2","server":"10.0.0.1","server_port":445,"time":20000000000,"verb":"create"}}}"#,
+        r#"{"edge":{"ts_ns":25000000000,"kind":"chmod","src":"proc:disk-v1:7:1","dst":"file:disk-v1:1:2","host":"disk-v1","attrs":{"executable":true,"mode":"0755","path":"/srv/x.sh"}}}"#,
+        r#"{"edge":{"ts_ns":30000000000,"kind":"exec","src":"file:disk-v1:1:2","dst":"proc:disk-v1:7:1","host":"disk-v1","attrs":{"path":"/srv/x.sh","taint_reason":"exec_untrusted","uid":0}}}"#,
+    ];
+    let dump = dir.path().join("v1.jsonl");
+    std::fs::write(&dump, lines.join("\n") + "\n").unwrap();
+    let (graph, report) = load(&[dump], options()).expect("a version-1 dump loads");
+    assert!(!report.partial, "{:?}", report.inputs[0].damage());
+    assert_eq!(report.edges, 3);
+    let trace = analysis::trace::trace(&graph, &Selector::Path("/srv/x.sh".into()), None).expect("trace");
+    let entry = trace.backward.entry_points[0].transfer.as_ref().unwrap();
+    assert_eq!((entry.from_ip.as_str(), entry.protocol, entry.name_as_sent.as_deref()), ("192.0.2.9", Some(Protocol::Smb2), Some("x.sh")));
+
+    let db_dir = dir.path().join("db");
+    write_sled(&db_dir, 1);
+    let (_, report) = load(&[db_dir], options()).expect("a version-1 database loads");
+    assert_eq!((report.edges, report.partial), (2, false));
 }
 
 #[test]
@@ -286,14 +315,10 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
     let edges = db.open_tree(trees::EDGES).unwrap();
     let edge = |ts: u64, kind, src: &str, dst: &str, attrs: &[(&str, &str)]| Edge {
         ts_ns: ts,
-        kind,
         src: src.into(),
         dst: dst.into(),
         host: host.id.clone(),
-        attrs: attrs
-            .iter()
-            .map(|(k, v)| ((*k).into(), serde_json::Value::String((*v).into())))
-            .collect(),
+        data: common::edge_data(kind, attrs),
     };
     let records = [
         edge(
@@ -301,7 +326,7 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
             EdgeKind::ReceivedFrom,
             &remote.id,
             &file.id,
-            &[("protocol", "smb"), ("name", "x.sh")],
+            &[("protocol", "smb2"), ("name", "x.sh")],
         ),
         edge(30, EdgeKind::Exec, &file.id, &proc.id, &[]),
     ];
@@ -333,11 +358,10 @@ fn reads_a_sensor_database_and_merges_it_with_its_own_dump() {
         writeln!(out, "{}", serde_json::to_string(&header).unwrap()).unwrap();
         let edge = Edge {
             ts_ns: 30,
-            kind: EdgeKind::Exec,
             src: "file:disk-sled:1:2".into(),
             dst: "proc:disk-sled:7:1".into(),
             host: host.id.clone(),
-            attrs: Default::default(),
+            data: EdgeData::Exec(ExecAttrs::default()),
         };
         writeln!(
             out,
@@ -356,8 +380,8 @@ fn reads_a_sensor_database_and_merges_it_with_its_own_dump() {
         analysis::trace::trace(&graph, &Selector::Path("/srv/x.sh".into()), None).expect("trace");
     let entry = trace.backward.entry_points[0].transfer.as_ref().unwrap();
     assert_eq!(
-        (entry.from_ip.as_str(), entry.protocol.as_deref()),
-        ("192.0.2.9", Some("smb"))
+        (entry.from_ip.as_str(), entry.protocol),
+        ("192.0.2.9", Some(Protocol::Smb2))
     );
 
     let future = dir.path().join("future-db");

@@ -320,7 +320,7 @@ fn two_victims(dir: &common::TempDir) -> Vec<std::path::PathBuf> {
         &[("protocol", "smb2"), ("name", "w")],
     );
     b.edge(40, EdgeKind::Exec, &worm, &run, &[]);
-    b.edge(41, EdgeKind::Connect, &run, &server, &[("port", "4444")]);
+    b.edge(41, EdgeKind::Connect, &run, &server, &[("ip", "198.51.100.80"), ("port", "4444"), ("protocol", "tcp"), ("direction", "out")]);
     b.edge(
         50,
         EdgeKind::ReceivedFrom,

@@ -86,7 +86,7 @@ fn check_recovery(seed: u64, hosts: usize, shape: Shape) {
             .expect("patient zero listed");
         let via = zero.via.as_ref().expect("patient zero's entry transfer");
         assert_eq!(via.from_ip, truth.worm_entry_ip);
-        assert_eq!(via.protocol.as_deref(), Some("ftp"));
+        assert_eq!(via.protocol, Some(sensor_common::graph::Protocol::Ftp));
     }
 }
 

@@ -1,12 +1,12 @@
 //! Small hand-built graphs for the rules that the simulations do not isolate: relabels,
 //! time-respecting edges, carriers, and the doubling-time and bucket arithmetic.
 
-use std::collections::BTreeMap;
-
 use analysis::index::{Graph, GraphBuilder};
 use analysis::select::Selector;
 use analysis::time::NS_PER_SEC;
 use sensor_common::graph::{Edge, EdgeKind, HostInfo, Node, NodeData};
+
+mod common;
 
 struct Incident {
     builder: GraphBuilder,
@@ -94,18 +94,13 @@ impl Incident {
         dst: &str,
         attrs: &[(&str, &str)],
     ) {
-        let attrs: BTreeMap<String, serde_json::Value> = attrs
-            .iter()
-            .map(|(k, v)| ((*k).into(), serde_json::Value::String((*v).into())))
-            .collect();
         self.builder
             .add_edge(Edge {
                 ts_ns: seconds * NS_PER_SEC,
-                kind,
                 src: src.into(),
                 dst: dst.into(),
                 host: host.into(),
-                attrs,
+                data: common::edge_data(kind, attrs),
             })
             .unwrap();
     }
@@ -135,7 +130,7 @@ fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
         EdgeKind::Relabel,
         &admin,
         &installer,
-        &[("to", "trusted")],
+        &[("to", "trusted"), ("by", "root(uid 0)")],
     );
     incident.edge("a", 30, EdgeKind::Exec, &installer, &run, &[]);
     let graph = incident.graph();
@@ -157,7 +152,7 @@ fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
         EdgeKind::Relabel,
         &admin,
         &installer,
-        &[("to", "trusted")],
+        &[("to", "trusted"), ("by", "root(uid 0)")],
     );
     incident.edge("a", 30, EdgeKind::Exec, &installer, &first, &[]);
     incident.edge(
@@ -166,7 +161,7 @@ fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
         EdgeKind::Relabel,
         &admin,
         &installer,
-        &[("to", "untrusted")],
+        &[("to", "untrusted"), ("by", "root(uid 0)")],
     );
     incident.edge("a", 50, EdgeKind::Exec, &installer, &second, &[]);
     let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("infected");
@@ -190,7 +185,7 @@ fn edges_before_the_taint_arrived_do_not_carry_it() {
         EdgeKind::ReceivedFrom,
         &outside,
         &flagged,
-        &[("protocol", "smb"), ("name", "evil")],
+        &[("protocol", "smb2"), ("name", "evil")],
     );
     incident.edge("a", 20, EdgeKind::Read, &flagged, &shell, &[]);
     incident.edge("a", 30, EdgeKind::Fork, &shell, &child, &[]);
@@ -250,7 +245,7 @@ fn a_carrier_that_never_ran_the_file_is_a_parent_in_the_tree() {
         EdgeKind::SentTo,
         &on_a,
         &to_b,
-        &[("protocol", "smb"), ("name", "w")],
+        &[("protocol", "smb2"), ("name", "w")],
     );
     incident.edge(
         "b",
@@ -258,7 +253,7 @@ fn a_carrier_that_never_ran_the_file_is_a_parent_in_the_tree() {
         EdgeKind::ReceivedFrom,
         &from_a,
         &on_b,
-        &[("protocol", "smb"), ("name", "w")],
+        &[("protocol", "smb2"), ("name", "w")],
     );
     incident.edge("b", 150, EdgeKind::Exec, &on_b, &run, &[]);
     let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");
@@ -309,7 +304,7 @@ fn arrivals(spread: &analysis::spread::SpreadReport, host: &str) -> Vec<(String,
         .unwrap()
         .arrivals
         .iter()
-        .map(|a| (a.protocol.clone().unwrap_or_default(), a.file.clone()))
+        .map(|a| (a.protocol.map(|p| p.name().to_owned()).unwrap_or_default(), a.file.clone()))
         .collect()
 }
 
@@ -360,8 +355,8 @@ fn every_executed_arrival_is_an_entry_whatever_its_protocol() {
             assert_eq!(arrivals(&spread, "a"), expected, "{selector:?}");
             let a = &spread.hosts[0];
             assert_eq!(
-                a.via.as_ref().unwrap().protocol,
-                Some(expected[0].0.clone())
+                a.via.as_ref().unwrap().protocol.map(|p| p.name()),
+                Some(expected[0].0.as_str())
             );
             let text = analysis::output::render_spread(
                 analysis::output::Format::Text,

@@ -8,6 +8,7 @@ use sensor_common::{
         EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
         PackedConnection, TCP_SYN_SENT, TaintReason,
     },
+    graph,
     maps::InodeKey,
 };
 
@@ -33,8 +34,17 @@ impl FileRef {
 pub struct Connection {
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    /// `connect` (the process connected out) or `close` (it closed the connection).
-    pub action: &'static str,
+    pub action: ConnectionAction,
+}
+
+/// What a process did to a TCP connection in its own context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionAction {
+    /// It connected out (`SYN_SENT`).
+    Connect,
+    /// It closed the connection (`FIN_WAIT1`, `LAST_ACK`).
+    Close,
 }
 
 impl Connection {
@@ -44,7 +54,7 @@ impl Connection {
         Self {
             local: SocketAddr::new(ip(c.local), c.local_port),
             remote: SocketAddr::new(ip(c.remote), c.remote_port),
-            action: if tcp_state == TCP_SYN_SENT { "connect" } else { "close" },
+            action: if tcp_state == TCP_SYN_SENT { ConnectionAction::Connect } else { ConnectionAction::Close },
         }
     }
 }
@@ -85,16 +95,16 @@ pub struct SensorEvent {
     pub inode_map_full: bool,
     /// Why the process became tainted (exec and taint events).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub taint_reason: Option<&'static str>,
+    pub taint_reason: Option<graph::TaintReason>,
     /// chmod: the new mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// open: the flags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_flags: Option<u32>,
-    /// write: how it was seen: `write` (vfs_write hook) or `open_for_write`.
+    /// write: how it was seen: a `write`-family call or an open for writing.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub write_via: Option<&'static str>,
+    pub write_via: Option<graph::WriteVia>,
     /// inherited_fds: the files held open for writing when the process became tainted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inherited: Vec<FileRef>,
@@ -209,8 +219,8 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
     };
     let taint_reason = match kind {
         EventKind::Exec | EventKind::Taint => match event.aux {
-            x if x == TaintReason::ExecUntrusted as u32 => Some("exec_untrusted"),
-            x if x == TaintReason::InterpreterRead as u32 => Some("interpreter_read"),
+            x if x == TaintReason::ExecUntrusted as u32 => Some(graph::TaintReason::ExecUntrusted),
+            x if x == TaintReason::InterpreterRead as u32 => Some(graph::TaintReason::InterpreterRead),
             _ => None,
         },
         _ => None,
@@ -238,7 +248,7 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         taint_reason,
         mode: matches!(kind, EventKind::Chmod).then_some(event.aux),
         open_flags: matches!(kind, EventKind::Create).then_some(event.aux),
-        write_via: matches!(kind, EventKind::Write).then_some(if flags & EF_AT_OPEN != 0 { "open_for_write" } else { "write" }),
+        write_via: matches!(kind, EventKind::Write).then_some(if flags & EF_AT_OPEN != 0 { graph::WriteVia::OpenForWrite } else { graph::WriteVia::Write }),
         inherited: if kind == EventKind::InheritedFds {
             event.packed_inodes().map(|p| FileRef { dev: p.dev, ino: p.ino, generation: p.generation }).collect()
         } else {
@@ -293,10 +303,10 @@ mod tests {
         c.local = "::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets();
         c.remote = "::ffff:10.0.0.2".parse::<Ipv6Addr>().unwrap().octets();
         let d = Connection::from_packed(&c, sensor_common::event::TCP_LAST_ACK);
-        assert_eq!((d.local.to_string().as_str(), d.remote.to_string().as_str(), d.action), ("10.0.0.1:445", "10.0.0.2:50000", "close"));
+        assert_eq!((d.local.to_string().as_str(), d.remote.to_string().as_str(), d.action), ("10.0.0.1:445", "10.0.0.2:50000", ConnectionAction::Close));
         c.family = 10;
         c.remote = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
         let d = Connection::from_packed(&c, TCP_SYN_SENT);
-        assert_eq!((d.remote.to_string().as_str(), d.action), ("[fd00::2]:50000", "connect"));
+        assert_eq!((d.remote.to_string().as_str(), d.action), ("[fd00::2]:50000", ConnectionAction::Connect));
     }
 }

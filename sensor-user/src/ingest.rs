@@ -3,10 +3,13 @@
 use std::{collections::HashMap, path::Path};
 
 use anyhow::Result;
-use serde_json::json;
 use sensor_common::{
     event::EventKind,
-    graph::{Edge, EdgeKind, HostInfo, Node, NodeData, TaintedFile, file_node_id, process_node_id},
+    graph::{
+        ChmodAttrs, Edge, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs, Node, NodeData, ReadAttrs,
+        RelabelAttrs, RenameAttrs, Severity, TaintReason, TaintedFile, Trust, UnlinkAttrs, WriteVia, file_node_id,
+        process_node_id,
+    },
     maps::InodeKey,
 };
 
@@ -160,20 +163,17 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    fn edge(&self, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: serde_json::Value) -> Result<()> {
-        let attrs = match attrs {
-            serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
-            _ => Default::default(),
-        };
-        self.store.add_edge(&Edge { ts_ns, kind, src: src.into(), dst: dst.into(), host: self.host.id.clone(), attrs })?;
+    fn edge(&self, ts_ns: u64, src: &str, dst: &str, data: EdgeData) -> Result<()> {
+        self.store.add_edge(&Edge { ts_ns, src: src.into(), dst: dst.into(), host: self.host.id.clone(), data })?;
         Ok(())
     }
 
-    /// Rule 6 annotations for a change to `path` by a tainted process.
-    fn activation(&self, ev: &SensorEvent, path: Option<&str>) -> serde_json::Value {
+    /// Rule 6 annotations for a change to `path` by a tainted process:
+    /// `(activation_point, severity)`.
+    fn activation(&self, ev: &SensorEvent, path: Option<&str>) -> (Option<String>, Option<Severity>) {
         match path.and_then(|p| self.config.activation_point(p)) {
-            Some(point) if ev.tainted => json!({"activation_point": point, "severity": "high"}),
-            _ => json!({}),
+            Some(point) if ev.tainted => (Some(point.into()), Some(Severity::High)),
+            _ => (None, None),
         }
     }
 
@@ -201,7 +201,8 @@ impl<'a> Ingest<'a> {
         // Only a whole path becomes one of the file's paths; an incomplete one (cut, or
         // relative to a directory that could not be known) stays on the edge, flagged.
         let node_path = path.filter(|_| !ev.path_incomplete);
-        let incomplete = ev.path_incomplete.then_some(true);
+        let incomplete = ev.path_incomplete;
+        let path_text = path.map(str::to_owned);
         match ev.kind {
             EventKind::Exec => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
@@ -210,7 +211,7 @@ impl<'a> Ingest<'a> {
                 // For a `#!` script the kernel reports the interpreter's inode with the
                 // script's path: the file executed is the script, its interpreter an attribute.
                 let script = node_path.and_then(procfs::fs_path).and_then(|p| procfs::inode_of(&p).ok()).filter(|(k, _)| *k != image);
-                let tainted_by_this_exec = ev.taint_reason == Some("exec_untrusted");
+                let tainted_by_this_exec = ev.taint_reason == Some(TaintReason::ExecUntrusted);
                 let (file, interpreter) = match script {
                     Some((key, _)) => {
                         let untrusted = tainted_by_this_exec && !ev.file_was_untrusted;
@@ -230,16 +231,20 @@ impl<'a> Ingest<'a> {
                         (file, None)
                     }
                 };
-                self.edge(ev.ts_ns, EdgeKind::Exec, &file, &proc, json!({
-                    "path": path, "taint_reason": ev.taint_reason, "uid": ev.uid, "interpreter": interpreter,
-                    "path_incomplete": incomplete,
-                }))?;
+                let attrs = ExecAttrs {
+                    path: path_text,
+                    path_incomplete: incomplete,
+                    taint_reason: ev.taint_reason,
+                    uid: Some(ev.uid),
+                    interpreter,
+                };
+                self.edge(ev.ts_ns, &file, &proc, EdgeData::Exec(attrs))?;
             }
             EventKind::Fork => {
                 let child = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
                 if let Some((ptgid, pticks)) = ev.parent {
                     let parent = self.process_id(ptgid, pticks);
-                    self.edge(ev.ts_ns, EdgeKind::Fork, &parent, &child, json!({}))?;
+                    self.edge(ev.ts_ns, &parent, &child, EdgeData::Fork(NoAttrs {}))?;
                 }
             }
             EventKind::Exit => {
@@ -250,7 +255,8 @@ impl<'a> Ingest<'a> {
                 if let Some(f) = &ev.file {
                     let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
                     self.hash_script(&file, node_path)?;
-                    self.edge(ev.ts_ns, EdgeKind::Read, &file, &proc, json!({"path": path, "taint_reason": ev.taint_reason, "path_incomplete": incomplete}))?;
+                    let attrs = ReadAttrs { path: path_text, path_incomplete: incomplete, taint_reason: ev.taint_reason };
+                    self.edge(ev.ts_ns, &file, &proc, EdgeData::Read(attrs))?;
                 }
             }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
@@ -276,21 +282,23 @@ impl<'a> Ingest<'a> {
                     let by_port_program = ev.port_program && !ev.tainted;
                     self.store.set_untrusted(&f.key(), &TaintedFile { node: file.clone(), generation: f.generation, by_port_program })?;
                 }
-                let kind = match ev.kind {
-                    EventKind::Create => EdgeKind::Create,
-                    EventKind::Write => EdgeKind::Write,
-                    _ => EdgeKind::Truncate,
+                let (activation_point, severity) = self.activation(ev, path);
+                let attrs = FileWriteAttrs {
+                    path: path_text,
+                    path_incomplete: incomplete,
+                    by_port_program: ev.port_program && !ev.tainted,
+                    newly_untrusted: Some(ev.file_newly_untrusted),
+                    via: ev.write_via,
+                    kernel_map_full: ev.inode_map_full,
+                    activation_point,
+                    severity,
                 };
-                let mut attrs = self.activation(ev, path);
-                attrs["path"] = json!(path);
-                attrs["path_incomplete"] = json!(incomplete);
-                attrs["by_port_program"] = json!(ev.port_program && !ev.tainted);
-                attrs["newly_untrusted"] = json!(ev.file_newly_untrusted);
-                attrs["via"] = json!(ev.write_via);
-                if ev.inode_map_full {
-                    attrs["kernel_map_full"] = json!(true);
-                }
-                self.edge(ev.ts_ns, kind, &proc, &file, attrs)?;
+                let data = match ev.kind {
+                    EventKind::Create => EdgeData::Create(attrs),
+                    EventKind::Write => EdgeData::Write(attrs),
+                    _ => EdgeData::Truncate(attrs),
+                };
+                self.edge(ev.ts_ns, &proc, &file, data)?;
             }
             EventKind::Chmod => {
                 let mode = ev.mode.unwrap_or(0);
@@ -299,12 +307,16 @@ impl<'a> Ingest<'a> {
                 let Some(key) = key else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
                 let file = self.upsert_file(ev.ts_ns, &key, node_path, false, executable)?;
-                let mut attrs = self.activation(ev, path);
-                attrs["mode"] = json!(format!("{:o}", mode & 0o7777));
-                attrs["executable"] = json!(executable);
-                attrs["path"] = json!(path);
-                attrs["path_incomplete"] = json!(incomplete);
-                self.edge(ev.ts_ns, EdgeKind::Chmod, &proc, &file, attrs)?;
+                let (activation_point, severity) = self.activation(ev, path);
+                let attrs = ChmodAttrs {
+                    path: path_text,
+                    path_incomplete: incomplete,
+                    mode: format!("{:o}", mode & 0o7777),
+                    executable,
+                    activation_point,
+                    severity,
+                };
+                self.edge(ev.ts_ns, &proc, &file, EdgeData::Chmod(attrs))?;
             }
             EventKind::Rename | EventKind::Link => {
                 let Some(to) = ev.path2.as_deref() else { return Ok(actions) };
@@ -317,11 +329,10 @@ impl<'a> Ingest<'a> {
                     self.mark_untrusted_file(&key, generation, &file)?;
                     actions.push(KernelAction::MarkUntrusted { key, generation });
                 }
-                let mut attrs = self.activation(ev, Some(to));
-                attrs["from"] = json!(path);
-                attrs["to"] = json!(to);
-                let kind = if rename { EdgeKind::Rename } else { EdgeKind::Link };
-                self.edge(ev.ts_ns, kind, &proc, &file, attrs)?;
+                let (activation_point, severity) = self.activation(ev, Some(to));
+                let attrs = RenameAttrs { from: path_text, to: to.into(), activation_point, severity };
+                let data = if rename { EdgeData::Rename(attrs) } else { EdgeData::Link(attrs) };
+                self.edge(ev.ts_ns, &proc, &file, data)?;
             }
             EventKind::InheritedFds => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
@@ -334,10 +345,15 @@ impl<'a> Ingest<'a> {
                         .or_else(|| procfs::path_of_inode(&key, f.generation));
                     let file = self.upsert_file(ev.ts_ns, &key, fd_path.as_deref(), true, false)?;
                     self.mark_untrusted_file(&key, f.generation, &file)?;
-                    let mut attrs = self.activation(ev, fd_path.as_deref());
-                    attrs["path"] = json!(fd_path);
-                    attrs["via"] = json!("inherited_fd");
-                    self.edge(ev.ts_ns, EdgeKind::Write, &proc, &file, attrs)?;
+                    let (activation_point, severity) = self.activation(ev, fd_path.as_deref());
+                    let attrs = FileWriteAttrs {
+                        path: fd_path,
+                        via: Some(WriteVia::InheritedFd),
+                        activation_point,
+                        severity,
+                        ..Default::default()
+                    };
+                    self.edge(ev.ts_ns, &proc, &file, EdgeData::Write(attrs))?;
                 }
             }
             // NetEvent records never get here: `network::attribution` handles them.
@@ -352,7 +368,7 @@ impl<'a> Ingest<'a> {
             EventKind::Unlink => {
                 let Some(file) = path.and_then(|p| self.path_index.get(p)).cloned() else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;
-                self.edge(ev.ts_ns, EdgeKind::Unlink, &proc, &file, json!({"path": path}))?;
+                self.edge(ev.ts_ns, &proc, &file, EdgeData::Unlink(UnlinkAttrs { path: path_text }))?;
             }
         }
         Ok(actions)
@@ -382,7 +398,8 @@ impl<'a> Ingest<'a> {
         }
         let actor = sensor_common::graph::user_node_id(by);
         self.store.upsert_node(Node { id: actor.clone(), host: self.host.id.clone(), first_seen_ns: ts, data: NodeData::User { name: by.into() } })?;
-        self.edge(ts, EdgeKind::Relabel, &actor, &file, json!({"to": if untrusted {"untrusted"} else {"trusted"}, "by": by, "path": path}))?;
+        let to = if untrusted { Trust::Untrusted } else { Trust::Trusted };
+        self.edge(ts, &actor, &file, EdgeData::Relabel(RelabelAttrs { to, by: by.into(), path: Some(path.into()) }))?;
         Ok(file)
     }
 }

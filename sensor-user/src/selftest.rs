@@ -111,7 +111,7 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
 
     let events = drain(&mut sensor, Duration::from_secs(2));
     let evil_s = evil.display().to_string();
-    let exec = events.iter().find(|e| e.kind == EventKind::Exec && e.path.as_deref() == Some(&evil_s) && e.taint_reason == Some("exec_untrusted"));
+    let exec = events.iter().find(|e| e.kind == EventKind::Exec && e.path.as_deref() == Some(&evil_s) && e.taint_reason == Some(sensor_common::graph::TaintReason::ExecUntrusted));
     let Some(exec) = exec else {
         bail!("no tainted exec of {evil_s} among {} events: {:?}", events.len(), events.iter().map(|e| (e.kind, e.path.clone())).collect::<Vec<_>>());
     };
@@ -151,7 +151,7 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     }
     if matches!(sensor.strategy, Strategy::Kprobe | Strategy::Fentry) {
         // Only these strategies hook vfs_write (the tracepoint one marks files at open).
-        let via_vfs_write = events.iter().any(|e| e.tgid == exec.tgid && e.kind == EventKind::Write && e.write_via == Some("write"));
+        let via_vfs_write = events.iter().any(|e| e.tgid == exec.tgid && e.kind == EventKind::Write && e.write_via == Some(sensor_common::graph::WriteVia::Write));
         if !via_vfs_write {
             bail!("no write reported by the vfs_write hook");
         }

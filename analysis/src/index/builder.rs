@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sensor_common::graph::{Edge, EdgeKind, HostInfo, Node, NodeData};
+use sensor_common::graph::{Edge, EdgeData, EdgeKind, HostInfo, Node, NodeData, RelabelAttrs, Trust};
 
 use super::{
     EdgeRec, FLAG_ACTIVATION_POINT, FileDetail, Graph, HostIx, HostRec, NO_ATTRS, NodeIx, NodeKind,
@@ -255,17 +255,18 @@ impl GraphBuilder {
         let src = self.node_ix(&edge.src, host, edge.ts_ns)?;
         let dst = self.node_ix(&edge.dst, host, edge.ts_ns)?;
         let mut flags = 0;
-        let attrs = if edge.attrs.is_empty() {
+        let attrs = if !edge.data.has_attrs() {
             NO_ATTRS
         } else {
-            if edge.attrs.contains_key("activation_point") {
+            if edge.data.activation_point().is_some() {
                 flags |= FLAG_ACTIVATION_POINT;
             }
             let index = u32::try_from(self.attrs.len())
                 .ok()
                 .filter(|&i| i != NO_ATTRS);
             let index = index.ok_or_else(|| too_many("edges with attributes", 32))?;
-            let text = serde_json::to_string(&edge.attrs).unwrap_or_default();
+            // (Writing these structs to a String cannot fail: no maps, no non-string keys.)
+            let text = edge.data.attrs_to_json().unwrap_or_default();
             self.attrs.push(text.into_boxed_str());
             index
         };
@@ -278,7 +279,7 @@ impl GraphBuilder {
             dst,
             attrs,
             host,
-            kind: edge.kind,
+            kind: edge.kind(),
             flags,
         });
         Ok(())
@@ -376,17 +377,14 @@ impl GraphBuilder {
                             .push(e);
                     }
                 }
-                EdgeKind::Relabel => match graph.attr(e, "to").as_deref() {
-                    Some("trusted") => relabels
-                        .entry(edge.dst)
-                        .or_default()
-                        .push((edge.ts_ns, true)),
-                    Some("untrusted") => relabels
-                        .entry(edge.dst)
-                        .or_default()
-                        .push((edge.ts_ns, false)),
-                    _ => {}
-                },
+                EdgeKind::Relabel => {
+                    if let EdgeData::Relabel(RelabelAttrs { to, .. }) = graph.edge_data(e) {
+                        relabels
+                            .entry(edge.dst)
+                            .or_default()
+                            .push((edge.ts_ns, to == Trust::Trusted));
+                    }
+                }
                 _ => {}
             }
         }

@@ -12,7 +12,7 @@ pub mod interner;
 
 use std::collections::HashMap;
 
-use sensor_common::graph::EdgeKind;
+use sensor_common::graph::{EdgeData, EdgeKind, NoAttrs, TransferAttrs};
 
 pub use builder::GraphBuilder;
 use interner::Interner;
@@ -252,20 +252,32 @@ impl Graph {
         &list[..end]
     }
 
-    pub fn attrs(&self, e: EdgeIx) -> Option<serde_json::Map<String, serde_json::Value>> {
+    /// The edge's kind and attributes, typed. The index keeps attributes as their JSON
+    /// text (compact, and most are never read); this parses them back.
+    pub fn edge_data(&self, e: EdgeIx) -> EdgeData {
+        let edge = &self.edges[e as usize];
+        let parsed = match edge.attrs {
+            NO_ATTRS => EdgeData::from_attrs_json(edge.kind, "{}"),
+            index => EdgeData::from_attrs_json(edge.kind, &self.attrs[index as usize]),
+        };
+        // The text was written from an `EdgeData` of this kind when loading, so it parses;
+        // a kind without required attributes is the fallback should it ever not.
+        parsed.unwrap_or(EdgeData::Fork(NoAttrs {}))
+    }
+    /// A `received_from`/`sent_to` edge's transfer.
+    pub fn transfer(&self, e: EdgeIx) -> Option<TransferAttrs> {
+        match self.edge_data(e) {
+            EdgeData::ReceivedFrom(t) | EdgeData::SentTo(t) => Some(t),
+            _ => None,
+        }
+    }
+    /// The attributes as a JSON object, for display and JSON output.
+    pub fn attrs_json(&self, e: EdgeIx) -> Option<serde_json::Map<String, serde_json::Value>> {
         let index = self.edges[e as usize].attrs;
         if index == NO_ATTRS {
             return None;
         }
         serde_json::from_str(&self.attrs[index as usize]).ok()
-    }
-    /// One attribute as text (strings unquoted, other values as JSON).
-    pub fn attr(&self, e: EdgeIx, key: &str) -> Option<String> {
-        let value = self.attrs(e)?.remove(key)?;
-        Some(match value {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        })
     }
 
     /// Which loaded host a `remote:` node is, by the node ids DNS gave for its address.
@@ -345,14 +357,14 @@ impl Graph {
             }
         };
         let this_hash = self.file(file_of(this)).and_then(|f| f.sha256);
-        let this_name = self.attr(this, "name");
+        let this_name = self.transfer(this).and_then(|t| t.name);
         candidates[first..]
             .iter()
             .take_while(|&&c| self.edge(c).ts_ns <= hi)
             .min_by_key(|&&c| {
                 let other_hash = self.file(file_of(c)).and_then(|f| f.sha256);
                 let hash_differs = !(this_hash.is_some() && this_hash == other_hash);
-                let name_differs = this_name.is_none() || self.attr(c, "name") != this_name;
+                let name_differs = this_name.is_none() || self.transfer(c).and_then(|t| t.name) != this_name;
                 (
                     hash_differs,
                     name_differs,

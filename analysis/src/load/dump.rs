@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
-use sensor_common::graph::{DUMP_FORMAT, DumpHeader, DumpLine, Edge, Node, SCHEMA_VERSION};
+use sensor_common::graph::{DUMP_FORMAT, DumpHeader, DumpLine, Edge, Node, READABLE_SCHEMA_VERSIONS, dump_line_from_json};
 
 use super::InputSummary;
 use crate::error::LoadError;
@@ -115,7 +115,7 @@ pub fn read_dump(
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<DumpLine>(text) {
+        match dump_line_from_json(header.schema_version, text) {
             Ok(DumpLine::Node(node)) => {
                 summary.nodes += 1;
                 if !sink(DumpRecord::Node(node)) {
@@ -192,7 +192,7 @@ fn parse_header(path: &Path, line: &[u8]) -> Result<DumpHeader, LoadError> {
         .get("schema_version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| not_a_dump("no numeric `schema_version`".to_owned()))?;
-    if version != u64::from(SCHEMA_VERSION) {
+    if !READABLE_SCHEMA_VERSIONS.iter().any(|&v| u64::from(v) == version) {
         return Err(LoadError::UnknownSchemaVersion {
             path: path.into(),
             found: u32::try_from(version).unwrap_or(u32::MAX),

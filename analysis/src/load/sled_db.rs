@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use sensor_common::graph::{Edge, HostInfo, Node, SCHEMA_VERSION, trees};
+use sensor_common::graph::{HostInfo, Node, READABLE_SCHEMA_VERSIONS, edge_from_json, trees};
 
 use super::InputSummary;
 use crate::error::LoadError;
@@ -51,7 +51,7 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
             key: "schema_version",
             detail: "not a 4-byte big-endian u32".into(),
         })?;
-    if version != SCHEMA_VERSION {
+    if !READABLE_SCHEMA_VERSIONS.contains(&version) {
         return Err(LoadError::UnknownSchemaVersion {
             path: path.into(),
             found: version,
@@ -97,7 +97,7 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
         else {
             break;
         };
-        match serde_json::from_slice::<Edge>(&value) {
+        match edge_from_json(version, &value) {
             Ok(edge) => {
                 summary.edges += 1;
                 builder.add_edge(edge)?;

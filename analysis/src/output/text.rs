@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use sensor_common::graph::{ConnectDirection, Protocol};
+
 use super::escape;
 use crate::load::LoadReport;
 use crate::rules::RulesReport;
@@ -209,7 +211,10 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
             false => format!("{} = node {}", c.to_ip, c.to_node_ids.join("/")),
         });
         let port = c.port.map(|p| format!(" port {p}")).unwrap_or_default();
-        let what = if c.direction == "in" { "accepted from" } else { "connected to" };
+        let what = match c.direction {
+            ConnectDirection::In => "accepted from",
+            ConnectDirection::Out => "connected to",
+        };
         put!(out, "    {} [{}] {} {what} {peer}{port}", c.edge.time, c.edge.host, c.edge.src_label);
     });
     put!(out, "  Hosts reached ({}):", f.hosts_reached.len());
@@ -313,7 +318,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
             .map(|v| {
                 format!(
                     " via {} \"{}\"",
-                    v.protocol.as_deref().unwrap_or("?"),
+                    v.protocol.map_or("?", Protocol::name),
                     v.name_as_sent.as_deref().unwrap_or("?")
                 )
             })
@@ -323,7 +328,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
             let _ = write!(
                 also,
                 "; also entered via {} \"{}\" from {} at {}",
-                other.protocol.as_deref().unwrap_or("?"),
+                other.protocol.map_or("?", Protocol::name),
                 other.name_as_sent.as_deref().unwrap_or("?"),
                 other.from_host.as_deref().unwrap_or(&other.from_ip),
                 other.time

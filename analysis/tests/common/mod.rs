@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use analysis::simulate::{Shape, SimConfig, Truth, simulate};
 use sensor_common::graph::{
-    DUMP_FORMAT, DumpHeader, DumpLine, Edge, EdgeKind, HostInfo, Node, NodeData, SCHEMA_VERSION,
+    DUMP_FORMAT, DumpHeader, DumpLine, Edge, EdgeData, EdgeKind, HostInfo, Node, NodeData, SCHEMA_VERSION,
 };
 
 const NS: u64 = 1_000_000_000;
@@ -137,14 +137,10 @@ impl Dump {
     ) {
         let edge = Edge {
             ts_ns: seconds * NS,
-            kind,
             src: src.into(),
             dst: dst.into(),
             host: self.host.clone(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| ((*k).into(), serde_json::Value::String((*v).into())))
-                .collect(),
+            data: edge_data(kind, attrs),
         };
         self.lines
             .push(serde_json::to_string(&DumpLine::Edge(edge)).unwrap());
@@ -158,6 +154,28 @@ impl Dump {
     pub fn write(&self, path: &Path) {
         std::fs::write(path, self.text()).expect("write dump");
     }
+}
+
+/// Typed attributes from a test's shorthand `[("protocol", "smb2"), ("port", "4444")]`:
+/// read as the JSON a sensor writes (digits as numbers, `true`/`false` as booleans), so a
+/// fixture that does not fit the schema fails here, loudly.
+pub fn edge_data(kind: EdgeKind, attrs: &[(&str, &str)]) -> EdgeData {
+    let json: serde_json::Map<String, serde_json::Value> = attrs
+        .iter()
+        .map(|&(k, v)| {
+            let value = match v {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                    serde_json::Value::Number(digits.parse::<u64>().expect("digits").into())
+                }
+                text => serde_json::Value::String(text.into()),
+            };
+            (k.to_owned(), value)
+        })
+        .collect();
+    EdgeData::deserialize_attrs(kind, serde_json::Value::Object(json))
+        .unwrap_or_else(|e| panic!("fixture {kind:?} {attrs:?} does not fit the schema: {e}"))
 }
 
 /// Characters a terminal acts on: C0 (but the line feed that ends each line), DEL, C1.

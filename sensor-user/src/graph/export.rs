@@ -104,8 +104,7 @@ fn write_dot(nodes: &[Node], edges: &[Edge], out: &mut dyn Write) -> Result<()> 
         writeln!(out, "  {} [label={}, shape={shape}, color={color}];", dot_str(&n.id), dot_str(&label(n)))?;
     }
     for e in edges {
-        let kind = serde_json::to_value(e.kind)?;
-        writeln!(out, "  {} -> {} [label={}];", dot_str(&e.src), dot_str(&e.dst), dot_str(kind.as_str().unwrap_or("?")))?;
+        writeln!(out, "  {} -> {} [label={}];", dot_str(&e.src), dot_str(&e.dst), dot_str(e.kind().name()))?;
     }
     writeln!(out, "}}")?;
     Ok(())
@@ -149,15 +148,15 @@ fn write_graphml(nodes: &[Node], edges: &[Edge], out: &mut dyn Write) -> Result<
         )?;
     }
     for e in edges {
-        let kind = serde_json::to_value(e.kind)?;
+        let json = serde_json::to_value(e)?;
         writeln!(
             out,
             r#"    <edge source="{}" target="{}"><data key="ekind">{}</data><data key="ts">{}</data><data key="attrs">{}</data></edge>"#,
             xml(&e.src),
             xml(&e.dst),
-            xml(kind.as_str().unwrap_or("")),
+            xml(e.kind().name()),
             e.ts_ns,
-            xml(&serde_json::to_string(&e.attrs)?)
+            xml(&json.get("attrs").map(|a| a.to_string()).unwrap_or_else(|| "{}".into()))
         )?;
     }
     writeln!(out, "  </graph>\n</graphml>")?;

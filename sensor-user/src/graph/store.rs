@@ -7,7 +7,7 @@ use std::{
 };
 
 use sensor_common::{
-    graph::{Edge, HostInfo, Node, NodeData, SCHEMA_VERSION, TaintedFile, trees},
+    graph::{Edge, HostInfo, Node, NodeData, SCHEMA_VERSION, TaintedFile, trees, v1},
     maps::InodeKey,
 };
 
@@ -41,6 +41,9 @@ pub struct GraphStore {
     blocked: sled::Tree,
     seq: AtomicU64,
 }
+
+/// Edges of a version-1 database that did not convert (see `upgrade_from_v1`).
+const UNCONVERTED_V1: &str = "edges_unconverted_v1";
 
 fn json_err(tree: &'static str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt { tree, message: e.to_string() }
@@ -76,7 +79,9 @@ impl GraphStore {
             }
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
-                if found != SCHEMA_VERSION {
+                if found == 1 {
+                    store.upgrade_from_v1()?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { path: path.into(), found, expected: SCHEMA_VERSION });
                 }
             }
@@ -91,6 +96,38 @@ impl GraphStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Rewrites a version-1 database's edges as version 2 (`graph::v1` says what differs),
+    /// in one atomic batch, then records the new version. An edge that does not convert is
+    /// moved, as it was, to the `edges_unconverted_v1` tree - kept, not lost - and logged.
+    /// Running it again on converted edges changes nothing, so a crash before the version
+    /// is written only repeats it.
+    fn upgrade_from_v1(&self) -> Result<(), StoreError> {
+        let unconverted = self.db.open_tree(UNCONVERTED_V1)?;
+        let (mut batch, mut moved, mut converted) = (sled::Batch::default(), sled::Batch::default(), 0u64);
+        let mut failed = 0u64;
+        for record in self.edges.iter() {
+            let (key, value) = record?;
+            match v1::edge_from_v1(&value).and_then(|edge| serde_json::to_vec(&edge)) {
+                Ok(json) => {
+                    batch.insert(key, json);
+                    converted += 1;
+                }
+                Err(e) => {
+                    log::warn!("graph database {}: edge record not converted from schema 1 ({e}); kept in tree {UNCONVERTED_V1}", self.path.display());
+                    moved.insert(key.clone(), value);
+                    batch.remove(key);
+                    failed += 1;
+                }
+            }
+        }
+        unconverted.apply_batch(moved)?;
+        self.edges.apply_batch(batch)?;
+        self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+        self.db.flush()?;
+        log::info!("graph database {}: converted {converted} edges from schema 1 to {SCHEMA_VERSION} ({failed} kept aside)", self.path.display());
+        Ok(())
     }
 
     pub fn set_host(&self, host: &HostInfo) -> Result<(), StoreError> {
@@ -314,7 +351,7 @@ fn merge(old: &mut Node, new: Node) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use sensor_common::graph::EdgeKind;
+    use sensor_common::graph::{EdgeData, FileWriteAttrs};
 
     fn file(id: &str, path: &str, untrusted: bool) -> Node {
         Node {
@@ -336,7 +373,7 @@ pub(crate) mod tests {
             assert_eq!(paths, vec!["/a", "/b"]);
             assert!(untrusted, "merge must not lose taint");
             for ts in [30, 10, 20] {
-                s.add_edge(&Edge { ts_ns: ts, kind: EdgeKind::Write, src: "p".into(), dst: "f".into(), host: "h".into(), attrs: Default::default() }).unwrap();
+                s.add_edge(&Edge { ts_ns: ts, src: "p".into(), dst: "f".into(), host: "h".into(), data: EdgeData::Write(FileWriteAttrs::default()) }).unwrap();
             }
             s.flush().unwrap();
         }
@@ -357,6 +394,27 @@ pub(crate) mod tests {
         }
         let err = reopen(&dir).err().unwrap();
         assert!(err.to_string().contains("schema version 99"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn version_1_database_is_converted_in_place() {
+        let dir = tempdir();
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            s.meta.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+            let v1_edge = br#"{"ts_ns":5,"kind":"chmod","src":"p","dst":"f","host":"h","attrs":{"mode":"0755","executable":true}}"#;
+            s.edges.insert([0u8; 16], &v1_edge[..]).unwrap();
+            s.edges.insert([1u8; 16], &br#"{"ts_ns":6,"kind":"relabel","src":"u","dst":"f","host":"h","attrs":{"to":"?"}}"#[..]).unwrap();
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir).unwrap();
+        let edges: Vec<Edge> = s.edges_since(0).map(|e| e.unwrap()).collect();
+        assert_eq!(edges.len(), 1, "{edges:?}");
+        let EdgeData::Chmod(c) = &edges[0].data else { panic!("{edges:?}") };
+        assert_eq!(c.mode, "755");
+        assert_eq!(s.meta.get("schema_version").unwrap().unwrap().as_ref(), SCHEMA_VERSION.to_be_bytes());
+        assert_eq!(s.db.open_tree(UNCONVERTED_V1).unwrap().len(), 1, "the unconvertible record is kept");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -26,15 +26,20 @@ use std::{
 };
 
 use anyhow::Result;
-use serde_json::{Value, json};
 use sensor_common::{
     event::{EventKind, net_verb},
-    graph::{Edge, EdgeKind, Node, NodeData, process_node_id, remote_node_id},
+    graph::{
+        self, ConnectAttrs, ConnectDirection, Edge, EdgeData, InferenceReason, MatchedBy, Node, NodeData,
+        PeerSeenBy, Protocol, QuarantineAttrs, TransferAttrs, TransferDirection, process_node_id, remote_node_id,
+    },
     proto::ftp::{self, Verb},
 };
 
 use super::{events::NetFileEvent, ftp_session::Settled, peers};
-use crate::{events::SensorEvent, graph::GraphStore};
+use crate::{
+    events::{ConnectionAction, SensorEvent},
+    graph::GraphStore,
+};
 
 /// How far apart the packet and the write may be.
 const WINDOW_NS: u64 = 120 * 1_000_000_000;
@@ -48,8 +53,8 @@ struct Transfer {
     client_port: u16,
     server: IpAddr,
     server_port: u16,
-    proto: &'static str,
-    verb: String,
+    proto: Protocol,
+    verb: graph::Verb,
     /// As sent (UTF-8).
     name: String,
     /// Path components joined with '/', no leading '/': what a disk path must end with.
@@ -65,8 +70,22 @@ struct Transfer {
     sending: Option<Vec<SentHit>>,
 }
 
+impl Transfer {
+    /// The attributes every edge of this transfer carries, with `remote` the other end;
+    /// the caller adds what its side knows (ports, path, how the file was found).
+    fn attrs(&self, remote: IpAddr) -> TransferAttrs {
+        TransferAttrs {
+            verb: Some(self.verb),
+            name: Some(self.name.clone()),
+            session_id: (self.session_id != 0).then_some(self.session_id),
+            partial: self.partial,
+            ..TransferAttrs::new(remote.to_string(), self.proto)
+        }
+    }
+}
+
 /// (path, file node, matched_by, process) of a file a local client sends.
-type SentHit = (String, String, &'static str, Option<u32>);
+type SentHit = (String, String, MatchedBy, Option<u32>);
 
 #[derive(Clone, Debug)]
 struct PortWrite {
@@ -190,12 +209,8 @@ impl Attribution {
         Ok(())
     }
 
-    fn edge(&self, store: &GraphStore, ts_ns: u64, kind: EdgeKind, src: &str, dst: &str, attrs: Value) -> Result<()> {
-        let attrs = match attrs {
-            Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
-            _ => Default::default(),
-        };
-        store.add_edge(&Edge { ts_ns, kind, src: src.into(), dst: dst.into(), host: self.host.clone(), attrs })?;
+    fn edge(&self, store: &GraphStore, ts_ns: u64, src: &str, dst: &str, data: EdgeData) -> Result<()> {
+        store.add_edge(&Edge { ts_ns, src: src.into(), dst: dst.into(), host: self.host.clone(), data })?;
         Ok(())
     }
 
@@ -204,8 +219,9 @@ impl Attribution {
         let ts = crate::procfs::now_wall_ns();
         let (remote, _) = self.remote(store, ts, ip)?;
         let host = sensor_common::graph::host_node_id(&self.host);
-        let kind = if block { EdgeKind::Block } else { EdgeKind::Unblock };
-        self.edge(store, ts, kind, &host, &remote, json!({"ip": ip.to_string(), "by": by}))?;
+        let attrs = QuarantineAttrs { ip: ip.to_string(), by: by.into() };
+        let data = if block { EdgeData::Block(attrs) } else { EdgeData::Unblock(attrs) };
+        self.edge(store, ts, &host, &remote, data)?;
         Ok(remote)
     }
 
@@ -264,22 +280,16 @@ impl Attribution {
         let path = &self.absolute(store, file, path, &t.norm);
         let (remote, node_ids) = self.remote(store, t.ts_ns, remote_ip)?;
         let exact = self.share_roots.iter().any(|r| *path == format!("{r}/{}", t.norm));
-        self.edge(store, t.ts_ns, EdgeKind::ReceivedFrom, &remote, file, json!({
-            "ip": remote_ip.to_string(),
-            "port": t.client_port,
-            "server": t.server.to_string(),
-            "server_port": t.server_port,
-            "protocol": t.proto,
-            "verb": t.verb,
-            "name": t.name,
-            "time": t.ts_ns,
-            "path": path,
-            "session_id": (t.session_id != 0).then_some(t.session_id),
-            "partial": t.partial.then_some(true),
-            "share_root_match": exact.then_some(true),
-            "inferred": false,
-            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-        }))?;
+        let attrs = TransferAttrs {
+            port: Some(t.client_port),
+            server: Some(t.server.to_string()),
+            server_port: Some(t.server_port),
+            path: Some(path.clone()),
+            share_root_match: exact,
+            node_ids,
+            ..t.attrs(remote_ip)
+        };
+        self.edge(store, t.ts_ns, &remote, file, EdgeData::ReceivedFrom(attrs))?;
         self.stats.received_from += 1;
         Ok(())
     }
@@ -302,13 +312,17 @@ impl Attribution {
                 continue;
             }
             let (remote, node_ids) = self.remote(store, t.ts_ns, t.server)?;
-            self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
-                "ip": t.server.to_string(), "port": t.server_port, "local_port": t.client_port,
-                "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
-                "direction": "upload", "matched_by": matched_by, "process": process,
-                "partial": t.partial.then_some(true),
-                "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-            }))?;
+            let attrs = TransferAttrs {
+                port: Some(t.server_port),
+                local_port: Some(t.client_port),
+                path: Some(path),
+                direction: Some(TransferDirection::Upload),
+                matched_by: Some(matched_by),
+                process,
+                node_ids,
+                ..t.attrs(t.server)
+            };
+            self.edge(store, t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
             self.stats.sent_to += 1;
         }
         Ok(())
@@ -326,12 +340,12 @@ impl Attribution {
             // Several untrusted files open: the one with the name sent, if it is there.
             let named: Vec<_> = open.iter().filter(|(p, _)| !base.is_empty() && p.rsplit('/').next() == Some(base)).cloned().collect();
             let chosen = if named.is_empty() { open } else { named };
-            hits.extend(chosen.into_iter().map(|(path, node)| (path, node, "open_file", Some(pid))));
+            hits.extend(chosen.into_iter().map(|(path, node)| (path, node, MatchedBy::OpenFile, Some(pid))));
         }
         if hits.is_empty() {
             let base = t.norm.rsplit('/').next().unwrap_or("");
             match self.untrusted_by_name.get(base).map(Vec::as_slice) {
-                Some([(path, file)]) => hits.push((path.clone(), file.clone(), "name", None)),
+                Some([(path, file)]) => hits.push((path.clone(), file.clone(), MatchedBy::Name, None)),
                 Some([_, _, ..]) => self.stats.sent_to_ambiguous += 1,
                 _ => {}
             }
@@ -357,18 +371,21 @@ impl Attribution {
             return Ok(());
         }
         let (remote, node_ids) = self.remote(store, t.ts_ns, t.client)?;
-        self.edge(store, t.ts_ns, EdgeKind::SentTo, &file, &remote, json!({
-            "ip": t.client.to_string(), "port": t.client_port, "server_port": t.server_port,
-            "protocol": t.proto, "verb": t.verb, "name": t.name, "time": t.ts_ns, "path": path,
-            "matched_by": matched_by,
-            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-        }))?;
+        let attrs = TransferAttrs {
+            port: Some(t.client_port),
+            server_port: Some(t.server_port),
+            path: Some(path),
+            matched_by: Some(matched_by),
+            node_ids,
+            ..t.attrs(t.client)
+        };
+        self.edge(store, t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
         self.stats.sent_to += 1;
         Ok(())
     }
 
     /// (path, file node, how it was found) of the untrusted file a read of `t` served.
-    fn served_file(&mut self, store: &GraphStore, t: &Transfer) -> Option<(String, String, &'static str)> {
+    fn served_file(&mut self, store: &GraphStore, t: &Transfer) -> Option<(String, String, MatchedBy)> {
         let untrusted = |path: &str| -> Option<String> {
             let (key, _) = crate::procfs::inode_of(&crate::procfs::fs_path(path)?).ok()?;
             Some(store.untrusted_file(&key).ok()??.node)
@@ -383,15 +400,15 @@ impl Attribution {
             .collect();
         open.dedup_by(|a, b| a.1 == b.1);
         if let [(p, f)] = open.as_slice() {
-            return Some((p.clone(), f.clone(), "open_file"));
+            return Some((p.clone(), f.clone(), MatchedBy::OpenFile));
         }
         // 2. Where the server resolves the name: in the share the TreeId names, if known.
         if let Some(root) = t.share.as_ref().and_then(|s| self.shares.get(s)) {
             let candidate = format!("{root}/{}", t.norm);
-            return untrusted(&candidate).map(|f| (candidate, f, "share"));
+            return untrusted(&candidate).map(|f| (candidate, f, MatchedBy::Share));
         }
         let mut found: Vec<(String, String)> = Vec::new();
-        if t.proto == "ftp" {
+        if t.proto == Protocol::Ftp {
             for pid in &owners {
                 let base = if t.name.starts_with('/') { format!("/proc/{pid}/root") } else { format!("/proc/{pid}/cwd") };
                 if let Ok(dir) = std::fs::read_link(&base) {
@@ -421,7 +438,7 @@ impl Attribution {
         found.sort();
         found.dedup_by(|a, b| a.1 == b.1);
         match found.as_slice() {
-            [(p, f)] => return Some((p.clone(), f.clone(), "resolved")),
+            [(p, f)] => return Some((p.clone(), f.clone(), MatchedBy::Resolved)),
             [_, _, ..] => {
                 self.stats.sent_to_ambiguous += 1;
                 return None;
@@ -433,7 +450,7 @@ impl Attribution {
         let named: Vec<(String, String)> =
             self.untrusted_by_name.get(base).into_iter().flatten().filter(|(p, _)| path_matches(p, &t.norm)).cloned().collect();
         match named.as_slice() {
-            [(p, f)] => Some((p.clone(), f.clone(), "name")),
+            [(p, f)] => Some((p.clone(), f.clone(), MatchedBy::Name)),
             [] => None,
             _ => {
                 self.stats.sent_to_ambiguous += 1;
@@ -455,14 +472,15 @@ impl Attribution {
         let outbound = request == (ev.direction == "egress");
         let (client, client_port, server, server_port) =
             if request { (ev.src, ev.sport, ev.dst, ev.dport) } else { (ev.dst, ev.dport, ev.src, ev.sport) };
-        let transfer = |verb: &str, name: &str, norm: String| Transfer {
+        let proto = if matches!(ev.verb_code, net_verb::FTP_COMMAND | net_verb::FTP_REPLY) { Protocol::Ftp } else { Protocol::Smb2 };
+        let transfer = |verb: graph::Verb, name: &str, norm: String| Transfer {
             ts_ns: ev.ts_ns,
             client,
             client_port,
             server,
             server_port,
-            proto: ev.proto,
-            verb: verb.into(),
+            proto,
+            verb,
             name: name.into(),
             norm,
             partial: ev.partial || ev.name_truncated,
@@ -489,7 +507,7 @@ impl Attribution {
                 }
             }
             net_verb::SMB_CREATE => {
-                let mut t = transfer("create", &ev.name, normalize(&ev.name));
+                let mut t = transfer(graph::Verb::SmbCreate, &ev.name, normalize(&ev.name));
                 t.share = self.trees.get(&(server, ev.session_id, ev.tree_id)).cloned();
                 if self.smb_creates.len() >= MAX_PENDING {
                     self.smb_creates.clear();
@@ -513,7 +531,7 @@ impl Attribution {
                 {
                     *seen = true;
                     let mut t = t.clone();
-                    t.verb = "write".into();
+                    t.verb = graph::Verb::SmbWrite;
                     t.ts_ns = ev.ts_ns;
                     self.push_upload(store, t)?;
                 }
@@ -521,7 +539,7 @@ impl Attribution {
             net_verb::SMB_READ => {
                 if let Some((t, _)) = self.smb_files.get(&(server, ev.session_id, ev.file_id_raw)) {
                     let mut t = t.clone();
-                    t.verb = "read".into();
+                    t.verb = graph::Verb::SmbRead;
                     t.ts_ns = ev.ts_ns;
                     self.sent(store, &t)?;
                 }
@@ -546,10 +564,10 @@ impl Attribution {
                         // What a local client sends is asked of /proc now: it may be gone
                         // by the server's 150.
                         let sending = match ftp::parse_request(&line) {
-                            Some(req) if outbound && req.verb.is_upload() => {
+                            Some(req) if outbound && req.verb.is_upload() => graph::Verb::of_ftp(req.verb).map(|verb| {
                                 let arg = String::from_utf8_lossy(req.arg).into_owned();
-                                Some(self.being_sent(store, &transfer(req.verb.as_str(), &arg, ftp_join("", &arg))))
-                            }
+                                self.being_sent(store, &transfer(verb, &arg, ftp_join("", &arg)))
+                            }),
                             _ => None,
                         };
                         if let Some(conn) = self.ftp.get_mut(&(client, client_port)) {
@@ -560,8 +578,9 @@ impl Attribution {
                     let Some(conn) = self.ftp.get_mut(&(client, client_port)) else { continue };
                     match conn.reply(&line) {
                         Some(Settled::Started { verb, arg, cwd, stou_name, payload: (sending, cut) }) => {
+                            let Some(transfer_verb) = graph::Verb::of_ftp(verb) else { continue };
                             let name = stou_name.unwrap_or(arg);
-                            let mut t = transfer(verb.as_str(), &name, ftp_join(&cwd, &name));
+                            let mut t = transfer(transfer_verb, &name, ftp_join(&cwd, &name));
                             t.partial |= cut;
                             t.sending = sending;
                             if verb == Verb::Retr {
@@ -632,7 +651,7 @@ impl Attribution {
             if peers.len() == 1
                 && let Some(ip) = peers.first().copied()
             {
-                self.infer_encrypted(store, &write, ip, "proc")?;
+                self.infer_encrypted(store, &write, ip, PeerSeenBy::Proc)?;
             }
         }
         Ok(())
@@ -641,7 +660,7 @@ impl Attribution {
     /// Encrypted-session fallback for one port-program write: attributed to `peer`, the
     /// one peer its process served, if that peer sent a transform header and the file is
     /// under a share (with share roots known: not smbd's own lock files).
-    fn infer_encrypted(&mut self, store: &GraphStore, w: &PortWrite, peer: IpAddr, seen_by: &str) -> Result<()> {
+    fn infer_encrypted(&mut self, store: &GraphStore, w: &PortWrite, peer: IpAddr, seen_by: PeerSeenBy) -> Result<()> {
         let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| w.path.starts_with(&format!("{r}/")));
         if !in_share || !self.encrypted_peers.contains_key(&peer) {
             return Ok(());
@@ -650,12 +669,17 @@ impl Attribution {
             return Ok(());
         }
         let (remote, node_ids) = self.remote(store, w.ts_ns, peer)?;
-        self.edge(store, w.ts_ns, EdgeKind::ReceivedFrom, &remote, &w.file, json!({
-            "ip": peer.to_string(), "protocol": "smb2", "verb": "write", "time": w.ts_ns,
-            "path": w.path, "inferred": true, "reason": "smb3_encrypted", "peer_seen_by": seen_by,
-            "process": w.tgid,
-            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-        }))?;
+        let attrs = TransferAttrs {
+            verb: Some(graph::Verb::SmbWrite),
+            path: Some(w.path.clone()),
+            inferred: true,
+            reason: Some(InferenceReason::Smb3Encrypted),
+            peer_seen_by: Some(seen_by),
+            process: Some(w.tgid),
+            node_ids,
+            ..TransferAttrs::new(peer.to_string(), Protocol::Smb2)
+        };
+        self.edge(store, w.ts_ns, &remote, &w.file, EdgeData::ReceivedFrom(attrs))?;
         self.stats.received_from_inferred += 1;
         Ok(())
     }
@@ -667,7 +691,7 @@ impl Attribution {
         let Some(c) = &ev.connection else { return Ok(()) };
         let peer = c.remote.ip();
         let proc_key = (ev.tgid, ev.start_ticks);
-        if ev.port_program && c.action == "close" {
+        if ev.port_program && c.action == ConnectionAction::Close {
             if self.served.len() >= MAX_PENDING && !self.served.contains_key(&proc_key) {
                 self.served.clear();
             }
@@ -678,7 +702,7 @@ impl Attribution {
                 let writes: Vec<PortWrite> =
                     self.port_writes.iter().filter(|w| w.tgid == ev.tgid && w.ts_ns >= cutoff).cloned().collect();
                 for w in writes {
-                    self.infer_encrypted(store, &w, peer, "connection_close")?;
+                    self.infer_encrypted(store, &w, peer, PeerSeenBy::ConnectionClose)?;
                 }
             }
         }
@@ -687,12 +711,12 @@ impl Attribution {
         }
         // Keyed without the local port: at SYN_SENT the kernel has not bound it yet.
         let conn_key = (proc_key, c.remote);
-        let direction = if c.action == "connect" {
+        let direction = if c.action == ConnectionAction::Connect {
             if self.connects.len() >= MAX_PENDING {
                 self.connects.clear();
             }
             *self.connects.entry(conn_key).or_default() += 1;
-            "out"
+            ConnectDirection::Out
         } else if let Some(open) = self.connects.get_mut(&conn_key) {
             // The close of a connection it made was recorded at connect time.
             *open -= 1;
@@ -701,16 +725,19 @@ impl Attribution {
             }
             return Ok(());
         } else {
-            "in"
+            ConnectDirection::In
         };
         let (remote, node_ids) = self.remote(store, ev.ts_ns, peer)?;
         let process = process_node_id(&self.host, ev.tgid, ev.start_ticks);
-        self.edge(store, ev.ts_ns, EdgeKind::Connect, &process, &remote, json!({
-            "ip": peer.to_string(), "port": c.remote.port(),
-            "local_port": (c.local.port() != 0).then_some(c.local.port()),
-            "protocol": "tcp", "direction": direction,
-            "node_ids": (!node_ids.is_empty()).then_some(node_ids),
-        }))?;
+        let attrs = ConnectAttrs {
+            ip: peer.to_string(),
+            port: c.remote.port(),
+            local_port: (c.local.port() != 0).then_some(c.local.port()),
+            protocol: Protocol::Tcp,
+            direction,
+            node_ids,
+        };
+        self.edge(store, ev.ts_ns, &process, &remote, EdgeData::Connect(attrs))?;
         self.stats.connections += 1;
         Ok(())
     }
@@ -752,14 +779,15 @@ mod tests {
         let file = "file:h:1:2";
         a.on_file(&store, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
         assert_eq!(a.stats.received_from_inferred, 0, "no peer known yet");
-        let close = |remote: &str| Connection { local: "10.0.0.1:445".parse().unwrap(), remote: remote.parse().unwrap(), action: "close" };
+        let close = |remote: &str| Connection { local: "10.0.0.1:445".parse().unwrap(), remote: remote.parse().unwrap(), action: ConnectionAction::Close };
         a.on_connection(&store, &proc_event(EventKind::Connection, 3_000, None, Some(close("10.0.0.2:50000")))).unwrap();
         assert_eq!(a.stats.received_from_inferred, 1);
         let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).collect();
-        let e = edges.iter().find(|e| e.kind == EdgeKind::ReceivedFrom).unwrap();
+        let e = edges.iter().find(|e| matches!(e.data, EdgeData::ReceivedFrom(_))).unwrap();
         assert_eq!((e.src.as_str(), e.dst.as_str()), ("remote:10.0.0.2", file));
-        assert_eq!(e.attrs["inferred"], true);
-        assert_eq!(e.attrs["peer_seen_by"], "connection_close");
+        let t = e.data.transfer().unwrap();
+        assert!(t.inferred);
+        assert_eq!(t.peer_seen_by, Some(PeerSeenBy::ConnectionClose));
         // A write after that close is not from that peer; a second peer makes the process
         // ambiguous: nothing more is inferred.
         a.on_file(&store, &proc_event(EventKind::Create, 4_000, Some("/srv/share/b.exe"), None), "file:h:1:3").unwrap();
@@ -775,21 +803,28 @@ mod tests {
         let store = GraphStore::open(&dir).unwrap();
         let mut a = Attribution::new("h", Vec::new());
         let conn = |action| Connection { local: "10.0.0.1:40000".parse().unwrap(), remote: "[fd00::9]:22".parse().unwrap(), action };
-        let mut ev = proc_event(EventKind::Connection, 1_000, None, Some(conn("connect")));
+        let mut ev = proc_event(EventKind::Connection, 1_000, None, Some(conn(ConnectionAction::Connect)));
         ev.tainted = true;
         ev.port_program = false;
         a.on_connection(&store, &ev).unwrap();
-        ev.connection = Some(conn("close"));
+        ev.connection = Some(conn(ConnectionAction::Close));
         a.on_connection(&store, &ev).unwrap();
         // A close without a connect: a connection it accepted.
-        ev.connection = Some(Connection { local: "10.0.0.1:4444".parse().unwrap(), ..conn("close") });
+        ev.connection = Some(Connection { local: "10.0.0.1:4444".parse().unwrap(), ..conn(ConnectionAction::Close) });
         a.on_connection(&store, &ev).unwrap();
-        let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).filter(|e| e.kind == EdgeKind::Connect).collect();
-        assert_eq!(edges.len(), 2, "{edges:?}");
-        assert_eq!(edges[0].src, "proc:h:4000000:5");
-        assert_eq!(edges[0].dst, "remote:fd00::9");
-        assert_eq!((edges[0].attrs["direction"].as_str(), edges[1].attrs["direction"].as_str()), (Some("out"), Some("in")));
-        assert_eq!(edges[1].attrs["local_port"], 4444);
+        let connects: Vec<(Edge, ConnectAttrs)> = store
+            .edges_since(0)
+            .map(|e| e.unwrap())
+            .filter_map(|e| match &e.data {
+                EdgeData::Connect(c) => Some((e.clone(), c.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(connects.len(), 2, "{connects:?}");
+        assert_eq!(connects[0].0.src, "proc:h:4000000:5");
+        assert_eq!(connects[0].0.dst, "remote:fd00::9");
+        assert_eq!((connects[0].1.direction, connects[1].1.direction), (ConnectDirection::Out, ConnectDirection::In));
+        assert_eq!(connects[1].1.local_port, Some(4444));
         std::fs::remove_dir_all(&dir).ok();
     }
 
