@@ -22,8 +22,12 @@ use tokio::{
 
 use crate::{
     config::Config,
-    control::Request,
+    control::{
+        Request,
+        status::{DatabaseStatus, KernelStateStatus, NetworkStatus, Status},
+    },
     events::{self, SensorEvent},
+    naming::NamingStats,
     graph::{GraphStore, export},
     ingest::{Ingest, KernelAction},
     procfs::{self, WallClock},
@@ -156,14 +160,17 @@ pub async fn run(config: Config) -> Result<()> {
                 if let Some(m) = net.as_mut() { m.on_named(&store, answer); }
             }
             Some(call) = calls_rx.recv() => {
-                let status = matches!(call.request, Request::Status);
                 let changes = call.request.changes_state();
-                let answer = match net.as_mut().and_then(|m| m.handle(&call.request, &store)) {
-                    Some(a) => a,
-                    None => {
-                        let mut a = answer(call.request, &mut ingest, &mut sensor, &store, &counters, &follower_lag, started_ns, network_failure.as_deref());
-                        if status && let Some(m) = net.as_ref() { m.decorate_status(&mut a); }
-                        a
+                let answer = if matches!(call.request, Request::Status) {
+                    let mut status = status(&ingest, &sensor, &store, &counters, &follower_lag, started_ns, network_failure.as_deref());
+                    if let Some(m) = net.as_ref() {
+                        m.fill_status(&mut status);
+                    }
+                    serde_json::to_vec(&status).unwrap_or_else(|e| error_answer(&e.into()))
+                } else {
+                    match net.as_mut().and_then(|m| m.handle(&call.request, &store)) {
+                        Some(a) => a,
+                        None => answer(call.request, &mut ingest, &mut sensor, &store),
                     }
                 };
                 // An operator's change is on disk before it is acknowledged: a crash right
@@ -264,43 +271,56 @@ fn report_new_drops(sensor: &Sensor, reported: &mut BTreeMap<String, u64>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    request: Request,
-    ingest: &mut Ingest,
-    sensor: &mut Sensor,
+/// The daemon's status; network monitoring adds its part (`Network::fill_status`).
+fn status(
+    ingest: &Ingest,
+    sensor: &Sensor,
     store: &GraphStore,
     counters: &Counters,
     follower_lag: &AtomicU64,
     started_ns: u64,
     network_failure: Option<&str>,
-) -> Vec<u8> {
+) -> Status {
+    let (nodes, edges) = store.counts();
+    Status {
+        pid: std::process::id(),
+        host: ingest.host().clone(),
+        started_ns,
+        strategy: sensor.strategy,
+        strategy_fallbacks: sensor.fallbacks.clone(),
+        attached_programs: sensor.attached.clone(),
+        missing_optional_programs: sensor.missing.clone(),
+        events_received: counters.by_kind.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+        decode_errors: counters.decode_errors,
+        ingest_errors: counters.ingest_errors,
+        port_program_state_writes_ignored: ingest.state_writes_ignored,
+        kernel_drops: sensor.drop_counts().into_iter().collect(),
+        kernel_state: KernelStateStatus { carried_over: sensor.carried.clone(), untrusted_inodes: sensor.untrusted_inode_count() },
+        follower_lagged_events: follower_lag.load(Ordering::Relaxed),
+        naming: NamingStats::default(),
+        network: NetworkStatus {
+            enabled: false,
+            failure: network_failure.map(str::to_owned),
+            blocked_hosts: store.blocked_hosts().unwrap_or_default(),
+            ..NetworkStatus::default()
+        },
+        database: DatabaseStatus {
+            path: store.path().to_owned(),
+            size_bytes: store.size_on_disk(),
+            nodes,
+            edges,
+            untrusted_files: store.untrusted_files().map(|v| v.len()).unwrap_or(0),
+            tainted_processes: store.tainted_procs().map(|v| v.len()).unwrap_or(0),
+        },
+    }
+}
+
+fn error_answer(e: &anyhow::Error) -> Vec<u8> {
+    serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default()
+}
+
+fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &GraphStore) -> Vec<u8> {
     let result: Result<Vec<u8>> = (|| match request {
-        Request::Status => {
-            let (nodes, edges) = store.counts();
-            let status = json!({
-                "pid": std::process::id(),
-                "host": ingest.host(),
-                "started_ns": started_ns,
-                "strategy": sensor.strategy,
-                "strategy_fallbacks": sensor.fallbacks,
-                "attached_programs": sensor.attached,
-                "missing_optional_programs": sensor.missing,
-                "events_received": counters.by_kind,
-                "decode_errors": counters.decode_errors,
-                "ingest_errors": counters.ingest_errors,
-                "port_program_state_writes_ignored": ingest.state_writes_ignored,
-                "kernel_drops": sensor.drop_counts().into_iter().collect::<BTreeMap<_, _>>(),
-                "kernel_state": {"carried_over": sensor.carried, "untrusted_inodes": sensor.untrusted_inode_count()},
-                "follower_lagged_events": follower_lag.load(Ordering::Relaxed),
-                "naming": {"enabled": false, "note": "remote naming runs with network monitoring"},
-                "network": {"enabled": false, "failure": network_failure, "blocked_hosts": store.blocked_hosts().unwrap_or_default()},
-                "database": {"path": store.path(), "size_bytes": store.size_on_disk(), "nodes": nodes, "edges": edges,
-                             "untrusted_files": store.untrusted_files().map(|v| v.len()).unwrap_or(0),
-                             "tainted_processes": store.tainted_procs().map(|v| v.len()).unwrap_or(0)},
-            });
-            Ok(serde_json::to_vec(&status)?)
-        }
         Request::Trust { path, by } | Request::Taint { path, by } if path.is_empty() || by.is_empty() => {
             anyhow::bail!("empty path or actor")
         }
@@ -314,9 +334,10 @@ fn answer(
         Request::Block { .. } | Request::Unblock { .. } => {
             anyhow::bail!("network monitoring is off (network_monitoring = false, or its programs failed to load: see the sensor log)")
         }
-        Request::Events => unreachable!("handled by the connection task"),
+        // Answered by `status` and by the connection task.
+        Request::Status | Request::Events => anyhow::bail!("internal: request answered elsewhere"),
     })();
-    result.unwrap_or_else(|e| serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default())
+    result.unwrap_or_else(|e| error_answer(&e))
 }
 
 fn relabel(ingest: &mut Ingest, sensor: &mut Sensor, path: &str, untrusted: bool, by: &str) -> Result<Vec<u8>> {

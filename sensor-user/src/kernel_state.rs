@@ -23,7 +23,7 @@ use sensor_common::maps::{BlockedKey, InodeKey, InodeState, ProcState, names};
 use crate::procfs;
 
 /// What was carried over from the pins of an earlier sensor.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CarriedOver {
     pub dir: PathBuf,
     pub inodes: usize,

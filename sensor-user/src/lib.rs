@@ -1,6 +1,5 @@
 //! vtrail-sensor library: everything the binary does, testable piece by piece.
 //! Data flows one way: kernel (`sensor`) -> `events` -> `ingest` -> `graph`.
-pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -2,15 +2,14 @@
 use std::{
     io::Write,
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sensor_user::{
-    client,
     config::{Config, DEFAULT_CONFIG, StrategyChoice},
-    control::{Request, who_am_i},
+    control::{Request, client, status::Status, who_am_i},
     daemon, selftest,
     graph::{GraphStore, export::{self, Format}},
 };
@@ -105,104 +104,16 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Run => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(daemon::run(config))
-        }
+        Command::Run => run(config),
         Command::Status { json } => status(&config, json),
-        Command::Events { follow, count } => {
-            if !follow {
-                bail!("events are streamed, not stored: use `events --follow` (the graph keeps them as edges: see `export`)");
-            }
-            let mut seen = 0;
-            let mut out = std::io::stdout().lock();
-            client::call(&config.socket, &Request::Events, |line| {
-                writeln!(out, "{line}")?;
-                out.flush()?;
-                seen += 1;
-                Ok(count.is_none_or(|c| seen < c))
-            })
-        }
-        Command::Export { format, since, output, mode } => {
-            let since_ns = since.as_deref().map(parse_since).transpose()?;
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => {
-                    let mode = u32::from_str_radix(&mode, 8)
-                        .ok()
-                        .filter(|m| *m <= 0o777)
-                        .with_context(|| format!("--mode {mode}: not an octal mode such as 600"))?;
-                    let file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(mode)
-                        .open(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?;
-                    // An existing file keeps its mode on open: set it.
-                    file.set_permissions(std::fs::Permissions::from_mode(mode))
-                        .with_context(|| format!("cannot set the mode of {}", p.display()))?;
-                    Box::new(file)
-                }
-                None => Box::new(std::io::stdout().lock()),
-            };
-            if config.socket.exists() && client::connect(&config.socket).is_ok() {
-                client::call(&config.socket, &Request::Export { format, since_ns }, |line| {
-                    writeln!(out, "{line}")?;
-                    Ok(true)
-                })
-            } else {
-                let store = GraphStore::open(&config.database)?;
-                let host = store.host()?.unwrap_or_else(daemon::host_info);
-                export::export(&store, &host, format, since_ns, &mut out)
-            }
-        }
-        Command::Trust { path } | Command::Taint { path } if !path.exists() => bail!("{}: no such file", path.display()),
+        Command::Events { follow, count } => events(&config, follow, count),
+        Command::Export { format, since, output, mode } => export(&config, format, since.as_deref(), output.as_deref(), &mode),
         Command::Trust { path } => relabel(&config, path, false),
         Command::Taint { path } => relabel(&config, path, true),
-        Command::Selftest { strategies, work, network } => {
-            let outcomes = selftest::run(&strategies, &work)?;
-            let mut ok = true;
-            for o in &outcomes {
-                let chosen = o.chosen.map_or("none".into(), |s| format!("{s:?}").to_lowercase());
-                let verdict = if o.failures.is_empty() { "PASS" } else { ok = false; "FAIL" };
-                println!("SELFTEST {:?} -> {chosen} {verdict}: {}", o.requested, o.notes.iter().chain(&o.failures).cloned().collect::<Vec<_>>().join("; "));
-            }
-            if network {
-                match sensor_user::network::testrun::selftest() {
-                    Ok(notes) => println!("SELFTEST network PASS: {}", notes.join("; ")),
-                    Err(e) => {
-                        ok = false;
-                        println!("SELFTEST network FAIL: {e:#}");
-                    }
-                }
-            }
-            if !ok {
-                bail!("selftest failed");
-            }
-            Ok(())
-        }
-        Command::Replay { file, json } => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let stats = sensor_user::replay::replay_file(&file, &mut out, json)?;
-            out.flush()?;
-            eprintln!("{} transfers, {} frames, {} parse errors", stats.transfers, stats.frames, stats.parse_errors);
-            if let Some(why) = &stats.truncated {
-                eprintln!("vtrail-sensor: {}: the capture is cut ({why}): the transfers above are those before the cut", file.display());
-                std::process::exit(3);
-            }
-            Ok(())
-        }
-        Command::Block { target } | Command::Unblock { target } if sensor_user::network::parse_target(&target).is_err() => {
-            sensor_user::network::parse_target(&target).map(|_| ())
-        }
-        Command::Block { target } => client::call(&config.socket, &Request::Block { target, by: who_am_i() }, |line| {
-            println!("{line}");
-            Ok(true)
-        }),
-        Command::Unblock { target } => client::call(&config.socket, &Request::Unblock { target, by: who_am_i() }, |line| {
-            println!("{line}");
-            Ok(true)
-        }),
+        Command::Selftest { strategies, work, network } => selftest(&strategies, &work, network),
+        Command::Replay { file, json } => replay(&file, json),
+        Command::Block { target } => quarantine(&config, target, true),
+        Command::Unblock { target } => quarantine(&config, target, false),
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -210,7 +121,113 @@ fn real_main() -> Result<()> {
     }
 }
 
+fn run(config: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(daemon::run(config))
+}
+
+fn events(config: &Config, follow: bool, count: Option<u64>) -> Result<()> {
+    if !follow {
+        bail!("events are streamed, not stored: use `events --follow` (the graph keeps them as edges: see `export`)");
+    }
+    let mut seen = 0;
+    let mut out = std::io::stdout().lock();
+    client::call(&config.socket, &Request::Events, |line| {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        seen += 1;
+        Ok(count.is_none_or(|c| seen < c))
+    })
+}
+
+/// From the running sensor, or from the database when it is stopped.
+fn export(config: &Config, format: Format, since: Option<&str>, output: Option<&Path>, mode: &str) -> Result<()> {
+    let since_ns = since.map(parse_since).transpose()?;
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(private_file(p, mode)?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    if config.socket.exists() && client::connect(&config.socket).is_ok() {
+        client::call(&config.socket, &Request::Export { format, since_ns }, |line| {
+            writeln!(out, "{line}")?;
+            Ok(true)
+        })
+    } else {
+        let store = GraphStore::open(&config.database)?;
+        let host = store.host()?.unwrap_or_else(daemon::host_info);
+        export::export(&store, &host, format, since_ns, &mut out)
+    }
+}
+
+/// `path` created or truncated with permissions `mode` (octal text), whatever it had.
+fn private_file(path: &Path, mode: &str) -> Result<std::fs::File> {
+    let mode = u32::from_str_radix(mode, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .with_context(|| format!("--mode {mode}: not an octal mode such as 600"))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // An existing file keeps its mode on open: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(file)
+}
+
+fn selftest(strategies: &[StrategyChoice], work: &Path, network: bool) -> Result<()> {
+    let outcomes = selftest::run(strategies, work)?;
+    let mut ok = true;
+    for o in &outcomes {
+        let chosen = o.chosen.map_or("none", |s| s.name());
+        let verdict = if o.failures.is_empty() { "PASS" } else { ok = false; "FAIL" };
+        println!("SELFTEST {:?} -> {chosen} {verdict}: {}", o.requested, o.notes.iter().chain(&o.failures).cloned().collect::<Vec<_>>().join("; "));
+    }
+    if network {
+        match sensor_user::network::testrun::selftest() {
+            Ok(notes) => println!("SELFTEST network PASS: {}", notes.join("; ")),
+            Err(e) => {
+                ok = false;
+                println!("SELFTEST network FAIL: {e:#}");
+            }
+        }
+    }
+    if !ok {
+        bail!("selftest failed");
+    }
+    Ok(())
+}
+
+/// Exit status 3 when the capture is cut: the transfers printed are those before the cut.
+fn replay(file: &Path, json: bool) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let stats = sensor_user::replay::replay_file(file, &mut out, json)?;
+    out.flush()?;
+    eprintln!("{} transfers, {} frames, {} parse errors", stats.transfers, stats.frames, stats.parse_errors);
+    if let Some(why) = &stats.truncated {
+        eprintln!("vtrail-sensor: {}: the capture is cut ({why}): the transfers above are those before the cut", file.display());
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
+fn quarantine(config: &Config, target: String, block: bool) -> Result<()> {
+    sensor_user::network::parse_target(&target)?;
+    let by = who_am_i();
+    let request = if block { Request::Block { target, by } } else { Request::Unblock { target, by } };
+    client::call(&config.socket, &request, |line| {
+        println!("{line}");
+        Ok(true)
+    })
+}
+
 fn relabel(config: &Config, path: PathBuf, untrusted: bool) -> Result<()> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
     let path = std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))?;
     let path = sensor_common::graph::path_text(path.as_os_str().as_encoded_bytes());
     let by = who_am_i();
@@ -225,48 +242,10 @@ fn status(config: &Config, json: bool) -> Result<()> {
     client::call(&config.socket, &Request::Status, |line| {
         if json {
             println!("{line}");
-            return Ok(true);
-        }
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        // What is not enforced comes first.
-        let net = &v["network"];
-        let failures: Vec<&str> = net["attach_failures"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
-        if net["enabled"] == true {
-            let ifaces: Vec<&str> = net["interfaces"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).collect();
-            if ifaces.is_empty() {
-                println!("network:    WATCHING NO INTERFACE: blocks are not enforced, uploads not attributed");
-            } else {
-                println!("network:    on {}", ifaces.join(", "));
-            }
-            for f in &failures {
-                println!("  FAILED:   {f}");
-            }
-        } else if let Some(why) = net["failure"].as_str() {
-            println!("network:    FAILED, running without it (network_degraded_ok): no SMB/FTP attribution, no quarantine");
-            println!("  FAILED:   {why}");
         } else {
-            println!("network:    off (no SMB/FTP attribution, no quarantine)");
-            let hosts: Vec<&str> = net["blocked_hosts"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
-            if !hosts.is_empty() {
-                println!("  NOT ENFORCED: {} blocked host(s): {}", hosts.len(), hosts.join(", "));
-            }
+            let status: Status = serde_json::from_str(line).context("the sensor's status answer")?;
+            print!("{status}");
         }
-        println!("strategy:   {}", v["strategy"].as_str().unwrap_or("?"));
-        for f in v["strategy_fallbacks"].as_array().into_iter().flatten() {
-            println!("  skipped:  {}", f.as_str().unwrap_or(""));
-        }
-        let attached = v["attached_programs"].as_array().map_or(0, |a| a.len());
-        println!("programs:   {attached} attached");
-        for m in v["missing_optional_programs"].as_array().into_iter().flatten() {
-            println!("  missing:  {} (optional)", m.as_str().unwrap_or(""));
-        }
-        println!("events:     {}", v["events_received"]);
-        let drops: Vec<String> = v["kernel_drops"].as_object().into_iter().flatten()
-            .filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{k}={n}")).collect();
-        println!("drops:      {}", if drops.is_empty() { "none".into() } else { drops.join(" ") });
-        let db = &v["database"];
-        println!("database:   {} ({} bytes, {} nodes, {} edges, {} untrusted files, {} tainted processes)",
-            db["path"].as_str().unwrap_or("?"), db["size_bytes"], db["nodes"], db["edges"], db["untrusted_files"], db["tainted_processes"]);
         Ok(true)
     })
 }

@@ -95,7 +95,7 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(30);
 const MAX_TRACKED: usize = 4096;
 
 /// What `status --json` shows under `naming`.
-#[derive(Default, Debug, Clone, serde::Serialize)]
+#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NamingStats {
     pub enabled: bool,
     /// Lookups started (cache misses).

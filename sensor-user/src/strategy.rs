@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::config::StrategyChoice;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     Fentry,
@@ -69,6 +69,14 @@ impl Hook {
 }
 
 impl Strategy {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::Fentry => "fentry",
+            Strategy::Kprobe => "kprobe",
+            Strategy::Tracepoint => "tracepoint",
+        }
+    }
+
     /// Programs only this strategy attaches.
     pub fn own_hooks(self) -> Vec<Hook> {
         let mut hooks: Vec<Hook> = match self {

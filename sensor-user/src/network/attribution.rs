@@ -128,7 +128,7 @@ pub struct Attribution {
     pub stats: Stats,
 }
 
-#[derive(Default, Debug, serde::Serialize, Clone)]
+#[derive(Default, Debug, serde::Serialize, serde::Deserialize, Clone)]
 pub struct Stats {
     pub net_events: u64,
     pub uploads_seen: u64,

@@ -27,7 +27,10 @@ use serde_json::json;
 
 use crate::{
     config::Config,
-    control::Request,
+    control::{
+        Request,
+        status::{NetworkStatus, Status},
+    },
     events::SensorEvent,
     graph::GraphStore,
     ingest::Ingest,
@@ -222,25 +225,20 @@ impl Monitor {
         Some(result.unwrap_or_else(|e| serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default()))
     }
 
-    /// Adds a `network` section to a status answer.
-    pub fn decorate_status(&self, answer: &mut Vec<u8>) {
-        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(answer)
-            && v.get("error").is_none()
-        {
-            v["network"] = json!({
-                "enabled": true,
-                "interfaces": self.classifier.interfaces(),
-                "attach_failures": self.classifier.failures,
-                "kernel_counters": self.classifier.counters(),
-                "attribution": self.attribution.stats,
-                "reassembly": self.reassembly.stats,
-                "decode_errors": self.decode_errors,
-            });
-            v["naming"] = json!(self.attribution.naming.stats);
-            if let Ok(b) = serde_json::to_vec(&v) {
-                *answer = b;
-            }
-        }
+    /// The network and naming parts of a status answer.
+    pub fn fill_status(&self, status: &mut Status) {
+        status.network = NetworkStatus {
+            enabled: true,
+            failure: None,
+            blocked_hosts: std::mem::take(&mut status.network.blocked_hosts),
+            interfaces: self.classifier.interfaces(),
+            attach_failures: self.classifier.failures.clone(),
+            kernel_counters: self.classifier.counters(),
+            attribution: Some(self.attribution.stats.clone()),
+            reassembly: Some(self.reassembly.stats),
+            decode_errors: self.decode_errors,
+        };
+        status.naming = self.attribution.naming.stats.clone();
     }
 }
 

@@ -45,7 +45,7 @@ fn connection(ev: &NetEvent) -> Connection {
     if a <= b { (a, b) } else { (b, a) }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ReassemblyStats {
     /// Cut PDUs completed from a continuation.
     pub completed: u64,

@@ -1,4 +1,7 @@
 //! The control socket protocol: one JSON request line from the client, JSON lines back.
+pub mod client;
+pub mod status;
+
 use serde::{Deserialize, Serialize};
 
 use crate::graph::export::Format;

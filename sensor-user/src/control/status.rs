@@ -1,0 +1,163 @@
+//! `vtrail-sensor status`: what the daemon answers, as one typed record shared by the
+//! daemon (which fills it) and the CLI (which prints it, or passes the JSON through).
+use std::{collections::BTreeMap, fmt, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sensor_common::graph::HostInfo;
+
+use crate::{kernel_state::CarriedOver, naming::NamingStats, network::attribution, network::reassembly::ReassemblyStats, strategy::Strategy};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub host: HostInfo,
+    pub started_ns: u64,
+    pub strategy: Strategy,
+    /// Strategies tried before the one in use, with why each was skipped.
+    pub strategy_fallbacks: Vec<String>,
+    pub attached_programs: Vec<String>,
+    pub missing_optional_programs: Vec<String>,
+    /// Ring-buffer records decoded, by event kind.
+    pub events_received: BTreeMap<String, u64>,
+    pub decode_errors: u64,
+    pub ingest_errors: u64,
+    pub port_program_state_writes_ignored: u64,
+    /// The kernel's drop counters by `reason.kind` (`ringbuf_full.create`).
+    pub kernel_drops: BTreeMap<String, u64>,
+    pub kernel_state: KernelStateStatus,
+    /// Events a slow `events --follow` client missed (the graph has them).
+    pub follower_lagged_events: u64,
+    pub naming: NamingStats,
+    pub network: NetworkStatus,
+    pub database: DatabaseStatus,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KernelStateStatus {
+    pub carried_over: CarriedOver,
+    pub untrusted_inodes: usize,
+}
+
+/// Network monitoring; `enabled: false` with `failure` set when it failed and the sensor
+/// runs without it (`network_degraded_ok`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Quarantined addresses (from the database: known even with monitoring off).
+    #[serde(default)]
+    pub blocked_hosts: Vec<String>,
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub attach_failures: Vec<String>,
+    /// The TC programs' counters by name (`blocked_drops`, ...).
+    #[serde(default)]
+    pub kernel_counters: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<attribution::Stats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassembly: Option<ReassemblyStats>,
+    #[serde(default)]
+    pub decode_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DatabaseStatus {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub nodes: usize,
+    pub edges: usize,
+    pub untrusted_files: usize,
+    pub tainted_processes: usize,
+}
+
+/// The human summary `vtrail-sensor status` prints: what is not enforced first.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = &self.network;
+        if net.enabled {
+            if net.interfaces.is_empty() {
+                writeln!(f, "network:    WATCHING NO INTERFACE: blocks are not enforced, uploads not attributed")?;
+            } else {
+                writeln!(f, "network:    on {}", net.interfaces.join(", "))?;
+            }
+            for failure in &net.attach_failures {
+                writeln!(f, "  FAILED:   {failure}")?;
+            }
+        } else if let Some(why) = &net.failure {
+            writeln!(f, "network:    FAILED, running without it (network_degraded_ok): no SMB/FTP attribution, no quarantine")?;
+            writeln!(f, "  FAILED:   {why}")?;
+        } else {
+            writeln!(f, "network:    off (no SMB/FTP attribution, no quarantine)")?;
+            if !net.blocked_hosts.is_empty() {
+                writeln!(f, "  NOT ENFORCED: {} blocked host(s): {}", net.blocked_hosts.len(), net.blocked_hosts.join(", "))?;
+            }
+        }
+        writeln!(f, "strategy:   {}", self.strategy.name())?;
+        for skipped in &self.strategy_fallbacks {
+            writeln!(f, "  skipped:  {skipped}")?;
+        }
+        writeln!(f, "programs:   {} attached", self.attached_programs.len())?;
+        for missing in &self.missing_optional_programs {
+            writeln!(f, "  missing:  {missing} (optional)")?;
+        }
+        writeln!(f, "events:     {}", serde_json::to_string(&self.events_received).unwrap_or_default())?;
+        let drops: Vec<String> = self.kernel_drops.iter().filter(|(_, n)| **n != 0).map(|(k, n)| format!("{k}={n}")).collect();
+        writeln!(f, "drops:      {}", if drops.is_empty() { "none".into() } else { drops.join(" ") })?;
+        let db = &self.database;
+        writeln!(
+            f,
+            "database:   {} ({} bytes, {} nodes, {} edges, {} untrusted files, {} tainted processes)",
+            db.path.display(),
+            db.size_bytes,
+            db.nodes,
+            db.edges,
+            db.untrusted_files,
+            db.tainted_processes
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            pid: 1,
+            host: HostInfo { id: "disk-1".into(), hostname: "fs-01".into(), disk_ids: vec!["disk-1".into()] },
+            started_ns: 5,
+            strategy: Strategy::Tracepoint,
+            strategy_fallbacks: vec!["fentry: EPERM".into()],
+            attached_programs: vec!["tp_a".into(), "tp_b".into()],
+            missing_optional_programs: vec![],
+            events_received: [("create".to_owned(), 3)].into(),
+            decode_errors: 0,
+            ingest_errors: 0,
+            port_program_state_writes_ignored: 0,
+            kernel_drops: [("ringbuf_full.create".to_owned(), 2), ("ringbuf_full.exec".to_owned(), 0)].into(),
+            kernel_state: KernelStateStatus::default(),
+            follower_lagged_events: 0,
+            naming: NamingStats::default(),
+            network: NetworkStatus { blocked_hosts: vec!["10.0.0.9".into()], ..Default::default() },
+            database: DatabaseStatus { path: "/var/lib/vtrail/db".into(), ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn the_cli_reads_what_the_daemon_writes_and_says_what_is_not_enforced_first() {
+        let json = serde_json::to_string(&status()).unwrap();
+        let back: Status = serde_json::from_str(&json).unwrap();
+        let text = back.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "network:    off (no SMB/FTP attribution, no quarantine)", "{text}");
+        assert_eq!(lines[1], "  NOT ENFORCED: 1 blocked host(s): 10.0.0.9", "{text}");
+        assert!(text.contains("strategy:   tracepoint\n  skipped:  fentry: EPERM\nprograms:   2 attached\n"), "{text}");
+        assert!(text.contains("drops:      ringbuf_full.create=2\n"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["kernel_drops"]["ringbuf_full.create"], 2);
+        assert_eq!(value["network"]["enabled"], false);
+    }
+}
