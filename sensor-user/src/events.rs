@@ -50,7 +50,7 @@ pub enum ConnectionAction {
 impl Connection {
     /// No I/O: addresses arrive IPv4-mapped or IPv6, ports in host order.
     pub fn from_packed(c: &PackedConnection, tcp_state: u32) -> Self {
-        let ip = |b: [u8; 16]| crate::network::canonical(IpAddr::V6(Ipv6Addr::from(b)));
+        let ip = |b: [u8; 16]| IpAddr::V6(Ipv6Addr::from(b)).to_canonical();
         Self {
             local: SocketAddr::new(ip(c.local), c.local_port),
             remote: SocketAddr::new(ip(c.remote), c.remote_port),

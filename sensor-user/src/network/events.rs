@@ -11,7 +11,6 @@ use sensor_common::{
 };
 use serde::Serialize;
 
-use super::canonical;
 use crate::procfs::WallClock;
 
 /// Is this ring-buffer record a `NetEvent`?
@@ -87,7 +86,7 @@ fn is_zero32(v: &u32) -> bool {
 }
 
 fn addr(bytes: [u8; 16]) -> IpAddr {
-    canonical(IpAddr::V6(Ipv6Addr::from(bytes)))
+    IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical()
 }
 
 pub fn verb_name(verb: u8) -> &'static str {

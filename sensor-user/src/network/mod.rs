@@ -248,18 +248,10 @@ pub fn parse_target(target: &str) -> Result<IpAddr> {
     let t = t.strip_prefix("remote:").unwrap_or(t);
     let t = t.trim_start_matches('[').trim_end_matches(']');
     match t.parse::<IpAddr>() {
-        Ok(ip) => Ok(canonical(ip)),
+        Ok(ip) => Ok(ip.to_canonical()),
         Err(_) => bail!(
             "{target}: not an IP address or a remote:<ip> node id (host node ids are resolved to addresses once DNS naming lands; block an address for now)"
         ),
-    }
-}
-
-/// IPv4-mapped IPv6 addresses as IPv4, so a host has one name.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

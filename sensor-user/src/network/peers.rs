@@ -6,7 +6,6 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use super::canonical;
 
 /// The socket inodes behind `pid`'s descriptors (`socket:[N]` links).
 fn socket_inodes(pid: u32) -> HashSet<u64> {
@@ -97,7 +96,7 @@ fn parse_hex_addr(hex: &str) -> Option<IpAddr> {
                 let w = u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok()?;
                 b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
-            Some(canonical(IpAddr::V6(Ipv6Addr::from(b))))
+            Some(IpAddr::V6(Ipv6Addr::from(b)).to_canonical())
         }
         _ => None,
     }
