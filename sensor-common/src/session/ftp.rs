@@ -397,9 +397,12 @@ mod tests {
         assert_eq!(join("a/b", ".."), "a");
         let mut d = WorkingDir::default();
         assert_eq!(d.resolve("b"), None);
+        d.change("b");
+        assert_eq!(d.absolute(), None, "relative to a login directory not seen");
         d.change("/a/b");
         assert_eq!(d.absolute().as_deref(), Some("/a/b"));
-        d.change("../c");
+        d.change("/a");
+        d.change("b/../c");
         assert_eq!(d.absolute().as_deref(), Some("/a/c"));
         d.change("/");
         d.change("..");
