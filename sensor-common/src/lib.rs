@@ -2,13 +2,20 @@
 //!
 //! Everything here is `no_std` and allocation-free so that the same code runs in
 //! the eBPF programs, in userspace and under the fuzzer. The `user` feature adds
-//! the userspace-only half: `aya::Pod` impls for map values and the graph schema.
+//! the userspace-only half: `aya::Pod` impls for map values and the graph schema; `std`
+//! adds the protocol session state machines ([`session`]) that live attribution and replay share.
 #![cfg_attr(not(feature = "std"), no_std)]
+
+// Unit tests use the std-only parts (session state, test builders) in every build.
+#[cfg(all(test, not(feature = "std")))]
+extern crate std;
 
 pub mod event;
 pub mod maps;
 pub mod offsets;
 pub mod proto;
+#[cfg(any(test, feature = "std"))]
+pub mod session;
 
 #[cfg(feature = "user")]
 pub mod graph;

@@ -11,7 +11,7 @@
 //!   (`"226 "` vs `"226-"`), and the text.
 //! - Address helpers: [`parse_port`] (`PORT h1,h2,h3,h4,p1,p2` and the `227` reply through
 //!   [`parse_pasv_reply`]), [`parse_eprt`] (`EPRT |2|::1|5282|`), [`parse_epsv_reply`]
-//!   (`229 ... (|||6446|)`), and [`stou_reply_name`] for `150 FILE: name` / `125 FILE: name`.
+//!   (`229 ... (|||6446|)`), and [`stou_reply_name`] for `150 FILE: name` / `125 FILE: name` / `250 FILE: name`.
 
 /// Control-channel ports vtrail watches by default.
 pub const PORT: u16 = 21;
@@ -293,9 +293,10 @@ pub fn parse_eprt(arg: &[u8]) -> Option<Eprt<'_>> {
 }
 
 /// The name in a `STOU` reply `150 FILE: name` or `125 FILE: name` (RFC 1123 4.1.2.9),
+/// or in the `250` that RFC 959 had carry it (servers written to it still send that),
 /// `FILE:` in any case and the name trimmed of surrounding spaces.
 pub fn stou_reply_name<'a>(reply: &Reply<'a>) -> Option<&'a [u8]> {
-    if reply.code != 150 && reply.code != 125 {
+    if !matches!(reply.code, 125 | 150 | 250) {
         return None;
     }
     let t = reply.text;
@@ -316,7 +317,7 @@ pub fn trim_spaces(s: &[u8]) -> &[u8] {
 
 /// The path in a `257 "/dir" is current directory` reply, `""` read as one quote (RFC
 /// 959 appendix II). Live attribution and replay both read the working directory here.
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std"))]
 pub fn pwd_reply_path(text: &[u8]) -> Option<std::vec::Vec<u8>> {
     let start = text.iter().position(|&b| b == b'"')? + 1;
     let mut out = std::vec::Vec::new();
@@ -417,6 +418,14 @@ mod tests {
         assert_eq!(stou_reply_name(&r), None);
         let r = parse_reply(b"150 FILE:\r\n").unwrap();
         assert_eq!(stou_reply_name(&r), None);
+        let r = parse_reply(b"250 FILE: unique.2\r\n").unwrap();
+        assert_eq!(stou_reply_name(&r), Some(&b"unique.2"[..]));
+    }
+
+    #[test]
+    fn pwd_path() {
+        assert_eq!(pwd_reply_path(b"\"/with \"\"quote\"\"\" is current").as_deref(), Some(&b"/with \"quote\""[..]));
+        assert_eq!(pwd_reply_path(b"no quotes"), None);
     }
 
     #[test]

@@ -103,6 +103,20 @@ pub fn utf16le_to_utf8(src: &[u8], dst: &mut [u8]) -> Converted {
     r
 }
 
+/// `src` as a `String` of at most `max` UTF-8 bytes, and whether it was cut there: SMB2
+/// names for userspace (live records and replay).
+#[cfg(any(test, feature = "std"))]
+pub fn to_string(src: &[u8], max: usize) -> (std::string::String, bool) {
+    // A 2-byte unit gives at most 3 bytes, a 4-byte pair 4, a trailing odd byte 3: this
+    // buffer cuts nothing that `max` lets through.
+    let mut buf = std::vec![0u8; max.min(src.len().saturating_mul(2).saturating_add(3))];
+    let r = utf16le_to_utf8(src, &mut buf);
+    buf.truncate(r.len);
+    // The converter writes whole characters only, so the lossy path is never taken.
+    let s = std::string::String::from_utf8(buf).unwrap_or_else(|e| std::string::String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (s, r.truncated)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -118,6 +132,13 @@ mod tests {
         let mut out = std::vec![0u8; cap];
         let r = utf16le_to_utf8(src, &mut out);
         (String::from_utf8(out[..r.len].to_vec()).expect("valid UTF-8"), r)
+    }
+
+    #[test]
+    fn to_string_cuts_at_max_only() {
+        assert_eq!(to_string(&enc("dir\\ü 😀.txt"), 4096), (String::from("dir\\ü 😀.txt"), false));
+        assert_eq!(to_string(&enc("abc"), 2), (String::from("ab"), true));
+        assert_eq!(to_string(&[0x3d, 0xd8, b'x'], 64), (String::from("\u{fffd}\u{fffd}"), false));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Links what the TC programs saw on the wire to the files port programs write.
 //!
-//! - SMB2: a CREATE request is remembered by (server, SessionId, MessageId) until its
-//!   response gives the FileId; open files are then keyed by (server, SessionId, FileId)
-//!   (not by TCP flow: multichannel sessions use several). A CREATE with write intent, or
-//!   a WRITE to a FileId opened by any CREATE, is an upload.
-//! - FTP: per control connection, the working directory (CWD + `250`, `257`), STOR/APPE/
-//!   STOU with an argument, STOU's `150 FILE: name`, and RETR. The client's segments are
-//!   joined into lines first (`ftp_stream`: a command split across segments, several in
-//!   one), then parsed with `sensor_common::proto::ftp`, the same code as `replay`.
+//! - SMB2: what a TreeId and a FileId name is `sensor_common::session::smb`, the state
+//!   replay reads captures with: a CREATE waits by (connection, MessageId) for the response
+//!   that gives its FileId; opens are then keyed by (server, SessionId, FileId) (not by TCP
+//!   flow: multichannel sessions use several). A CREATE with write intent, or a WRITE to a
+//!   FileId opened by any CREATE, is an upload; named pipes (the `IPC$` share) are not.
+//! - FTP: per control connection, both directions joined into lines (`ftp_stream`: a
+//!   command split across segments, several in one), then read by
+//!   `sensor_common::session::ftp` as replay reads them: the working directory (CWD +
+//!   `250`, `257` with RFC 959 quoting), STOR/APPE/STOU/RETR started on the server's `1xx`
+//!   or refused, STOU's server-chosen name.
 //! - An upload and a port-program create/write of a path that ends with the name sent
 //!   (share-relative for SMB, working directory + name for FTP), within `WINDOW_NS` in
 //!   either order, make a `received_from` edge `remote:<ip>` -> file.
@@ -32,10 +34,17 @@ use sensor_common::{
         self, ConnectAttrs, ConnectDirection, Edge, EdgeData, InferenceReason, MatchedBy, Node, NodeData,
         PeerSeenBy, Protocol, QuarantineAttrs, TransferAttrs, TransferDirection, process_node_id, remote_node_id,
     },
-    proto::ftp::{self, Verb},
+    proto::{
+        ftp::{self, Verb},
+        smb2::FileId,
+    },
+    session::{
+        ftp::join as ftp_join,
+        smb::{self, Channel, Create, SmbSession},
+    },
 };
 
-use super::{events::NetFileEvent, ftp_session::Settled, peers};
+use super::{events::NetFileEvent, peers};
 use crate::{
     events::{ConnectionAction, SensorEvent},
     graph::GraphStore,
@@ -97,20 +106,26 @@ struct PortWrite {
 
 /// An FTP control connection; a transfer command carries what a local client was
 /// sending when it issued it (outbound uploads) and whether its line was cut.
-type FtpConn = super::ftp_session::FtpSession<(Option<Vec<SentHit>>, bool)>;
+type FtpConn = super::ftp_session::FtpConn<(Option<Vec<SentHit>>, bool)>;
+
+/// SMB2 opens as the shared session state names them (share by TreeId, FileId from the
+/// CREATE response, named pipes); each carries its upload record and whether a WRITE to it
+/// was seen. Bounded: a flood of requests never answered forgets the older state.
+struct SmbOpens(SmbSession<(Transfer, bool)>);
+
+impl Default for SmbOpens {
+    fn default() -> Self {
+        Self(SmbSession::bounded(MAX_PENDING))
+    }
+}
 
 #[derive(Default)]
 pub struct Attribution {
     host: String,
     uploads: VecDeque<Transfer>,
-    smb_creates: HashMap<(IpAddr, u64, u64), Transfer>,
-    /// TREE_CONNECT requests by (server, SessionId, MessageId): the share name asked for.
-    tree_requests: HashMap<(IpAddr, u64, u64), String>,
-    /// Share names by (server, SessionId, TreeId), from the TREE_CONNECT responses.
-    trees: HashMap<(IpAddr, u64, u32), String>,
+    smb: SmbOpens,
     /// smb.conf shares: name (lower case) -> root.
     shares: HashMap<String, String>,
-    smb_files: HashMap<(IpAddr, u64, [u8; 16]), (Transfer, bool)>,
     encrypted_peers: HashMap<IpAddr, u64>,
     ftp: HashMap<(IpAddr, u16), FtpConn>,
     port_writes: VecDeque<PortWrite>,
@@ -155,8 +170,6 @@ pub struct Stats {
 pub fn normalize(name: &str) -> String {
     name.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
 }
-
-use super::ftp_session::join as ftp_join;
 
 /// Does disk path `path` hold the name sent (`norm`, share- or FTP-root-relative)?
 pub fn path_matches(path: &str, norm: &str) -> bool {
@@ -489,56 +502,51 @@ impl Attribution {
             sending: None,
             share: None,
         };
+        let channel = Channel { client: SocketAddr::new(client, client_port), server: SocketAddr::new(server, server_port) };
         match ev.verb_code {
-            net_verb::SMB_TREE_CONNECT => {
-                // `\\server\share`: the share is the last component.
-                let share = ev.name.rsplit('\\').next().unwrap_or("").to_ascii_lowercase();
-                if self.tree_requests.len() >= MAX_PENDING {
-                    self.tree_requests.clear();
-                }
-                self.tree_requests.insert((server, ev.session_id, ev.message_id), share);
-            }
+            net_verb::SMB_TREE_CONNECT => self.smb.0.tree_connect_request(channel, ev.message_id, ev.name.clone()),
             net_verb::SMB_TREE_CONNECT_RESPONSE => {
-                if let Some(share) = self.tree_requests.remove(&(server, ev.session_id, ev.message_id)) {
-                    if self.trees.len() >= MAX_PENDING {
-                        self.trees.clear();
-                    }
-                    self.trees.insert((server, ev.session_id, ev.tree_id), share);
-                }
+                self.smb.0.tree_connect_response(channel, ev.session_id, ev.message_id, ev.tree_id);
             }
             net_verb::SMB_CREATE => {
                 let mut t = transfer(graph::Verb::SmbCreate, &ev.name, normalize(&ev.name));
-                t.share = self.trees.get(&(server, ev.session_id, ev.tree_id)).cloned();
-                if self.smb_creates.len() >= MAX_PENDING {
-                    self.smb_creates.clear();
-                }
-                self.smb_creates.insert((server, ev.session_id, ev.message_id), t.clone());
-                if ev.write_intent && !t.norm.is_empty() {
+                // `\\server\share`: smb.conf knows the share by its last component.
+                t.share = self.smb.0.share(server, ev.session_id, ev.tree_id).map(|p| smb::share_name(p).to_ascii_lowercase());
+                let create = Create {
+                    session: ev.session_id,
+                    tree: ev.tree_id,
+                    name: ev.name.clone(),
+                    name_truncated: ev.name_truncated,
+                    access: ev.access,
+                    disposition: ev.disposition,
+                    options: 0,
+                    write_intent: ev.write_intent,
+                };
+                let open = self.smb.0.create_request(channel, ev.message_id, create, (t.clone(), false));
+                if ev.write_intent && !open.pipe && !t.norm.is_empty() {
                     self.push_upload(store, t)?;
                 }
             }
             net_verb::SMB_CREATE_RESPONSE => {
-                if let Some(t) = self.smb_creates.remove(&(server, ev.session_id, ev.message_id)) {
-                    if self.smb_files.len() >= MAX_PENDING {
-                        self.smb_files.clear();
-                    }
-                    self.smb_files.insert((server, ev.session_id, ev.file_id_raw), (t, false));
-                }
+                self.smb.0.create_response(channel, ev.message_id, Some(FileId::from_bytes(&ev.file_id_raw)));
             }
             net_verb::SMB_WRITE => {
-                if let Some((t, seen)) = self.smb_files.get_mut(&(server, ev.session_id, ev.file_id_raw))
-                    && !*seen
+                if let Some(open) = self.smb.0.file(server, ev.session_id, FileId::from_bytes(&ev.file_id_raw))
+                    && !open.pipe
+                    && !open.data.1
                 {
-                    *seen = true;
-                    let mut t = t.clone();
+                    open.data.1 = true;
+                    let mut t = open.data.0.clone();
                     t.verb = graph::Verb::SmbWrite;
                     t.ts_ns = ev.ts_ns;
                     self.push_upload(store, t)?;
                 }
             }
             net_verb::SMB_READ => {
-                if let Some((t, _)) = self.smb_files.get(&(server, ev.session_id, ev.file_id_raw)) {
-                    let mut t = t.clone();
+                if let Some(open) = self.smb.0.file(server, ev.session_id, FileId::from_bytes(&ev.file_id_raw))
+                    && !open.pipe
+                {
+                    let mut t = open.data.0.clone();
                     t.verb = graph::Verb::SmbRead;
                     t.ts_ns = ev.ts_ns;
                     self.sent(store, &t)?;
@@ -571,26 +579,25 @@ impl Attribution {
                             _ => None,
                         };
                         if let Some(conn) = self.ftp.get_mut(&(client, client_port)) {
-                            conn.command(&line, |_, _| (sending, cut));
+                            conn.session.command(&line, |_| (sending, cut));
                         }
                         continue;
                     }
-                    let Some(conn) = self.ftp.get_mut(&(client, client_port)) else { continue };
-                    match conn.reply(&line) {
-                        Some(Settled::Started { verb, arg, cwd, stou_name, payload: (sending, cut) }) => {
-                            let Some(transfer_verb) = graph::Verb::of_ftp(verb) else { continue };
-                            let name = stou_name.unwrap_or(arg);
-                            let mut t = transfer(transfer_verb, &name, ftp_join(&cwd, &name));
-                            t.partial |= cut;
-                            t.sending = sending;
-                            if verb == Verb::Retr {
-                                self.sent(store, &t)?;
-                            } else {
-                                self.push_upload(store, t)?;
-                            }
+                    let Some(fact) = self.ftp.get_mut(&(client, client_port)).and_then(|conn| conn.session.reply(&line)) else { continue };
+                    if let Some((started, cwd)) = fact.began() {
+                        let Some(transfer_verb) = graph::Verb::of_ftp(started.verb) else { continue };
+                        let name = started.name();
+                        let (sending, cut) = started.payload.clone();
+                        let mut t = transfer(transfer_verb, name, cwd.join(name));
+                        t.partial |= cut;
+                        t.sending = sending;
+                        if started.verb == Verb::Retr {
+                            self.sent(store, &t)?;
+                        } else {
+                            self.push_upload(store, t)?;
                         }
-                        Some(Settled::Refused { .. }) => self.stats.ftp_refused_transfers += 1,
-                        None => {}
+                    } else if fact.refused().is_some() {
+                        self.stats.ftp_refused_transfers += 1;
                     }
                 }
             }
@@ -840,3 +847,6 @@ mod tests {
         assert_eq!(crate::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
     }
 }
+
+#[cfg(test)]
+mod agreement;

@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use crate::procfs::WallClock;
 
+/// Longest SMB2 name kept (UTF-8 bytes); the kernel copies fewer UTF-16 bytes than this holds.
+const NAME_MAX: usize = 1024;
+
 /// Is this ring-buffer record a `NetEvent`?
 pub fn is_net(bytes: &[u8]) -> bool {
     bytes.len() >= 4 && u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == EventKind::NetFile as u32
@@ -108,9 +111,7 @@ pub fn verb_name(verb: u8) -> &'static str {
 pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
     let raw = ev.name_bytes();
     let (name, line) = if ev.proto == NET_PROTO_SMB2 {
-        let mut buf = [0u8; 1024];
-        let c = utf16::utf16le_to_utf8(raw, &mut buf);
-        (String::from_utf8_lossy(&buf[..c.len.min(buf.len())]).into_owned(), Vec::new())
+        (utf16::to_string(raw, NAME_MAX).0, Vec::new())
     } else {
         (String::new(), raw.to_vec())
     };

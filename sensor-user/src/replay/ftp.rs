@@ -7,31 +7,24 @@
 //! the stats). The uploader is always the control connection's client, whichever side
 //! opened the data connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use sensor_common::proto::ftp::{self, Verb};
+use sensor_common::session::ftp::{Fact, FtpSession, Transfer as Command, WorkingDir};
 
 use super::{ConnKey, ReplayStats, Transfer};
 
 /// Longest control line buffered while waiting for its end of line.
 pub const MAX_LINE: usize = 8192;
 
-#[derive(Debug)]
-struct Command {
-    verb: Verb,
-    arg: String,
-    ts_ns: u64,
-    /// STOU: the name from `150 FILE: name`.
-    server_name: Option<String>,
-}
-
+/// One control connection: the shared command/reply state (working directory, queued
+/// commands, STOU names; each transfer carries its command's time) and what replay adds.
 #[derive(Debug, Default)]
 struct Session {
-    cwd: Option<String>,
+    control: FtpSession<u64>,
     user: Option<String>,
     mode: Option<&'static str>,
-    queue: VecDeque<Command>,
     /// Data-connection bytes since the last transfer command.
     data_bytes: u64,
     data_seen: bool,
@@ -46,35 +39,6 @@ pub struct FtpTracker {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// `cwd` after `CWD arg` succeeded (None if it cannot be known).
-fn change_dir(cwd: Option<&str>, arg: &str) -> Option<String> {
-    if arg.starts_with('/') {
-        return Some(normalize(arg));
-    }
-    let base = cwd?;
-    Some(normalize(&format!("{}/{}", base.trim_end_matches('/'), arg)))
-}
-
-/// Resolves `.` and `..` in an absolute path.
-fn normalize(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// The quoted path of a `257 "/dir" is current directory` reply (`""` is an escaped quote).
-fn quoted_path(text: &[u8]) -> Option<String> {
-    ftp::pwd_reply_path(text).map(|p| lossy(&p))
 }
 
 impl FtpTracker {
@@ -102,18 +66,17 @@ impl FtpTracker {
     }
 
     fn command(&mut self, conn: ConnKey, ts_ns: u64, line: &[u8], stats: &mut ReplayStats) {
-        let Some(req) = ftp::parse_request(line) else {
+        let s = self.sessions.entry(conn).or_default();
+        let Some(req) = s.control.command(line, |_| ts_ns) else {
             stats.parse_errors += 1;
             return;
         };
-        let arg = lossy(req.arg);
-        let s = self.sessions.entry(conn).or_default();
         match req.verb {
             Verb::Stor | Verb::Appe | Verb::Stou | Verb::Retr => {
                 s.data_bytes = 0;
                 s.data_seen = false;
             }
-            Verb::User => s.user = Some(arg.clone()),
+            Verb::User => s.user = Some(lossy(req.arg)),
             Verb::Port => {
                 if let Some(hp) = ftp::parse_port(req.arg) {
                     let ep = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(hp.addr)), hp.port);
@@ -133,54 +96,23 @@ impl FtpTracker {
             }
             _ => {}
         }
-        s.queue.push_back(Command { verb: req.verb, arg, ts_ns, server_name: None });
-        // A client that never gets answers must not grow the queue without bound.
-        if s.queue.len() > 64 {
-            s.queue.pop_front();
-        }
     }
 
     fn reply(&mut self, conn: ConnKey, line: &[u8], out: &mut Vec<Transfer>, stats: &mut ReplayStats) {
-        let Some(r) = ftp::parse_reply(line) else { return }; // continuation line
-        if !r.last {
-            return;
-        }
         let Some(s) = self.sessions.get_mut(&conn) else { return };
-        if r.is_preliminary() {
-            if let (Some(head), Some(n)) = (s.queue.front_mut(), ftp::stou_reply_name(&r))
-                && head.verb == Verb::Stou {
-                    head.server_name = Some(lossy(n));
-                }
-            return;
-        }
-        let Some(cmd) = s.queue.pop_front() else { return };
-        let ok = r.is_success();
-        match cmd.verb {
-            Verb::Stor | Verb::Appe | Verb::Stou | Verb::Retr => {
-                if ok {
-                    let t = Self::record(conn, s, &cmd, Some(r.code));
-                    out.push(t);
-                } else {
-                    stats.ftp_failed_transfers += 1;
-                }
-            }
-            Verb::Cwd if ok => s.cwd = change_dir(s.cwd.as_deref(), &cmd.arg),
-            Verb::Cdup if ok => s.cwd = change_dir(s.cwd.as_deref(), ".."),
-            Verb::Pwd if r.code == 257 => {
-                if let Some(p) = quoted_path(r.text) {
-                    s.cwd = Some(p);
-                }
-            }
-            Verb::Pasv if r.code == 227 => {
-                if let Some(hp) = ftp::parse_pasv_reply(r.text) {
+        match s.control.reply(line) {
+            Some(Fact::Finished { transfer, cwd, code }) if (200..300).contains(&code) => out.push(Self::record(conn, s, &transfer, &cwd, Some(code))),
+            Some(Fact::Finished { .. }) => stats.ftp_failed_transfers += 1,
+            Some(Fact::Answered { verb: Verb::Pasv, code: 227 }) => {
+                if let Some(hp) = ftp::parse_reply(line).and_then(|r| ftp::parse_pasv_reply(r.text)) {
                     let ep = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(hp.addr)), hp.port);
                     s.mode = Some("passive");
                     self.endpoints.insert(ep, conn);
                     self.endpoints.insert(SocketAddr::new(conn.server.ip(), hp.port), conn);
                 }
             }
-            Verb::Epsv if r.code == 229 => {
-                if let Some(port) = ftp::parse_epsv_reply(r.text) {
+            Some(Fact::Answered { verb: Verb::Epsv, code: 229 }) => {
+                if let Some(port) = ftp::parse_reply(line).and_then(|r| ftp::parse_epsv_reply(r.text)) {
                     s.mode = Some("passive");
                     self.endpoints.insert(SocketAddr::new(conn.server.ip(), port), conn);
                 }
@@ -189,22 +121,17 @@ impl FtpTracker {
         }
     }
 
-    fn record(conn: ConnKey, s: &Session, cmd: &Command, code: Option<u16>) -> Transfer {
+    fn record(conn: ConnKey, s: &Session, cmd: &Command<u64>, cwd: &WorkingDir, code: Option<u16>) -> Transfer {
         let dir = if cmd.verb.is_upload() { "upload" } else { "download" };
-        let mut t = Transfer::new(cmd.ts_ns, "ftp", dir, cmd.verb.as_str(), conn);
-        let name = if cmd.verb == Verb::Stou {
-            if !cmd.arg.is_empty() {
-                t.requested_name = Some(cmd.arg.clone());
-            }
-            cmd.server_name.clone().or_else(|| (!cmd.arg.is_empty()).then(|| cmd.arg.clone()))
-        } else {
-            Some(cmd.arg.clone())
-        };
-        if let Some(n) = &name {
-            t.path = if n.starts_with('/') { Some(normalize(n)) } else { s.cwd.as_deref().and_then(|c| change_dir(Some(c), n)) };
+        let mut t = Transfer::new(cmd.payload, "ftp", dir, cmd.verb.as_str(), conn);
+        if cmd.verb == Verb::Stou && !cmd.arg.is_empty() {
+            t.requested_name = Some(cmd.arg.clone());
         }
-        t.name = name;
-        t.cwd = s.cwd.clone();
+        // A STOU without an argument whose replies named nothing: no name is known.
+        let name = Some(cmd.name()).filter(|n| cmd.verb != Verb::Stou || !n.is_empty());
+        t.path = name.and_then(|n| cwd.resolve(n));
+        t.name = name.map(String::from);
+        t.cwd = cwd.absolute();
         t.user = s.user.clone();
         t.data_mode = s.mode;
         t.bytes = s.data_seen.then_some(s.data_bytes);
@@ -221,27 +148,10 @@ impl FtpTracker {
         keys.sort_by_key(|k| (k.client, k.server));
         for k in keys {
             let Some(s) = self.sessions.get(&k) else { continue };
-            for cmd in &s.queue {
-                if matches!(cmd.verb, Verb::Stor | Verb::Appe | Verb::Stou | Verb::Retr) {
-                    out.push(Self::record(k, s, cmd, None));
-                }
+            for cmd in s.control.unanswered() {
+                out.push(Self::record(k, s, cmd, s.control.cwd(), None));
             }
         }
         self.sessions.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directories() {
-        assert_eq!(change_dir(None, "/a/b"), Some("/a/b".into()));
-        assert_eq!(change_dir(None, "b"), None);
-        assert_eq!(change_dir(Some("/a"), "b/../c"), Some("/a/c".into()));
-        assert_eq!(change_dir(Some("/"), ".."), Some("/".into()));
-        assert_eq!(quoted_path(b"\"/with \"\"quote\"\"\" is current"), Some("/with \"quote\"".into()));
-        assert_eq!(quoted_path(b"no quotes"), None);
     }
 }

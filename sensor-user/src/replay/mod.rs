@@ -53,7 +53,7 @@ pub mod smb;
 pub mod tcp;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::fs::File;

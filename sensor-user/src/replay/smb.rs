@@ -1,54 +1,33 @@
-//! SMB2 state across the messages of a capture: dialect per connection, share per TreeId,
-//! file name per FileId, encryption per session, and the transfers they add up to.
-//!
-//! Keys follow issue 3: a FileId is keyed by (server address, SessionId, FileId), not by
-//! TCP connection, because SMB3 multichannel may open a file on one connection and write
-//! it on another. Requests wait in `pending` keyed by (connection, MessageId) until their
-//! response tells whether they succeeded.
+//! SMB2 across the messages of a capture: dialect per connection, encryption per session,
+//! and the transfers the opens add up to. What a TreeId or a FileId names (and whether it
+//! is a named pipe) is `sensor_common::session::smb`, the state live attribution uses too;
+//! this module adds the byte counts of each open and its records.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use sensor_common::proto::smb2::{self, Command, FileId, Header, Kind};
 use sensor_common::proto::utf16;
+use sensor_common::session::smb::{Channel, Create, Created, Open, SmbSession};
 
 use super::{ConnKey, ReplayStats, Transfer};
 
 /// Longest name kept (UTF-8 bytes); longer ones are cut and flagged.
 pub const NAME_MAX: usize = 4096;
 
-fn utf16_string(b: &[u8]) -> (String, bool) {
-    let mut buf = [0u8; NAME_MAX];
-    let r = utf16::utf16le_to_utf8(b, &mut buf);
-    // The converter only writes whole characters, so this never fails.
-    (String::from_utf8_lossy(&buf[..r.len]).into_owned(), r.truncated)
+fn channel(conn: ConnKey) -> Channel {
+    Channel { client: conn.client, server: conn.server }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CreateState {
-    Pending,
-    Ok,
-    Failed(u32),
-}
-
-/// An open (or opening) file.
+/// What replay keeps with each open: where and when it was opened, and its I/O.
 #[derive(Debug)]
-struct Handle {
+struct Io {
+    /// Order of creation: the opens left at the end are reported in this order.
+    ordinal: u64,
     conn: ConnKey,
     ts_ns: u64,
-    session: u64,
-    tree: u32,
     message_id: u64,
-    /// None when the CREATE was not in the capture (the capture began after it).
-    name: Option<String>,
-    name_truncated: bool,
-    share: Option<String>,
-    access: u32,
-    disposition: u32,
-    options: u32,
-    write_intent: bool,
-    file_id: Option<FileId>,
-    state: CreateState,
+    /// Closed by a CLOSE in the same compound as its CREATE, before the response.
     closed: bool,
     first_write_ts: u64,
     writes: u64,
@@ -58,11 +37,19 @@ struct Handle {
     bytes_read: u64,
 }
 
-#[derive(Debug)]
-enum Pending {
+impl Io {
+    fn new(ordinal: &mut u64, conn: ConnKey, ts_ns: u64, message_id: u64) -> Io {
+        *ordinal += 1;
+        Io { ordinal: *ordinal, conn, ts_ns, message_id, closed: false, first_write_ts: 0, writes: 0, bytes_written: 0, first_read_ts: 0, reads: 0, bytes_read: 0 }
+    }
+}
+
+/// The open a READ waiting for its response reads.
+#[derive(Debug, Clone, Copy)]
+enum ReadOf {
+    File(u64, FileId),
+    /// The CREATE (by MessageId) earlier in the READ's compound.
     Create(u64),
-    Read(u64),
-    TreeConnect(String),
 }
 
 #[derive(Debug, Default)]
@@ -80,12 +67,13 @@ struct Session {
 #[derive(Debug, Default)]
 pub struct SmbTracker {
     dialects: HashMap<ConnKey, u16>,
-    trees: HashMap<(IpAddr, u64, u32), String>,
-    pending: HashMap<(ConnKey, u64), Pending>,
-    handles: HashMap<u64, Handle>,
-    by_file_id: HashMap<(IpAddr, u64, FileId), u64>,
+    opens: SmbSession<Io>,
+    reads: HashMap<(ConnKey, u64), ReadOf>,
+    /// CREATEs (connection, MessageId) that a READ of their compound reads, with their
+    /// (SessionId, FileId) once answered: the READ's response comes after the CREATE's.
+    related_reads: HashMap<(ConnKey, u64), Option<(u64, FileId)>>,
     sessions: HashMap<(IpAddr, u64), Session>,
-    next_handle: u64,
+    ordinal: u64,
 }
 
 /// Per-message context for a compound chain: what related PDUs inherit.
@@ -93,7 +81,7 @@ pub struct SmbTracker {
 struct Chain {
     session: u64,
     tree: u32,
-    /// Handle of the CREATE earlier in this chain (for FileId all 0xFF).
+    /// MessageId of the CREATE earlier in this chain (for FileId all 0xFF).
     last_create: Option<u64>,
 }
 
@@ -162,57 +150,23 @@ impl SmbTracker {
         }
     }
 
-    fn handle_for(&mut self, conn: ConnKey, ts_ns: u64, session: u64, tree: u32, fid: FileId, chain: &Chain) -> u64 {
-        if let Some(h) = chain.last_create.filter(|_| fid.is_related()) {
-            return h;
+    /// The open a WRITE or READ names: the CREATE of its compound (FileId all 0xFF), else
+    /// the one under its FileId, else a nameless one (opened before the capture began).
+    fn open_for(&mut self, conn: ConnKey, ts_ns: u64, session: u64, tree: u32, fid: FileId, chain: &Chain) -> Option<(&mut Open<Io>, ReadOf)> {
+        if let Some(mid) = chain.last_create.filter(|_| fid.is_related()) {
+            return self.opens.pending_create(channel(conn), mid).map(|open| (open, ReadOf::Create(mid)));
         }
-        let key = (conn.server.ip(), session, fid);
-        if let Some(&h) = self.by_file_id.get(&key) {
-            return h;
-        }
-        // A file opened before the capture began: remember it without a name.
-        let id = self.new_handle(Handle {
-            conn,
-            ts_ns,
-            session,
-            tree,
-            message_id: 0,
-            name: None,
-            name_truncated: false,
-            share: self.trees.get(&(conn.server.ip(), session, tree)).cloned(),
-            access: 0,
-            disposition: 0,
-            options: 0,
-            write_intent: false,
-            file_id: Some(fid),
-            state: CreateState::Ok,
-            closed: false,
-            first_write_ts: 0,
-            writes: 0,
-            bytes_written: 0,
-            first_read_ts: 0,
-            reads: 0,
-            bytes_read: 0,
-        });
-        self.by_file_id.insert(key, id);
-        id
-    }
-
-    fn new_handle(&mut self, h: Handle) -> u64 {
-        let id = self.next_handle;
-        self.next_handle += 1;
-        self.handles.insert(id, h);
-        id
+        let ordinal = &mut self.ordinal;
+        let open = self.opens.file_or_adopt(conn.server.ip(), session, tree, fid, || Io::new(ordinal, conn, ts_ns, 0));
+        Some((open, ReadOf::File(session, fid)))
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn request(&mut self, conn: ConnKey, ts_ns: u64, h: Header<&[u8]>, session: u64, tree: u32, chain: &mut Chain, _out: &mut Vec<Transfer>, stats: &mut ReplayStats) {
+    fn request(&mut self, conn: ConnKey, ts_ns: u64, h: Header<&[u8]>, session: u64, tree: u32, chain: &mut Chain, out: &mut Vec<Transfer>, stats: &mut ReplayStats) {
         let bytes = h.as_bytes();
         match h.command() {
-            Command::TreeConnect => match smb2::TreeConnectRequest::new_checked(bytes).and_then(|t| t.path().map(utf16_string)) {
-                Ok((path, _)) => {
-                    self.pending.insert((conn, h.message_id()), Pending::TreeConnect(path));
-                }
+            Command::TreeConnect => match smb2::TreeConnectRequest::new_checked(bytes).and_then(|t| t.path().map(|p| utf16::to_string(p, NAME_MAX).0)) {
+                Ok(path) => self.opens.tree_connect_request(channel(conn), h.message_id(), path),
                 Err(_) => stats.parse_errors += 1,
             },
             Command::Create => {
@@ -223,83 +177,69 @@ impl SmbTracker {
                         return;
                     }
                 };
-                let (name, truncated) = match c.name() {
-                    Ok(n) => utf16_string(n),
+                let (name, name_truncated) = match c.name() {
+                    Ok(n) => utf16::to_string(n, NAME_MAX),
                     Err(_) => {
                         stats.parse_errors += 1;
                         match c.name_partial() {
-                            Ok((n, _)) => (utf16_string(n).0, true),
+                            Ok((n, _)) => (utf16::to_string(n, NAME_MAX).0, true),
                             Err(_) => (String::new(), true),
                         }
                     }
                 };
                 stats.smb_creates += 1;
-                let share = self.trees.get(&(conn.server.ip(), session, tree)).cloned();
                 if let Some(s) = self.sessions.get_mut(&(conn.server.ip(), session)) {
                     s.names_seen += 1;
                 }
-                let id = self.new_handle(Handle {
-                    conn,
-                    ts_ns,
+                let create = Create {
                     session,
                     tree,
-                    message_id: h.message_id(),
-                    name: Some(name),
-                    name_truncated: truncated,
-                    share,
+                    name,
+                    name_truncated,
                     access: c.desired_access(),
                     disposition: c.create_disposition(),
                     options: c.create_options(),
                     write_intent: c.has_write_intent(),
-                    file_id: None,
-                    state: CreateState::Pending,
-                    closed: false,
-                    first_write_ts: 0,
-                    writes: 0,
-                    bytes_written: 0,
-                    first_read_ts: 0,
-                    reads: 0,
-                    bytes_read: 0,
-                });
-                self.pending.insert((conn, h.message_id()), Pending::Create(id));
-                chain.last_create = Some(id);
+                };
+                let io = Io::new(&mut self.ordinal, conn, ts_ns, h.message_id());
+                self.opens.create_request(channel(conn), h.message_id(), create, io);
+                chain.last_create = Some(h.message_id());
             }
             Command::Write => match smb2::WriteRequest::new_checked(bytes) {
                 Ok(w) => {
-                    let id = self.handle_for(conn, ts_ns, session, tree, w.file_id(), chain);
-                    if let Some(hd) = self.handles.get_mut(&id) {
-                        if hd.writes == 0 {
-                            hd.first_write_ts = ts_ns;
-                        }
-                        hd.writes += 1;
-                        hd.bytes_written += w.length() as u64;
+                    let Some((open, _)) = self.open_for(conn, ts_ns, session, tree, w.file_id(), chain) else { return };
+                    let io = &mut open.data;
+                    if io.writes == 0 {
+                        io.first_write_ts = ts_ns;
                     }
+                    io.writes += 1;
+                    io.bytes_written += w.length() as u64;
                 }
                 Err(_) => stats.parse_errors += 1,
             },
             Command::Read => match smb2::ReadRequest::new_checked(bytes) {
                 Ok(r) => {
-                    let id = self.handle_for(conn, ts_ns, session, tree, r.file_id(), chain);
-                    if let Some(hd) = self.handles.get_mut(&id).filter(|hd| hd.reads == 0) {
-                        hd.first_read_ts = ts_ns;
+                    let Some((open, of)) = self.open_for(conn, ts_ns, session, tree, r.file_id(), chain) else { return };
+                    if open.data.reads == 0 {
+                        open.data.first_read_ts = ts_ns;
                     }
-                    self.pending.insert((conn, h.message_id()), Pending::Read(id));
+                    if let ReadOf::Create(create) = of {
+                        self.related_reads.entry((conn, create)).or_default();
+                    }
+                    self.reads.insert((conn, h.message_id()), of);
                 }
                 Err(_) => stats.parse_errors += 1,
             },
             Command::Close => match smb2::CloseRequest::new_checked(bytes) {
                 Ok(c) => {
                     let fid = c.file_id();
-                    let id = if fid.is_related() {
-                        chain.last_create
-                    } else {
-                        self.by_file_id.get(&(conn.server.ip(), session, fid)).copied()
-                    };
-                    if let Some(id) = id {
-                        if let Some(hd) = self.handles.get_mut(&id) {
-                            hd.closed = true;
+                    if fid.is_related() {
+                        // Its CREATE is still unanswered: it is reported once it is.
+                        if let Some(open) = chain.last_create.and_then(|mid| self.opens.pending_create(channel(conn), mid)) {
+                            open.data.closed = true;
                         }
-                        self.try_finish(id, _out);
+                    } else if let Some(open) = self.opens.close(conn.server.ip(), session, fid) {
+                        emit_io(&self.dialects, &open, out);
                     }
                 }
                 Err(_) => stats.parse_errors += 1,
@@ -315,6 +255,8 @@ impl SmbTracker {
         if status == smb2::status::PENDING && h.is_async() {
             return;
         }
+        let ok = status == smb2::status::SUCCESS || status == smb2::status::BUFFER_OVERFLOW;
+        let mid = h.message_id();
         match h.command() {
             Command::Negotiate => {
                 if let Ok(n) = smb2::NegotiateResponse::new_checked(bytes) {
@@ -323,140 +265,71 @@ impl SmbTracker {
             }
             Command::SessionSetup => {
                 if let Ok(s) = smb2::SessionSetupResponse::new_checked(bytes)
-                    && s.encrypts_data() {
-                        self.sessions.entry((conn.server.ip(), h.session_id())).or_default().conn.get_or_insert(conn);
-                    }
+                    && s.encrypts_data()
+                {
+                    self.sessions.entry((conn.server.ip(), h.session_id())).or_default().conn.get_or_insert(conn);
+                }
             }
-            _ => {}
-        }
-        let Some(p) = self.pending.remove(&(conn, h.message_id())) else { return };
-        let ok = status == smb2::status::SUCCESS || status == smb2::status::BUFFER_OVERFLOW;
-        match p {
-            Pending::TreeConnect(path) => {
-                if ok
-                    && let Some(tree) = h.tree_id() {
-                        self.trees.insert((conn.server.ip(), h.session_id(), tree), path);
-                    }
+            Command::TreeConnect => {
+                if ok && let Some(tree) = h.tree_id() {
+                    self.opens.tree_connect_response(channel(conn), h.session_id(), mid, tree);
+                }
             }
-            Pending::Create(id) => {
+            Command::Create if self.opens.pending_create(channel(conn), mid).is_some() => {
                 let fid = if ok { smb2::CreateResponse::new_checked(bytes).ok().map(|c| c.file_id()) } else { None };
                 if ok && fid.is_none() {
                     stats.parse_errors += 1;
                 }
-                let Some(hd) = self.handles.get_mut(&id) else { return };
-                match fid {
-                    Some(fid) => {
-                        hd.state = CreateState::Ok;
-                        hd.file_id = Some(fid);
-                        let key = (conn.server.ip(), hd.session, fid);
-                        if let Some(hd) = self.handles.get(&id).filter(|hd| hd.write_intent) {
-                            let t = self.create_record(hd, true);
-                            out.push(t);
+                match self.opens.create_response(channel(conn), mid, fid) {
+                    Created::Opened { open, replaced } => {
+                        if open.write_intent && !open.pipe {
+                            out.push(create_record(&self.dialects, open, true));
                         }
-                        // An older handle under the same key is stale (closed without us seeing it).
-                        if let Some(old) = self.by_file_id.insert(key, id)
-                            && old != id {
-                                if let Some(o) = self.handles.get_mut(&old) {
-                                    o.closed = true;
-                                }
-                                self.try_finish(old, out);
-                            }
+                        let (session, closed) = (open.session, open.data.closed);
+                        if let (Some(slot), Some(fid)) = (self.related_reads.get_mut(&(conn, mid)), fid) {
+                            *slot = Some((session, fid));
+                        }
+                        // An older open under the same key is stale (closed without us seeing it).
+                        if let Some(old) = replaced {
+                            emit_io(&self.dialects, &old, out);
+                        }
+                        if closed && let Some(open) = fid.and_then(|fid| self.opens.close(conn.server.ip(), session, fid)) {
+                            emit_io(&self.dialects, &open, out);
+                        }
                     }
-                    None => {
-                        hd.state = CreateState::Failed(status);
-                        stats.smb_failed_creates += 1;
-                    }
+                    Created::Failed(_) => stats.smb_failed_creates += 1,
+                    Created::Unknown => {}
                 }
-                self.try_finish(id, out);
             }
-            Pending::Read(id) => {
-                if ok
-                    && let (Ok(r), Some(hd)) = (smb2::ReadResponse::new_checked(bytes), self.handles.get_mut(&id)) {
-                        hd.reads += 1;
-                        hd.bytes_read += r.data_length() as u64;
-                    }
+            Command::Read => {
+                let Some(of) = self.reads.remove(&(conn, mid)) else { return };
+                let (true, Ok(r)) = (ok, smb2::ReadResponse::new_checked(bytes)) else { return };
+                let open = match of {
+                    ReadOf::File(session, fid) => self.opens.file(conn.server.ip(), session, fid),
+                    ReadOf::Create(create) => match self.related_reads.get(&(conn, create)) {
+                        Some(&Some((session, fid))) => self.opens.file(conn.server.ip(), session, fid),
+                        _ => self.opens.pending_create(channel(conn), create),
+                    },
+                };
+                if let Some(open) = open {
+                    open.data.reads += 1;
+                    open.data.bytes_read += r.data_length() as u64;
+                }
             }
-        }
-    }
-
-    fn base_record(&self, hd: &Handle, ts_ns: u64, direction: &'static str, verb: &'static str) -> Transfer {
-        let mut t = Transfer::new(ts_ns, "smb2", direction, verb, hd.conn);
-        t.name = hd.name.clone();
-        t.name_truncated = hd.name_truncated;
-        t.share = hd.share.clone();
-        t.session_id = Some(format!("{:#018x}", hd.session));
-        t.tree_id = Some(hd.tree);
-        t.file_id = hd.file_id.map(|f| format!("{:016x}{:016x}", f.persistent, f.volatile));
-        t.dialect = self.dialects.get(&hd.conn).map(|&d| smb2::dialect::name(d));
-        t.encrypted = Some(false);
-        t
-    }
-
-    fn create_record(&self, hd: &Handle, answered: bool) -> Transfer {
-        let mut t = self.base_record(hd, hd.ts_ns, "upload", "create");
-        t.disposition = Some(smb2::disposition::name(hd.disposition));
-        t.access = Some(format!("{:#010x}", hd.access));
-        t.create_options = Some(format!("{:#010x}", hd.options));
-        t.message_id = Some(hd.message_id);
-        if !answered {
-            t.status = Some("unanswered".into());
-        }
-        t
-    }
-
-    /// Emits a closed handle's WRITE and READ totals and forgets it, once its CREATE's fate
-    /// is known (a handle whose CREATE failed emits nothing).
-    fn try_finish(&mut self, id: u64, out: &mut Vec<Transfer>) {
-        let Some(hd) = self.handles.get(&id) else { return };
-        if !hd.closed || hd.state == CreateState::Pending {
-            return;
-        }
-        let Some(hd) = self.handles.remove(&id) else { return };
-        if let Some(fid) = hd.file_id {
-            let key = (hd.conn.server.ip(), hd.session, fid);
-            if self.by_file_id.get(&key) == Some(&id) {
-                self.by_file_id.remove(&key);
-            }
-        }
-        if let CreateState::Failed(_) = hd.state {
-            return;
-        }
-        self.emit_io(&hd, out);
-    }
-
-    fn emit_io(&self, hd: &Handle, out: &mut Vec<Transfer>) {
-        if hd.writes > 0 {
-            let mut t = self.base_record(hd, hd.first_write_ts, "upload", "write");
-            t.bytes = Some(hd.bytes_written);
-            t.count = Some(hd.writes);
-            out.push(t);
-        }
-        if hd.reads > 0 && hd.bytes_read > 0 {
-            let mut t = self.base_record(hd, hd.first_read_ts, "download", "read");
-            t.bytes = Some(hd.bytes_read);
-            t.count = Some(hd.reads);
-            out.push(t);
+            _ => {}
         }
     }
 
     /// End of capture: emits what open handles and encrypted sessions add up to.
     pub fn finish(&mut self, out: &mut Vec<Transfer>) {
-        let mut ids: Vec<u64> = self.handles.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(hd) = self.handles.remove(&id) else { continue };
-            match hd.state {
-                CreateState::Failed(_) => {}
-                CreateState::Pending => {
-                    if hd.write_intent {
-                        out.push(self.create_record(&hd, false));
-                    }
-                    self.emit_io(&hd, out);
-                }
-                CreateState::Ok => self.emit_io(&hd, out),
+        let mut left = self.opens.drain();
+        left.sort_by_key(|(open, _)| open.data.ordinal);
+        for (open, answered) in left {
+            if !answered && open.write_intent && !open.pipe {
+                out.push(create_record(&self.dialects, &open, false));
             }
+            emit_io(&self.dialects, &open, out);
         }
-        self.by_file_id.clear();
         let mut sess: Vec<_> = self.sessions.iter().filter(|(_, s)| s.encrypted_msgs != [0, 0] && s.names_seen == 0).collect();
         sess.sort_by_key(|(_, s)| s.first_encrypted_ts);
         for ((_, sid), s) in sess {
@@ -471,5 +344,51 @@ impl SmbTracker {
             t.bytes_to_client = Some(s.encrypted_bytes[1]);
             out.push(t);
         }
+    }
+}
+
+fn base_record(dialects: &HashMap<ConnKey, u16>, open: &Open<Io>, ts_ns: u64, direction: &'static str, verb: &'static str) -> Transfer {
+    let mut t = Transfer::new(ts_ns, "smb2", direction, verb, open.data.conn);
+    t.name = open.name.clone();
+    t.name_truncated = open.name_truncated;
+    t.share = open.share.clone();
+    t.session_id = Some(format!("{:#018x}", open.session));
+    t.tree_id = Some(open.tree);
+    t.file_id = open.file_id.map(|f| format!("{:016x}{:016x}", f.persistent, f.volatile));
+    t.dialect = dialects.get(&open.data.conn).map(|&d| smb2::dialect::name(d));
+    t.encrypted = Some(false);
+    t
+}
+
+fn create_record(dialects: &HashMap<ConnKey, u16>, open: &Open<Io>, answered: bool) -> Transfer {
+    let mut t = base_record(dialects, open, open.data.ts_ns, "upload", "create");
+    t.disposition = Some(smb2::disposition::name(open.disposition));
+    t.access = Some(format!("{:#010x}", open.access));
+    t.create_options = Some(format!("{:#010x}", open.options));
+    t.message_id = Some(open.data.message_id);
+    if !answered {
+        t.status = Some("unanswered".into());
+    }
+    t
+}
+
+/// The WRITE and READ totals of an open that is done (closed, replaced, or the capture
+/// ended). A named pipe's are RPC, not file content: none.
+fn emit_io(dialects: &HashMap<ConnKey, u16>, open: &Open<Io>, out: &mut Vec<Transfer>) {
+    if open.pipe {
+        return;
+    }
+    let io = &open.data;
+    if io.writes > 0 {
+        let mut t = base_record(dialects, open, io.first_write_ts, "upload", "write");
+        t.bytes = Some(io.bytes_written);
+        t.count = Some(io.writes);
+        out.push(t);
+    }
+    if io.reads > 0 && io.bytes_read > 0 {
+        let mut t = base_record(dialects, open, io.first_read_ts, "download", "read");
+        t.bytes = Some(io.bytes_read);
+        t.count = Some(io.reads);
+        out.push(t);
     }
 }

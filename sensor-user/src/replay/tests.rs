@@ -586,7 +586,12 @@ fn synthetic_smb_upload(writes: usize, size: usize) -> Vec<u8> {
 
 /// Feeds `(from_client, bytes)` messages of one TCP connection (client 10.0.0.1:40000,
 /// server 10.0.0.2:`port`) to a replayer, each as one segment.
-fn synthetic(port: u16, msgs: &[(bool, &[u8])]) -> Vec<Transfer> {
+pub(crate) fn synthetic(port: u16, msgs: &[(bool, &[u8])]) -> Vec<Transfer> {
+    synthetic_with_stats(port, msgs).0
+}
+
+/// `msgs` (client to server or back) on one TCP connection to `port`, replayed.
+pub(crate) fn synthetic_with_stats(port: u16, msgs: &[(bool, &[u8])]) -> (Vec<Transfer>, ReplayStats) {
     let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
     let mut r = Replayer::default();
     let (mut cseq, mut sseq) = (100u32, 900u32);
@@ -603,7 +608,7 @@ fn synthetic(port: u16, msgs: &[(bool, &[u8])]) -> Vec<Transfer> {
         };
         r.frame(ts, linktype::RAW, &f);
     }
-    r.finish().0
+    r.finish()
 }
 
 #[test]
@@ -642,14 +647,14 @@ fn ftp_stou_without_argument_spaces_case_lf_cwd_and_failures() {
     assert!(t[1].requested_name.is_none());
 }
 
-fn smb_response(cmd: u16, msg_id: u64, status: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn smb_response(cmd: u16, msg_id: u64, status: u32, body: &[u8]) -> Vec<u8> {
     let mut h = smb2::build::header(cmd, smb2::flags::RESPONSE, 0, msg_id, 7, 0x1122);
     h[8..12].copy_from_slice(&status.to_le_bytes());
     h.extend_from_slice(body);
     h
 }
 
-fn create_response_body(fid: smb2::FileId) -> Vec<u8> {
+pub(crate) fn create_response_body(fid: smb2::FileId) -> Vec<u8> {
     let mut b = 89u16.to_le_bytes().to_vec();
     b.resize(64, 0);
     b.extend_from_slice(&fid.to_bytes());
