@@ -28,7 +28,7 @@ use crate::{
     },
     events::{self, SensorEvent},
     naming::NamingStats,
-    graph::{GraphStore, export},
+    graph::{GraphStore, GraphWriter, export},
     ingest::{Ingest, KernelAction},
     procfs::{self, WallClock},
     sensor::{self, Sensor},
@@ -64,12 +64,7 @@ pub async fn run(config: Config) -> Result<()> {
         warn!("database {} was recorded as host {}; this host is {}", config.database.display(), old.id, host.id);
     }
     store.set_host(&host)?;
-    store.upsert_node(sensor_common::graph::Node {
-        id: sensor_common::graph::host_node_id(&host.id),
-        host: host.id.clone(),
-        first_seen_ns: procfs::now_wall_ns(),
-        data: sensor_common::graph::NodeData::Host { hostname: host.hostname.clone(), disk_ids: host.disk_ids.clone() },
-    })?;
+    GraphWriter::new(&store, &host.id).host(procfs::now_wall_ns(), &host)?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
     let mut sensor = Sensor::load(&config, Some(&config.kernel_state))?;
@@ -84,7 +79,7 @@ pub async fn run(config: Config) -> Result<()> {
         restored.0, restored.1, config.database.display(), running
     );
 
-    let (mut net, network_failure) = match crate::network::Monitor::start(&mut sensor, &config, &host.id)? {
+    let (mut net, network_failure) = match crate::network::Monitor::start(&mut sensor, &config)? {
         crate::network::Started::On(m) => (Some(*m), None),
         crate::network::Started::Degraded(why) => (None, Some(why)),
         crate::network::Started::Off => (None, None),
@@ -126,7 +121,7 @@ pub async fn run(config: Config) -> Result<()> {
                 while let Some(item) = rb.next() {
                     if crate::network::events::is_net(&item) {
                         if let Some(m) = net.as_mut() {
-                            for line in m.on_record(&item, &clock, &store) {
+                            for line in m.on_record(&item, &clock, ingest.graph()) {
                                 if events_tx.receiver_count() > 0 {
                                     let _ = events_tx.send(Arc::new(line));
                                 }
@@ -142,7 +137,7 @@ pub async fn run(config: Config) -> Result<()> {
                     let ev = events::decode(&raw, &clock);
                     *counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
                     handle_event(&ev, &mut ingest, &mut sensor, &mut counters);
-                    if let Some(m) = net.as_mut() { m.on_event(&ev, &ingest); }
+                    if let Some(m) = net.as_mut() { m.on_event(&ev, ingest.graph()); }
                     if events_tx.receiver_count() > 0
                         && let Ok(line) = serde_json::to_string(&ev)
                     {
@@ -157,7 +152,7 @@ pub async fn run(config: Config) -> Result<()> {
                     None => std::future::pending().await,
                 }
             } => {
-                if let Some(m) = net.as_mut() { m.on_named(&store, answer); }
+                if let Some(m) = net.as_mut() { m.on_named(ingest.graph(), answer); }
             }
             Some(call) = calls_rx.recv() => {
                 let changes = call.request.changes_state();
@@ -168,7 +163,7 @@ pub async fn run(config: Config) -> Result<()> {
                     }
                     serde_json::to_vec(&status).unwrap_or_else(|e| error_answer(&e.into()))
                 } else {
-                    match net.as_mut().and_then(|m| m.handle(&call.request, &store)) {
+                    match net.as_mut().and_then(|m| m.handle(&call.request, ingest.graph())) {
                         Some(a) => a,
                         None => answer(call.request, &mut ingest, &mut sensor, &store),
                     }
@@ -182,7 +177,7 @@ pub async fn run(config: Config) -> Result<()> {
                 report_new_drops(&sensor, &mut reported_drops);
                 if let Some(m) = net.as_mut() {
                     m.tick(&mut sensor);
-                    for line in m.release_held(&clock, &store) {
+                    for line in m.release_held(&clock, ingest.graph()) {
                         if events_tx.receiver_count() > 0 {
                             let _ = events_tx.send(Arc::new(line));
                         }
@@ -196,7 +191,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     info!("stopping: flushing the graph, detaching programs");
     report_new_drops(&sensor, &mut reported_drops);
-    if let Some(m) = net.as_mut() { m.release_all_held(&clock, &store); }
+    if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
     store.flush()?;
     let _ = std::fs::remove_file(&config.socket);
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }

@@ -6,14 +6,18 @@ use anyhow::Result;
 use sensor_common::{
     event::EventKind,
     graph::{
-        ChmodAttrs, Edge, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs, Node, NodeData, ReadAttrs,
-        RelabelAttrs, RenameAttrs, Severity, TaintReason, TaintedFile, Trust, UnlinkAttrs, WriteVia, file_node_id,
-        process_node_id,
+        ChmodAttrs, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs, Node, NodeData, ReadAttrs,
+        RelabelAttrs, RenameAttrs, Severity, TaintReason, TaintedFile, Trust, UnlinkAttrs, WriteVia,
     },
     maps::InodeKey,
 };
 
-use crate::{config::Config, events::SensorEvent, graph::GraphStore, procfs};
+use crate::{
+    config::Config,
+    events::SensorEvent,
+    graph::{GraphStore, GraphWriter, ProcessFacts},
+    procfs,
+};
 
 /// A change to the kernel maps the daemon must make after ingesting an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,6 +60,7 @@ const PATH_INDEX_LIMIT: usize = 100_000;
 
 pub struct Ingest<'a> {
     store: &'a GraphStore,
+    graph: GraphWriter<'a>,
     host: HostInfo,
     config: &'a Config,
     path_index: HashMap<String, String>,
@@ -66,7 +71,7 @@ pub struct Ingest<'a> {
 
 impl<'a> Ingest<'a> {
     pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
-        Self { store, host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
+        Self { store, graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
     }
 
     pub fn with_port_state(mut self, port_state: PortState) -> Self {
@@ -82,56 +87,32 @@ impl<'a> Ingest<'a> {
         &self.host
     }
 
-    pub fn process_id(&self, tgid: u32, start_ticks: u64) -> String {
-        process_node_id(&self.host.id, tgid, start_ticks)
+    /// Where the other recording stages write (network attribution, naming).
+    pub fn graph(&self) -> &GraphWriter<'a> {
+        &self.graph
     }
 
-    pub fn file_id(&self, key: &InodeKey) -> String {
-        file_node_id(&self.host.id, key.dev, key.ino)
+    fn process_id(&self, tgid: u32, start_ticks: u64) -> String {
+        self.graph.process_id(tgid, start_ticks)
+    }
+
+    fn file_id(&self, key: &InodeKey) -> String {
+        self.graph.file_id(key)
     }
 
     fn upsert_process(&self, ev: &SensorEvent, tgid: u32, start_ticks: u64, tainted: bool) -> Result<String> {
-        let id = self.process_id(tgid, start_ticks);
         let own = tgid == ev.tgid;
         // The image an exec event names; otherwise whatever the process runs now.
         let exe = match (ev.kind, &ev.path) {
             (EventKind::Exec, Some(path)) if own && !ev.path_incomplete => path.clone(),
             _ => procfs::exe(tgid).unwrap_or_default(),
         };
-        self.store.upsert_node(Node {
-            id: id.clone(),
-            host: self.host.id.clone(),
-            first_seen_ns: ev.ts_ns,
-            data: NodeData::Process {
-                tgid,
-                start_ticks,
-                exe,
-                comm: if own { ev.comm.clone() } else { String::new() },
-                uid: ev.uid,
-                tainted,
-            },
-        })?;
-        if tainted {
-            self.store.set_tainted_proc(tgid, start_ticks, &id)?;
-        }
-        Ok(id)
+        let comm = if own { ev.comm.as_str() } else { "" };
+        self.graph.process(ev.ts_ns, ProcessFacts { tgid, start_ticks, exe, comm, uid: ev.uid, tainted })
     }
 
     fn upsert_file(&mut self, ts_ns: u64, key: &InodeKey, path: Option<&str>, untrusted: bool, executable: bool) -> Result<String> {
-        let id = self.file_id(key);
-        self.store.upsert_node(Node {
-            id: id.clone(),
-            host: self.host.id.clone(),
-            first_seen_ns: ts_ns,
-            data: NodeData::File {
-                dev: key.dev,
-                ino: key.ino,
-                paths: path.map(|p| vec![p.to_string()]).unwrap_or_default(),
-                untrusted,
-                executable,
-                sha256: None,
-            },
-        })?;
+        let id = self.graph.file(ts_ns, key, path, untrusted, executable)?;
         if let Some(p) = path {
             if self.path_index.len() >= PATH_INDEX_LIMIT {
                 self.path_index.clear();
@@ -164,8 +145,7 @@ impl<'a> Ingest<'a> {
     }
 
     fn edge(&self, ts_ns: u64, src: &str, dst: &str, data: EdgeData) -> Result<()> {
-        self.store.add_edge(&Edge { ts_ns, src: src.into(), dst: dst.into(), host: self.host.id.clone(), data })?;
-        Ok(())
+        self.graph.edge(ts_ns, src, dst, data)
     }
 
     /// Rule 6 annotations for a change to `path` by a tainted process:
@@ -396,8 +376,7 @@ impl<'a> Ingest<'a> {
         } else {
             self.store.clear_untrusted(key)?;
         }
-        let actor = sensor_common::graph::user_node_id(by);
-        self.store.upsert_node(Node { id: actor.clone(), host: self.host.id.clone(), first_seen_ns: ts, data: NodeData::User { name: by.into() } })?;
+        let actor = self.graph.user(ts, by)?;
         let to = if untrusted { Trust::Untrusted } else { Trust::Trusted };
         self.edge(ts, &actor, &file, EdgeData::Relabel(RelabelAttrs { to, by: by.into(), path: Some(path.into()) }))?;
         Ok(file)

@@ -31,8 +31,8 @@ use anyhow::Result;
 use sensor_common::{
     event::{EventKind, net_verb},
     graph::{
-        self, ConnectAttrs, ConnectDirection, Edge, EdgeData, InferenceReason, MatchedBy, Node, NodeData,
-        PeerSeenBy, Protocol, QuarantineAttrs, TransferAttrs, TransferDirection, process_node_id, remote_node_id,
+        self, ConnectAttrs, ConnectDirection, EdgeData, InferenceReason, MatchedBy, NodeData,
+        PeerSeenBy, Protocol, QuarantineAttrs, TransferAttrs, TransferDirection,
     },
     proto::{
         ftp::{self, Verb},
@@ -47,7 +47,7 @@ use sensor_common::{
 use super::{events::NetFileEvent, peers};
 use crate::{
     events::{ConnectionAction, SensorEvent},
-    graph::GraphStore,
+    graph::GraphWriter,
 };
 
 /// How far apart the packet and the write may be.
@@ -121,7 +121,6 @@ impl Default for SmbOpens {
 
 #[derive(Default)]
 pub struct Attribution {
-    host: String,
     uploads: VecDeque<Transfer>,
     smb: SmbOpens,
     /// smb.conf shares: name (lower case) -> root.
@@ -184,8 +183,8 @@ impl Attribution {
         self
     }
 
-    pub fn new(host: &str, share_roots: Vec<String>) -> Self {
-        Self { host: host.into(), share_roots, ..Default::default() }
+    pub fn new(share_roots: Vec<String>) -> Self {
+        Self { share_roots, ..Default::default() }
     }
 
     pub fn with_naming(mut self, naming: crate::naming::Naming) -> Self {
@@ -196,51 +195,35 @@ impl Attribution {
     /// The `remote:<ip>` node, with the node ids known for `ip` now (cached); a miss
     /// starts a lookup whose answer [`Self::named`] applies later. Returns the node id and
     /// the ids known now.
-    fn remote(&mut self, store: &GraphStore, ts: u64, ip: IpAddr) -> Result<(String, Vec<String>)> {
-        let id = remote_node_id(&ip.to_string());
+    fn remote(&mut self, graph: &GraphWriter, ts: u64, ip: IpAddr) -> Result<(String, Vec<String>)> {
         let node_ids = self.naming.ids(ip);
-        store.upsert_node(Node {
-            id: id.clone(),
-            host: self.host.clone(),
-            first_seen_ns: ts,
-            data: NodeData::Remote { ip: ip.to_string(), node_ids: node_ids.clone() },
-        })?;
+        let id = graph.remote(ts, ip, node_ids.clone())?;
         Ok((id, node_ids))
     }
 
     /// A background lookup answered: its ids go on the `remote:<ip>` node (merged with
     /// those it had). Failures are counted in `naming` and logged, never fatal.
-    pub fn named(&mut self, store: &GraphStore, ip: IpAddr, answer: Result<Vec<String>, String>) -> Result<()> {
+    pub fn named(&mut self, graph: &GraphWriter, ip: IpAddr, answer: Result<Vec<String>, String>) -> Result<()> {
         let Some(node_ids) = self.naming.answered(ip, answer) else { return Ok(()) };
         log::info!("remote {ip} is node {}", node_ids.join(", "));
-        store.upsert_node(Node {
-            id: remote_node_id(&ip.to_string()),
-            host: self.host.clone(),
-            first_seen_ns: crate::procfs::now_wall_ns(),
-            data: NodeData::Remote { ip: ip.to_string(), node_ids },
-        })?;
-        Ok(())
-    }
-
-    fn edge(&self, store: &GraphStore, ts_ns: u64, src: &str, dst: &str, data: EdgeData) -> Result<()> {
-        store.add_edge(&Edge { ts_ns, src: src.into(), dst: dst.into(), host: self.host.clone(), data })?;
+        graph.remote(crate::procfs::now_wall_ns(), ip, node_ids)?;
         Ok(())
     }
 
     /// A block/unblock edge from this host to the remote node.
-    pub fn quarantine_edge(&mut self, store: &GraphStore, ip: IpAddr, block: bool, by: &str) -> Result<String> {
+    pub fn quarantine_edge(&mut self, graph: &GraphWriter, ip: IpAddr, block: bool, by: &str) -> Result<String> {
         let ts = crate::procfs::now_wall_ns();
-        let (remote, _) = self.remote(store, ts, ip)?;
-        let host = sensor_common::graph::host_node_id(&self.host);
+        let (remote, _) = self.remote(graph, ts, ip)?;
+        let host = graph.host_node();
         let attrs = QuarantineAttrs { ip: ip.to_string(), by: by.into() };
         let data = if block { EdgeData::Block(attrs) } else { EdgeData::Unblock(attrs) };
-        self.edge(store, ts, &host, &remote, data)?;
+        graph.edge(ts, &host, &remote, data)?;
         Ok(remote)
     }
 
-    fn push_upload(&mut self, store: &GraphStore, t: Transfer) -> Result<()> {
+    fn push_upload(&mut self, graph: &GraphWriter, t: Transfer) -> Result<()> {
         if t.outbound {
-            return self.sent_out(store, &t);
+            return self.sent_out(graph, &t);
         }
         self.stats.uploads_seen += 1;
         // A port program may have written the file before this packet's event arrived.
@@ -252,7 +235,7 @@ impl Attribution {
             .cloned()
             .collect();
         for w in hits {
-            self.received(store, &t, &w.file, &w.path, w.ts_ns)?;
+            self.received(graph, &t, &w.file, &w.path, w.ts_ns)?;
         }
         if self.uploads.len() >= MAX_PENDING {
             self.uploads.pop_front();
@@ -263,20 +246,20 @@ impl Attribution {
 
     /// A relative path (the writer exited before its dirfd could be read): the share root
     /// + name, if that is the same file.
-    fn absolute(&self, store: &GraphStore, file: &str, path: &str, norm: &str) -> String {
+    fn absolute(&self, graph: &GraphWriter, file: &str, path: &str, norm: &str) -> String {
         if path.starts_with('/') {
             return path.to_string();
         }
         for root in &self.share_roots {
             let candidate = format!("{root}/{norm}");
             if let Ok((key, _)) = crate::procfs::inode_of(std::path::Path::new(&candidate))
-                && sensor_common::graph::file_node_id(&self.host, key.dev, key.ino) == file
+                && graph.file_id(&key) == file
             {
-                if let Ok(Some(mut node)) = store.node(file)
+                if let Ok(Some(mut node)) = graph.store().node(file)
                     && let NodeData::File { paths, .. } = &mut node.data
                 {
                     paths.push(candidate.clone());
-                    let _ = store.upsert_node(node);
+                    let _ = graph.store().upsert_node(node);
                 }
                 return candidate;
             }
@@ -284,14 +267,14 @@ impl Attribution {
         path.to_string()
     }
 
-    fn received(&mut self, store: &GraphStore, t: &Transfer, file: &str, path: &str, _write_ts: u64) -> Result<()> {
+    fn received(&mut self, graph: &GraphWriter, t: &Transfer, file: &str, path: &str, _write_ts: u64) -> Result<()> {
         let remote_ip = t.client;
         let key = (file.to_string(), remote_ip.to_string(), "received_from");
         if !self.done.insert(key) {
             return Ok(());
         }
-        let path = &self.absolute(store, file, path, &t.norm);
-        let (remote, node_ids) = self.remote(store, t.ts_ns, remote_ip)?;
+        let path = &self.absolute(graph, file, path, &t.norm);
+        let (remote, node_ids) = self.remote(graph, t.ts_ns, remote_ip)?;
         let exact = self.share_roots.iter().any(|r| *path == format!("{r}/{}", t.norm));
         let attrs = TransferAttrs {
             port: Some(t.client_port),
@@ -302,7 +285,7 @@ impl Attribution {
             node_ids,
             ..t.attrs(remote_ip)
         };
-        self.edge(store, t.ts_ns, &remote, file, EdgeData::ReceivedFrom(attrs))?;
+        graph.edge(t.ts_ns, &remote, file, EdgeData::ReceivedFrom(attrs))?;
         self.stats.received_from += 1;
         Ok(())
     }
@@ -312,11 +295,11 @@ impl Attribution {
     /// holds open for reading (not its stdin, stdout or stderr: an inherited log is not
     /// what it sends), asked of /proc while it runs; failing that, the one untrusted file
     /// known by the name sent (none when several have it).
-    fn sent_out(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
+    fn sent_out(&mut self, graph: &GraphWriter, t: &Transfer) -> Result<()> {
         self.stats.uploads_out += 1;
         let hits = match &t.sending {
             Some(hits) => hits.clone(),
-            None => self.being_sent(store, t),
+            None => self.being_sent(graph, t),
         };
         // One edge per file and transfer (an SMB2 CREATE and its first WRITE both land here).
         let transfer = format!("{}:{}:{}:{}", t.server, t.client_port, t.session_id, t.norm);
@@ -324,7 +307,7 @@ impl Attribution {
             if !self.done.insert((file.clone(), transfer.clone(), "sent_to")) {
                 continue;
             }
-            let (remote, node_ids) = self.remote(store, t.ts_ns, t.server)?;
+            let (remote, node_ids) = self.remote(graph, t.ts_ns, t.server)?;
             let attrs = TransferAttrs {
                 port: Some(t.server_port),
                 local_port: Some(t.client_port),
@@ -335,20 +318,20 @@ impl Attribution {
                 node_ids,
                 ..t.attrs(t.server)
             };
-            self.edge(store, t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
+            graph.edge(t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
             self.stats.sent_to += 1;
         }
         Ok(())
     }
 
     /// The untrusted files a local client's upload `t` sends (see `sent_out`).
-    fn being_sent(&mut self, store: &GraphStore, t: &Transfer) -> Vec<SentHit> {
+    fn being_sent(&mut self, graph: &GraphWriter, t: &Transfer) -> Vec<SentHit> {
         let mut hits: Vec<SentHit> = Vec::new();
         if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
             let base = t.norm.rsplit('/').next().unwrap_or("");
             let open: Vec<_> = crate::procfs::readable_files(pid)
                 .into_iter()
-                .filter_map(|(path, key)| Some((path, store.untrusted_file(&key).ok()??.node)))
+                .filter_map(|(path, key)| Some((path, graph.store().untrusted_file(&key).ok()??.node)))
                 .collect();
             // Several untrusted files open: the one with the name sent, if it is there.
             let named: Vec<_> = open.iter().filter(|(p, _)| !base.is_empty() && p.rsplit('/').next() == Some(base)).cloned().collect();
@@ -372,18 +355,18 @@ impl Attribution {
     /// session's working directory, the SMB share roots); else the one untrusted file
     /// known by that name. Several candidates and no way to tell: no edge (counted in
     /// `sent_to_ambiguous`), rather than one to a file that was not served.
-    fn sent(&mut self, store: &GraphStore, t: &Transfer) -> Result<()> {
+    fn sent(&mut self, graph: &GraphWriter, t: &Transfer) -> Result<()> {
         if t.outbound {
             // A local client fetching from a remote server: what it writes is followed by
             // the taint rules if it is a port program (`port_programs`).
             return Ok(());
         }
-        let Some((path, file, matched_by)) = self.served_file(store, t) else { return Ok(()) };
+        let Some((path, file, matched_by)) = self.served_file(graph, t) else { return Ok(()) };
         let key = (file.clone(), format!("{}:{}:{}", t.client, t.client_port, t.norm), "sent_to");
         if !self.done.insert(key) {
             return Ok(());
         }
-        let (remote, node_ids) = self.remote(store, t.ts_ns, t.client)?;
+        let (remote, node_ids) = self.remote(graph, t.ts_ns, t.client)?;
         let attrs = TransferAttrs {
             port: Some(t.client_port),
             server_port: Some(t.server_port),
@@ -392,16 +375,16 @@ impl Attribution {
             node_ids,
             ..t.attrs(t.client)
         };
-        self.edge(store, t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
+        graph.edge(t.ts_ns, &file, &remote, EdgeData::SentTo(attrs))?;
         self.stats.sent_to += 1;
         Ok(())
     }
 
     /// (path, file node, how it was found) of the untrusted file a read of `t` served.
-    fn served_file(&mut self, store: &GraphStore, t: &Transfer) -> Option<(String, String, MatchedBy)> {
+    fn served_file(&mut self, graph: &GraphWriter, t: &Transfer) -> Option<(String, String, MatchedBy)> {
         let untrusted = |path: &str| -> Option<String> {
             let (key, _) = crate::procfs::inode_of(&crate::procfs::fs_path(path)?).ok()?;
-            Some(store.untrusted_file(&key).ok()??.node)
+            Some(graph.store().untrusted_file(&key).ok()??.node)
         };
         let owners = peers::connection_owners((t.server, t.server_port), (t.client, t.client_port));
         // 1. Open in the serving process under that name.
@@ -409,7 +392,7 @@ impl Attribution {
             .iter()
             .flat_map(|&pid| crate::procfs::readable_files(pid))
             .filter(|(p, _)| path_matches(p, &t.norm))
-            .filter_map(|(p, key)| Some((p, store.untrusted_file(&key).ok()??.node)))
+            .filter_map(|(p, key)| Some((p, graph.store().untrusted_file(&key).ok()??.node)))
             .collect();
         open.dedup_by(|a, b| a.1 == b.1);
         if let [(p, f)] = open.as_slice() {
@@ -473,7 +456,7 @@ impl Attribution {
     }
 
     /// A record from the TC programs.
-    pub fn on_net(&mut self, store: &GraphStore, ev: &NetFileEvent) -> Result<()> {
+    pub fn on_net(&mut self, graph: &GraphWriter, ev: &NetFileEvent) -> Result<()> {
         self.stats.net_events += 1;
         if ev.blocked {
             self.stats.blocked_packets += 1;
@@ -524,7 +507,7 @@ impl Attribution {
                 };
                 let open = self.smb.0.create_request(channel, ev.message_id, create, (t.clone(), false));
                 if ev.write_intent && !open.pipe && !t.norm.is_empty() {
-                    self.push_upload(store, t)?;
+                    self.push_upload(graph, t)?;
                 }
             }
             net_verb::SMB_CREATE_RESPONSE => {
@@ -539,7 +522,7 @@ impl Attribution {
                     let mut t = open.data.0.clone();
                     t.verb = graph::Verb::SmbWrite;
                     t.ts_ns = ev.ts_ns;
-                    self.push_upload(store, t)?;
+                    self.push_upload(graph, t)?;
                 }
             }
             net_verb::SMB_READ => {
@@ -549,7 +532,7 @@ impl Attribution {
                     let mut t = open.data.0.clone();
                     t.verb = graph::Verb::SmbRead;
                     t.ts_ns = ev.ts_ns;
-                    self.sent(store, &t)?;
+                    self.sent(graph, &t)?;
                 }
             }
             net_verb::SMB_ENCRYPTED if self.encrypted_peers.insert(client, ev.ts_ns).is_none() => {
@@ -574,7 +557,7 @@ impl Attribution {
                         let sending = match ftp::parse_request(&line) {
                             Some(req) if outbound && req.verb.is_upload() => graph::Verb::of_ftp(req.verb).map(|verb| {
                                 let arg = String::from_utf8_lossy(req.arg).into_owned();
-                                self.being_sent(store, &transfer(verb, &arg, ftp_join("", &arg)))
+                                self.being_sent(graph, &transfer(verb, &arg, ftp_join("", &arg)))
                             }),
                             _ => None,
                         };
@@ -592,9 +575,9 @@ impl Attribution {
                         t.partial |= cut;
                         t.sending = sending;
                         if started.verb == Verb::Retr {
-                            self.sent(store, &t)?;
+                            self.sent(graph, &t)?;
                         } else {
-                            self.push_upload(store, t)?;
+                            self.push_upload(graph, t)?;
                         }
                     } else if fact.refused().is_some() {
                         self.stats.ftp_refused_transfers += 1;
@@ -624,7 +607,7 @@ impl Attribution {
 
     /// A create/write event, after `Ingest` recorded it: port-program writes are matched
     /// against uploads (and remembered for uploads whose packets arrive later).
-    pub fn on_file(&mut self, store: &GraphStore, ev: &SensorEvent, file: &str) -> Result<()> {
+    pub fn on_file(&mut self, graph: &GraphWriter, ev: &SensorEvent, file: &str) -> Result<()> {
         if !matches!(ev.kind, EventKind::Create | EventKind::Write) {
             return Ok(());
         }
@@ -642,7 +625,7 @@ impl Attribution {
         let cutoff = ev.ts_ns.saturating_sub(WINDOW_NS);
         let hit = self.uploads.iter().rev().find(|t| t.ts_ns >= cutoff && path_matches(&path, &t.norm)).cloned();
         if let Some(t) = hit {
-            return self.received(store, &t, file, &path, ev.ts_ns);
+            return self.received(graph, &t, file, &path, ev.ts_ns);
         }
         if self.port_writes.len() >= MAX_PENDING {
             self.port_writes.pop_front();
@@ -658,7 +641,7 @@ impl Attribution {
             if peers.len() == 1
                 && let Some(ip) = peers.first().copied()
             {
-                self.infer_encrypted(store, &write, ip, PeerSeenBy::Proc)?;
+                self.infer_encrypted(graph, &write, ip, PeerSeenBy::Proc)?;
             }
         }
         Ok(())
@@ -667,7 +650,7 @@ impl Attribution {
     /// Encrypted-session fallback for one port-program write: attributed to `peer`, the
     /// one peer its process served, if that peer sent a transform header and the file is
     /// under a share (with share roots known: not smbd's own lock files).
-    fn infer_encrypted(&mut self, store: &GraphStore, w: &PortWrite, peer: IpAddr, seen_by: PeerSeenBy) -> Result<()> {
+    fn infer_encrypted(&mut self, graph: &GraphWriter, w: &PortWrite, peer: IpAddr, seen_by: PeerSeenBy) -> Result<()> {
         let in_share = self.share_roots.is_empty() || self.share_roots.iter().any(|r| w.path.starts_with(&format!("{r}/")));
         if !in_share || !self.encrypted_peers.contains_key(&peer) {
             return Ok(());
@@ -675,7 +658,7 @@ impl Attribution {
         if !self.done.insert((w.file.clone(), peer.to_string(), "received_from")) {
             return Ok(());
         }
-        let (remote, node_ids) = self.remote(store, w.ts_ns, peer)?;
+        let (remote, node_ids) = self.remote(graph, w.ts_ns, peer)?;
         let attrs = TransferAttrs {
             verb: Some(graph::Verb::SmbWrite),
             path: Some(w.path.clone()),
@@ -686,7 +669,7 @@ impl Attribution {
             node_ids,
             ..TransferAttrs::new(peer.to_string(), Protocol::Smb2)
         };
-        self.edge(store, w.ts_ns, &remote, &w.file, EdgeData::ReceivedFrom(attrs))?;
+        graph.edge(w.ts_ns, &remote, &w.file, EdgeData::ReceivedFrom(attrs))?;
         self.stats.received_from_inferred += 1;
         Ok(())
     }
@@ -694,7 +677,7 @@ impl Attribution {
     /// A `connection` event. A port program closing a connection names the peer it
     /// served (its pending writes may now be attributed); a tainted process connecting
     /// out, or closing a connection it accepted, reached that remote: a `connect` edge.
-    pub fn on_connection(&mut self, store: &GraphStore, ev: &SensorEvent) -> Result<()> {
+    pub fn on_connection(&mut self, graph: &GraphWriter, ev: &SensorEvent) -> Result<()> {
         let Some(c) = &ev.connection else { return Ok(()) };
         let peer = c.remote.ip();
         let proc_key = (ev.tgid, ev.start_ticks);
@@ -709,7 +692,7 @@ impl Attribution {
                 let writes: Vec<PortWrite> =
                     self.port_writes.iter().filter(|w| w.tgid == ev.tgid && w.ts_ns >= cutoff).cloned().collect();
                 for w in writes {
-                    self.infer_encrypted(store, &w, peer, PeerSeenBy::ConnectionClose)?;
+                    self.infer_encrypted(graph, &w, peer, PeerSeenBy::ConnectionClose)?;
                 }
             }
         }
@@ -734,8 +717,8 @@ impl Attribution {
         } else {
             ConnectDirection::In
         };
-        let (remote, node_ids) = self.remote(store, ev.ts_ns, peer)?;
-        let process = process_node_id(&self.host, ev.tgid, ev.start_ticks);
+        let (remote, node_ids) = self.remote(graph, ev.ts_ns, peer)?;
+        let process = graph.process_id(ev.tgid, ev.start_ticks);
         let attrs = ConnectAttrs {
             ip: peer.to_string(),
             port: c.remote.port(),
@@ -744,7 +727,7 @@ impl Attribution {
             direction,
             node_ids,
         };
-        self.edge(store, ev.ts_ns, &process, &remote, EdgeData::Connect(attrs))?;
+        graph.edge(ev.ts_ns, &process, &remote, EdgeData::Connect(attrs))?;
         self.stats.connections += 1;
         Ok(())
     }
@@ -753,6 +736,8 @@ impl Attribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::GraphStore;
+    use sensor_common::graph::Edge;
     use crate::events::{Connection, FileRef};
 
     fn net(verb_code: u8, client: &str) -> NetFileEvent {
@@ -781,13 +766,14 @@ mod tests {
     fn encrypted_upload_by_an_exited_process_is_attributed_at_its_close() {
         let dir = crate::graph::store::tests::tempdir();
         let store = GraphStore::open(&dir).unwrap();
-        let mut a = Attribution::new("h", vec!["/srv/share".into()]);
-        a.on_net(&store, &net(net_verb::SMB_ENCRYPTED, "10.0.0.2")).unwrap();
+        let graph = GraphWriter::new(&store, "h");
+        let mut a = Attribution::new(vec!["/srv/share".into()]);
+        a.on_net(&graph, &net(net_verb::SMB_ENCRYPTED, "10.0.0.2")).unwrap();
         let file = "file:h:1:2";
-        a.on_file(&store, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
+        a.on_file(&graph, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
         assert_eq!(a.stats.received_from_inferred, 0, "no peer known yet");
         let close = |remote: &str| Connection { local: "10.0.0.1:445".parse().unwrap(), remote: remote.parse().unwrap(), action: ConnectionAction::Close };
-        a.on_connection(&store, &proc_event(EventKind::Connection, 3_000, None, Some(close("10.0.0.2:50000")))).unwrap();
+        a.on_connection(&graph, &proc_event(EventKind::Connection, 3_000, None, Some(close("10.0.0.2:50000")))).unwrap();
         assert_eq!(a.stats.received_from_inferred, 1);
         let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).collect();
         let e = edges.iter().find(|e| matches!(e.data, EdgeData::ReceivedFrom(_))).unwrap();
@@ -797,9 +783,9 @@ mod tests {
         assert_eq!(t.peer_seen_by, Some(PeerSeenBy::ConnectionClose));
         // A write after that close is not from that peer; a second peer makes the process
         // ambiguous: nothing more is inferred.
-        a.on_file(&store, &proc_event(EventKind::Create, 4_000, Some("/srv/share/b.exe"), None), "file:h:1:3").unwrap();
+        a.on_file(&graph, &proc_event(EventKind::Create, 4_000, Some("/srv/share/b.exe"), None), "file:h:1:3").unwrap();
         assert_eq!(a.stats.received_from_inferred, 1);
-        a.on_connection(&store, &proc_event(EventKind::Connection, 5_000, None, Some(close("10.0.0.9:50001")))).unwrap();
+        a.on_connection(&graph, &proc_event(EventKind::Connection, 5_000, None, Some(close("10.0.0.9:50001")))).unwrap();
         assert_eq!(a.stats.received_from_inferred, 1);
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -808,17 +794,18 @@ mod tests {
     fn tainted_connections_become_connect_edges_once() {
         let dir = crate::graph::store::tests::tempdir();
         let store = GraphStore::open(&dir).unwrap();
-        let mut a = Attribution::new("h", Vec::new());
+        let graph = GraphWriter::new(&store, "h");
+        let mut a = Attribution::new(Vec::new());
         let conn = |action| Connection { local: "10.0.0.1:40000".parse().unwrap(), remote: "[fd00::9]:22".parse().unwrap(), action };
         let mut ev = proc_event(EventKind::Connection, 1_000, None, Some(conn(ConnectionAction::Connect)));
         ev.tainted = true;
         ev.port_program = false;
-        a.on_connection(&store, &ev).unwrap();
+        a.on_connection(&graph, &ev).unwrap();
         ev.connection = Some(conn(ConnectionAction::Close));
-        a.on_connection(&store, &ev).unwrap();
+        a.on_connection(&graph, &ev).unwrap();
         // A close without a connect: a connection it accepted.
         ev.connection = Some(Connection { local: "10.0.0.1:4444".parse().unwrap(), ..conn(ConnectionAction::Close) });
-        a.on_connection(&store, &ev).unwrap();
+        a.on_connection(&graph, &ev).unwrap();
         let connects: Vec<(Edge, ConnectAttrs)> = store
             .edges_since(0)
             .map(|e| e.unwrap())

@@ -32,8 +32,7 @@ use crate::{
         status::{NetworkStatus, Status},
     },
     events::SensorEvent,
-    graph::GraphStore,
-    ingest::Ingest,
+    graph::{GraphStore, GraphWriter},
     procfs::WallClock,
     sensor::Sensor,
 };
@@ -60,7 +59,7 @@ impl Monitor {
     /// nothing (the programs do not load, no configured interface could be attached) is
     /// an error: the quarantine would not be enforced and no upload attributed, while the
     /// rest looked healthy. `network_degraded_ok = true` runs on without it (logged).
-    pub fn start(sensor: &mut Sensor, config: &Config, host_id: &str) -> Result<Started> {
+    pub fn start(sensor: &mut Sensor, config: &Config) -> Result<Started> {
         if !config.network_monitoring {
             info!("network monitoring off (network_monitoring = false)");
             tc::remove_leftovers(config);
@@ -103,7 +102,7 @@ impl Monitor {
         if !namer.enabled() {
             info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
         }
-        let attribution = attribution::Attribution::new(host_id, roots)
+        let attribution = attribution::Attribution::new(roots)
             .with_shares(crate::smb_conf::shares(&text))
             .with_naming(crate::naming::Naming::new(namer));
         Ok(Started::On(Box::new(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 })))
@@ -137,42 +136,42 @@ impl Monitor {
     }
 
     /// A lookup answered: the remote node gets its ids.
-    pub fn on_named(&mut self, store: &GraphStore, answer: crate::naming::Answer) {
+    pub fn on_named(&mut self, graph: &GraphWriter, answer: crate::naming::Answer) {
         let (ip, result) = answer;
-        if let Err(e) = self.attribution.named(store, ip, result) {
+        if let Err(e) = self.attribution.named(graph, ip, result) {
             error!("cannot record the node ids of {ip}: {e:#}");
         }
     }
 
     /// A `NetEvent` ring-buffer record: attributed once whole (see `reassembly`); returns
     /// the JSON lines of the records attributed, for followers.
-    pub fn on_record(&mut self, bytes: &[u8], clock: &WallClock, store: &GraphStore) -> Vec<String> {
+    pub fn on_record(&mut self, bytes: &[u8], clock: &WallClock, graph: &GraphWriter) -> Vec<String> {
         let Some(raw) = events::parse(bytes) else {
             self.decode_errors += 1;
             return Vec::new();
         };
         let ready = self.reassembly.push(raw, std::time::Instant::now());
-        self.attribute(ready, clock, store)
+        self.attribute(ready, clock, graph)
     }
 
     /// Cut CREATEs whose continuation did not come in time, attributed as they are.
-    pub fn release_held(&mut self, clock: &WallClock, store: &GraphStore) -> Vec<String> {
+    pub fn release_held(&mut self, clock: &WallClock, graph: &GraphWriter) -> Vec<String> {
         let ready = self.reassembly.expire(std::time::Instant::now());
-        self.attribute(ready, clock, store)
+        self.attribute(ready, clock, graph)
     }
 
     /// Every cut CREATE still held, attributed as it is: the sensor is stopping.
-    pub fn release_all_held(&mut self, clock: &WallClock, store: &GraphStore) {
+    pub fn release_all_held(&mut self, clock: &WallClock, graph: &GraphWriter) {
         let ready = self.reassembly.release_all();
-        self.attribute(ready, clock, store);
+        self.attribute(ready, clock, graph);
     }
 
-    fn attribute(&mut self, ready: Vec<sensor_common::event::NetEvent>, clock: &WallClock, store: &GraphStore) -> Vec<String> {
+    fn attribute(&mut self, ready: Vec<sensor_common::event::NetEvent>, clock: &WallClock, graph: &GraphWriter) -> Vec<String> {
         ready
             .iter()
             .filter_map(|raw| {
                 let ev = events::decode(raw, clock);
-                if let Err(e) = self.attribution.on_net(store, &ev) {
+                if let Err(e) = self.attribution.on_net(graph, &ev) {
                     error!("cannot record network event {} {}: {e:#}", ev.proto, ev.verb);
                 }
                 serde_json::to_string(&ev).ok()
@@ -181,16 +180,16 @@ impl Monitor {
     }
 
     /// After `Ingest` recorded a process event: file events and connections.
-    pub fn on_event(&mut self, ev: &SensorEvent, ingest: &Ingest) {
+    pub fn on_event(&mut self, ev: &SensorEvent, graph: &GraphWriter) {
         if ev.kind == sensor_common::event::EventKind::Connection {
-            if let Err(e) = self.attribution.on_connection(ingest.store(), ev) {
+            if let Err(e) = self.attribution.on_connection(graph, ev) {
                 error!("cannot record connection {:?}: {e:#}", ev.connection);
             }
             return;
         }
         let Some(f) = &ev.file else { return };
-        let file = ingest.file_id(&f.key());
-        if let Err(e) = self.attribution.on_file(ingest.store(), ev, &file) {
+        let file = graph.file_id(&f.key());
+        if let Err(e) = self.attribution.on_file(graph, ev, &file) {
             error!("cannot attribute {:?}: {e:#}", ev.path);
         }
     }
@@ -204,7 +203,7 @@ impl Monitor {
     }
 
     /// Block/unblock requests; None for the others.
-    pub fn handle(&mut self, request: &Request, store: &GraphStore) -> Option<Vec<u8>> {
+    pub fn handle(&mut self, request: &Request, graph: &GraphWriter) -> Option<Vec<u8>> {
         let (target, by, block) = match request {
             Request::Block { target, by } => (target, by, true),
             Request::Unblock { target, by } => (target, by, false),
@@ -217,8 +216,8 @@ impl Monitor {
             } else if !self.classifier.unblock(ip)? {
                 warn!("unblock {ip}: it was not blocked");
             }
-            let node = self.attribution.quarantine_edge(store, ip, block, by)?;
-            store.set_blocked(&ip.to_string(), block, by, crate::procfs::now_wall_ns())?;
+            let node = self.attribution.quarantine_edge(graph, ip, block, by)?;
+            graph.store().set_blocked(&ip.to_string(), block, by, crate::procfs::now_wall_ns())?;
             info!("{} {ip} (by {by})", if block { "blocked" } else { "unblocked" });
             Ok(serde_json::to_vec(&json!({"ok": true, "ip": ip.to_string(), "node": node, "blocked": block}))?)
         })();

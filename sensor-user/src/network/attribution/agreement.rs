@@ -20,9 +20,10 @@ fn record(verb_code: u8, request: bool, proto: &'static str, port: u16) -> NetFi
     }
 }
 
-fn with_store(f: impl FnOnce(&GraphStore)) {
+fn with_store(f: impl FnOnce(&GraphWriter)) {
     let dir = crate::graph::store::tests::tempdir();
-    f(&GraphStore::open(&dir).unwrap());
+    let store = crate::graph::GraphStore::open(&dir).unwrap();
+    f(&GraphWriter::new(&store, "h"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -31,7 +32,7 @@ fn with_store(f: impl FnOnce(&GraphStore)) {
 fn ftp_both(lines: &[(bool, &[u8])]) -> (Vec<String>, u64, Vec<String>, u64) {
     let mut live = (Vec::new(), 0);
     with_store(|store| {
-        let mut a = Attribution::new("h", Vec::new());
+        let mut a = Attribution::new(Vec::new());
         let mut seq = [100u32, 900];
         for (from_client, line) in lines {
             let mut ev = record(if *from_client { net_verb::FTP_COMMAND } else { net_verb::FTP_REPLY }, *from_client, "ftp", 21);
@@ -141,7 +142,7 @@ fn smb_named_pipes_are_not_files_and_shares_agree() {
         smb(net_verb::SMB_WRITE, true, 6, &|e| (e.tree_id, e.file_id_raw) = (2, file_fid.to_bytes())),
     ];
     with_store(|store| {
-        let mut a = Attribution::new("h", Vec::new());
+        let mut a = Attribution::new(Vec::new());
         for ev in &events {
             a.on_net(store, ev).unwrap();
         }
