@@ -27,10 +27,12 @@ use crate::{
         status::{DatabaseStatus, KernelStateStatus, NetworkStatus, Status},
     },
     events::{self, SensorEvent},
-    naming::NamingStats,
-    graph::{GraphStore, GraphWriter, export},
-    ingest::{Ingest, KernelAction},
-    procfs::{self, WallClock},
+    correlate::naming::NamingStats,
+    graph::{
+        GraphStore, GraphWriter, export,
+        ingest::{Ingest, KernelAction},
+    },
+    host::procfs::{self, WallClock},
     sensor::{self, Sensor},
 };
 
@@ -47,7 +49,7 @@ struct Call {
 }
 
 pub fn host_info() -> HostInfo {
-    crate::naming::this_host(Path::new("/"))
+    crate::correlate::naming::this_host(Path::new("/"))
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -99,7 +101,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
     let clock = WallClock::now();
     let smb_conf = std::fs::read_to_string(config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into())).ok();
-    let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::ingest::PortState::new(&config, smb_conf.as_deref()));
+    let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::graph::ingest::PortState::new(&config, smb_conf.as_deref()));
     let mut counters = Counters { by_kind: BTreeMap::new(), decode_errors: 0, ingest_errors: 0 };
     let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
     let follower_lag = Arc::new(AtomicU64::new(0));

@@ -14,7 +14,7 @@ use sensor_common::{
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::procfs::{self, WallClock};
+use crate::host::procfs::{self, WallClock};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FileRef {

@@ -20,7 +20,7 @@ use aya::{
 use log::{info, warn};
 use sensor_common::maps::{BlockedKey, InodeKey, InodeState, ProcState, names};
 
-use crate::procfs;
+use crate::host::procfs;
 
 /// What was carried over from the pins of an earlier sensor.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]

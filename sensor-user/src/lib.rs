@@ -2,18 +2,15 @@
 //! Data flows one way: kernel (`sensor`) -> `events` -> `ingest` -> `graph`.
 pub mod config;
 pub mod control;
+pub mod correlate;
 pub mod daemon;
 pub mod events;
 pub mod graph;
-pub mod ingest;
+pub mod host;
 pub mod kernel_offsets;
 pub mod kernel_state;
-pub mod mounts;
-pub mod naming;
 pub mod network;
-pub mod procfs;
 pub mod replay;
 pub mod selftest;
-pub mod smb_conf;
 pub mod sensor;
 pub mod strategy;

@@ -252,7 +252,7 @@ fn status(config: &Config, json: bool) -> Result<()> {
 
 /// `--since`: Unix seconds, or an age (`90s`, `15m`, `2h`, `1d`) before now.
 fn parse_since(s: &str) -> Result<u64> {
-    let now = sensor_user::procfs::now_wall_ns();
+    let now = sensor_user::host::procfs::now_wall_ns();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs * 1_000_000_000);
     }

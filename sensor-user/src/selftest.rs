@@ -15,7 +15,7 @@ use sensor_common::{event::EventKind, maps::INODE_UNTRUSTED};
 use crate::{
     config::{Config, StrategyChoice},
     events::{self, SensorEvent},
-    procfs::{self, WallClock},
+    host::procfs::{self, WallClock},
     sensor::{self, Sensor},
     strategy::Strategy,
 };

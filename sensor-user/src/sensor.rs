@@ -20,7 +20,8 @@ use sensor_common::{
 
 use crate::{
     config::Config,
-    kernel_offsets, procfs,
+    host::procfs,
+    kernel_offsets,
     strategy::{self, COMMON_PROGRAMS, Strategy},
 };
 
@@ -52,7 +53,7 @@ pub fn preflight() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("vtrail-sensor must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): loading eBPF programs was refused");
     }
-    crate::mounts::ensure_mounted()?;
+    crate::host::mounts::ensure_mounted()?;
     Ok(())
 }
 

@@ -5,7 +5,12 @@ use std::{collections::BTreeMap, fmt, path::PathBuf};
 use serde::{Deserialize, Serialize};
 use sensor_common::graph::HostInfo;
 
-use crate::{kernel_state::CarriedOver, naming::NamingStats, network::attribution, network::reassembly::ReassemblyStats, strategy::Strategy};
+use crate::{
+    correlate::{attribution, naming::NamingStats},
+    kernel_state::CarriedOver,
+    network::reassembly::ReassemblyStats,
+    strategy::Strategy,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {

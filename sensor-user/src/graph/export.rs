@@ -44,7 +44,7 @@ fn write_json(host: &HostInfo, since_ns: Option<u64>, nodes: &[Node], edges: &[E
         format: DUMP_FORMAT.into(),
         schema_version: SCHEMA_VERSION,
         host: host.clone(),
-        exported_ns: crate::procfs::now_wall_ns(),
+        exported_ns: crate::host::procfs::now_wall_ns(),
         since_ns,
     };
     serde_json::to_writer(&mut *out, &header)?;

@@ -1,5 +1,6 @@
 //! The provenance graph in sled (schema: `sensor_common::graph`) and its exports.
 pub mod export;
+pub mod ingest;
 pub mod store;
 pub mod writer;
 

@@ -11,7 +11,7 @@ use sensor_common::{
 };
 use serde::Serialize;
 
-use crate::procfs::WallClock;
+use crate::host::procfs::WallClock;
 
 /// Longest SMB2 name kept (UTF-8 bytes); the kernel copies fewer UTF-16 bytes than this holds.
 const NAME_MAX: usize = 1024;

@@ -10,11 +10,9 @@
 //! | [`reassembly`] | CREATE names cut by a segment end, completed from the next segment |
 //! | [`peers`] | remote peers of a process, from its socket fds and `/proc/PID/net/tcp*` |
 //! | [`testrun`] | `BPF_PROG_TEST_RUN` of the loaded classifier on crafted packets (tests, bench) |
-pub mod attribution;
 pub mod events;
-pub mod ftp_session;
-pub mod ftp_stream;
-pub mod peers;
+
+use crate::correlate::attribution;
 pub mod reassembly;
 pub mod tc;
 pub mod testrun;
@@ -33,7 +31,7 @@ use crate::{
     },
     events::SensorEvent,
     graph::{GraphStore, GraphWriter},
-    procfs::WallClock,
+    host::procfs::WallClock,
     sensor::Sensor,
 };
 
@@ -96,15 +94,15 @@ impl Monitor {
         }
         let conf = config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into());
         let text = std::fs::read_to_string(&conf).unwrap_or_default();
-        let roots = crate::smb_conf::share_roots(&text);
+        let roots = crate::host::smb_conf::share_roots(&text);
         info!("network monitoring on {:?}; {} SMB share roots from {}", classifier.interfaces(), roots.len(), conf.display());
-        let namer = crate::naming::RemoteNamer::new(config.dns_server, &config.dns_zones);
+        let namer = crate::correlate::naming::RemoteNamer::new(config.dns_server, &config.dns_zones);
         if !namer.enabled() {
             info!("remote hosts named by IP only: set dns_server and dns_zones to resolve them to node ids");
         }
         let attribution = attribution::Attribution::new(roots)
-            .with_shares(crate::smb_conf::shares(&text))
-            .with_naming(crate::naming::Naming::new(namer));
+            .with_shares(crate::host::smb_conf::shares(&text))
+            .with_naming(crate::correlate::naming::Naming::new(namer));
         Ok(Started::On(Box::new(Self { classifier, attribution, reassembly: Default::default(), decode_errors: 0 })))
     }
 
@@ -131,12 +129,12 @@ impl Monitor {
     }
 
     /// Where background IP -> node id lookups answer (None when naming is off).
-    pub fn take_naming_answers(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::naming::Answer>> {
+    pub fn take_naming_answers(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::correlate::naming::Answer>> {
         self.attribution.naming.take_receiver()
     }
 
     /// A lookup answered: the remote node gets its ids.
-    pub fn on_named(&mut self, graph: &GraphWriter, answer: crate::naming::Answer) {
+    pub fn on_named(&mut self, graph: &GraphWriter, answer: crate::correlate::naming::Answer) {
         let (ip, result) = answer;
         if let Err(e) = self.attribution.named(graph, ip, result) {
             error!("cannot record the node ids of {ip}: {e:#}");
@@ -217,7 +215,7 @@ impl Monitor {
                 warn!("unblock {ip}: it was not blocked");
             }
             let node = self.attribution.quarantine_edge(graph, ip, block, by)?;
-            graph.store().set_blocked(&ip.to_string(), block, by, crate::procfs::now_wall_ns())?;
+            graph.store().set_blocked(&ip.to_string(), block, by, crate::host::procfs::now_wall_ns())?;
             info!("{} {ip} (by {by})", if block { "blocked" } else { "unblocked" });
             Ok(serde_json::to_vec(&json!({"ok": true, "ip": ip.to_string(), "node": node, "blocked": block}))?)
         })();

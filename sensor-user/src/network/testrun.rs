@@ -12,7 +12,7 @@ use sensor_common::maps::{BlockedKey, names};
 
 use super::{events, key_bytes, tc::{INGRESS, read_counters}};
 use sensor_common::proto::smb2::build;
-use crate::procfs::WallClock;
+use crate::host::procfs::WallClock;
 
 pub struct TcTestRun {
     ebpf: Ebpf,

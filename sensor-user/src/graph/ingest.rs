@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     events::SensorEvent,
     graph::{GraphStore, GraphWriter, ProcessFacts},
-    procfs,
+    host::procfs,
 };
 
 /// A change to the kernel maps the daemon must make after ingesting an event.
@@ -43,8 +43,8 @@ impl PortState {
         let mut patterns = config.port_program_state.clone();
         let mut share_roots = Vec::new();
         if let Some(text) = smb_conf {
-            patterns.extend(crate::smb_conf::state_paths(text));
-            share_roots = crate::smb_conf::share_roots(text);
+            patterns.extend(crate::host::smb_conf::state_paths(text));
+            share_roots = crate::host::smb_conf::share_roots(text);
         }
         Self { patterns, share_roots }
     }

@@ -71,7 +71,7 @@ pub fn socket_owner(ip: IpAddr, port: u16) -> Option<u32> {
         let text = std::fs::read_to_string(format!("/proc/net/{file}")).ok()?;
         established(&text).into_iter().find(|r| r.local == (ip, port)).map(|r| r.inode)
     })?;
-    crate::procfs::pids().into_iter().find(|&pid| socket_inodes(pid).contains(&inode))
+    crate::host::procfs::pids().into_iter().find(|&pid| socket_inodes(pid).contains(&inode))
 }
 
 /// Every process holding this host's end `local` of the established connection with
@@ -83,7 +83,7 @@ pub fn connection_owners(local: (IpAddr, u16), remote: (IpAddr, u16)) -> Vec<u32
     }) else {
         return Vec::new();
     };
-    crate::procfs::pids().into_iter().filter(|&pid| socket_inodes(pid).contains(&inode)).collect()
+    crate::host::procfs::pids().into_iter().filter(|&pid| socket_inodes(pid).contains(&inode)).collect()
 }
 
 /// The kernel prints addresses as 32-bit words in host byte order.

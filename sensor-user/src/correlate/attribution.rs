@@ -44,7 +44,8 @@ use sensor_common::{
     },
 };
 
-use super::{events::NetFileEvent, peers};
+use super::peers;
+use crate::network::events::NetFileEvent;
 use crate::{
     events::{ConnectionAction, SensorEvent},
     graph::GraphWriter,
@@ -138,7 +139,7 @@ pub struct Attribution {
     /// Outbound connections of tainted processes, so their close is not recorded again.
     connects: HashMap<((u32, u64), SocketAddr), u32>,
     /// Remote IP -> node ids (DNS reverse mapping of `vtrail-ddns`).
-    pub naming: crate::naming::Naming,
+    pub naming: crate::correlate::naming::Naming,
     pub stats: Stats,
 }
 
@@ -187,7 +188,7 @@ impl Attribution {
         Self { share_roots, ..Default::default() }
     }
 
-    pub fn with_naming(mut self, naming: crate::naming::Naming) -> Self {
+    pub fn with_naming(mut self, naming: crate::correlate::naming::Naming) -> Self {
         self.naming = naming;
         self
     }
@@ -206,13 +207,13 @@ impl Attribution {
     pub fn named(&mut self, graph: &GraphWriter, ip: IpAddr, answer: Result<Vec<String>, String>) -> Result<()> {
         let Some(node_ids) = self.naming.answered(ip, answer) else { return Ok(()) };
         log::info!("remote {ip} is node {}", node_ids.join(", "));
-        graph.remote(crate::procfs::now_wall_ns(), ip, node_ids)?;
+        graph.remote(crate::host::procfs::now_wall_ns(), ip, node_ids)?;
         Ok(())
     }
 
     /// A block/unblock edge from this host to the remote node.
     pub fn quarantine_edge(&mut self, graph: &GraphWriter, ip: IpAddr, block: bool, by: &str) -> Result<String> {
-        let ts = crate::procfs::now_wall_ns();
+        let ts = crate::host::procfs::now_wall_ns();
         let (remote, _) = self.remote(graph, ts, ip)?;
         let host = graph.host_node();
         let attrs = QuarantineAttrs { ip: ip.to_string(), by: by.into() };
@@ -252,7 +253,7 @@ impl Attribution {
         }
         for root in &self.share_roots {
             let candidate = format!("{root}/{norm}");
-            if let Ok((key, _)) = crate::procfs::inode_of(std::path::Path::new(&candidate))
+            if let Ok((key, _)) = crate::host::procfs::inode_of(std::path::Path::new(&candidate))
                 && graph.file_id(&key) == file
             {
                 if let Ok(Some(mut node)) = graph.store().node(file)
@@ -329,7 +330,7 @@ impl Attribution {
         let mut hits: Vec<SentHit> = Vec::new();
         if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
             let base = t.norm.rsplit('/').next().unwrap_or("");
-            let open: Vec<_> = crate::procfs::readable_files(pid)
+            let open: Vec<_> = crate::host::procfs::readable_files(pid)
                 .into_iter()
                 .filter_map(|(path, key)| Some((path, graph.store().untrusted_file(&key).ok()??.node)))
                 .collect();
@@ -383,14 +384,14 @@ impl Attribution {
     /// (path, file node, how it was found) of the untrusted file a read of `t` served.
     fn served_file(&mut self, graph: &GraphWriter, t: &Transfer) -> Option<(String, String, MatchedBy)> {
         let untrusted = |path: &str| -> Option<String> {
-            let (key, _) = crate::procfs::inode_of(&crate::procfs::fs_path(path)?).ok()?;
+            let (key, _) = crate::host::procfs::inode_of(&crate::host::procfs::fs_path(path)?).ok()?;
             Some(graph.store().untrusted_file(&key).ok()??.node)
         };
         let owners = peers::connection_owners((t.server, t.server_port), (t.client, t.client_port));
         // 1. Open in the serving process under that name.
         let mut open: Vec<(String, String)> = owners
             .iter()
-            .flat_map(|&pid| crate::procfs::readable_files(pid))
+            .flat_map(|&pid| crate::host::procfs::readable_files(pid))
             .filter(|(p, _)| path_matches(p, &t.norm))
             .filter_map(|(p, key)| Some((p, graph.store().untrusted_file(&key).ok()??.node)))
             .collect();
@@ -408,7 +409,7 @@ impl Attribution {
             for pid in &owners {
                 let base = if t.name.starts_with('/') { format!("/proc/{pid}/root") } else { format!("/proc/{pid}/cwd") };
                 if let Ok(dir) = std::fs::read_link(&base) {
-                    let candidate = format!("{}/{}", crate::procfs::text(&dir).trim_end_matches('/'), t.name.trim_start_matches('/'));
+                    let candidate = format!("{}/{}", crate::host::procfs::text(&dir).trim_end_matches('/'), t.name.trim_start_matches('/'));
                     if let Some(f) = untrusted(&candidate) {
                         found.push((candidate, f));
                     }
@@ -426,7 +427,7 @@ impl Attribution {
             // The same name in several shares: smbd works in the share it serves (its
             // working directory is that share's root).
             if found.len() > 1 {
-                let cwds: Vec<String> = owners.iter().filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok()).map(|p| crate::procfs::text(&p)).collect();
+                let cwds: Vec<String> = owners.iter().filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok()).map(|p| crate::host::procfs::text(&p)).collect();
                 let rel = format!("/{}", t.norm);
                 found.retain(|(p, _)| p.strip_suffix(&rel).is_some_and(|root| cwds.iter().any(|c| c == root)));
             }
@@ -831,7 +832,7 @@ mod tests {
         assert!(path_matches("/srv/share/dir/evil.exe", "dir/evil.exe"));
         assert!(!path_matches("/srv/share/dir/notevil.exe", "evil.exe"));
         assert!(!path_matches("/srv/x", ""));
-        assert_eq!(crate::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
+        assert_eq!(crate::host::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
     }
 }
 
