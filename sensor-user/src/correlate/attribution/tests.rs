@@ -1,0 +1,98 @@
+use super::*;
+use crate::graph::GraphStore;
+use sensor_common::graph::Edge;
+use crate::events::{Connection, FileRef};
+
+fn net(verb_code: u8, client: &str) -> NetFileEvent {
+    NetFileEvent {
+        ts_ns: 1_000, kind: "net_file", direction: "ingress", proto: "smb2", verb: "encrypted",
+        src: client.parse().unwrap(), sport: 50000, dst: "10.0.0.1".parse().unwrap(), dport: 445,
+        name: String::new(), line: Vec::new(), name_truncated: false, partial: false, blocked: false,
+        write_intent: false, session_id: 7, message_id: 0, tree_id: 0, file_id: None, file_id_raw: [0; 16],
+        access: 0, disposition: 0, length: 0, offset: 0, verb_code, tcp_seq: 0, missing: 0,
+    }
+}
+
+/// A process event of a pid that does not exist, so /proc knows nothing of it: as
+/// for an smbd child that exited before userspace read its record.
+fn proc_event(kind: EventKind, ts_ns: u64, path: Option<&str>, connection: Option<Connection>) -> SensorEvent {
+    SensorEvent {
+        ts_ns, kind, tgid: 4_000_000, tid: 4_000_000, start_ticks: 5, parent: None, uid: 0, comm: "smbd".into(),
+        tainted: false, port_program: true, file: path.map(|_| FileRef { dev: 1, ino: 2, generation: 0 }),
+        path: path.map(String::from), path2: None, name_truncated: false, path_incomplete: false, file_was_untrusted: false,
+        file_newly_untrusted: true, inode_map_full: false, taint_reason: None, mode: None, open_flags: None,
+        write_via: None, inherited: Vec::new(), inherited_overflow: None, connection,
+    }
+}
+
+#[test]
+fn encrypted_upload_by_an_exited_process_is_attributed_at_its_close() {
+    let dir = crate::graph::store::tests::tempdir();
+    let store = GraphStore::open(&dir).unwrap();
+    let graph = GraphWriter::new(&store, "h");
+    let mut a = Attribution::new(vec!["/srv/share".into()]);
+    a.on_net(&graph, &net(net_verb::SMB_ENCRYPTED, "10.0.0.2")).unwrap();
+    let file = "file:h:1:2";
+    a.on_file(&graph, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
+    assert_eq!(a.stats.received_from_inferred, 0, "no peer known yet");
+    let close = |remote: &str| Connection { local: "10.0.0.1:445".parse().unwrap(), remote: remote.parse().unwrap(), action: ConnectionAction::Close };
+    a.on_connection(&graph, &proc_event(EventKind::Connection, 3_000, None, Some(close("10.0.0.2:50000")))).unwrap();
+    assert_eq!(a.stats.received_from_inferred, 1);
+    let edges: Vec<Edge> = store.edges_since(0).map(|e| e.unwrap()).collect();
+    let e = edges.iter().find(|e| matches!(e.data, EdgeData::ReceivedFrom(_))).unwrap();
+    assert_eq!((e.src.as_str(), e.dst.as_str()), ("remote:10.0.0.2", file));
+    let t = e.data.transfer().unwrap();
+    assert!(t.inferred);
+    assert_eq!(t.peer_seen_by, Some(PeerSeenBy::ConnectionClose));
+    // A write after that close is not from that peer; a second peer makes the process
+    // ambiguous: nothing more is inferred.
+    a.on_file(&graph, &proc_event(EventKind::Create, 4_000, Some("/srv/share/b.exe"), None), "file:h:1:3").unwrap();
+    assert_eq!(a.stats.received_from_inferred, 1);
+    a.on_connection(&graph, &proc_event(EventKind::Connection, 5_000, None, Some(close("10.0.0.9:50001")))).unwrap();
+    assert_eq!(a.stats.received_from_inferred, 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tainted_connections_become_connect_edges_once() {
+    let dir = crate::graph::store::tests::tempdir();
+    let store = GraphStore::open(&dir).unwrap();
+    let graph = GraphWriter::new(&store, "h");
+    let mut a = Attribution::new(Vec::new());
+    let conn = |action| Connection { local: "10.0.0.1:40000".parse().unwrap(), remote: "[fd00::9]:22".parse().unwrap(), action };
+    let mut ev = proc_event(EventKind::Connection, 1_000, None, Some(conn(ConnectionAction::Connect)));
+    ev.tainted = true;
+    ev.port_program = false;
+    a.on_connection(&graph, &ev).unwrap();
+    ev.connection = Some(conn(ConnectionAction::Close));
+    a.on_connection(&graph, &ev).unwrap();
+    // A close without a connect: a connection it accepted.
+    ev.connection = Some(Connection { local: "10.0.0.1:4444".parse().unwrap(), ..conn(ConnectionAction::Close) });
+    a.on_connection(&graph, &ev).unwrap();
+    let connects: Vec<(Edge, ConnectAttrs)> = store
+        .edges_since(0)
+        .map(|e| e.unwrap())
+        .filter_map(|e| match &e.data {
+            EdgeData::Connect(c) => Some((e.clone(), c.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connects.len(), 2, "{connects:?}");
+    assert_eq!(connects[0].0.src, "proc:h:4000000:5");
+    assert_eq!(connects[0].0.dst, "remote:fd00::9");
+    assert_eq!((connects[0].1.direction, connects[1].1.direction), (ConnectDirection::Out, ConnectDirection::In));
+    assert_eq!(connects[1].1.local_port, Some(4444));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn names_and_paths() {
+    assert_eq!(normalize("\\dir\\evil.exe"), "dir/evil.exe");
+    assert_eq!(ftp_join("incoming", "a b.sh"), "incoming/a b.sh");
+    assert_eq!(ftp_join("incoming", "/up/x"), "up/x");
+    assert_eq!(ftp_join("a/b", ".."), "a");
+    assert!(path_matches("/srv/share/dir/evil.exe", "dir/evil.exe"));
+    assert!(!path_matches("/srv/share/dir/notevil.exe", "evil.exe"));
+    assert!(!path_matches("/srv/x", ""));
+    assert_eq!(crate::host::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
+}
