@@ -47,23 +47,15 @@ impl HostLog {
     ) -> String {
         self.next_ino += 1;
         let id = file_node_id(&host.id, DEV, 100_000 + self.next_ino);
-        self.nodes.insert(
-            id.clone(),
-            Node {
-                id: id.clone(),
-                host: host.id.clone(),
-                first_seen_ns: host.clock(at),
-                data: NodeData::File {
-                    dev: DEV,
-                    ino: 100_000 + self.next_ino,
-                    paths: vec![path.to_owned()],
-                    untrusted,
-                    executable,
-                    sha256,
-                },
-            },
-        );
-        id
+        let data = NodeData::File {
+            dev: DEV,
+            ino: 100_000 + self.next_ino,
+            paths: vec![path.to_owned()],
+            untrusted,
+            executable,
+            sha256,
+        };
+        self.node(host, id, at, data)
     }
 
     /// A process node started at `at` (true time); returns its id.
@@ -79,22 +71,26 @@ impl HostLog {
             .chars()
             .take(15)
             .collect();
-        self.nodes.insert(
-            id.clone(),
-            Node {
-                id: id.clone(),
-                host: host.id.clone(),
-                first_seen_ns: host.clock(at),
-                data: NodeData::Process {
-                    tgid,
-                    start_ticks: ticks,
-                    exe: exe.to_owned(),
-                    comm,
-                    uid,
-                    tainted,
-                },
-            },
-        );
+        let data = NodeData::Process {
+            tgid,
+            start_ticks: ticks,
+            exe: exe.to_owned(),
+            comm,
+            uid,
+            tainted,
+        };
+        self.node(host, id, at, data)
+    }
+
+    /// Records node `id` of `host`, first seen at `at` (true time); returns its id.
+    fn node(&mut self, host: &SimHost, id: String, at: u64, data: NodeData) -> String {
+        let node = Node {
+            id: id.clone(),
+            host: host.id.clone(),
+            first_seen_ns: host.clock(at),
+            data,
+        };
+        self.nodes.insert(id.clone(), node);
         id
     }
 
