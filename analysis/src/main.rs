@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use analysis::bench::{BenchConfig, load_and_query, run};
-use analysis::error::AnalysisError;
+use analysis::error::{AnalysisError, QueryError};
+use analysis::index::{Graph, HostIx};
 use analysis::load::{LoadOptions, load};
 use analysis::output::{Format, escape, render_rules, render_spread, render_trace};
 use analysis::select::{Selector, resolve_host};
@@ -128,6 +129,11 @@ struct SelectArgs {
 }
 
 impl SelectArgs {
+    /// The host `--host` names, if given.
+    fn host_in(&self, graph: &Graph) -> Result<Option<HostIx>, QueryError> {
+        self.host.as_deref().map(|h| resolve_host(graph, h)).transpose()
+    }
+
     fn selector(&self) -> Option<Selector> {
         match (&self.path, &self.sha256, &self.node) {
             (Some(p), _, _) => Some(Selector::Path(p.clone())),
@@ -228,7 +234,7 @@ fn main() -> ExitCode {
 /// even when standard output goes to a file or a pipe.
 fn load_inputs(
     input: &InputArgs,
-) -> Result<(analysis::index::Graph, analysis::load::LoadReport, Answer), AnalysisError> {
+) -> Result<(Graph, analysis::load::LoadReport, Answer), AnalysisError> {
     let (graph, report) = load(
         &input.inputs,
         LoadOptions {
@@ -262,11 +268,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
                 )
             })?;
             let (graph, load_report, answer) = load_inputs(&input)?;
-            let host = select
-                .host
-                .as_deref()
-                .map(|h| resolve_host(&graph, h))
-                .transpose()?;
+            let host = select.host_in(&graph)?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
             output.emit(&render_trace(output.format(), &report, &load_report))?;
             Ok(answer)
@@ -278,11 +280,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             output,
         } => {
             let (graph, load_report, answer) = load_inputs(&input)?;
-            let host = select
-                .host
-                .as_deref()
-                .map(|h| resolve_host(&graph, h))
-                .transpose()?;
+            let host = select.host_in(&graph)?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
             output.emit(&render_spread(output.format(), &report, &load_report))?;
             Ok(answer)
@@ -294,11 +292,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             output,
         } => {
             let (graph, load_report, answer) = load_inputs(&input)?;
-            let host = select
-                .host
-                .as_deref()
-                .map(|h| resolve_host(&graph, h))
-                .transpose()?;
+            let host = select.host_in(&graph)?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
                 // Addresses only (`BlockTarget`), one per line, as `vtrail-sensor block` takes.

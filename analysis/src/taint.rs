@@ -120,40 +120,24 @@ impl Taint {
 pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
     let mut taint = Taint::default();
     let mut queue = BinaryHeap::new();
-    let relax = |taint: &mut Taint,
-                 queue: &mut BinaryHeap<_>,
-                 node: NodeIx,
-                 since_ns: u64,
-                 origin,
-                 via,
-                 seed| {
+    let relax = |taint: &mut Taint, queue: &mut BinaryHeap<_>, node: NodeIx, label: Label| {
         let better = taint
             .labels
             .get(&node)
-            .is_none_or(|old| since_ns < old.since_ns);
+            .is_none_or(|old| label.since_ns < old.since_ns);
         if better {
-            taint.labels.insert(
-                node,
-                Label {
-                    since_ns,
-                    origin,
-                    via,
-                    seed,
-                },
-            );
-            queue.push(Reverse((since_ns, node)));
+            taint.labels.insert(node, label);
+            queue.push(Reverse((label.since_ns, node)));
         }
     };
     for (index, seed) in seeds.iter().enumerate() {
-        relax(
-            &mut taint,
-            &mut queue,
-            seed.node,
-            seed.since_ns,
-            seed.origin,
-            NO_EDGE,
-            index as u32,
-        );
+        let label = Label {
+            since_ns: seed.since_ns,
+            origin: seed.origin,
+            via: NO_EDGE,
+            seed: index as u32,
+        };
+        relax(&mut taint, &mut queue, seed.node, label);
     }
     while let Some(Reverse((since_ns, node))) = queue.pop() {
         let label = taint.labels[&node];
@@ -163,19 +147,18 @@ pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
         let kind = graph.node(node).kind;
         for &e in graph.out_edges_since(node, since_ns) {
             let edge = *graph.edge(e);
+            // Within the host: tainted from the edge on, with the same origin.
+            let along = Label {
+                since_ns: edge.ts_ns,
+                origin: label.origin,
+                via: e,
+                seed: label.seed,
+            };
             match (kind, edge.kind) {
                 (NodeKind::File, EdgeKind::Exec | EdgeKind::Read)
                     if !graph.relabeled_trusted(node, since_ns, edge.ts_ns) =>
                 {
-                    relax(
-                        &mut taint,
-                        &mut queue,
-                        edge.dst,
-                        edge.ts_ns,
-                        label.origin,
-                        e,
-                        label.seed,
-                    );
+                    relax(&mut taint, &mut queue, edge.dst, along);
                 }
                 (NodeKind::File, EdgeKind::SentTo) => {
                     if graph.relabeled_trusted(node, since_ns, edge.ts_ns) {
@@ -183,16 +166,15 @@ pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
                     }
                     match graph.matching_receive(e) {
                         Some(received) => {
+                            // On the receiver: its arrival is the new origin.
                             let arrival = graph.edge(received);
-                            relax(
-                                &mut taint,
-                                &mut queue,
-                                arrival.dst,
-                                arrival.ts_ns,
-                                received,
-                                received,
-                                label.seed,
-                            );
+                            let onto = Label {
+                                since_ns: arrival.ts_ns,
+                                origin: received,
+                                via: received,
+                                seed: label.seed,
+                            };
+                            relax(&mut taint, &mut queue, arrival.dst, onto);
                         }
                         None => taint.unmatched_sends.push(e),
                     }
@@ -201,15 +183,7 @@ pub fn propagate(graph: &Graph, seeds: &[Seed]) -> Taint {
                     NodeKind::Process | NodeKind::Unknown,
                     EdgeKind::Fork | EdgeKind::Create | EdgeKind::Write,
                 ) => {
-                    relax(
-                        &mut taint,
-                        &mut queue,
-                        edge.dst,
-                        edge.ts_ns,
-                        label.origin,
-                        e,
-                        label.seed,
-                    );
+                    relax(&mut taint, &mut queue, edge.dst, along);
                 }
                 _ => {}
             }

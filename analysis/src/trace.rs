@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use sensor_common::graph::{ConnectDirection, EdgeData, EdgeKind, Protocol};
+use sensor_common::graph::{ConnectDirection, EdgeData, EdgeKind};
 use serde::Serialize;
 
 use crate::index::{EdgeIx, Graph, HostIx, NodeIx, NodeKind};
@@ -143,30 +143,15 @@ impl TraceReport {
         self.forward
             .hosts_reached
             .iter()
-            .map(|h| TreeHost {
-                id: h.host.clone(),
-                label: if h.hostname.is_empty() {
-                    h.host.clone()
-                } else {
-                    h.hostname.clone()
-                },
-                parent: h.from.clone(),
-                time_ns: Some(h.first_tainted_ns),
-                time: Some(h.first_tainted.clone()),
-                role: if h.from.is_none() {
+            .map(|h| {
+                let role = if h.from.is_none() {
                     "flagged"
                 } else if h.executed {
                     "infected"
                 } else {
                     "reached"
-                },
-                via: h.via.as_ref().map(|v| {
-                    format!(
-                        "{} {}",
-                        v.protocol.map_or("?", Protocol::name),
-                        v.name_as_sent.as_deref().unwrap_or("?")
-                    )
-                }),
+                };
+                TreeHost::new(&h.host, &h.hostname, role, h.from.clone(), Some(h.first_tainted_ns), h.via.as_ref())
             })
             .collect()
     }

@@ -182,6 +182,35 @@ pub struct TreeHost {
     pub via: Option<String>,
 }
 
+impl TreeHost {
+    /// A host as drawn: labeled by its hostname (its id when it has none), placed by the
+    /// time of `time_ns`, the edge from its parent named by the transfer `via`.
+    pub fn new(
+        id: &str,
+        hostname: &str,
+        role: &'static str,
+        parent: Option<String>,
+        time_ns: Option<u64>,
+        via: Option<&TransferView>,
+    ) -> Self {
+        TreeHost {
+            id: id.to_owned(),
+            label: if hostname.is_empty() { id } else { hostname }.to_owned(),
+            parent,
+            time_ns,
+            time: time_ns.map(|t| Timestamp(t).to_string()),
+            role,
+            via: via.map(|v| {
+                format!(
+                    "{} {}",
+                    v.protocol.map_or("?", Protocol::name),
+                    v.name_as_sent.as_deref().unwrap_or("?")
+                )
+            }),
+        }
+    }
+}
+
 pub fn host_label(graph: &Graph, h: HostIx) -> String {
     graph.host(h).label().to_owned()
 }

@@ -8,6 +8,36 @@ fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vtrail-analysis"))
 }
 
+/// Every output format: the default text, then each flag.
+const FORMATS: [Option<&str>; 5] = [
+    None,
+    Some("--json"),
+    Some("--dot"),
+    Some("--graphml"),
+    Some("--html"),
+];
+
+/// Runs `command`, which must exit 0; `what` names it when it does not.
+fn succeeds(what: &str, command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `rules --json` on `inputs`, parsed.
+fn rules_json<I: AsRef<std::ffi::OsStr>>(inputs: impl IntoIterator<Item = I>) -> serde_json::Value {
+    let output = binary()
+        .args(["rules", "--json"])
+        .args(inputs)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn simulate_then_every_question_in_every_format() {
     let dir = common::TempDir::new("cli");
@@ -37,23 +67,10 @@ fn simulate_then_every_question_in_every_format() {
     let truth: analysis::simulate::Truth =
         serde_json::from_slice(&std::fs::read(out.join("truth.json")).unwrap()).unwrap();
 
-    for format in [
-        None,
-        Some("--json"),
-        Some("--dot"),
-        Some("--graphml"),
-        Some("--html"),
-    ] {
-        let output = binary()
-            .arg("spread")
-            .args(format)
-            .args(&dumps)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "spread {format:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+    for format in FORMATS {
+        let output = succeeds(
+            &format!("spread {format:?}"),
+            binary().arg("spread").args(format).args(&dumps),
         );
         let text = String::from_utf8(output.stdout).unwrap();
         assert!(
@@ -79,29 +96,19 @@ fn simulate_then_every_question_in_every_format() {
             _ => assert!(text.contains("Patient zero")),
         }
     }
-    for format in [
-        None,
-        Some("--json"),
-        Some("--dot"),
-        Some("--graphml"),
-        Some("--html"),
-    ] {
-        let output = binary()
-            .args([
-                "trace",
-                "--sha256",
-                &truth.worm_sha256,
-                "--host",
-                &truth.patient_zero[0],
-            ])
-            .args(format)
-            .args(&dumps)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "trace {format:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
+    for format in FORMATS {
+        succeeds(
+            &format!("trace {format:?}"),
+            binary()
+                .args([
+                    "trace",
+                    "--sha256",
+                    &truth.worm_sha256,
+                    "--host",
+                    &truth.patient_zero[0],
+                ])
+                .args(format)
+                .args(&dumps),
         );
     }
     let output = binary()
@@ -186,13 +193,7 @@ fn arrival_last_dump() -> common::Dump {
         );
     }
     dump.edge(20, EdgeKind::Exec, &file, &run, &[]);
-    dump.edge(
-        10,
-        EdgeKind::ReceivedFrom,
-        &sender,
-        &file,
-        &[("protocol", "smb2"), ("name", "invoice.pdf.sh")],
-    );
+    dump.edge(10, EdgeKind::ReceivedFrom, &sender, &file, &[("protocol", "smb2"), ("name", "invoice.pdf.sh")]);
     dump
 }
 
@@ -283,21 +284,9 @@ fn two_victims(dir: &common::TempDir) -> Vec<std::path::PathBuf> {
     let to_b = a.remote("10.0.0.2", &["b"]);
     let worm = a.file(1, "/srv/share/w", Some("ab"));
     let run = a.process(10, "/srv/share/w", "w");
-    a.edge(
-        10,
-        EdgeKind::ReceivedFrom,
-        &source,
-        &worm,
-        &[("protocol", "smb2")],
-    );
+    a.edge(10, EdgeKind::ReceivedFrom, &source, &worm, &[("protocol", "smb2")]);
     a.edge(20, EdgeKind::Exec, &worm, &run, &[]);
-    a.edge(
-        30,
-        EdgeKind::SentTo,
-        &worm,
-        &to_b,
-        &[("protocol", "smb2"), ("name", "w")],
-    );
+    a.edge(30, EdgeKind::SentTo, &worm, &to_b, &[("protocol", "smb2"), ("name", "w")]);
 
     let mut b = common::Dump::new("b");
     let from_a = b.remote("10.0.0.1", &["a"]);
@@ -312,30 +301,12 @@ fn two_victims(dir: &common::TempDir) -> Vec<std::path::PathBuf> {
         b.process(11, "/srv/ftp/w", "w"),
         b.process(12, "/srv/ftp/j", "j"),
     );
-    b.edge(
-        30,
-        EdgeKind::ReceivedFrom,
-        &from_a,
-        &worm,
-        &[("protocol", "smb2"), ("name", "w")],
-    );
+    b.edge(30, EdgeKind::ReceivedFrom, &from_a, &worm, &[("protocol", "smb2"), ("name", "w")]);
     b.edge(40, EdgeKind::Exec, &worm, &run, &[]);
     b.edge(41, EdgeKind::Connect, &run, &server, &[("ip", "198.51.100.80"), ("port", "4444"), ("protocol", "tcp"), ("direction", "out")]);
-    b.edge(
-        50,
-        EdgeKind::ReceivedFrom,
-        &mapped,
-        &copy,
-        &[("protocol", "ftp")],
-    );
+    b.edge(50, EdgeKind::ReceivedFrom, &mapped, &copy, &[("protocol", "ftp")]);
     b.edge(60, EdgeKind::Exec, &copy, &run_copy, &[]);
-    b.edge(
-        70,
-        EdgeKind::ReceivedFrom,
-        &bogus,
-        &junk,
-        &[("protocol", "ftp")],
-    );
+    b.edge(70, EdgeKind::ReceivedFrom, &bogus, &junk, &[("protocol", "ftp")]);
     b.edge(80, EdgeKind::Exec, &junk, &run_junk, &[]);
     let paths = vec![dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
     a.write(&paths[0]);
@@ -363,12 +334,7 @@ fn rules_only_block_prints_only_outside_addresses() {
         "{stderr}"
     );
 
-    let output = binary()
-        .args(["rules", "--json"])
-        .args(&dumps)
-        .output()
-        .unwrap();
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let value = rules_json(&dumps);
     let rules = &value["rules"];
     let infected: Vec<&str> = rules["infected_hosts"]
         .as_array()
@@ -395,13 +361,7 @@ fn rules_name_the_executed_script_a_yara_rule_cannot_cover() {
     let source = dump.remote("203.0.113.5", &[]);
     let script = dump.file(1, "/srv/share/run.sh", None);
     let shell = dump.process(10, "/usr/bin/bash", "bash");
-    dump.edge(
-        10,
-        EdgeKind::ReceivedFrom,
-        &source,
-        &script,
-        &[("protocol", "ftp")],
-    );
+    dump.edge(10, EdgeKind::ReceivedFrom, &source, &script, &[("protocol", "ftp")]);
     dump.edge(20, EdgeKind::Read, &script, &shell, &[]);
     let path = dir.path().join("victim.jsonl");
     dump.write(&path);
@@ -430,12 +390,7 @@ fn rules_name_the_executed_script_a_yara_rule_cannot_cover() {
         ),
         "{text}"
     );
-    let output = binary()
-        .args(["rules", "--json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let value = rules_json([&path]);
     assert_eq!(
         value["rules"]["executed_without_hash"][0]["path"],
         "/srv/share/run.sh"

@@ -21,21 +21,9 @@ fn evil_dump(dir: &common::TempDir) -> std::path::PathBuf {
     let file = dump.file(1, EVIL_PATH, None);
     let run = dump.process(10, EVIL_PATH, "evil\x1b]0;owned\x07");
     let cron = dump.file(2, "/etc/cron.d/\tevil\u{9b}", None);
-    dump.edge(
-        10,
-        EdgeKind::ReceivedFrom,
-        &sender,
-        &file,
-        &[("protocol", "smb2"), ("name", "evil\r\u{85}.sh\\x1b")],
-    );
+    dump.edge(10, EdgeKind::ReceivedFrom, &sender, &file, &[("protocol", "smb2"), ("name", "evil\r\u{85}.sh\\x1b")]);
     dump.edge(20, EdgeKind::Exec, &file, &run, &[]);
-    dump.edge(
-        30,
-        EdgeKind::Write,
-        &run,
-        &cron,
-        &[("activation_point", "cron\x1b[31m"), ("severity", "high")],
-    );
+    dump.edge(30, EdgeKind::Write, &run, &cron, &[("activation_point", "cron\x1b[31m"), ("severity", "high")]);
     let path = dir.path().join("victim.jsonl");
     dump.write(&path);
     path

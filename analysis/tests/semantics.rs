@@ -39,15 +39,7 @@ impl Incident {
             executable: true,
             sha256: sha.map(|s| s.repeat(64 / s.len())),
         };
-        self.builder
-            .add_node(Node {
-                id: id.clone(),
-                host: host.into(),
-                first_seen_ns: 0,
-                data,
-            })
-            .unwrap();
-        id
+        self.node(host, id, data)
     }
     fn process(&mut self, host: &str, pid: u32) -> String {
         let id = format!("proc:{host}:{pid}:1");
@@ -59,15 +51,7 @@ impl Incident {
             uid: 0,
             tainted: false,
         };
-        self.builder
-            .add_node(Node {
-                id: id.clone(),
-                host: host.into(),
-                first_seen_ns: 0,
-                data,
-            })
-            .unwrap();
-        id
+        self.node(host, id, data)
     }
     fn remote(&mut self, recorder: &str, ip: &str, node_id: Option<&str>) -> String {
         let id = format!("remote:{ip}");
@@ -75,14 +59,17 @@ impl Incident {
             ip: ip.into(),
             node_ids: node_id.map(|n| vec![n.into()]).unwrap_or_default(),
         };
-        self.builder
-            .add_node(Node {
-                id: id.clone(),
-                host: recorder.into(),
-                first_seen_ns: 0,
-                data,
-            })
-            .unwrap();
+        self.node(recorder, id, data)
+    }
+    /// Adds node `id`, recorded by `host`; returns its id.
+    fn node(&mut self, host: &str, id: String, data: NodeData) -> String {
+        let node = Node {
+            id: id.clone(),
+            host: host.into(),
+            first_seen_ns: 0,
+            data,
+        };
+        self.builder.add_node(node).unwrap();
         id
     }
     fn edge(
@@ -116,22 +103,8 @@ fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
     let installer = incident.file("a", 1, "/tmp/installer.sh", None);
     let admin = incident.process("a", 10);
     let run = incident.process("a", 11);
-    incident.edge(
-        "a",
-        10,
-        EdgeKind::ReceivedFrom,
-        &outside,
-        &installer,
-        &[("protocol", "http")],
-    );
-    incident.edge(
-        "a",
-        20,
-        EdgeKind::Relabel,
-        &admin,
-        &installer,
-        &[("to", "trusted"), ("by", "root(uid 0)")],
-    );
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &installer, &[("protocol", "http")]);
+    incident.edge("a", 20, EdgeKind::Relabel, &admin, &installer, &[("to", "trusted"), ("by", "root(uid 0)")]);
     incident.edge("a", 30, EdgeKind::Exec, &installer, &run, &[]);
     let graph = incident.graph();
     assert!(
@@ -146,23 +119,9 @@ fn a_file_relabeled_trusted_before_it_runs_is_not_an_infection() {
     let admin = incident.process("a", 10);
     let (first, second) = (incident.process("a", 11), incident.process("a", 12));
     incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &installer, &[]);
-    incident.edge(
-        "a",
-        20,
-        EdgeKind::Relabel,
-        &admin,
-        &installer,
-        &[("to", "trusted"), ("by", "root(uid 0)")],
-    );
+    incident.edge("a", 20, EdgeKind::Relabel, &admin, &installer, &[("to", "trusted"), ("by", "root(uid 0)")]);
     incident.edge("a", 30, EdgeKind::Exec, &installer, &first, &[]);
-    incident.edge(
-        "a",
-        40,
-        EdgeKind::Relabel,
-        &admin,
-        &installer,
-        &[("to", "untrusted"), ("by", "root(uid 0)")],
-    );
+    incident.edge("a", 40, EdgeKind::Relabel, &admin, &installer, &[("to", "untrusted"), ("by", "root(uid 0)")]);
     incident.edge("a", 50, EdgeKind::Exec, &installer, &second, &[]);
     let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("infected");
     assert_eq!(spread.hosts[0].infected_at_ns, Some(50 * NS_PER_SEC));
@@ -179,14 +138,7 @@ fn edges_before_the_taint_arrived_do_not_carry_it() {
     let early_log = incident.file("a", 2, "/var/log/early", None);
     let late_log = incident.file("a", 3, "/var/log/late", None);
     incident.edge("a", 5, EdgeKind::Write, &shell, &early_log, &[]);
-    incident.edge(
-        "a",
-        10,
-        EdgeKind::ReceivedFrom,
-        &outside,
-        &flagged,
-        &[("protocol", "smb2"), ("name", "evil")],
-    );
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &flagged, &[("protocol", "smb2"), ("name", "evil")]);
     incident.edge("a", 20, EdgeKind::Read, &flagged, &shell, &[]);
     incident.edge("a", 30, EdgeKind::Fork, &shell, &child, &[]);
     incident.edge("a", 40, EdgeKind::Write, &child, &late_log, &[]);
@@ -231,30 +183,9 @@ fn a_carrier_that_never_ran_the_file_is_a_parent_in_the_tree() {
     let from_a = incident.remote("b", "10.0.0.1", Some("a"));
     let on_b = incident.file("b", 1, "/srv/share/w", Some("cd"));
     let run = incident.process("b", 10);
-    incident.edge(
-        "a",
-        10,
-        EdgeKind::ReceivedFrom,
-        &outside,
-        &on_a,
-        &[("protocol", "ftp")],
-    );
-    incident.edge(
-        "a",
-        100,
-        EdgeKind::SentTo,
-        &on_a,
-        &to_b,
-        &[("protocol", "smb2"), ("name", "w")],
-    );
-    incident.edge(
-        "b",
-        101,
-        EdgeKind::ReceivedFrom,
-        &from_a,
-        &on_b,
-        &[("protocol", "smb2"), ("name", "w")],
-    );
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &on_a, &[("protocol", "ftp")]);
+    incident.edge("a", 100, EdgeKind::SentTo, &on_a, &to_b, &[("protocol", "smb2"), ("name", "w")]);
+    incident.edge("b", 101, EdgeKind::ReceivedFrom, &from_a, &on_b, &[("protocol", "smb2"), ("name", "w")]);
     incident.edge("b", 150, EdgeKind::Exec, &on_b, &run, &[]);
     let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");
     let b = spread.hosts.iter().find(|h| h.host == "b").unwrap();
@@ -325,22 +256,8 @@ fn every_executed_arrival_is_an_entry_whatever_its_protocol() {
         let (run_smb, run_ftp) = (incident.process("a", 10), incident.process("a", 11));
         let smb = [("protocol", "smb2"), ("name", "w")];
         let ftp = [("protocol", "ftp"), ("name", "w")];
-        incident.edge(
-            "a",
-            smb_at,
-            EdgeKind::ReceivedFrom,
-            &smb_sender,
-            &by_smb,
-            &smb,
-        );
-        incident.edge(
-            "a",
-            ftp_at,
-            EdgeKind::ReceivedFrom,
-            &ftp_sender,
-            &by_ftp,
-            &ftp,
-        );
+        incident.edge("a", smb_at, EdgeKind::ReceivedFrom, &smb_sender, &by_smb, &smb);
+        incident.edge("a", ftp_at, EdgeKind::ReceivedFrom, &ftp_sender, &by_ftp, &ftp);
         incident.edge("a", 20, EdgeKind::Exec, &by_smb, &run_smb, &[]);
         incident.edge("a", 30, EdgeKind::Exec, &by_ftp, &run_ftp, &[]);
         let graph = incident.graph();
@@ -378,22 +295,8 @@ fn every_executed_arrival_is_an_entry_whatever_its_protocol() {
     let ftp_sender = incident.remote("a", "198.51.100.7", None);
     let file = incident.file("a", 1, "/srv/share/w", Some("ab"));
     let run = incident.process("a", 10);
-    incident.edge(
-        "a",
-        10,
-        EdgeKind::ReceivedFrom,
-        &smb_sender,
-        &file,
-        &[("protocol", "smb2")],
-    );
-    incident.edge(
-        "a",
-        15,
-        EdgeKind::ReceivedFrom,
-        &ftp_sender,
-        &file,
-        &[("protocol", "ftp")],
-    );
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &smb_sender, &file, &[("protocol", "smb2")]);
+    incident.edge("a", 15, EdgeKind::ReceivedFrom, &ftp_sender, &file, &[("protocol", "ftp")]);
     incident.edge("a", 20, EdgeKind::Exec, &file, &run, &[]);
     let graph = incident.graph();
     for selector in [None, Some(Selector::Path("/srv/share/w".into()))] {
@@ -412,14 +315,7 @@ fn every_executed_arrival_is_an_entry_whatever_its_protocol() {
         let sender = incident.remote(host, ip, None);
         let file = incident.file(host, 1, "/srv/w", Some("ab"));
         let run = incident.process(host, 10);
-        incident.edge(
-            host,
-            10,
-            EdgeKind::ReceivedFrom,
-            &sender,
-            &file,
-            &[("protocol", protocol)],
-        );
+        incident.edge(host, 10, EdgeKind::ReceivedFrom, &sender, &file, &[("protocol", protocol)]);
         incident.edge(host, 20, EdgeKind::Exec, &file, &run, &[]);
     }
     let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");

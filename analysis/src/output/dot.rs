@@ -1,6 +1,8 @@
 //! `--dot`: Graphviz, one node per graph node (colored by kind or role), edges labeled.
 
 use super::GraphPicture;
+use super::escape::dot_quoted;
+use super::style::color;
 
 pub fn render(name: &str, picture: &GraphPicture) -> String {
     let mut out = format!(
@@ -9,42 +11,19 @@ pub fn render(name: &str, picture: &GraphPicture) -> String {
     for (id, (label, kind, _host)) in &picture.nodes {
         out.push_str(&format!(
             "  {} [label={}, fillcolor=\"{}\"];\n",
-            quote(id),
-            quote(label),
+            dot_quoted(id),
+            dot_quoted(label),
             color(kind)
         ));
     }
     for (src, dst, label, _kind) in &picture.edges {
         out.push_str(&format!(
             "  {} -> {} [label={}];\n",
-            quote(src),
-            quote(dst),
-            quote(label)
+            dot_quoted(src),
+            dot_quoted(dst),
+            dot_quoted(label)
         ));
     }
     out.push_str("}\n");
     out
-}
-
-/// Labels may break lines (`\n` in DOT); any other control character is shown escaped.
-fn quote(text: &str) -> String {
-    format!(
-        "\"{}\"",
-        super::escape::controls(text, &['\n'])
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    )
-}
-
-pub fn color(kind: &str) -> &'static str {
-    match kind {
-        "patient-zero" | "flagged" => "#e4572e",
-        "infected" => "#f3a712",
-        "carrier" | "reached" => "#a8c686",
-        "file" => "#dfe7fd",
-        "proc" | "process" => "#fde2e4",
-        "remote" => "#e2ece9",
-        _ => "#eeeeee",
-    }
 }

@@ -1,6 +1,7 @@
 //! `--graphml`: for yEd, Gephi, networkx. Keys: label, kind, host on nodes; label, kind on edges.
 
 use super::GraphPicture;
+use super::escape::xml;
 
 pub fn render(picture: &GraphPicture) -> String {
     let mut out = String::from(concat!(
@@ -14,27 +15,15 @@ pub fn render(picture: &GraphPicture) -> String {
     for (id, (label, kind, host)) in &picture.nodes {
         out.push_str(&format!(
             "    <node id=\"{}\"><data key=\"label\">{}</data><data key=\"kind\">{}</data><data key=\"host\">{}</data></node>\n",
-            escape(id), escape(label), escape(kind), escape(host)
+            xml(id), xml(label), xml(kind), xml(host)
         ));
     }
     for (i, (src, dst, label, kind)) in picture.edges.iter().enumerate() {
         out.push_str(&format!(
             "    <edge id=\"e{i}\" source=\"{}\" target=\"{}\"><data key=\"label\">{}</data><data key=\"kind\">{}</data></edge>\n",
-            escape(src), escape(dst), escape(label), escape(kind)
+            xml(src), xml(dst), xml(label), xml(kind)
         ));
     }
     out.push_str("  </graph>\n</graphml>\n");
     out
-}
-
-/// XML text (also used by the HTML page). Labels break lines with `\n`, which XML keeps;
-/// every other control character is shown escaped (most are not even legal XML, and all
-/// would reach the terminal of whoever reads the file). A backslash means nothing here.
-pub fn escape(text: &str) -> String {
-    super::escape::controls(text, &['\n', '\\'])
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }

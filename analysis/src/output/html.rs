@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::dot::color;
-use super::graphml::escape;
+use super::escape::xml;
+use super::style::color;
 use crate::load::LoadReport;
 use crate::rules::RulesReport;
 use crate::spread::SpreadReport;
@@ -21,8 +21,8 @@ table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;paddi
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n<h1>{}</h1>\n{body}</body></html>\n",
-        escape(title),
-        escape(title)
+        xml(title),
+        xml(title)
     )
 }
 
@@ -32,7 +32,7 @@ fn warnings(out: &mut String, load: &LoadReport, own: &[String]) {
     }
     out.push_str("<h2>Warnings (results may be partial)</h2><ul>");
     for w in load.warnings.iter().chain(own) {
-        let _ = write!(out, "<li class=\"warn\">{}</li>", escape(w));
+        let _ = write!(out, "<li class=\"warn\">{}</li>", xml(w));
     }
     out.push_str("</ul>\n");
 }
@@ -44,7 +44,7 @@ fn partial_notice(out: &mut String, load: &LoadReport) {
     }
     out.push_str("<p class=\"warn\"><b>Partial input: records were lost; every answer below is from what could be read.</b></p><ul>");
     for damage in load.damage() {
-        let _ = write!(out, "<li class=\"warn\">{}</li>", escape(&damage));
+        let _ = write!(out, "<li class=\"warn\">{}</li>", xml(&damage));
     }
     out.push_str("</ul>\n");
 }
@@ -142,11 +142,11 @@ pub fn tree_svg(tree: &[TreeHost]) -> String {
             svg,
             "<g><title>{}</title><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"9\" fill=\"{}\" stroke=\"#333\"/>\
              <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(30 {cx:.1} {:.1})\">{}</text></g>",
-            escape(&tooltip),
+            xml(&tooltip),
             color(host.role),
             cy + 20.0,
             cy + 20.0,
-            escape(&host.label)
+            xml(&host.label)
         );
     }
     svg.push_str("</svg>\n");
@@ -165,10 +165,11 @@ fn bar_chart(points: &[(String, usize)]) -> String {
         let x = 30.0 + i as f64 * bar;
         let _ = writeln!(
             svg,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#f3a712\"><title>{}: {value}</title></rect>",
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{}: {value}</title></rect>",
             130.0 - h,
             bar - 2.0,
-            escape(label)
+            color("infected"),
+            xml(label)
         );
     }
     let _ = writeln!(
@@ -182,13 +183,13 @@ fn bar_chart(points: &[(String, usize)]) -> String {
 fn table(out: &mut String, headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     out.push_str("<table><tr>");
     for h in headers {
-        let _ = write!(out, "<th>{}</th>", escape(h));
+        let _ = write!(out, "<th>{}</th>", xml(h));
     }
     out.push_str("</tr>\n");
     for row in rows {
         out.push_str("<tr>");
         for cell in row {
-            let _ = write!(out, "<td>{}</td>", escape(&cell));
+            let _ = write!(out, "<td>{}</td>", xml(&cell));
         }
         out.push_str("</tr>\n");
     }
@@ -202,12 +203,12 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let _ = writeln!(
         body,
         "<p>{}. {} of {} loaded hosts infected; patient zero: <b>{}</b>; doubling time {}; clock skew allowance ±{}.</p>",
-        escape(&report.question),
+        xml(&report.question),
         t.hosts_infected,
         t.hosts_loaded,
-        escape(&report.patient_zeros.join(", ")),
-        escape(report.doubling.median.as_deref().unwrap_or("n/a")),
-        escape(&report.skew_allowance)
+        xml(&report.patient_zeros.join(", ")),
+        xml(report.doubling.median.as_deref().unwrap_or("n/a")),
+        xml(&report.skew_allowance)
     );
     body.push_str("<h2>Propagation tree</h2>\n");
     legend(&mut body, &["patient-zero", "infected", "carrier"]);
@@ -216,7 +217,7 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         "<div class=\"svgbox\">{}</div>",
         tree_svg(&report.tree())
     );
-    let _ = writeln!(body, "<h2>New infections per {}</h2>", escape(&report.step));
+    let _ = writeln!(body, "<h2>New infections per {}</h2>", xml(&report.step));
     let points: Vec<(String, usize)> = report
         .timeline
         .iter()
@@ -291,9 +292,9 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
         let _ = writeln!(
             body,
             "<p>Flagged: <b>{}</b> on host {} <code>{}</code> {}</p>",
-            escape(&node.label),
-            escape(&node.host),
-            escape(&node.id),
+            xml(&node.label),
+            xml(&node.host),
+            xml(&node.id),
             node.sha256
                 .as_deref()
                 .map(|h| format!("sha256 <code>{h}</code>"))
@@ -304,7 +305,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     for entry in &report.backward.entry_points {
         match &entry.transfer {
             Some(t) => {
-                let _ = write!(body, "<li>{}</li>", escape(&t.sentence()));
+                let _ = write!(body, "<li>{}</li>", xml(&t.sentence()));
             }
             None => {
                 let roots: Vec<String> =
@@ -312,7 +313,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
                 let _ = write!(
                     body,
                     "<li>local origin; earliest causes: {}</li>",
-                    escape(&roots.join(", "))
+                    xml(&roots.join(", "))
                 );
             }
         }
@@ -369,7 +370,7 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
 pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let mut body = String::new();
     partial_notice(&mut body, load);
-    let _ = writeln!(body, "<p>Rules for {}.</p>", escape(&report.question));
+    let _ = writeln!(body, "<p>Rules for {}.</p>", xml(&report.question));
     body.push_str("<h2>Hosts to block</h2>\n");
     table(
         &mut body,
@@ -404,7 +405,7 @@ pub fn rules(report: &RulesReport, load: &LoadReport) -> String {
     let _ = writeln!(
         body,
         "<pre>{}</pre>",
-        escape(
+        xml(
             report
                 .yara
                 .as_deref()

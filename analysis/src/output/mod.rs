@@ -6,6 +6,7 @@ pub mod escape;
 pub mod graphml;
 pub mod html;
 pub mod json;
+pub mod style;
 pub mod text;
 
 use std::collections::BTreeMap;
