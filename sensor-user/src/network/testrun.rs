@@ -8,6 +8,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpHeader};
 use sensor_common::maps::{BlockedKey, names};
 
 use super::{events, key_bytes, tc::{INGRESS, read_counters}};
@@ -81,49 +82,38 @@ impl TcTestRun {
     }
 }
 
-/// Ethernet + IPv4/IPv6 + TCP (ACK|PSH) + payload, checksums left zero (TC does not check).
+/// Ethernet + IPv4/IPv6 + TCP (ACK|PSH) + payload, built by etherparse (checksums
+/// filled in, though TC does not check them). An IPv4 address paired with an IPv6 one is
+/// sent as its IPv4-mapped IPv6 address.
+///
+/// # Panics
+/// If `payload` is larger than one IP packet carries (65,495 bytes over IPv4).
 pub fn tcp_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 12];
-    p[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    let tcp_len = 20 + payload.len();
+    write_packet(ip_builder(src, dst).tcp(sport, dport, seq, 0xffff).ack(1).psh(), payload)
+}
+
+/// A client's SYN (no payload): the start of a flow at `seq` + 1.
+pub fn tcp_syn(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    write_packet(ip_builder(src, dst).tcp(sport, dport, seq, 0xffff).syn(), &[])
+}
+
+fn ip_builder(src: IpAddr, dst: IpAddr) -> PacketBuilderStep<IpHeaders> {
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            p.extend_from_slice(&0x0800u16.to_be_bytes());
-            let total = (20 + tcp_len) as u16;
-            p.extend_from_slice(&[0x45, 0]);
-            p.extend_from_slice(&total.to_be_bytes());
-            p.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-        }
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
         _ => {
             let to6 = |ip: IpAddr| match ip {
                 IpAddr::V4(v4) => v4.to_ipv6_mapped(),
                 IpAddr::V6(v6) => v6,
             };
-            p.extend_from_slice(&0x86ddu16.to_be_bytes());
-            p.extend_from_slice(&[0x60, 0, 0, 0]);
-            p.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-            p.extend_from_slice(&[6, 64]);
-            p.extend_from_slice(&to6(src).octets());
-            p.extend_from_slice(&to6(dst).octets());
+            eth.ipv6(to6(src).octets(), to6(dst).octets(), 64)
         }
     }
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&1u32.to_be_bytes());
-    p.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
-    p.extend_from_slice(payload);
-    p
 }
 
-/// A client's SYN (no payload): the start of a flow at `seq` + 1.
-pub fn tcp_syn(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> Vec<u8> {
-    let mut p = tcp_packet(src, dst, sport, dport, seq, &[]);
-    let flags = p.len() - 7; // TCP flags byte: 13 of the 20-byte header at the end
-    p[flags] = 0x02;
+fn write_packet(builder: PacketBuilderStep<TcpHeader>, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut p, payload).expect("the payload fits in one IP packet");
     p
 }
 
@@ -195,4 +185,34 @@ pub fn selftest() -> Result<Vec<String>> {
             .into(),
     );
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    /// What the network tests rely on: the TCP fields as given, ACK|PSH (SYN alone for
+    /// `tcp_syn`), and the IPv4 flags / IPv6 next-header byte at 14 + 6.
+    #[test]
+    fn packets_read_back() {
+        let v4: IpAddr = "10.9.0.2".parse().unwrap();
+        let v6: IpAddr = "fd00:9::1".parse().unwrap();
+        for (src, dst) in [(v4, v4), (v4, v6), (v6, v6)] {
+            let p = tcp_packet(src, dst, 50001, 445, 7, b"data");
+            let s = SlicedPacket::from_ethernet(&p).unwrap();
+            let Some(TransportSlice::Tcp(t)) = &s.transport else { panic!("{src}->{dst}: no TCP") };
+            assert_eq!((t.source_port(), t.destination_port(), t.sequence_number(), t.payload()), (50001, 445, 7, &b"data"[..]));
+            assert!(t.ack() && t.psh() && !t.syn());
+            match s.net {
+                Some(NetSlice::Ipv4(_)) => assert_eq!(p[14 + 6], 0x40, "DF, no fragment"),
+                Some(NetSlice::Ipv6(_)) => assert_eq!(p[14 + 6], 6, "next header: TCP"),
+                _ => panic!("no IP"),
+            }
+            let p = tcp_syn(src, dst, 50001, 445, 6);
+            let s = SlicedPacket::from_ethernet(&p).unwrap();
+            let Some(TransportSlice::Tcp(t)) = &s.transport else { panic!("{src}->{dst}: no TCP") };
+            assert!(t.syn() && !t.ack() && t.payload().is_empty());
+        }
+    }
 }

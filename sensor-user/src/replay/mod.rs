@@ -5,8 +5,9 @@
 //! FTP (control on TCP 21, data connections found from PORT/EPRT/227/229):
 //!
 //! ```text
-//! capture -> capture.rs (pcap/pcapng/gzip) -> link.rs (Ethernet+VLAN, SLL, SLL2, NULL/LOOP,
-//!   raw IP; IPv4/IPv6; TCP) -> tcp.rs (per-direction reassembly) -> NBSS records / FTP lines
+//! capture -> capture.rs (pcap/pcapng by pcap-parser, gzip by flate2) -> link.rs (Ethernet+VLAN,
+//!   SLL, SLL2, NULL/LOOP, raw IP; IPv4/IPv6; TCP; etherparse) -> tcp.rs (per-direction
+//!   reassembly) -> NBSS records / FTP lines
 //!   -> sensor_common::proto::{nbss, smb2, ftp} -> smb.rs / ftp.rs (session state) -> Transfer
 //! ```
 //!
@@ -67,7 +68,7 @@ use sensor_common::proto::{nbss, smb2};
 use serde::Serialize;
 
 use self::capture::CaptureReader;
-use self::link::{Skip, TCP_FIN, TCP_RST, TCP_SYN};
+use self::link::Skip;
 use self::tcp::Stream;
 
 /// A TCP connection, oriented: `client` is the side that talks to the service port.
@@ -433,7 +434,7 @@ impl Replayer {
             Flow { kind, streams: Default::default(), bufs: Default::default(), fin: [false; 2] }
         });
         let dir = if from_client { 0 } else { 1 };
-        let syn = seg.flags & TCP_SYN != 0;
+        let syn = seg.syn;
         match flow.kind {
             FlowKind::FtpData(ctrl) => {
                 let d = flow.streams[dir].accept(seg.seq, syn, seg.payload, None);
@@ -458,10 +459,10 @@ impl Replayer {
                 }
             }
         }
-        if seg.flags & TCP_FIN != 0 {
+        if seg.fin {
             flow.fin[dir] = true;
         }
-        if (seg.flags & TCP_RST != 0 || flow.fin == [true, true])
+        if (seg.rst || flow.fin == [true, true])
             && let Some(flow) = self.flows.remove(&key) {
                 self.close_flow(key, flow, ts_ns);
             }
@@ -634,7 +635,7 @@ pub fn replay_reader(input: Box<dyn Read>, opts: ReplayOptions) -> Result<(Vec<T
     }
     let (t, mut stats) = r.finish();
     stats.truncated = cut;
-    stats.capture_bytes = reader.bytes_read;
+    stats.capture_bytes = reader.bytes_read();
     stats.elapsed = started.elapsed();
     Ok((t, stats))
 }

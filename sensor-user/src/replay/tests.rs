@@ -3,6 +3,7 @@
 //! link types, re-segmented and shuffled TCP) to check that the result does not change.
 
 use super::capture::linktype;
+use super::link::tests::{build, ipv4_tcp};
 use super::*;
 use sensor_common::proto::{nbss, smb2, utf16};
 use std::io::Cursor;
@@ -443,19 +444,32 @@ fn resegment(frames: &[(u64, u32, Vec<u8>)], chunk: usize) -> Vec<(u64, u32, Vec
     for (ts, lt, f) in frames {
         let Ok(seg) = link::decode(*lt, f) else { continue };
         let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (seg.src.ip(), seg.dst.ip()) else { panic!("IPv4 only") };
-        let mk = |seq: u32, flags: u8, p: &[u8]| link::tests::ipv4_tcp(s.octets(), seg.src.port(), d.octets(), seg.dst.port(), seq, flags, p);
+        // the segment's SYN/RST as captured; FIN only on the copy that ends the payload
+        let mk = |seq: u32, fin: bool, p: &[u8]| {
+            let mut b = ipv4_tcp(s.octets(), seg.src.port(), d.octets(), seg.dst.port(), seq);
+            if seg.syn {
+                b = b.syn();
+            }
+            if seg.rst {
+                b = b.rst();
+            }
+            if fin {
+                b = b.fin();
+            }
+            build(b, p)
+        };
         if seg.payload.is_empty() {
-            out.push((*ts, linktype::RAW, mk(seg.seq, seg.flags, &[])));
+            out.push((*ts, linktype::RAW, mk(seg.seq, seg.fin, &[])));
             continue;
         }
         let pieces: Vec<_> = seg.payload.chunks(chunk).enumerate().collect();
-        let in_order = started.insert((seg.src, seg.dst)) && seg.flags & TCP_SYN == 0;
+        let in_order = started.insert((seg.src, seg.dst)) && !seg.syn;
         let order: Vec<_> = if in_order { pieces.iter().collect() } else { pieces.iter().rev().collect() };
         for (i, p) in order {
             let seq = seg.seq.wrapping_add((i * chunk) as u32);
-            out.push((*ts, linktype::RAW, mk(seq, seg.flags & !TCP_FIN, p)));
+            out.push((*ts, linktype::RAW, mk(seq, false, p)));
         }
-        out.push((*ts, linktype::RAW, mk(seg.seq, seg.flags, pieces[0].1)));
+        out.push((*ts, linktype::RAW, mk(seg.seq, seg.fin, pieces[0].1)));
     }
     out
 }
@@ -570,12 +584,12 @@ fn synthetic_smb_upload(writes: usize, size: usize) -> Vec<u8> {
     let mut cseq = 1000u32;
     let send = |file: &mut Vec<u8>, bytes: &[u8], cseq: &mut u32| {
         for chunk in bytes.chunks(1448) {
-            push(file, link::tests::ipv4_tcp(c, 50000, sv, 445, *cseq, 0x18, chunk));
+            push(file, build(ipv4_tcp(c, 50000, sv, 445, *cseq), chunk));
             *cseq = cseq.wrapping_add(chunk.len() as u32);
         }
     };
     send(&mut file, &std::mem::take(&mut stream), &mut cseq);
-    push(&mut file, link::tests::ipv4_tcp(sv, 445, c, 50000, 1, 0x18, &resp));
+    push(&mut file, build(ipv4_tcp(sv, 445, c, 50000, 1), &resp));
     for _ in 0..writes {
         send(&mut file, &write, &mut cseq);
     }
@@ -598,11 +612,11 @@ pub(crate) fn synthetic_with_stats(port: u16, msgs: &[(bool, &[u8])]) -> (Vec<Tr
     for (i, (from_client, m)) in msgs.iter().enumerate() {
         let ts = 1_700_000_000_000_000_000 + i as u64 * 1000;
         let f = if *from_client {
-            let f = link::tests::ipv4_tcp(c, 40000, s, port, cseq, 0x18, m);
+            let f = build(ipv4_tcp(c, 40000, s, port, cseq), m);
             cseq = cseq.wrapping_add(m.len() as u32);
             f
         } else {
-            let f = link::tests::ipv4_tcp(s, port, c, 40000, sseq, 0x18, m);
+            let f = build(ipv4_tcp(s, port, c, 40000, sseq), m);
             sseq = sseq.wrapping_add(m.len() as u32);
             f
         };
