@@ -255,18 +255,20 @@ impl GraphBuilder {
         let src = self.node_ix(&edge.src, host, edge.ts_ns)?;
         let dst = self.node_ix(&edge.dst, host, edge.ts_ns)?;
         let mut flags = 0;
-        let attrs = if !edge.data.has_attrs() {
+        if edge.data.activation_point().is_some() {
+            flags |= FLAG_ACTIVATION_POINT;
+        }
+        // (Writing these structs to a String cannot fail: no maps, no non-string keys.)
+        let text = edge.data.attrs_to_json().unwrap_or_default();
+        // Most edges (forks, plain writes and execs) carry nothing: no text kept for them,
+        // `Graph::edge_data` gives their kind's defaults back.
+        let attrs = if text == "{}" {
             NO_ATTRS
         } else {
-            if edge.data.activation_point().is_some() {
-                flags |= FLAG_ACTIVATION_POINT;
-            }
             let index = u32::try_from(self.attrs.len())
                 .ok()
                 .filter(|&i| i != NO_ATTRS);
             let index = index.ok_or_else(|| too_many("edges with attributes", 32))?;
-            // (Writing these structs to a String cannot fail: no maps, no non-string keys.)
-            let text = edge.data.attrs_to_json().unwrap_or_default();
             self.attrs.push(text.into_boxed_str());
             index
         };

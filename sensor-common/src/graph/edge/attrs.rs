@@ -75,7 +75,7 @@ pub struct FileWriteAttrs {
     #[serde(default, skip_serializing_if = "is_false")]
     pub path_incomplete: bool,
     /// Written by a port program (a server that receives files), not a tainted process.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub by_port_program: bool,
     /// This write made the file untrusted (the kernel's mark was new).
     #[serde(default, skip_serializing_if = "Option::is_none")]
