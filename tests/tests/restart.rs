@@ -64,13 +64,16 @@ fn kernel_taint_outlives_the_daemon_even_for_dropped_events() {
 
     // A tainted process that exits while no sensor runs leaves its kernel entry behind:
     // it is not carried over (its pid may be another process's by then).
-    std::fs::write(format!("{d}/sleeper.src"), "#!/bin/sh\nsleep 2\n").unwrap();
+    // It runs until the sensor is stopped (a `go` file, bounded to 60 s): exiting while the
+    // sensor still ran would let its exit hook remove the entry.
+    std::fs::write(format!("{d}/sleeper.src"), format!("#!/bin/sh\nfor i in $(seq 600); do [ -e {d}/go ] && exit 0; sleep 0.1; done\n")).unwrap();
     sh(&format!("{d}/portcp {d}/sleeper.src {d}/sleeper.sh && chmod +x {d}/sleeper.sh"));
     // Our own child, reaped below (PID 1 here may leave an orphan a zombie, whose pid is
     // still taken).
     let mut sleeper = Command::new(format!("{d}/sleeper.sh")).spawn().unwrap();
     sensor.wait_for("the sleeper tainted", |g| running_taints(g, &format!("{d}/sleeper.sh")));
     sensor.stop_keeping_kernel_state();
+    std::fs::write(format!("{d}/go"), "").unwrap();
     sleeper.wait().unwrap();
     let sensor = RunningSensor::start(&dir, &port_program_config(&d, extra));
     let carried = &sensor.status()["kernel_state"]["carried_over"];
