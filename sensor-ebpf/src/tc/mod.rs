@@ -39,7 +39,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use sensor_common::{
-    event::{EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NF_IPV6, NetEvent},
+    event::{EventHeader, EventKind, NAME_LEN, NET_DIR_EGRESS, NET_DIR_INGRESS, NF_IPV6, NetEvent, NetPayload},
     maps::{FlowKey, net_counter},
 };
 
@@ -112,18 +112,21 @@ fn classify(ctx: &TcContext, direction: u8) -> i32 {
     if l3l4::inspect(ctx, direction) { TC_ACT_SHOT as i32 } else { TC_ACT_OK as i32 }
 }
 
-/// Reserves a `NetEvent`, fills the common part, lets `fill` add the rest, submits.
-/// One function owns the reservation (see `taint::emit` for why).
+/// Reserves a `NetEvent`, fills the header and the packet's part of the payload, lets
+/// `fill` add the rest, submits. One function owns the reservation (see `taint::emit` for why).
 #[inline(always)]
-fn emit(pkt: &Packet, proto: u8, verb: u8, flags: u32, fill: impl FnOnce(&mut NetEvent)) {
+fn emit(pkt: &Packet, proto: u8, verb: u8, flags: u32, fill: impl FnOnce(&mut NetPayload)) {
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         count(net_counter::RINGBUF_FULL);
         return;
     };
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.kind = EventKind::NetFile as u32;
-    ev.flags = flags | if pkt.ipv6 { NF_IPV6 } else { 0 };
-    ev.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let record = unsafe { &mut *entry.as_mut_ptr() };
+    record.header = EventHeader {
+        kind: EventKind::NetFile as u32,
+        flags: flags | if pkt.ipv6 { NF_IPV6 } else { 0 },
+        ts_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+    };
+    let ev = &mut record.payload;
     ev.saddr = pkt.flow.saddr;
     ev.daddr = pkt.flow.daddr;
     ev.sport = pkt.flow.sport;
@@ -153,7 +156,7 @@ fn emit(pkt: &Packet, proto: u8, verb: u8, flags: u32, fill: impl FnOnce(&mut Ne
 
 /// Copies `n` packet bytes at `off` into `ev.name` (n already clamped to `NAME_LEN`).
 #[inline(always)]
-fn copy_name(ctx: &TcContext, ev: &mut NetEvent, off: u32, n: u32) {
+fn copy_name(ctx: &TcContext, ev: &mut NetPayload, off: u32, n: u32) {
     if n == 0 || n > NAME_LEN as u32 {
         return;
     }

@@ -3,7 +3,7 @@
 //! for the PDUs the sensor follows (CREATE, READ, WRITE, TREE_CONNECT).
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
-    event::{NAME_LEN, NET_PROTO_SMB2, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RELATED, NF_WRITE_INTENT, NetEvent, net_verb},
+    event::{NAME_LEN, NET_PROTO_SMB2, NF_BLOCKED, NF_CONTINUES, NF_NAME_TRUNCATED, NF_PARTIAL, NF_RAW_PDU, NF_RELATED, NF_WRITE_INTENT, NetPayload, net_verb},
     maps::{carry_kind, net_counter},
     proto::{
         quarantine::{self, Smb2Request},
@@ -187,7 +187,7 @@ struct SmbIds {
 
 impl SmbIds {
     #[inline(always)]
-    fn set(self, ev: &mut NetEvent) {
+    fn set(self, ev: &mut NetPayload) {
         ev.smb_command = self.command;
         ev.message_id = self.message_id;
         ev.tree_id = self.tree_id;
