@@ -10,6 +10,16 @@
 #[cfg(all(test, not(feature = "std")))]
 extern crate std;
 
+/// Marks `#[repr(C)]` types as plain old data for aya's map API, beside their definitions
+/// (userspace only: the kernel side has no aya).
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => {$(
+        #[cfg(feature = "user")]
+        // SAFETY: `#[repr(C)]`, fields of plain integers and arrays, every bit pattern valid.
+        unsafe impl aya::Pod for $t {}
+    )*};
+}
+
 pub mod event;
 pub mod maps;
 pub mod offsets;
@@ -19,21 +29,3 @@ pub mod session;
 
 #[cfg(feature = "user")]
 pub mod graph;
-
-#[cfg(feature = "user")]
-mod pod {
-    //! Marks the `#[repr(C)]` map types as plain old data for aya's map API.
-    use crate::{event::{Event, NetEvent}, maps::*, offsets::KernelOffsets};
-    unsafe impl aya::Pod for NetEvent {}
-    unsafe impl aya::Pod for BlockedKey {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowState {}
-    unsafe impl aya::Pod for InodeKey {}
-    unsafe impl aya::Pod for InodeState {}
-    unsafe impl aya::Pod for ProcState {}
-    unsafe impl aya::Pod for KernelOffsets {}
-    unsafe impl aya::Pod for SensorConfig {}
-    unsafe impl aya::Pod for Event {}
-    unsafe impl aya::Pod for PendingCall {}
-    unsafe impl aya::Pod for WriteSeenKey {}
-}

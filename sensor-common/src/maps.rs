@@ -215,3 +215,5 @@ pub mod net_counter {
 /// Default capacity of the maps (userspace may change them at load time).
 pub const MAX_PROCS: u32 = 65_536;
 pub const MAX_INODES: u32 = 262_144;
+
+pod!(InodeKey, InodeState, ProcState, SensorConfig, WriteSeenKey, PendingCall, BlockedKey, FlowKey, FlowState);

@@ -62,3 +62,5 @@ pub const FIELDS: &[(&str, &str)] = &[
 pub const SYSCALL_ARG_REGS: Option<([&str; 4], &str)> = Some((["di", "si", "dx", "r10"], "__x64_"));
 #[cfg(not(target_arch = "x86_64"))]
 pub const SYSCALL_ARG_REGS: Option<([&str; 4], &str)> = None;
+
+pod!(KernelOffsets);

@@ -70,8 +70,8 @@ pub static TC_JUMP: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// TC: the SMB walk's state between tail calls (per CPU: one packet at a time).
 #[map]
-pub static NET_WALK: PerCpuArray<crate::tc::SmbWalk> = PerCpuArray::with_max_entries(1, 0);
+pub static NET_WALK: PerCpuArray<crate::tc::smb_walk::SmbWalk> = PerCpuArray::with_max_entries(1, 0);
 
 /// TC: an FTP control segment's first bytes, scanned for line ends (per CPU).
 #[map]
-pub static FTP_SCAN: PerCpuArray<crate::tc::FtpScan> = PerCpuArray::with_max_entries(1, 0);
+pub static FTP_SCAN: PerCpuArray<crate::tc::ftp::FtpScan> = PerCpuArray::with_max_entries(1, 0);

@@ -61,7 +61,7 @@ impl PathCall {
     }
 }
 
-/// Changes through a descriptor, recorded at entry: (kind, fd, aux).
+/// Changes through a descriptor, recorded at entry: (kind, fd, chmod's mode or 0).
 #[derive(Clone, Copy)]
 pub enum FdCall {
     Ftruncate,

@@ -15,9 +15,10 @@ use sensor_common::{
     event::{
         EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
         EF_AT_OPEN, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
-        Event, EventKind,
-        NAME_LEN, PACKED_INODES, PackedConnection, PackedInode, TCP_FIN_WAIT1, TCP_LAST_ACK,
-        TCP_SYN_SENT, TaintReason,
+        ChangePayload, ConnectionPayload, Event, EventHeader, EventKind, ExecPayload, ExitPayload,
+        FileId, ForkPayload, INHERITED_FILES, InheritedFdsPayload, NAME_LEN, Name, OpenPayload,
+        PackedConnection, ProcessPayload, RenamePayload, TCP_FIN_WAIT1, TCP_LAST_ACK,
+        TCP_SYN_SENT, TaintPayload, TaintReason, WritePayload,
     },
     maps::{
         DROP_INODES_FULL, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
@@ -98,43 +99,36 @@ fn proc_event_flags(flags: u32) -> u32 {
     out
 }
 
-/// Reserves an event, fills the fields every kind has, lets `fill` add the rest and
-/// submits it; counts the drop if the ring buffer is full. One function owns the
-/// reservation so the compiled code tests it for null once: a second test (as an
-/// `Option` returned to the caller produces) makes the 6.1 verifier explore a path that
-/// exits holding the reservation, and reject the program.
+/// Reserves an `Event<T>` (at `T`'s own size), fills the header and the process, lets
+/// `fill` add the rest of the payload (every field it does not set: the ring buffer's
+/// memory is not cleared) and submits it; counts the drop if the ring buffer is full. One
+/// function owns the reservation so the compiled code tests it for null once: a second
+/// test (as an `Option` returned to the caller produces) makes the 6.1 verifier explore a
+/// path that exits holding the reservation, and reject the program.
 #[inline(always)]
-fn emit(kind: EventKind, pid_tgid: u64, state: &ProcState, fill: impl FnOnce(&mut Event)) {
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+fn emit<T: ProcessPayload + 'static>(kind: EventKind, pid_tgid: u64, state: &ProcState, fill: impl FnOnce(&mut Event<T>)) {
+    let Some(mut entry) = EVENTS.reserve::<Event<T>>(0) else {
         count_drop(kind as u32);
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.kind = kind as u32;
-    ev.flags = proc_event_flags(state.flags);
-    ev.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    ev.tgid = (pid_tgid >> 32) as u32;
-    ev.tid = pid_tgid as u32;
-    ev.start_boottime_ns = state.start_boottime_ns;
-    ev.parent_tgid = 0;
-    ev.parent_start_boottime_ns = 0;
-    ev.uid = bpf_get_current_uid_gid() as u32;
-    ev.inode = Default::default();
-    ev.generation = 0;
-    ev.aux = 0;
-    ev.fd = 0;
-    ev.name_len = 0;
-    ev.name2_len = 0;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.header = EventHeader { kind: kind as u32, flags: proc_event_flags(state.flags), ts_boot_ns: unsafe { bpf_ktime_get_boot_ns() } };
+    let process = ev.payload.process_mut();
+    process.tgid = (pid_tgid >> 32) as u32;
+    process.tid = pid_tgid as u32;
+    process.start_boottime_ns = state.start_boottime_ns;
+    process.uid = bpf_get_current_uid_gid() as u32;
+    process._pad = 0;
+    process.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     fill(ev);
     entry.submit(0);
 }
 
+/// A file's identity as events carry it, with `EF_HAS_INODE` set in `header`.
 #[inline(always)]
-fn set_inode(ev: &mut Event, id: &FileIdentity) {
-    ev.inode = id.key;
-    ev.generation = id.generation;
-    ev.flags |= EF_HAS_INODE;
+fn file_id(header: &mut EventHeader, id: &FileIdentity) -> FileId {
+    header.flags |= EF_HAS_INODE;
+    FileId { ino: id.key.ino, dev: id.key.dev, generation: id.generation }
 }
 
 /// Where a name is read from.
@@ -179,21 +173,14 @@ fn read_name(dst: &mut [u8; NAME_LEN], src: NameSource) -> (u16, bool) {
     (len as u16, truncated)
 }
 
+/// Copies a name into `name`; sets `cut_flag` (`EF_NAME_TRUNCATED`, `EF_NAME2_TRUNCATED`) in
+/// `flags` when it was cut.
 #[inline(always)]
-fn set_name(ev: &mut Event, src: NameSource) {
-    let (len, truncated) = read_name(&mut ev.name, src);
-    ev.name_len = len;
+fn set_name(name: &mut Name, flags: &mut u32, cut_flag: u32, src: NameSource) {
+    let (len, truncated) = read_name(&mut name.bytes, src);
+    name.len = len;
     if truncated {
-        ev.flags |= EF_NAME_TRUNCATED;
-    }
-}
-
-#[inline(always)]
-fn set_name2(ev: &mut Event, src: NameSource) {
-    let (len, truncated) = read_name(&mut ev.name2, src);
-    ev.name2_len = len;
-    if truncated {
-        ev.flags |= EF_NAME2_TRUNCATED;
+        *flags |= cut_flag;
     }
 }
 
@@ -264,16 +251,20 @@ pub fn on_exec(name: Option<NameSource>) {
         Some(NameSource::Kernel(p)) => p,
         _ => core::ptr::null(),
     };
-    emit(EventKind::Exec, pid_tgid, &state, |ev| {
-        ev.aux = reason;
+    emit(EventKind::Exec, pid_tgid, &state, |ev: &mut Event<ExecPayload>| {
+        let p = &mut ev.payload;
+        p.reason = reason;
+        p._pad = 0;
+        p.file = FileId::default();
+        p.name.len = 0;
         if has_exe {
-            set_inode(ev, &exe);
+            p.file = file_id(&mut ev.header, &exe);
             if exe_flags & INODE_UNTRUSTED != 0 {
-                ev.flags |= EF_FILE_WAS_UNTRUSTED;
+                ev.header.flags |= EF_FILE_WAS_UNTRUSTED;
             }
         }
         if !name_ptr.is_null() {
-            set_name(ev, NameSource::Kernel(name_ptr));
+            set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::Kernel(name_ptr));
         }
     });
     if reason != 0 {
@@ -323,11 +314,13 @@ pub fn on_fork(child: *const u8) {
     if parent.flags & PROC_TAINTED == 0 {
         return;
     }
-    emit(EventKind::Fork, pid_tgid, &child_state, |ev| {
-        ev.tgid = child_tgid;
-        ev.tid = child_tgid;
-        ev.parent_tgid = parent_tgid;
-        ev.parent_start_boottime_ns = parent.start_boottime_ns;
+    emit(EventKind::Fork, pid_tgid, &child_state, |ev: &mut Event<ForkPayload>| {
+        let p = &mut ev.payload;
+        p.process.tgid = child_tgid;
+        p.process.tid = child_tgid;
+        p.parent_tgid = parent_tgid;
+        p._pad = 0;
+        p.parent_start_boottime_ns = parent.start_boottime_ns;
     });
 }
 
@@ -344,7 +337,7 @@ pub fn on_exit() {
     if state.flags & PROC_TAINTED == 0 {
         return;
     }
-    emit(EventKind::Exit, pid_tgid, &state, |_| {});
+    emit(EventKind::Exit, pid_tgid, &state, |_: &mut Event<ExitPayload>| {});
 }
 
 /// A TCP state change. Only the states entered in the owner's own context count (see
@@ -359,12 +352,11 @@ pub fn on_connection(new_state: u32, fill: impl FnOnce(&mut PackedConnection)) {
     if state.flags & WRITER_FLAGS == 0 {
         return;
     }
-    emit(EventKind::Connection, pid_tgid, &state, |ev| {
-        ev.aux = new_state;
-        // SAFETY: `name` (at an even offset) is larger than the 2-aligned PackedConnection.
-        let c = unsafe { &mut *(ev.name.as_mut_ptr() as *mut PackedConnection) };
-        *c = PackedConnection::default();
-        fill(c);
+    emit(EventKind::Connection, pid_tgid, &state, |ev: &mut Event<ConnectionPayload>| {
+        ev.payload.tcp_state = new_state;
+        ev.payload._pad = 0;
+        ev.payload.connection = PackedConnection::default();
+        fill(&mut ev.payload.connection);
     });
 }
 
@@ -376,16 +368,17 @@ pub fn on_fd_change(call: impl FnOnce() -> (EventKind, u64, u32)) {
     if state.flags & WRITER_FLAGS == 0 {
         return;
     }
-    let (kind, fd, aux) = call();
+    let (kind, fd, mode) = call();
     if fd > u32::MAX as u64 {
         return;
     }
     let Some(o) = kernel::offsets() else { return };
     let Some(file) = kernel::task_fd_file(o, kernel::current_task(), fd as u32) else { return };
-    on_file_change(o, pid_tgid, &state, file, kind, fd as i32, aux);
+    on_file_change(o, pid_tgid, &state, file, kind, fd as i32, mode);
 }
 
-/// A write to `file` by a tracked process (`vfs_write` hooks call this directly).
+/// A write to `file` by a tracked process (`vfs_write` hooks call this directly), or a
+/// change through a descriptor (`mode`: chmod's new mode, else 0).
 #[inline(always)]
 pub fn on_file_change(
     o: &KernelOffsets,
@@ -394,16 +387,16 @@ pub fn on_file_change(
     file: *const u8,
     kind: EventKind,
     fd: i32,
-    aux: u32,
+    mode: u32,
 ) {
     let Some(id) = kernel::file_identity(o, file) else { return };
-    record_change(pid_tgid, state, &id, kind, fd, aux, 0);
+    record_change(pid_tgid, state, &id, kind, fd, mode, 0);
 }
 
 /// Rule 5 for one file: mark it untrusted (chmod only records) and report it, once per
 /// (process, file) for writes.
 #[inline(always)]
-fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: EventKind, fd: i32, aux: u32, extra_flags: u32) {
+fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: EventKind, fd: i32, mode: u32, extra_flags: u32) {
     if !id.regular {
         return; // pipes, sockets, terminals: nothing to taint
     }
@@ -423,12 +416,22 @@ fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: Even
         mark_untrusted(id)
     };
     let id = *id;
-    emit(kind, pid_tgid, state, |ev| {
-        set_inode(ev, &id);
-        ev.flags |= file_flags | extra_flags;
-        ev.fd = fd;
-        ev.aux = aux;
-    });
+    if matches!(kind, EventKind::Write) {
+        emit(kind, pid_tgid, state, |ev: &mut Event<WritePayload>| {
+            ev.payload.file = file_id(&mut ev.header, &id);
+            ev.header.flags |= file_flags | extra_flags;
+            ev.payload.fd = fd;
+            ev.payload._pad = 0;
+        });
+    } else {
+        emit(kind, pid_tgid, state, |ev: &mut Event<ChangePayload>| {
+            ev.payload.file = file_id(&mut ev.header, &id);
+            ev.header.flags |= file_flags | extra_flags;
+            ev.payload.fd = fd;
+            ev.payload.mode = mode;
+            ev.payload.name.len = 0;
+        });
+    }
 }
 
 /// Descriptors looked at when a process becomes tainted: 0-15 hold the standard streams
@@ -444,12 +447,12 @@ const FD_SCAN_LIMIT: u32 = 16;
 #[inline(always)]
 fn mark_writable_fds(o: &KernelOffsets, pid_tgid: u64, state: &ProcState) {
     let Some(table) = kernel::task_fd_table(o, kernel::current_task()) else { return };
-    emit(EventKind::InheritedFds, pid_tgid, state, |ev| {
+    emit(EventKind::InheritedFds, pid_tgid, state, |ev: &mut Event<InheritedFdsPayload>| {
         // The counters live in the record, read and written through volatile accesses:
         // kept in registers, their exact values would make every combination of
         // "writable or not" over the descriptors a distinct verifier state.
-        let packed = core::ptr::addr_of_mut!(ev.aux);
-        let overflow = core::ptr::addr_of_mut!(ev.fd);
+        let packed = core::ptr::addr_of_mut!(ev.payload.count);
+        let overflow = core::ptr::addr_of_mut!(ev.payload.overflow);
         unsafe {
             packed.write_volatile(0);
             overflow.write_volatile(0);
@@ -468,11 +471,11 @@ fn mark_writable_fds(o: &KernelOffsets, pid_tgid: u64, state: &ProcState) {
             }
             let _ = mark_untrusted(&id);
             let slot = unsafe { packed.read_volatile() } as usize;
-            if slot < PACKED_INODES {
-                let entry = PackedInode { ino: id.key.ino, dev: id.key.dev, generation: id.generation };
-                // In bounds: slot < PACKED_INODES and name is PACKED_INODES * 16 bytes.
+            if slot < INHERITED_FILES {
+                let entry = FileId { ino: id.key.ino, dev: id.key.dev, generation: id.generation };
+                // In bounds: slot < INHERITED_FILES, the array's length.
                 unsafe {
-                    (ev.name.as_mut_ptr() as *mut PackedInode).add(slot).write_unaligned(entry);
+                    ev.payload.files.as_mut_ptr().add(slot).write(entry);
                     packed.write_volatile(slot as u32 + 1);
                 }
             } else {
@@ -534,14 +537,28 @@ fn finish(pid_tgid: u64, call: &PendingCall, ret: i64) {
         return;
     }
     let Some(kind) = EventKind::from_u32(call.kind) else { return };
-    emit(kind, pid_tgid, &state, |ev| {
-        ev.fd = call.dirfd;
-        ev.aux = call.flags;
-        set_name(ev, NameSource::User(call.name));
-        if call.name2 != 0 {
-            set_name2(ev, NameSource::User(call.name2));
-        }
-    });
+    if matches!(kind, EventKind::Rename | EventKind::Link) {
+        emit(kind, pid_tgid, &state, |ev: &mut Event<RenamePayload>| {
+            let p = &mut ev.payload;
+            p.dirfd = call.dirfd;
+            // (`PathCall::decode` stashes the second name's dirfd in `flags`.)
+            p.new_dirfd = call.flags as i32;
+            set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::User(call.name));
+            p.new_name.len = 0;
+            if call.name2 != 0 {
+                set_name(&mut p.new_name, &mut ev.header.flags, EF_NAME2_TRUNCATED, NameSource::User(call.name2));
+            }
+        });
+    } else {
+        // Unlink, chmod, truncate through a path.
+        emit(kind, pid_tgid, &state, |ev: &mut Event<ChangePayload>| {
+            let p = &mut ev.payload;
+            p.file = FileId::default();
+            p.fd = call.dirfd;
+            p.mode = call.flags;
+            set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::User(call.name));
+        });
+    }
 }
 
 #[inline(always)]
@@ -568,22 +585,28 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
     } else {
         // Opened for writing: untrusted from now on, whether or not a write follows, so
         // that no per-write hook is needed (write(2) is the hottest syscall there is).
-        record_change(pid_tgid, &state, &id, EventKind::Write, fd as i32, call.flags, EF_AT_OPEN);
+        record_change(pid_tgid, &state, &id, EventKind::Write, fd as i32, 0, EF_AT_OPEN);
         return;
     }
-    emit(kind, pid_tgid, &state, |ev| {
-        set_inode(ev, &id);
-        ev.flags |= file_flags;
-        ev.fd = call.dirfd;
-        ev.aux = if matches!(kind, EventKind::Taint) {
-            TaintReason::InterpreterRead as u32
-        } else {
-            call.flags
-        };
-        set_name(ev, NameSource::User(call.name));
-    });
     if matches!(kind, EventKind::Taint) {
+        emit(kind, pid_tgid, &state, |ev: &mut Event<TaintPayload>| {
+            let p = &mut ev.payload;
+            p.file = file_id(&mut ev.header, &id);
+            ev.header.flags |= file_flags;
+            p.dirfd = call.dirfd;
+            p.reason = TaintReason::InterpreterRead as u32;
+            set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::User(call.name));
+        });
         mark_writable_fds(o, pid_tgid, &state);
+    } else {
+        emit(kind, pid_tgid, &state, |ev: &mut Event<OpenPayload>| {
+            let p = &mut ev.payload;
+            p.file = file_id(&mut ev.header, &id);
+            ev.header.flags |= file_flags;
+            p.dirfd = call.dirfd;
+            p.open_flags = call.flags;
+            set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::User(call.name));
+        });
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use sensor_common::{
     event::{
-        EventKind, NET_DIR_EGRESS, NET_PROTO_FTP, NET_PROTO_SMB2, NF_BLOCKED, NF_IPV6,
+        EventHeader, EventKind, NET_DIR_EGRESS, NET_PROTO_FTP, NET_PROTO_SMB2, NF_BLOCKED, NF_IPV6,
         NF_NAME_TRUNCATED, NF_PARTIAL, NF_WRITE_INTENT, NetEvent, net_verb,
     },
     proto::utf16,
@@ -16,17 +16,16 @@ use crate::host::procfs::WallClock;
 /// Longest SMB2 name kept (UTF-8 bytes); the kernel copies fewer UTF-16 bytes than this holds.
 const NAME_MAX: usize = 1024;
 
-/// Is this ring-buffer record a `NetEvent`?
+/// Is this ring-buffer record a `NetEvent`? Its header says so.
 pub fn is_net(bytes: &[u8]) -> bool {
-    bytes.len() >= 4 && u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == EventKind::NetFile as u32
+    crate::events::read_record::<EventHeader>(bytes).is_some_and(|h| h.kind() == Some(EventKind::NetFile))
 }
 
 pub fn parse(bytes: &[u8]) -> Option<NetEvent> {
-    if !is_net(bytes) || bytes.len() < size_of::<NetEvent>() {
+    if !is_net(bytes) {
         return None;
     }
-    // SAFETY: length checked; NetEvent is plain old data.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const NetEvent) })
+    crate::events::read_record::<NetEvent>(bytes)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,44 +108,44 @@ pub fn verb_name(verb: u8) -> &'static str {
 }
 
 pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
-    let raw = ev.name_bytes();
-    let (name, line) = if ev.proto == NET_PROTO_SMB2 {
+    let raw = ev.payload.name_bytes();
+    let (name, line) = if ev.payload.proto == NET_PROTO_SMB2 {
         (utf16::to_string(raw, NAME_MAX).0, Vec::new())
     } else {
         (String::new(), raw.to_vec())
     };
     let _ = NF_IPV6;
     NetFileEvent {
-        ts_ns: clock.wall_ns(ev.ts_boot_ns),
+        ts_ns: clock.wall_ns(ev.header.ts_boot_ns),
         kind: "net_file",
-        direction: if ev.direction == NET_DIR_EGRESS { "egress" } else { "ingress" },
-        proto: match ev.proto {
+        direction: if ev.payload.direction == NET_DIR_EGRESS { "egress" } else { "ingress" },
+        proto: match ev.payload.proto {
             NET_PROTO_SMB2 => "smb2",
             NET_PROTO_FTP => "ftp",
             _ => "unknown",
         },
-        verb: verb_name(ev.verb),
-        src: addr(ev.saddr),
-        sport: ev.sport,
-        dst: addr(ev.daddr),
-        dport: ev.dport,
+        verb: verb_name(ev.payload.verb),
+        src: addr(ev.payload.saddr),
+        sport: ev.payload.sport,
+        dst: addr(ev.payload.daddr),
+        dport: ev.payload.dport,
         name,
         line,
-        name_truncated: ev.flags & NF_NAME_TRUNCATED != 0,
-        partial: ev.flags & NF_PARTIAL != 0,
-        blocked: ev.flags & NF_BLOCKED != 0,
-        write_intent: ev.flags & NF_WRITE_INTENT != 0,
-        session_id: ev.session_id,
-        message_id: ev.message_id,
-        tree_id: ev.tree_id,
-        file_id: (ev.file_id != [0; 16]).then(|| ev.file_id.iter().map(|b| format!("{b:02x}")).collect()),
-        file_id_raw: ev.file_id,
-        access: ev.access,
-        disposition: ev.disposition,
-        length: ev.length,
-        offset: ev.offset,
-        verb_code: ev.verb,
-        tcp_seq: ev.tcp_seq,
-        missing: ev.missing,
+        name_truncated: ev.header.flags & NF_NAME_TRUNCATED != 0,
+        partial: ev.header.flags & NF_PARTIAL != 0,
+        blocked: ev.header.flags & NF_BLOCKED != 0,
+        write_intent: ev.header.flags & NF_WRITE_INTENT != 0,
+        session_id: ev.payload.session_id,
+        message_id: ev.payload.message_id,
+        tree_id: ev.payload.tree_id,
+        file_id: (ev.payload.file_id != [0; 16]).then(|| ev.payload.file_id.iter().map(|b| format!("{b:02x}")).collect()),
+        file_id_raw: ev.payload.file_id,
+        access: ev.payload.access,
+        disposition: ev.payload.disposition,
+        length: ev.payload.length,
+        offset: ev.payload.offset,
+        verb_code: ev.payload.verb,
+        tcp_seq: ev.payload.tcp_seq,
+        missing: ev.payload.missing,
     }
 }

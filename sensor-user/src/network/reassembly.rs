@@ -40,8 +40,8 @@ const MAX_HELD: usize = 4096;
 type Connection = (([u8; 16], u16), ([u8; 16], u16));
 
 fn connection(ev: &NetEvent) -> Connection {
-    let a = (ev.saddr, ev.sport);
-    let b = (ev.daddr, ev.dport);
+    let a = (ev.payload.saddr, ev.payload.sport);
+    let b = (ev.payload.daddr, ev.payload.dport);
     if a <= b { (a, b) } else { (b, a) }
 }
 
@@ -69,9 +69,9 @@ impl Reassembly {
     pub fn push(&mut self, ev: NetEvent, now: Instant) -> Vec<NetEvent> {
         let mut ready = self.expire(now);
         let key = connection(&ev);
-        if ev.verb == net_verb::SMB_CONTINUATION {
+        if ev.payload.verb == net_verb::SMB_CONTINUATION {
             match self.held.remove(&key) {
-                Some((held, _)) => match join(held, ev.name_bytes()) {
+                Some((held, _)) => match join(held, ev.payload.name_bytes()) {
                     Some(done) => {
                         self.stats.completed += 1;
                         ready.push(done);
@@ -87,7 +87,7 @@ impl Reassembly {
             ready.extend(self.as_is(held));
         }
         // A dropped (quarantined) packet is retransmitted, never continued.
-        if ev.flags & NF_CONTINUES != 0 && ev.flags & NF_BLOCKED == 0 {
+        if ev.header.flags & NF_CONTINUES != 0 && ev.header.flags & NF_BLOCKED == 0 {
             if self.held.len() >= MAX_HELD {
                 ready.extend(self.release_oldest());
             }
@@ -134,18 +134,18 @@ impl Reassembly {
     /// A record released without its continuation: a cut CREATE goes out partial (raw PDU
     /// bytes are not a name); a cut READ, WRITE or CREATE response is dropped, counted.
     fn as_is(&mut self, mut ev: NetEvent) -> Option<NetEvent> {
-        let cut = ev.flags & NF_CONTINUES != 0;
-        if cut && ev.flags & NF_RAW_PDU != 0 && ev.verb != net_verb::SMB_CREATE {
+        let cut = ev.header.flags & NF_CONTINUES != 0;
+        if cut && ev.header.flags & NF_RAW_PDU != 0 && ev.payload.verb != net_verb::SMB_CREATE {
             self.stats.lost += 1;
             return None;
         }
-        if cut && ev.flags & NF_BLOCKED == 0 {
+        if cut && ev.header.flags & NF_BLOCKED == 0 {
             self.stats.released_partial += 1;
         }
-        if ev.flags & NF_RAW_PDU != 0 {
-            ev.name_len = 0;
+        if ev.header.flags & NF_RAW_PDU != 0 {
+            ev.payload.name_len = 0;
         }
-        ev.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+        ev.header.flags &= !(NF_CONTINUES | NF_RAW_PDU);
         Some(ev)
     }
 }
@@ -153,39 +153,39 @@ impl Reassembly {
 /// Completes a held record with the first bytes of the next segment; `None` when they
 /// still do not reach the fields it is followed for.
 fn join(mut held: NetEvent, more: &[u8]) -> Option<NetEvent> {
-    let have = (held.name_len as usize).min(NAME_LEN);
-    let take = more.len().min(held.missing as usize);
-    if held.flags & NF_RAW_PDU == 0 && held.verb == net_verb::SMB_CREATE {
+    let have = (held.payload.name_len as usize).min(NAME_LEN);
+    let take = more.len().min(held.payload.missing as usize);
+    if held.header.flags & NF_RAW_PDU == 0 && held.payload.verb == net_verb::SMB_CREATE {
         complete_name(&mut held, more, have, take);
         return Some(held);
     }
-    let mut pdu = held.name[..have].to_vec();
+    let mut pdu = held.payload.name[..have].to_vec();
     pdu.extend_from_slice(&more[..take]);
-    held.missing -= take as u32;
-    held.flags &= !(NF_CONTINUES | NF_RAW_PDU);
-    held.name_len = 0;
+    held.payload.missing -= take as u32;
+    held.header.flags &= !(NF_CONTINUES | NF_RAW_PDU);
+    held.payload.name_len = 0;
     let header = smb2::Header::new_unchecked(&pdu[..]);
     if pdu.len() >= smb2::HEADER_LEN {
         // The kernel had no ids when the header itself was cut.
-        held.message_id = header.message_id();
-        held.tree_id = header.tree_id().unwrap_or(0);
-        held.session_id = header.session_id();
+        held.payload.message_id = header.message_id();
+        held.payload.tree_id = header.tree_id().unwrap_or(0);
+        held.payload.session_id = header.session_id();
     }
-    let known = match held.verb {
+    let known = match held.payload.verb {
         net_verb::SMB_CREATE => {
             complete_create(&mut held, &pdu);
             true
         }
         net_verb::SMB_CREATE_RESPONSE => fixed_part(&mut held, &pdu, field::create_resp::FILE_ID.end, |ev, pdu| {
-            ev.file_id = smb2::CreateResponse::new_unchecked(pdu).file_id().to_bytes();
+            ev.payload.file_id = smb2::CreateResponse::new_unchecked(pdu).file_id().to_bytes();
         }),
         net_verb::SMB_WRITE => fixed_part(&mut held, &pdu, field::write_req::FILE_ID.end, |ev, pdu| {
             let req = smb2::WriteRequest::new_unchecked(pdu);
-            (ev.length, ev.offset, ev.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
+            (ev.payload.length, ev.payload.offset, ev.payload.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
         }),
         net_verb::SMB_READ => fixed_part(&mut held, &pdu, field::read_req::FILE_ID.end, |ev, pdu| {
             let req = smb2::ReadRequest::new_unchecked(pdu);
-            (ev.length, ev.offset, ev.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
+            (ev.payload.length, ev.payload.offset, ev.payload.file_id) = (req.length(), req.offset(), req.file_id().to_bytes());
         }),
         _ => false,
     };
@@ -200,23 +200,23 @@ fn fixed_part(ev: &mut NetEvent, pdu: &[u8], end: usize, read: impl Fn(&mut NetE
         return false;
     }
     read(ev, pdu);
-    ev.flags &= !NF_PARTIAL;
-    ev.missing = 0;
+    ev.header.flags &= !NF_PARTIAL;
+    ev.payload.missing = 0;
     true
 }
 
 /// Appends the continuation's bytes the CREATE lacks to its name.
 fn complete_name(create: &mut NetEvent, more: &[u8], have: usize, take: usize) {
     let take = take.min(NAME_LEN - have);
-    create.name[have..have + take].copy_from_slice(&more[..take]);
-    create.name_len = (have + take) as u16;
-    create.missing -= take as u32;
-    create.flags &= !NF_CONTINUES;
-    if create.missing == 0 {
-        create.flags &= !NF_PARTIAL;
+    create.payload.name[have..have + take].copy_from_slice(&more[..take]);
+    create.payload.name_len = (have + take) as u16;
+    create.payload.missing -= take as u32;
+    create.header.flags &= !NF_CONTINUES;
+    if create.payload.missing == 0 {
+        create.header.flags &= !NF_PARTIAL;
     } else if have + take == NAME_LEN {
         // Whole segments, but the name is longer than a record holds.
-        create.flags |= NF_NAME_TRUNCATED;
+        create.header.flags |= NF_NAME_TRUNCATED;
     }
 }
 
@@ -227,27 +227,27 @@ fn complete_create(create: &mut NetEvent, pdu: &[u8]) {
         return;
     }
     let req = smb2::CreateRequest::new_unchecked(pdu);
-    create.access = req.desired_access();
-    create.disposition = req.create_disposition();
-    create.options = req.create_options();
+    create.payload.access = req.desired_access();
+    create.payload.disposition = req.create_disposition();
+    create.payload.options = req.create_options();
     if req.has_write_intent() {
-        create.flags |= NF_WRITE_INTENT;
+        create.header.flags |= NF_WRITE_INTENT;
     }
     match req.name_partial() {
         Ok((name, cut)) => {
             let n = name.len().min(NAME_LEN);
-            create.name[..n].copy_from_slice(&name[..n]);
-            create.name_len = n as u16;
+            create.payload.name[..n].copy_from_slice(&name[..n]);
+            create.payload.name_len = n as u16;
             if n < name.len() {
-                create.flags |= NF_NAME_TRUNCATED;
+                create.header.flags |= NF_NAME_TRUNCATED;
             }
             if !cut {
-                create.flags &= !NF_PARTIAL;
-                create.missing = 0;
+                create.header.flags &= !NF_PARTIAL;
+                create.payload.missing = 0;
             }
         }
         // NameOffset inside the fixed part, or past what the two segments hold.
-        Err(_) => create.flags |= NF_NAME_TRUNCATED,
+        Err(_) => create.header.flags |= NF_NAME_TRUNCATED,
     }
 }
 
@@ -260,15 +260,15 @@ mod tests {
         let mut ev: NetEvent = unsafe { std::mem::zeroed() };
         let (client, server) = (([10, 0, 0, 2], 40000u16), ([10, 0, 0, 1], 445u16));
         let ((s, sp), (d, dp)) = if from_client { (client, server) } else { (server, client) };
-        ev.saddr[..4].copy_from_slice(&s);
-        ev.daddr[..4].copy_from_slice(&d);
-        (ev.sport, ev.dport) = (sp, dp);
-        ev.verb = verb;
-        ev.flags = flags;
-        ev.missing = missing;
+        ev.payload.saddr[..4].copy_from_slice(&s);
+        ev.payload.daddr[..4].copy_from_slice(&d);
+        (ev.payload.sport, ev.payload.dport) = (sp, dp);
+        ev.payload.verb = verb;
+        ev.header.flags = flags;
+        ev.payload.missing = missing;
         let name = &name[..name.len().min(NAME_LEN)]; // as the kernel sends at most
-        ev.name[..name.len()].copy_from_slice(name);
-        ev.name_len = name.len() as u16;
+        ev.payload.name[..name.len()].copy_from_slice(name);
+        ev.payload.name_len = name.len() as u16;
         ev
     }
 
@@ -285,9 +285,9 @@ mod tests {
         rest.extend_from_slice(&[0xAA; 40]);
         let out = r.push(record(net_verb::SMB_CONTINUATION, true, &rest, 0, 0), t0);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].name_bytes(), &name[..]);
-        assert_eq!(out[0].flags & (NF_PARTIAL | NF_CONTINUES | NF_NAME_TRUNCATED), 0);
-        assert_eq!(out[0].missing, 0);
+        assert_eq!(out[0].payload.name_bytes(), &name[..]);
+        assert_eq!(out[0].header.flags & (NF_PARTIAL | NF_CONTINUES | NF_NAME_TRUNCATED), 0);
+        assert_eq!(out[0].payload.missing, 0);
         assert_eq!(r.stats, ReassemblyStats { completed: 1, ..Default::default() });
     }
 
@@ -299,8 +299,8 @@ mod tests {
         assert!(r.push(cut, t0).is_empty());
         // The server's response on the same connection comes first: release, then it.
         let out = r.push(record(net_verb::SMB_CREATE_RESPONSE, false, b"", 0, 0), t0);
-        assert_eq!(out.iter().map(|e| e.verb).collect::<Vec<_>>(), [net_verb::SMB_CREATE, net_verb::SMB_CREATE_RESPONSE]);
-        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        assert_eq!(out.iter().map(|e| e.payload.verb).collect::<Vec<_>>(), [net_verb::SMB_CREATE, net_verb::SMB_CREATE_RESPONSE]);
+        assert_ne!(out[0].header.flags & NF_PARTIAL, 0);
         // A late continuation finds nothing to complete.
         assert!(r.push(record(net_verb::SMB_CONTINUATION, true, b"b\0", 0, 0), t0).is_empty());
         // Another cut CREATE expires after WAIT.
@@ -310,7 +310,7 @@ mod tests {
         // At stop nothing held is lost: it goes out before its time.
         assert!(r.push(record(net_verb::SMB_CREATE, true, b"d\0", NF_PARTIAL | NF_CONTINUES, 4), t0).is_empty());
         let out = r.release_all();
-        assert_eq!((out.len(), out[0].name_bytes()), (1, &b"d\0"[..]));
+        assert_eq!((out.len(), out[0].payload.name_bytes()), (1, &b"d\0"[..]));
         assert_eq!(r.stats, ReassemblyStats { released_partial: 3, unmatched: 1, ..Default::default() });
     }
 
@@ -322,10 +322,10 @@ mod tests {
         let cut = record(net_verb::SMB_CREATE, true, &head, NF_PARTIAL | NF_CONTINUES, 600);
         assert!(r.push(cut, t0).is_empty());
         let out = r.push(record(net_verb::SMB_CONTINUATION, true, &[b'y'; 100], 0, 0), t0);
-        assert_eq!(out[0].name_len as usize, NAME_LEN);
-        assert_eq!(out[0].missing, 594);
-        assert_ne!(out[0].flags & NF_NAME_TRUNCATED, 0);
-        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        assert_eq!(out[0].payload.name_len as usize, NAME_LEN);
+        assert_eq!(out[0].payload.missing, 594);
+        assert_ne!(out[0].header.flags & NF_NAME_TRUNCATED, 0);
+        assert_ne!(out[0].header.flags & NF_PARTIAL, 0);
     }
 
     #[test]
@@ -341,11 +341,11 @@ mod tests {
             let out = r.push(record(net_verb::SMB_CONTINUATION, true, tail, 0, 0), t0);
             assert_eq!(out.len(), 1, "cut at {cut}");
             let ev = &out[0];
-            assert_eq!(ev.name_bytes(), &utf16(name)[..], "cut at {cut}");
-            assert_eq!((ev.access, ev.disposition, ev.options), (0x12_0116, 5, 0x40), "cut at {cut}");
-            assert_eq!((ev.message_id, ev.tree_id, ev.session_id), (9, 7, 0x1122), "cut at {cut}");
-            assert_ne!(ev.flags & NF_WRITE_INTENT, 0);
-            assert_eq!(ev.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
+            assert_eq!(ev.payload.name_bytes(), &utf16(name)[..], "cut at {cut}");
+            assert_eq!((ev.payload.access, ev.payload.disposition, ev.payload.options), (0x12_0116, 5, 0x40), "cut at {cut}");
+            assert_eq!((ev.payload.message_id, ev.payload.tree_id, ev.payload.session_id), (9, 7, 0x1122), "cut at {cut}");
+            assert_ne!(ev.header.flags & NF_WRITE_INTENT, 0);
+            assert_eq!(ev.header.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "cut at {cut}");
         }
         // Without the continuation, raw bytes are never taken for a name.
         let mut r = Reassembly::default();
@@ -353,14 +353,14 @@ mod tests {
         let held = record(net_verb::SMB_CREATE, true, &pdu[..80], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, 50);
         assert!(r.push(held, t0).is_empty());
         let out = r.expire(t0 + WAIT);
-        assert_eq!((out[0].name_len, out[0].flags & NF_RAW_PDU), (0, 0));
-        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        assert_eq!((out[0].payload.name_len, out[0].header.flags & NF_RAW_PDU), (0, 0));
+        assert_ne!(out[0].header.flags & NF_PARTIAL, 0);
         // A continuation too short for the fixed part leaves it unknown, not invented.
         let held = record(net_verb::SMB_CREATE, true, &pdu[..70], NF_PARTIAL | NF_CONTINUES | NF_RAW_PDU, 60);
         assert!(r.push(held, t0).is_empty());
         let out = r.push(record(net_verb::SMB_CONTINUATION, true, &pdu[70..90], 0, 0), t0);
-        assert_eq!((out[0].name_len, out[0].access), (0, 0));
-        assert_ne!(out[0].flags & NF_PARTIAL, 0);
+        assert_eq!((out[0].payload.name_len, out[0].payload.access), (0, 0));
+        assert_ne!(out[0].header.flags & NF_PARTIAL, 0);
     }
 
     #[test]
@@ -384,13 +384,13 @@ mod tests {
                 let out = r.push(record(net_verb::SMB_CONTINUATION, from_client, &pdu[cut..], 0, 0), t0);
                 assert_eq!(out.len(), 1, "{verb} cut at {cut}");
                 let ev = &out[0];
-                assert_eq!((ev.verb, ev.file_id, ev.message_id, ev.session_id), (verb, fid.to_bytes(), message_id, 0x1122));
-                assert_eq!(ev.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "{verb} cut at {cut}");
+                assert_eq!((ev.payload.verb, ev.payload.file_id, ev.payload.message_id, ev.payload.session_id), (verb, fid.to_bytes(), message_id, 0x1122));
+                assert_eq!(ev.header.flags & (NF_PARTIAL | NF_RAW_PDU | NF_CONTINUES), 0, "{verb} cut at {cut}");
                 if verb == net_verb::SMB_WRITE {
-                    assert_eq!((ev.length, ev.offset), (300, 0));
+                    assert_eq!((ev.payload.length, ev.payload.offset), (300, 0));
                 }
                 if verb == net_verb::SMB_READ {
-                    assert_eq!((ev.length, ev.offset), (65536, 4096));
+                    assert_eq!((ev.payload.length, ev.payload.offset), (65536, 4096));
                 }
             }
             // Without the continuation there is no FileId: dropped, counted, never zeros.
@@ -408,11 +408,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Reassembly::default();
         let mut cut = record(net_verb::SMB_CREATE, true, b"", NF_PARTIAL | NF_CONTINUES, u32::MAX);
-        cut.name_len = u16::MAX; // more than the buffer: clamped
+        cut.payload.name_len = u16::MAX; // more than the buffer: clamped
         assert!(r.push(cut, t0).is_empty());
         let mut more = record(net_verb::SMB_CONTINUATION, true, b"zz", 0, 0);
-        more.name_len = u16::MAX;
+        more.payload.name_len = u16::MAX;
         let out = r.push(more, t0);
-        assert_eq!(out[0].name_len as usize, NAME_LEN);
+        assert_eq!(out[0].payload.name_len as usize, NAME_LEN);
     }
 }

@@ -5,7 +5,7 @@ use sensor_common::{
     event::{
         EF_AT_OPEN, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
         EF_INODE_MAP_FULL,
-        EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, Event, EventKind,
+        EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, EventHeader, EventKind,
         PackedConnection, TCP_SYN_SENT, TaintReason,
     },
     graph,
@@ -15,6 +15,10 @@ use sensor_common::{
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::host::procfs::{self, WallClock};
+
+mod record;
+pub use record::KernelEvent;
+pub(crate) use record::read as read_record;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FileRef {
@@ -118,23 +122,25 @@ pub struct SensorEvent {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("ring buffer record of {0} bytes is shorter than an event")]
+    #[error("ring buffer record of {0} bytes is shorter than an event header")]
     Short(usize),
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
+    #[error("{kind:?} record of {len} bytes is shorter than its payload ({want} bytes): kernel programs and sensor of different builds?")]
+    Truncated { kind: EventKind, len: usize, want: usize },
+    #[error("a net_file record is the network monitor's (`network::events`), not a process event")]
+    NetRecord,
 }
 
-/// Parses the raw record (no I/O).
-pub fn parse(bytes: &[u8]) -> Result<Event, DecodeError> {
-    if bytes.len() < size_of::<Event>() {
-        return Err(DecodeError::Short(bytes.len()));
+/// Parses the raw record (no I/O): the header, then the payload its kind names.
+pub fn parse(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: EventHeader = record::read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+    let kind = header.kind().ok_or(DecodeError::UnknownKind(header.kind))?;
+    let want = kind.record_len();
+    if bytes.len() < want {
+        return Err(DecodeError::Truncated { kind, len: bytes.len(), want });
     }
-    // SAFETY: length checked; Event is plain old data, any bit pattern is valid.
-    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event) };
-    if event.kind().is_none() {
-        return Err(DecodeError::UnknownKind(event.kind));
-    }
-    Ok(event)
+    record::payload(kind, header, bytes).ok_or(DecodeError::NetRecord)
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -142,17 +148,17 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Decodes and enriches an event; path resolution asks /proc about the live process.
-pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
-    let kind = event.kind().unwrap_or(EventKind::Exec);
+pub fn decode(event: &KernelEvent, clock: &WallClock) -> SensorEvent {
+    let kind = event.kind;
     let flags = event.flags;
     let file = (flags & EF_HAS_INODE != 0).then_some(FileRef {
-        dev: event.inode.dev,
-        ino: event.inode.ino,
-        generation: event.generation,
+        dev: event.file.dev,
+        ino: event.file.ino,
+        generation: event.file.generation,
     });
-    let name = (event.name_len > 0).then(|| event.name_bytes());
-    let name2 = (event.name2_len > 0).then(|| event.name2_bytes());
-    let pid = event.tgid;
+    let name = (!event.name.is_empty()).then_some(&event.name[..]);
+    let name2 = (!event.name2.is_empty()).then_some(&event.name2[..]);
+    let pid = event.process.tgid;
     let cut = flags & (EF_NAME_TRUNCATED | EF_NAME2_TRUNCATED) != 0;
     let whole = |p: &Option<String>| p.as_deref().is_some_and(|p| p.starts_with('/'));
     let (path, path2, exact) = match kind {
@@ -162,12 +168,12 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
             });
             (fd_path, None, true)
         }
-        // rename/link: fd = old dirfd, aux = new dirfd. A renamed file's one name is the new one.
+        // A renamed file's one name is the new one.
         EventKind::Rename | EventKind::Link => {
             let from = name.and_then(|n| procfs::resolve(pid, event.fd, n));
             let (to, exact) = match (kind, name2) {
-                (EventKind::Rename, Some(n)) => absolute_name(pid, event.aux as i32, n, file.as_ref()),
-                (_, Some(n)) => (procfs::resolve(pid, event.aux as i32, n), true),
+                (EventKind::Rename, Some(n)) => absolute_name(pid, event.new_dirfd, n, file.as_ref()),
+                (_, Some(n)) => (procfs::resolve(pid, event.new_dirfd, n), true),
                 (_, None) => (None, true),
             };
             let exact = exact && whole(&from) && whole(&to);
@@ -218,7 +224,7 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         },
     };
     let taint_reason = match kind {
-        EventKind::Exec | EventKind::Taint => match event.aux {
+        EventKind::Exec | EventKind::Taint => match event.reason {
             x if x == TaintReason::ExecUntrusted as u32 => Some(graph::TaintReason::ExecUntrusted),
             x if x == TaintReason::InterpreterRead as u32 => Some(graph::TaintReason::InterpreterRead),
             _ => None,
@@ -228,13 +234,12 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
     SensorEvent {
         ts_ns: clock.wall_ns(event.ts_boot_ns),
         kind,
-        tgid: event.tgid,
-        tid: event.tid,
-        start_ticks: procfs::boot_ns_to_ticks(event.start_boottime_ns),
-        parent: (event.parent_tgid != 0)
-            .then(|| (event.parent_tgid, procfs::boot_ns_to_ticks(event.parent_start_boottime_ns))),
-        uid: event.uid,
-        comm: lossy(event.comm_bytes()),
+        tgid: event.process.tgid,
+        tid: event.process.tid,
+        start_ticks: procfs::boot_ns_to_ticks(event.process.start_boottime_ns),
+        parent: event.parent.filter(|&(tgid, _)| tgid != 0).map(|(tgid, start)| (tgid, procfs::boot_ns_to_ticks(start))),
+        uid: event.process.uid,
+        comm: lossy(event.process.comm_bytes()),
         tainted: flags & EF_TAINTED != 0,
         port_program: flags & EF_PORT_PROGRAM != 0,
         file,
@@ -246,16 +251,16 @@ pub fn decode(event: &Event, clock: &WallClock) -> SensorEvent {
         file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
         inode_map_full: flags & EF_INODE_MAP_FULL != 0,
         taint_reason,
-        mode: matches!(kind, EventKind::Chmod).then_some(event.aux),
-        open_flags: matches!(kind, EventKind::Create).then_some(event.aux),
+        mode: matches!(kind, EventKind::Chmod).then_some(event.mode),
+        open_flags: matches!(kind, EventKind::Create).then_some(event.open_flags),
         write_via: matches!(kind, EventKind::Write).then_some(if flags & EF_AT_OPEN != 0 { graph::WriteVia::OpenForWrite } else { graph::WriteVia::Write }),
         inherited: if kind == EventKind::InheritedFds {
-            event.packed_inodes().map(|p| FileRef { dev: p.dev, ino: p.ino, generation: p.generation }).collect()
+            event.inherited.iter().map(|p| FileRef { dev: p.dev, ino: p.ino, generation: p.generation }).collect()
         } else {
             Vec::new()
         },
-        inherited_overflow: (kind == EventKind::InheritedFds && event.fd > 0).then_some(event.fd as u32),
-        connection: (kind == EventKind::Connection).then(|| Connection::from_packed(&event.packed_connection(), event.aux)),
+        inherited_overflow: (kind == EventKind::InheritedFds && event.inherited_overflow > 0).then_some(event.inherited_overflow),
+        connection: event.connection.map(|(c, tcp_state)| Connection::from_packed(&c, tcp_state)),
     }
 }
 
@@ -287,14 +292,28 @@ fn absolute_name(pid: u32, dirfd: i32, name: &[u8], file: Option<&FileRef>) -> (
 
 #[cfg(test)]
 mod tests {
+    use sensor_common::event::{Event, ExecPayload};
+
     use super::*;
 
     #[test]
     fn short_and_unknown_records_are_errors() {
         assert_eq!(parse(&[0u8; 10]).err(), Some(DecodeError::Short(10)));
-        let mut raw = vec![0u8; size_of::<Event>()];
+        let mut raw = vec![0u8; size_of::<EventHeader>()];
         raw[0] = 200;
         assert_eq!(parse(&raw).err(), Some(DecodeError::UnknownKind(200)));
+    }
+
+    #[test]
+    fn a_payload_shorter_than_its_kind_is_an_error() {
+        // An exec header followed by less than an exec payload.
+        let mut raw = vec![0u8; 40];
+        raw[0] = EventKind::Exec as u8;
+        let want = size_of::<Event<ExecPayload>>();
+        assert_eq!(parse(&raw).err(), Some(DecodeError::Truncated { kind: EventKind::Exec, len: 40, want }));
+        raw[0] = EventKind::NetFile as u8;
+        raw.resize(EventKind::NetFile.record_len(), 0);
+        assert_eq!(parse(&raw).err(), Some(DecodeError::NetRecord));
     }
 
     #[test]
