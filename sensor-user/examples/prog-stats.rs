@@ -10,7 +10,7 @@ use aya::{Btf, EbpfLoader, programs::Program};
 fn main() -> Result<()> {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let btf = Btf::from_sys_fs().context("kernel BTF")?;
-    let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object()).context("load the object")?;
+    let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::kernel::sensor::ebpf_object()).context("load the object")?;
     let mut names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     names.sort();
     println!("{:32} {:>14} {:>8} {:>8}", "program", "verified_insns", "xlated", "jited");

@@ -12,7 +12,7 @@ use aya::{
     programs::{SchedClassifier, TcAttachType, tc::{self, NlOptions, TcAttachOptions}},
 };
 use sensor_common::proto::smb2::build;
-use sensor_user::network::testrun::{TcTestRun, tcp_packet};
+use sensor_user::kernel::testrun::{TcTestRun, tcp_packet};
 
 fn sh(cmd: &str) -> Result<String> {
     let out = Command::new("sh").arg("-c").arg(cmd).output()?;
@@ -122,12 +122,12 @@ fn main() -> Result<()> {
     // interval lies on one side of it.
     let result = (|| -> Result<()> {
         let btf = Btf::from_sys_fs()?;
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::sensor::ebpf_object())?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(sensor_user::kernel::sensor::ebpf_object())?;
         for name in ["tc_ingress", "tc_egress"] {
             let p: &mut SchedClassifier = ebpf.program_mut(name).context(name)?.try_into()?;
             p.load()?;
         }
-        sensor_user::network::tc::load_step_program(&mut ebpf)?;
+        sensor_user::kernel::tc::load_step_program(&mut ebpf)?;
         // The kernel's own account of the programs' run time on the real path, GSO packets
         // and tail calls included: held while this fd is open.
         let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
@@ -144,7 +144,7 @@ fn main() -> Result<()> {
         let counters: aya::maps::PerCpuArray<_, u64> =
             aya::maps::PerCpuArray::try_from(ebpf.take_map(sensor_common::maps::names::NET_COUNTERS).context("NET_COUNTERS")?)?;
         for port in [5201u16, 445] {
-            let counted_before = sensor_user::network::tc::read_counters(&counters);
+            let counted_before = sensor_user::kernel::tc::read_counters(&counters);
             let mut ratios = Vec::new();
             let (mut off_sum, mut on_sum) = (0.0, 0.0);
             let (ns_before, packets_before) = run_stats(&mut ebpf)?;
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
                 ratios.push(on / off);
             }
             let (ns_after, packets_after) = run_stats(&mut ebpf)?;
-            let counted: Vec<String> = sensor_user::network::tc::read_counters(&counters)
+            let counted: Vec<String> = sensor_user::kernel::tc::read_counters(&counters)
                 .into_iter()
                 .filter_map(|(k, v)| {
                     let d = v - counted_before.get(&k).copied().unwrap_or(0);

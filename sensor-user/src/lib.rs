@@ -1,16 +1,18 @@
 //! vtrail-sensor library: everything the binary does, testable piece by piece.
-//! Data flows one way: kernel (`sensor`) -> `events` -> `ingest` -> `graph`.
+//!
+//! Data flows one way, one folder a stage:
+//! `kernel` (load the programs, maps, TC classifiers) -> `decode` (ring-buffer records to
+//! events) -> `graph` (ingest into the store, through one writer) and `correlate`
+//! (network attribution, naming) -> `control` (the socket, status). `host` reads the
+//! system for any stage; `replay` reads captures with the same session model; `daemon`
+//! wires the stages together and owns nothing else.
 pub mod config;
 pub mod control;
 pub mod correlate;
+pub mod decode;
 pub mod daemon;
-pub mod events;
 pub mod graph;
 pub mod host;
-pub mod kernel_offsets;
-pub mod kernel_state;
-pub mod network;
+pub mod kernel;
 pub mod replay;
 pub mod selftest;
-pub mod sensor;
-pub mod strategy;

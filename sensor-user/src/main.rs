@@ -187,7 +187,7 @@ fn selftest(strategies: &[StrategyChoice], work: &Path, network: bool) -> Result
         println!("SELFTEST {:?} -> {chosen} {verdict}: {}", o.requested, o.notes.iter().chain(&o.failures).cloned().collect::<Vec<_>>().join("; "));
     }
     if network {
-        match sensor_user::network::testrun::selftest() {
+        match sensor_user::kernel::testrun::selftest() {
             Ok(notes) => println!("SELFTEST network PASS: {}", notes.join("; ")),
             Err(e) => {
                 ok = false;
@@ -215,7 +215,7 @@ fn replay(file: &Path, json: bool) -> Result<()> {
 }
 
 fn quarantine(config: &Config, target: String, block: bool) -> Result<()> {
-    sensor_user::network::parse_target(&target)?;
+    sensor_user::daemon::network::parse_target(&target)?;
     let by = who_am_i();
     let request = if block { Request::Block { target, by } } else { Request::Unblock { target, by } };
     client::call(&config.socket, &request, |line| {

@@ -14,10 +14,12 @@ use sensor_common::{event::EventKind, maps::INODE_UNTRUSTED};
 
 use crate::{
     config::{Config, StrategyChoice},
-    events::{self, SensorEvent},
+    decode::events::{self, SensorEvent},
     host::procfs::{self, WallClock},
-    sensor::{self, Sensor},
-    strategy::Strategy,
+    kernel::{
+        sensor::{self, Sensor},
+        strategy::Strategy,
+    },
 };
 
 /// A shell to copy as the "virus": busybox in the guest, dash on a Debian host.

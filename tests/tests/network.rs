@@ -10,7 +10,7 @@ use std::{
 };
 
 use sensor_common::proto::smb2::build;
-use sensor_user::network::testrun::{TcTestRun, tcp_packet, tcp_syn};
+use sensor_user::kernel::testrun::{TcTestRun, tcp_packet, tcp_syn};
 use tests::net::*;
 use tests::sensor::{require_root, serial, temp_dir};
 
@@ -773,7 +773,7 @@ fn in_two_segments(
     seq: u32,
     bytes: &[u8],
     cut: usize,
-) -> Vec<sensor_user::network::events::NetFileEvent> {
+) -> Vec<sensor_user::decode::net::NetFileEvent> {
     t.run(&tcp_packet(src, dst, sport, dport, seq, &bytes[..cut]), 1).unwrap();
     let held = t.drain_events();
     assert!(held.is_empty(), "cut at {cut}: waits for its continuation, yet {held:?}");
@@ -788,7 +788,7 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 
 /// One SMB packet from `from` to 10.9.0.1:445 through the loaded classifier: its verdict
 /// and the events it produced.
-fn run_from(t: &mut TcTestRun, from: IpAddr, sport: u16, payload: &[u8]) -> (u32, Vec<sensor_user::network::events::NetFileEvent>) {
+fn run_from(t: &mut TcTestRun, from: IpAddr, sport: u16, payload: &[u8]) -> (u32, Vec<sensor_user::decode::net::NetFileEvent>) {
     let server: IpAddr = "10.9.0.1".parse().unwrap();
     t.run(&tcp_syn(from, server, sport, 445, 2999), 1).unwrap();
     let r = t.run(&tcp_packet(from, server, sport, 445, 3000, payload), 1).unwrap();

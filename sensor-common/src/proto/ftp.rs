@@ -15,6 +15,9 @@
 
 /// Control-channel ports vtrail watches by default.
 pub const PORT: u16 = 21;
+/// Longest control line a reader buffers while waiting for its end of line (live and
+/// replay alike); a longer one is cut and counted.
+pub const MAX_LINE: usize = 8192;
 
 /// Commands the sensor acts on; everything else is [`Verb::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

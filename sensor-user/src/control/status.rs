@@ -7,9 +7,8 @@ use sensor_common::graph::HostInfo;
 
 use crate::{
     correlate::{attribution, naming::NamingStats},
-    kernel_state::CarriedOver,
-    network::reassembly::ReassemblyStats,
-    strategy::Strategy,
+    decode::reassembly::ReassemblyStats,
+    kernel::{state::CarriedOver, strategy::Strategy},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 use std::num::Wrapping;
 
 /// Longest command line buffered while waiting for its end (the replay's limit too).
-pub const MAX_LINE: usize = crate::replay::ftp::MAX_LINE;
+pub use sensor_common::proto::ftp::MAX_LINE;
 
 #[derive(Default, Debug)]
 pub struct LineStream {

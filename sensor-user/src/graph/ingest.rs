@@ -14,7 +14,7 @@ use sensor_common::{
 
 use crate::{
     config::Config,
-    events::SensorEvent,
+    decode::events::SensorEvent,
     graph::{GraphStore, GraphWriter, ProcessFacts},
     host::procfs,
 };

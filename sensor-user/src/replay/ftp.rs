@@ -15,8 +15,7 @@ use sensor_common::session::ftp::{Fact, FtpSession, Transfer as Command, Working
 
 use super::{ConnKey, ReplayStats, Transfer};
 
-/// Longest control line buffered while waiting for its end of line.
-pub const MAX_LINE: usize = 8192;
+pub use sensor_common::proto::ftp::MAX_LINE;
 
 /// One control connection: the shared command/reply state (working directory, queued
 /// commands, STOU names; each transfer carries its command's time) and what replay adds.

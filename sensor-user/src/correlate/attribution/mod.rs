@@ -45,9 +45,9 @@ use sensor_common::{
 };
 
 use super::peers;
-use crate::network::events::NetFileEvent;
+use crate::decode::net::NetFileEvent;
 use crate::{
-    events::{ConnectionAction, SensorEvent},
+    decode::events::{ConnectionAction, SensorEvent},
     graph::GraphWriter,
 };
 

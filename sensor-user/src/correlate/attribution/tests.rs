@@ -1,7 +1,7 @@
 use super::*;
 use crate::graph::GraphStore;
 use sensor_common::graph::Edge;
-use crate::events::{Connection, FileRef};
+use crate::decode::events::{Connection, FileRef};
 
 fn net(verb_code: u8, client: &str) -> NetFileEvent {
     NetFileEvent {

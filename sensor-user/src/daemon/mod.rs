@@ -1,5 +1,7 @@
 //! `vtrail-sensor run`: one task owns the kernel maps and the graph; it drains the ring
 //! buffer, ingests events, answers the control socket and reports drops.
+
+pub mod network;
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -26,14 +28,14 @@ use crate::{
         Request,
         status::{DatabaseStatus, KernelStateStatus, NetworkStatus, Status},
     },
-    events::{self, SensorEvent},
     correlate::naming::NamingStats,
+    decode::events::{self, SensorEvent},
     graph::{
         GraphStore, GraphWriter, export,
         ingest::{Ingest, KernelAction},
     },
     host::procfs::{self, WallClock},
-    sensor::{self, Sensor},
+    kernel::sensor::{self, Sensor},
 };
 
 struct Counters {
@@ -81,10 +83,10 @@ pub async fn run(config: Config) -> Result<()> {
         restored.0, restored.1, config.database.display(), running
     );
 
-    let (mut net, network_failure) = match crate::network::Monitor::start(&mut sensor, &config)? {
-        crate::network::Started::On(m) => (Some(*m), None),
-        crate::network::Started::Degraded(why) => (None, Some(why)),
-        crate::network::Started::Off => (None, None),
+    let (mut net, network_failure) = match crate::daemon::network::Monitor::start(&mut sensor, &config)? {
+        crate::daemon::network::Started::On(m) => (Some(*m), None),
+        crate::daemon::network::Started::Degraded(why) => (None, Some(why)),
+        crate::daemon::network::Started::Off => (None, None),
     };
     match net.as_mut() {
         Some(m) => m.restore_blocks(&store),
@@ -121,7 +123,7 @@ pub async fn run(config: Config) -> Result<()> {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
-                    if crate::network::events::is_net(&item) {
+                    if crate::decode::net::is_net(&item) {
                         if let Some(m) = net.as_mut() {
                             for line in m.on_record(&item, &clock, ingest.graph()) {
                                 if events_tx.receiver_count() > 0 {

@@ -18,7 +18,6 @@ use aya::{
 use log::{info, warn};
 use sensor_common::maps::{BlockedKey, names, net_counter};
 
-use super::key_bytes;
 use crate::config::Config;
 
 pub const INGRESS: &str = "tc_ingress";
@@ -322,5 +321,13 @@ impl Health {
     /// not enforced and no upload is attributed.
     pub fn blind(&self) -> bool {
         self.interfaces.is_empty() && (self.explicit || !self.failures.is_empty())
+    }
+}
+
+/// The 16-byte key the kernel uses (`BlockedKey`, `FlowKey`): IPv4 mapped into IPv6.
+pub fn key_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }

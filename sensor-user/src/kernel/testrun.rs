@@ -11,7 +11,8 @@ use aya::{
 use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpHeader};
 use sensor_common::maps::{BlockedKey, names};
 
-use super::{events, key_bytes, tc::{INGRESS, read_counters}};
+use super::tc::{INGRESS, key_bytes, read_counters};
+use crate::decode::{net as events, reassembly};
 use sensor_common::proto::smb2::build;
 use crate::host::procfs::WallClock;
 
@@ -22,7 +23,7 @@ pub struct TcTestRun {
     blocked: HashMap<MapData, BlockedKey, u32>,
     clock: WallClock,
     /// As in the daemon: a CREATE cut by a segment end waits for its continuation.
-    reassembly: super::reassembly::Reassembly,
+    reassembly: reassembly::Reassembly,
 }
 
 #[derive(Debug)]
@@ -35,9 +36,9 @@ pub struct RunResult {
 impl TcTestRun {
     /// Loads the sensor's eBPF object and only its ingress classifier.
     pub fn load() -> Result<Self> {
-        crate::sensor::preflight()?;
+        crate::kernel::sensor::preflight()?;
         let btf = Btf::from_sys_fs().context("cannot read the kernel BTF")?;
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(crate::sensor::ebpf_object()).context("cannot load the eBPF object")?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(crate::kernel::sensor::ebpf_object()).context("cannot load the eBPF object")?;
         let p: &mut SchedClassifier = ebpf.program_mut(INGRESS).context("tc_ingress missing")?.try_into()?;
         p.load().context("the verifier refused tc_ingress")?;
         // Loaded too, though only ingress runs here: both must pass this kernel's verifier.

@@ -18,14 +18,14 @@ const NAME_MAX: usize = 1024;
 
 /// Is this ring-buffer record a `NetEvent`? Its header says so.
 pub fn is_net(bytes: &[u8]) -> bool {
-    crate::events::read_record::<EventHeader>(bytes).is_some_and(|h| h.kind() == Some(EventKind::NetFile))
+    crate::decode::events::read_record::<EventHeader>(bytes).is_some_and(|h| h.kind() == Some(EventKind::NetFile))
 }
 
 pub fn parse(bytes: &[u8]) -> Option<NetEvent> {
     if !is_net(bytes) {
         return None;
     }
-    crate::events::read_record::<NetEvent>(bytes)
+    crate::decode::events::read_record::<NetEvent>(bytes)
 }
 
 #[derive(Clone, Debug, Serialize)]

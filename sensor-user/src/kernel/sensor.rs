@@ -21,8 +21,10 @@ use sensor_common::{
 use crate::{
     config::Config,
     host::procfs,
-    kernel_offsets,
-    strategy::{self, COMMON_PROGRAMS, Strategy},
+    kernel::{
+        offsets as kernel_offsets,
+        strategy::{self, COMMON_PROGRAMS, Strategy},
+    },
 };
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtrail"));
@@ -40,7 +42,7 @@ pub struct Sensor {
     drops: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
     /// What came from the pins of an earlier sensor.
-    pub carried: crate::kernel_state::CarriedOver,
+    pub carried: crate::kernel::state::CarriedOver,
 }
 
 /// The embedded eBPF object (also loaded by `network::testrun`).
@@ -75,7 +77,7 @@ impl Sensor {
             .context("cannot load the eBPF object (is the kernel older than 5.8, or is BPF restricted?)")?;
 
         let carried = match kernel_state {
-            Some(dir) => crate::kernel_state::carry_over(&mut ebpf, dir)?,
+            Some(dir) => crate::kernel::state::carry_over(&mut ebpf, dir)?,
             None => Default::default(),
         };
         Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?

@@ -118,7 +118,7 @@ impl Strategy {
         if self == Strategy::Tracepoint {
             return None;
         }
-        if let Err(why) = crate::kernel_offsets::syscall_regs(offsets) {
+        if let Err(why) = crate::kernel::offsets::syscall_regs(offsets) {
             return Some(why);
         }
         match self {

@@ -10,12 +10,10 @@
 //! | [`reassembly`] | CREATE names cut by a segment end, completed from the next segment |
 //! | [`peers`] | remote peers of a process, from its socket fds and `/proc/PID/net/tcp*` |
 //! | [`testrun`] | `BPF_PROG_TEST_RUN` of the loaded classifier on crafted packets (tests, bench) |
-pub mod events;
 
 use crate::correlate::attribution;
-pub mod reassembly;
-pub mod tc;
-pub mod testrun;
+use crate::decode::{net as events, reassembly};
+use crate::kernel::tc;
 
 use std::net::IpAddr;
 
@@ -29,10 +27,10 @@ use crate::{
         Request,
         status::{NetworkStatus, Status},
     },
-    events::SensorEvent,
+    decode::events::SensorEvent,
     graph::{GraphStore, GraphWriter},
     host::procfs::WallClock,
-    sensor::Sensor,
+    kernel::Sensor,
 };
 
 /// What `Monitor::start` did.
@@ -252,14 +250,6 @@ pub fn parse_target(target: &str) -> Result<IpAddr> {
     }
 }
 
-/// The 16-byte key the kernel uses (`BlockedKey`, `FlowKey`): IPv4 mapped into IPv6.
-pub fn key_bytes(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +260,5 @@ mod tests {
         assert_eq!(parse_target("remote:fd00::2").unwrap().to_string(), "fd00::2");
         assert_eq!(parse_target("::ffff:10.0.0.1").unwrap().to_string(), "10.0.0.1");
         assert!(parse_target("host:abc").is_err());
-        assert_eq!(key_bytes("10.0.0.1".parse().unwrap())[10..], [0xff, 0xff, 10, 0, 0, 1]);
     }
 }
