@@ -581,7 +581,7 @@ fn tc_program_on_crafted_packets() {
         let (from, to) = if server_sends { ((s, 445), (other, port)) } else { ((other, port), (s, 445)) };
         let ev = in_two_segments(&mut t, from, to, 8000, bytes, cut);
         assert_eq!(ev.len(), 1, "{what}: {ev:?}");
-        assert_eq!((ev[0].verb, ev[0].file_id_raw, ev[0].partial), (what, fid.to_bytes(), false), "{what}: {:?}", ev[0]);
+        assert_eq!((serde_json::to_value(ev[0].verb).unwrap(), ev[0].file_id_raw, ev[0].partial), (serde_json::json!(what), fid.to_bytes(), false), "{what}: {:?}", ev[0]);
     }
 }
 

@@ -168,7 +168,7 @@ impl Monitor {
             .filter_map(|raw| {
                 let ev = events::decode(raw, clock);
                 if let Err(e) = self.attribution.on_net(graph, &ev) {
-                    error!("cannot record network event {} {}: {e:#}", ev.proto, ev.verb);
+                    error!("cannot record network event {:?} {:?}: {e:#}", ev.proto, ev.verb);
                 }
                 serde_json::to_string(&ev).ok()
             })

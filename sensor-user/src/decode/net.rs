@@ -7,6 +7,7 @@ use sensor_common::{
         EventHeader, EventKind, NET_DIR_EGRESS, NET_PROTO_FTP, NET_PROTO_SMB2, NF_BLOCKED, NF_IPV6,
         NF_NAME_TRUNCATED, NF_PARTIAL, NF_WRITE_INTENT, NetEvent, net_verb,
     },
+    graph::Protocol,
     proto::utf16,
 };
 use serde::Serialize;
@@ -31,10 +32,12 @@ pub fn parse(bytes: &[u8]) -> Option<NetEvent> {
 #[derive(Clone, Debug, Serialize)]
 pub struct NetFileEvent {
     pub ts_ns: u64,
-    pub kind: &'static str,
-    pub direction: &'static str,
-    pub proto: &'static str,
-    pub verb: &'static str,
+    /// Always `net_file` (so that `events --follow` lines say what they are).
+    pub kind: EventKind,
+    pub direction: NetDirection,
+    /// None for a protocol code this build does not know.
+    pub proto: Option<Protocol>,
+    pub verb: NetVerb,
     pub src: IpAddr,
     pub sport: u16,
     pub dst: IpAddr,
@@ -70,8 +73,6 @@ pub struct NetFileEvent {
     pub length: u32,
     #[serde(skip_serializing_if = "is_zero")]
     pub offset: u64,
-    #[serde(skip)]
-    pub verb_code: u8,
     /// TCP sequence number of the segment's first payload byte (FTP stream reassembly).
     #[serde(skip)]
     pub tcp_seq: u32,
@@ -91,19 +92,51 @@ fn addr(bytes: [u8; 16]) -> IpAddr {
     IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical()
 }
 
-pub fn verb_name(verb: u8) -> &'static str {
-    match verb {
-        net_verb::SMB_CREATE => "create",
-        net_verb::SMB_CREATE_RESPONSE => "create_response",
-        net_verb::SMB_WRITE => "write",
-        net_verb::SMB_READ => "read",
-        net_verb::SMB_ENCRYPTED => "encrypted",
-        net_verb::SMB_CONTINUATION => "continuation",
-        net_verb::SMB_TREE_CONNECT => "tree_connect",
-        net_verb::SMB_TREE_CONNECT_RESPONSE => "tree_connect_response",
-        net_verb::FTP_COMMAND => "command",
-        net_verb::FTP_REPLY => "reply",
-        _ => "unknown",
+/// Which way the packet went through the classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetDirection {
+    Ingress,
+    Egress,
+}
+
+/// What the TC program saw (`net_verb` codes in the record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetVerb {
+    Create,
+    CreateResponse,
+    Write,
+    Read,
+    /// An SMB3 transform header: the session is encrypted.
+    Encrypted,
+    /// The rest of a PDU cut in the previous record (`reassembly` joins them).
+    Continuation,
+    TreeConnect,
+    TreeConnectResponse,
+    /// An FTP control segment from the client, raw.
+    Command,
+    /// An FTP control segment from the server, raw.
+    Reply,
+    /// A code this build does not know.
+    Unknown,
+}
+
+impl NetVerb {
+    pub fn of_code(code: u8) -> Self {
+        match code {
+            net_verb::SMB_CREATE => NetVerb::Create,
+            net_verb::SMB_CREATE_RESPONSE => NetVerb::CreateResponse,
+            net_verb::SMB_WRITE => NetVerb::Write,
+            net_verb::SMB_READ => NetVerb::Read,
+            net_verb::SMB_ENCRYPTED => NetVerb::Encrypted,
+            net_verb::SMB_CONTINUATION => NetVerb::Continuation,
+            net_verb::SMB_TREE_CONNECT => NetVerb::TreeConnect,
+            net_verb::SMB_TREE_CONNECT_RESPONSE => NetVerb::TreeConnectResponse,
+            net_verb::FTP_COMMAND => NetVerb::Command,
+            net_verb::FTP_REPLY => NetVerb::Reply,
+            _ => NetVerb::Unknown,
+        }
     }
 }
 
@@ -117,14 +150,14 @@ pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
     let _ = NF_IPV6;
     NetFileEvent {
         ts_ns: clock.wall_ns(ev.header.ts_boot_ns),
-        kind: "net_file",
-        direction: if ev.payload.direction == NET_DIR_EGRESS { "egress" } else { "ingress" },
+        kind: EventKind::NetFile,
+        direction: if ev.payload.direction == NET_DIR_EGRESS { NetDirection::Egress } else { NetDirection::Ingress },
         proto: match ev.payload.proto {
-            NET_PROTO_SMB2 => "smb2",
-            NET_PROTO_FTP => "ftp",
-            _ => "unknown",
+            NET_PROTO_SMB2 => Some(Protocol::Smb2),
+            NET_PROTO_FTP => Some(Protocol::Ftp),
+            _ => None,
         },
-        verb: verb_name(ev.payload.verb),
+        verb: NetVerb::of_code(ev.payload.verb),
         src: addr(ev.payload.saddr),
         sport: ev.payload.sport,
         dst: addr(ev.payload.daddr),
@@ -144,7 +177,6 @@ pub fn decode(ev: &NetEvent, clock: &WallClock) -> NetFileEvent {
         disposition: ev.payload.disposition,
         length: ev.payload.length,
         offset: ev.payload.offset,
-        verb_code: ev.payload.verb,
         tcp_seq: ev.payload.tcp_seq,
         missing: ev.payload.missing,
     }

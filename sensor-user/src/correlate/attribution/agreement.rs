@@ -9,14 +9,14 @@ const CLIENT: &str = "10.0.0.1";
 const SERVER: &str = "10.0.0.2";
 
 /// A record of the TC program: a request (client -> server, ingress) or a response.
-fn record(verb_code: u8, request: bool, proto: &'static str, port: u16) -> NetFileEvent {
+fn record(verb: NetVerb, request: bool, proto: Protocol, port: u16) -> NetFileEvent {
     let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
     let (src, sport, dst, dport) = if request { (c, 40000, s, port) } else { (s, port, c, 40000) };
     NetFileEvent {
-        ts_ns: 1_000, kind: "net_file", direction: if request { "ingress" } else { "egress" }, proto, verb: "",
+        ts_ns: 1_000, kind: EventKind::NetFile, direction: if request { NetDirection::Ingress } else { NetDirection::Egress }, proto: Some(proto), verb,
         src, sport, dst, dport, name: String::new(), line: Vec::new(), name_truncated: false, partial: false,
         blocked: false, write_intent: false, session_id: 0x1122, message_id: 0, tree_id: 0, file_id: None,
-        file_id_raw: [0; 16], access: 0, disposition: 0, length: 0, offset: 0, verb_code, tcp_seq: 0, missing: 0,
+        file_id_raw: [0; 16], access: 0, disposition: 0, length: 0, offset: 0, tcp_seq: 0, missing: 0,
     }
 }
 
@@ -35,7 +35,7 @@ fn ftp_both(lines: &[(bool, &[u8])]) -> (Vec<String>, u64, Vec<String>, u64) {
         let mut a = Attribution::new(Vec::new());
         let mut seq = [100u32, 900];
         for (from_client, line) in lines {
-            let mut ev = record(if *from_client { net_verb::FTP_COMMAND } else { net_verb::FTP_REPLY }, *from_client, "ftp", 21);
+            let mut ev = record(if *from_client { NetVerb::Command } else { NetVerb::Reply }, *from_client, Protocol::Ftp, 21);
             let s = &mut seq[usize::from(!from_client)];
             ev.line = line.to_vec();
             ev.tcp_seq = *s;
@@ -123,23 +123,23 @@ fn smb_named_pipes_are_not_files_and_shares_agree() {
     assert_eq!(replayed, [("create".into(), r"dir\evil.exe".into(), public.clone()), ("write".into(), r"dir\evil.exe".into(), public)]);
 
     // Live: the same conversation as the TC program reports it.
-    let smb = |verb_code, request, message_id, f: &dyn Fn(&mut NetFileEvent)| {
-        let mut ev = record(verb_code, request, "smb2", 445);
+    let smb = |verb, request, message_id, f: &dyn Fn(&mut NetFileEvent)| {
+        let mut ev = record(verb, request, Protocol::Smb2, 445);
         ev.message_id = message_id;
         f(&mut ev);
         ev
     };
     let events = [
-        smb(net_verb::SMB_TREE_CONNECT, true, 1, &|e| e.name = r"\\srv\IPC$".into()),
-        smb(net_verb::SMB_TREE_CONNECT_RESPONSE, false, 1, &|e| e.tree_id = 1),
-        smb(net_verb::SMB_TREE_CONNECT, true, 2, &|e| e.name = r"\\srv\Public".into()),
-        smb(net_verb::SMB_TREE_CONNECT_RESPONSE, false, 2, &|e| e.tree_id = 2),
-        smb(net_verb::SMB_CREATE, true, 3, &|e| (e.name, e.tree_id, e.write_intent) = ("srvsvc".into(), 1, true)),
-        smb(net_verb::SMB_CREATE_RESPONSE, false, 3, &|e| e.file_id_raw = pipe_fid.to_bytes()),
-        smb(net_verb::SMB_WRITE, true, 4, &|e| (e.tree_id, e.file_id_raw) = (1, pipe_fid.to_bytes())),
-        smb(net_verb::SMB_CREATE, true, 5, &|e| (e.name, e.tree_id, e.write_intent) = (r"dir\evil.exe".into(), 2, true)),
-        smb(net_verb::SMB_CREATE_RESPONSE, false, 5, &|e| e.file_id_raw = file_fid.to_bytes()),
-        smb(net_verb::SMB_WRITE, true, 6, &|e| (e.tree_id, e.file_id_raw) = (2, file_fid.to_bytes())),
+        smb(NetVerb::TreeConnect, true, 1, &|e| e.name = r"\\srv\IPC$".into()),
+        smb(NetVerb::TreeConnectResponse, false, 1, &|e| e.tree_id = 1),
+        smb(NetVerb::TreeConnect, true, 2, &|e| e.name = r"\\srv\Public".into()),
+        smb(NetVerb::TreeConnectResponse, false, 2, &|e| e.tree_id = 2),
+        smb(NetVerb::Create, true, 3, &|e| (e.name, e.tree_id, e.write_intent) = ("srvsvc".into(), 1, true)),
+        smb(NetVerb::CreateResponse, false, 3, &|e| e.file_id_raw = pipe_fid.to_bytes()),
+        smb(NetVerb::Write, true, 4, &|e| (e.tree_id, e.file_id_raw) = (1, pipe_fid.to_bytes())),
+        smb(NetVerb::Create, true, 5, &|e| (e.name, e.tree_id, e.write_intent) = (r"dir\evil.exe".into(), 2, true)),
+        smb(NetVerb::CreateResponse, false, 5, &|e| e.file_id_raw = file_fid.to_bytes()),
+        smb(NetVerb::Write, true, 6, &|e| (e.tree_id, e.file_id_raw) = (2, file_fid.to_bytes())),
     ];
     with_store(|store| {
         let mut a = Attribution::new(Vec::new());

@@ -29,7 +29,7 @@ use std::{
 
 use anyhow::Result;
 use sensor_common::{
-    event::{EventKind, net_verb},
+    event::EventKind,
     graph::{
         self, ConnectAttrs, ConnectDirection, EdgeData, InferenceReason, MatchedBy, NodeData,
         PeerSeenBy, Protocol, QuarantineAttrs, TransferAttrs,
@@ -45,7 +45,7 @@ use sensor_common::{
 };
 
 use super::peers;
-use crate::decode::net::NetFileEvent;
+use crate::decode::net::{NetDirection, NetFileEvent, NetVerb};
 use crate::{
     decode::events::{ConnectionAction, SensorEvent},
     graph::GraphWriter,
@@ -302,10 +302,10 @@ impl Attribution {
         // Requests go client -> server (dport is the service port), responses back. This
         // host is the client when its requests leave or the responses come in.
         let request = matches!(ev.dport, 445 | 139 | 21);
-        let outbound = request == (ev.direction == "egress");
+        let outbound = request == (ev.direction == NetDirection::Egress);
         let (client, client_port, server, server_port) =
             if request { (ev.src, ev.sport, ev.dst, ev.dport) } else { (ev.dst, ev.dport, ev.src, ev.sport) };
-        let proto = if matches!(ev.verb_code, net_verb::FTP_COMMAND | net_verb::FTP_REPLY) { Protocol::Ftp } else { Protocol::Smb2 };
+        let proto = ev.proto.unwrap_or(Protocol::Smb2);
         let transfer = |verb: graph::Verb, name: &str, norm: String| Transfer {
             ts_ns: ev.ts_ns,
             client,
@@ -323,12 +323,12 @@ impl Attribution {
             share: None,
         };
         let channel = Channel { client: SocketAddr::new(client, client_port), server: SocketAddr::new(server, server_port) };
-        match ev.verb_code {
-            net_verb::SMB_TREE_CONNECT => self.smb.0.tree_connect_request(channel, ev.message_id, ev.name.clone()),
-            net_verb::SMB_TREE_CONNECT_RESPONSE => {
+        match ev.verb {
+            NetVerb::TreeConnect => self.smb.0.tree_connect_request(channel, ev.message_id, ev.name.clone()),
+            NetVerb::TreeConnectResponse => {
                 self.smb.0.tree_connect_response(channel, ev.session_id, ev.message_id, ev.tree_id);
             }
-            net_verb::SMB_CREATE => {
+            NetVerb::Create => {
                 let mut t = transfer(graph::Verb::SmbCreate, &ev.name, normalize(&ev.name));
                 // `\\server\share`: smb.conf knows the share by its last component.
                 t.share = self.smb.0.share(server, ev.session_id, ev.tree_id).map(|p| smb::share_name(p).to_ascii_lowercase());
@@ -347,10 +347,10 @@ impl Attribution {
                     self.push_upload(graph, t)?;
                 }
             }
-            net_verb::SMB_CREATE_RESPONSE => {
+            NetVerb::CreateResponse => {
                 self.smb.0.create_response(channel, ev.message_id, Some(FileId::from_bytes(&ev.file_id_raw)));
             }
-            net_verb::SMB_WRITE => {
+            NetVerb::Write => {
                 if let Some(open) = self.smb.0.file(server, ev.session_id, FileId::from_bytes(&ev.file_id_raw))
                     && !open.pipe
                     && !open.data.1
@@ -362,7 +362,7 @@ impl Attribution {
                     self.push_upload(graph, t)?;
                 }
             }
-            net_verb::SMB_READ => {
+            NetVerb::Read => {
                 if let Some(open) = self.smb.0.file(server, ev.session_id, FileId::from_bytes(&ev.file_id_raw))
                     && !open.pipe
                 {
@@ -372,11 +372,11 @@ impl Attribution {
                     self.sent(graph, &t)?;
                 }
             }
-            net_verb::SMB_ENCRYPTED if self.encrypted_peers.insert(client, ev.ts_ns).is_none() => {
+            NetVerb::Encrypted if self.encrypted_peers.insert(client, ev.ts_ns).is_none() => {
                 self.stats.encrypted_sessions += 1;
             }
-            net_verb::FTP_COMMAND | net_verb::FTP_REPLY => {
-                let command = ev.verb_code == net_verb::FTP_COMMAND;
+            NetVerb::Command | NetVerb::Reply => {
+                let command = ev.verb == NetVerb::Command;
                 // Bounded memory: control connections are few; a flood of spoofed ones
                 // forgets the others' state.
                 if self.ftp.len() >= MAX_PENDING && !self.ftp.contains_key(&(client, client_port)) {

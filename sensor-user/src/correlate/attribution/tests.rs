@@ -3,13 +3,13 @@ use crate::graph::GraphStore;
 use sensor_common::graph::Edge;
 use crate::decode::events::{Connection, FileRef};
 
-fn net(verb_code: u8, client: &str) -> NetFileEvent {
+fn net(verb: NetVerb, client: &str) -> NetFileEvent {
     NetFileEvent {
-        ts_ns: 1_000, kind: "net_file", direction: "ingress", proto: "smb2", verb: "encrypted",
+        ts_ns: 1_000, kind: EventKind::NetFile, direction: NetDirection::Ingress, proto: Some(Protocol::Smb2), verb,
         src: client.parse().unwrap(), sport: 50000, dst: "10.0.0.1".parse().unwrap(), dport: 445,
         name: String::new(), line: Vec::new(), name_truncated: false, partial: false, blocked: false,
         write_intent: false, session_id: 7, message_id: 0, tree_id: 0, file_id: None, file_id_raw: [0; 16],
-        access: 0, disposition: 0, length: 0, offset: 0, verb_code, tcp_seq: 0, missing: 0,
+        access: 0, disposition: 0, length: 0, offset: 0, tcp_seq: 0, missing: 0,
     }
 }
 
@@ -31,7 +31,7 @@ fn encrypted_upload_by_an_exited_process_is_attributed_at_its_close() {
     let store = GraphStore::open(&dir).unwrap();
     let graph = GraphWriter::new(&store, "h");
     let mut a = Attribution::new(vec!["/srv/share".into()]);
-    a.on_net(&graph, &net(net_verb::SMB_ENCRYPTED, "10.0.0.2")).unwrap();
+    a.on_net(&graph, &net(NetVerb::Encrypted, "10.0.0.2")).unwrap();
     let file = "file:h:1:2";
     a.on_file(&graph, &proc_event(EventKind::Create, 2_000, Some("/srv/share/evil.exe"), None), file).unwrap();
     assert_eq!(a.stats.received_from_inferred, 0, "no peer known yet");
