@@ -107,8 +107,12 @@ pub struct PendingCall {
 pub const DROP_PROCS_FULL: u32 = crate::event::EVENT_KIND_COUNT as u32;
 pub const DROP_INODES_FULL: u32 = DROP_PROCS_FULL + 1;
 pub const DROP_PENDING_FULL: u32 = DROP_PROCS_FULL + 2;
-pub const DROP_SLOTS: u32 = DROP_PROCS_FULL + 3;
-pub const DROP_SLOT_NAMES: [&str; 3] = ["procs_map_full", "inodes_map_full", "pending_map_full"];
+/// A kernel struct read through the BTF offsets failed where it cannot fail with the
+/// right offsets (the descriptor an open just returned is not in the task's fd table):
+/// the running kernel's layout is not what the offsets say.
+pub const DROP_KERNEL_READ_FAILED: u32 = DROP_PROCS_FULL + 3;
+pub const DROP_SLOTS: u32 = DROP_PROCS_FULL + 4;
+pub const DROP_SLOT_NAMES: [&str; 4] = ["procs_map_full", "inodes_map_full", "pending_map_full", "kernel_read_failed"];
 
 /// Map names, shared so that userspace and kernel cannot drift apart.
 pub mod names {

@@ -43,11 +43,15 @@ pub static CONFIG: Array<SensorConfig> = Array::with_max_entries(1, 0);
 #[map]
 pub static OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
 
+/// Counts one in `slot` of `DROPS`; returns this CPU's count so far (0 if the slot is
+/// missing), which `diag!` rate-limits its messages by.
 #[inline(always)]
-pub fn count_drop(slot: u32) {
-    if let Some(counter) = DROPS.get_ptr_mut(slot) {
-        // Per-CPU slot: no other writer while this program runs on this CPU.
-        unsafe { *counter += 1 };
+pub fn count_drop(slot: u32) -> u64 {
+    let Some(counter) = DROPS.get_ptr_mut(slot) else { return 0 };
+    // Per-CPU slot: no other writer while this program runs on this CPU.
+    unsafe {
+        *counter += 1;
+        *counter
     }
 }
 

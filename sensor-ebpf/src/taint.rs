@@ -21,7 +21,7 @@ use sensor_common::{
         TCP_SYN_SENT, TaintPayload, TaintReason, WritePayload,
     },
     maps::{
-        DROP_INODES_FULL, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
+        DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
         INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
         PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, WriteSeenKey,
     },
@@ -30,6 +30,7 @@ use sensor_common::{
 
 use crate::{
     kernel::{self, FileIdentity},
+    diag::diag,
     maps::{CONFIG, EVENTS, INODES, PENDING, PROCS, WRITE_SEEN, count_drop},
 };
 
@@ -74,7 +75,12 @@ fn mark_untrusted(id: &FileIdentity) -> u32 {
     let flags = previous.map_or(0, |s| s.flags) | INODE_UNTRUSTED;
     let new = InodeState { flags, generation: id.generation };
     if INODES.insert(&id.key, &new, 0).is_err() {
-        count_drop(DROP_INODES_FULL);
+        diag!(
+            count_drop(DROP_INODES_FULL),
+            "INODES map full: inode {} on dev {} untrusted only in the graph, not in the kernel (raise max_inodes)",
+            id.key.ino,
+            id.key.dev
+        );
         return EF_FILE_NEWLY_UNTRUSTED | EF_INODE_MAP_FULL;
     }
     EF_FILE_NEWLY_UNTRUSTED
@@ -83,7 +89,7 @@ fn mark_untrusted(id: &FileIdentity) -> u32 {
 #[inline(always)]
 fn set_proc(tgid: u32, state: &ProcState) {
     if PROCS.insert(&tgid, state, 0).is_err() {
-        count_drop(DROP_PROCS_FULL);
+        diag!(count_drop(DROP_PROCS_FULL), "PROCS map full: process {} not tracked in the kernel (raise max_procs)", tgid);
     }
 }
 
@@ -108,7 +114,7 @@ fn proc_event_flags(flags: u32) -> u32 {
 #[inline(always)]
 fn emit<T: ProcessPayload + 'static>(kind: EventKind, pid_tgid: u64, state: &ProcState, fill: impl FnOnce(&mut Event<T>)) {
     let Some(mut entry) = EVENTS.reserve::<Event<T>>(0) else {
-        count_drop(kind as u32);
+        diag!(count_drop(kind as u32), "EVENTS ring buffer full: a {} event lost (raise ring_buffer_bytes)", kind as u32);
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -502,7 +508,7 @@ pub fn on_syscall_enter(call: impl FnOnce() -> PendingCall) {
     let Some((pid_tgid, state)) = tracked() else { return };
     let call = call();
     if wanted(&state, &call) && PENDING.insert(&pid_tgid, &call, 0).is_err() {
-        count_drop(DROP_PENDING_FULL);
+        diag!(count_drop(DROP_PENDING_FULL), "PENDING map full: a syscall of process {} not followed", (pid_tgid >> 32) as u32);
     }
 }
 
@@ -563,8 +569,14 @@ fn finish(pid_tgid: u64, call: &PendingCall, ret: i64) {
 
 #[inline(always)]
 fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &PendingCall, fd: u32) {
-    let Some(file) = kernel::task_fd_file(o, kernel::current_task(), fd) else { return };
-    let Some(id) = kernel::file_identity(o, file) else { return };
+    let Some(id) = kernel::task_fd_file(o, kernel::current_task(), fd).and_then(|file| kernel::file_identity(o, file)) else {
+        diag!(
+            count_drop(DROP_KERNEL_READ_FAILED),
+            "fd {} that open just returned not readable through the BTF offsets: kernel layout unexpected (or another thread closed it at once)",
+            fd
+        );
+        return;
+    };
     if !id.regular {
         return;
     }

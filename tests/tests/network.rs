@@ -346,6 +346,31 @@ fn blocked_host_cannot_upload_but_other_traffic_passes() {
 }
 
 /// The loaded classifier on crafted packets: never a crash, malformed input counted.
+/// A kernel program's rare-path diagnostic reaches userspace's log through aya-log: a
+/// failed tail call (the SMB step program missing), rate-limited by its counter.
+#[test]
+fn kernel_diagnostics_reach_the_log() {
+    let _guard = serial();
+    require_root();
+    let mut t = TcTestRun::load().expect("load the TC program");
+    let c: IpAddr = "10.9.0.2".parse().unwrap();
+    let s: IpAddr = "10.9.0.1".parse().unwrap();
+    let create = build::nbss(&build::create_request(&build::utf16("a.txt"), 0x0012_0089, 1, 0, 7));
+    t.run(&tcp_packet(c, s, 40100, 445, 1, &create), 1).unwrap();
+    assert!(t.kernel_log().iter().all(|l| !l.contains("tail call")), "nothing to report while the step program is installed");
+    t.remove_step_program(0).unwrap();
+    for i in 0..8 {
+        t.run(&tcp_packet(c, s, 40101 + i, 445, 1, &create), 1).unwrap();
+    }
+    let log = t.kernel_log();
+    let failed: Vec<_> = log.iter().filter(|l| l.contains("tail call to tc_smb_step failed")).collect();
+    // Counted 8 times, logged when a CPU's count reaches a power of two: 4 times on one
+    // CPU (1, 2, 4, 8), at most 6 when the runs were spread over two.
+    assert!((1..=6).contains(&failed.len()), "{log:?}");
+    assert!(failed[0].starts_with("WARN"), "{log:?}");
+    assert_eq!(t.counters().get("no_step_program"), Some(&8));
+}
+
 #[test]
 fn tc_program_on_crafted_packets() {
     let _guard = serial();

@@ -3,7 +3,16 @@
 use sensor_common::{event::NET_DIR_INGRESS, maps::{BlockedKey, FlowKey, FlowState, net_counter}};
 
 use super::count;
-use crate::maps::{BLOCKED, NET_FLOWS};
+use crate::{
+    diag::diag,
+    maps::{BLOCKED, NET_FLOWS},
+};
+
+/// `NET_FLOWS` refused an insert (an LRU map: only when it cannot evict), counted and logged.
+#[inline(always)]
+pub(super) fn flow_table_full() {
+    diag!(count(net_counter::FLOW_TABLE_FULL), "NET_FLOWS refused an insert: a flow's state is lost");
+}
 
 /// Is `saddr` quarantined?
 #[inline(always)]
@@ -31,7 +40,7 @@ pub(super) fn track_from_syn(flow: &FlowKey, seq: u32) {
     let first = seq.wrapping_add(1);
     let state = FlowState { next_record_seq: first, cont_seq: first, ..FlowState::default() };
     if NET_FLOWS.insert(flow, &state, 0).is_err() {
-        count(net_counter::FLOW_TABLE_FULL);
+        flow_table_full();
     }
 }
 
@@ -58,6 +67,6 @@ pub(super) fn out_of_order_from_blocked(state: Option<&FlowState>, seq: u32) -> 
 pub(super) fn passed_from_blocked(flow: &FlowKey, state: &mut FlowState, next: u32) {
     state.cont_seq = next;
     if NET_FLOWS.insert(flow, state, 0).is_err() {
-        count(net_counter::FLOW_TABLE_FULL);
+        flow_table_full();
     }
 }

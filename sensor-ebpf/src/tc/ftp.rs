@@ -17,7 +17,10 @@ use super::{
     blocked::{out_of_order_from_blocked, passed_from_blocked},
     copy_name, count, emit,
 };
-use crate::maps::{FTP_SCAN, NET_FLOWS, TC_JUMP};
+use crate::{
+    diag::diag,
+    maps::{FTP_SCAN, NET_FLOWS, TC_JUMP},
+};
 
 /// FTP control segments, both ways, go up raw: userspace reassembles the two streams and
 /// answers each command with its reply, in order (`network::ftp_session`; it keeps nothing
@@ -32,7 +35,7 @@ pub(super) fn ftp(ctx: &TcContext, pkt: &Packet, request: bool, blocked: bool) -
         unsafe { (*scan).pkt = *pkt };
         let _ = unsafe { TC_JUMP.tail_call(ctx, TC_JUMP_FTP) };
         // Not installed: not judged, so dropped.
-        count(net_counter::NO_STEP_PROGRAM);
+        diag!(count(net_counter::NO_STEP_PROGRAM), "tail call to tc_ftp_blocked failed (TC_JUMP slot 1 empty): quarantined FTP dropped");
         count(net_counter::BLOCKED_DROPS);
         return true;
     }

@@ -62,10 +62,14 @@ pub fn tc_egress(ctx: TcContext) -> i32 {
     classify(&ctx, NET_DIR_EGRESS)
 }
 
+/// Counts one in `slot` of `NET_COUNTERS`; returns this CPU's count so far (0 if the slot
+/// is missing), which `diag!` rate-limits its messages by.
 #[inline(always)]
-fn count(slot: u32) {
-    if let Some(c) = NET_COUNTERS.get_ptr_mut(slot) {
-        unsafe { *c += 1 };
+fn count(slot: u32) -> u64 {
+    let Some(c) = NET_COUNTERS.get_ptr_mut(slot) else { return 0 };
+    unsafe {
+        *c += 1;
+        *c
     }
 }
 

@@ -18,11 +18,14 @@ use sensor_common::{
 
 use super::{
     Packet,
-    blocked::{out_of_order_from_blocked, passed_from_blocked},
+    blocked::{flow_table_full, out_of_order_from_blocked, passed_from_blocked},
     carry::{continuation, keep, load_joined, scratch4},
     count, emit, load, read, smb_pdu,
 };
-use crate::maps::{NET_FLOWS, NET_WALK, TC_JUMP};
+use crate::{
+    diag::diag,
+    maps::{NET_FLOWS, NET_WALK, TC_JUMP},
+};
 
 /// NBSS records looked at per packet (and at most 32 steps in all).
 const MAX_RECORDS: u32 = 8;
@@ -92,7 +95,9 @@ pub(super) fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
         w.next = w.prev;
         w.next.cont_seq = 0;
         w.next.cont_bytes = 0;
-        let _ = NET_FLOWS.insert(&pkt.flow, &w.next, 0);
+        if NET_FLOWS.insert(&pkt.flow, &w.next, 0).is_err() {
+            flow_table_full();
+        }
     }
     let mut off = pkt.payload;
     // A packet that ends exactly where the next record starts is either the last segment
@@ -176,7 +181,7 @@ pub(super) fn smb(ctx: &TcContext, pkt: &Packet, blocked: bool) -> bool {
     w.next.carry_kind = carry_kind::NONE;
     // Does not return if the step program is installed.
     let _ = unsafe { TC_JUMP.tail_call(ctx, 0) };
-    count(net_counter::NO_STEP_PROGRAM);
+    diag!(count(net_counter::NO_STEP_PROGRAM), "tail call to tc_smb_step failed (TC_JUMP slot 0 empty): SMB2 not parsed");
     blocked
 }
 
@@ -189,7 +194,9 @@ fn smb_finish(w: &mut SmbWalk) -> i32 {
         w.next.encrypted_reported = w.encrypted;
         w.next.cont_seq = w.pkt.seq.wrapping_add(w.pkt.len - w.pkt.payload);
         w.next.cont_bytes = w.cont_bytes;
-        let _ = NET_FLOWS.insert(&w.pkt.flow, &w.next, 0);
+        if NET_FLOWS.insert(&w.pkt.flow, &w.next, 0).is_err() {
+            flow_table_full();
+        }
     } else if w.drop == 0 && w.blocked != 0
         && let Some(s) = unsafe { NET_FLOWS.get(&w.pkt.flow) }
     {

@@ -98,6 +98,9 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
+    if let Some(logger) = sensor.take_logger() {
+        spawn_kernel_log_reader(logger);
+    }
     let ring = sensor.take_events().context("ring buffer already taken")?;
     #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
     let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
@@ -420,3 +423,29 @@ async fn serve(stream: UnixStream, calls: mpsc::Sender<Call>, mut events: broadc
     }
 }
 
+/// The kernel programs' diagnostic messages (aya-log) into the daemon's log as they come,
+/// off the event loop.
+fn spawn_kernel_log_reader(logger: crate::kernel::sensor::KernelLogger) {
+    #[allow(deprecated)] // as for the events ring buffer: aya's types predate AsyncFd::register
+    let mut fd = match AsyncFd::with_interest(logger, tokio::io::Interest::READABLE) {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!("cannot poll the kernel programs' log ({e}): their diagnostics go unseen, counters still count");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            match fd.readable_mut().await {
+                Ok(mut guard) => {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+                Err(e) => {
+                    warn!("the kernel programs' log stopped ({e})");
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -27,6 +27,9 @@ use crate::{
     },
 };
 
+/// Reads the kernel programs' aya-log records into this process's `log` logger.
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vtrail"));
 
 pub struct Sensor {
@@ -41,6 +44,8 @@ pub struct Sensor {
     write_seen: HashMap<MapData, WriteSeenKey, u8>,
     drops: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// The kernel programs' diagnostic messages (aya-log), until the daemon takes them.
+    logger: Option<KernelLogger>,
     /// What came from the pins of an earlier sensor.
     pub carried: crate::kernel::state::CarriedOver,
 }
@@ -76,6 +81,15 @@ impl Sensor {
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF object (is the kernel older than 5.8, or is BPF restricted?)")?;
 
+        // The programs' rare-path messages (a map full, a failed tail call, a kernel struct
+        // the BTF offsets did not read): without a reader they only fill their ring buffer.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("the kernel programs' log cannot be read ({e}): their diagnostics go unseen, counters still count");
+                None
+            }
+        };
         let carried = match kernel_state {
             Some(dir) => crate::kernel::state::carry_over(&mut ebpf, dir)?,
             None => Default::default(),
@@ -166,7 +180,7 @@ impl Sensor {
         let write_seen = HashMap::try_from(ebpf.take_map(names::WRITE_SEEN).context("WRITE_SEEN map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
         let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
-        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events, carried })
+        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events, logger, carried })
     }
 
     /// The loaded object (network monitoring loads and attaches its TC programs on it).
@@ -176,6 +190,10 @@ impl Sensor {
 
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.events.take()
+    }
+
+    pub fn take_logger(&mut self) -> Option<KernelLogger> {
+        self.logger.take()
     }
 
     /// Rule-1/3 programs: flag the inodes of the configured binaries.

@@ -1,11 +1,16 @@
 //! Runs the TC classifier on crafted packets with `BPF_PROG_TEST_RUN` (no network, no
 //! attach): the parser tests on malformed input and `examples/tc-bench.rs` use it.
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
 use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpHeader};
@@ -24,6 +29,25 @@ pub struct TcTestRun {
     clock: WallClock,
     /// As in the daemon: a CREATE cut by a segment end waits for its continuation.
     reassembly: reassembly::Reassembly,
+    /// The programs' aya-log messages, read into `log`.
+    logger: aya_log::EbpfLogger<CapturedLog>,
+    log: CapturedLog,
+}
+
+/// Keeps the kernel programs' log messages for `TcTestRun::kernel_log`.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<String>>>);
+
+impl log::Log for CapturedLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(format!("{} {}", record.level(), record.args()));
+        }
+    }
+    fn flush(&self) {}
 }
 
 #[derive(Debug)]
@@ -48,7 +72,23 @@ impl TcTestRun {
         let events = RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS")?)?;
         let counters = PerCpuArray::try_from(ebpf.take_map(names::NET_COUNTERS).context("NET_COUNTERS")?)?;
         let blocked = HashMap::try_from(ebpf.take_map(names::BLOCKED).context("BLOCKED")?)?;
-        Ok(Self { ebpf, events, counters, blocked, clock: WallClock::now(), reassembly: Default::default() })
+        let log = CapturedLog::default();
+        let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, log.clone()).context("the programs' log (AYA_LOGS)")?;
+        Ok(Self { ebpf, events, counters, blocked, clock: WallClock::now(), reassembly: Default::default(), logger, log })
+    }
+
+    /// Empties a `TC_JUMP` slot (0: `tc_smb_step`, 1: `tc_ftp_blocked`), as a sensor whose
+    /// step program failed to install would run.
+    pub fn remove_step_program(&mut self, slot: u32) -> Result<()> {
+        let mut jump = ProgramArray::try_from(self.ebpf.map_mut(names::TC_JUMP).context("TC_JUMP map")?)?;
+        jump.clear_index(&slot)?;
+        Ok(())
+    }
+
+    /// The kernel programs' log messages since the last call ("LEVEL message").
+    pub fn kernel_log(&mut self) -> Vec<String> {
+        self.logger.flush();
+        self.log.0.lock().map(|mut lines| std::mem::take(&mut *lines)).unwrap_or_default()
     }
 
     pub fn run(&mut self, packet: &[u8], repeat: u32) -> Result<RunResult> {
