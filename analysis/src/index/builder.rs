@@ -124,13 +124,7 @@ impl GraphBuilder {
         let host = self.host(&node.host)?;
         let n = self.node_ix(&node.id, host, node.first_seen_ns)?;
         let existing = self.nodes[n as usize];
-        let kind = match &node.data {
-            NodeData::Host { .. } => NodeKind::Host,
-            NodeData::Process { .. } => NodeKind::Process,
-            NodeData::File { .. } => NodeKind::File,
-            NodeData::Remote { .. } => NodeKind::Remote,
-            NodeData::User { .. } => NodeKind::User,
-        };
+        let kind = NodeKind::from(node.data.kind());
         if existing.kind != NodeKind::Unknown && existing.kind != kind {
             // Same id, different kind: ids say their kind, so this is a corrupt record. Keep the first.
             return Ok(());

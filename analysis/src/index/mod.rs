@@ -36,6 +36,19 @@ pub enum NodeKind {
     Unknown,
 }
 
+impl From<sensor_common::graph::NodeKind> for NodeKind {
+    fn from(kind: sensor_common::graph::NodeKind) -> Self {
+        use sensor_common::graph::NodeKind as Recorded;
+        match kind {
+            Recorded::Host => NodeKind::Host,
+            Recorded::Process => NodeKind::Process,
+            Recorded::File => NodeKind::File,
+            Recorded::Remote => NodeKind::Remote,
+            Recorded::User => NodeKind::User,
+        }
+    }
+}
+
 impl NodeKind {
     pub fn name(self) -> &'static str {
         match self {

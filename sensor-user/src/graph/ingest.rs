@@ -59,7 +59,7 @@ impl PortState {
 const PATH_INDEX_LIMIT: usize = 100_000;
 
 pub struct Ingest<'a> {
-    store: &'a GraphStore,
+    /// Writes nodes and edges under this host's ids; holds the store.
     graph: GraphWriter<'a>,
     host: HostInfo,
     config: &'a Config,
@@ -71,7 +71,7 @@ pub struct Ingest<'a> {
 
 impl<'a> Ingest<'a> {
     pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
-        Self { store, graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
+        Self { graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
     }
 
     pub fn with_port_state(mut self, port_state: PortState) -> Self {
@@ -79,8 +79,8 @@ impl<'a> Ingest<'a> {
         self
     }
 
-    pub fn store(&self) -> &GraphStore {
-        self.store
+    pub fn store(&self) -> &'a GraphStore {
+        self.graph.store()
     }
 
     pub fn host(&self) -> &HostInfo {
@@ -126,11 +126,11 @@ impl<'a> Ingest<'a> {
     /// the file may have been rewritten since the last one (sizes are capped by
     /// `procfs::HASH_LIMIT_BYTES`).
     fn record_hash(&self, file: &str, content: &Path) -> Result<()> {
-        let Some(mut node) = self.store.node(file)? else { return Ok(()) };
+        let Some(mut node) = self.graph.store().node(file)? else { return Ok(()) };
         let NodeData::File { sha256, .. } = &mut node.data else { return Ok(()) };
         if let Some(hash) = procfs::sha256_file(content) {
             *sha256 = Some(hash);
-            self.store.replace_node(&node)?;
+            self.graph.store().replace_node(&node)?;
         }
         Ok(())
     }
@@ -158,19 +158,19 @@ impl<'a> Ingest<'a> {
     }
 
     fn mark_untrusted_file(&self, key: &InodeKey, generation: u32, node: &str) -> Result<()> {
-        self.store.set_untrusted(key, &TaintedFile { node: node.into(), generation, by_port_program: false })?;
+        self.graph.store().set_untrusted(key, &TaintedFile { node: node.into(), generation, by_port_program: false })?;
         Ok(())
     }
 
     /// A port program's own state file, first recorded as an arrival when its path could
     /// not be known (its writer gone): the untrusted mark is lifted.
     fn forget_state_file(&self, key: &InodeKey) -> Result<()> {
-        self.store.clear_untrusted(key)?;
-        if let Some(mut node) = self.store.node(&self.file_id(key))?
+        self.graph.store().clear_untrusted(key)?;
+        if let Some(mut node) = self.graph.store().node(&self.file_id(key))?
             && let NodeData::File { untrusted, .. } = &mut node.data
         {
             *untrusted = false;
-            self.store.replace_node(&node)?;
+            self.graph.store().replace_node(&node)?;
         }
         Ok(())
     }
@@ -228,7 +228,7 @@ impl<'a> Ingest<'a> {
                 }
             }
             EventKind::Exit => {
-                self.store.clear_tainted_proc(ev.tgid, ev.start_ticks)?;
+                self.graph.store().clear_tainted_proc(ev.tgid, ev.start_ticks)?;
             }
             EventKind::Taint => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
@@ -245,7 +245,7 @@ impl<'a> Ingest<'a> {
                 // kept; one marked only by port-program writes whose path was not known
                 // then - its writer gone - is released now that it is.)
                 if ev.port_program && !ev.tainted && node_path.is_some_and(|p| self.port_state.holds(p)) {
-                    let marked = self.store.untrusted_file(&f.key())?;
+                    let marked = self.graph.store().untrusted_file(&f.key())?;
                     if marked.as_ref().is_none_or(|t| t.by_port_program) {
                         if marked.is_some() {
                             self.forget_state_file(&f.key())?;
@@ -260,7 +260,7 @@ impl<'a> Ingest<'a> {
                 // A tainted writer always (re)marks it: it is no port program's state then.
                 if ev.file_newly_untrusted || !ev.file_was_untrusted || ev.tainted {
                     let by_port_program = ev.port_program && !ev.tainted;
-                    self.store.set_untrusted(&f.key(), &TaintedFile { node: file.clone(), generation: f.generation, by_port_program })?;
+                    self.graph.store().set_untrusted(&f.key(), &TaintedFile { node: file.clone(), generation: f.generation, by_port_program })?;
                 }
                 let (activation_point, severity) = self.activation(ev, path);
                 let attrs = FileWriteAttrs {
@@ -358,7 +358,7 @@ impl<'a> Ingest<'a> {
     pub fn relabel(&mut self, key: &InodeKey, generation: u32, path: &str, untrusted: bool, by: &str) -> Result<String> {
         let ts = procfs::now_wall_ns();
         let file = self.file_id(key);
-        let mut node = self.store.node(&file)?.unwrap_or(Node {
+        let mut node = self.graph.store().node(&file)?.unwrap_or(Node {
             id: file.clone(),
             host: self.host.id.clone(),
             first_seen_ns: ts,
@@ -370,11 +370,11 @@ impl<'a> Ingest<'a> {
             }
             *u = untrusted;
         }
-        self.store.replace_node(&node)?;
+        self.graph.store().replace_node(&node)?;
         if untrusted {
             self.mark_untrusted_file(key, generation, &file)?;
         } else {
-            self.store.clear_untrusted(key)?;
+            self.graph.store().clear_untrusted(key)?;
         }
         let actor = self.graph.user(ts, by)?;
         let to = if untrusted { Trust::Untrusted } else { Trust::Trusted };
