@@ -7,6 +7,7 @@
 mod edge;
 mod node;
 mod path;
+pub mod fleet;
 pub mod v1;
 
 pub use edge::*;
