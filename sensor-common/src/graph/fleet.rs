@@ -121,6 +121,13 @@ pub fn alerts_subject(prefix: &str, host_id: &str) -> String {
     format!("{prefix}.alerts.{}", subject_token(host_id))
 }
 
+/// The reply-subject prefix a host's connection uses (`_INBOX.<host token>`): JetStream
+/// acks come back on it, so a host's credentials may subscribe to `_INBOX.<token>.>` and
+/// to nothing another host receives.
+pub fn inbox_prefix(host_id: &str) -> String {
+    format!("_INBOX.{}", subject_token(host_id))
+}
+
 /// Whether `prefix` is a usable subject prefix: one or more dot-separated tokens of
 /// `[A-Za-z0-9_-]`, no wildcards.
 pub fn valid_subject_prefix(prefix: &str) -> bool {
