@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::fleet::config::FleetConfig;
+
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
@@ -58,6 +60,9 @@ pub struct Config {
     /// Zones (most specific first) whose reverse names map IPs to node ids.
     #[serde(default)]
     pub dns_zones: Vec<String>,
+    /// Streaming this host's graph to the fleet's central database (off by default).
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
 
 /// Does `path` match `pattern`? `DIR/`: below DIR; `*/NAME`: a file NAME anywhere;
@@ -105,6 +110,7 @@ struct Overlay {
     smb_conf: Option<PathBuf>,
     dns_server: Option<std::net::SocketAddr>,
     dns_zones: Option<Vec<String>>,
+    fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +155,7 @@ impl Config {
               network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
+        if let Some(v) = overlay.fleet { self.fleet = v; }
         Ok(())
     }
 
@@ -169,6 +176,9 @@ impl Config {
                     why: "program paths must be absolute",
                 });
             }
+        }
+        if let Some((key, value, why)) = self.fleet.problem() {
+            return Err(ConfigError::Invalid { key, value, why });
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod control;
 pub mod correlate;
 pub mod decode;
 pub mod daemon;
+pub mod fleet;
 pub mod graph;
 pub mod host;
 pub mod kernel;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sensor_common::graph::HostInfo;
 
 use crate::{
+    fleet::FleetStatus,
     correlate::{attribution, naming::NamingStats},
     decode::reassembly::ReassemblyStats,
     kernel::{state::CarriedOver, strategy::Strategy},
@@ -34,6 +35,8 @@ pub struct Status {
     pub naming: NamingStats,
     pub network: NetworkStatus,
     pub database: DatabaseStatus,
+    #[serde(default)]
+    pub fleet: FleetStatus,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -120,7 +123,34 @@ impl fmt::Display for Status {
             db.edges,
             db.untrusted_files,
             db.tainted_processes
-        )
+        )?;
+        self.fleet.fmt_line(f)
+    }
+}
+
+impl FleetStatus {
+    fn fmt_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.enabled {
+            return writeln!(f, "fleet:      off (this host's graph stays local)");
+        }
+        let link = if self.connected { "connected" } else { "NOT CONNECTED" };
+        let age = self.backlog_age_seconds.map(|a| format!(", oldest {a:.1} s")).unwrap_or_default();
+        writeln!(
+            f,
+            "fleet:      {link} to {} on {}: acked up to {}, backlog {} record(s){age}",
+            self.servers.join(", "),
+            self.subject,
+            self.acked_seq,
+            self.backlog_records
+        )?;
+        if let Some(problem) = &self.problem {
+            writeln!(f, "  problem:  {problem}")?;
+        }
+        let errors: Vec<String> = self.publish_errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        if !errors.is_empty() {
+            writeln!(f, "  errors:   {}", errors.join(" "))?;
+        }
+        Ok(())
     }
 }
 
@@ -147,6 +177,7 @@ mod tests {
             naming: NamingStats::default(),
             network: NetworkStatus { blocked_hosts: vec!["10.0.0.9".into()], ..Default::default() },
             database: DatabaseStatus { path: "/var/lib/vtrail/db".into(), ..Default::default() },
+            fleet: FleetStatus::default(),
         }
     }
 

@@ -29,6 +29,7 @@ use crate::{
         status::{DatabaseStatus, KernelStateStatus, NetworkStatus, Status},
     },
     correlate::naming::NamingStats,
+    fleet::Fleet,
     decode::events::{self, SensorEvent},
     graph::{
         GraphStore, GraphWriter, export,
@@ -67,6 +68,11 @@ pub async fn run(config: Config) -> Result<()> {
     {
         warn!("database {} was recorded as host {}; this host is {}", config.database.display(), old.id, host.id);
     }
+    // The fleet's outbox is on before anything is recorded, so every record is queued.
+    let fleet = match config.fleet.enabled() {
+        true => Some(Fleet::start(&config.fleet, &store, &host.id).await?),
+        false => None,
+    };
     store.set_host(&host)?;
     GraphWriter::new(&store, &host.id).host(procfs::now_wall_ns(), &host)?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
@@ -168,6 +174,9 @@ pub async fn run(config: Config) -> Result<()> {
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);
                     }
+                    if let Some(f) = fleet.as_ref() {
+                        status.fleet = f.status(procfs::now_wall_ns());
+                    }
                     serde_json::to_vec(&status).unwrap_or_else(|e| error_answer(&e.into()))
                 } else {
                     match net.as_mut().and_then(|m| m.handle(&call.request, ingest.graph())) {
@@ -199,6 +208,7 @@ pub async fn run(config: Config) -> Result<()> {
     info!("stopping: flushing the graph, detaching programs");
     report_new_drops(&sensor, &mut reported_drops);
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
+    store.close_outbox()?;
     store.flush()?;
     let _ = std::fs::remove_file(&config.socket);
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }
@@ -306,6 +316,7 @@ fn status(
             blocked_hosts: store.blocked_hosts().unwrap_or_default(),
             ..NetworkStatus::default()
         },
+        fleet: Default::default(),
         database: DatabaseStatus {
             path: store.path().to_owned(),
             size_bytes: store.size_on_disk(),

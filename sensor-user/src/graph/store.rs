@@ -3,8 +3,13 @@
 //! them in order. Two small trees hold what the kernel maps are rebuilt from on restart.
 use std::{
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
+
+use crate::fleet::outbox::Outbox;
 
 use sensor_common::{
     graph::{Edge, HostInfo, Node, NodeData, SCHEMA_VERSION, TaintedFile, trees, v1},
@@ -40,6 +45,8 @@ pub struct GraphStore {
     tainted: sled::Tree,
     blocked: sled::Tree,
     seq: AtomicU64,
+    /// Set when the fleet is on: every node and edge stored is also queued for the fleet.
+    outbox: OnceLock<Outbox>,
 }
 
 /// Edges of a version-1 database that did not convert (see `upgrade_from_v1`).
@@ -71,6 +78,7 @@ impl GraphStore {
             tainted: tree(trees::TAINTED_PROCS)?,
             blocked: tree(trees::BLOCKED_HOSTS)?,
             seq: AtomicU64::new(0),
+            outbox: OnceLock::new(),
             db,
         };
         match store.meta.get("schema_version")? {
@@ -130,8 +138,58 @@ impl GraphStore {
         Ok(())
     }
 
+    /// Turns the fleet outbox on: from now on every record stored is queued for the
+    /// fleet too. The first time, what the database already held is queued as well (host,
+    /// nodes, then edges in time order), so enabling the fleet on a running host sends
+    /// its history.
+    pub fn enable_outbox(&self) -> Result<Outbox, StoreError> {
+        if let Some(outbox) = self.outbox.get() {
+            return Ok(outbox.clone());
+        }
+        let outbox = Outbox::open(&self.db, &self.meta)?;
+        if !outbox.backfilled()? {
+            let now = crate::host::procfs::now_wall_ns();
+            let mut queued = 0u64;
+            if let Some(v) = self.meta.get("host")? {
+                outbox.append("host_info", &v, now)?;
+            }
+            for entry in self.nodes.iter() {
+                outbox.append("node", &entry?.1, now)?;
+                queued += 1;
+            }
+            for entry in self.edges.iter() {
+                outbox.append("edge", &entry?.1, now)?;
+                queued += 1;
+            }
+            outbox.mark_backfilled()?;
+            self.db.flush()?;
+            if queued > 0 {
+                log::info!("fleet: queued the {queued} records this database held before the fleet was enabled");
+            }
+        }
+        Ok(self.outbox.get_or_init(|| outbox).clone())
+    }
+
+    /// Records the end of this run's sequence numbers (a clean stop leaves no gap).
+    pub fn close_outbox(&self) -> Result<(), StoreError> {
+        if let Some(outbox) = self.outbox.get() {
+            outbox.close()?;
+        }
+        Ok(())
+    }
+
+    fn queue(&self, item_key: &str, json: &[u8]) -> Result<(), StoreError> {
+        if let Some(outbox) = self.outbox.get() {
+            // Queued before the local write: a crash in between sends a record the local
+            // store lacks, never the reverse.
+            outbox.append(item_key, json, crate::host::procfs::now_wall_ns())?;
+        }
+        Ok(())
+    }
+
     pub fn set_host(&self, host: &HostInfo) -> Result<(), StoreError> {
         let json = serde_json::to_vec(host).map_err(|e| json_err(trees::META, e))?;
+        self.queue("host_info", &json)?;
         self.meta.insert("host", json)?;
         Ok(())
     }
@@ -152,12 +210,17 @@ impl GraphStore {
 
     /// Inserts `node`, or merges it into the stored one: names accumulate, flags that
     /// say "untrusted/tainted/executable" only go up (a relabel uses `replace_node`).
+    /// An upsert that changes nothing writes nothing (and queues nothing for the fleet).
     pub fn upsert_node(&self, node: Node) -> Result<Node, StoreError> {
         let merged = match self.node(&node.id)? {
             None => node,
-            Some(mut old) => {
-                merge(&mut old, node);
-                old
+            Some(old) => {
+                let mut merged = old.clone();
+                merge(&mut merged, node);
+                if merged == old {
+                    return Ok(merged);
+                }
+                merged
             }
         };
         self.replace_node(&merged)?;
@@ -166,6 +229,7 @@ impl GraphStore {
 
     pub fn replace_node(&self, node: &Node) -> Result<(), StoreError> {
         let json = serde_json::to_vec(node).map_err(|e| json_err(trees::NODES, e))?;
+        self.queue("node", &json)?;
         self.nodes.insert(node.id.as_bytes(), json)?;
         Ok(())
     }
@@ -176,6 +240,7 @@ impl GraphStore {
         key[..8].copy_from_slice(&edge.ts_ns.to_be_bytes());
         key[8..].copy_from_slice(&seq.to_be_bytes());
         let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGES, e))?;
+        self.queue("edge", &json)?;
         self.edges.insert(key, json)?;
         Ok(())
     }
