@@ -61,6 +61,7 @@ fn on_event(event: Event, state: &SharedState, credentials: &str, subject: &str,
             state.update(|s| {
                 s.connected = true;
                 s.problem = None;
+                s.last_warning = None;
             });
         }
         Event::Disconnected => {
@@ -84,7 +85,15 @@ fn on_event(event: Event, state: &SharedState, credentials: &str, subject: &str,
             error!("fleet: {why}");
             state.update(|s| s.problem = Some(why));
         }
-        other => warn!("fleet: {other}"),
+        // Every failed reconnect attempt reports its error: log each kind once per outage.
+        other => {
+            let text = other.to_string();
+            let mut new = false;
+            state.update(|s| new = s.last_warning.replace(text.clone()).as_deref() != Some(&text));
+            if new {
+                warn!("fleet: {text}");
+            }
+        }
     }
 }
 

@@ -44,6 +44,9 @@ pub struct FleetStatus {
     /// Failed publishes by reason: `not_connected`, `no_stream`, `permission_denied`,
     /// `stream_full`, `timeout`, `too_large`, `other`.
     pub publish_errors: BTreeMap<String, u64>,
+    /// The last warning logged about the link (repeats are not logged again).
+    #[serde(skip)]
+    pub last_warning: Option<String>,
 }
 
 /// The publisher's view of the link, shared with the daemon's status answer.
