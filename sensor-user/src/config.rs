@@ -207,6 +207,32 @@ mod tests {
     }
 
     #[test]
+    fn fleet_section_is_off_by_default_and_checked() {
+        assert!(!Config::embedded_default().fleet.enabled());
+        let mut c = Config::embedded_default();
+        c.apply("[fleet]\nnats_url = \"nats://10.0.0.1:4222\"\n", Path::new("t.toml")).unwrap();
+        assert_eq!(c.fleet.nats_url, vec!["nats://10.0.0.1:4222"]);
+        assert_eq!(c.fleet.subject_prefix, "vtrail");
+        c.apply("[fleet]\nnats_url = [\"nats://a:1\", \"tls://b:2\"]\nsubject_prefix = \"org.vtrail\"\n", Path::new("t.toml")).unwrap();
+        assert_eq!(c.fleet.nats_url.len(), 2);
+        c.validate().unwrap();
+        for (bad, names) in [
+            ("[fleet]\nnats_url = \"nats://a:1\"\nsubject_prefix = \"a.*\"\n", "fleet.subject_prefix"),
+            ("[fleet]\nnats_url = \"http://a:1\"\n", "fleet.nats_url"),
+            ("[fleet]\nnats_url = \"nats://a:1\"\ncredentials = \"host.nk\"\n", "absolute"),
+            ("[fleet.tls]\ncert = \"/c.pem\"\n", "both `cert` and `key`"),
+        ] {
+            let mut c = Config::embedded_default();
+            c.apply(bad, Path::new("t.toml")).unwrap();
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(names), "{bad:?}: {err}");
+        }
+        let mut c = Config::embedded_default();
+        let err = c.apply("[fleet]\nnats_urls = \"nats://a:1\"\n", Path::new("t.toml")).unwrap_err().to_string();
+        assert!(err.contains("nats_urls"), "{err}");
+    }
+
+    #[test]
     fn bad_value_type_names_line() {
         let mut c = Config::embedded_default();
         let err = c.apply("\n\nring_buffer_bytes = \"big\"\n", Path::new("t.toml")).unwrap_err();
