@@ -132,7 +132,7 @@ async fn flush(client: &mut Client, writer: &mut Writer, subject: &str, rows: &m
     let dead: Vec<DeadLetter> = rows.refused.iter().map(|r| DeadLetter::of_record(subject, r)).collect();
     report.refused += dead.len() as u64;
     let written = writer
-        .write(client, rows, &dead)
+        .write(client, &[&*rows], &dead)
         .await
         .with_context(|| format!("store the records of {}", report.path.display()))?;
     report.written += written;

@@ -6,7 +6,13 @@
 //! subject (`nats_config`). Data flows one way: message -> decoded batch -> rows -> one
 //! transaction -> ack.
 
+pub mod bench;
+pub mod consume;
 pub mod db;
 pub mod deadletter;
 pub mod import;
+pub mod link;
+pub mod nats;
+pub mod nats_config;
+pub mod status;
 

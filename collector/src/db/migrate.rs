@@ -54,13 +54,20 @@ pub async fn current_version(client: &Client) -> anyhow::Result<i32> {
     Ok(row.get(0))
 }
 
-fn refuse_newer(found: i32) -> anyhow::Result<()> {
+/// The database was migrated by a newer vtrail-collect: this one must not write to it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database is at schema version {found}, newer than this vtrail-collect knows ({known}): \
+     a newer collector migrated it; run that version (or a newer one) instead"
+)]
+pub struct NewerSchema {
+    pub found: i32,
+    pub known: i32,
+}
+
+fn refuse_newer(found: i32) -> Result<(), NewerSchema> {
     if found > latest_version() {
-        bail!(
-            "the database is at schema version {found}, newer than this vtrail-collect knows ({}): \
-             a newer collector migrated it; run that version (or a newer one) instead",
-            latest_version()
-        );
+        return Err(NewerSchema { found, known: latest_version() });
     }
     Ok(())
 }

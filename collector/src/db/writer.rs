@@ -1,4 +1,4 @@
-//! Applies a [`RowSet`] (and the dead letters that came with it) in one transaction.
+//! Applies [`RowSet`]s (and the dead letters that came with them) in one transaction.
 //!
 //! Rows go by binary COPY into session-local staging tables, then
 //! `INSERT .. SELECT .. ON CONFLICT` into the real ones: COPY is the fast path into
@@ -7,7 +7,10 @@
 //! takes its row locks in key order (hosts, then nodes, edges, transfers, each sorted), so
 //! concurrent writers wait for each other but never deadlock.
 
+use std::collections::BTreeMap;
 use std::pin::pin;
+
+use sensor_common::graph::HostInfo;
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -96,36 +99,39 @@ impl Writer {
         })
     }
 
-    /// Stores `rows` and `dead` in one transaction (the partitions the edges need are
-    /// created before it, in their own).
-    pub async fn write(&mut self, client: &mut Client, rows: &RowSet, dead: &[DeadLetter]) -> Result<Written, tokio_postgres::Error> {
-        self.partitions.ensure(client, rows.edge_days()).await?;
+    /// Stores every set of `sets` and `dead` in one transaction (the partitions the edges
+    /// need are created before it, in their own).
+    pub async fn write(&mut self, client: &mut Client, sets: &[&RowSet], dead: &[DeadLetter]) -> Result<Written, tokio_postgres::Error> {
+        let days: Vec<i64> = sets.iter().flat_map(|s| s.edge_days()).collect();
+        self.partitions.ensure(client, days).await?;
         let tx = client.transaction().await?;
         let mut written = Written::default();
-        for (host, row) in &rows.hosts {
-            let info = row.info.as_ref();
+        for (host, row) in merge_hosts(sets) {
+            let info = row.info;
             tx.execute(
                 &self.upsert_host,
-                &[host, &info.map(|i| i.hostname.as_str()), &info.map(|i| &i.disk_ids), &row.info_seq, &row.last_seq],
+                &[&host, &info.map(|i| i.hostname.as_str()), &info.map(|i| &i.disk_ids), &row.info_seq, &row.last_seq],
             )
             .await?;
         }
-        if !rows.nodes.is_empty() {
-            copy_in(&tx, "stage_nodes", &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT], &rows.nodes, |n| {
+        let nodes: Vec<&_> = sets.iter().flat_map(|s| &s.nodes).collect();
+        if !nodes.is_empty() {
+            copy_in(&tx, "stage_nodes", &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT], &nodes, |n| {
                 [&n.host, &n.id, &n.kind, &n.first_seen_ns, &n.seq, &n.json]
             })
             .await?;
             written.nodes = tx.execute(MERGE_NODES, &[]).await?;
         }
-        if !rows.edges.is_empty() {
+        let edges: Vec<&_> = sets.iter().flat_map(|s| &s.edges).collect();
+        if !edges.is_empty() {
             let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
-            copy_in(&tx, "stage_edges", &types, &rows.edges, |e| [&e.host, &e.origin, &e.seq, &e.ts_ns, &e.kind, &e.src, &e.dst, &e.attrs])
-                .await?;
+            copy_in(&tx, "stage_edges", &types, &edges, |e| [&e.host, &e.origin, &e.seq, &e.ts_ns, &e.kind, &e.src, &e.dst, &e.attrs]).await?;
             written.edges = tx.execute(MERGE_EDGES, &[]).await?;
         }
-        if !rows.transfers.is_empty() {
+        let transfers: Vec<&_> = sets.iter().flat_map(|s| &s.transfers).collect();
+        if !transfers.is_empty() {
             let types = [Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
-            copy_in(&tx, "stage_transfers", &types, &rows.transfers, |t| {
+            copy_in(&tx, "stage_transfers", &types, &transfers, |t| {
                 [&t.host, &t.origin, &t.seq, &t.ts_ns, &t.kind, &t.file, &t.remote, &t.ip, &t.protocol, &t.name]
             })
             .await?;
@@ -148,18 +154,39 @@ impl Writer {
     }
 }
 
+/// One host's row over several sets: the newest host info, the highest sequence.
+struct MergedHost<'a> {
+    info: Option<&'a HostInfo>,
+    info_seq: i64,
+    last_seq: i64,
+}
+
+/// Hosts of all sets, in key order (the order their rows are locked in).
+fn merge_hosts<'a>(sets: &[&'a RowSet]) -> BTreeMap<&'a str, MergedHost<'a>> {
+    let mut hosts: BTreeMap<&'a str, MergedHost<'a>> = BTreeMap::new();
+    for (host, row) in sets.iter().flat_map(|s| &s.hosts) {
+        let merged = hosts.entry(host.as_str()).or_insert(MergedHost { info: None, info_seq: 0, last_seq: 0 });
+        if row.info.is_some() && (merged.info.is_none() || row.info_seq >= merged.info_seq) {
+            merged.info = row.info.as_ref();
+            merged.info_seq = row.info_seq;
+        }
+        merged.last_seq = merged.last_seq.max(row.last_seq);
+    }
+    hosts
+}
+
 /// Binary COPY of `rows` into `table`, one `fields` array per row.
-async fn copy_in<'a, R, const N: usize>(
+async fn copy_in<'a, R: 'a, const N: usize>(
     tx: &Transaction<'_>,
     table: &str,
     types: &[Type; N],
-    rows: &'a [R],
+    rows: &[&'a R],
     fields: impl Fn(&'a R) -> [&'a (dyn ToSql + Sync); N],
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)")).await?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
     for row in rows {
-        writer.as_mut().write(&fields(row)).await?;
+        writer.as_mut().write(&fields(*row)).await?;
     }
     writer.finish().await?;
     Ok(())
