@@ -1,0 +1,129 @@
+//! The collector's NATS side: connecting (nkey or user + password), the stream every host
+//! publishes into, and the durable pull consumer collectors share.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer, stream};
+use sensor_common::graph::fleet::MAX_MESSAGE_BYTES;
+
+/// The collector's reply subjects. Hosts may subscribe to `_INBOX.<host token>.>` only
+/// (`graph::fleet::inbox_prefix`); a prefix outside `_INBOX.` cannot be one of theirs.
+pub const COLLECTOR_INBOX_PREFIX: &str = "_INBOX_vtrail_collect";
+
+#[derive(Clone, Debug)]
+pub enum NatsAuth {
+    None,
+    /// A file holding a user nkey seed (`SU...`), as `nats-config` writes.
+    Nkey(PathBuf),
+    /// The password is read from a file so that it is not on the command line.
+    UserPassword { user: String, password_file: PathBuf },
+}
+
+#[derive(Clone, Debug)]
+pub struct NatsTarget {
+    /// Servers of one cluster (`nats://host:port`), tried in turn.
+    pub urls: Vec<String>,
+    pub auth: NatsAuth,
+}
+
+impl NatsTarget {
+    pub fn describe(&self) -> String {
+        self.urls.join(",")
+    }
+}
+
+/// Connects; the client reconnects by itself after a cut, and the first connection is
+/// retried in the background too, so a server that is down at start is not an error.
+pub async fn connect(target: &NatsTarget, name: &str) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .custom_inbox_prefix(COLLECTOR_INBOX_PREFIX)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => log::info!("NATS: connected"),
+                async_nats::Event::Disconnected => log::warn!("NATS: disconnected; reconnecting"),
+                async_nats::Event::Closed => log::debug!("NATS: connection closed"),
+                other => log::warn!("NATS: {other}"),
+            }
+        });
+    options = match &target.auth {
+        NatsAuth::None => options,
+        NatsAuth::Nkey(path) => {
+            let seed = std::fs::read_to_string(path).with_context(|| format!("read the nkey seed {}", path.display()))?;
+            options.nkey(seed.trim().to_owned())
+        }
+        NatsAuth::UserPassword { user, password_file } => {
+            let password = std::fs::read_to_string(password_file)
+                .with_context(|| format!("read the NATS password file {}", password_file.display()))?;
+            options.user_and_password(user.clone(), password.trim_end_matches(['\n', '\r']).to_owned())
+        }
+    };
+    options.connect(&target.urls).await.with_context(|| format!("connect to NATS at {}", target.describe()))
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    pub stream: String,
+    pub subject_prefix: String,
+    pub durable: String,
+    /// 0: no limit but the server's.
+    pub max_bytes: i64,
+    /// How long a delivered message may stay unacknowledged before it goes to another
+    /// collector (or again to this one).
+    pub ack_wait: Duration,
+    /// Messages delivered and not yet acknowledged, over all collectors of the consumer.
+    pub max_ack_pending: i64,
+}
+
+impl StreamSettings {
+    pub fn graph_filter(&self) -> String {
+        format!("{}.graph.*", self.subject_prefix)
+    }
+}
+
+/// The stream: every host's graph and alerts subjects on disk; a work queue (a record is
+/// gone once a collector acknowledged it); when full it refuses publishers, which keep the
+/// records in their outbox, rather than dropping records nobody read; a 2 minute duplicate
+/// window against resent batches.
+pub fn stream_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: settings.stream.clone(),
+        subjects: vec![settings.graph_filter(), format!("{}.alerts.*", settings.subject_prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(120),
+        max_bytes: if settings.max_bytes > 0 { settings.max_bytes } else { -1 },
+        max_message_size: i32::try_from(MAX_MESSAGE_BYTES).unwrap_or(i32::MAX),
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or brings an existing one to this configuration.
+pub async fn ensure_stream(js: &jetstream::Context, settings: &StreamSettings) -> anyhow::Result<stream::Stream> {
+    js.create_or_update_stream(stream_config(settings))
+        .await
+        .with_context(|| format!("create or update the JetStream stream {}", settings.stream))?;
+    js.get_stream(&settings.stream).await.with_context(|| format!("open the JetStream stream {}", settings.stream))
+}
+
+/// The durable pull consumer of the graph subjects (alerts are left to their own consumer:
+/// a work-queue stream gives each subject to one consumer).
+pub async fn ensure_consumer(stream: &stream::Stream, settings: &StreamSettings) -> anyhow::Result<consumer::PullConsumer> {
+    let config = consumer::pull::Config {
+        durable_name: Some(settings.durable.clone()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_ack_pending: settings.max_ack_pending,
+        filter_subject: settings.graph_filter(),
+        ..Default::default()
+    };
+    stream
+        .get_or_create_consumer(&settings.durable, config)
+        .await
+        .with_context(|| format!("create the durable consumer {} on stream {}", settings.durable, settings.stream))
+}
