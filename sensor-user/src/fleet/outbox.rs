@@ -25,8 +25,9 @@ const ACKED_KEY: &str = "fleet_acked_seq";
 const RESERVED_KEY: &str = "fleet_reserved_seq";
 /// meta: present once the records that existed before the fleet was enabled were queued.
 const BACKFILLED_KEY: &str = "fleet_backfilled";
-/// Sequence numbers reserved per flush.
-const RESERVE_BLOCK: u64 = 4096;
+/// Sequence numbers reserved per flush: the ingest loop waits for one database flush per
+/// block, and a crash skips at most one block of numbers.
+const RESERVE_BLOCK: u64 = 1 << 16;
 
 /// One record waiting to be sent.
 pub struct Pending {
