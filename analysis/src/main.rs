@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use analysis::bench::{BenchConfig, load_and_query, run};
 use analysis::error::{AnalysisError, QueryError};
 use analysis::index::{Graph, HostIx};
-use analysis::load::{LoadOptions, load};
+use analysis::load::{LoadOptions, Question, Walk, load, load_central};
 use analysis::output::{Format, escape, render_rules, render_spread, render_trace};
 use analysis::select::{Selector, resolve_host};
 use analysis::simulate::{Shape, SimConfig, simulate};
@@ -147,8 +147,14 @@ impl SelectArgs {
 #[derive(Args)]
 struct InputArgs {
     /// Dump files (.jsonl or gzip) and/or sensor database directories, merged by node id.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "db")]
     inputs: Vec<PathBuf>,
+    /// The fleet's central database (postgres://user@host:port/db), instead of dumps: only
+    /// the part of the graph the answer touches is read. To add dumps to it, import them
+    /// (`vtrail-collect import --db URL DUMPS...`): an answer drawn from both at once could
+    /// miss a hop between them.
+    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    db: Option<String>,
     /// How far hosts' clocks may disagree when a send is paired with its receive.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     skew_allowance: u64,
@@ -234,13 +240,22 @@ fn main() -> ExitCode {
 /// even when standard output goes to a file or a pipe.
 fn load_inputs(
     input: &InputArgs,
+    select: &SelectArgs,
+    walk: Walk,
 ) -> Result<(Graph, analysis::load::LoadReport, Answer), AnalysisError> {
-    let (graph, report) = load(
-        &input.inputs,
-        LoadOptions {
-            skew_allowance_ns: input.skew_allowance,
-        },
-    )?;
+    let options = LoadOptions {
+        skew_allowance_ns: input.skew_allowance,
+    };
+    let (graph, report) = match &input.db {
+        Some(url) => {
+            let question = Question {
+                selector: select.selector(),
+                walk,
+            };
+            load_central(url, &question, options)?
+        }
+        None => load(&input.inputs, options)?,
+    };
     for damage in report.damage() {
         eprintln!("vtrail-analysis: warning: {}", escape::text(&damage));
     }
@@ -267,7 +282,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
                     "trace needs the flagged file: --path, --sha256 or --node".into(),
                 )
             })?;
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Trace)?;
             let host = select.host_in(&graph)?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
             output.emit(&render_trace(output.format(), &report, &load_report))?;
@@ -279,7 +294,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Spread)?;
             let host = select.host_in(&graph)?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
             output.emit(&render_spread(output.format(), &report, &load_report))?;
@@ -291,7 +306,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Rules)?;
             let host = select.host_in(&graph)?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
