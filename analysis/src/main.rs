@@ -106,10 +106,24 @@ enum Command {
         keep: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also import each incident into PostgreSQL and time `trace --db` and `spread --db`:
+        /// a server URL (a database `vtrail_bench_<edges>` is created there for each size).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// The `vtrail-collect` that imports for --db (default: beside this binary).
+        #[arg(long, value_name = "PATH")]
+        collect: Option<PathBuf>,
     },
     /// (internal) One bench measurement in a fresh process.
     #[command(hide = true)]
     BenchLoad { dir: PathBuf },
+    /// (internal) One question over the database in a fresh process.
+    #[command(hide = true)]
+    BenchDb {
+        question: String,
+        url: String,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -250,6 +264,7 @@ fn load_inputs(
         Some(url) => {
             let question = Question {
                 selector: select.selector(),
+                host: select.host.clone(),
                 walk,
             };
             load_central(url, &question, options)?
@@ -395,14 +410,31 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             dir,
             keep,
             seed,
+            db,
+            collect,
         } => {
+            let db = match db {
+                Some(url) => {
+                    let collect = collect.or_else(analysis::bench::central::default_collect).ok_or_else(|| {
+                        AnalysisError::Usage("bench --db needs vtrail-collect: pass --collect PATH".into())
+                    })?;
+                    Some((url, collect))
+                }
+                None => None,
+            };
             run(&BenchConfig {
                 sizes,
                 hosts,
                 dir,
                 keep,
                 seed,
+                db,
             })?;
+            Ok(Answer::Complete)
+        }
+        Command::BenchDb { question, url, dir } => {
+            let row = analysis::bench::central::query(&question, &url, &dir)?;
+            println!("{}", serde_json::to_string(&row).unwrap_or_default());
             Ok(Answer::Complete)
         }
         Command::BenchLoad { dir } => {

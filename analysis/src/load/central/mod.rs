@@ -29,7 +29,7 @@ mod walk;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use sensor_common::graph::{Edge, EdgeData, EdgeKind, Node, NodeData, NodeKind, RelabelAttrs, Trust};
+use sensor_common::graph::{Edge, EdgeData, EdgeKind, HostInfo, Node, NodeData, NodeKind, RelabelAttrs, Trust};
 use serde::Serialize;
 
 use super::{InputSummary, LoadOptions, LoadReport, finish};
@@ -56,6 +56,8 @@ pub enum Walk {
 
 pub struct Question {
     pub selector: Option<Selector>,
+    /// `--host`: the flagged file is looked for on this host only (id, disk id or name).
+    pub host: Option<String>,
     pub walk: Walk,
 }
 
@@ -204,7 +206,13 @@ pub fn load_central(
 
     let hosts = fetch.store.hosts()?;
     for host in &hosts {
-        fetch.builder.add_host_info(host, Some(&shown_url))?;
+        // The collector keeps a row for a host only named by records (no header, no
+        // host_info): it stays a host without info, as when loading its records from dumps.
+        if host.hostname.is_empty() && host.disk_ids.is_empty() {
+            fetch.builder.host(&host.id)?;
+        } else {
+            fetch.builder.add_host_info(host, Some(&shown_url))?;
+        }
         fetch.transfers.add_host(&host.id, &host.disk_ids);
     }
     let host_nodes = fetch.store.host_nodes()?;
@@ -222,7 +230,7 @@ pub fn load_central(
     let mut forward = Frontier::forward();
     match &question.selector {
         Some(selector) => {
-            let selected = select(&mut fetch, selector, hosts.len())?;
+            let selected = select(&mut fetch, selector, on_host(&hosts, question.host.as_deref()), hosts.len())?;
             let mut seeds: Vec<String> = selected.iter().map(|n| n.id.clone()).collect();
             if question.walk != Walk::Trace {
                 // `seeds_with_copies`: every file with the same content is a seed too.
@@ -280,20 +288,44 @@ fn sha256_of(node: &Node) -> Option<String> {
     }
 }
 
-/// The nodes the selector names (`select::resolve` picks among them again on the graph,
-/// with `--host`); none is the same error `resolve` gives, counted over the database.
-fn select(fetch: &mut Fetch, selector: &Selector, hosts: usize) -> Result<Vec<Node>, AnalysisError> {
+/// The id of the host `--host` names, as `Graph::host_by_id` finds it: by id or disk id,
+/// else by hostname. None when it names no host (the question then says so on the graph).
+fn on_host(hosts: &[HostInfo], wanted: Option<&str>) -> Option<String> {
+    let wanted = wanted?;
+    let wanted = wanted.strip_prefix("host:").unwrap_or(wanted);
+    hosts
+        .iter()
+        .find(|h| h.id == wanted || h.disk_ids.iter().any(|d| d == wanted))
+        .or_else(|| hosts.iter().find(|h| h.hostname == wanted))
+        .map(|h| h.id.clone())
+}
+
+/// The nodes the selector names, on `host` if given (`select::resolve` picks among them
+/// again on the graph); none is the same error `resolve` gives, counted over the database.
+fn select(
+    fetch: &mut Fetch,
+    selector: &Selector,
+    host: Option<String>,
+    hosts: usize,
+) -> Result<Vec<Node>, AnalysisError> {
     let rows = match selector {
         Selector::Node(id) => fetch.store.nodes(std::slice::from_ref(id))?,
         Selector::Path(path) => fetch.store.files_by_path(path)?,
         Selector::Sha256(hash) => fetch.store.files_by_sha256(std::slice::from_ref(hash))?,
     };
+    let rows = rows
+        .into_iter()
+        .filter(|row| match (row, &host) {
+            (Ok(node), Some(host)) => node.host.strip_prefix("host:").unwrap_or(&node.host) == host,
+            _ => true,
+        })
+        .collect();
     let nodes = fetch.add_nodes(rows)?;
     if nodes.is_empty() {
         let files = fetch.store.file_count()?;
         return Err(QueryError::FileNotInGraph {
             selector: selector.to_string(),
-            scope: String::new(),
+            scope: host.map(|h| format!(" on host {h}")).unwrap_or_default(),
             files: usize::try_from(files).unwrap_or(usize::MAX),
             hosts,
         }

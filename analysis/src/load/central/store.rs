@@ -11,6 +11,8 @@ use crate::error::LoadError;
 /// that one statement's arrays stay a few hundred kB.
 const BATCH: usize = 5_000;
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const EDGE_COLUMNS: &str = "e.host, e.origin, e.seq, e.ts_ns, e.kind, e.src, e.dst, e.attrs::text";
 
 /// The tables a walk reads; `vtrail-collect migrate` creates them.
@@ -76,10 +78,15 @@ fn to_i64(ts: u64) -> i64 {
 impl Store {
     pub fn open(url: &str) -> Result<Store, LoadError> {
         let shown_url = redact(url);
-        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| LoadError::DatabaseUrl {
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| LoadError::DatabaseUrl {
             url: shown_url.clone(),
             detail: describe(&e),
         })?;
+        // A server behind a firewall that drops packets would otherwise hold the question
+        // for the system's TCP timeout (minutes); the URL's own connect_timeout wins.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let client = config.connect(NoTls).map_err(|e| LoadError::DatabaseDown {
             url: shown_url.clone(),
             detail: describe(&e),
