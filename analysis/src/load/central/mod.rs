@@ -341,11 +341,22 @@ fn select(
 fn auto_seeds(fetch: &mut Fetch, transfers: &[Edge], relabels: &[Edge], forward: &mut Frontier) -> Result<(), LoadError> {
     let rows = fetch.store.untrusted_files()?;
     let untrusted = fetch.add_nodes(rows)?;
-    let mut ids: Vec<String> = untrusted.iter().map(|n| n.id.clone()).collect();
+    // Most untrusted files arrived over the network, and their receive (a cause) is among
+    // the transfers already read; only the others are asked for a create or a write, each
+    // such probe visiting every time partition.
+    let received: HashSet<&str> = transfers
+        .iter()
+        .filter(|e| e.kind() == EdgeKind::ReceivedFrom)
+        .map(|e| e.dst.as_str())
+        .collect();
+    let mut ids: Vec<String> = untrusted
+        .iter()
+        .map(|n| n.id.clone())
+        .filter(|id| !received.contains(id.as_str()))
+        .collect();
     ids.sort_unstable();
     ids.dedup();
-    let causes = [EdgeKind::ReceivedFrom, EdgeKind::Create, EdgeKind::Write];
-    let rows = fetch.store.in_edges_of_kinds(&ids, &causes)?;
+    let rows = fetch.store.in_edges_of_kinds(&ids, &[EdgeKind::Create, EdgeKind::Write])?;
     let caused: HashSet<String> = fetch.add_edges(rows)?.into_iter().map(|e| e.dst).collect();
     for id in ids.iter().filter(|id| !caused.contains(*id)) {
         forward.reach(id, 0);

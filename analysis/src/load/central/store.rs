@@ -2,7 +2,9 @@
 //! makes, and the conversion of rows back into the schema's `Node` and `Edge` records.
 //! Tables and columns are those of `collector/src/db/migrations/`.
 
-use postgres::{Client, NoTls, Row};
+use std::collections::HashMap;
+
+use postgres::{Client, NoTls, Row, Statement};
 use sensor_common::graph::{Edge, EdgeData, EdgeKind, HostInfo, Node};
 
 use crate::error::LoadError;
@@ -40,6 +42,7 @@ pub struct Store {
     /// The URL as shown in messages, without a password.
     pub shown_url: String,
     pub queries: u64,
+    prepared: HashMap<String, Statement>,
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
@@ -95,6 +98,7 @@ impl Store {
             client,
             shown_url,
             queries: 0,
+            prepared: HashMap::new(),
         };
         store.check_tables()?;
         Ok(store)
@@ -108,9 +112,19 @@ impl Store {
         }
     }
 
+    /// Runs `sql`, prepared once per connection: a walk sends the same few statements
+    /// level after level, and parsing one again each time is a round trip of its own.
     fn query(&mut self, what: &str, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<Row>, LoadError> {
         self.queries += 1;
-        self.client.query(sql, params).map_err(|e| self.failed(what, e))
+        let statement = match self.prepared.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = self.client.prepare(sql).map_err(|e| self.failed(what, e))?;
+                self.prepared.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        self.client.query(&statement, params).map_err(|e| self.failed(what, e))
     }
 
     fn check_tables(&mut self) -> Result<(), LoadError> {
@@ -211,13 +225,11 @@ impl Store {
         Ok(rows.first().map_or(0, |r| r.get(0)))
     }
 
-    /// Every `received_from` and `sent_to` edge, through the transfers table (its key is the
-    /// edge's key, so each is one index lookup, not a scan of the edges).
+    /// Every `received_from` and `sent_to` edge. Read from `edges` itself, through the
+    /// partial index of migration 2: joining the transfers table to `edges` on its key
+    /// made the planner hash-join over a scan of every edge (0.5 s at 10^6 edges).
     pub fn transfers(&mut self) -> Result<Vec<Result<EdgeRow, BadRow>>, LoadError> {
-        let sql = format!(
-            "SELECT {EDGE_COLUMNS} FROM transfers t JOIN edges e \
-             ON e.host = t.host AND e.origin = t.origin AND e.seq = t.seq AND e.ts_ns = t.ts_ns"
-        );
+        let sql = format!("SELECT {EDGE_COLUMNS} FROM edges e WHERE e.kind IN ('received_from', 'sent_to')");
         let rows = self.query("reading transfers", &sql, &[])?;
         Ok(rows.iter().map(edge_of).collect())
     }
@@ -263,7 +275,13 @@ impl Store {
     /// In-edges of `ids` of the given kinds, whenever they happened.
     pub fn in_edges_of_kinds(&mut self, ids: &[String], kinds: &[EdgeKind]) -> Result<Vec<Result<EdgeRow, BadRow>>, LoadError> {
         let kinds: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
-        let sql = format!("SELECT {EDGE_COLUMNS} FROM edges e WHERE e.dst = ANY($1) AND e.kind = ANY($2)");
+        // Without a time range every time partition is searched for every id. Joined to
+        // the id list, each is an index probe; as `dst = ANY($1)` the planner took a
+        // thousand-id list for a large share of a partition and scanned it whole (measured
+        // at 10^6 edges: 0.28 s against 0.15 s for 2,800 process ids).
+        let sql = format!(
+            "SELECT {EDGE_COLUMNS} FROM unnest($1::text[]) AS f(id) JOIN edges e ON e.dst = f.id WHERE e.kind = ANY($2)"
+        );
         let mut out = Vec::new();
         for chunk in ids.chunks(BATCH) {
             let rows = self.query("reading in-edges", &sql, &[&chunk, &kinds])?;

@@ -2,6 +2,10 @@
 -- and (dst, ts) walks of schema 1. Each is a rare kind of row read whole by every
 -- question; without these indexes each read is a scan of the whole table.
 
+-- The cross-host edges with their attributes, every one read by every question (the
+-- transfers table lacks the attributes it does not index).
+CREATE INDEX edges_transfers ON edges (ts_ns) WHERE kind IN ('received_from', 'sent_to');
+
 -- Hand relabels: any of them may stop a file's taint.
 CREATE INDEX edges_relabels ON edges (ts_ns) WHERE kind = 'relabel';
 
