@@ -44,6 +44,24 @@ pub enum LoadError {
         key: &'static str,
         detail: String,
     },
+    #[error("--db {url}: not a PostgreSQL URL ({detail}); give one like postgres://user@host:5432/vtrail")]
+    DatabaseUrl { url: String, detail: String },
+    #[error(
+        "--db {url}: cannot connect: {detail} (is PostgreSQL running there, and are the host, port, \
+         user and database right?)"
+    )]
+    DatabaseDown { url: String, detail: String },
+    #[error(
+        "--db {url}: this database has no vtrail tables (missing: {missing}): run `vtrail-collect migrate --db URL` \
+         and load it (`vtrail-collect run` or `vtrail-collect import`)"
+    )]
+    NotMigrated { url: String, missing: String },
+    #[error("--db {url}: {what} failed: {detail}")]
+    DatabaseQuery {
+        url: String,
+        what: String,
+        detail: String,
+    },
     #[error(
         "more than {limit} {what} in the inputs: this build indexes them with {bits}-bit numbers"
     )]

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use analysis::bench::{BenchConfig, load_and_query, run};
 use analysis::error::{AnalysisError, QueryError};
 use analysis::index::{Graph, HostIx};
-use analysis::load::{LoadOptions, load};
+use analysis::load::{LoadOptions, Question, Walk, load, load_central};
 use analysis::output::{Format, escape, render_rules, render_spread, render_trace};
 use analysis::select::{Selector, resolve_host};
 use analysis::simulate::{Shape, SimConfig, simulate};
@@ -106,10 +106,24 @@ enum Command {
         keep: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also import each incident into PostgreSQL and time `trace --db` and `spread --db`:
+        /// a server URL (a database `vtrail_bench_<edges>` is created there for each size).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// The `vtrail-collect` that imports for --db (default: beside this binary).
+        #[arg(long, value_name = "PATH")]
+        collect: Option<PathBuf>,
     },
     /// (internal) One bench measurement in a fresh process.
     #[command(hide = true)]
     BenchLoad { dir: PathBuf },
+    /// (internal) One question over the database in a fresh process.
+    #[command(hide = true)]
+    BenchDb {
+        question: String,
+        url: String,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -147,8 +161,14 @@ impl SelectArgs {
 #[derive(Args)]
 struct InputArgs {
     /// Dump files (.jsonl or gzip) and/or sensor database directories, merged by node id.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "db")]
     inputs: Vec<PathBuf>,
+    /// The fleet's central database (postgres://user@host:port/db), instead of dumps: only
+    /// the part of the graph the answer touches is read. To add dumps to it, import them
+    /// (`vtrail-collect import --db URL DUMPS...`): an answer drawn from both at once could
+    /// miss a hop between them.
+    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    db: Option<String>,
     /// How far hosts' clocks may disagree when a send is paired with its receive.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     skew_allowance: u64,
@@ -234,13 +254,23 @@ fn main() -> ExitCode {
 /// even when standard output goes to a file or a pipe.
 fn load_inputs(
     input: &InputArgs,
+    select: &SelectArgs,
+    walk: Walk,
 ) -> Result<(Graph, analysis::load::LoadReport, Answer), AnalysisError> {
-    let (graph, report) = load(
-        &input.inputs,
-        LoadOptions {
-            skew_allowance_ns: input.skew_allowance,
-        },
-    )?;
+    let options = LoadOptions {
+        skew_allowance_ns: input.skew_allowance,
+    };
+    let (graph, report) = match &input.db {
+        Some(url) => {
+            let question = Question {
+                selector: select.selector(),
+                host: select.host.clone(),
+                walk,
+            };
+            load_central(url, &question, options)?
+        }
+        None => load(&input.inputs, options)?,
+    };
     for damage in report.damage() {
         eprintln!("vtrail-analysis: warning: {}", escape::text(&damage));
     }
@@ -267,7 +297,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
                     "trace needs the flagged file: --path, --sha256 or --node".into(),
                 )
             })?;
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Trace)?;
             let host = select.host_in(&graph)?;
             let report = analysis::trace::trace(&graph, &selector, host)?;
             output.emit(&render_trace(output.format(), &report, &load_report))?;
@@ -279,7 +309,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Spread)?;
             let host = select.host_in(&graph)?;
             let report = analysis::spread::spread(&graph, select.selector().as_ref(), host, step)?;
             output.emit(&render_spread(output.format(), &report, &load_report))?;
@@ -291,7 +321,7 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             input,
             output,
         } => {
-            let (graph, load_report, answer) = load_inputs(&input)?;
+            let (graph, load_report, answer) = load_inputs(&input, &select, Walk::Rules)?;
             let host = select.host_in(&graph)?;
             let report = analysis::rules::rules(&graph, select.selector().as_ref(), host)?;
             let text = match only.as_deref() {
@@ -380,14 +410,31 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
             dir,
             keep,
             seed,
+            db,
+            collect,
         } => {
+            let db = match db {
+                Some(url) => {
+                    let collect = collect.or_else(analysis::bench::central::default_collect).ok_or_else(|| {
+                        AnalysisError::Usage("bench --db needs vtrail-collect: pass --collect PATH".into())
+                    })?;
+                    Some((url, collect))
+                }
+                None => None,
+            };
             run(&BenchConfig {
                 sizes,
                 hosts,
                 dir,
                 keep,
                 seed,
+                db,
             })?;
+            Ok(Answer::Complete)
+        }
+        Command::BenchDb { question, url, dir } => {
+            let row = analysis::bench::central::query(&question, &url, &dir)?;
+            println!("{}", serde_json::to_string(&row).unwrap_or_default());
             Ok(Answer::Complete)
         }
         Command::BenchLoad { dir } => {

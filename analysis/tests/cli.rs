@@ -396,3 +396,23 @@ fn rules_name_the_executed_script_a_yara_rule_cannot_cover() {
         "/srv/share/run.sh"
     );
 }
+
+/// `--json` of `question` on `inputs` without the load summary (it names the inputs).
+fn answer_json(question: &[&str], inputs: &[std::path::PathBuf]) -> serde_json::Value {
+    let output = succeeds(&question.join(" "), binary().args(question).arg("--json").args(inputs));
+    let mut answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    answer.as_object_mut().unwrap().remove("load");
+    answer
+}
+
+#[test]
+fn the_answer_does_not_depend_on_the_order_of_the_dumps() {
+    let (_dir, truth, mut dumps) = common::simulated("order", 3, 40, analysis::simulate::Shape::ScaleFree, false);
+    let trace = ["trace", "--sha256", truth.worm_sha256.as_str()];
+    let questions: [&[&str]; 3] = [&trace, &["spread"], &["rules"]];
+    let forward: Vec<_> = questions.iter().map(|q| answer_json(q, &dumps)).collect();
+    dumps.reverse();
+    for (question, expected) in questions.iter().zip(&forward) {
+        assert_eq!(&answer_json(question, &dumps), expected, "{}", question.join(" "));
+    }
+}

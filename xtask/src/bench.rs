@@ -164,8 +164,8 @@ pub fn run_benches() -> Result<()> {
         bail!("tainted creates: {delivered} delivered + {dropped} dropped != {n} creates");
     }
 
-    println!("\n## analysis: load and query at 10^5, 10^6, 10^7 edges (1,000 hosts)");
-    run(cargo()?.args(["run", "--release", "-q", "-p", "analysis", "--", "bench"]))?;
+    println!("\n## analysis: load and query at 10^5, 10^6, 10^7 edges (1,000 hosts), from dumps and from PostgreSQL (--db)");
+    analysis_bench(&release, &dir)?;
     println!("\n## naming: DNS update latency and rate against BIND, IP -> id lookups");
     run(&mut Command::new(release.join("ddns-bench")))?;
     println!("\n## TC classifier: ns per packet (BPF_PROG_TEST_RUN) and iperf3 across a veth, classifier off vs on");
@@ -173,4 +173,32 @@ pub fn run_benches() -> Result<()> {
     println!("\n## replay throughput on the largest public capture");
     run(cargo()?.args(["test", "--release", "-q", "-p", "sensor-user", "--lib", "replay::tests::throughput", "--", "--ignored", "--nocapture"]))?;
     Ok(())
+}
+
+/// `vtrail-analysis bench --db`: a private PostgreSQL (`vtrail-peer`, the tests' own peer)
+/// for the database side, stopped when its standard input closes.
+fn analysis_bench(release: &Path, dir: &Path) -> Result<()> {
+    let mut peer = Command::new(release.join("vtrail-peer"))
+        .arg("postgres")
+        .arg(dir.join("postgres"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting vtrail-peer postgres (built by `cargo xtask bench`)")?;
+    let mut url = String::new();
+    if let Some(out) = peer.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut url)?;
+    }
+    let result = if url.trim().is_empty() {
+        Err(anyhow::anyhow!("vtrail-peer postgres printed no URL"))
+    } else {
+        run(Command::new(release.join("vtrail-analysis"))
+            .args(["bench", "--dir"])
+            .arg(dir.join("analysis"))
+            .args(["--db", url.trim(), "--collect"])
+            .arg(release.join("vtrail-collect")))
+    };
+    drop(peer.stdin.take());
+    let _ = peer.wait();
+    result
 }

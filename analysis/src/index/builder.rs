@@ -284,7 +284,7 @@ impl GraphBuilder {
     /// Sorts and deduplicates edges, builds adjacency, resolves remotes and pairs transfers.
     pub fn finish(self, skew_allowance_ns: u64) -> (Graph, MergeNotes) {
         let GraphBuilder {
-            mut ids,
+            ids,
             nodes,
             files,
             procs,
@@ -292,11 +292,37 @@ impl GraphBuilder {
             mut symbols,
             mut edges,
             mut attrs,
-            hosts,
-            host_lookup,
+            mut hosts,
+            mut host_lookup,
             bad_hashes: _,
         } = self;
         let mut notes = MergeNotes::default();
+
+        // Hosts and nodes are numbered by id, not by the order the records came in: answers
+        // break ties by these numbers, and must be the same whichever order the dumps were
+        // named in, and whether the records came from dumps or from the central database.
+        let host_of_old = renumber_hosts(&mut hosts, &mut host_lookup);
+        let (mut ids, node_of_old) = ids.sorted();
+        let placeholder = NodeRec {
+            first_seen_ns: 0,
+            detail: 0,
+            host: 0,
+            kind: NodeKind::Unknown,
+        };
+        let mut renumbered = vec![placeholder; nodes.len()];
+        for (old, mut rec) in nodes.into_iter().enumerate() {
+            rec.host = host_of_old[rec.host as usize];
+            if rec.kind == NodeKind::Host {
+                rec.detail = u32::from(host_of_old[rec.detail as usize]);
+            }
+            renumbered[node_of_old[old] as usize] = rec;
+        }
+        let nodes = renumbered;
+        for edge in &mut edges {
+            edge.host = host_of_old[edge.host as usize];
+            edge.src = node_of_old[edge.src as usize];
+            edge.dst = node_of_old[edge.dst as usize];
+        }
 
         // Time order first: every query walks edges in time order. The rest of the key makes
         // records of the same event from two inputs (a dump and the database it came from) adjacent.
@@ -321,6 +347,9 @@ impl GraphBuilder {
         let (in_start, in_list) = csr(nodes.len(), &edges, |e| e.dst);
 
         for remote in &mut remotes {
+            // In id order, like the nodes: several hosts' records of one address merge to
+            // the same list whichever was read first.
+            remote.node_ids.sort_unstable();
             remote.resolved = remote
                 .node_ids
                 .iter()
@@ -388,6 +417,23 @@ impl GraphBuilder {
         graph.relabels = relabels;
         (graph, notes)
     }
+}
+
+/// Sorts `hosts` by id and points `lookup` at the new places; returns each old index's new one.
+fn renumber_hosts(hosts: &mut Vec<HostRec>, lookup: &mut HashMap<String, HostIx>) -> Vec<HostIx> {
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    order.sort_by(|&a, &b| hosts[a].id.cmp(&hosts[b].id));
+    let mut new_of_old = vec![0 as HostIx; hosts.len()];
+    for (new, &old) in order.iter().enumerate() {
+        // At most `HostIx::MAX + 1` hosts were ever numbered, so `new` fits.
+        new_of_old[old] = new as HostIx;
+    }
+    let mut taken: Vec<Option<HostRec>> = std::mem::take(hosts).into_iter().map(Some).collect();
+    *hosts = order.iter().filter_map(|&old| taken[old].take()).collect();
+    for h in lookup.values_mut() {
+        *h = new_of_old[*h as usize];
+    }
+    new_of_old
 }
 
 fn attr_text(attrs: &[Box<str>], index: u32) -> Option<&str> {

@@ -64,6 +64,32 @@ impl Interner {
         self.arena.capacity() + self.ends.capacity() * 4 + self.table.capacity() * 5
     }
 
+    /// The same strings numbered in byte order, and for each old number its new one. The
+    /// arena keeps its length, so every offset still fits the u32 it fitted before.
+    pub fn sorted(self) -> (Interner, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.ends.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
+        let mut sorted = Interner {
+            arena: String::with_capacity(self.arena.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+            table: HashTable::with_capacity(self.ends.len()),
+            hasher: self.hasher.clone(),
+        };
+        let mut new_of_old = vec![0u32; self.ends.len()];
+        for (new, &old) in order.iter().enumerate() {
+            let text = self.get(old);
+            sorted.arena.push_str(text);
+            sorted.ends.push(sorted.arena.len() as u32);
+            let hash = sorted.hasher.hash_one(text);
+            let (arena, ends, hasher) = (&sorted.arena, &sorted.ends, &sorted.hasher);
+            sorted
+                .table
+                .insert_unique(hash, new as u32, |&i| hasher.hash_one(get(arena, ends, i)));
+            new_of_old[old as usize] = new as u32;
+        }
+        (sorted, new_of_old)
+    }
+
     pub fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
         self.ends.shrink_to_fit();
@@ -94,5 +120,17 @@ mod tests {
         assert_eq!(interner.lookup("proc:a:1:2"), Some(1));
         assert_eq!(interner.lookup("nope"), None);
         assert_eq!(interner.len(), 2);
+    }
+
+    #[test]
+    fn sorting_renumbers_in_byte_order() {
+        let mut interner = Interner::default();
+        for id in ["proc:b", "file:z", "file:a"] {
+            interner.intern(id);
+        }
+        let (sorted, new_of_old) = interner.sorted();
+        assert_eq!(new_of_old, vec![2, 1, 0]);
+        assert_eq!((sorted.get(0), sorted.get(1), sorted.get(2)), ("file:a", "file:z", "proc:b"));
+        assert_eq!(sorted.lookup("file:z"), Some(1));
     }
 }

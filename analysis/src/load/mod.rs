@@ -2,6 +2,7 @@
 //! one `Graph`. Parsing is streaming - one record in memory at a time - so memory is the
 //! compact index plus one line buffer, whatever the input size.
 
+mod central;
 mod dump;
 mod sled_db;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::error::LoadError;
 use crate::index::{Graph, GraphBuilder};
 
+pub use central::{CentralFetch, Question, Walk, load_central};
 pub use dump::{DumpRecord, read_dump};
 
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +82,9 @@ pub struct LoadReport {
     pub partial: bool,
     /// Everything a reader of partial results should know, one sentence each.
     pub warnings: Vec<String>,
+    /// Set when the input was the central database: what the walk fetched from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<CentralFetch>,
 }
 
 impl LoadReport {
@@ -109,6 +114,16 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
         let summary = load_one(path, &mut builder)?;
         report.inputs.push(summary);
     }
+    Ok(finish(builder, report, options, started))
+}
+
+/// Builds the graph from what was read and completes `report` with what the merge found.
+fn finish(
+    builder: GraphBuilder,
+    mut report: LoadReport,
+    options: LoadOptions,
+    started: Instant,
+) -> (Graph, LoadReport) {
     let bad_hashes = builder.bad_hashes;
     let (graph, notes) = builder.finish(options.skew_allowance_ns);
 
@@ -168,7 +183,7 @@ pub fn load(paths: &[PathBuf], options: LoadOptions) -> Result<(Graph, LoadRepor
     report.unknown_nodes = notes.unknown_nodes;
     report.index_bytes = graph.heap_bytes();
     report.load_seconds = started.elapsed().as_secs_f64();
-    Ok((graph, report))
+    (graph, report)
 }
 
 fn load_one(path: &Path, builder: &mut GraphBuilder) -> Result<InputSummary, LoadError> {

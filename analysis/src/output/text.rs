@@ -49,6 +49,17 @@ fn load_summary(out: &mut String, load: &LoadReport) {
         load.edges,
         load.load_seconds
     );
+    if let Some(db) = &load.database {
+        put!(
+            out,
+            "  from the central database {}: {} node rows and {} edge rows in {} levels ({} queries)",
+            db.url,
+            db.node_rows,
+            db.edge_rows,
+            db.rounds,
+            db.queries
+        );
+    }
     // Said before the answer, not only among the warnings at the end: an entry point or a
     // hop may be in what was lost, and the answer reads as if there were none.
     if load.partial {

@@ -12,8 +12,10 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, oldest first.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("migrations/0001_init.sql") },
+    Migration { version: 2, name: "analysis walks", sql: include_str!("migrations/0002_analysis_walks.sql") },
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> i32 {

@@ -1,6 +1,9 @@
 //! `vtrail-analysis bench`: generate incidents of 10^5, 10^6, 10^7 edges with `simulate`,
 //! then load and query each in a fresh child process (`bench-load`), so that the peak
-//! memory read from /proc/self/status (VmHWM) belongs to that size alone.
+//! memory read from /proc/self/status (VmHWM) belongs to that size alone. With `--db`, the
+//! same incidents are also answered from the central database (`central`).
+
+pub mod central;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +38,14 @@ pub struct BenchConfig {
     pub dir: PathBuf,
     pub keep: bool,
     pub seed: u64,
+    /// A PostgreSQL server (any database on it) to also answer from, and the
+    /// `vtrail-collect` that imports into it.
+    pub db: Option<(String, PathBuf)>,
+}
+
+pub(crate) fn read_truth(dir: &Path) -> Result<Truth, AnalysisError> {
+    serde_json::from_slice(&std::fs::read(dir.join("truth.json")).map_err(io("reading truth.json".into()))?)
+        .map_err(|e| AnalysisError::Usage(format!("truth.json: {e}")))
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> AnalysisError {
@@ -108,6 +119,9 @@ pub fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, AnalysisError> {
             row.index_mib,
             row.patient_zero_correct
         );
+        if let Some((url, collect)) = &config.db {
+            from_database(&exe, url, collect, &dir, size, config.keep)?;
+        }
         if !config.keep {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -116,12 +130,35 @@ pub fn run(config: &BenchConfig) -> Result<Vec<BenchRow>, AnalysisError> {
     Ok(rows)
 }
 
+/// Imports the incident, answers `trace --db` and `spread --db`, prints their rows.
+fn from_database(exe: &Path, url: &str, collect: &Path, dir: &Path, size: u64, keep: bool) -> Result<(), AnalysisError> {
+    let (db_url, import_seconds) = central::import(url, collect, dir, size)?;
+    let rows = central::measure(exe, &db_url, dir);
+    if !keep {
+        central::drop_database(url, size)?;
+    }
+    for row in rows? {
+        println!(
+            "{:>10}   --db {:<6} {:>7.3} s (walk+load {:.3} s), {} edge rows + {} node rows in {} levels, {} queries, peak {:.0} MiB, correct {}; import took {:.1} s",
+            size,
+            row.question,
+            row.seconds,
+            row.load_seconds,
+            row.edge_rows,
+            row.node_rows,
+            row.rounds,
+            row.queries,
+            row.peak_rss_mib,
+            row.correct,
+            import_seconds
+        );
+    }
+    Ok(())
+}
+
 /// The child's half: load every dump in `dir`, time the three questions, print one JSON row.
 pub fn load_and_query(dir: &Path) -> Result<BenchRow, AnalysisError> {
-    let truth: Truth = serde_json::from_slice(
-        &std::fs::read(dir.join("truth.json")).map_err(io("reading truth.json".into()))?,
-    )
-    .map_err(|e| AnalysisError::Usage(format!("truth.json: {e}")))?;
+    let truth = read_truth(dir)?;
     let inputs: Vec<PathBuf> = truth.dumps.iter().map(|d| dir.join(d)).collect();
     let (graph, report) = load(
         &inputs,

@@ -1,0 +1,185 @@
+//! The analysis over the fleet's central database: simulated incidents loaded both ways -
+//! the dumps read directly, and the same dumps imported into PostgreSQL with
+//! `vtrail-collect import` - give the same `--json` answers to trace, spread and rules, and
+//! `spread --db` recovers patient zero and the propagation tree of the simulation's truth.
+//! No eBPF: runs as root only because the private PostgreSQL is started as `postgres`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tests::peers::postgres::Postgres;
+
+/// Load-report fields that differ by nature between the two inputs, left out of the
+/// comparison; everything else of the document must be equal:
+/// - `inputs`: one summary per dump vs one for the database (paths, per-input counts);
+/// - `nodes`, `edges`, `duplicate_edges`, `unknown_nodes`, `index_bytes`: the database
+///   walk loads only the part of the graph the answer touches;
+/// - `warnings`: the load's own notes (addresses never resolved, hosts missing) are
+///   counted over what was loaded, so over that part too;
+/// - `load_seconds`: timing;
+/// - `database`: what the walk fetched, only there for the database.
+const DIFFERING_LOAD_FIELDS: [&str; 9] = [
+    "inputs",
+    "nodes",
+    "edges",
+    "duplicate_edges",
+    "unknown_nodes",
+    "index_bytes",
+    "warnings",
+    "load_seconds",
+    "database",
+];
+
+/// Seeds and shapes of the incidents compared.
+const INCIDENTS: [(u64, &str); 4] = [(1, "scale-free"), (2, "small-world"), (7, "scale-free"), (11, "small-world")];
+const HOSTS: &str = "30";
+/// Background noise around the incident, so that the walk has something to leave out.
+const EDGES: &str = "30000";
+
+fn bin(name: &str) -> PathBuf {
+    let bin = tests::sensor::bin_dir().join(name);
+    assert!(bin.exists(), "{} not built (cargo xtask test builds it)", bin.display());
+    bin
+}
+
+fn run(what: &str, command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A fresh database on the cluster, and its URL.
+fn database(pg: &Postgres, name: &str) -> String {
+    pg.query(&format!("CREATE DATABASE {name}"));
+    pg.url().replace("/postgres", &format!("/{name}"))
+}
+
+fn answer(question: &[String], input: &[String]) -> Value {
+    let out = run(
+        &format!("vtrail-analysis {}", question.join(" ")),
+        Command::new(bin("vtrail-analysis")).args(question).arg("--json").args(input),
+    );
+    serde_json::from_slice(&out.stdout).expect("--json is JSON")
+}
+
+fn comparable(mut document: Value) -> Value {
+    let load = document["load"].as_object_mut().expect("a load report");
+    for field in DIFFERING_LOAD_FIELDS {
+        load.remove(field);
+    }
+    document
+}
+
+/// (host, parent host or none, infection time) of every infected host, by host.
+fn tree(hosts: &Value, id_key: &str, parent_of: impl Fn(&Value) -> Value) -> Vec<(String, Value, Value)> {
+    let mut tree: Vec<_> = hosts
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter(|h| h["infected"] == Value::Bool(true))
+        .map(|h| (h[id_key].as_str().unwrap_or_default().to_owned(), parent_of(h), h["infected_at_ns"].clone()))
+        .collect();
+    tree.sort_by(|a, b| a.0.cmp(&b.0));
+    tree
+}
+
+fn check_against_truth(truth: &Value, spread: &Value, what: &str) {
+    let spread = &spread["spread"];
+    assert_eq!(spread["patient_zeros"], truth["patient_zero"], "{what}: patient zero");
+    let found = tree(&spread["hosts"], "host", |h| {
+        if h["parent_kind"] == "host" { h["parent"].clone() } else { Value::Null }
+    });
+    let expected = tree(&truth["hosts"], "id", |h| h["parent"].clone());
+    assert!(expected.len() >= 2, "{what}: the worm should spread");
+    assert_eq!(found, expected, "{what}: the propagation tree");
+    let carriers = spread["hosts"].as_array().unwrap().iter().filter(|h| h["infected"] == Value::Bool(false)).count();
+    assert_eq!(carriers, 0, "{what}: no carriers in the simulation");
+}
+
+fn simulate(seed: u64, shape: &str, out: &Path) -> (Value, Vec<String>) {
+    run(
+        "vtrail-analysis simulate",
+        Command::new(bin("vtrail-analysis"))
+            .args(["simulate", "--seed", &seed.to_string(), "--hosts", HOSTS, "--shape", shape, "--edges", EDGES, "--out"])
+            .arg(out),
+    );
+    let truth: Value = serde_json::from_slice(&std::fs::read(out.join("truth.json")).unwrap()).unwrap();
+    let dumps = truth["dumps"].as_array().unwrap().iter().map(|d| out.join(d.as_str().unwrap()).display().to_string()).collect();
+    (truth, dumps)
+}
+
+#[test]
+fn the_central_database_answers_as_the_dumps_do() {
+    let dir = tests::sensor::temp_dir("fleet-analysis");
+    let pg = Postgres::start(&dir, "analysis");
+    for (i, (seed, shape)) in INCIDENTS.into_iter().enumerate() {
+        let (truth, dumps) = simulate(seed, shape, &dir.join(format!("incident-{i}")));
+        let url = database(&pg, &format!("incident_{i}"));
+        run("vtrail-collect import", Command::new(bin("vtrail-collect")).args(["import", "--db", &url]).args(&dumps));
+        let db = vec!["--db".to_owned(), url];
+
+        let sha = truth["worm_sha256"].as_str().unwrap().to_owned();
+        let by_hash = ["--sha256".to_owned(), sha];
+        let questions: Vec<Vec<String>> = vec![
+            [&["trace".to_owned()][..], &by_hash].concat(),
+            vec!["spread".to_owned()],
+            [&["spread".to_owned()][..], &by_hash].concat(),
+            vec!["rules".to_owned()],
+            [&["rules".to_owned()][..], &by_hash].concat(),
+        ];
+        for question in &questions {
+            let what = format!("seed {seed} {shape}: {}", question.join(" "));
+            let from_dumps = answer(question, &dumps);
+            let from_db = answer(question, &db);
+            assert_eq!(from_db["load"]["database"]["rounds"].as_u64().map(|r| r > 0), Some(true), "{what}: walked");
+            assert_eq!(comparable(from_db.clone()), comparable(from_dumps), "{what}: the database's answer differs");
+            if question[0] == "spread" {
+                check_against_truth(&truth, &from_db, &what);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `vtrail-analysis` expecting failure with `status`; returns standard error.
+fn fails(args: &[&str], status: i32) -> String {
+    let out = Command::new(bin("vtrail-analysis")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn database_errors_say_what_to_do() {
+    let dir = tests::sensor::temp_dir("fleet-analysis-errors");
+    let pg = Postgres::start(&dir, "errors");
+
+    let closed = format!("postgres://vtrail@127.0.0.1:{}/postgres", tests::peers::free_port());
+    let stderr = fails(&["spread", "--db", &closed], 2);
+    assert!(stderr.contains("cannot connect") && stderr.contains("is PostgreSQL running"), "{stderr}");
+
+    let stderr = fails(&["spread", "--db", "postgres://vtrail@127.0.0.1:notaport/x"], 2);
+    assert!(stderr.contains("not a PostgreSQL URL"), "{stderr}");
+
+    let stderr = fails(&["spread", "--db", &pg.url()], 2);
+    assert!(stderr.contains("no vtrail tables") && stderr.contains("vtrail-collect migrate"), "{stderr}");
+
+    let secret = pg.url().replace("vtrail@", "vtrail:hunter2@");
+    let stderr = fails(&["rules", "--db", &secret], 2);
+    assert!(!stderr.contains("hunter2") && stderr.contains("vtrail:***@"), "the password is not shown: {stderr}");
+
+    let url = database(&pg, "migrated");
+    run("vtrail-collect migrate", Command::new(bin("vtrail-collect")).args(["migrate", "--db", &url]));
+    let stderr = fails(&["trace", "--path", "/srv/nothing-here", "--db", &url], 1);
+    assert!(stderr.contains("not in the graph"), "{stderr}");
+
+    let stderr = fails(&["trace", "--path", "/x", "--db", &url, "some.jsonl"], 2);
+    assert!(stderr.contains("cannot be used with"), "--db and dumps together are refused: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
