@@ -14,6 +14,10 @@
 //! B from A's address) when the two times are within the skew allowance; among several,
 //! equal content hash wins, then equal name, then the nearest time.
 //!
+//! Hosts and nodes are numbered by id when the index is built, not in the order records
+//! came in: an answer's tie-breaks are then the same whatever order the inputs are named
+//! in, and on the part of the graph `--db` fetches as on the whole of it.
+//!
 //! # Clock skew
 //! Each host's edges carry its own clock. Times are only compared across hosts when a send
 //! is paired with its receive: `|t_receive - t_send| <= --skew-allowance` (default 2 s,
