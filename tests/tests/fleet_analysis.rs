@@ -126,8 +126,12 @@ fn the_central_database_answers_as_the_dumps_do() {
 
         let sha = truth["worm_sha256"].as_str().unwrap().to_owned();
         let by_hash = ["--sha256".to_owned(), sha];
+        let zero = truth["patient_zero"][0].as_str().unwrap().to_owned();
+        let copy_on_zero: Vec<String> =
+            ["trace", "--path", "/var/tmp/.sysupdate", "--host", &zero].iter().map(|a| a.to_string()).collect();
         let questions: Vec<Vec<String>> = vec![
             [&["trace".to_owned()][..], &by_hash].concat(),
+            copy_on_zero,
             vec!["spread".to_owned()],
             [&["spread".to_owned()][..], &by_hash].concat(),
             vec!["rules".to_owned()],
