@@ -143,6 +143,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 1)]
         collectors: usize,
+        /// Edges per second to publish at (0: as fast as JetStream acknowledges).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
         #[arg(long)]
         json: bool,
     },
@@ -191,8 +194,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run { consume } => run_command(consume.settings()).await,
-            Command::Bench { consume, edges, hosts, collectors, json } => {
-                bench_command(bench::BenchSettings { run: consume.settings(), edges, hosts, collectors }, json).await
+            Command::Bench { consume, edges, hosts, collectors, rate, json } => {
+                bench_command(bench::BenchSettings { run: consume.settings(), edges, hosts, collectors, rate }, json).await
             }
             Command::Status { db, nats, nkey, stream, json } => status_command(&db, nats, nkey, &stream, json).await,
             Command::NatsConfig { out, hosts, prefix } => nats_config_command(&out, &hosts, &prefix),
@@ -313,11 +316,12 @@ async fn bench_command(settings: bench::BenchSettings, json: bool) -> anyhow::Re
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} edges from {} hosts in {} messages, {} collector(s): published in {:.2} s; stored end to end in {:.2} s = {:.0} edges/s; \
+            "{} edges from {} hosts in {} messages{}, {} collector(s): published in {:.2} s; stored end to end in {:.2} s = {:.0} edges/s; \
              lag publish -> committed: median {:.0} ms, p99 {:.0} ms, max {:.0} ms",
             report.edges,
             report.hosts,
             report.messages,
+            if report.rate > 0 { format!(" at {} edges/s", report.rate) } else { String::new() },
             report.collectors,
             report.publish_seconds,
             report.end_to_end_seconds,
