@@ -133,6 +133,8 @@ enum Command {
     },
     /// Throughput benchmark: publishes --edges edges from --hosts hosts, consumes them with
     /// in-process collectors, reports edges/s end to end and the publish -> commit lag.
+    /// Where collectors already run, give it a stream of its own (--stream VTRAIL_BENCH
+    /// --subject-prefix vtrailbench): a work-queue stream gives each subject to one consumer.
     #[command(hide = true)]
     Bench {
         #[command(flatten)]

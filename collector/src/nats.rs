@@ -46,6 +46,8 @@ pub async fn connect(target: &NatsTarget, name: &str) -> anyhow::Result<async_na
                 async_nats::Event::Connected => log::info!("NATS: connected"),
                 async_nats::Event::Disconnected => log::warn!("NATS: disconnected; reconnecting"),
                 async_nats::Event::Closed => log::debug!("NATS: connection closed"),
+                // Every failed reconnect attempt reports one; the disconnect was logged once.
+                async_nats::Event::ClientError(error) => log::debug!("NATS: {error}"),
                 other => log::warn!("NATS: {other}"),
             }
         });

@@ -201,6 +201,16 @@ fn bad_input_is_kept_as_dead_letters_and_good_batches_after_it_are_stored() {
     assert!(collector.log().contains("dead letter from vtrail.graph.disk-bad-a: oversized"), "{}", collector.log());
     let status = collect(&["status", "--db", &pg.url()]);
     assert!(text(&status).contains("dead letters: 7") && text(&status).contains("oversized: 1"), "{}", text(&status));
+
+    // A day partition dropped (retention) while the collector runs: it is made again.
+    let partition = pg.query("SELECT DISTINCT tableoid::regclass FROM edges");
+    pg.query(&format!("DROP TABLE {partition}"));
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        publish_records(&js, host, &edge_records(host, 26, 5)).await;
+    });
+    wait_until(Duration::from_secs(30), "the batch after the drop stored", || stored_edges(&pg) == 5, || collector.log());
+    assert_eq!(pg.query("SELECT count(*) FROM dead_letters"), "7", "{}", collector.log());
 }
 
 #[test]
