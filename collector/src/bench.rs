@@ -78,6 +78,8 @@ pub struct BenchReport {
     pub edges: u64,
     pub hosts: usize,
     pub messages: usize,
+    /// Edges/s asked for (0: as fast as acknowledged).
+    pub rate: u64,
     pub collectors: usize,
     pub publish_seconds: f64,
     /// First publish -> last batch committed.
@@ -94,6 +96,9 @@ pub struct BenchSettings {
     pub edges: u64,
     pub hosts: usize,
     pub collectors: usize,
+    /// Edges per second to publish at (0: as fast as JetStream acknowledges). Below the
+    /// collectors' capacity the lag is the pipeline's own; above it, mostly queueing.
+    pub rate: u64,
 }
 
 pub async fn run(settings: BenchSettings) -> anyhow::Result<BenchReport> {
@@ -130,7 +135,13 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<BenchReport> {
     let started = Instant::now();
     let mut published_at: HashMap<(String, u64), Instant> = HashMap::with_capacity(total_messages);
     let mut acks = FuturesUnordered::new();
+    let mut sent_edges = 0u64;
     for (host, (header, body)) in messages {
+        if settings.rate > 0 {
+            let due = started + Duration::from_secs_f64(sent_edges as f64 / settings.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        sent_edges += header.records;
         let subject = graph_subject(&settings.run.stream.subject_prefix, &host);
         let ack = js
             .publish_with_headers(subject.clone(), batch_headers(&header), body.into())
@@ -174,6 +185,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<BenchReport> {
         edges: settings.edges,
         hosts: settings.hosts,
         messages: total_messages,
+        rate: settings.rate,
         collectors: settings.collectors.max(1),
         publish_seconds,
         end_to_end_seconds: end_to_end,

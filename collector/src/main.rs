@@ -133,6 +133,8 @@ enum Command {
     },
     /// Throughput benchmark: publishes --edges edges from --hosts hosts, consumes them with
     /// in-process collectors, reports edges/s end to end and the publish -> commit lag.
+    /// Where collectors already run, give it a stream of its own (--stream VTRAIL_BENCH
+    /// --subject-prefix vtrailbench): a work-queue stream gives each subject to one consumer.
     #[command(hide = true)]
     Bench {
         #[command(flatten)]
@@ -143,6 +145,9 @@ enum Command {
         hosts: usize,
         #[arg(long, default_value_t = 1)]
         collectors: usize,
+        /// Edges per second to publish at (0: as fast as JetStream acknowledges).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
         #[arg(long)]
         json: bool,
     },
@@ -173,7 +178,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,tokio_postgres=warn")).init();
+    // PostgreSQL's notices ("relation already exists, skipping") are not news; RUST_LOG
+    // may still ask for them by name.
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .filter_module("tokio_postgres", log::LevelFilter::Warn)
+        .parse_env(env_logger::Env::default())
+        .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -185,8 +196,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run { consume } => run_command(consume.settings()).await,
-            Command::Bench { consume, edges, hosts, collectors, json } => {
-                bench_command(bench::BenchSettings { run: consume.settings(), edges, hosts, collectors }, json).await
+            Command::Bench { consume, edges, hosts, collectors, rate, json } => {
+                bench_command(bench::BenchSettings { run: consume.settings(), edges, hosts, collectors, rate }, json).await
             }
             Command::Status { db, nats, nkey, stream, json } => status_command(&db, nats, nkey, &stream, json).await,
             Command::NatsConfig { out, hosts, prefix } => nats_config_command(&out, &hosts, &prefix),
@@ -307,11 +318,12 @@ async fn bench_command(settings: bench::BenchSettings, json: bool) -> anyhow::Re
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} edges from {} hosts in {} messages, {} collector(s): published in {:.2} s; stored end to end in {:.2} s = {:.0} edges/s; \
+            "{} edges from {} hosts in {} messages{}, {} collector(s): published in {:.2} s; stored end to end in {:.2} s = {:.0} edges/s; \
              lag publish -> committed: median {:.0} ms, p99 {:.0} ms, max {:.0} ms",
             report.edges,
             report.hosts,
             report.messages,
+            if report.rate > 0 { format!(" at {} edges/s", report.rate) } else { String::new() },
             report.collectors,
             report.publish_seconds,
             report.end_to_end_seconds,

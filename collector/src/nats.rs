@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
-use sensor_common::graph::fleet::MAX_MESSAGE_BYTES;
 
 /// The collector's reply subjects. Hosts may subscribe to `_INBOX.<host token>.>` only
 /// (`graph::fleet::inbox_prefix`); a prefix outside `_INBOX.` cannot be one of theirs.
@@ -47,6 +46,8 @@ pub async fn connect(target: &NatsTarget, name: &str) -> anyhow::Result<async_na
                 async_nats::Event::Connected => log::info!("NATS: connected"),
                 async_nats::Event::Disconnected => log::warn!("NATS: disconnected; reconnecting"),
                 async_nats::Event::Closed => log::debug!("NATS: connection closed"),
+                // Every failed reconnect attempt reports one; the disconnect was logged once.
+                async_nats::Event::ClientError(error) => log::debug!("NATS: {error}"),
                 other => log::warn!("NATS: {other}"),
             }
         });
@@ -88,7 +89,9 @@ impl StreamSettings {
 /// The stream: every host's graph and alerts subjects on disk; a work queue (a record is
 /// gone once a collector acknowledged it); when full it refuses publishers, which keep the
 /// records in their outbox, rather than dropping records nobody read; a 2 minute duplicate
-/// window against resent batches.
+/// window against resent batches. No message size limit of its own: the server's
+/// `max_payload` applies, and a batch larger than a collector takes is kept as a dead letter
+/// (`oversized`) rather than refused where nobody sees it.
 pub fn stream_config(settings: &StreamSettings) -> stream::Config {
     stream::Config {
         name: settings.stream.clone(),
@@ -98,7 +101,6 @@ pub fn stream_config(settings: &StreamSettings) -> stream::Config {
         discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(120),
         max_bytes: if settings.max_bytes > 0 { settings.max_bytes } else { -1 },
-        max_message_size: i32::try_from(MAX_MESSAGE_BYTES).unwrap_or(i32::MAX),
         ..Default::default()
     }
 }

@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: start the real sensor, drive workloads, read the
 //! graph it recorded; boot Debian's kernel under QEMU for the hooks this kernel lacks.
+pub mod collector;
 pub mod fleet;
 pub mod net;
 pub mod peers;

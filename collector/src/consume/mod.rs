@@ -64,8 +64,16 @@ enum Round {
     Stop,
 }
 
+/// A round taken from the consumer and judged, waiting for its commit.
+struct Judged {
+    messages: Vec<jetstream::Message>,
+    received: Vec<Received>,
+}
+
 /// Consumes until SIGTERM/SIGINT (`shutdown`); returns after the round in progress is
 /// committed and acknowledged. PostgreSQL or NATS being down is waited out, not an error.
+/// Taking and judging the next round (decoding JSON, building rows) runs on a task of its
+/// own while the current one is written, so the two overlap on separate cores.
 pub async fn run(settings: &RunSettings, mut shutdown: Shutdown, observer: Option<UnboundedSender<Committed>>) -> anyhow::Result<Totals> {
     let mut totals = Totals::default();
     let mut store = Store::new(&settings.db_url);
@@ -74,12 +82,75 @@ pub async fn run(settings: &RunSettings, mut shutdown: Shutdown, observer: Optio
         return store.take_fatal().map_or(Ok(totals), Err);
     }
     let client = nats::connect(&settings.nats, "vtrail-collect").await?;
-    let js = jetstream::new(client.clone());
-    let mut link = Link::new(format!("NATS JetStream {} at {}", settings.stream.stream, settings.nats.describe()));
+    // One judged round waits while another is written: the messages held are bounded by
+    // two rounds (and by the consumer's max_ack_pending).
+    let (judged_rounds, mut rounds) = tokio::sync::mpsc::channel::<Judged>(1);
+    let taker = tokio::spawn(take_rounds(client.clone(), settings.clone(), shutdown.clone(), judged_rounds));
     let mut last_summary = Instant::now();
     let mut summarised = 0u64;
+    let mut outcome = Ok(());
+    while let Some(Judged { messages, received }) = rounds.recv().await {
+        let replies: Vec<async_nats::Subject> = messages.iter().filter_map(|m| m.reply.clone()).collect();
+        let progress_client = client.clone();
+        // While PostgreSQL is down, tell JetStream the messages are being worked on, so
+        // that they are not handed to another collector that cannot store them either.
+        let in_progress = || {
+            let (client, replies) = (progress_client.clone(), replies.clone());
+            tokio::spawn(async move {
+                for reply in replies {
+                    let _ = client.publish(reply, bytes::Bytes::from_static(b"+WPI")).await;
+                }
+            });
+        };
+        let Some((written, dead)) = store.commit(&received, &mut shutdown, in_progress).await else {
+            // Shutdown (or a fatal database state) before the commit: nothing is acked.
+            if let Some(fatal) = store.take_fatal() {
+                outcome = Err(fatal);
+            }
+            break;
+        };
+        // Only now: an ack of a message whose records are not committed could lose them.
+        for message in &messages {
+            if let Err(error) = message.ack().await {
+                log::debug!("ack of {} failed ({error}); it will be delivered again and dropped as a repeat", message.subject);
+            }
+        }
+        account(&mut totals, messages.len(), written, &dead);
+        if let Some(observer) = &observer {
+            let batches = received
+                .iter()
+                .filter_map(|r| match r {
+                    Received::Rows { host, first_seq, last_seq, .. } => Some((host.clone(), *first_seq, *last_seq)),
+                    Received::Dead(_) => None,
+                })
+                .collect();
+            let _ = observer.send(Committed { batches, written, at: Instant::now() });
+        }
+        if last_summary.elapsed() >= SUMMARY_EVERY && totals.messages != summarised {
+            log_summary(&totals);
+            (last_summary, summarised) = (Instant::now(), totals.messages);
+        }
+        if stopping(&shutdown) {
+            break;
+        }
+    }
+    // A round taken but not committed is not acknowledged: JetStream delivers it again.
+    drop(rounds);
+    taker.abort();
+    if let Err(error) = client.flush().await {
+        log::warn!("NATS: the last acknowledgements may not have been sent ({error}); those messages will be delivered again");
+    }
+    log_summary(&totals);
+    outcome.map(|()| totals)
+}
+
+/// Sets up the stream and consumer (again after a loss) and hands judged rounds to the
+/// writer until shutdown or until the writer is gone.
+async fn take_rounds(client: async_nats::Client, settings: RunSettings, mut shutdown: Shutdown, rounds: tokio::sync::mpsc::Sender<Judged>) {
+    let js = jetstream::new(client);
+    let mut link = Link::new(format!("NATS JetStream {} at {}", settings.stream.stream, settings.nats.describe()));
     'setup: while !stopping(&shutdown) {
-        let mut messages = match open_messages(&js, settings).await {
+        let mut messages = match open_messages(&js, &settings).await {
             Ok(messages) => messages,
             Err(error) => {
                 let wait = link.down(&format!("{error:#}"));
@@ -89,64 +160,21 @@ pub async fn run(settings: &RunSettings, mut shutdown: Shutdown, observer: Optio
         };
         link.up();
         loop {
-            let round = match next_round(&mut messages, settings, &mut shutdown, &mut link).await {
+            let round = match next_round(&mut messages, &settings, &mut shutdown, &mut link).await {
                 Round::Messages(round) => round,
                 Round::Lost(why) => {
                     let wait = link.down(&why);
                     sleep_unless_stopped(wait, &mut shutdown).await;
                     continue 'setup;
                 }
-                Round::Stop => break 'setup,
+                Round::Stop => return,
             };
-            let received: Vec<Received> =
-                round.iter().map(|m| receive::judge(&settings.stream.subject_prefix, m.subject.as_str(), &m.payload)).collect();
-            let replies: Vec<async_nats::Subject> = round.iter().filter_map(|m| m.reply.clone()).collect();
-            let progress_client = client.clone();
-            // While PostgreSQL is down, tell JetStream the messages are being worked on, so
-            // that they are not handed to another collector that cannot store them either.
-            let in_progress = || {
-                let (client, replies) = (progress_client.clone(), replies.clone());
-                tokio::spawn(async move {
-                    for reply in replies {
-                        let _ = client.publish(reply, bytes::Bytes::from_static(b"+WPI")).await;
-                    }
-                });
-            };
-            let Some((written, dead)) = store.commit(&received, &mut shutdown, in_progress).await else {
-                // Shutdown (or a fatal database state) before the commit: nothing is acked.
-                if let Some(fatal) = store.take_fatal() {
-                    return Err(fatal);
-                }
-                break 'setup;
-            };
-            // Only now: an ack of a message whose records are not committed could lose them.
-            for message in &round {
-                if let Err(error) = message.ack().await {
-                    log::debug!("ack of {} failed ({error}); it will be delivered again and dropped as a repeat", message.subject);
-                }
-            }
-            account(&mut totals, round.len(), written, &dead);
-            if let Some(observer) = &observer {
-                let batches = received
-                    .iter()
-                    .filter_map(|r| match r {
-                        Received::Rows { host, first_seq, last_seq, .. } => Some((host.clone(), *first_seq, *last_seq)),
-                        Received::Dead(_) => None,
-                    })
-                    .collect();
-                let _ = observer.send(Committed { batches, written, at: Instant::now() });
-            }
-            if last_summary.elapsed() >= SUMMARY_EVERY && totals.messages != summarised {
-                log_summary(&totals);
-                (last_summary, summarised) = (Instant::now(), totals.messages);
+            let received = round.iter().map(|m| receive::judge(&settings.stream.subject_prefix, m.subject.as_str(), &m.payload)).collect();
+            if rounds.send(Judged { messages: round, received }).await.is_err() {
+                return;
             }
         }
     }
-    if let Err(error) = client.flush().await {
-        log::warn!("NATS: the last acknowledgements may not have been sent ({error}); those messages will be delivered again");
-    }
-    log_summary(&totals);
-    Ok(totals)
 }
 
 async fn open_messages(js: &jetstream::Context, settings: &RunSettings) -> anyhow::Result<jetstream::consumer::pull::Stream> {

@@ -66,7 +66,7 @@ impl Store {
         let (client, writer) = self.ready(shutdown).await?;
         Some(match writer.write(client, sets, dead).await {
             Ok(written) => Attempt::Committed(written),
-            Err(error) if db::is_transient(&error) => {
+            Err(error) if db::is_transient(&error) || db::is_missing_partition(&error) => {
                 self.session = None;
                 Attempt::Retry(error)
             }

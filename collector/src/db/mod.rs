@@ -60,3 +60,11 @@ pub fn is_transient(error: &tokio_postgres::Error) -> bool {
     // 53 insufficient resources, 57 operator intervention (shutdown), 58 system error.
     ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class))
 }
+
+/// An edge whose day partition is gone (dropped for retention after this session cached it):
+/// a new session reads the partitions again and creates it.
+pub fn is_missing_partition(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::CHECK_VIOLATION && db.message().starts_with("no partition of relation")
+    })
+}

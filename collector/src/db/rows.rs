@@ -281,7 +281,7 @@ mod tests {
         let mut rows = RowSet::default();
         rows.add_edge(&edge(5, EdgeData::ReceivedFrom(attrs.clone()), "remote:10.0.0.2", "file:h:1:2"), "", 1);
         rows.add_edge(&edge(6, EdgeData::SentTo(attrs), "file:h:1:3", "remote:10.0.0.2"), "", 2);
-        let seen: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = rows
+        let seen: Vec<_> = rows
             .transfers
             .iter()
             .map(|t| (t.kind, t.file.as_str(), t.remote.as_str(), t.protocol, t.name.as_deref()))
