@@ -75,6 +75,10 @@ struct ConsumeArgs {
     /// are refused and keep their records in their outbox.
     #[arg(long, default_value_t = 0)]
     stream_max_bytes: i64,
+    /// Copies of the stream kept by a NATS cluster (1 on a single server; 3 on a 3-node
+    /// cluster, so that losing a server loses no acknowledged batch).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: u8,
     /// Most messages stored per transaction.
     #[arg(long, default_value_t = 64)]
     batch_messages: usize,
@@ -100,6 +104,7 @@ impl ConsumeArgs {
                 subject_prefix: self.stream.subject_prefix,
                 durable: self.stream.durable,
                 max_bytes: self.stream_max_bytes,
+                replicas: usize::from(self.replicas),
                 ack_wait: Duration::from_secs(self.ack_wait_secs.max(1)),
                 // A round must be able to hold a full batch of unacknowledged messages.
                 max_ack_pending: self.max_ack_pending.max(batch_messages as i64),

@@ -73,6 +73,8 @@ pub struct StreamSettings {
     pub durable: String,
     /// 0: no limit but the server's.
     pub max_bytes: i64,
+    /// Stream replicas in a cluster.
+    pub replicas: usize,
     /// How long a delivered message may stay unacknowledged before it goes to another
     /// collector (or again to this one).
     pub ack_wait: Duration,
@@ -101,6 +103,7 @@ pub fn stream_config(settings: &StreamSettings) -> stream::Config {
         discard: stream::DiscardPolicy::New,
         duplicate_window: Duration::from_secs(120),
         max_bytes: if settings.max_bytes > 0 { settings.max_bytes } else { -1 },
+        num_replicas: settings.replicas.max(1),
         ..Default::default()
     }
 }

@@ -120,6 +120,7 @@ pub async fn create_stream(js: &jetstream::Context) {
         subject_prefix: DEFAULT_SUBJECT_PREFIX.into(),
         durable: "vtrail-collect".into(),
         max_bytes: 0,
+        replicas: 1,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 1024,
     };

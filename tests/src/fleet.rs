@@ -3,20 +3,15 @@
 //! and a running collector.
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use crate::{
+    collector::{Collector, collect_bin},
     peers::{nats::Nats, postgres::Postgres},
-    sensor::{Graph, RunningSensor, bin_dir},
+    sensor::{Graph, RunningSensor},
 };
-
-pub fn tool(name: &str) -> PathBuf {
-    let bin = bin_dir().join(name);
-    assert!(bin.exists(), "{} not found: build the workspace first (`cargo xtask test` does)", bin.display());
-    bin
-}
 
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -36,15 +31,15 @@ pub struct Central {
     pub pg: Postgres,
     pub nats: Nats,
     keys: PathBuf,
-    pub collector: Option<Child>,
+    pub collector: Option<Collector>,
 }
 
 impl Central {
     pub fn start(dir: &Path, hosts: &[&str]) -> Self {
         let pg = Postgres::start(dir, "central");
-        run_ok(Command::new(tool("vtrail-collect")).args(["migrate", "--db", &pg.url()]));
+        run_ok(Command::new(collect_bin()).args(["migrate", "--db", &pg.url()]));
         let keys = dir.join("nats-keys");
-        let mut cmd = Command::new(tool("vtrail-collect"));
+        let mut cmd = Command::new(collect_bin());
         cmd.args(["nats-config", "--out"]).arg(&keys);
         for h in hosts {
             cmd.args(["--host", h]);
@@ -58,20 +53,12 @@ impl Central {
     }
 
     pub fn start_collector(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("collector.log")).unwrap();
-        let child = Command::new(tool("vtrail-collect"))
-            .args(["run", "--nats", &self.nats.url(), "--db", &self.pg.url(), "--nkey"])
-            .arg(self.keys.join("collector.nk"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn vtrail-collect run");
-        self.collector = Some(child);
+        let key = self.keys.join("collector.nk");
+        self.collector = Some(Collector::start(&self.dir, "central", &self.nats.url(), &self.pg.url(), &["--nkey", key.to_str().unwrap()]));
     }
 
     pub fn collector_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("collector.log")).unwrap_or_default()
+        self.collector.as_ref().map(Collector::log).unwrap_or_default()
     }
 
     pub fn host_key(&self, host: &str) -> PathBuf {
@@ -112,12 +99,32 @@ impl Central {
     }
 }
 
-impl Drop for Central {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.collector.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+/// Load-report fields that differ by nature between the two inputs, left out of the
+/// comparison; everything else of the document must be equal:
+/// - `inputs`: one summary per dump vs one for the database (paths, per-input counts);
+/// - `nodes`, `edges`, `duplicate_edges`, `unknown_nodes`, `index_bytes`: the database
+///   walk loads only the part of the graph the answer touches;
+/// - `warnings`: the load's own notes (addresses never resolved, hosts missing) are
+///   counted over what was loaded, so over that part too;
+/// - `load_seconds`: timing;
+/// - `database`: what the walk fetched, only there for the database.
+pub const DIFFERING_LOAD_FIELDS: [&str; 9] = [
+    "inputs",
+    "nodes",
+    "edges",
+    "duplicate_edges",
+    "unknown_nodes",
+    "index_bytes",
+    "warnings",
+    "load_seconds",
+    "database",
+];
 
+/// An analysis `--json` document without the load-report fields that describe the input.
+pub fn comparable(mut document: serde_json::Value) -> serde_json::Value {
+    let load = document["load"].as_object_mut().expect("a load report");
+    for field in DIFFERING_LOAD_FIELDS {
+        load.remove(field);
+    }
+    document
+}

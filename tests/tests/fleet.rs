@@ -10,7 +10,8 @@ use std::{
 
 use serde_json::Value;
 use tests::{
-    fleet::{Central, run_ok, this_host, tool},
+    collector::analysis_bin,
+    fleet::{Central, comparable, run_ok, this_host},
     sensor::{RunningSensor, bin_dir, serial, sh, temp_dir},
 };
 
@@ -22,18 +23,9 @@ fn port_program_sensor(dir: &Path, extra: &str) -> (RunningSensor, String) {
 
 /// `vtrail-analysis <args> --json`, parsed.
 fn analysis_json(args: &[&str]) -> Value {
-    let out = Command::new(tool("vtrail-analysis")).args(args).arg("--json").output().unwrap();
+    let out = Command::new(analysis_bin()).args(args).arg("--json").output().unwrap();
     assert!(out.status.code() == Some(0), "vtrail-analysis {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("analysis JSON")
-}
-
-/// Removes what differs by nature between loading a dump and querying the database (see
-/// `tests/tests/fleet_analysis.rs`, which lists the same fields).
-fn answer_only(mut v: Value) -> Value {
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("load");
-    }
-    v
 }
 
 #[test]
@@ -59,7 +51,7 @@ fn records_reach_the_central_database_and_trace_agrees() {
     let flagged = format!("{d}/evil");
     let from_dump = analysis_json(&["trace", "--path", &flagged, dump.to_str().unwrap()]);
     let from_db = analysis_json(&["trace", "--path", &flagged, "--db", &central.pg.url()]);
-    assert_eq!(answer_only(from_db), answer_only(from_dump), "trace --db differs from trace on the export ({} edges)", g.edges.len());
+    assert_eq!(comparable(from_db), comparable(from_dump), "trace --db differs from trace on the export ({} edges)", g.edges.len());
 }
 
 #[test]
@@ -101,7 +93,6 @@ fn nats_outage_and_sensor_restart_lose_nothing() {
         g.edges.iter().map(|e| format!("{} {} {} {}", e["src"], e["dst"], e["kind"], e["ts_ns"])).collect();
     assert_eq!(distinct, exported.len() as u64, "every recorded edge arrived once");
     assert!(sensor.log_text().contains("fleet: link up"), "a log line when the link comes back");
-    central.collector.as_mut().map(|c| c.kill());
 }
 
 #[test]

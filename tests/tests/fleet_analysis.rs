@@ -8,28 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use tests::fleet::comparable;
 use tests::peers::postgres::Postgres;
 
-/// Load-report fields that differ by nature between the two inputs, left out of the
-/// comparison; everything else of the document must be equal:
-/// - `inputs`: one summary per dump vs one for the database (paths, per-input counts);
-/// - `nodes`, `edges`, `duplicate_edges`, `unknown_nodes`, `index_bytes`: the database
-///   walk loads only the part of the graph the answer touches;
-/// - `warnings`: the load's own notes (addresses never resolved, hosts missing) are
-///   counted over what was loaded, so over that part too;
-/// - `load_seconds`: timing;
-/// - `database`: what the walk fetched, only there for the database.
-const DIFFERING_LOAD_FIELDS: [&str; 9] = [
-    "inputs",
-    "nodes",
-    "edges",
-    "duplicate_edges",
-    "unknown_nodes",
-    "index_bytes",
-    "warnings",
-    "load_seconds",
-    "database",
-];
 
 /// Seeds and shapes of the incidents compared.
 const INCIDENTS: [(u64, &str); 4] = [(1, "scale-free"), (2, "small-world"), (7, "scale-free"), (11, "small-world")];
@@ -68,13 +49,6 @@ fn answer(question: &[String], input: &[String]) -> Value {
     serde_json::from_slice(&out.stdout).expect("--json is JSON")
 }
 
-fn comparable(mut document: Value) -> Value {
-    let load = document["load"].as_object_mut().expect("a load report");
-    for field in DIFFERING_LOAD_FIELDS {
-        load.remove(field);
-    }
-    document
-}
 
 /// (host, parent host or none, infection time) of every infected host, by host.
 fn tree(hosts: &Value, id_key: &str, parent_of: impl Fn(&Value) -> Value) -> Vec<(String, Value, Value)> {
