@@ -137,3 +137,24 @@ fn fleet_costs_and_speeds() {
         lags[LAG_SAMPLES * 9 / 10]
     );
 }
+
+/// NATS -> collector -> PostgreSQL on its own: `vtrail-collect bench` publishes edges of
+/// 100 hosts in the wire format as fast as JetStream acknowledges (and, for the lag, at a
+/// paced rate below the collector's capacity) into a private server and database.
+#[test]
+#[ignore = "benchmark: cargo xtask bench"]
+fn collector_throughput() {
+    let dir = temp_dir("collector-bench");
+    let nats = tests::peers::nats::Nats::start(&dir, "bench", "");
+    for (edges, rate) in [("100000", "0"), ("1000000", "0"), ("300000", "20000")] {
+        // A fresh database each run: the figure is for an empty store, as in a new day's partition.
+        let pg = tests::peers::postgres::Postgres::start(&dir, &format!("bench-{edges}-{rate}"));
+        let out = Command::new(tests::collector::collect_bin())
+            .args(["bench", "--nats", &nats.url(), "--db", &pg.url(), "--edges", edges, "--rate", rate])
+            .args(["--stream", "VTRAIL_BENCH", "--subject-prefix", "vtrailbench", "--durable", &format!("bench-{edges}-{rate}")])
+            .output()
+            .expect("run vtrail-collect bench");
+        assert!(out.status.success(), "vtrail-collect bench: {}", String::from_utf8_lossy(&out.stderr));
+        println!("\n### {edges} edges, rate {}\n{}", if rate == "0" { "unpaced".into() } else { format!("{rate}/s") }, String::from_utf8_lossy(&out.stdout));
+    }
+}

@@ -170,6 +170,8 @@ pub fn run_benches() -> Result<()> {
     run(&mut Command::new(release.join("ddns-bench")))?;
     println!("\n## TC classifier: ns per packet (BPF_PROG_TEST_RUN) and iperf3 across a veth, classifier off vs on");
     run(cargo()?.args(["run", "--release", "-q", "-p", "sensor-user", "--example", "tc-bench", "--", "--seconds", "2", "--rounds", "100"]))?;
+    println!("\n## fleet: the sensor with the fleet on vs off, backlog drain, lag; NATS -> collector -> PostgreSQL throughput");
+    run(cargo()?.args(["test", "--release", "-q", "-p", "tests", "--test", "fleet_bench", "--", "--ignored", "--nocapture", "--test-threads", "1"]))?;
     println!("\n## replay throughput on the largest public capture");
     run(cargo()?.args(["test", "--release", "-q", "-p", "sensor-user", "--lib", "replay::tests::throughput", "--", "--ignored", "--nocapture"]))?;
     Ok(())
