@@ -26,7 +26,10 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(subject: &str, host: Option<&str>, reason: &'static str, detail: String, payload: &[u8]) -> Self {
-        let kept = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
+        // A batch the database refused holds good records beside the bad one: it is kept
+        // whole (messages are capped at MAX_MESSAGE_BYTES) so that it can be stored again.
+        let limit = if reason == STORE_REFUSED { payload.len() } else { MAX_PAYLOAD_BYTES };
+        let kept = &payload[..payload.len().min(limit)];
         let detail = if kept.len() < payload.len() {
             format!("{detail} (payload of {} bytes cut to {MAX_PAYLOAD_BYTES})", payload.len())
         } else {

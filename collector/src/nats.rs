@@ -88,7 +88,9 @@ impl StreamSettings {
     }
 }
 
-/// The stream: every host's graph and alerts subjects on disk; a work queue (a record is
+/// The stream: every host's graph subject on disk (the alerts subjects get a stream of
+/// their own with the consumer that reads them: in a work-queue stream nothing would
+/// remove unread alerts, and a full stream refuses every host's graph); a work queue (a record is
 /// gone once a collector acknowledged it); when full it refuses publishers, which keep the
 /// records in their outbox, rather than dropping records nobody read; a 2 minute duplicate
 /// window against resent batches. No message size limit of its own: the server's
@@ -97,7 +99,7 @@ impl StreamSettings {
 pub fn stream_config(settings: &StreamSettings) -> stream::Config {
     stream::Config {
         name: settings.stream.clone(),
-        subjects: vec![settings.graph_filter(), format!("{}.alerts.*", settings.subject_prefix)],
+        subjects: vec![settings.graph_filter()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::WorkQueue,
         discard: stream::DiscardPolicy::New,
@@ -108,12 +110,39 @@ pub fn stream_config(settings: &StreamSettings) -> stream::Config {
     }
 }
 
-/// Creates the stream, or brings an existing one to this configuration.
+/// Creates the stream if it is missing. An existing stream is used as it is: a collector
+/// started with other flags (say, without `--replicas 3` on a cluster) must not scale down
+/// or resize what the others rely on; differences are logged.
 pub async fn ensure_stream(js: &jetstream::Context, settings: &StreamSettings) -> anyhow::Result<stream::Stream> {
-    js.create_or_update_stream(stream_config(settings))
-        .await
-        .with_context(|| format!("create or update the JetStream stream {}", settings.stream))?;
-    js.get_stream(&settings.stream).await.with_context(|| format!("open the JetStream stream {}", settings.stream))
+    let wanted = stream_config(settings);
+    let stream = match js.get_stream(&settings.stream).await {
+        Ok(stream) => stream,
+        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref api)
+            if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(wanted.clone()).await.with_context(|| format!("create the JetStream stream {}", settings.stream))?;
+            return js.get_stream(&settings.stream).await.with_context(|| format!("open the JetStream stream {}", settings.stream));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("open the JetStream stream {}", settings.stream))),
+    };
+    let mut probe = stream.clone();
+    let have = probe.info().await.with_context(|| format!("read the settings of stream {}", settings.stream))?.config.clone();
+    let differs = [
+        ("subjects", have.subjects != wanted.subjects),
+        ("replicas", have.num_replicas != wanted.num_replicas),
+        ("max_bytes", have.max_bytes != wanted.max_bytes),
+        ("retention", have.retention != wanted.retention),
+        ("discard", have.discard != wanted.discard),
+    ];
+    let names: Vec<&str> = differs.iter().filter(|(_, d)| *d).map(|(n, _)| *n).collect();
+    if !names.is_empty() {
+        log::warn!(
+            "stream {} exists with other settings than this collector's flags ({}): used as it is; change it with the NATS tools if intended",
+            settings.stream,
+            names.join(", ")
+        );
+    }
+    Ok(stream)
 }
 
 /// The durable pull consumer of the graph subjects (alerts are left to their own consumer:

@@ -117,7 +117,11 @@ mod tests {
     #[test]
     fn hosts_with_one_token_are_refused() {
         let dir = std::env::temp_dir().join(format!("vtrail-nats-config-{}", std::process::id()));
-        let error = write(&dir, &["a.b".into(), "a_b".into()], "vtrail").err().unwrap();
+        // Different ids never share a token (the mapping is one-to-one)...
+        let written = write(&dir, &["a.b".into(), "a_b".into()], "vtrail").unwrap();
+        assert_ne!(written.hosts[0].token, written.hosts[1].token);
+        // ...so only a host named twice does.
+        let error = write(&dir, &["a.b".into(), "a.b".into()], "vtrail").err().unwrap();
         assert!(error.to_string().contains("same subject token"), "{error}");
         let _ = fs::remove_dir_all(&dir);
     }

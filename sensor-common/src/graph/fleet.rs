@@ -100,15 +100,36 @@ impl BatchHeader {
 }
 
 /// The subject token of a host id: NATS subject tokens may not hold `.`, `*`, `>` or white
-/// space, so every character outside `[A-Za-z0-9_-]` becomes `_`. Disk ids (`[a-z0-9-]`)
-/// are unchanged; `hostname-a.b` becomes `hostname-a_b`. Sensors, the permission helper and
-/// the collector's subject check all use this one mapping.
+/// space, so the id is escaped: `[A-Za-z0-9-]` stay, `_` becomes `__`, any other byte `_xx`
+/// (hex). Disk ids (`[a-z0-9-]`) are unchanged; `hostname-a.b` becomes `hostname-a_2eb`.
+/// The mapping is one-to-one, so two hosts never share a subject (and so a key). Sensors,
+/// the permission helper and the collector's subject check all use this one mapping.
 pub fn subject_token(host_id: &str) -> String {
-    let token: String = host_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect();
+    let mut token = String::with_capacity(host_id.len());
+    for b in host_id.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => token.push(b as char),
+            b'_' => token.push_str("__"),
+            other => token.push_str(&format!("_{other:02x}")),
+        }
+    }
     if token.is_empty() { "_".into() } else { token }
+}
+
+/// Whether a node id may be recorded by `host`: ids that name a host (`host:<id>`,
+/// `proc:<id>:..`, `file:<id>:..`) must name this one, so that one host cannot plant
+/// records on another's processes and files. `remote:` and `user:` ids are not scoped.
+pub fn node_id_of_host(id: &str, host: &str) -> bool {
+    use super::NodeKind;
+    match NodeKind::of_id(id) {
+        Some(NodeKind::Host) => id.strip_prefix("host:") == Some(host),
+        Some(kind @ (NodeKind::Process | NodeKind::File)) => id
+            .strip_prefix(kind.id_prefix())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| rest.strip_prefix(host))
+            .is_some_and(|rest| rest.starts_with(':')),
+        _ => true,
+    }
 }
 
 /// `<prefix>.graph.<host token>`: where a host's graph records go.
@@ -149,6 +170,7 @@ pub enum BatchError {
     SeqOutOfRange { line: u64, seq: u64 },
     Count { header: u64, found: u64 },
     RecordHost { line: u64, host: String },
+    ForeignNodeId { line: u64, id: String },
 }
 
 /// The short, stable name of a refusal (counters and the dead-letter table use it).
@@ -164,6 +186,7 @@ impl BatchError {
             BatchError::SeqOutOfRange { .. } => "seq_out_of_range",
             BatchError::Count { .. } => "record_count_mismatch",
             BatchError::RecordHost { .. } => "record_host_mismatch",
+            BatchError::ForeignNodeId { .. } => "foreign_node_id",
         }
     }
 }
@@ -182,6 +205,7 @@ impl core::fmt::Display for BatchError {
             BatchError::SeqOutOfRange { line, seq } => write!(f, "line {line}: sequence {seq} outside the header's range"),
             BatchError::Count { header, found } => write!(f, "header announces {header} records, the body holds {found} (truncated?)"),
             BatchError::RecordHost { line, host } => write!(f, "line {line}: record of host {host:?} in another host's batch"),
+            BatchError::ForeignNodeId { line, id } => write!(f, "line {line}: node id {id:?} belongs to another host"),
         }
     }
 }
@@ -241,6 +265,14 @@ pub fn decode_batch(body: &[u8], subject_token_of_sender: &str) -> Result<Batch,
         };
         if *record_host != header.host {
             return Err(BatchError::RecordHost { line: line_no, host: record_host.clone() });
+        }
+        let ids: &[&str] = match &record.item {
+            FleetItem::HostInfo(_) => &[],
+            FleetItem::Node(n) => &[n.id.as_str()],
+            FleetItem::Edge(e) => &[e.src.as_str(), e.dst.as_str()],
+        };
+        if let Some(id) = ids.iter().find(|id| !node_id_of_host(id, &header.host)) {
+            return Err(BatchError::ForeignNodeId { line: line_no, id: (*id).to_owned() });
         }
         records.push(record);
     }
@@ -305,9 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn a_host_records_only_its_own_processes_and_files() {
+        assert!(node_id_of_host("proc:h:1:2", "h") && node_id_of_host("file:h:3:4", "h") && node_id_of_host("host:h", "h"));
+        assert!(node_id_of_host("remote:10.0.0.1", "h") && node_id_of_host("user:root(uid 0)", "h"));
+        for foreign in ["proc:g:1:2", "file:hh:3:4", "file:h", "host:g", "proc:h"] {
+            assert!(!node_id_of_host(foreign, "h"), "{foreign}");
+        }
+        let planted = Edge { ts_ns: 1, src: "proc:h:1:2".into(), dst: "file:g:3:4".into(), host: "h".into(), data: EdgeData::Fork(NoAttrs {}) };
+        let records = vec![FleetRecord { seq: 1, item: FleetItem::Edge(planted) }];
+        assert_eq!(decode_batch(&body("h", &records, 1), "h").unwrap_err().reason(), "foreign_node_id");
+    }
+
+    #[test]
     fn subjects_are_single_tokens() {
         assert_eq!(graph_subject("vtrail", "disk-abc123"), "vtrail.graph.disk-abc123");
-        assert_eq!(alerts_subject("org.vtrail", "hostname-a.b c*"), "org.vtrail.alerts.hostname-a_b_c_");
+        assert_eq!(alerts_subject("org.vtrail", "hostname-a.b c*"), "org.vtrail.alerts.hostname-a_2eb_20c_2a");
+        assert_ne!(subject_token("a.b"), subject_token("a_b"), "one-to-one");
+        assert_ne!(subject_token("a_2eb"), subject_token("a.b"));
         assert!(valid_subject_prefix("org.vtrail") && !valid_subject_prefix("a.*") && !valid_subject_prefix("a..b"));
     }
 }

@@ -3,10 +3,13 @@
 //! from there and removes what JetStream acknowledged, so a NATS outage, a cut network or
 //! a sensor restart loses nothing: the backlog waits on disk, oldest first.
 //!
-//! Sequence numbers are never reused, even after a crash: they are handed out from a block
-//! whose upper end is flushed to disk before the first number in it is used (as sled's own
-//! `generate_id` does). A crash skips the rest of the block (a gap the collector sees as
-//! unused numbers); a clean stop records the exact next number.
+//! Sequence numbers only grow, even after a crash or a new database: they are handed out
+//! from a block whose upper end is flushed to disk before the first number in it is used
+//! (as sled's own `generate_id` does), and a run never starts below the wall clock in
+//! microseconds, so a database moved aside, restored from a backup or rolled back with a
+//! VM snapshot does not number its records again from where the collector has already
+//! been (which would make the store take them for repeats). Numbers are increasing, not
+//! contiguous: a crash skips the rest of a block, a restart jumps to the clock.
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -25,6 +28,10 @@ const ACKED_KEY: &str = "fleet_acked_seq";
 const RESERVED_KEY: &str = "fleet_reserved_seq";
 /// meta: present once the records that existed before the fleet was enabled were queued.
 const BACKFILLED_KEY: &str = "fleet_backfilled";
+/// meta: the first sequence number of a backfill in progress (u64 BE).
+const BACKFILL_FROM_KEY: &str = "fleet_backfill_from";
+/// Tree: records larger than the server accepts, set aside (same layout as the outbox).
+pub const OVERSIZED_TREE: &str = "fleet_oversized";
 /// Sequence numbers reserved per flush: the ingest loop waits for one database flush per
 /// block, and a crash skips at most one block of numbers.
 const RESERVE_BLOCK: u64 = 1 << 16;
@@ -59,8 +66,10 @@ impl Outbox {
         let last = tree.last()?.map(|(k, _)| u64_value(Some(k))).unwrap_or(0);
         let reserved = u64_value(meta.get(RESERVED_KEY)?);
         // Numbers below `reserved` may have reached the collector before a crash lost
-        // the outbox tail: start above all three.
-        let next = (acked + 1).max(last + 1).max(reserved).max(1);
+        // the outbox tail, and numbers below the clock may have come from an earlier
+        // database of this host: start above all of them.
+        let clock_us = crate::host::procfs::now_wall_ns() / 1_000;
+        let next = (acked + 1).max(last + 1).max(reserved).max(clock_us).max(1);
         Ok(Self {
             db: db.clone(),
             tree: tree.clone(),
@@ -180,9 +189,41 @@ impl Outbox {
         Ok(self.meta.get(BACKFILLED_KEY)?.is_some())
     }
 
+    /// Starts (or restarts) the one-time backfill. A backfill cut by a crash left part of
+    /// the database queued: those records, never sent (the publisher starts after the
+    /// backfill), are removed so that they are not queued twice.
+    pub fn begin_backfill(&self) -> Result<(), StoreError> {
+        if let Some(from) = self.meta.get(BACKFILL_FROM_KEY)? {
+            let from = u64_value(Some(from));
+            let mut batch = sled::Batch::default();
+            let mut removed = 0u64;
+            for key in self.tree.range(from.to_be_bytes()..).keys() {
+                batch.remove(key?);
+                removed += 1;
+            }
+            self.tree.apply_batch(batch)?;
+            let _ = self.pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(removed)));
+        }
+        self.meta.insert(BACKFILL_FROM_KEY, &self.next_seq().to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     pub fn mark_backfilled(&self) -> Result<(), StoreError> {
         self.meta.insert(BACKFILLED_KEY, &[1u8][..])?;
+        self.meta.remove(BACKFILL_FROM_KEY)?;
         Ok(())
+    }
+
+    /// Moves a record no server would take (larger than its `max_payload`) out of the way,
+    /// into `fleet_oversized` where it stays for `export`, and counts it as acknowledged:
+    /// one record must not hold back every later one.
+    pub fn set_aside(&self, seq: u64) -> Result<(), StoreError> {
+        let aside = self.db.open_tree(OVERSIZED_TREE)?;
+        if let Some(value) = self.tree.get(seq.to_be_bytes())? {
+            aside.insert(seq.to_be_bytes(), value)?;
+        }
+        self.acknowledge(seq)
     }
 }
 
@@ -227,30 +268,74 @@ mod tests {
     #[test]
     fn acked_records_leave_and_numbers_are_never_reused() {
         let dir = tempdir();
+        let first;
         {
             let (db, outbox) = open(&dir);
+            first = outbox.next_seq();
+            assert!(first >= crate::host::procfs::now_wall_ns() / 1_000 - 60_000_000, "numbers start at the clock");
             for i in 0..10u64 {
-                assert_eq!(outbox.append("edge", b"{}", i).unwrap(), i + 1);
+                assert_eq!(outbox.append("edge", b"{}", i).unwrap(), first + i);
             }
-            outbox.acknowledge(4).unwrap();
+            outbox.acknowledge(first + 3).unwrap();
             assert_eq!(outbox.backlog().unwrap(), (6, Some(4)));
             let batches = outbox.read_batches(outbox.acked().unwrap(), 4, MAX_BATCH_BYTES).unwrap();
-            assert_eq!(batches.iter().flatten().map(|p| p.seq).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);
+            assert_eq!(batches.iter().flatten().map(|p| p.seq).collect::<Vec<_>>(), (first + 4..first + 10).collect::<Vec<_>>());
             db.flush().unwrap();
             // No clean close: a crash. Numbers up to the reservation may be in use.
         }
         {
             let (_db, outbox) = open(&dir);
-            assert!(outbox.next_seq() > 10, "a crash must not reuse numbers");
+            assert!(outbox.next_seq() > first + 9, "a crash must not reuse numbers");
             assert_eq!(outbox.backlog().unwrap().0, 6, "the unacknowledged records survive");
-            outbox.acknowledge(10).unwrap();
-            let next = outbox.append("edge", b"{}", 1).unwrap();
+            let last = outbox.append("edge", b"{}", 1).unwrap();
             outbox.close().unwrap();
             drop(outbox);
             drop(_db);
             let (_db, again) = open(&dir);
-            assert_eq!(again.next_seq(), next + 1, "a clean stop leaves no gap");
+            assert!(again.next_seq() > last, "a clean stop does not reuse numbers either");
         }
+        std::fs::remove_dir_all(&dir).ok();
+        // A new database of the same host (the old one moved aside) numbers above the old one.
+        let fresh = tempdir();
+        let (_db, outbox) = open(&fresh);
+        assert!(outbox.next_seq() > first + 10, "a new database starts above the old one's numbers");
+        std::fs::remove_dir_all(&fresh).ok();
+    }
+
+    #[test]
+    fn a_backfill_cut_by_a_crash_is_not_queued_twice() {
+        let dir = tempdir();
+        {
+            let (db, outbox) = open(&dir);
+            outbox.begin_backfill().unwrap();
+            for _ in 0..3 {
+                outbox.append("node", b"{}", 0).unwrap();
+            }
+            db.flush().unwrap();
+            // Crash: no mark_backfilled.
+        }
+        let (_db, outbox) = open(&dir);
+        assert!(!outbox.backfilled().unwrap());
+        outbox.begin_backfill().unwrap();
+        assert_eq!(outbox.backlog().unwrap().0, 0, "the cut backfill's records are gone");
+        for _ in 0..3 {
+            outbox.append("node", b"{}", 0).unwrap();
+        }
+        outbox.mark_backfilled().unwrap();
+        assert_eq!(outbox.backlog().unwrap().0, 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_oversized_record_is_set_aside_not_lost() {
+        let dir = tempdir();
+        let (db, outbox) = open(&dir);
+        let big = outbox.append("edge", &vec![b'x'; 1000], 0).unwrap();
+        let small = outbox.append("edge", b"{}", 0).unwrap();
+        outbox.set_aside(big).unwrap();
+        let left: Vec<u64> = outbox.read_batches(outbox.acked().unwrap(), 4, MAX_BATCH_BYTES).unwrap().into_iter().flatten().map(|p| p.seq).collect();
+        assert_eq!(left, vec![small]);
+        assert!(db.open_tree(OVERSIZED_TREE).unwrap().get(big.to_be_bytes()).unwrap().is_some(), "kept locally");
         std::fs::remove_dir_all(&dir).ok();
     }
 

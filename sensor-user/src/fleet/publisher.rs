@@ -88,9 +88,21 @@ impl Publisher {
         let acked = self.outbox.acked().map_err(store_failure)?;
         let max_payload = self.client.server_info().max_payload;
         let max_bytes = if max_payload > HEADER_ROOM { (max_payload - HEADER_ROOM).min(MAX_BATCH_BYTES) } else { MAX_BATCH_BYTES };
-        let batches = self.outbox.read_batches(acked, WINDOW, max_bytes).map_err(store_failure)?;
+        let mut batches = self.outbox.read_batches(acked, WINDOW, max_bytes).map_err(store_failure)?;
         if batches.is_empty() {
             return Ok(false);
+        }
+        // A record larger than the server takes goes alone in its batch: the first one is
+        // set aside (kept locally, counted); a later one waits to be first.
+        if let Some(at) = batches.iter().position(|b| b.len() == 1 && b[0].line.len() > max_bytes) {
+            if at == 0 {
+                let seq = batches[0][0].seq;
+                self.outbox.set_aside(seq).map_err(store_failure)?;
+                warn!("fleet: record {seq} ({} bytes) is larger than the server accepts ({max_bytes}): kept in the local database (tree fleet_oversized), not sent", batches[0][0].line.len());
+                self.state.update(|s| *s.publish_errors.entry("too_large".into()).or_default() += 1);
+                return Ok(true);
+            }
+            batches.truncate(at);
         }
         let mut in_flight = Vec::with_capacity(batches.len());
         for batch in &batches {

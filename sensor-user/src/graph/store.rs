@@ -148,6 +148,7 @@ impl GraphStore {
         }
         let outbox = Outbox::open(&self.db, &self.meta)?;
         if !outbox.backfilled()? {
+            outbox.begin_backfill()?;
             let now = crate::host::procfs::now_wall_ns();
             let mut queued = 0u64;
             if let Some(v) = self.meta.get("host")? {

@@ -48,20 +48,39 @@ pub struct Store {
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, and in the
 /// key-value form (`host=db password=secret`) the password's value.
 pub fn redact(url: &str) -> String {
+    // A password may also be a query parameter (`?password=...`): drop its value wherever.
+    let url = &hide_password_parameter(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url
-            .split(' ')
-            .map(|pair| if pair.starts_with("password=") { "password=***" } else { pair })
-            .collect::<Vec<_>>()
-            .join(" ");
+            .clone();
     };
     let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+        return url.clone();
     };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+        None => url.clone(),
     }
+}
+
+/// `password=VALUE` (in a query string or a key-value string, quoted or not) with the value
+/// replaced by `***`.
+fn hide_password_parameter(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("password=") {
+        out.push_str(&rest[..at + "password=".len()]);
+        out.push_str("***");
+        let value = &rest[at + "password=".len()..];
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            quoted.find('\'').map_or(value.len(), |e| e + 2)
+        } else {
+            value.find(['&', ' ']).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `postgres::Error` shows only "db error" for an error the server sent: say the server's
@@ -377,5 +396,8 @@ mod tests {
         assert_eq!(redact("postgres://vtrail@db/vtrail"), "postgres://vtrail@db/vtrail");
         assert_eq!(redact("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
         assert_eq!(redact("host=db user=vtrail password=s3cret"), "host=db user=vtrail password=***");
+        assert_eq!(redact("host=db password='a b' user=v"), "host=db password=*** user=v");
+        assert_eq!(redact("postgres://u@db/x?password=s3cret&sslmode=disable"), "postgres://u@db/x?password=***&sslmode=disable");
+        assert_eq!(redact("postgres://db/x?password=s3cret"), "postgres://db/x?password=***");
     }
 }
