@@ -59,7 +59,7 @@ fn fleet_costs_and_speeds() {
     let _guard = serial();
     let dir = temp_dir("fleet-bench");
     let host = this_host();
-    let mut central = Central::start(&dir, &[&host]);
+    let central = Central::start(&dir, &[&host]);
     let plain = bin_dir().join("vtrail-workload");
     let (mut creates_off, mut creates_on, mut writes_off, mut writes_on) = (vec![], vec![], vec![], vec![]);
     let (mut rate_off, mut rate_on) = (vec![], vec![]);
@@ -91,8 +91,11 @@ fn fleet_costs_and_speeds() {
 
     // A backlog built while the link is cut, then sent: sensor outbox -> JetStream ->
     // collector -> PostgreSQL, timed until the database holds every record.
+    // A central store of its own: the rounds above stored this host's records already.
+    drop(central);
     let run_dir = dir.join("drain");
     std::fs::create_dir_all(run_dir.join("out")).unwrap();
+    let mut central = Central::start(&run_dir, &[&host]);
     let (sensor, tainted) = sensor(&run_dir, &central.sensor_toml(&host));
     central.wait_in_sync(&sensor, &host, Duration::from_secs(60));
     central.nats.stop();
@@ -146,12 +149,13 @@ fn fleet_costs_and_speeds() {
 fn collector_throughput() {
     let dir = temp_dir("collector-bench");
     let nats = tests::peers::nats::Nats::start(&dir, "bench", "");
-    for (edges, rate) in [("100000", "0"), ("1000000", "0"), ("300000", "20000")] {
+    for (run, (edges, rate)) in [("100000", "0"), ("1000000", "0"), ("300000", "20000")].into_iter().enumerate() {
         // A fresh database each run: the figure is for an empty store, as in a new day's partition.
         let pg = tests::peers::postgres::Postgres::start(&dir, &format!("bench-{edges}-{rate}"));
         let out = Command::new(tests::collector::collect_bin())
             .args(["bench", "--nats", &nats.url(), "--db", &pg.url(), "--edges", edges, "--rate", rate])
-            .args(["--stream", "VTRAIL_BENCH", "--subject-prefix", "vtrailbench", "--durable", &format!("bench-{edges}-{rate}")])
+            // A stream of its own each run: a work-queue stream takes one consumer per subject.
+            .args(["--stream", &format!("VTRAIL_BENCH{run}"), "--subject-prefix", &format!("vtrailbench{run}")])
             .output()
             .expect("run vtrail-collect bench");
         assert!(out.status.success(), "vtrail-collect bench: {}", String::from_utf8_lossy(&out.stderr));
