@@ -13,15 +13,11 @@ use sensor_common::graph::fleet::{DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, FleetI
 use sensor_common::graph::{Edge, EdgeData, NoAttrs, process_node_id};
 
 pub fn collect_bin() -> PathBuf {
-    let bin = crate::sensor::bin_dir().join("vtrail-collect");
-    assert!(bin.exists(), "{} not found: build the workspace's binaries first (`cargo xtask test` does)", bin.display());
-    bin
+    crate::sensor::workspace_bin("vtrail-collect")
 }
 
 pub fn analysis_bin() -> PathBuf {
-    let bin = crate::sensor::bin_dir().join("vtrail-analysis");
-    assert!(bin.exists(), "{} not found: build the workspace's binaries first", bin.display());
-    bin
+    crate::sensor::workspace_bin("vtrail-analysis")
 }
 
 /// A `vtrail-collect run` process; its log under the test's directory.

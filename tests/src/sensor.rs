@@ -21,6 +21,13 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
+/// A workspace binary built beside the test (`target/<profile>/NAME`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let bin = bin_dir().join(name);
+    assert!(bin.exists(), "{} not found: build the workspace's binaries first (`cargo xtask test` does)", bin.display());
+    bin
+}
+
 pub fn sensor_bin() -> PathBuf {
     let bin = std::env::var_os("VTRAIL_SENSOR_BIN").map(PathBuf::from).unwrap_or_else(|| bin_dir().join("vtrail-sensor"));
     assert!(

@@ -4,11 +4,12 @@
 //! `spread --db` recovers patient zero and the propagation tree of the simulation's truth.
 //! No eBPF: runs as root only because the private PostgreSQL is started as `postgres`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use tests::fleet::comparable;
+use tests::collector::{analysis_bin, collect_bin};
+use tests::fleet::{comparable, run_ok};
 use tests::peers::postgres::Postgres;
 
 
@@ -18,23 +19,6 @@ const HOSTS: &str = "30";
 /// Background noise around the incident, so that the walk has something to leave out.
 const EDGES: &str = "30000";
 
-fn bin(name: &str) -> PathBuf {
-    let bin = tests::sensor::bin_dir().join(name);
-    assert!(bin.exists(), "{} not built (cargo xtask test builds it)", bin.display());
-    bin
-}
-
-fn run(what: &str, command: &mut Command) -> std::process::Output {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A fresh database on the cluster, and its URL.
 fn database(pg: &Postgres, name: &str) -> String {
     pg.query(&format!("CREATE DATABASE {name}"));
@@ -42,11 +26,8 @@ fn database(pg: &Postgres, name: &str) -> String {
 }
 
 fn answer(question: &[String], input: &[String]) -> Value {
-    let out = run(
-        &format!("vtrail-analysis {}", question.join(" ")),
-        Command::new(bin("vtrail-analysis")).args(question).arg("--json").args(input),
-    );
-    serde_json::from_slice(&out.stdout).expect("--json is JSON")
+    let out = run_ok(Command::new(analysis_bin()).args(question).arg("--json").args(input));
+    serde_json::from_str(&out).expect("--json is JSON")
 }
 
 
@@ -77,9 +58,8 @@ fn check_against_truth(truth: &Value, spread: &Value, what: &str) {
 }
 
 fn simulate(seed: u64, shape: &str, out: &Path) -> (Value, Vec<String>) {
-    run(
-        "vtrail-analysis simulate",
-        Command::new(bin("vtrail-analysis"))
+    run_ok(
+        Command::new(analysis_bin())
             .args(["simulate", "--seed", &seed.to_string(), "--hosts", HOSTS, "--shape", shape, "--edges", EDGES, "--out"])
             .arg(out),
     );
@@ -95,7 +75,7 @@ fn the_central_database_answers_as_the_dumps_do() {
     for (i, (seed, shape)) in INCIDENTS.into_iter().enumerate() {
         let (truth, dumps) = simulate(seed, shape, &dir.join(format!("incident-{i}")));
         let url = database(&pg, &format!("incident_{i}"));
-        run("vtrail-collect import", Command::new(bin("vtrail-collect")).args(["import", "--db", &url]).args(&dumps));
+        run_ok(Command::new(collect_bin()).args(["import", "--db", &url]).args(&dumps));
         let db = vec!["--db".to_owned(), url];
 
         let sha = truth["worm_sha256"].as_str().unwrap().to_owned();
@@ -127,7 +107,7 @@ fn the_central_database_answers_as_the_dumps_do() {
 
 /// Runs `vtrail-analysis` expecting failure with `status`; returns standard error.
 fn fails(args: &[&str], status: i32) -> String {
-    let out = Command::new(bin("vtrail-analysis")).args(args).output().unwrap();
+    let out = Command::new(analysis_bin()).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(status), "{args:?}: {stderr}");
     stderr
@@ -153,7 +133,7 @@ fn database_errors_say_what_to_do() {
     assert!(!stderr.contains("hunter2") && stderr.contains("vtrail:***@"), "the password is not shown: {stderr}");
 
     let url = database(&pg, "migrated");
-    run("vtrail-collect migrate", Command::new(bin("vtrail-collect")).args(["migrate", "--db", &url]));
+    run_ok(Command::new(collect_bin()).args(["migrate", "--db", &url]));
     let stderr = fails(&["trace", "--path", "/srv/nothing-here", "--db", &url], 1);
     assert!(stderr.contains("not in the graph"), "{stderr}");
 
