@@ -394,12 +394,13 @@ fn execute(command: Command) -> Result<Answer, AnalysisError> {
                 source,
             })?;
             println!(
-                "wrote {} dumps ({} edges) and truth.json to {}: {} of {} hosts infected, patient zero {}",
+                "wrote {} dumps ({} edges) and truth.json to {}: {} of {} hosts infected, {} carrier(s), patient zero {}",
                 truth.dumps.len(),
                 truth.edges_written,
                 out.display(),
                 truth.infected,
                 truth.hosts.len(),
+                truth.carriers,
                 truth.patient_zero.join(", ")
             );
             Ok(Answer::Complete)

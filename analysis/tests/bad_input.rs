@@ -196,7 +196,7 @@ fn missing_host_is_named_and_spread_is_partial() {
     let children: Vec<&str> = truth
         .hosts
         .iter()
-        .filter(|h| h.parent.as_deref() == Some(&zero.id))
+        .filter(|h| h.infected && h.parent.as_deref() == Some(&zero.id))
         .map(|h| h.id.as_str())
         .collect();
     assert!(!children.is_empty());

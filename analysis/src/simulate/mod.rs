@@ -1,6 +1,7 @@
 //! Seeded generator of synthetic incidents in the sensor's own schema (written with the
 //! `sensor_common::graph` types, one JSON-lines dump per host), plus `truth.json` with the
-//! real propagation tree and patient zero.
+//! real propagation tree, patient zero and the carriers (hosts that received the worm and
+//! never ran it).
 //!
 //! The story: a worm arrives at patient zero from outside (FTP), is executed, persists in
 //! cron (and sometimes a shell rc file), copies itself to /var/tmp, and uploads that copy to

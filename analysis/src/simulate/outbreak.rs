@@ -4,8 +4,9 @@
 //! A vulnerable receiver executes every copy it gets while not yet infected, in arrival
 //! order (so the copy that infects it is its earliest executed arrival - the same rule
 //! `spread` uses); once infected it re-runs later copies only sometimes. Non-vulnerable
-//! receivers keep the copy and never run it. An infected host uploads its copy to most of
-//! its neighbours, one upload each, spaced out.
+//! receivers keep the copy and never run it: they are carriers, and their parent is the
+//! sender of their earliest copy (as `spread` reports them). An infected host uploads its
+//! copy to most of its neighbours, one upload each, spaced out.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -24,8 +25,11 @@ pub(super) struct Outbreak {
     pub worm_sha: String,
     /// First execution of the worm per host, true time.
     pub infected_at: Vec<Option<u64>>,
-    /// Sender of the copy that infected each host; `None` for patient zero and the rest.
+    /// Sender of the copy that infected each host, or for a carrier of its earliest copy;
+    /// `None` for patient zero and hosts no copy reached.
     pub parent: Vec<Option<usize>>,
+    /// Per host: received at least one copy and never ran one.
+    pub carrier: Vec<bool>,
     /// Time of the last event.
     pub end_ns: u64,
 }
@@ -75,6 +79,7 @@ pub(super) fn run(
         sequence: 0,
         infected_at: vec![None; n],
         parent: vec![None; n],
+        carrier: vec![false; n],
         last_execution: vec![0; n],
         worm_copy: vec![None; n],
     };
@@ -100,12 +105,13 @@ pub(super) fn run(
             } => run.execute(at, host, &file, &path, sender),
         }
     }
-    let (infected_at, parent) = (run.infected_at, run.parent);
+    let (infected_at, parent, carrier) = (run.infected_at, run.parent, run.carrier);
     Outbreak {
         patient_zero,
         worm_sha,
         infected_at,
         parent,
+        carrier,
         end_ns,
     }
 }
@@ -123,6 +129,7 @@ struct Run<'a> {
     sequence: u64,
     infected_at: Vec<Option<u64>>,
     parent: Vec<Option<usize>>,
+    carrier: Vec<bool>,
     last_execution: Vec<u64>,
     /// The copy an infected host uploads.
     worm_copy: Vec<Option<String>>,
@@ -169,6 +176,11 @@ impl Run<'_> {
             let source = self.worm_copy[from].clone().unwrap_or_default();
             let remote = self.logs[from].remote(&host.ip, Some(to));
             self.logs[from].edge(sender, t.sent_at, &source, &remote, transfer_to(&host.ip, t.protocol, &t.name));
+        }
+        if !host.vulnerable && !self.carrier[to] {
+            // Arrivals come in time order: this is its earliest copy.
+            self.carrier[to] = true;
+            self.parent[to] = t.from;
         }
         let already = self.infected_at[to].is_some();
         if host.vulnerable && (!already || self.rng.chance(0.5)) {

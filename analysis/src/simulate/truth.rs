@@ -20,8 +20,13 @@ pub struct TruthHost {
     pub infected: bool,
     /// First execution of the worm, on this host's (skewed) clock, as the sensor records it.
     pub infected_at_ns: Option<u64>,
-    /// Host id of the sender of the copy that infected it; `None` for patient zero.
+    /// Host id of the sender of the copy that infected it, or for a carrier of the earliest
+    /// copy it received (as `spread` reports both); `None` for patient zero and for hosts
+    /// no copy reached.
     pub parent: Option<String>,
+    /// Received at least one copy of the worm and never executed it (not vulnerable).
+    #[serde(default)]
+    pub carrier: bool,
     pub neighbours: Vec<String>,
 }
 
@@ -33,6 +38,9 @@ pub struct Truth {
     pub worm_sha256: String,
     pub worm_entry_ip: String,
     pub infected: usize,
+    /// Hosts with `carrier` set.
+    #[serde(default)]
+    pub carriers: usize,
     pub edges_written: u64,
     pub dumps: Vec<String>,
     pub hosts: Vec<TruthHost>,
@@ -52,6 +60,7 @@ impl Truth {
             worm_sha,
             infected_at,
             parent,
+            carrier,
             ..
         } = outbreak;
         Truth {
@@ -61,6 +70,7 @@ impl Truth {
             worm_sha256: worm_sha,
             worm_entry_ip: OUTSIDE_WORM_IP.to_owned(),
             infected: infected_at.iter().filter(|t| t.is_some()).count(),
+            carriers: carrier.iter().filter(|&&c| c).count(),
             edges_written,
             dumps,
             hosts: hosts
@@ -75,6 +85,7 @@ impl Truth {
                     infected: infected_at[i].is_some(),
                     infected_at_ns: infected_at[i].map(|t| h.clock(t)),
                     parent: parent[i].map(|p| hosts[p].id.clone()),
+                    carrier: carrier[i],
                     neighbours: adjacency[i].iter().map(|&j| hosts[j].id.clone()).collect(),
                 })
                 .collect(),
