@@ -67,18 +67,26 @@ impl Taint {
     /// receive of a tainted send). Labels keep one origin, the earliest; this is all of them.
     pub fn arrivals_before(&self, graph: &Graph, execution: EdgeIx) -> Vec<EdgeIx> {
         let run = graph.edge(execution);
-        let Some(label) = self.labels.get(&run.src) else {
+        self.arrivals_into(graph, run.src, run.ts_ns, |_| true)
+    }
+
+    /// The network arrivals into `file` up to `until` that carried taint `counts` accepts,
+    /// earliest first: its label's origin, and every later receive into it that carried
+    /// taint itself (judged by the file's label for a receive from outside the loaded
+    /// hosts, by the sent file's label for the receive of a send).
+    pub fn arrivals_into(&self, graph: &Graph, file: NodeIx, until: u64, counts: impl Fn(&Label) -> bool) -> Vec<EdgeIx> {
+        let Some(label) = self.labels.get(&file) else {
             return Vec::new();
         };
         let carried_taint = |r: EdgeIx| match graph.remote_host(graph.edge(r).src) {
-            None => true,
+            None => counts(label),
             Some(_) => graph.matching_send(r).is_some_and(|s| {
                 let sent = graph.edge(s);
-                self.file_tainted_at(graph, sent.src, sent.ts_ns).is_some()
+                self.file_tainted_at(graph, sent.src, sent.ts_ns).is_some_and(&counts)
             }),
         };
         let mut arrivals: Vec<EdgeIx> = graph
-            .in_edges_until(run.src, run.ts_ns)
+            .in_edges_until(file, until)
             .iter()
             .copied()
             .filter(|&r| {
@@ -88,7 +96,7 @@ impl Taint {
                     && carried_taint(r)
             })
             .collect();
-        if label.origin != LOCAL_ORIGIN {
+        if label.origin != LOCAL_ORIGIN && counts(label) {
             arrivals.push(label.origin);
         }
         arrivals.sort_unstable_by_key(|&r| (graph.edge(r).ts_ns, r));

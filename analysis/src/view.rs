@@ -174,6 +174,7 @@ pub struct TreeHost {
     pub label: String,
     /// Parent host id; `None` for roots.
     pub parent: Option<String>,
+    /// When it was infected, or for a host that never ran it, when it got it first.
     pub time_ns: Option<u64>,
     pub time: Option<String>,
     /// `patient-zero`, `infected`, `carrier`, `flagged`, `reached`.
@@ -183,6 +184,12 @@ pub struct TreeHost {
 }
 
 impl TreeHost {
+    /// Did the host run what it got? Carriers and reached hosts hold it without running
+    /// it: the edge to them is drawn as a receive (dashed), not an infection.
+    pub fn ran(&self) -> bool {
+        !matches!(self.role, "carrier" | "reached")
+    }
+
     /// A host as drawn: labeled by its hostname (its id when it has none), placed by the
     /// time of `time_ns`, the edge from its parent named by the transfer `via`.
     pub fn new(

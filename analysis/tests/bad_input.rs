@@ -192,23 +192,24 @@ fn missing_host_is_named_and_spread_is_partial() {
         report.warnings
     );
     let spread = analysis::spread::spread(&graph, None, None, None).expect("partial spread");
-    // The hosts patient zero infected are now roots, infected from a host that is not loaded.
-    let children: Vec<&str> = truth
+    // The hosts patient zero infected are now roots, infected from a host that is not
+    // loaded; the carriers it made got the worm from that host too, and are no patient zero.
+    let children: Vec<&analysis::simulate::TruthHost> = truth
         .hosts
         .iter()
-        .filter(|h| h.infected && h.parent.as_deref() == Some(&zero.id))
-        .map(|h| h.id.as_str())
+        .filter(|h| h.parent.as_deref() == Some(&zero.id))
         .collect();
-    assert!(!children.is_empty());
+    assert!(children.iter().any(|c| c.infected));
     for child in children {
         let row = spread
             .hosts
             .iter()
-            .find(|h| h.host == child)
-            .expect("child still infected");
+            .find(|h| h.host == child.id)
+            .expect("child still in the tree");
+        assert_eq!(row.infected, child.infected, "{}", child.id);
         assert_eq!(row.parent_kind, "missing-host");
         assert!(row.parent.as_deref().unwrap().contains(&zero.id));
-        assert!(spread.patient_zeros.contains(&child.to_owned()));
+        assert_eq!(spread.patient_zeros.contains(&child.id), child.infected, "{}", child.id);
     }
     assert!(spread.warnings.iter().any(|w| w.contains("not loaded")));
 }

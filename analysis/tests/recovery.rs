@@ -1,5 +1,7 @@
 //! Ground truth: on simulated incidents, `spread` must recover patient zero, the infected
-//! set, every host's parent and infection time exactly; `trace` and `rules` must agree.
+//! set, every host's parent and infection time, and the carriers (hosts that received the
+//! worm and never ran it) with the sender of their earliest copy, exactly; `trace` and
+//! `rules` must agree.
 
 mod common;
 
@@ -33,6 +35,16 @@ fn truth_tree(truth: &Truth) -> BTreeMap<String, (Option<String>, u64)> {
         .collect()
 }
 
+/// Carrier -> the sender of its earliest copy.
+fn truth_carriers(truth: &Truth) -> BTreeMap<String, Option<String>> {
+    truth
+        .hosts
+        .iter()
+        .filter(|h| h.carrier)
+        .map(|h| (h.id.clone(), h.parent.clone()))
+        .collect()
+}
+
 fn check_recovery(seed: u64, hosts: usize, shape: Shape) {
     let (_dir, truth, inputs) = common::simulated(
         &format!("recovery-{seed}-{hosts}-{shape:?}"),
@@ -48,6 +60,7 @@ fn check_recovery(seed: u64, hosts: usize, shape: Shape) {
         "seed {seed}: the worm should spread (infected {})",
         truth.infected
     );
+    assert!(truth.carriers >= 1, "seed {seed}: some neighbours are not vulnerable");
 
     for selector in [None, Some(Selector::Sha256(truth.worm_sha256.clone()))] {
         let spread =
@@ -74,11 +87,30 @@ fn check_recovery(seed: u64, hosts: usize, shape: Shape) {
             truth_tree(&truth),
             "seed {seed} {shape:?} {selector:?}: tree"
         );
+        let carriers: BTreeMap<String, Option<String>> = spread
+            .hosts
+            .iter()
+            .filter(|h| !h.infected)
+            .map(|h| {
+                assert_eq!(h.parent_kind, "host", "seed {seed}: carrier {} got it from a loaded host", h.host);
+                assert!(h.children.is_empty(), "seed {seed}: carrier {} sent nothing on", h.host);
+                assert_eq!(h.via.as_ref().map(|v| v.ts_ns), h.arrivals.first().map(|a| a.ts_ns));
+                (h.host.clone(), h.parent.clone())
+            })
+            .collect();
         assert_eq!(
-            spread.hosts.iter().filter(|h| !h.infected).count(),
-            0,
-            "no carriers in the simulation"
+            carriers,
+            truth_carriers(&truth),
+            "seed {seed} {shape:?} {selector:?}: carriers"
         );
+        assert_eq!(spread.topology.carriers, truth.carriers);
+        assert_eq!(spread.topology.hosts_infected, truth.infected);
+        // A carrier made is not an infection: the direct counts are the truth's children.
+        for s in &spread.super_infectors {
+            let children = truth.hosts.iter().filter(|h| h.parent.as_deref() == Some(&s.host));
+            let (infected, carried): (Vec<_>, Vec<_>) = children.partition(|h| h.infected);
+            assert_eq!((s.direct, s.carriers), (infected.len(), carried.len()), "seed {seed}: {}", s.host);
+        }
         let zero = spread
             .hosts
             .iter()

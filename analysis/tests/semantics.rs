@@ -183,18 +183,97 @@ fn a_carrier_that_never_ran_the_file_is_a_parent_in_the_tree() {
     let from_a = incident.remote("b", "10.0.0.1", Some("a"));
     let on_b = incident.file("b", 1, "/srv/share/w", Some("cd"));
     let run = incident.process("b", 10);
+    // Before the worm, a downloaded something else that nobody ran: not what a carried.
+    let download = incident.file("a", 2, "/root/tool.tar.gz", Some("ef"));
+    let mirror = incident.remote("a", "198.51.100.20", None);
+    incident.edge("a", 5, EdgeKind::ReceivedFrom, &mirror, &download, &[("protocol", "http")]);
     incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &on_a, &[("protocol", "ftp")]);
     incident.edge("a", 100, EdgeKind::SentTo, &on_a, &to_b, &[("protocol", "smb2"), ("name", "w")]);
     incident.edge("b", 101, EdgeKind::ReceivedFrom, &from_a, &on_b, &[("protocol", "smb2"), ("name", "w")]);
     incident.edge("b", 150, EdgeKind::Exec, &on_b, &run, &[]);
-    let spread = analysis::spread::spread(&incident.graph(), None, None, None).expect("spread");
-    let b = spread.hosts.iter().find(|h| h.host == "b").unwrap();
-    assert_eq!((b.parent.as_deref(), b.parent_kind), (Some("a"), "host"));
-    let a = spread.hosts.iter().find(|h| h.host == "a").unwrap();
-    assert!(!a.infected, "a is a carrier");
-    assert_eq!(spread.topology.carriers, 1);
-    // a is the root of the tree but never ran the file: b is the first infected, patient zero.
-    assert_eq!(spread.patient_zeros, vec!["b".to_owned()]);
+    let graph = incident.graph();
+    for selector in [None, Some(Selector::Sha256("cd".repeat(32)))] {
+        let spread = analysis::spread::spread(&graph, selector.as_ref(), None, None).expect("spread");
+        let b = spread.hosts.iter().find(|h| h.host == "b").unwrap();
+        assert_eq!((b.parent.as_deref(), b.parent_kind), (Some("a"), "host"));
+        let a = spread.hosts.iter().find(|h| h.host == "a").unwrap();
+        assert!(!a.infected, "a is a carrier");
+        assert_eq!((a.parent.as_deref(), a.parent_kind), (Some("192.0.2.1"), "outside"));
+        assert_eq!(arrivals(&spread, "a"), vec![pair("ftp", "/srv/share/w")], "{selector:?}");
+        assert_eq!(a.children, vec!["b".to_owned()]);
+        assert_eq!(spread.topology.carriers, 1);
+        // a is the root of the tree but never ran the file: b is the first infected, patient zero.
+        assert_eq!(spread.patient_zeros, vec!["b".to_owned()]);
+    }
+}
+
+#[test]
+fn a_host_that_received_the_worm_and_never_ran_it_is_a_carrier_leaf() {
+    // a runs the worm and sends it to b twice (SMB, then FTP) and to c once; c runs it, b
+    // never does. d downloads something else nobody runs, and gets the worm itself straight
+    // from outside, never running it either.
+    let mut incident = Incident::new(&["a", "b", "c", "d"]);
+    let outside = incident.remote("a", "192.0.2.1", None);
+    let entry = incident.file("a", 1, "/srv/w", Some("ab"));
+    let worm = incident.process("a", 10);
+    let copy = incident.file("a", 2, "/var/tmp/w", Some("ab"));
+    let (to_b, to_c) = (incident.remote("a", "10.0.0.2", Some("b")), incident.remote("a", "10.0.0.3", Some("c")));
+    incident.edge("a", 10, EdgeKind::ReceivedFrom, &outside, &entry, &[("protocol", "ftp")]);
+    incident.edge("a", 20, EdgeKind::Exec, &entry, &worm, &[]);
+    incident.edge("a", 25, EdgeKind::Write, &worm, &copy, &[]);
+    let smb = [("protocol", "smb2"), ("name", "w")];
+    let ftp = [("protocol", "ftp"), ("name", "w")];
+    incident.edge("a", 30, EdgeKind::SentTo, &copy, &to_b, &smb);
+    incident.edge("a", 40, EdgeKind::SentTo, &copy, &to_c, &ftp);
+    incident.edge("a", 44, EdgeKind::SentTo, &copy, &to_b, &ftp);
+    let from_a = incident.remote("b", "10.0.0.1", Some("a"));
+    let (by_smb, by_ftp) = (incident.file("b", 1, "/srv/share/w", Some("ab")), incident.file("b", 2, "/srv/ftp/w", Some("ab")));
+    incident.edge("b", 31, EdgeKind::ReceivedFrom, &from_a, &by_smb, &smb);
+    incident.edge("b", 45, EdgeKind::ReceivedFrom, &from_a, &by_ftp, &ftp);
+    let on_c = incident.file("c", 1, "/srv/ftp/w", Some("ab"));
+    let run = incident.process("c", 10);
+    incident.edge("c", 41, EdgeKind::ReceivedFrom, &from_a, &on_c, &ftp);
+    incident.edge("c", 60, EdgeKind::Exec, &on_c, &run, &[]);
+    let (mirror, dropper) = (incident.remote("d", "198.51.100.20", None), incident.remote("d", "203.0.113.9", None));
+    let (download, dropped) = (incident.file("d", 1, "/root/tool.tar.gz", Some("ef")), incident.file("d", 2, "/srv/w", Some("ab")));
+    incident.edge("d", 15, EdgeKind::ReceivedFrom, &mirror, &download, &[("protocol", "http")]);
+    incident.edge("d", 70, EdgeKind::ReceivedFrom, &dropper, &dropped, &smb);
+    let graph = incident.graph();
+
+    for selector in [None, Some(Selector::Sha256("ab".repeat(32)))] {
+        let spread = analysis::spread::spread(&graph, selector.as_ref(), None, None).expect("spread");
+        let host = |id: &str| spread.hosts.iter().find(|h| h.host == id).unwrap();
+        assert_eq!(spread.patient_zeros, vec!["a".to_owned()], "{selector:?}");
+        let b = host("b");
+        assert!(!b.infected && b.infected_at_ns.is_none() && b.first_execution.is_none());
+        assert_eq!((b.parent.as_deref(), b.parent_kind), (Some("a"), "host"));
+        assert_eq!(b.via.as_ref().map(|v| v.ts_ns), Some(31 * NS_PER_SEC));
+        assert_eq!(arrivals(&spread, "b"), vec![pair("smb2", "/srv/share/w"), pair("ftp", "/srv/ftp/w")]);
+        assert!(b.children.is_empty());
+        assert!(host("c").infected);
+        assert_eq!(host("a").children, vec!["c".to_owned(), "b".to_owned()], "infected first");
+        let d = host("d");
+        assert_eq!((d.infected, d.parent.as_deref(), d.parent_kind), (false, Some("203.0.113.9"), "outside"));
+        assert_eq!(arrivals(&spread, "d"), vec![pair("smb2", "/srv/w")], "{selector:?}: the download is not the worm");
+
+        let t = &spread.topology;
+        assert_eq!((t.hosts_infected, t.carriers, t.tree_depth, t.leaves), (2, 2, 1, 1), "{selector:?}");
+        let zero = &spread.super_infectors[0];
+        assert_eq!((zero.host.as_str(), zero.direct, zero.descendants, zero.carriers), ("a", 1, 1, 1));
+        assert_eq!(spread.timeline.last().map(|b| b.cumulative), Some(2));
+
+        let text = analysis::output::render_spread(analysis::output::Format::Text, &spread, &Default::default());
+        assert!(
+            text.contains("b (name-b) carrier: received \"w\" from a at 1970-01-01T00:00:31.000Z via smb2, never executed; also entered via ftp"),
+            "{text}"
+        );
+        assert!(text.contains("carrier: received \"w\" from 203.0.113.9 (outside) at 1970-01-01T00:01:10.000Z"), "{text}");
+        assert!(text.contains("1 carrier(s) made"), "{text}");
+        let dot = analysis::output::render_spread(analysis::output::Format::Dot, &spread, &Default::default());
+        assert!(dot.lines().any(|l| l.contains("\"a\" -> \"b\"") && l.contains("dashed")), "{dot}");
+        assert!(dot.lines().any(|l| l.contains("\"a\" -> \"c\"") && !l.contains("dashed")), "{dot}");
+        assert!(dot.lines().any(|l| l.starts_with("  \"b\"") && l.contains(analysis::output::style::color("carrier"))), "{dot}");
+    }
 }
 
 #[test]

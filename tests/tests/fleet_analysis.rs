@@ -1,7 +1,8 @@
 //! The analysis over the fleet's central database: simulated incidents loaded both ways -
 //! the dumps read directly, and the same dumps imported into PostgreSQL with
 //! `vtrail-collect import` - give the same `--json` answers to trace, spread and rules, and
-//! `spread --db` recovers patient zero and the propagation tree of the simulation's truth.
+//! `spread --db` recovers patient zero, the propagation tree and the carriers of the
+//! simulation's truth.
 //! No eBPF: runs as root only because the private PostgreSQL is started as `postgres`.
 
 use std::path::Path;
@@ -31,13 +32,18 @@ fn answer(question: &[String], input: &[String]) -> Value {
 }
 
 
-/// (host, parent host or none, infection time) of every infected host, by host.
-fn tree(hosts: &Value, id_key: &str, parent_of: impl Fn(&Value) -> Value) -> Vec<(String, Value, Value)> {
+/// (host, parent host or none, infection time) of every host `keep` selects, by host.
+fn tree(
+    hosts: &Value,
+    id_key: &str,
+    keep: impl Fn(&Value) -> bool,
+    parent_of: impl Fn(&Value) -> Value,
+) -> Vec<(String, Value, Value)> {
     let mut tree: Vec<_> = hosts
         .as_array()
         .expect("hosts")
         .iter()
-        .filter(|h| h["infected"] == Value::Bool(true))
+        .filter(|h| keep(h))
         .map(|h| (h[id_key].as_str().unwrap_or_default().to_owned(), parent_of(h), h["infected_at_ns"].clone()))
         .collect();
     tree.sort_by(|a, b| a.0.cmp(&b.0));
@@ -47,14 +53,17 @@ fn tree(hosts: &Value, id_key: &str, parent_of: impl Fn(&Value) -> Value) -> Vec
 fn check_against_truth(truth: &Value, spread: &Value, what: &str) {
     let spread = &spread["spread"];
     assert_eq!(spread["patient_zeros"], truth["patient_zero"], "{what}: patient zero");
-    let found = tree(&spread["hosts"], "host", |h| {
-        if h["parent_kind"] == "host" { h["parent"].clone() } else { Value::Null }
-    });
-    let expected = tree(&truth["hosts"], "id", |h| h["parent"].clone());
+    let infected = |h: &Value| h["infected"] == Value::Bool(true);
+    let parent_host = |h: &Value| if h["parent_kind"] == "host" { h["parent"].clone() } else { Value::Null };
+    let found = tree(&spread["hosts"], "host", infected, parent_host);
+    let expected = tree(&truth["hosts"], "id", infected, |h| h["parent"].clone());
     assert!(expected.len() >= 2, "{what}: the worm should spread");
     assert_eq!(found, expected, "{what}: the propagation tree");
-    let carriers = spread["hosts"].as_array().unwrap().iter().filter(|h| h["infected"] == Value::Bool(false)).count();
-    assert_eq!(carriers, 0, "{what}: no carriers in the simulation");
+    // Carriers (received the worm, never ran it) and the sender of their earliest copy.
+    let found = tree(&spread["hosts"], "host", |h| !infected(h), parent_host);
+    let expected = tree(&truth["hosts"], "id", |h| h["carrier"] == Value::Bool(true), |h| h["parent"].clone());
+    assert!(!expected.is_empty(), "{what}: some neighbours are not vulnerable");
+    assert_eq!(found, expected, "{what}: the carriers");
 }
 
 fn simulate(seed: u64, shape: &str, out: &Path) -> (Value, Vec<String>) {

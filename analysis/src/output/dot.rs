@@ -16,9 +16,11 @@ pub fn render(name: &str, picture: &GraphPicture) -> String {
             color(kind)
         ));
     }
-    for (src, dst, label, _kind) in &picture.edges {
+    for (src, dst, label, kind) in &picture.edges {
+        // A copy that was never run (a carrier's) is dashed: held, not an infection.
+        let style = if kind == "received" { ", style=dashed" } else { "" };
         out.push_str(&format!(
-            "  {} -> {} [label={}];\n",
+            "  {} -> {} [label={}{style}];\n",
             dot_quoted(src),
             dot_quoted(dst),
             dot_quoted(label)

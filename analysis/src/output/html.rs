@@ -119,9 +119,11 @@ pub fn tree_svg(tree: &[TreeHost]) -> String {
         let (px, py) = position(i);
         for &kid in kids {
             let (cx, cy) = position(kid);
+            // Dashed to a host that holds the copy but never ran it, as in `--dot`.
+            let dash = if tree[kid].ran() { "" } else { " stroke-dasharray=\"4 3\"" };
             let _ = writeln!(
                 svg,
-                "<line x1=\"{px:.1}\" y1=\"{py:.1}\" x2=\"{cx:.1}\" y2=\"{cy:.1}\" stroke=\"#888\" stroke-width=\"1\"/>"
+                "<line x1=\"{px:.1}\" y1=\"{py:.1}\" x2=\"{cx:.1}\" y2=\"{cy:.1}\" stroke=\"#888\" stroke-width=\"1\"{dash}/>"
             );
         }
     }
@@ -202,10 +204,11 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let t = &report.topology;
     let _ = writeln!(
         body,
-        "<p>{}. {} of {} loaded hosts infected; patient zero: <b>{}</b>; doubling time {}; clock skew allowance ±{}.</p>",
+        "<p>{}. {} of {} loaded hosts infected, {} carrier(s) (received it, never ran it); patient zero: <b>{}</b>; doubling time {}; clock skew allowance ±{}.</p>",
         xml(&report.question),
         t.hosts_infected,
         t.hosts_loaded,
+        t.carriers,
         xml(&report.patient_zeros.join(", ")),
         xml(report.doubling.median.as_deref().unwrap_or("n/a")),
         xml(&report.skew_allowance)
@@ -227,12 +230,13 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     body.push_str("<h2>Super infectors</h2>\n");
     table(
         &mut body,
-        &["host", "infected directly", "descendants", "super"],
+        &["host", "infected directly", "descendants", "carriers made", "super"],
         report.super_infectors.iter().take(20).map(|s| {
             vec![
                 s.host.clone(),
                 s.direct.to_string(),
                 s.descendants.to_string(),
+                s.carriers.to_string(),
                 if s.flagged_super {
                     "yes".into()
                 } else {
@@ -247,7 +251,9 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         &["infected at", "host", "parent", "via", "first execution"],
         report.hosts.iter().map(|h| {
             vec![
-                h.infected_at.clone().unwrap_or_else(|| "carrier".into()),
+                h.infected_at
+                    .clone()
+                    .unwrap_or_else(|| "carrier: never executed".into()),
                 format!("{} ({})", h.host, h.hostname),
                 format!(
                     "{} [{}]",

@@ -58,7 +58,7 @@ impl GraphPicture {
                     parent.clone(),
                     host.id.clone(),
                     host.via.clone().unwrap_or_default(),
-                    "infected".into(),
+                    if host.ran() { "infected" } else { "received" }.into(),
                 ));
             }
         }

@@ -9,7 +9,7 @@ use sensor_common::graph::{ConnectDirection, Protocol};
 use super::escape;
 use crate::load::LoadReport;
 use crate::rules::RulesReport;
-use crate::spread::SpreadReport;
+use crate::spread::{HostInfection, SpreadReport};
 use crate::trace::TraceReport;
 
 /// Lists longer than this are cut in text (the JSON output has them whole).
@@ -262,6 +262,54 @@ pub fn trace(report: &TraceReport, load: &LoadReport) -> String {
     out
 }
 
+/// Where its parent is, for a tree line: `<- host`, `<- address (kind)`, `(local origin)`.
+fn parent_of(h: &HostInfection) -> String {
+    match h.parent_kind {
+        "host" => format!("<- {}", h.parent.as_deref().unwrap_or("?")),
+        "local" => "(local origin)".to_owned(),
+        kind => format!("<- {} ({kind})", h.parent.as_deref().unwrap_or("?")),
+    }
+}
+
+/// `<- parent via ftp "name" at <time>` for an infected host.
+fn infected_line(h: &HostInfection) -> String {
+    let how = h
+        .via
+        .as_ref()
+        .map(|v| {
+            format!(
+                " via {} \"{}\"",
+                v.protocol.map_or("?", Protocol::name),
+                v.name_as_sent.as_deref().unwrap_or("?")
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{}{how} at {}",
+        parent_of(h),
+        h.infected_at.as_deref().unwrap_or_default()
+    )
+}
+
+/// `carrier: received "name" from <sender> at <time> via ftp, never executed`.
+fn carrier_line(h: &HostInfection) -> String {
+    match &h.via {
+        Some(v) => {
+            let sender = match h.parent_kind {
+                "host" => h.parent.clone().unwrap_or_else(|| v.from_ip.clone()),
+                kind => format!("{} ({kind})", h.parent.as_deref().unwrap_or(&v.from_ip)),
+            };
+            format!(
+                "carrier: received \"{}\" from {sender} at {} via {}, never executed",
+                v.name_as_sent.as_deref().unwrap_or(&v.file),
+                v.time,
+                v.protocol.map_or("?", Protocol::name)
+            )
+        }
+        None => format!("carrier {}, never executed", parent_of(h)),
+    }
+}
+
 pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     let mut out = String::new();
     load_summary(&mut out, load);
@@ -293,9 +341,9 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         t.hosts_infected, t.hosts_loaded, t.carriers, t.tree_depth
     );
     // Depth-first, children under their parent in infection order, so the tree reads as one.
-    let by_id: std::collections::HashMap<&str, &crate::spread::HostInfection> =
+    let by_id: std::collections::HashMap<&str, &HostInfection> =
         report.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
-    let mut stack: Vec<(&crate::spread::HostInfection, usize)> = report
+    let mut stack: Vec<(&HostInfection, usize)> = report
         .hosts
         .iter()
         .filter(|h| {
@@ -318,22 +366,6 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
     }
     limited(&mut out, &ordered, |out, &(h, depth)| {
         let indent = "  ".repeat(depth.min(20));
-        let parent = match h.parent_kind {
-            "host" => format!("<- {}", h.parent.as_deref().unwrap_or("?")),
-            "local" => "(local origin)".to_owned(),
-            kind => format!("<- {} ({kind})", h.parent.as_deref().unwrap_or("?")),
-        };
-        let how = h
-            .via
-            .as_ref()
-            .map(|v| {
-                format!(
-                    " via {} \"{}\"",
-                    v.protocol.map_or("?", Protocol::name),
-                    v.name_as_sent.as_deref().unwrap_or("?")
-                )
-            })
-            .unwrap_or_default();
         let mut also = String::new();
         for other in h.other_arrivals() {
             let _ = write!(
@@ -345,16 +377,12 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
                 other.time
             );
         }
-        let state = if h.infected {
-            h.infected_at.clone().unwrap_or_default()
+        let line = if h.infected {
+            infected_line(h)
         } else {
-            "carrier, never executed".to_owned()
+            carrier_line(h)
         };
-        put!(
-            out,
-            "  {indent}{} ({}) {parent}{how} at {state}{also}",
-            h.host, h.hostname
-        );
+        put!(out, "  {indent}{} ({}) {line}{also}", h.host, h.hostname);
     });
     heading(
         &mut out,
@@ -365,9 +393,14 @@ pub fn spread(report: &SpreadReport, load: &LoadReport) -> String {
         &report.super_infectors[..report.super_infectors.len().min(10)],
         |out, s| {
             let flag = if s.flagged_super { "  SUPER" } else { "" };
+            let carriers = if s.carriers > 0 {
+                format!(", {} carrier(s) made", s.carriers)
+            } else {
+                String::new()
+            };
             put!(
                 out,
-                "  {:<24} infected {:>4} directly, {:>4} in all{flag}",
+                "  {:<24} infected {:>4} directly, {:>4} in all{carriers}{flag}",
                 s.host, s.direct, s.descendants
             );
         },

@@ -4,22 +4,24 @@
 use std::collections::{HashMap, HashSet};
 
 use super::tree::{Infections, Tree};
-use super::{Doubling, HostInfection, SuperInfector, TimeBucket, Topology};
-use crate::index::{EdgeIx, Graph, HostIx};
+use super::{Doubling, SuperInfector, TimeBucket, Topology};
+use crate::index::{Graph, HostIx};
 use crate::time::{NS_PER_SEC, Span, Timestamp};
 
 /// Hosts that infected any, ranked by direct infections, then all descendants, then
-/// earlier infection; flagged super as the module says.
+/// earlier infection; flagged super as the module says. Carriers made are counted apart.
 pub(super) fn super_infectors(graph: &Graph, tree: &Tree, infections: &Infections) -> Vec<SuperInfector> {
     let mut ranking: Vec<SuperInfector> = tree
         .order
         .iter()
         .filter_map(|&h| {
-            let direct = tree.children(h).iter().filter(|&&c| infections.is_infected(c)).count();
+            let children = tree.children(h);
+            let direct = children.iter().filter(|&&c| infections.is_infected(c)).count();
             (direct > 0).then(|| SuperInfector {
                 host: graph.host(h).id.clone(),
                 direct,
                 descendants: tree.infected_descendants(h, infections),
+                carriers: children.len() - direct,
                 flagged_super: false,
             })
         })
@@ -120,11 +122,13 @@ pub(super) fn doubling(times: &[u64]) -> Doubling {
     }
 }
 
+/// The shape of the infection tree (carriers are counted, but add no depth and no leaves)
+/// and of the contact network.
 pub(super) fn topology(
     graph: &Graph,
-    hosts: &[HostInfection],
+    tree: &Tree,
+    infections: &Infections,
     ranking: &[SuperInfector],
-    first_exec: &HashMap<HostIx, EdgeIx>,
     patient_zeros: usize,
 ) -> Topology {
     let mut contacts: HashSet<(HostIx, HostIx)> = HashSet::new();
@@ -139,19 +143,28 @@ pub(super) fn topology(
         *degree.entry(b).or_default() += 1;
     }
     let n = graph.hosts.len();
-    let infected: Vec<&HostInfection> = hosts.iter().filter(|h| h.infected).collect();
+    let infected: Vec<HostIx> = tree
+        .order
+        .iter()
+        .copied()
+        .filter(|&h| infections.is_infected(h))
+        .collect();
+    let depth = |h: &HostIx| tree.depth.get(h).copied().unwrap_or(0);
     Topology {
         hosts_loaded: n,
-        hosts_infected: first_exec.len(),
-        carriers: hosts.len() - infected.len(),
+        hosts_infected: infected.len(),
+        carriers: tree.order.len() - infected.len(),
         patient_zeros,
-        tree_depth: hosts.iter().map(|h| h.depth).max().unwrap_or(0),
+        tree_depth: infected.iter().map(depth).max().unwrap_or(0),
         mean_depth: if infected.is_empty() {
             0.0
         } else {
-            infected.iter().map(|h| f64::from(h.depth)).sum::<f64>() / infected.len() as f64
+            infected.iter().map(|h| f64::from(depth(h))).sum::<f64>() / infected.len() as f64
         },
-        leaves: hosts.iter().filter(|h| h.children.is_empty()).count(),
+        leaves: infected
+            .iter()
+            .filter(|&&h| tree.infected_descendants(h, infections) == 0)
+            .count(),
         max_children: ranking.iter().map(|s| s.direct).max().unwrap_or(0),
         mean_branching: if ranking.is_empty() {
             0.0

@@ -11,18 +11,24 @@
 //! A host whose first tainted execution has a local origin, or whose
 //! transfer came from outside the loaded hosts, is a root. *Patient zeros* are the infected
 //! hosts with no infected ancestor (usually the roots).
-//! A loaded host that sent the taint but never executed it is a *carrier*; it appears in
-//! the tree only as a parent. If carrier relays make the parent relation loop, the loop is
-//! cut at its earliest-infected host, which becomes a root (and a warning says so).
+//! A loaded host that received the worm (a tainted arrival, by whatever protocol) but never
+//! executed it is a *carrier* (`carriers`): it is in the tree with the sender of its
+//! earliest tainted arrival as its parent, its arrivals listed, and children only if it
+//! sent the worm on. Carriers are never infected, never patient zero, and never count in
+//! the infection figures (super infectors' direct and descendant counts, the timeline,
+//! doubling, depth); each host's carriers made are counted beside its infections. If
+//! carrier relays make the parent relation loop, the loop is cut at its earliest-infected
+//! host, which becomes a root (and a warning says so).
 //!
 //! Super infectors: hosts ranked by direct infections (children in the tree), then by all
 //! descendants, then by earlier infection. A host is flagged *super* when it infected at
 //! least 3 hosts and at least twice the mean number infected by hosts that infected any.
 
+mod carriers;
 mod measures;
 mod tree;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sensor_common::graph::EdgeKind;
 use serde::Serialize;
@@ -33,25 +39,29 @@ use crate::taint::{Seed, Taint, propagate};
 use crate::time::{Span, Timestamp};
 use crate::view::{EdgeView, TransferView, TreeHost};
 use measures::{auto_step, buckets, doubling, super_infectors, topology};
-use tree::{Infections, Parent, Tree, add_carriers, cut_cycles, parents_of_infected, patient_zeros};
+use carriers::{add_carriers, worm_seeds};
+use tree::{Infections, Parent, Tree, cut_cycles, parents_of_infected, patient_zeros};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HostInfection {
     pub host: String,
     pub hostname: String,
-    /// False for carriers (sent the taint on, never executed it).
+    /// False for carriers (received the worm, never executed it).
     pub infected: bool,
     pub infected_at_ns: Option<u64>,
     pub infected_at: Option<String>,
+    /// The sender of `via`: of the earliest arrival that led to a tainted execution here,
+    /// or for a carrier of its earliest tainted arrival.
     pub parent: Option<String>,
     /// `host`, `outside`, `missing-host`, `local`.
     pub parent_kind: &'static str,
     pub via: Option<TransferView>,
-    /// Every arrival that led to a tainted execution here, earliest first, whatever its
-    /// protocol: `via` is one of them, the others entered too (a second upload, another
-    /// sender) and are reported with it, not dropped.
+    /// Every arrival that led to a tainted execution here (for a carrier: every tainted
+    /// arrival), earliest first, whatever its protocol: `via` is one of them, the others
+    /// entered too (a second upload, another sender) and are reported with it, not dropped.
     pub arrivals: Vec<TransferView>,
     pub first_execution: Option<EdgeView>,
+    /// Hosts it infected (in infection order), then carriers it made (by id).
     pub children: Vec<String>,
     pub depth: u32,
 }
@@ -71,8 +81,13 @@ impl HostInfection {
 #[derive(Clone, Debug, Serialize)]
 pub struct SuperInfector {
     pub host: String,
+    /// Hosts it infected (children that executed the worm).
     pub direct: usize,
+    /// Infected hosts anywhere below it.
     pub descendants: usize,
+    /// Carriers it made (children that received the worm from it and never ran it): not
+    /// counted in `direct`.
+    pub carriers: usize,
     pub flagged_super: bool,
 }
 
@@ -96,10 +111,15 @@ pub struct Doubling {
 pub struct Topology {
     pub hosts_loaded: usize,
     pub hosts_infected: usize,
+    /// Loaded hosts that received the worm and never executed it.
     pub carriers: usize,
     pub patient_zeros: usize,
+    /// Depth of the deepest infected host (a carrier relaying on the way counts as a level;
+    /// carriers below add none).
     pub tree_depth: u32,
+    /// Mean depth of the infected hosts.
     pub mean_depth: f64,
+    /// Infected hosts that infected none (they may have made carriers).
     pub leaves: usize,
     pub max_children: usize,
     /// Mean children of hosts that infected at least one.
@@ -116,7 +136,7 @@ pub struct SpreadReport {
     pub question: String,
     pub skew_allowance: String,
     pub patient_zeros: Vec<String>,
-    /// Infected hosts (and carriers that are parents) in order of infection.
+    /// Infected hosts in order of infection, then the carriers by id.
     pub hosts: Vec<HostInfection>,
     pub super_infectors: Vec<SuperInfector>,
     pub step: String,
@@ -141,7 +161,8 @@ impl SpreadReport {
                     "carrier"
                 };
                 let parent = h.parent.clone().filter(|_| h.parent_kind == "host");
-                TreeHost::new(&h.host, &h.hostname, role, parent, h.infected_at_ns, h.via.as_ref())
+                let time = h.infected_at_ns.or(h.via.as_ref().map(|v| v.ts_ns));
+                TreeHost::new(&h.host, &h.hostname, role, parent, time, h.via.as_ref())
             })
             .collect()
     }
@@ -206,10 +227,12 @@ pub fn spread(
         });
     }
     warnings.extend(unmatched_send_warnings(graph, &taint));
+    let worm = worm_seeds(graph, &seeds, &taint, &executions);
     Ok(build_report(
         graph,
         &taint,
         &executions,
+        &worm,
         question,
         step_ns,
         warnings,
@@ -246,16 +269,17 @@ fn build_report(
     graph: &Graph,
     taint: &Taint,
     executions: &[EdgeIx],
+    worm: &[bool],
     question: String,
     step_ns: Option<u64>,
     mut warnings: Vec<String>,
 ) -> SpreadReport {
     let infections = Infections::per_host(graph, taint, executions);
     let mut parents = parents_of_infected(graph, taint, &infections);
-    add_carriers(graph, taint, &mut parents);
+    let carrier_arrivals = add_carriers(graph, taint, worm, &infections, &mut parents);
     cut_cycles(graph, &mut parents, &|h| infections.infected_at(graph, h), &mut warnings);
     let tree = Tree::new(graph, parents, &infections);
-    let hosts = host_entries(graph, &tree, &infections);
+    let hosts = host_entries(graph, &tree, &infections, &carrier_arrivals);
     let patient_zeros = patient_zeros(graph, &tree, &infections);
     warnings.extend(missing_host_warnings(&hosts));
     let super_infectors = super_infectors(graph, &tree, &infections);
@@ -264,7 +288,7 @@ fn build_report(
     let step_ns = step_ns.unwrap_or_else(|| auto_step(&times));
     let timeline = buckets(&times, step_ns);
     let doubling = doubling(&times);
-    let topology = topology(graph, &hosts, &super_infectors, &infections.first_exec, patient_zeros.len());
+    let topology = topology(graph, &tree, &infections, &super_infectors, patient_zeros.len());
 
     SpreadReport {
         question,
@@ -282,7 +306,12 @@ fn build_report(
 }
 
 /// One report entry per host in the tree, in infection order.
-fn host_entries(graph: &Graph, tree: &Tree, infections: &Infections) -> Vec<HostInfection> {
+fn host_entries(
+    graph: &Graph,
+    tree: &Tree,
+    infections: &Infections,
+    carrier_arrivals: &HashMap<HostIx, Vec<EdgeIx>>,
+) -> Vec<HostInfection> {
     tree.order
         .iter()
         .map(|&h| {
@@ -301,6 +330,7 @@ fn host_entries(graph: &Graph, tree: &Tree, infections: &Infections) -> Vec<Host
                 arrivals: infections
                     .arrivals
                     .get(&h)
+                    .or_else(|| carrier_arrivals.get(&h))
                     .map(|a| a.iter().map(|&t| TransferView::new(graph, t)).collect())
                     .unwrap_or_default(),
                 first_execution: infections.first_exec.get(&h).map(|&x| EdgeView::new(graph, x)),
@@ -342,8 +372,9 @@ fn describe_parent(graph: &Graph, parent: Parent) -> (Option<String>, &'static s
 fn missing_host_warnings(hosts: &[HostInfection]) -> impl Iterator<Item = String> + '_ {
     hosts.iter().filter(|h| h.parent_kind == "missing-host").map(|h| {
         format!(
-            "{} was infected from {}, a host whose dump is not loaded: load it to follow the spread further back",
+            "{} {} {}, a host whose dump is not loaded: load it to follow the spread further back",
             h.host,
+            if h.infected { "was infected from" } else { "received the worm from" },
             h.parent.as_deref().unwrap_or("?")
         )
     })

@@ -1,6 +1,6 @@
 //! Who infected whom: each host's first infection and the arrivals behind it, its parent
-//! (a loaded host, an outside address, or a local origin), the carriers in between, loops
-//! cut, and the tree they make.
+//! (a loaded host, an outside address, or a local origin), loops cut, and the tree they
+//! make with the carriers (`carriers`).
 
 use std::collections::HashMap;
 
@@ -105,35 +105,6 @@ pub(super) fn parents_of_infected(graph: &Graph, taint: &Taint, infections: &Inf
     infections.first_exec.keys().map(|&h| (h, parent_of(h))).collect()
 }
 
-/// Carriers: parents that never executed; their own parent is the sender of their
-/// earliest tainted arrival, up to a host that is already in `parents` or a root.
-pub(super) fn add_carriers(graph: &Graph, taint: &Taint, parents: &mut HashMap<HostIx, Parent>) {
-    let mut pending: Vec<HostIx> = parents
-        .values()
-        .filter_map(|p| match p {
-            Parent::Host(h, _) => Some(*h),
-            _ => None,
-        })
-        .collect();
-    while let Some(h) = pending.pop() {
-        if parents.contains_key(&h) {
-            continue;
-        }
-        let arrival = earliest_tainted_arrival(graph, taint, h);
-        let parent = match arrival {
-            Some(t) => match graph.remote_host(graph.edge(t).src) {
-                Some(sender) if sender != h => {
-                    pending.push(sender);
-                    Parent::Host(sender, t)
-                }
-                _ => Parent::Outside(t),
-            },
-            None => Parent::Local,
-        };
-        parents.insert(h, parent);
-    }
-}
-
 /// The propagation tree over infected hosts and carriers, without loops.
 pub(super) struct Tree {
     pub(super) parents: HashMap<HostIx, Parent>,
@@ -228,15 +199,6 @@ pub(super) fn patient_zeros(graph: &Graph, tree: &Tree, infections: &Infections)
         .filter(|&&h| infections.is_infected(h) && !tree.has_infected_ancestor(h, infections))
         .map(|&h| graph.host(h).id.clone())
         .collect()
-}
-
-pub(super) fn earliest_tainted_arrival(graph: &Graph, taint: &Taint, host: HostIx) -> Option<EdgeIx> {
-    taint
-        .labels
-        .values()
-        .filter(|l| l.origin != LOCAL_ORIGIN && graph.edge(l.origin).host == host)
-        .map(|l| l.origin)
-        .min_by_key(|&t| (graph.edge(t).ts_ns, t))
 }
 
 pub(super) fn cut_cycles(
