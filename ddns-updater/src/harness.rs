@@ -44,6 +44,8 @@ pub struct NamedServer {
     pub dir: PathBuf,
     pub port: u16,
     pub zone: String,
+    /// The address it listens on.
+    pub listen: Ipv4Addr,
     netns: Option<String>,
     named: PathBuf,
     dig: PathBuf,
@@ -59,6 +61,18 @@ impl NamedServer {
         nodes: &[(&str, &[&str])],
         netns: Option<&str>,
     ) -> Result<Self, String> {
+        Self::start_on(zone, nodes, netns, Ipv4Addr::LOCALHOST, None)
+    }
+
+    /// As [`NamedServer::start`], listening on `listen` (an address of the namespace it
+    /// runs in) and on `port` (default: a free one).
+    pub fn start_on(
+        zone: &str,
+        nodes: &[(&str, &[&str])],
+        netns: Option<&str>,
+        listen: Ipv4Addr,
+        port: Option<u16>,
+    ) -> Result<Self, String> {
         let named = require_tool("named", "bind9")?;
         let keygen = require_tool("tsig-keygen", "bind9 (bind9-utils on newer Debian)")?;
         let dig = require_tool("dig", "bind9-dnsutils")?;
@@ -69,9 +83,10 @@ impl NamedServer {
         if unsafe { libc::geteuid() } != 0 {
             return Err("the BIND tests start `named` and must run as root".into());
         }
-        let port = match netns {
-            None => free_port()?,
-            Some(_) => 20000 + (std::process::id() % 20000) as u16,
+        let port = match (port, netns) {
+            (Some(port), _) => port,
+            (None, None) => free_port()?,
+            (None, Some(_)) => 20000 + (std::process::id() % 20000) as u16,
         };
         let dir = std::env::temp_dir().join(format!(
             "vtrail-ddns-bind-{}-{port}-{}",
@@ -106,7 +121,7 @@ impl NamedServer {
             zone: zone_name,
             nodes: grants,
             keys,
-            ns_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ns_addr: IpAddr::V4(listen),
             zone_file: dir.join(format!("{base}.zone")).display().to_string(),
             ttl: 60,
         };
@@ -119,7 +134,7 @@ impl NamedServer {
         .map_err(|e| e.to_string())?;
         let d = dir.display();
         let conf = format!(
-            "options {{\n\tdirectory \"{d}\";\n\tlisten-on port {port} {{ 127.0.0.1; }};\n\tlisten-on-v6 {{ none; }};\n\
+            "options {{\n\tdirectory \"{d}\";\n\tlisten-on port {port} {{ {listen}; }};\n\tlisten-on-v6 {{ none; }};\n\
              \tpid-file \"{d}/named.pid\";\n\tsession-keyfile \"{d}/session.key\";\n\trecursion no;\n\tnotify no;\n\
              \tdnssec-validation no;\n}};\ncontrols {{ }};\ninclude \"{d}/{base}.conf\";\n"
         );
@@ -129,6 +144,7 @@ impl NamedServer {
             dir,
             port,
             zone: base,
+            listen,
             netns: netns.map(str::to_string),
             named,
             dig,
@@ -140,7 +156,7 @@ impl NamedServer {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::from((self.listen, self.port))
     }
 
     pub fn key_path(&self, key: &str) -> PathBuf {
@@ -221,7 +237,7 @@ impl NamedServer {
                 "+time=1",
                 "-p",
                 &self.port.to_string(),
-                "@127.0.0.1",
+                &format!("@{}", self.listen),
                 name,
                 rtype,
             ])

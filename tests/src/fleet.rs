@@ -36,6 +36,12 @@ pub struct Central {
 
 impl Central {
     pub fn start(dir: &Path, hosts: &[&str]) -> Self {
+        Self::start_on(dir, hosts, "127.0.0.1")
+    }
+
+    /// As [`Central::start`], with the nats-server listening on `nats_host` (PostgreSQL
+    /// and the collector stay on loopback).
+    pub fn start_on(dir: &Path, hosts: &[&str], nats_host: &str) -> Self {
         let pg = Postgres::start(dir, "central");
         run_ok(Command::new(collect_bin()).args(["migrate", "--db", &pg.url()]));
         let keys = dir.join("nats-keys");
@@ -46,7 +52,7 @@ impl Central {
         }
         run_ok(&mut cmd);
         let accounts = std::fs::read_to_string(keys.join("accounts.conf")).expect("nats-config wrote accounts.conf");
-        let nats = Nats::start(dir, "central", &accounts);
+        let nats = Nats::start_on(dir, "central", &accounts, nats_host);
         let mut central = Self { dir: dir.into(), pg, nats, keys, collector: None };
         central.start_collector();
         central

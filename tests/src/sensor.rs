@@ -16,9 +16,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// `target/<profile>/` of the running test binary (`.../deps/<test>-<hash>`).
+/// `target/<profile>`: a test runs from its `deps/` folder, a binary (vtrail-lab) from
+/// the folder itself.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("the executable's folder");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target dir").to_path_buf() } else { dir.to_path_buf() }
 }
 
 /// A workspace binary built beside the test (`target/<profile>/NAME`).

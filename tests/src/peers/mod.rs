@@ -16,9 +16,14 @@ pub fn free_port() -> u16 {
 
 /// Waits (at most `limit`) until something accepts on 127.0.0.1:`port`.
 pub fn wait_port(port: u16, limit: Duration, what: &str) {
+    wait_port_on(Ipv4Addr::LOCALHOST, port, limit, what)
+}
+
+/// Waits until something accepts TCP connections on `host:port`.
+pub fn wait_port_on(host: Ipv4Addr, port: u16, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
-    while TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on 127.0.0.1:{port} within {limit:?}");
+    while TcpStream::connect_timeout(&(host, port).into(), Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {host}:{port} within {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

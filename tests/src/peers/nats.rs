@@ -10,6 +10,8 @@ use std::{
 
 pub struct Nats {
     dir: PathBuf,
+    /// The address it listens on.
+    pub host: String,
     pub port: u16,
     child: Option<Child>,
 }
@@ -24,6 +26,11 @@ impl Nats {
     /// Starts a server under `parent/nats-<tag>` with `accounts` (NATS config text: an
     /// `accounts { ... }` block, or empty for no authentication).
     pub fn start(parent: &Path, tag: &str, accounts: &str) -> Self {
+        Self::start_on(parent, tag, accounts, "127.0.0.1")
+    }
+
+    /// As [`Nats::start`], listening on `host` (an address of this namespace).
+    pub fn start_on(parent: &Path, tag: &str, accounts: &str, host: &str) -> Self {
         let dir = parent.join(format!("nats-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -31,19 +38,19 @@ impl Nats {
         std::fs::write(
             dir.join("nats.conf"),
             format!(
-                "listen: 127.0.0.1:{port}\nhttp: 0\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 4GB\n}}\n{accounts}\n",
+                "listen: {host}:{port}\nhttp: 0\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 4GB\n}}\n{accounts}\n",
                 dir.join("js").display()
             ),
         )
         .unwrap();
-        let mut nats = Self { dir, port, child: None };
+        let mut nats = Self { dir, host: host.to_string(), port, child: None };
         nats.resume();
         nats
     }
 
-    /// `nats://127.0.0.1:PORT`
+    /// `nats://HOST:PORT`
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -70,7 +77,8 @@ impl Nats {
             .spawn()
             .expect("spawn nats-server");
         self.child = Some(child);
-        super::wait_port(self.port, Duration::from_secs(20), "nats-server");
+        let host = self.host.parse().expect("nats-server listens on an IPv4 address");
+        super::wait_port_on(host, self.port, Duration::from_secs(20), "nats-server");
     }
 
     pub fn log(&self) -> String {

@@ -20,98 +20,122 @@ pub(super) fn build_initramfs(
     modules: &[&str],
     out: &Path,
 ) -> Result<()> {
-    let mut tree = Tree::default();
-    for dir in [
-        "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "run",
-        "tmp",
-        "root",
-        "var/lib",
-        "var/log",
-        "var/tmp",
-        "opt/vtrail",
-    ] {
-        tree.dir(dir);
-    }
-    tree.insert("dev/console", Node::CharDev(5, 1))?;
-    tree.insert("dev/null", Node::CharDev(1, 3))?;
-    tree.insert(
-        "etc/passwd",
-        Node::bytes(b"root:x:0:0:root:/root:/bin/sh\n".to_vec(), 0o644),
-    )?;
-    tree.insert("etc/group", Node::bytes(b"root:x:0:\n".to_vec(), 0o644))?;
-    tree.insert(
-        "etc/hosts",
-        Node::bytes(b"127.0.0.1 localhost\n::1 localhost\n".to_vec(), 0o644),
-    )?;
-
-    // busybox and one symlink per applet, at the paths busybox itself lists.
-    tree.insert("bin/busybox", Node::host(HOST_BUSYBOX, 0o755))?;
-    let list = Command::new(HOST_BUSYBOX).arg("--list-full").output()?;
-    ensure!(list.status.success(), "{HOST_BUSYBOX} --list-full failed");
-    for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
-        if !applet.is_empty() && applet != "bin/busybox" {
-            tree.insert(applet, Node::Symlink("/bin/busybox".into()))?;
-        }
-    }
-
-    // The binary and its libraries.
-    let name = binary
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("binary path {} has no file name", binary.display()))?;
-    let guest_binary = format!("{GUEST_BIN_DIR}/{name}");
-    ensure!(
-        binary.is_file(),
-        "binary {} does not exist",
-        binary.display()
-    );
-    tree.insert(&guest_binary, Node::host(binary, 0o755))?;
-    for lib in ldd(binary)? {
-        let guest = lib.to_string_lossy().into_owned();
-        tree.insert(&guest, Node::host(&lib, 0o755))?;
-    }
-
+    let mut image = Image::new()?;
+    let guest_binary = image.add_binary(binary)?;
     for (host, guest) in extra_files {
-        ensure!(
-            guest.starts_with('/'),
-            "guest path {guest:?} must be absolute"
-        );
-        tree.add_host_path(host, guest)?;
+        image.add_host_path(host, guest)?;
     }
-
-    let loads = resolve_modules(&kernel.modules_dir, modules)?;
-    let mut insmods = String::new();
-    for (name, bytes) in loads {
-        let guest = format!("lib/modules/{KERNEL_RELEASE}/{name}.ko");
-        tree.insert(&guest, Node::bytes(bytes, 0o644))?;
-        insmods.push_str(&format!(
-            "insmod /{guest} || {{ echo {INSMOD_FAILED_MARKER}{name}; sync; poweroff -f; }}\n"
-        ));
-    }
-
+    image.add_modules(kernel, modules)?;
     let command: Vec<String> = std::iter::once(guest_binary.as_str())
         .chain(args.iter().copied())
         .map(shell_quote)
         .collect();
-    let init = INIT_SCRIPT
-        .replace("@INSMODS@", &insmods)
-        .replace("@COMMAND@", &command.join(" "))
-        .replace("@EXIT_MARKER@", EXIT_MARKER);
-    tree.insert("init", Node::bytes(init.into_bytes(), 0o755))?;
+    image.write(&command.join(" "), out)
+}
 
-    let mut w =
-        BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
-    tree.write_cpio(&mut w)?;
-    w.flush()?;
-    Ok(())
+/// A guest's initramfs being put together: busybox with its applet links, `/etc` basics,
+/// binaries with their libraries, files, modules; [`Image::write`] adds `/init`, which runs
+/// one shell command line and powers off.
+pub struct Image {
+    tree: Tree,
+    insmods: String,
+}
+
+impl Image {
+    pub fn new() -> Result<Self> {
+        let mut tree = Tree::default();
+        for dir in [
+            "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root",
+            "var/lib", "var/log", "var/tmp", "opt/vtrail",
+        ] {
+            tree.dir(dir);
+        }
+        tree.insert("dev/console", Node::CharDev(5, 1))?;
+        tree.insert("dev/null", Node::CharDev(1, 3))?;
+        tree.insert("etc/passwd", Node::bytes(b"root:x:0:0:root:/root:/bin/sh\n".to_vec(), 0o644))?;
+        tree.insert("etc/group", Node::bytes(b"root:x:0:\n".to_vec(), 0o644))?;
+        tree.insert("etc/hosts", Node::bytes(b"127.0.0.1 localhost\n::1 localhost\n".to_vec(), 0o644))?;
+
+        // busybox and one symlink per applet, at the paths busybox itself lists.
+        tree.insert("bin/busybox", Node::host(HOST_BUSYBOX, 0o755))?;
+        let list = Command::new(HOST_BUSYBOX).arg("--list-full").output()?;
+        ensure!(list.status.success(), "{HOST_BUSYBOX} --list-full failed");
+        for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim) {
+            if !applet.is_empty() && applet != "bin/busybox" {
+                tree.insert(applet, Node::Symlink("/bin/busybox".into()))?;
+            }
+        }
+        Ok(Self { tree, insmods: String::new() })
+    }
+
+    /// Adds `binary` at `/opt/vtrail/<file name>` and every library `ldd` lists at its host
+    /// path; returns the guest path.
+    pub fn add_binary(&mut self, binary: &Path) -> Result<String> {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("binary path {} has no file name", binary.display()))?;
+        let guest = format!("{GUEST_BIN_DIR}/{name}");
+        self.add_binary_at(binary, &guest)?;
+        Ok(guest)
+    }
+
+    /// Adds `binary` at `guest` (absolute) and every library `ldd` lists at its host path.
+    pub fn add_binary_at(&mut self, binary: &Path, guest: &str) -> Result<()> {
+        ensure!(binary.is_file(), "binary {} does not exist", binary.display());
+        self.tree.insert(guest, Node::host(binary, 0o755))?;
+        for lib in ldd(binary)? {
+            let guest = lib.to_string_lossy().into_owned();
+            self.tree.insert(&guest, Node::host(&lib, 0o755))?;
+        }
+        Ok(())
+    }
+
+    /// A host file or directory (copied recursively) at the absolute `guest` path.
+    pub fn add_host_path(&mut self, host: &Path, guest: &str) -> Result<()> {
+        ensure!(guest.starts_with('/'), "guest path {guest:?} must be absolute");
+        self.tree.add_host_path(host, guest)
+    }
+
+    /// A file with these bytes at `guest` (replacing what the base image put there).
+    pub fn add_bytes(&mut self, guest: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Result<()> {
+        self.tree.insert(guest, Node::bytes(bytes.into(), mode))
+    }
+
+    /// An empty directory.
+    pub fn add_dir(&mut self, guest: &str) {
+        self.tree.dir(guest);
+    }
+
+    /// The modules `/init` loads before the command (dependencies first; built-in ones are
+    /// skipped). A module that fails to load powers the guest off with a marker.
+    pub fn add_modules(&mut self, kernel: &KernelFiles, modules: &[&str]) -> Result<()> {
+        for (name, bytes) in resolve_modules(&kernel.modules_dir, modules)? {
+            let guest = format!("lib/modules/{KERNEL_RELEASE}/{name}.ko");
+            if self.tree.nodes.contains_key(&guest) {
+                continue;
+            }
+            self.tree.insert(&guest, Node::bytes(bytes, 0o644))?;
+            self.insmods.push_str(&format!(
+                "insmod /{guest} || {{ echo {INSMOD_FAILED_MARKER}{name}; sync; poweroff -f; }}\n"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the newc cpio to `out`, with an `/init` that mounts the pseudo filesystems,
+    /// loads the modules, runs `command` (a shell command line) and powers off.
+    pub fn write(mut self, command: &str, out: &Path) -> Result<()> {
+        let init = INIT_SCRIPT
+            .replace("@INSMODS@", &self.insmods)
+            .replace("@COMMAND@", command)
+            .replace("@EXIT_MARKER@", EXIT_MARKER);
+        self.tree.insert("init", Node::bytes(init.into_bytes(), 0o755))?;
+        let mut w = BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
+        self.tree.write_cpio(&mut w)?;
+        w.flush()?;
+        Ok(())
+    }
 }
 
 pub(super) const INIT_SCRIPT: &str = r#"#!/bin/sh

@@ -29,13 +29,14 @@ mod tests;
 
 pub use host::{default_cache_dir, ensure_prerequisites};
 use initramfs::build_initramfs;
+pub use initramfs::Image;
 
 
 use anyhow::{Context, Result, bail};
 use std::fs::{self};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,78 +125,162 @@ pub fn run_in_guest(
 // Booting
 
 fn boot(kernel: &KernelFiles, initrd: &Path, timeout: Duration) -> Result<GuestRun> {
-    let smp = std::env::var("VTRAIL_QEMU_SMP").unwrap_or_else(|_| "2".to_string());
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", &smp])
-        .args(["-nographic", "-no-reboot", "-nic", "none"])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1 rdinit=/init"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let options = BootOptions { qemu_args: vec!["-nic".into(), "none".into()], ..BootOptions::default() };
+    RunningGuest::spawn(kernel, initrd, &options)?.wait(timeout)
+}
 
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
-    let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let err = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let readers = [
-        pump(child.stdout.take().expect("piped stdout"), out.clone()),
-        pump(child.stderr.take().expect("piped stderr"), err.clone()),
-    ];
+/// How a guest is started, besides its kernel and initramfs.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// Named in messages.
+    pub name: String,
+    pub memory_mib: u32,
+    /// `-smp`; default `$VTRAIL_QEMU_SMP` or 2.
+    pub smp: Option<u32>,
+    /// Further QEMU arguments: network cards, disks, serial ports after the console
+    /// (`ttyS0` is QEMU's standard output).
+    pub qemu_args: Vec<String>,
+    /// Run QEMU inside this network namespace (where its tap devices are).
+    pub netns: Option<String>,
+}
 
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self { name: "guest".into(), memory_mib: 2048, smp: None, qemu_args: Vec::new(), netns: None }
+    }
+}
+
+/// A QEMU guest running in the background: its console is read as it comes, QEMU is
+/// killed when this is dropped.
+pub struct RunningGuest {
+    name: String,
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    started: Instant,
+}
+
+impl RunningGuest {
+    /// Starts `qemu-system-x86_64` (TCG, `-cpu max`, no display, no reboot, console on
+    /// `ttyS0` = standard output) with `kernel` and `initrd`.
+    pub fn spawn(kernel: &KernelFiles, initrd: &Path, options: &BootOptions) -> Result<Self> {
+        let smp = match options.smp {
+            Some(n) => n.to_string(),
+            None => std::env::var("VTRAIL_QEMU_SMP").unwrap_or_else(|_| "2".to_string()),
+        };
+        let mut cmd = match &options.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
+        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", &options.memory_mib.to_string(), "-smp", &smp])
+            .args(["-display", "none", "-monitor", "none", "-no-reboot", "-serial", "stdio"])
+            .args(&options.qemu_args)
+            .arg("-kernel")
+            .arg(&kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(initrd)
+            .args(["-append", "console=ttyS0 quiet panic=-1 rdinit=/init"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let err = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let readers = vec![
+            pump(child.stdout.take().expect("piped stdout"), out.clone()),
+            pump(child.stderr.take().expect("piped stderr"), err.clone()),
+        ];
+        Ok(Self { name: options.name.clone(), child, out, err, readers, started })
+    }
+
+    /// The console so far (`\r` removed).
+    pub fn console(&self) -> String {
+        clean_console(&self.out.lock().unwrap())
+    }
+
+    /// What QEMU itself wrote to its standard error.
+    pub fn stderr(&self) -> String {
+        clean_console(&self.err.lock().unwrap())
+    }
+
+    /// QEMU's exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The last `n` console lines, for error messages.
+    pub fn console_tail(&self, n: usize) -> String {
+        tail(&self.console(), n)
+    }
+
+    /// Waits for the guest to power off (killing QEMU after `timeout`) and returns what
+    /// it printed; an error names a timeout, a module that failed to load, or QEMU failing.
+    pub fn wait(mut self, timeout: Duration) -> Result<GuestRun> {
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break Some(status);
+            }
+            if self.started.elapsed() >= timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for r in std::mem::take(&mut self.readers) {
+            let _ = r.join();
         }
-        if started.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
+        let elapsed = self.started.elapsed();
+        let name = &self.name;
+
+        let mut console = self.console();
+        let stderr = clean_console(&self.err.lock().unwrap());
+        if !stderr.trim().is_empty() {
+            console.push_str("\n--- qemu stderr ---\n");
+            console.push_str(&stderr);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    for r in readers {
-        let _ = r.join();
-    }
-    let elapsed = started.elapsed();
 
-    let mut console = clean_console(&out.lock().unwrap());
-    let stderr = clean_console(&err.lock().unwrap());
-    if !stderr.trim().is_empty() {
-        console.push_str("\n--- qemu stderr ---\n");
-        console.push_str(&stderr);
+        let Some(status) = status else {
+            bail!(
+                "{name}: guest did not finish within {timeout:?}; QEMU killed. Last console lines:\n{}",
+                tail(&console, TAIL_LINES)
+            );
+        };
+        if let Some(module) = find_marker(&console, INSMOD_FAILED_MARKER) {
+            bail!("{name}: insmod {module} failed in the guest. Last console lines:\n{}", tail(&console, TAIL_LINES));
+        }
+        let exit_marker = find_marker(&console, EXIT_MARKER).and_then(|v| v.parse::<i32>().ok());
+        if exit_marker.is_none() && !status.success() {
+            bail!(
+                "{name}: qemu-system-x86_64 exited with {status} after {elapsed:.1?}. Last console lines:\n{}",
+                tail(&console, TAIL_LINES)
+            );
+        }
+        eprintln!(
+            "qemu: {name} ({KERNEL_RELEASE}) booted, ran and powered off in {:.1} s (exit marker {exit_marker:?})",
+            elapsed.as_secs_f64()
+        );
+        Ok(GuestRun { console, exit_marker })
     }
+}
 
-    let Some(status) = status else {
-        bail!(
-            "guest did not finish within {timeout:?}; QEMU killed. Last console lines:\n{}",
-            tail(&console, TAIL_LINES)
-        );
-    };
-    if let Some(module) = find_marker(&console, INSMOD_FAILED_MARKER) {
-        bail!(
-            "insmod {module} failed in the guest. Last console lines:\n{}",
-            tail(&console, TAIL_LINES)
-        );
+impl Drop for RunningGuest {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
-    let exit_marker = find_marker(&console, EXIT_MARKER).and_then(|v| v.parse::<i32>().ok());
-    if exit_marker.is_none() && !status.success() {
-        bail!(
-            "qemu-system-x86_64 exited with {status} after {elapsed:.1?}. Last console lines:\n{}",
-            tail(&console, TAIL_LINES)
-        );
-    }
-    eprintln!(
-        "qemu: guest {KERNEL_RELEASE} booted, ran and powered off in {:.1} s (exit marker {exit_marker:?})",
-        elapsed.as_secs_f64()
-    );
-    Ok(GuestRun {
-        console,
-        exit_marker,
-    })
 }
 
 fn pump(

@@ -1,0 +1,189 @@
+//! Ground truth against what `vtrail-analysis` recovered from the records (the guests'
+//! dumps, and the fleet's central database): patient zero, the tree, the carriers, the
+//! order of infections, the super infector, the trace back to the outside, the rules, and
+//! the naming across the address change. Every difference is listed; the table shows both
+//! sides.
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::scenario::{ACTIVATION_POINT, INCOMING, OUTSIDE_IP, Scenario};
+use super::truth::{Source, Truth};
+
+/// What the analysis answered, from one source (dumps or the central database).
+pub struct Recovered {
+    pub source: &'static str,
+    pub spread: Value,
+    pub trace: Value,
+    pub rules: Value,
+}
+
+#[derive(Default)]
+pub struct Comparison {
+    pub table: String,
+    pub differences: Vec<String>,
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+impl Comparison {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.differences.push(what());
+        }
+    }
+}
+
+/// One host as `spread` reported it: (infected, parent host id or `outside`, infected at).
+fn spread_hosts(spread: &Value) -> BTreeMap<String, (bool, String, Option<u64>)> {
+    spread["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let parent = match s(&h["parent_kind"]) {
+                "host" => s(&h["parent"]).to_string(),
+                "outside" => format!("outside {}", s(&h["via"]["from_ip"])),
+                other => other.to_string(),
+            };
+            (s(&h["host"]).to_string(), (h["infected"] == true, parent, h["infected_at_ns"].as_u64()))
+        })
+        .collect()
+}
+
+fn truth_parent(source: &Option<Source>) -> String {
+    match source {
+        Some(Source::Outside) => format!("outside {OUTSIDE_IP}"),
+        Some(Source::Host(h)) => h.clone(),
+        None => "unknown".into(),
+    }
+}
+
+pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remotes: &[(String, Vec<String>)]) -> Comparison {
+    let mut c = Comparison::default();
+    let name_of = |id: &str| scenario.hosts.iter().find(|h| h.id == id).map(|h| h.name.clone()).unwrap_or_else(|| id.to_string());
+    let short = |p: &str| if p.starts_with("outside") { p.to_string() } else { name_of(p) };
+
+    // The plan is what the lab meant; the truth is what happened. A difference there is the
+    // lab's failure (a lost upload, a user that did not run), named before anything else.
+    for (i, plan) in scenario.hosts.iter().enumerate() {
+        let t = &truth.hosts[i];
+        c.check(t.infected_at_ns.is_some() == plan.runs_worm && (plan.runs_worm || t.carrier), || {
+            format!("lab: {} was meant to {} but its logs say infected={} carrier={}", plan.name,
+                if plan.runs_worm { "run the worm" } else { "only carry it" }, t.infected_at_ns.is_some(), t.carrier)
+        });
+    }
+
+    let mut table = String::new();
+    table.push_str(&format!("{:<6} {:<28} {:<22}", "host", "disk id", "truth"));
+    for r in recovered {
+        table.push_str(&format!(" {:<22}", format!("spread ({})", r.source)));
+    }
+    table.push('\n');
+    for t in &truth.hosts {
+        let role = if truth.patient_zero.contains(&t.id) {
+            "zero"
+        } else if t.infected_at_ns.is_some() {
+            "infected"
+        } else if t.carrier {
+            "carrier"
+        } else {
+            "untouched"
+        };
+        table.push_str(&format!(
+            "{:<6} {:<28} {:<22}",
+            t.name,
+            t.id,
+            format!("{role} <- {} as {}", short(&truth_parent(&t.source)), t.via_name.as_deref().unwrap_or("-"))
+        ));
+        for r in recovered {
+            let hosts = spread_hosts(&r.spread);
+            let cell = match hosts.get(&t.id) {
+                Some((infected, parent, _)) => {
+                    let zeros: Vec<&str> = r.spread["patient_zeros"].as_array().into_iter().flatten().map(s).collect();
+                    let role = if zeros.contains(&t.id.as_str()) { "zero" } else if *infected { "infected" } else { "carrier" };
+                    format!("{role} <- {}", short(parent))
+                }
+                None => "untouched".to_string(),
+            };
+            table.push_str(&format!(" {cell:<22}"));
+        }
+        table.push('\n');
+    }
+
+    let truth_order = truth.infection_order();
+    let direct = truth.direct_infections();
+    let top = direct.iter().max_by_key(|(_, n)| **n).map(|(h, n)| (h.clone(), *n));
+    let last = truth_order.last().cloned();
+    for r in recovered {
+        let src = r.source;
+        let zeros: Vec<String> = r.spread["patient_zeros"].as_array().into_iter().flatten().map(|v| s(v).to_string()).collect();
+        c.check(zeros == truth.patient_zero, || format!("{src}: patient zero {zeros:?}, truth {:?}", truth.patient_zero));
+        let hosts = spread_hosts(&r.spread);
+        for t in &truth.hosts {
+            let want = if t.infected_at_ns.is_some() || t.carrier { Some((t.infected_at_ns.is_some(), truth_parent(&t.source))) } else { None };
+            let got = hosts.get(&t.id).map(|(i, p, _)| (*i, p.clone()));
+            c.check(want == got, || format!("{src}: {} ({}) recovered as {got:?}, truth {want:?} (infected, parent)", t.name, t.id));
+        }
+        for id in hosts.keys() {
+            c.check(truth.host(id).is_some(), || format!("{src}: spread names host {id}, which is not a lab guest"));
+        }
+        let mut order: Vec<(u64, String)> =
+            hosts.iter().filter_map(|(h, (infected, _, at))| if *infected { Some((at.unwrap_or(0), h.clone())) } else { None }).collect();
+        order.sort();
+        let order: Vec<String> = order.into_iter().map(|(_, h)| h).collect();
+        c.check(order == truth_order, || format!("{src}: infection order {order:?}, truth {truth_order:?}"));
+        if let Some((hub, n)) = &top {
+            let first = &r.spread["super_infectors"][0];
+            c.check(s(&first["host"]) == hub && first["direct"].as_u64() == Some(*n as u64), || {
+                format!("{src}: top infector {} with {} direct, truth {hub} with {n}", first["host"], first["direct"])
+            });
+        }
+
+        // trace from the last infected host's copy back to the outside, hop by hop.
+        if let Some(last) = &last {
+            let mut want_hops = Vec::new();
+            let mut at = last.clone();
+            while let Some(Source::Host(p)) = truth.host(&at).and_then(|h| h.source.clone()) {
+                want_hops.push((p.clone(), at.clone()));
+                at = p;
+            }
+            let got_hops: Vec<(String, String)> = r.trace["backward"]["hops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| (s(&h["received"]["from_host"]).to_string(), s(&h["received"]["host"]).to_string()))
+                .collect();
+            c.check(got_hops == want_hops, || format!("{src}: trace hops (from, to) {got_hops:?}, truth {want_hops:?}"));
+            let entries: Vec<(String, String)> = r.trace["backward"]["entry_points"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| (s(&e["transfer"]["from_ip"]).to_string(), s(&e["transfer"]["host"]).to_string()))
+                .collect();
+            c.check(entries == [(OUTSIDE_IP.to_string(), at.clone())], || {
+                format!("{src}: trace entry points (from ip, host) {entries:?}, truth [({OUTSIDE_IP}, {at})]")
+            });
+        }
+
+        let block: Vec<&str> = r.rules["block"].as_array().into_iter().flatten().map(|b| s(&b["target"])).collect();
+        c.check(block == [OUTSIDE_IP], || format!("{src}: rules block {block:?}, truth [{OUTSIDE_IP}]"));
+        let protect: Vec<&str> = r.rules["protect"].as_array().into_iter().flatten().map(|p| s(&p["path"])).collect();
+        c.check(protect.contains(&ACTIVATION_POINT), || format!("{src}: rules protect {protect:?}, lacks the worm's {ACTIVATION_POINT}"));
+    }
+
+    // The records name the host that moved by its disk id at both addresses.
+    if let Some(mover) = scenario.mover() {
+        for ip in [mover.ip.clone(), mover.moves_to.clone().unwrap_or_default()] {
+            let named: Vec<&Vec<String>> = remotes.iter().filter(|(r, _)| *r == ip).map(|(_, ids)| ids).collect();
+            c.check(!named.is_empty() && named.iter().all(|ids| ids.contains(&mover.id)), || {
+                format!("naming: remote:{ip} (an address of {}) is named {named:?} in the records, not {}", mover.name, mover.id)
+            });
+        }
+    }
+    let _ = INCOMING;
+    c.table = table;
+    c
+}
