@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::scenario::{ACTIVATION_POINT, INCOMING, OUTSIDE_IP, Scenario};
+use super::scenario::{ACTIVATION_POINT, OUTSIDE_IP, Scenario};
 use super::truth::{Source, Truth};
 
 /// What the analysis answered, from one source (dumps or the central database).
@@ -26,6 +26,11 @@ pub struct Comparison {
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
+}
+
+/// `(a, b)` of each element of the array `v`.
+fn pairs(v: &Value, a: impl Fn(&Value) -> &Value, b: impl Fn(&Value) -> &Value) -> Vec<(String, String)> {
+    v.as_array().into_iter().flatten().map(|e| (s(a(e)).to_string(), s(b(e)).to_string())).collect()
 }
 
 impl Comparison {
@@ -150,19 +155,9 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
                 want_hops.push((p.clone(), at.clone()));
                 at = p;
             }
-            let got_hops: Vec<(String, String)> = r.trace["backward"]["hops"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|h| (s(&h["received"]["from_host"]).to_string(), s(&h["received"]["host"]).to_string()))
-                .collect();
+            let got_hops = pairs(&r.trace["backward"]["hops"], |h| &h["received"]["from_host"], |h| &h["received"]["host"]);
             c.check(got_hops == want_hops, || format!("{src}: trace hops (from, to) {got_hops:?}, truth {want_hops:?}"));
-            let entries: Vec<(String, String)> = r.trace["backward"]["entry_points"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| (s(&e["transfer"]["from_ip"]).to_string(), s(&e["transfer"]["host"]).to_string()))
-                .collect();
+            let entries = pairs(&r.trace["backward"]["entry_points"], |e| &e["transfer"]["from_ip"], |e| &e["transfer"]["host"]);
             c.check(entries == [(OUTSIDE_IP.to_string(), at.clone())], || {
                 format!("{src}: trace entry points (from ip, host) {entries:?}, truth [({OUTSIDE_IP}, {at})]")
             });
@@ -183,7 +178,6 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
             });
         }
     }
-    let _ = INCOMING;
     c.table = table;
     c
 }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 
 use super::scenario::{INCOMING, LAB_HOST_IP, LAN_BITS, PlannedHost, Scenario, ZONE};
-use crate::qemu::{BootOptions, GuestRun, Image, KernelFiles, RunningGuest};
+use crate::qemu::{BootOptions, GuestRun, Image, KernelFiles, RunningGuest, tail};
 
 /// Memory per guest: the kernel, the unpacked initramfs (about 80 MB) and the sensor.
 pub const GUEST_MEMORY_MIB: u32 = 640;
@@ -142,10 +142,7 @@ impl Guest {
         let mut stream = loop {
             match UnixStream::connect(&self.ctl) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => bail!("{}: cannot reach its control port {}: {e}", self.plan.name, self.ctl.display()),
             }
         };
@@ -170,7 +167,7 @@ impl Guest {
             "{}: no results on its disk (tar: {}). Last console lines:\n{}",
             self.plan.name,
             String::from_utf8_lossy(&result.stderr).trim(),
-            console.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            tail(console, 40)
         );
         Ok(out)
     }

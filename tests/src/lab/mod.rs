@@ -32,6 +32,7 @@ use scenario::{INCOMING, LAB_HOST_IP, ZONE};
 use truth::{GuestLogs, OutsideUpload, Truth, parse_log};
 
 use crate::collector::analysis_bin;
+use crate::qemu::tail;
 use crate::fleet::Central;
 use crate::sensor::{sensor_bin, workspace_bin};
 
@@ -114,12 +115,11 @@ pub fn run(options: &LabOptions) -> Result<LabOutcome> {
 
     let kernel = crate::qemu::ensure_prerequisites(&crate::qemu::default_cache_dir()?)?;
     let net = LabNet::up(&scenario.hosts)?;
-    let names: Vec<(String, [String; 1])> = scenario.hosts.iter().map(|h| (h.name.clone(), [h.id.clone()])).collect();
-    let nodes: Vec<(&str, &[String])> = names.iter().map(|(n, ids)| (n.as_str(), &ids[..])).collect();
-    let nodes: Vec<(&str, Vec<&str>)> = nodes.iter().map(|(n, ids)| (*n, ids.iter().map(String::as_str).collect())).collect();
-    let nodes: Vec<(&str, &[&str])> = nodes.iter().map(|(n, ids)| (*n, &ids[..])).collect();
+    // One TSIG key per guest, named after it, allowed to publish its one disk id.
+    let ids: Vec<[&str; 1]> = scenario.hosts.iter().map(|h| [h.id.as_str()]).collect();
+    let nodes: Vec<(&str, &[&str])> = scenario.hosts.iter().zip(&ids).map(|(h, id)| (h.name.as_str(), &id[..])).collect();
     let dns = NamedServer::start_on(ZONE, &nodes, None, LAB_HOST_IP.parse()?, None).map_err(|e| anyhow::anyhow!("cannot start BIND: {e}"))?;
-    let ids: Vec<&str> = scenario.hosts.iter().map(|h| h.id.as_str()).collect();
+    let ids: Vec<&str> = ids.iter().map(|[id]| *id).collect();
     let central = Central::start_on(work, &ids, LAB_HOST_IP);
     log.say(format!("lab host: BIND {}:{} zone {ZONE}, NATS {}, PostgreSQL {}", LAB_HOST_IP, dns.port, central.nats.url(), central.pg.url()));
 
@@ -160,7 +160,8 @@ pub fn run(options: &LabOptions) -> Result<LabOutcome> {
     let zero = &scenario.hosts[scenario.zero];
     let worm = files.join(&zero.lure);
     std::fs::write(&worm, scenario.worm_script())?;
-    let worm_sha = sha256_of(&worm)?;
+    // The hash the sensors record for it.
+    let worm_sha = sensor_user::host::procfs::sha256_file(&worm).context("hashing the worm")?;
     net.outside_upload(&zero.ip, &worm, &zero.lure)?;
     outside.push(OutsideUpload { to_ip: zero.ip.clone(), name: zero.lure.clone() });
     log.say(format!("outside {} uploaded the worm (sha256 {worm_sha}) to {} as {}", scenario::OUTSIDE_IP, zero.name, zero.lure));
@@ -320,12 +321,6 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
-    let out = Command::new("sha256sum").arg(path).output()?;
-    ensure!(out.status.success(), "sha256sum {} failed", path.display());
-    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
-}
-
 /// Waits (at most 120 s) until the central database holds as many edges of each host as
 /// its dump.
 fn wait_central_in_sync(central: &Central, scenario: &Scenario, dumps: &[PathBuf]) -> Result<()> {
@@ -364,9 +359,4 @@ fn remote_names(dumps: &[PathBuf]) -> Result<Vec<(String, Vec<String>)>> {
         }
     }
     Ok(out)
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -218,11 +218,6 @@ impl RunningGuest {
         self.started.elapsed()
     }
 
-    /// The last `n` console lines, for error messages.
-    pub fn console_tail(&self, n: usize) -> String {
-        tail(&self.console(), n)
-    }
-
     /// Waits for the guest to power off (killing QEMU after `timeout`) and returns what
     /// it printed; an error names a timeout, a module that failed to load, or QEMU failing.
     pub fn wait(mut self, timeout: Duration) -> Result<GuestRun> {
@@ -321,7 +316,8 @@ fn find_marker<'a>(console: &'a str, marker: &str) -> Option<&'a str> {
         })
 }
 
-fn tail(text: &str, n: usize) -> String {
+/// The last `n` lines of `text`, for error messages.
+pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
