@@ -90,6 +90,11 @@ event_kinds! {
     /// when it has exited by the time userspace looks, and the hosts a tainted process
     /// reached.
     Connection = 13, "connection", ConnectionPayload;
+    /// A tainted process opened an untrusted file for reading: [`OpenPayload`]. Once per
+    /// (process, file). What a tainted process reads is what it may send on: a worm's
+    /// uploader opening its own copy names the file an upload carried after the uploader
+    /// has exited, when /proc can no longer tell.
+    Read = 14, "read", OpenPayload;
 }
 
 // `DROPS` is indexed by kind: the values must be 0..EVENT_KIND_COUNT in order.
@@ -208,7 +213,8 @@ pub struct ExitPayload {
     pub process: Process,
 }
 
-/// `Create`: a file opened with `O_CREAT` or `O_TRUNC`.
+/// `Create`: a file opened with `O_CREAT` or `O_TRUNC`; `Read`: an untrusted file a tainted
+/// process opened for reading.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct OpenPayload {

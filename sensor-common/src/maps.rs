@@ -76,14 +76,21 @@ pub struct SensorConfig {
     pub dedup_writes: u32,
 }
 
-/// Key of the write de-duplication LRU map: one write event per process and file.
+/// Key of the de-duplication LRU map: one write event and one read event per process
+/// and file.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct WriteSeenKey {
     pub inode: InodeKey,
     pub tgid: u32,
-    pub _pad: u32,
+    /// `SEEN_WRITE` or `SEEN_READ`.
+    pub access: u32,
 }
+
+/// `WriteSeenKey::access` of a write.
+pub const SEEN_WRITE: u32 = 0;
+/// `WriteSeenKey::access` of a read of an untrusted file by a tainted process.
+pub const SEEN_READ: u32 = 1;
 
 /// A path syscall of a tracked process, stashed at entry and finished at exit, so that
 /// only calls that succeeded are reported and an open's fd can be turned into an inode.

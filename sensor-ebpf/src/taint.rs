@@ -23,7 +23,7 @@ use sensor_common::{
     maps::{
         DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
         INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
-        PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, WriteSeenKey,
+        PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, SEEN_READ, SEEN_WRITE, WriteSeenKey,
     },
     offsets::KernelOffsets,
 };
@@ -399,6 +399,17 @@ pub fn on_file_change(
     record_change(pid_tgid, state, &id, kind, fd, mode, 0);
 }
 
+/// Has this process reported this `access` of this file already? Marks it reported.
+#[inline(always)]
+fn seen_before(id: &FileIdentity, pid_tgid: u64, access: u32) -> bool {
+    let key = WriteSeenKey { inode: id.key, tgid: (pid_tgid >> 32) as u32, access };
+    if unsafe { WRITE_SEEN.get(&key) }.is_some() {
+        return true;
+    }
+    let _ = WRITE_SEEN.insert(&key, &1, 0);
+    false
+}
+
 /// Rule 5 for one file: mark it untrusted (chmod only records) and report it, once per
 /// (process, file) for writes.
 #[inline(always)]
@@ -407,11 +418,9 @@ fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: Even
         return; // pipes, sockets, terminals: nothing to taint
     }
     if matches!(kind, EventKind::Write) && dedup_writes() {
-        let key = WriteSeenKey { inode: id.key, tgid: (pid_tgid >> 32) as u32, _pad: 0 };
-        if unsafe { WRITE_SEEN.get(&key) }.is_some() {
+        if seen_before(id, pid_tgid, SEEN_WRITE) {
             return;
         }
-        let _ = WRITE_SEEN.insert(&key, &1, 0);
     }
     let file_flags = if matches!(kind, EventKind::Chmod) {
         // chmod is recorded (with +x noted by userspace) but does not change content.
@@ -492,11 +501,12 @@ fn mark_writable_fds(o: &KernelOffsets, pid_tgid: u64, state: &ProcState) {
 }
 
 /// Is a stashed call worth following for this process? Opens with write intent and path
-/// changes by a writer; read-only opens by an untainted interpreter (rule 3).
+/// changes by a writer; read-only opens by an interpreter (rule 3) or a tainted process
+/// (what it reads, it may send on).
 #[inline(always)]
 fn wanted(state: &ProcState, call: &PendingCall) -> bool {
     if call.kind == EventKind::Create as u32 && call.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
-        return state.flags & PROC_INTERPRETER != 0 && state.flags & PROC_TAINTED == 0;
+        return state.flags & (PROC_INTERPRETER | PROC_TAINTED) != 0;
     }
     state.flags & WRITER_FLAGS != 0
 }
@@ -583,13 +593,21 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
     let kind;
     let file_flags;
     if call.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
-        // Rule 3: an interpreter reading an untrusted file (a script) becomes tainted.
         if !inode_state(&id).map_or(false, |s| s.flags & INODE_UNTRUSTED != 0) {
             return;
         }
-        state.flags |= PROC_TAINTED;
-        set_proc((pid_tgid >> 32) as u32, &state);
-        kind = EventKind::Taint;
+        if state.flags & PROC_TAINTED != 0 {
+            // Already tainted: what it reads is recorded (once per file), not a new taint.
+            if seen_before(&id, pid_tgid, SEEN_READ) {
+                return;
+            }
+            kind = EventKind::Read;
+        } else {
+            // Rule 3: an interpreter reading an untrusted file (a script) becomes tainted.
+            state.flags |= PROC_TAINTED;
+            set_proc((pid_tgid >> 32) as u32, &state);
+            kind = EventKind::Taint;
+        }
         file_flags = EF_FILE_WAS_UNTRUSTED;
     } else if call.flags & (O_CREAT | O_TRUNC) != 0 {
         kind = EventKind::Create;

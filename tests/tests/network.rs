@@ -240,7 +240,10 @@ fn dropper_connections_and_outbound_uploads_are_recorded() {
     assert_eq!((sent["attrs"]["direction"].as_str(), sent["attrs"]["verb"].as_str(), sent["attrs"]["name"].as_str()), (Some("upload"), Some("STOR"), Some("dropper")), "{sent}");
     eprintln!("outbound upload recorded as {sent}");
     assert_eq!(sent["attrs"]["port"], 21, "{sent}");
-    assert!(sent["attrs"]["matched_by"] == "open_file" || sent["attrs"]["matched_by"] == "name", "{sent}");
+    // Held open while /proc was asked, or (the dropper already gone) the file the kernel saw
+    // the tainted sender open: never a guess by name.
+    assert!(sent["attrs"]["matched_by"] == "open_file" || sent["attrs"]["matched_by"] == "sender_read", "{sent}");
+    assert!(sent["attrs"]["process"].as_u64().is_some(), "{sent}");
     // Under another name, by an untainted client slow enough to be asked while it runs:
     // found by the file it holds open, not by name.
     let out = run(&format!("curl -sS --max-time 30 --limit-rate 60k -T '{dropper}' ftp://{CLIENT4}/incoming/innocent.bin"));

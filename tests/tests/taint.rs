@@ -95,6 +95,29 @@ fn interpreter_running_untrusted_script_is_tainted() {
 }
 
 #[test]
+fn what_a_tainted_process_reads_is_recorded_once_per_file() {
+    let _guard = serial();
+    let (sensor, d) = sensor_with_evil("reads", "");
+    std::fs::write(format!("{d}/src.txt"), "an attachment\n").unwrap();
+    std::fs::write(format!("{d}/plain.txt"), "trusted\n").unwrap();
+    sh(&format!("{d}/portcp {d}/src.txt {d}/loot.txt"));
+    sensor.wait_for("loot.txt untrusted", |g| g.is_untrusted(&format!("{d}/loot.txt")));
+    // An untainted reader is no record; the tainted shell's two reads of it are one.
+    sh(&format!("cat {d}/loot.txt >/dev/null"));
+    sh(&format!("{d}/evil -c 'read x < {d}/loot.txt; read x < {d}/loot.txt; read x < {d}/plain.txt; echo done > {d}/out.txt'"));
+    let g = sensor.wait_for("out.txt untrusted", |g| g.is_untrusted(&format!("{d}/out.txt")));
+    let loot = g.file(&format!("{d}/loot.txt")).unwrap();
+    let reads = g.edges_from("read", loot["id"].as_str().unwrap());
+    assert_eq!(reads.len(), 1, "{}", g.describe());
+    let evil = g.processes_that_exec(&format!("{d}/evil")).into_iter().find(|p| p["tainted"] == true).expect("tainted evil").clone();
+    assert_eq!(reads[0]["dst"], evil["id"], "{}", g.describe());
+    assert!(reads[0]["attrs"].get("taint_reason").is_none(), "already tainted: no new taint {}", reads[0]);
+    assert_eq!(reads[0]["attrs"]["path"], format!("{d}/loot.txt"));
+    // A trusted file it reads is nothing.
+    assert!(g.file(&format!("{d}/plain.txt")).is_none_or(|f| g.edges_from("read", f["id"].as_str().unwrap()).is_empty()), "{}", g.describe());
+}
+
+#[test]
 fn rename_and_hard_link_keep_taint() {
     let _guard = serial();
     let (sensor, d) = sensor_with_evil("rename", "");

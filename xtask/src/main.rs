@@ -4,6 +4,7 @@
 //!   cargo xtask run [-- ARGS]   build (release) and run the sensor on its embedded config
 //!   cargo xtask test            every test, as root, on the real kernel, with real peers
 //!   cargo xtask bench           benchmarks, each against a baseline from the same run
+//!   cargo xtask lab [-- ARGS]   an outbreak on QEMU guests, checked against ground truth
 //!   cargo xtask setup           only install the prerequisites
 mod bench;
 mod setup;
@@ -51,6 +52,14 @@ enum Cmd {
     },
     /// Run the benchmarks and print their tables.
     Bench,
+    /// The outbreak lab: N QEMU guests with sensors, a worm, ground truth compared with
+    /// what vtrail recovers (`--hosts 4 --topology star --seed 1 --work DIR`, see
+    /// docs/lab.md). Exits non-zero on any difference.
+    Lab {
+        /// Arguments for vtrail-lab (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -151,6 +160,14 @@ fn main() -> Result<()> {
             }
             eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
             Ok(())
+        }
+        Cmd::Lab { args } => {
+            require_root("lab")?;
+            setup(true)?;
+            build(false)?;
+            let bin = target_dir().join("debug/vtrail-lab");
+            eprintln!("xtask: {} {}", bin.display(), args.join(" "));
+            Err(Command::new(bin).args(args).exec().into())
         }
         Cmd::Bench => {
             require_root("bench")?;

@@ -6,8 +6,9 @@
 //! The story: a worm arrives at patient zero from outside (FTP), is executed, persists in
 //! cron (and sometimes a shell rc file), copies itself to /var/tmp, and uploads that copy to
 //! its network neighbours over SMB or FTP (`worm`, `outbreak`). Around it, the noise of
-//! ordinary file servers (`noise`). Each host's clock is off by up to ±400 ms and transfers
-//! take up to 300 ms, so sends and receives pair up within the default 2 s skew allowance.
+//! ordinary file servers (`noise`). Each host's clock is off by up to ±800 ms (as the
+//! outbreak lab's QEMU guests were) and transfers take up to 300 ms, so sends and receives
+//! pair up within the default 2 s skew allowance (1.6 s + 300 ms at worst).
 //! Some remote addresses are left unresolved, as a failed DNS lookup leaves them (`dump`).
 //!
 //! Every random choice comes from one seeded `Rng`, drawn in a fixed order: topology, hosts,

@@ -150,6 +150,9 @@ impl FleetStatus {
         if !errors.is_empty() {
             writeln!(f, "  errors:   {}", errors.join(" "))?;
         }
+        if self.forced_reconnects > 0 {
+            writeln!(f, "  reconnects forced (acks stopped on a link that looked up): {}", self.forced_reconnects)?;
+        }
         Ok(())
     }
 }

@@ -44,6 +44,11 @@ pub struct FleetStatus {
     /// Failed publishes by reason: `not_connected`, `no_stream`, `permission_denied`,
     /// `stream_full`, `timeout`, `too_large`, `other`.
     pub publish_errors: BTreeMap<String, u64>,
+    /// Reconnects the publisher forced because acks stopped coming on a link the client
+    /// still thought up (a dead TCP connection: this host's address changed, a middlebox
+    /// dropped the flow).
+    #[serde(default)]
+    pub forced_reconnects: u64,
     /// The last warning logged about the link (repeats are not logged again).
     #[serde(skip)]
     pub last_warning: Option<String>,

@@ -27,6 +27,11 @@ const WINDOW: usize = 8;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Rounds in a row without an ack before the link is taken for dead and rebuilt. The NATS
+/// client notices a dead TCP connection only when its pings go unanswered (minutes); a
+/// sensor whose address changed would keep publishing into it meanwhile (seen in the lab:
+/// 433 records held for 90 s after a guest was re-addressed).
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
 /// Room left under the server's `max_payload` for headers.
 const HEADER_ROOM: usize = 4096;
 
@@ -49,6 +54,7 @@ impl Publisher {
         let js = jetstream::ContextBuilder::new().timeout(ACK_TIMEOUT).ack_timeout(ACK_TIMEOUT).build(self.client.clone());
         let mut backoff = BACKOFF_MIN;
         let mut failing = false;
+        let mut timeouts = 0u32;
         loop {
             if self.client.connection_state() != State::Connected {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -61,6 +67,7 @@ impl Publisher {
                         failing = false;
                     }
                     backoff = BACKOFF_MIN;
+                    timeouts = 0;
                 }
                 Ok(false) => {
                     // Nothing to send: wait for the next record (or look again in a second).
@@ -71,10 +78,19 @@ impl Publisher {
                         warn!("fleet: publishing stopped ({}): {}; retrying, records wait in the outbox", failure.reason, failure.problem);
                         failing = true;
                     }
+                    timeouts = if failure.reason == "timeout" { timeouts + 1 } else { 0 };
                     self.state.update(|s| {
                         *s.publish_errors.entry(failure.reason.into()).or_default() += 1;
                         s.problem = Some(failure.problem);
                     });
+                    if timeouts >= TIMEOUTS_BEFORE_RECONNECT {
+                        timeouts = 0;
+                        warn!("fleet: no acknowledgement in {TIMEOUTS_BEFORE_RECONNECT} rounds: reconnecting (the connection may be dead, e.g. this host's address changed)");
+                        self.state.update(|s| s.forced_reconnects += 1);
+                        if let Err(e) = self.client.force_reconnect().await {
+                            warn!("fleet: reconnect failed: {e}; the client keeps trying");
+                        }
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }

@@ -239,6 +239,15 @@ impl<'a> Ingest<'a> {
                     self.edge(ev.ts_ns, &file, &proc, EdgeData::Read(attrs))?;
                 }
             }
+            EventKind::Read => {
+                // A tainted process read an untrusted file: data flowed file -> process
+                // (no new taint: the process had it already, so no `taint_reason`).
+                let Some(f) = &ev.file else { return Ok(actions) };
+                let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
+                let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
+                let attrs = ReadAttrs { path: path_text, path_incomplete: incomplete, taint_reason: None };
+                self.edge(ev.ts_ns, &file, &proc, EdgeData::Read(attrs))?;
+            }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
                 let Some(f) = &ev.file else { return Ok(actions) };
                 // (A file the graph holds untrusted because a tainted process wrote it is

@@ -81,12 +81,17 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
         });
     }
 
-    let mut table = String::new();
-    table.push_str(&format!("{:<6} {:<28} {:<22}", "host", "disk id", "truth"));
-    for r in recovered {
-        table.push_str(&format!(" {:<22}", format!("spread ({})", r.source)));
-    }
-    table.push('\n');
+    // Times are each host's own clock, shown as seconds after patient zero's infection.
+    let zero_at = |at: &dyn Fn(&str) -> Option<u64>| truth.patient_zero.first().and_then(|z| at(z));
+    let since = |t: Option<u64>, zero: Option<u64>| match (t, zero) {
+        (Some(t), Some(z)) => format!(" +{:.1} s", (t as i128 - z as i128) as f64 / 1e9),
+        _ => String::new(),
+    };
+    let truth_at = |id: &str| truth.hosts.iter().find(|h| h.id == id).and_then(|h| h.infected_at_ns);
+    let truth_zero = zero_at(&truth_at);
+    let mut header = vec!["host".to_string(), "disk id".into(), "truth".into()];
+    header.extend(recovered.iter().map(|r| format!("spread ({})", r.source)));
+    let mut rows = vec![header];
     for t in &truth.hosts {
         let role = if truth.patient_zero.contains(&t.id) {
             "zero"
@@ -97,24 +102,30 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
         } else {
             "untouched"
         };
-        table.push_str(&format!(
-            "{:<6} {:<28} {:<22}",
-            t.name,
-            t.id,
-            format!("{role} <- {} as {}", short(&truth_parent(&t.source)), t.via_name.as_deref().unwrap_or("-"))
-        ));
+        let mut row = vec![
+            t.name.clone(),
+            t.id.clone(),
+            format!("{role} <- {} as {}{}", short(&truth_parent(&t.source)), t.via_name.as_deref().unwrap_or("-"), since(t.infected_at_ns, truth_zero)),
+        ];
         for r in recovered {
             let hosts = spread_hosts(&r.spread);
-            let cell = match hosts.get(&t.id) {
-                Some((infected, parent, _)) => {
+            let zero = zero_at(&|id: &str| hosts.get(id).and_then(|h| h.2));
+            row.push(match hosts.get(&t.id) {
+                Some((infected, parent, at)) => {
                     let zeros: Vec<&str> = r.spread["patient_zeros"].as_array().into_iter().flatten().map(s).collect();
                     let role = if zeros.contains(&t.id.as_str()) { "zero" } else if *infected { "infected" } else { "carrier" };
-                    format!("{role} <- {}", short(parent))
+                    format!("{role} <- {}{}", short(parent), since(*at, zero))
                 }
                 None => "untouched".to_string(),
-            };
-            table.push_str(&format!(" {cell:<22}"));
+            });
         }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut table = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        table.push_str(cells.join("  ").trim_end());
         table.push('\n');
     }
 
@@ -177,6 +188,38 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
                 format!("naming: remote:{ip} (an address of {}) is named {named:?} in the records, not {}", mover.name, mover.id)
             });
         }
+    }
+    // Trace and rules, side by side as well.
+    if let Some(last) = &last {
+        let mut chain = vec![name_of(last)];
+        let mut at = last.clone();
+        while let Some(source) = truth.host(&at).and_then(|h| h.source.clone()) {
+            match source {
+                Source::Host(p) => {
+                    chain.push(name_of(&p));
+                    at = p;
+                }
+                Source::Outside => {
+                    chain.push(format!("outside {OUTSIDE_IP}"));
+                    break;
+                }
+            }
+        }
+        table.push_str(&format!("trace of {}'s copy back to its origin:\n  truth: {}\n", name_of(last), chain.join(" <- ")));
+        for r in recovered {
+            let mut got: Vec<String> = pairs(&r.trace["backward"]["hops"], |h| &h["received"]["host"], |h| &h["received"]["from_host"])
+                .into_iter()
+                .map(|(to, _)| name_of(&to))
+                .collect();
+            got.extend(pairs(&r.trace["backward"]["entry_points"], |e| &e["transfer"]["host"], |e| &e["transfer"]["from_ip"]).into_iter().flat_map(|(h, ip)| [name_of(&h), format!("outside {ip}")]));
+            table.push_str(&format!("  {}: {}\n", r.source, got.join(" <- ")));
+        }
+    }
+    table.push_str(&format!("rules:\n  truth: block [{OUTSIDE_IP}], protect {ACTIVATION_POINT}\n"));
+    for r in recovered {
+        let block: Vec<&str> = r.rules["block"].as_array().into_iter().flatten().map(|b| s(&b["target"])).collect();
+        let protect: Vec<&str> = r.rules["protect"].as_array().into_iter().flatten().map(|p| s(&p["path"])).collect();
+        table.push_str(&format!("  {}: block {block:?}, protect {protect:?}\n", r.source));
     }
     c.table = table;
     c

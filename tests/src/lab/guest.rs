@@ -28,6 +28,8 @@ const MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_blk", "sch_ingres
 pub struct GuestInputs<'a> {
     pub sensor: &'a Path,
     pub ddns: &'a Path,
+    /// `vtrail-lab-clock`, installed as `/usr/bin/now`: the scripts' ns time stamps.
+    pub clock: &'a Path,
     pub ddns_key: PathBuf,
     pub fleet_key: PathBuf,
     pub dns: String,
@@ -39,6 +41,9 @@ pub struct Guest {
     pub dir: PathBuf,
     pub disk: PathBuf,
     ctl: PathBuf,
+    /// The one connection to the control port, kept open: a line written on a
+    /// connection closed at once may never reach the guest.
+    ctl_stream: std::sync::Mutex<Option<UnixStream>>,
     /// `None` once it has been waited for.
     vm: Option<RunningGuest>,
 }
@@ -106,7 +111,7 @@ impl Guest {
             .to_vec(),
         };
         let vm = RunningGuest::spawn(kernel, &initrd, &options)?;
-        Ok(Self { plan: plan.clone(), dir: dir.to_path_buf(), disk, ctl, vm: Some(vm) })
+        Ok(Self { plan: plan.clone(), dir: dir.to_path_buf(), disk, ctl, ctl_stream: Default::default(), vm: Some(vm) })
     }
 
     pub fn vm(&mut self) -> &mut RunningGuest {
@@ -125,6 +130,8 @@ impl Guest {
     /// `console.log` and unpacks the results it wrote onto its disk into `out/`.
     pub fn finish(mut self, limit: Duration) -> Result<(GuestRun, PathBuf)> {
         let vm = self.vm.take().expect("the guest is running");
+        // `wait` counts from the boot: `limit` is from now.
+        let limit = vm.elapsed() + limit;
         let run = vm.wait(limit);
         let console = match &run {
             Ok(r) => r.console.clone(),
@@ -138,15 +145,22 @@ impl Guest {
 
     /// Sends one command line to the guest's agent (`ttyS1`).
     pub fn command(&self, line: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut stream = loop {
-            match UnixStream::connect(&self.ctl) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => bail!("{}: cannot reach its control port {}: {e}", self.plan.name, self.ctl.display()),
-            }
-        };
-        stream.write_all(format!("{line}\n").as_bytes())?;
+        let mut held = self.ctl_stream.lock().map_err(|_| anyhow::anyhow!("{}: control port lock poisoned", self.plan.name))?;
+        if held.is_none() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            *held = Some(loop {
+                match UnixStream::connect(&self.ctl) {
+                    Ok(s) => break s,
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                    Err(e) => bail!("{}: cannot reach its control port {}: {e}", self.plan.name, self.ctl.display()),
+                }
+            });
+        }
+        let stream = held.as_mut().expect("connected above");
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stream.flush())
+            .with_context(|| format!("{}: writing {line:?} to its control port", self.plan.name))?;
         Ok(())
     }
 
@@ -177,6 +191,7 @@ fn image(kernel: &KernelFiles, scenario: &Scenario, h: &PlannedHost, inputs: &Gu
     let mut image = Image::new()?;
     image.add_binary_at(inputs.sensor, "/usr/sbin/vtrail-sensor")?;
     image.add_binary_at(inputs.ddns, "/usr/sbin/vtrail-ddns")?;
+    image.add_binary_at(inputs.clock, "/usr/bin/now")?;
     let vsftpd = Path::new("/usr/sbin/vsftpd");
     ensure!(vsftpd.is_file(), "/usr/sbin/vsftpd is missing: the lab's guests run it (Debian package vsftpd)");
     image.add_binary_at(vsftpd, "/usr/sbin/vsftpd")?;

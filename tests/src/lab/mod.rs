@@ -127,11 +127,13 @@ pub fn run(options: &LabOptions) -> Result<LabOutcome> {
     std::fs::create_dir_all(&bins)?;
     let sensor = stripped(&sensor_bin(), &bins)?;
     let ddns = stripped(&workspace_bin("vtrail-ddns"), &bins)?;
+    let clock = stripped(&workspace_bin("vtrail-lab-clock"), &bins)?;
     let mut guests = Vec::new();
     for h in &scenario.hosts {
         let inputs = GuestInputs {
             sensor: &sensor,
             ddns: &ddns,
+            clock: &clock,
             ddns_key: dns.key_path(&h.name),
             fleet_key: central.host_key(&h.id),
             dns: lab_host_addr(dns.port),

@@ -217,6 +217,9 @@ pub enum MatchedBy {
     Resolved,
     /// The one untrusted file known by that name.
     Name,
+    /// The sending process (the one tainted process connected to that server) had opened
+    /// it for reading, as the kernel recorded; it had exited before /proc could be asked.
+    SenderRead,
 }
 
 /// Why an arrival is inferred rather than read from the wire.

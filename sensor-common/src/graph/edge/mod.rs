@@ -7,7 +7,7 @@
 //! | kind              | src     | dst     | attributes          | meaning                              |
 //! |-------------------|---------|---------|---------------------|--------------------------------------|
 //! | `exec`            | file    | process | [`ExecAttrs`]       | the process executed the file        |
-//! | `read`            | file    | process | [`ReadAttrs`]       | an interpreter read the untrusted file |
+//! | `read`            | file    | process | [`ReadAttrs`]       | an interpreter (tainted by it) or a tainted process read the untrusted file |
 //! | `fork`            | process | process | [`NoAttrs`]         | parent created child                 |
 //! | `create`          | process | file    | [`FileWriteAttrs`]  | created or truncated at open         |
 //! | `write`           | process | file    | [`FileWriteAttrs`]  | wrote data                           |
@@ -101,7 +101,8 @@ macro_rules! edge_kinds {
 edge_kinds! {
     /// file -> process: the process executed the file.
     Exec(ExecAttrs) = "exec",
-    /// file -> process: an interpreter read the (untrusted) file.
+    /// file -> process: an interpreter read the (untrusted) file and became tainted
+    /// (`taint_reason`), or an already tainted process read it (no `taint_reason`).
     Read(ReadAttrs) = "read",
     /// process -> process: parent created child.
     Fork(NoAttrs) = "fork",

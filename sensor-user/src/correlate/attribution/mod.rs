@@ -55,6 +55,9 @@ use crate::{
 const WINDOW_NS: u64 = 120 * 1_000_000_000;
 const MAX_PENDING: usize = 4096;
 const MAX_DONE: usize = 1 << 20;
+/// A tainted process reading more untrusted files than this keeps the newest: an uploader
+/// opens what it sends just before sending it.
+const READS_PER_PROCESS: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Transfer {
@@ -136,8 +139,13 @@ pub struct Attribution {
     share_roots: Vec<String>,
     /// Peers whose connections a port-program process (tgid, start ticks) closed.
     served: HashMap<(u32, u64), BTreeSet<IpAddr>>,
-    /// Outbound connections of tainted processes, so their close is not recorded again.
+    /// Outbound connections of tainted processes, so their close is not recorded again
+    /// (and an upload on one names its process when /proc no longer can).
     connects: HashMap<((u32, u64), SocketAddr), u32>,
+    /// Untrusted files each tainted process opened for reading (kernel `read` records):
+    /// (path, node id), at most `READS_PER_PROCESS` each, newest last. What an uploader
+    /// that exited before its upload was seen was sending.
+    reads: HashMap<(u32, u64), Vec<(String, String)>>,
     /// Remote IP -> node ids (DNS reverse mapping of `vtrail-ddns`).
     pub naming: crate::correlate::naming::Naming,
     pub stats: Stats,
@@ -445,6 +453,10 @@ impl Attribution {
     /// A create/write event, after `Ingest` recorded it: port-program writes are matched
     /// against uploads (and remembered for uploads whose packets arrive later).
     pub fn on_file(&mut self, graph: &GraphWriter, ev: &SensorEvent, file: &str) -> Result<()> {
+        if ev.kind == EventKind::Read {
+            self.note_read(ev, file);
+            return Ok(());
+        }
         if !matches!(ev.kind, EventKind::Create | EventKind::Write) {
             return Ok(());
         }

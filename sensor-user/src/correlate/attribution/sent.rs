@@ -4,8 +4,8 @@
 use anyhow::Result;
 use sensor_common::graph::{EdgeData, MatchedBy, Protocol, TransferAttrs, TransferDirection};
 
-use super::{Attribution, SentHit, Transfer, path_matches};
-use crate::{correlate::peers, graph::GraphWriter};
+use super::{Attribution, MAX_PENDING, READS_PER_PROCESS, SentHit, Transfer, path_matches};
+use crate::{correlate::peers, decode::events::SensorEvent, graph::GraphWriter};
 
 impl Attribution {
     /// An upload by a local client to a remote server (egress CREATE with write intent,
@@ -42,22 +42,31 @@ impl Attribution {
         Ok(())
     }
 
-    /// The untrusted files a local client's upload `t` sends (see `sent_out`).
+    /// The untrusted files a local client's upload `t` sends (see `sent_out`): those its
+    /// process holds open (asked of /proc), else those the one tainted process connected
+    /// to that server opened for reading (kernel `read` records: the uploader may have
+    /// exited already), else the one untrusted file of the name sent.
     pub(super) fn being_sent(&mut self, graph: &GraphWriter, t: &Transfer) -> Vec<SentHit> {
         let mut hits: Vec<SentHit> = Vec::new();
+        let base = t.norm.rsplit('/').next().unwrap_or("");
         if let Some(pid) = peers::socket_owner(t.client, t.client_port) {
-            let base = t.norm.rsplit('/').next().unwrap_or("");
             let open: Vec<_> = crate::host::procfs::readable_files(pid)
                 .into_iter()
                 .filter_map(|(path, key)| Some((path, graph.store().untrusted_file(&key).ok()??.node)))
                 .collect();
-            // Several untrusted files open: the one with the name sent, if it is there.
-            let named: Vec<_> = open.iter().filter(|(p, _)| !base.is_empty() && p.rsplit('/').next() == Some(base)).cloned().collect();
-            let chosen = if named.is_empty() { open } else { named };
-            hits.extend(chosen.into_iter().map(|(path, node)| (path, node, MatchedBy::OpenFile, Some(pid))));
+            hits.extend(prefer_named(open, base).into_iter().map(|(path, node)| (path, node, MatchedBy::OpenFile, Some(pid))));
         }
         if hits.is_empty() {
-            let base = t.norm.rsplit('/').next().unwrap_or("");
+            let server = std::net::SocketAddr::new(t.server, t.server_port);
+            let senders: Vec<(u32, u64)> = self.connects.keys().filter(|(_, to)| *to == server).map(|(p, _)| *p).collect();
+            if let [sender] = senders.as_slice()
+                && let Some(read) = self.reads.get(sender)
+            {
+                let chosen = prefer_named(read.clone(), base);
+                hits.extend(chosen.into_iter().map(|(path, node)| (path, node, MatchedBy::SenderRead, Some(sender.0))));
+            }
+        }
+        if hits.is_empty() {
             match self.untrusted_by_name.get(base).map(Vec::as_slice) {
                 Some([(path, file)]) => hits.push((path.clone(), file.clone(), MatchedBy::Name, None)),
                 Some([_, _, ..]) => self.stats.sent_to_ambiguous += 1,
@@ -65,6 +74,21 @@ impl Attribution {
             }
         }
         hits
+    }
+
+    /// A kernel `read` record: a tainted process opened the untrusted `file` for reading.
+    pub(super) fn note_read(&mut self, ev: &SensorEvent, file: &str) {
+        let Some(path) = ev.path.clone() else { return };
+        let key = (ev.tgid, ev.start_ticks);
+        if self.reads.len() >= MAX_PENDING && !self.reads.contains_key(&key) {
+            self.reads.clear();
+        }
+        let read = self.reads.entry(key).or_default();
+        read.retain(|(_, f)| f != file);
+        if read.len() >= READS_PER_PROCESS {
+            read.remove(0);
+        }
+        read.push((path, file.to_string()));
     }
 
     /// A remote client read an untrusted file of this host (SMB2 READ, FTP RETR once the
@@ -172,4 +196,11 @@ impl Attribution {
             }
         }
     }
+}
+
+/// Several untrusted files a sender held or read: the ones with the base name sent, if
+/// any has it (a worm may hold its log and its copy; it sends the copy).
+fn prefer_named(files: Vec<(String, String)>, base: &str) -> Vec<(String, String)> {
+    let named: Vec<_> = files.iter().filter(|(p, _)| !base.is_empty() && p.rsplit('/').next() == Some(base)).cloned().collect();
+    if named.is_empty() { files } else { named }
 }

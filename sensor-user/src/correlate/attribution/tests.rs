@@ -96,3 +96,59 @@ fn names_and_paths() {
     assert!(!path_matches("/srv/x", ""));
     assert_eq!(crate::host::smb_conf::share_roots("[s]\n  path = /srv/share/\n read only = no\n"), vec!["/srv/share"]);
 }
+
+/// A fast uploader (busybox `ftpput`) is gone by the time its STOR is read: the file it
+/// sent is the untrusted one the kernel saw it open, not one found by name (the copy is
+/// sent under another name than it has here).
+#[test]
+fn an_exited_uploader_sends_what_the_kernel_saw_it_read() {
+    let dir = crate::graph::store::tests::tempdir();
+    let store = GraphStore::open(&dir).unwrap();
+    let graph = GraphWriter::new(&store, "h");
+    let mut a = Attribution::new(Vec::new());
+    let server = "10.0.0.9:21";
+    let mut uploader = proc_event(EventKind::Connection, 1_000, None, None);
+    uploader.tainted = true;
+    uploader.port_program = false;
+    uploader.comm = "ftpput".into();
+    // Connected (the kernel has not bound the local port at SYN_SENT), then opened its copy.
+    uploader.connection = Some(Connection { local: "0.0.0.0:0".parse().unwrap(), remote: server.parse().unwrap(), action: ConnectionAction::Connect });
+    a.on_connection(&graph, &uploader).unwrap();
+    let mut read = SensorEvent { kind: EventKind::Read, ts_ns: 2_000, connection: None, ..uploader.clone() };
+    read.file = Some(FileRef { dev: 1, ino: 2, generation: 0 });
+    read.path = Some("/srv/ftp/incoming/invoice.sh".into());
+    let worm = "file:h:1:2";
+    a.on_file(&graph, &read, worm).unwrap();
+    // An untrusted file of the name sent, which is not what was sent.
+    let mut other = proc_event(EventKind::Create, 2_500, Some("/srv/ftp/incoming/report.sh"), None);
+    other.file = Some(FileRef { dev: 1, ino: 3, generation: 0 });
+    a.on_file(&graph, &other, "file:h:1:3").unwrap();
+    let line = |verb, text: &[u8], seq| {
+        let request = verb == NetVerb::Command;
+        let (local, remote) = ("10.0.0.1".parse().unwrap(), "10.0.0.9".parse().unwrap());
+        let (src, sport, dst, dport) = if request { (local, 40000, remote, 21) } else { (remote, 21, local, 40000) };
+        NetFileEvent {
+            proto: Some(Protocol::Ftp),
+            direction: if request { NetDirection::Egress } else { NetDirection::Ingress },
+            src, sport, dst, dport, line: text.to_vec(), tcp_seq: seq, ts_ns: 3_000,
+            ..net(verb, "10.0.0.1")
+        }
+    };
+    a.on_net(&graph, &line(NetVerb::Reply, b"220 ready\r\n", 900)).unwrap();
+    a.on_net(&graph, &line(NetVerb::Command, b"STOR incoming/report.sh\r\n", 100)).unwrap();
+    a.on_net(&graph, &line(NetVerb::Reply, b"150 Ok to send data.\r\n", 911)).unwrap();
+    let sent: Vec<(Edge, TransferAttrs)> = store
+        .edges_since(0)
+        .map(|e| e.unwrap())
+        .filter_map(|e| match &e.data {
+            EdgeData::SentTo(t) => Some((e.clone(), t.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].0.src.as_str(), sent[0].0.dst.as_str()), (worm, "remote:10.0.0.9"));
+    assert_eq!(sent[0].1.matched_by, Some(MatchedBy::SenderRead));
+    assert_eq!(sent[0].1.process, Some(4_000_000));
+    assert_eq!(sent[0].1.path.as_deref(), Some("/srv/ftp/incoming/invoice.sh"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -89,7 +89,7 @@ pub(super) fn payload(kind: EventKind, header: EventHeader, bytes: &[u8]) -> Opt
             KernelEvent { parent: Some((p.parent_tgid, p.parent_start_boottime_ns)), ..KernelEvent::new(kind, header, p.process) }
         }
         EventKind::Exit => KernelEvent::new(kind, header, body::<ExitPayload>(bytes)?.process),
-        EventKind::Create => {
+        EventKind::Create | EventKind::Read => {
             let p: OpenPayload = body(bytes)?;
             KernelEvent {
                 file: p.file,

@@ -4,7 +4,7 @@
 # backlog to drain, exports the graph, stops the sensor and writes its results (a tar) to
 # its disk. Every step says VTLAB on the console; a failure says which step and why.
 . /lab/env
-say() { echo "VTLAB agent $HOST $(date +%s%N) $*"; }
+say() { echo "VTLAB agent $HOST $(now) $*"; }
 fail() {
 	say FAILED $*
 	for f in /lab/log/*.log; do
@@ -20,7 +20,9 @@ ip link set eth0 up && ip addr add $IP/@BITS@ dev eth0 || fail network: cannot c
 say booted kernel=$(uname -r) ip=$IP serial=$SERIAL
 
 vtrail-ddns update --server $DNS --zone $ZONE --key-file /lab/ddns.key --interface eth0 >/lab/log/ddns.log 2>&1 &
-sensor run >/lab/log/sensor.log 2>&1 &
+# Not through the function: a backgrounded function is a subshell, and its pid (not the
+# sensor's) would get the SIGTERM at the end.
+vtrail-sensor --config /lab/sensor.toml run >/lab/log/sensor.log 2>&1 &
 sensor_pid=$!
 i=0
 until sensor status --json >/lab/status.json 2>/dev/null; do
@@ -65,13 +67,15 @@ while read -r cmd <&3; do
 	stop) break ;;
 	esac
 done
+say stopping
 kill $user_pid 2>/dev/null
 i=0
-until sensor status --json 2>/dev/null | tr -d ' \n' | grep -q '"backlog_records":0,'; do
+until sensor status --json 2>/dev/null | tr -d ' \n' | grep -q '"backlog_records":0[,}]'; do
 	i=$((i + 1))
-	[ $i -gt 120 ] && { say fleet backlog not drained after 120 s; break; }
+	[ $i -gt 60 ] && { say fleet backlog not drained after 60 tries; break; }
 	sleep 1
 done
+say fleet-drained tries=$i
 sensor status --json >/lab/out/status.json 2>&1
 sensor export --format json -o /lab/out/dump.jsonl || say export failed
 kill -TERM $sensor_pid

@@ -11,7 +11,7 @@ move_to=@MOVE_TO@
 old_ip=@OLD_IP@
 docs="@DOCS@"
 say() {
-	line="$(date +%s%N) $*"
+	line="$(now) $*"
 	echo "$line" >>/lab/log/user.log
 	echo "VTLAB user $HOST $line"
 }

@@ -4,7 +4,7 @@
 # lab's topology gives the host it runs on, under the name each target's user will open.
 me=$(hostname)
 log() {
-	line="$(date +%s%N) $*"
+	line="$(now) $*"
 	echo "$line" >>/lab/log/worm.log
 	echo "VTLAB worm $me $line"
 }
