@@ -67,6 +67,16 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
     if !sensor.missing.is_empty() {
         outcome.notes.push(format!("optional hooks not attached: {}", sensor.missing.join(", ")));
     }
+    let largest: Vec<String> = sensor
+        .program_sizes()
+        .into_iter()
+        .take(3)
+        .map(|(name, verified, bytes)| {
+            let verified = verified.map_or("?".to_string(), |n| n.to_string());
+            format!("{name} {verified} insns {} B", bytes.unwrap_or(0))
+        })
+        .collect();
+    outcome.notes.push(format!("{} programs attached, largest (verified insns, translated bytes): {}", sensor.attached.len(), largest.join(", ")));
     let tag = format!("{:?}", sensor.strategy).to_lowercase();
     let (shell, busybox) = shell_binary()?;
 
@@ -118,12 +128,19 @@ fn check(choice: StrategyChoice, work: &Path, outcome: &mut Outcome) -> Result<(
         bail!("no tainted exec of {evil_s} among {} events: {:?}", events.len(), events.iter().map(|e| (e.kind, e.path.clone())).collect::<Vec<_>>());
     };
     let out_s = out.display().to_string();
-    let wrote = events.iter().any(|e| e.tgid == exec.tgid && e.tainted && e.kind == EventKind::Create && e.path.as_deref() == Some(&out_s));
+    let moved_s = moved.display().to_string();
+    // The path of a create is where the file is when userspace reads the record: by then
+    // `mv` may have moved it (a host that can search for the inode reports the new name).
+    let wrote = events.iter().any(|e| {
+        e.tgid == exec.tgid && e.tainted && e.kind == EventKind::Create && (e.path.as_deref() == Some(&out_s) || e.path.as_deref() == Some(&moved_s))
+    });
     if !wrote {
-        bail!("the tainted process did not report creating {out_s}");
+        bail!(
+            "the tainted process did not report creating {out_s}: {:?}",
+            events.iter().map(|e| (e.kind, e.tgid, e.tainted, e.path.clone())).collect::<Vec<_>>()
+        );
     }
     outcome.notes.push(format!("tainted exec + create seen ({} events)", events.len()));
-    let moved_s = moved.display().to_string();
     let renamed = events.iter().any(|e| {
         e.kind == EventKind::Rename && e.tainted && e.path.as_deref() == Some(&out_s) && e.path2.as_deref() == Some(&moved_s)
     });

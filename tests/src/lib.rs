@@ -2,6 +2,7 @@
 //! graph it recorded; boot Debian's kernel under QEMU for the hooks this kernel lacks.
 pub mod collector;
 pub mod fleet;
+pub mod kernel_matrix;
 pub mod lab;
 pub mod net;
 pub mod peers;

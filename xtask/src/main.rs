@@ -5,6 +5,7 @@
 //!   cargo xtask test            every test, as root, on the real kernel, with real peers
 //!   cargo xtask bench           benchmarks, each against a baseline from the same run
 //!   cargo xtask lab [-- ARGS]   an outbreak on QEMU guests, checked against ground truth
+//!   cargo xtask kernels         selftest on Debian 5.10, 6.1, 6.12 (QEMU) and this kernel
 //!   cargo xtask setup           only install the prerequisites
 mod bench;
 mod setup;
@@ -57,6 +58,14 @@ enum Cmd {
     /// docs/lab.md). Exits non-zero on any difference.
     Lab {
         /// Arguments for vtrail-lab (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The kernel matrix: `vtrail-sensor selftest` with every strategy on Debian's 5.10,
+    /// 6.1 and 6.12 under QEMU and on this host's kernel, as one table; non-zero on any
+    /// failure (see docs/hook-strategies.md).
+    Kernels {
+        /// Arguments for vtrail-kernels (`--kernels 5.10,6.12`, `--no-native`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -121,6 +130,17 @@ fn build(release: bool) -> Result<()> {
     run(&mut cmd)
 }
 
+/// A tool of the `tests` crate that boots QEMU guests (the lab, the kernel matrix): set up
+/// as for the tests, build, then become it.
+fn test_tool(command: &str, tool: &str, args: Vec<String>) -> Result<()> {
+    require_root(command)?;
+    setup(true)?;
+    build(false)?;
+    let bin = target_dir().join("debug").join(tool);
+    eprintln!("xtask: {} {}", bin.display(), args.join(" "));
+    Err(Command::new(bin).args(args).exec().into())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -161,14 +181,8 @@ fn main() -> Result<()> {
             eprintln!("xtask: all tests passed in {:.0} s", started.elapsed().as_secs_f64());
             Ok(())
         }
-        Cmd::Lab { args } => {
-            require_root("lab")?;
-            setup(true)?;
-            build(false)?;
-            let bin = target_dir().join("debug/vtrail-lab");
-            eprintln!("xtask: {} {}", bin.display(), args.join(" "));
-            Err(Command::new(bin).args(args).exec().into())
-        }
+        Cmd::Lab { args } => test_tool("lab", "vtrail-lab", args),
+        Cmd::Kernels { args } => test_tool("kernels", "vtrail-kernels", args),
         Cmd::Bench => {
             require_root("bench")?;
             setup(true)?;

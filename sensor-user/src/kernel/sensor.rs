@@ -183,6 +183,23 @@ impl Sensor {
         Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events, logger, carried })
     }
 
+    /// The attached programs as the kernel sized them, largest first: (name, instructions
+    /// the verifier processed (kernel 5.16+, else `None`), translated bytes). How close
+    /// each kernel's verifier comes to its limits, for `selftest` and the kernel matrix.
+    pub fn program_sizes(&self) -> Vec<(String, Option<u32>, Option<u32>)> {
+        let mut sizes: Vec<(String, Option<u32>, Option<u32>)> = self
+            ._ebpf
+            .programs()
+            .filter(|(name, _)| self.attached.iter().any(|a| a == name))
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((name.to_string(), info.verified_instruction_count(), info.size_translated()))
+            })
+            .collect();
+        sizes.sort_by_key(|(name, verified, bytes)| (std::cmp::Reverse((*verified, *bytes)), name.clone()));
+        sizes
+    }
+
     /// The loaded object (network monitoring loads and attaches its TC programs on it).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self._ebpf

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 
-use super::{HOST_BUSYBOX, KERNEL_PACKAGE, KERNEL_RELEASE, KernelFiles};
+use super::{HOST_BUSYBOX, KernelFiles, kernels::{self, GuestKernel}};
 /// `$HOME/.cache/vtrail/qemu`.
 pub fn default_cache_dir() -> Result<PathBuf> {
     let home = std::env::var_os("HOME")
@@ -18,11 +18,17 @@ pub fn default_cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/vtrail/qemu"))
 }
 
-/// Installs what a guest run needs unless it is already there: `qemu-system-x86_64`,
-/// `cpio` and a static `/bin/busybox` (apt-get), and Debian's kernel package, downloaded
-/// into `cache` and unpacked there with `dpkg -x`. Idempotent: when everything is
-/// present it runs no command. Safe to call from concurrent processes (file lock).
+/// [`ensure_kernel`] for the default kernel (bookworm's 6.1).
 pub fn ensure_prerequisites(cache: &Path) -> Result<KernelFiles> {
+    ensure_kernel(cache, &kernels::BOOKWORM)
+}
+
+/// Installs what a guest run needs unless it is already there: `qemu-system-x86_64`,
+/// `cpio` and a static `/bin/busybox` (apt-get), and the Debian kernel package of `guest`,
+/// downloaded from deb.debian.org into `cache`, checked against its pinned sha256 and
+/// unpacked there with `dpkg -x`. Idempotent: when everything is present it runs no
+/// command. Safe to call from concurrent processes (file lock).
+pub fn ensure_kernel(cache: &Path, guest: &GuestKernel) -> Result<KernelFiles> {
     fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let lock = File::create(cache.join(".lock"))
         .with_context(|| format!("creating lock file in {}", cache.display()))?;
@@ -52,32 +58,28 @@ pub fn ensure_prerequisites(cache: &Path) -> Result<KernelFiles> {
         );
     }
 
-    let root = cache.join(KERNEL_PACKAGE);
+    let release = guest.release;
+    let root = cache.join(guest.package);
     let files = KernelFiles {
-        release: KERNEL_RELEASE.to_string(),
-        vmlinuz: root.join(format!("boot/vmlinuz-{KERNEL_RELEASE}")),
-        config: root.join(format!("boot/config-{KERNEL_RELEASE}")),
-        modules_dir: root.join(format!("lib/modules/{KERNEL_RELEASE}")),
+        release: release.to_string(),
+        vmlinuz: root.join(format!("boot/vmlinuz-{release}")),
+        config: root.join(format!("boot/config-{release}")),
+        modules_dir: root.join(format!("lib/modules/{release}")),
         root: root.clone(),
     };
+    // trixie's packages put the modules under /usr (merged /usr), older ones under /lib.
+    let mut files = files;
+    let merged_usr = root.join(format!("usr/lib/modules/{release}"));
+    if merged_usr.is_dir() {
+        files.modules_dir = merged_usr.clone();
+    }
     let stamp = root.join(".vtrail-unpacked");
     if stamp.is_file() && files.vmlinuz.is_file() && files.modules_dir.is_dir() {
         return Ok(files);
     }
 
-    let deb = match find_deb(cache)? {
-        Some(deb) => deb,
-        None => {
-            apt(&["download", KERNEL_PACKAGE], Some(cache))?;
-            find_deb(cache)?.ok_or_else(|| {
-                anyhow!(
-                    "apt-get download {KERNEL_PACKAGE} left no .deb in {}",
-                    cache.display()
-                )
-            })?
-        }
-    };
-    let tmp = cache.join(format!("{KERNEL_PACKAGE}.unpacking"));
+    let deb = download(cache, guest)?;
+    let tmp = cache.join(format!("{}.unpacking", guest.package));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
@@ -86,6 +88,9 @@ pub fn ensure_prerequisites(cache: &Path) -> Result<KernelFiles> {
         fs::remove_dir_all(&root)?;
     }
     fs::rename(&tmp, &root)?;
+    if merged_usr.is_dir() {
+        files.modules_dir = merged_usr;
+    }
     ensure!(
         files.vmlinuz.is_file(),
         "{} missing from {}",
@@ -98,10 +103,42 @@ pub fn ensure_prerequisites(cache: &Path) -> Result<KernelFiles> {
         files.modules_dir.display(),
         deb.display()
     );
-    fs::write(&stamp, format!("{}\n", deb.display()))?;
-    // The unpacked tree is what is used; the 70 MB archive is not needed any more.
+    fs::write(&stamp, format!("{}\n", guest.url()))?;
+    // The unpacked tree is what is used; the archive (55-110 MB) is not needed any more.
     let _ = fs::remove_file(&deb);
     Ok(files)
+}
+
+/// The package file of `guest` in `cache`, fetched (curl, bounded in time) and checked
+/// against its pinned sha256 unless a checked copy is there.
+fn download(cache: &Path, guest: &GuestKernel) -> Result<PathBuf> {
+    let name = guest.pool_path.rsplit('/').next().unwrap_or(guest.package);
+    let deb = cache.join(name);
+    // (256 MiB cap: the largest of these packages is 110 MB.)
+    let checked = |path: &Path| sensor_user::host::procfs::sha256_file(path).is_some_and(|h| h == guest.sha256);
+    if deb.is_file() && checked(&deb) {
+        return Ok(deb);
+    }
+    let part = cache.join(format!("{name}.part"));
+    let url = guest.url();
+    let status = Command::new("curl")
+        .args(["-fsSL", "--retry", "3", "--connect-timeout", "20", "--max-time", "900", "-o"])
+        .arg(&part)
+        .arg(&url)
+        .status()
+        .context("running curl (Debian package curl) to fetch a kernel package")?;
+    ensure!(
+        status.success(),
+        "cannot fetch {} ({url}): curl {status}. If Debian superseded this build, move the pin in tests/src/qemu/kernels.rs to the suite's current one",
+        guest.package
+    );
+    ensure!(
+        checked(&part),
+        "{url}: sha256 is not the pinned {} (tests/src/qemu/kernels.rs)",
+        guest.sha256
+    );
+    fs::rename(&part, &deb)?;
+    Ok(deb)
 }
 
 pub(super) fn find_in_path(tool: &str) -> Option<PathBuf> {
@@ -133,17 +170,6 @@ pub(super) fn is_static_elf(path: &Path) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-pub(super) fn find_deb(cache: &Path) -> Result<Option<PathBuf>> {
-    let prefix = format!("{KERNEL_PACKAGE}_");
-    for entry in fs::read_dir(cache)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && name.ends_with("_amd64.deb") {
-            return Ok(Some(cache.join(name)));
-        }
-    }
-    Ok(None)
 }
 
 /// `apt-get ARGS`, retried once after `apt-get update` (the package lists may be absent

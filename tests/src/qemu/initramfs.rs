@@ -11,7 +11,7 @@ use std::process::Command;
 
 
 use super::modules::resolve_modules;
-use super::{EXIT_MARKER, GUEST_BIN_DIR, HOST_BUSYBOX, INSMOD_FAILED_MARKER, KERNEL_RELEASE, KernelFiles};
+use super::{EXIT_MARKER, GUEST_BIN_DIR, HOST_BUSYBOX, INSMOD_FAILED_MARKER, KernelFiles};
 pub(super) fn build_initramfs(
     kernel: &KernelFiles,
     binary: &Path,
@@ -110,8 +110,8 @@ impl Image {
     /// The modules `/init` loads before the command (dependencies first; built-in ones are
     /// skipped). A module that fails to load powers the guest off with a marker.
     pub fn add_modules(&mut self, kernel: &KernelFiles, modules: &[&str]) -> Result<()> {
-        for (name, bytes) in resolve_modules(&kernel.modules_dir, modules)? {
-            let guest = format!("lib/modules/{KERNEL_RELEASE}/{name}.ko");
+        for (name, bytes) in resolve_modules(kernel, modules)? {
+            let guest = format!("lib/modules/{}/{name}.ko", kernel.release);
             if self.tree.nodes.contains_key(&guest) {
                 continue;
             }

@@ -1,12 +1,13 @@
-//! Run a binary inside Debian's 6.1 kernel (`linux-image-6.1.0-47-amd64`) under QEMU.
+//! Run a binary inside a Debian kernel (6.1 by default; the matrix in `kernels`) under QEMU.
 //!
 //! The host kernel lacks kprobes and fentry, so the sensor's kernel-side tests boot
 //! Debian's kernel under `qemu-system-x86_64` (TCG: `-enable-kvm` hangs on this host)
 //! with a throw-away busybox initramfs:
 //!
-//! * `ensure_prerequisites` installs `qemu-system-x86`, `cpio` and `busybox-static` with
-//!   apt-get if one is missing, and fetches and unpacks the kernel package into the cache
-//!   (`$HOME/.cache/vtrail/qemu/`). A second call finds everything there and does nothing.
+//! * `ensure_kernel` installs `qemu-system-x86`, `cpio` and `busybox-static` with apt-get
+//!   if one is missing, and fetches (deb.debian.org, checked against the sha256 pinned in
+//!   `kernels`) and unpacks the kernel package into the cache (`$HOME/.cache/vtrail/qemu/`).
+//!   A second call finds everything there and does nothing.
 //! * `run_in_guest` writes an initramfs (newc cpio, written here in Rust) holding the
 //!   static busybox and its applet links, the binary at `/opt/vtrail/<file name>` with
 //!   every library `ldd` lists at the same path as on the host (the dynamic loader
@@ -23,11 +24,13 @@
 
 mod host;
 mod initramfs;
+pub mod kernels;
 mod modules;
 #[cfg(test)]
 mod tests;
 
-pub use host::{default_cache_dir, ensure_prerequisites};
+pub use host::{default_cache_dir, ensure_kernel, ensure_prerequisites};
+pub use kernels::GuestKernel;
 use initramfs::build_initramfs;
 pub use initramfs::Image;
 
@@ -41,10 +44,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The guest kernel release (`uname -r` inside the guest).
-pub const KERNEL_RELEASE: &str = "6.1.0-47-amd64";
-/// The Debian package that ships it.
-pub const KERNEL_PACKAGE: &str = "linux-image-6.1.0-47-amd64";
+/// The kernel guests boot unless told otherwise (`uname -r` inside the guest).
+pub const KERNEL_RELEASE: &str = kernels::BOOKWORM.release;
 /// Printed on the guest console, followed by the binary's exit status, after it ends.
 pub const EXIT_MARKER: &str = "VTRAIL-GUEST-EXIT=";
 /// Printed instead of running the binary when a requested module fails to load.
@@ -82,7 +83,7 @@ pub struct KernelFiles {
     pub modules_dir: PathBuf,
 }
 
-/// Boots Debian's `linux-image-6.1.0-47-amd64` under `qemu-system-x86_64` (TCG,
+/// Boots Debian's 6.1 kernel ([`kernels::BOOKWORM`]) under `qemu-system-x86_64` (TCG,
 /// `-cpu max`, `-m 2048`, `-nographic`, `-no-reboot`, no network card) with a busybox
 /// initramfs that mounts proc/sys/tracefs/bpffs/debugfs, insmods `modules` (and what
 /// they depend on; built-in ones are skipped), runs `binary args...` as root from `/`
@@ -99,8 +100,20 @@ pub fn run_in_guest(
     modules: &[&str],
     timeout: Duration,
 ) -> Result<GuestRun> {
+    run_in_kernel(&kernels::BOOKWORM, binary, args, extra_files, modules, timeout)
+}
+
+/// [`run_in_guest`] on another kernel of the matrix ([`kernels::MATRIX`]).
+pub fn run_in_kernel(
+    guest: &GuestKernel,
+    binary: &Path,
+    args: &[&str],
+    extra_files: &[(PathBuf, &str)],
+    modules: &[&str],
+    timeout: Duration,
+) -> Result<GuestRun> {
     let cache = default_cache_dir()?;
-    let kernel = ensure_prerequisites(&cache)?;
+    let kernel = ensure_kernel(&cache, guest)?;
 
     static RUN: AtomicU64 = AtomicU64::new(0);
     let work = cache.join("runs").join(format!(
@@ -154,6 +167,8 @@ impl Default for BootOptions {
 /// killed when this is dropped.
 pub struct RunningGuest {
     name: String,
+    /// `uname -r` of its kernel.
+    release: String,
     child: Child,
     out: Arc<Mutex<Vec<u8>>>,
     err: Arc<Mutex<Vec<u8>>>,
@@ -196,7 +211,7 @@ impl RunningGuest {
             pump(child.stdout.take().expect("piped stdout"), out.clone()),
             pump(child.stderr.take().expect("piped stderr"), err.clone()),
         ];
-        Ok(Self { name: options.name.clone(), child, out, err, readers, started })
+        Ok(Self { name: options.name.clone(), release: kernel.release.clone(), child, out, err, readers, started })
     }
 
     /// The console so far (`\r` removed).
@@ -262,7 +277,8 @@ impl RunningGuest {
             );
         }
         eprintln!(
-            "qemu: {name} ({KERNEL_RELEASE}) booted, ran and powered off in {:.1} s (exit marker {exit_marker:?})",
+            "qemu: {name} ({}) booted, ran and powered off in {:.1} s (exit marker {exit_marker:?})",
+            self.release,
             elapsed.as_secs_f64()
         );
         Ok(GuestRun { console, exit_marker })

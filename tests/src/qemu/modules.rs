@@ -8,14 +8,16 @@ use std::fs::{self};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::KERNEL_RELEASE;
+use super::KernelFiles;
 
 /// The modules to insmod, dependencies first, each as (name, plain ELF bytes). Modules
 /// built into the kernel are left out.
-pub(super) fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
+pub(super) fn resolve_modules(kernel: &KernelFiles, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
+    let modules_dir = &kernel.modules_dir;
+    let release = kernel.release.as_str();
     let mut index = HashMap::new();
     index_modules(&modules_dir.join("kernel"), &mut index)?;
     let builtin: BTreeSet<String> = fs::read_to_string(modules_dir.join("modules.builtin"))
@@ -25,6 +27,7 @@ pub(super) fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec
         .collect();
 
     struct Resolver<'a> {
+        release: &'a str,
         index: &'a HashMap<String, PathBuf>,
         builtin: &'a BTreeSet<String>,
         visiting: BTreeSet<String>,
@@ -42,16 +45,17 @@ pub(super) fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec
                 "module dependency cycle through {name}"
             );
             let path = self.index.get(&name).ok_or_else(|| {
-                anyhow!("kernel module {name} is neither built into {KERNEL_RELEASE} nor shipped as a module")
+                anyhow!("kernel module {name} is neither built into {} nor shipped as a module", self.release)
             })?;
             let bytes = read_module(path)?;
             let info = modinfo(&bytes)
                 .with_context(|| format!("reading .modinfo of {}", path.display()))?;
             if let Some(vermagic) = info.get("vermagic") {
                 ensure!(
-                    vermagic.starts_with(KERNEL_RELEASE),
-                    "{} has vermagic {vermagic:?}, not {KERNEL_RELEASE}",
-                    path.display()
+                    vermagic.starts_with(self.release),
+                    "{} has vermagic {vermagic:?}, not {}",
+                    path.display(),
+                    self.release
                 );
             }
             let deps = info.get("depends").cloned().unwrap_or_default();
@@ -65,6 +69,7 @@ pub(super) fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec
         }
     }
     let mut r = Resolver {
+        release,
         index: &index,
         builtin: &builtin,
         visiting: BTreeSet::new(),
