@@ -70,6 +70,12 @@ pub fn kernel_state_dir(dir: &Path) -> PathBuf {
 impl RunningSensor {
     /// A sensor on `dir/db`, `dir/sensor.sock`, with `extra_toml` overlaid.
     pub fn start(dir: &Path, extra_toml: &str) -> Self {
+        Self::start_as(dir, extra_toml, &[], &[])
+    }
+
+    /// [`Self::start`] through a launcher that execs the sensor in its own place (`setpriv
+    /// ... --`: the pid stays the sensor's), with extra environment.
+    pub fn start_as(dir: &Path, extra_toml: &str, launcher: &[&str], env: &[(&str, &str)]) -> Self {
         require_root();
         let config = dir.join("vtrail.toml");
         std::fs::write(
@@ -82,11 +88,20 @@ impl RunningSensor {
         )
         .unwrap();
         let log = dir.join(format!("sensor-{}.log", Instant::now().elapsed().as_nanos()));
-        let child = Command::new(sensor_bin())
+        let mut command = match launcher {
+            [first, rest @ ..] => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(sensor_bin());
+                c
+            }
+            [] => Command::new(sensor_bin()),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .arg("run")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -116,6 +131,11 @@ impl RunningSensor {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         unsafe { libc::kill(pid, libc::SIGCONT) };
         out.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// The sensor's pid (a launcher execs it in its own place).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn log_text(&self) -> String {

@@ -6,8 +6,10 @@
 //!   cargo xtask bench           benchmarks, each against a baseline from the same run
 //!   cargo xtask lab [-- ARGS]   an outbreak on QEMU guests, checked against ground truth
 //!   cargo xtask kernels         selftest on Debian 5.10, 6.1, 6.12 (QEMU) and this kernel
+//!   cargo xtask install         binaries, default config, systemd units, docs
 //!   cargo xtask setup           only install the prerequisites
 mod bench;
+mod install;
 mod setup;
 
 use std::{
@@ -60,6 +62,15 @@ enum Cmd {
         /// Arguments for vtrail-lab (`--help` lists them).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Build (release) and install the binaries, a default /etc/vtrail/config.toml (never
+    /// over one that exists), the systemd units and the docs.
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Staging root, as for a package (`make install DESTDIR=`).
+        #[arg(long, default_value = "/")]
+        destdir: PathBuf,
     },
     /// The kernel matrix: `vtrail-sensor selftest` with every strategy on Debian's 5.10,
     /// 6.1 and 6.12 under QEMU and on this host's kernel, as one table; non-zero on any
@@ -182,6 +193,20 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Lab { args } => test_tool("lab", "vtrail-lab", args),
+        Cmd::Install { prefix, destdir } => {
+            setup(false)?;
+            build(true)?;
+            let layout = install::Layout { prefix, destdir };
+            let done = install::install(&layout, &target_dir().join("release"), &workspace_root())?;
+            for f in &done.files {
+                eprintln!("xtask: installed {}", f.display());
+            }
+            if let Some(kept) = &done.kept_config {
+                eprintln!("xtask: kept the existing {} (the default is `vtrail-sensor config`)", kept.display());
+            }
+            eprintln!("xtask: then `systemctl daemon-reload && systemctl enable --now vtrail-sensor` (vtrail-ddns and vtrail-collect need their .env files first: see the units)");
+            Ok(())
+        }
         Cmd::Kernels { args } => test_tool("kernels", "vtrail-kernels", args),
         Cmd::Bench => {
             require_root("bench")?;

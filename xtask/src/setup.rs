@@ -14,7 +14,7 @@ use crate::{capture, run};
 pub const TEST_PACKAGES: &[&str] = &[
     "bind9", "bind9-utils", "bind9-dnsutils", "iproute2", "samba", "smbclient", "vsftpd", "lftp",
     "curl", "iperf3", "qemu-system-x86", "cpio", "busybox-static", "util-linux", "procps",
-    "nats-server", "postgresql",
+    "nats-server", "postgresql", "systemd", "binutils",
 ];
 
 pub fn cache_dir() -> Result<PathBuf> {

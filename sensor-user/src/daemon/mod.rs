@@ -2,6 +2,7 @@
 //! buffer, ingests events, answers the control socket and reports drops.
 
 pub mod network;
+mod service;
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -125,6 +126,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
+    service::ready(&format!("recording: strategy {:?}, {} programs", sensor.strategy, sensor.attached.len()));
 
     loop {
         tokio::select! {
@@ -205,6 +207,7 @@ pub async fn run(config: Config) -> Result<()> {
             _ = sigterm.recv() => break,
         }
     }
+    service::stopping();
     info!("stopping: flushing the graph, detaching programs");
     report_new_drops(&sensor, &mut reported_drops);
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
