@@ -103,6 +103,17 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
+    // Everything but printing the default config and reading a capture touches what is
+    // root's alone (mode 0600/0700): say so, rather than a permission error from deep inside.
+    if !matches!(cli.command, Command::Config | Command::Replay { .. } | Command::Run | Command::Selftest { .. })
+        && unsafe { libc::geteuid() } != 0
+    {
+        bail!(
+            "this command must run as root: the sensor's control socket ({}), its database ({}) and the kernel state are root's alone",
+            config.socket.display(),
+            config.database.display()
+        );
+    }
     match cli.command {
         Command::Run => run(config),
         Command::Status { json } => status(&config, json),

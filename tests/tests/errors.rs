@@ -105,3 +105,39 @@ fn nothing_to_watch_is_an_error_naming_the_interface() {
     assert!(log.contains("ERROR") && log.contains("nonexist0"), "{log}");
     let _ = std::fs::remove_dir_all("/sys/fs/bpf/vtrail-test/nowatch");
 }
+
+/// A running sensor, and another user on the machine: it can neither talk to the control
+/// socket (status, block), nor read the database, nor reach the pinned kernel state.
+#[test]
+fn another_user_cannot_read_the_database_talk_to_the_socket_or_change_the_quarantine() {
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("otheruser");
+    // The user can reach the directory; what the sensor creates in it is its own.
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    let sensor = tests::sensor::RunningSensor::start(&dir, "network_monitoring = false");
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) is needed for this test")
+    };
+    let config = dir.join("vtrail.toml").display().to_string();
+    let sensor_path = sensor_bin().display().to_string();
+    for verb in [&["status"][..], &["block", "10.99.0.7"], &["export", "-o", "/tmp/vtrail-otheruser-export.jsonl"]] {
+        let out = as_nobody(&[&[sensor_path.as_str(), "--config", &config][..], verb].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb:?} as another user succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("must run as root"), "{verb:?}: the reason is not said: {err}");
+    }
+    let db = dir.join("db").display().to_string();
+    let out = as_nobody(&["sh", "-c", &format!("ls {db} && cat {db}/*")]);
+    assert!(!out.status.success(), "another user read the database: {}", String::from_utf8_lossy(&out.stdout));
+    // The quarantine is as it was.
+    let status = sensor.status();
+    assert!(!status.to_string().contains("10.99.0.7"), "{status}");
+}
