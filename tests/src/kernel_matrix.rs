@@ -169,21 +169,7 @@ pub fn table(results: &[KernelResult]) -> String {
             rows.push(vec![kernel.clone(), strategy, result, c.programs_short(), notes.join("; ")]);
         }
     }
-    let widths: Vec<usize> = (0..4).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i < 4 {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::aligned(&rows)
 }
 
 #[cfg(test)]

@@ -8,3 +8,4 @@ pub mod net;
 pub mod peers;
 pub mod qemu;
 pub mod sensor;
+pub mod table;

@@ -121,13 +121,7 @@ pub fn compare(scenario: &Scenario, truth: &Truth, recovered: &[Recovered], remo
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut table = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        table.push_str(cells.join("  ").trim_end());
-        table.push('\n');
-    }
+    let mut table = crate::table::aligned(&rows);
 
     let truth_order = truth.infection_order();
     let direct = truth.direct_infections();

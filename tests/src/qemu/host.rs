@@ -60,22 +60,22 @@ pub fn ensure_kernel(cache: &Path, guest: &GuestKernel) -> Result<KernelFiles> {
 
     let release = guest.release;
     let root = cache.join(guest.package);
-    let files = KernelFiles {
-        release: release.to_string(),
-        vmlinuz: root.join(format!("boot/vmlinuz-{release}")),
-        config: root.join(format!("boot/config-{release}")),
-        modules_dir: root.join(format!("lib/modules/{release}")),
-        root: root.clone(),
+    // trixie's packages put the modules under /usr (merged /usr), older ones under /lib:
+    // asked again once the package is unpacked.
+    let kernel_files = || {
+        let merged_usr = root.join(format!("usr/lib/modules/{release}"));
+        KernelFiles {
+            release: release.to_string(),
+            vmlinuz: root.join(format!("boot/vmlinuz-{release}")),
+            config: root.join(format!("boot/config-{release}")),
+            modules_dir: if merged_usr.is_dir() { merged_usr } else { root.join(format!("lib/modules/{release}")) },
+            root: root.clone(),
+        }
     };
-    // trixie's packages put the modules under /usr (merged /usr), older ones under /lib.
-    let mut files = files;
-    let merged_usr = root.join(format!("usr/lib/modules/{release}"));
-    if merged_usr.is_dir() {
-        files.modules_dir = merged_usr.clone();
-    }
     let stamp = root.join(".vtrail-unpacked");
-    if stamp.is_file() && files.vmlinuz.is_file() && files.modules_dir.is_dir() {
-        return Ok(files);
+    let unpacked = kernel_files();
+    if stamp.is_file() && unpacked.vmlinuz.is_file() && unpacked.modules_dir.is_dir() {
+        return Ok(unpacked);
     }
 
     let deb = download(cache, guest)?;
@@ -88,9 +88,7 @@ pub fn ensure_kernel(cache: &Path, guest: &GuestKernel) -> Result<KernelFiles> {
         fs::remove_dir_all(&root)?;
     }
     fs::rename(&tmp, &root)?;
-    if merged_usr.is_dir() {
-        files.modules_dir = merged_usr;
-    }
+    let files = kernel_files();
     ensure!(
         files.vmlinuz.is_file(),
         "{} missing from {}",
