@@ -57,6 +57,11 @@ pub struct Config {
     /// with `dns_zones`, remote IPs are named by node id. Unset = naming off.
     #[serde(default)]
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Where the Prometheus metrics are served (`GET /metrics`), a loopback address:
+    /// unset = off. The metrics say what the sensor sees; expose them further only
+    /// through a proxy that authenticates.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Zones (most specific first) whose reverse names map IPs to node ids.
     #[serde(default)]
     pub dns_zones: Vec<String>,
@@ -109,6 +114,7 @@ struct Overlay {
     kernel_state: Option<PathBuf>,
     smb_conf: Option<PathBuf>,
     dns_server: Option<std::net::SocketAddr>,
+    metrics_listen: Option<std::net::SocketAddr>,
     dns_zones: Option<Vec<String>>,
     fleet: Option<FleetConfig>,
 }
@@ -155,6 +161,7 @@ impl Config {
               network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
+        if let Some(v) = overlay.metrics_listen { self.metrics_listen = Some(v); }
         if let Some(v) = overlay.fleet { self.fleet = v; }
         Ok(())
     }
@@ -166,6 +173,15 @@ impl Config {
                 key: "ring_buffer_bytes",
                 value: rb.to_string(),
                 why: "must be a power of two and at least 4096 (one page)",
+            });
+        }
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics_listen",
+                value: addr.to_string(),
+                why: "must be a loopback address (127.0.0.1 or [::1]): the metrics describe what the sensor sees; publish them further through an authenticating proxy",
             });
         }
         for p in self.port_programs.iter().chain(&self.interpreters) {
@@ -192,6 +208,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_served_on_loopback_only() {
+        let mut c = Config::embedded_default();
+        c.apply("metrics_listen = \"0.0.0.0:9464\"", Path::new("t.toml")).unwrap();
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("metrics_listen") && msg.contains("loopback"), "{msg}");
+        c.apply("metrics_listen = \"[::1]:9464\"", Path::new("t.toml")).unwrap();
+        c.validate().unwrap();
+        assert!(Config::embedded_default().metrics_listen.is_none(), "off by default");
+    }
 
     #[test]
     fn embedded_default_is_valid() {

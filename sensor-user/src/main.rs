@@ -27,7 +27,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the eBPF programs and record the graph until stopped (SIGINT/SIGTERM).
-    Run,
+    Run {
+        /// If the database does not open or verify (truncated, zeroed, unreadable
+        /// records), move it aside as `<database>.corrupt-<time>` and start on a fresh one.
+        /// Without it the sensor refuses to start on a damaged database.
+        #[arg(long)]
+        recover: bool,
+    },
     /// Strategy, attached programs, event and drop counts, database size.
     Status {
         /// Print the raw JSON.
@@ -105,7 +111,7 @@ fn real_main() -> Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     // Everything but printing the default config and reading a capture touches what is
     // root's alone (mode 0600/0700): say so, rather than a permission error from deep inside.
-    if !matches!(cli.command, Command::Config | Command::Replay { .. } | Command::Run | Command::Selftest { .. })
+    if !matches!(cli.command, Command::Config | Command::Replay { .. } | Command::Run { .. } | Command::Selftest { .. })
         && unsafe { libc::geteuid() } != 0
     {
         bail!(
@@ -115,7 +121,7 @@ fn real_main() -> Result<()> {
         );
     }
     match cli.command {
-        Command::Run => run(config),
+        Command::Run { recover } => run(config, recover),
         Command::Status { json } => status(&config, json),
         Command::Events { follow, count } => events(&config, follow, count),
         Command::Export { format, since, output, mode } => export(&config, format, since.as_deref(), output.as_deref(), &mode),
@@ -132,9 +138,9 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn run(config: Config) -> Result<()> {
+fn run(config: Config, recover: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(daemon::run(config))
+    rt.block_on(daemon::run(config, recover))
 }
 
 fn events(config: &Config, follow: bool, count: Option<u64>) -> Result<()> {

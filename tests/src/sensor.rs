@@ -73,9 +73,18 @@ impl RunningSensor {
         Self::start_as(dir, extra_toml, &[], &[])
     }
 
+    /// [`Self::start`] with arguments for `run` (`--recover`).
+    pub fn start_with_args(dir: &Path, extra_toml: &str, run_args: &[&str]) -> Self {
+        Self::launch(dir, extra_toml, &[], &[], run_args)
+    }
+
     /// [`Self::start`] through a launcher that execs the sensor in its own place (`setpriv
     /// ... --`: the pid stays the sensor's), with extra environment.
     pub fn start_as(dir: &Path, extra_toml: &str, launcher: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(dir, extra_toml, launcher, env, &[])
+    }
+
+    fn launch(dir: &Path, extra_toml: &str, launcher: &[&str], env: &[(&str, &str)], run_args: &[&str]) -> Self {
         require_root();
         let config = dir.join("vtrail.toml");
         std::fs::write(
@@ -100,6 +109,7 @@ impl RunningSensor {
             .arg("--config")
             .arg(&config)
             .arg("run")
+            .args(run_args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

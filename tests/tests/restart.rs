@@ -176,3 +176,80 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// How often the sensor flushes the graph (`daemon::FLUSH_INTERVAL`): a crash loses at
+/// most what was ingested this long before it.
+const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Creates recorded (delivered) and dropped (counted) so far.
+fn creates_seen(status: &serde_json::Value) -> (u64, u64) {
+    (status["events_received"]["create"].as_u64().unwrap_or(0), status["kernel_drops"]["ringbuf_full.create"].as_u64().unwrap_or(0))
+}
+
+/// `kill -9` while a tainted process writes 20,000 files: the database opens again; every
+/// file recorded longer than the flush interval before the kill is in it, untrusted; the
+/// untrusted files and the live tainted process are back in the kernel (running one of
+/// the files taints; the process's next write is untrusted).
+#[test]
+fn a_kill_during_a_burst_of_20000_files_loses_nothing_older_than_the_flush_interval() {
+    use std::time::{Duration, Instant};
+    let _guard = serial();
+    let dir = temp_dir("burst");
+    let d = dir.display().to_string();
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let worm = dir.join("worm");
+    std::fs::copy(tests::sensor::workspace_bin("vtrail-workload"), &worm).unwrap();
+    assert!(sensor.cli(&["taint", worm.to_str().unwrap()]).status.success());
+    // A tainted process that lives across the crash, and writes once told to.
+    std::fs::write(format!("{d}/sleeper.sh"), format!("#!/bin/sh\nfor i in $(seq 600); do [ -e {d}/go ] && break; sleep 0.1; done\necho after > {d}/after.txt\n")).unwrap();
+    sh(&format!("chmod +x {d}/sleeper.sh"));
+    assert!(sensor.cli(&["taint", &format!("{d}/sleeper.sh")]).status.success());
+    let mut sleeper = Command::new(format!("{d}/sleeper.sh")).spawn().unwrap();
+    sensor.wait_for("the sleeper tainted", |g| running_taints(g, &format!("{d}/sleeper.sh")));
+
+    // The first 20,000: all recorded, then longer than the flush interval passes.
+    const N: u64 = 20_000;
+    std::fs::create_dir(dir.join("a")).unwrap();
+    let out = Command::new(&worm).args(["creates", &N.to_string()]).arg(dir.join("a")).output().unwrap();
+    assert!(out.status.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (delivered, dropped) = loop {
+        let (delivered, dropped) = creates_seen(&sensor.status());
+        if delivered + dropped >= N {
+            break (delivered, dropped);
+        }
+        assert!(Instant::now() < deadline, "20,000 creates not recorded in 120 s: {delivered} + {dropped} dropped");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(dropped, 0, "the default ring and the drain thread keep up with 20,000 creates");
+    std::thread::sleep(FLUSH_INTERVAL + Duration::from_millis(500));
+
+    // The next 20,000, killed in the middle.
+    std::fs::create_dir(dir.join("b")).unwrap();
+    let mut burst = Command::new(&worm).args(["creates", &N.to_string()]).arg(dir.join("b")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while creates_seen(&sensor.status()).0 < delivered + 1000 {
+        assert!(Instant::now() < deadline, "the second burst was never seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = sensor.kill9();
+    assert!(!log.contains("panicked"), "{log}");
+    burst.wait().unwrap();
+
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let status = sensor.status();
+    assert!(status["kernel_state"]["untrusted_inodes"].as_u64().unwrap() >= N, "untrusted files back in the kernel: {}", status["kernel_state"]);
+    let g = sensor.graph();
+    let missing: Vec<u64> = (0..N).filter(|i| !g.is_untrusted(&format!("{d}/a/f{i}"))).collect();
+    assert!(missing.is_empty(), "{} of the first burst's files missing or trusted after the crash (first: a/f{})", missing.len(), missing[0]);
+    let second = (0..N).filter(|i| g.file(&format!("{d}/b/f{i}")).is_some()).count();
+    eprintln!("second burst: {second} of {N} files were recorded before the kill");
+
+    // A restored untrusted file, run after the restart, taints its process.
+    sh(&format!("sh {d}/a/f7 2>/dev/null || true"));
+    sensor.wait_for("a restored untrusted file taints its reader", |g| running_taints(g, &format!("{d}/a/f7")));
+    // The tainted process that lived through the crash: what it writes now is untrusted.
+    std::fs::write(format!("{d}/go"), "").unwrap();
+    sleeper.wait().unwrap();
+    sensor.wait_for("the surviving tainted process's write is untrusted", |g| g.is_untrusted(&format!("{d}/after.txt")));
+}

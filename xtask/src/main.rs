@@ -54,7 +54,11 @@ enum Cmd {
         fuzz_seconds: u32,
     },
     /// Run the benchmarks and print their tables.
-    Bench,
+    Bench {
+        /// One section only: overhead, ingest, analysis, naming, tc, fleet, replay.
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// The outbreak lab: N QEMU guests with sensors, a worm, ground truth compared with
     /// what vtrail recovers (`--hosts 4 --topology star --seed 1 --work DIR`, see
     /// docs/lab.md). Exits non-zero on any difference.
@@ -208,11 +212,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Kernels { args } => test_tool("kernels", "vtrail-kernels", args),
-        Cmd::Bench => {
+        Cmd::Bench { only } => {
             require_root("bench")?;
             setup(true)?;
             build(true)?;
-            bench::run_benches()
+            bench::run_benches(only.as_deref())
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The control socket protocol: one JSON request line from the client, JSON lines back.
 pub mod client;
+pub mod metrics;
 pub mod status;
 
 use serde::{Deserialize, Serialize};

@@ -37,12 +37,43 @@ pub struct Status {
     pub database: DatabaseStatus,
     #[serde(default)]
     pub fleet: FleetStatus,
+    #[serde(default)]
+    pub ring: RingStatus,
+}
+
+/// The kernel ring buffer and the queue between the thread that drains it and ingest
+/// (`daemon::drain`): how close the sensor came to dropping.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RingStatus {
+    pub size_bytes: u64,
+    /// Written by the kernel and not yet drained, now and at most since start.
+    pub used_bytes: u64,
+    pub peak_used_bytes: u64,
+    pub drained_records: u64,
+    /// Drained and not yet in the graph, now and at most since start.
+    pub queued_records: u64,
+    pub queued_bytes: u64,
+    pub peak_queued_records: u64,
+    pub peak_queued_bytes: u64,
+    pub queue_limit_bytes: u64,
+    /// Times the queue was full and records were left in the ring.
+    pub queue_full_waits: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct KernelStateStatus {
     pub carried_over: CarriedOver,
     pub untrusted_inodes: usize,
+    /// Entries and capacity of the kernel's PROCS and INODES maps: a full map stops
+    /// taint from spreading in the kernel (counted as drops).
+    #[serde(default)]
+    pub procs_entries: usize,
+    #[serde(default)]
+    pub procs_capacity: usize,
+    #[serde(default)]
+    pub inodes_entries: usize,
+    #[serde(default)]
+    pub inodes_capacity: usize,
 }
 
 /// Network monitoring; `enabled: false` with `failure` set when it failed and the sensor
@@ -78,6 +109,17 @@ pub struct DatabaseStatus {
     pub edges: usize,
     pub untrusted_files: usize,
     pub tainted_processes: usize,
+    /// Flushes to disk (every `FLUSH_INTERVAL`, and after each operator change), their
+    /// total and last duration.
+    #[serde(default)]
+    pub flushes: u64,
+    #[serde(default)]
+    pub flush_seconds: f64,
+    #[serde(default)]
+    pub last_flush_seconds: f64,
+    /// Time spent writing events into the graph (ingest), in all.
+    #[serde(default)]
+    pub ingest_seconds: f64,
 }
 
 /// The human summary `vtrail-sensor status` prints: what is not enforced first.
@@ -158,10 +200,10 @@ impl FleetStatus {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn status() -> Status {
+    pub(crate) fn status() -> Status {
         Status {
             pid: 1,
             host: HostInfo { id: "disk-1".into(), hostname: "fs-01".into(), disk_ids: vec!["disk-1".into()] },
@@ -181,6 +223,7 @@ mod tests {
             network: NetworkStatus { blocked_hosts: vec!["10.0.0.9".into()], ..Default::default() },
             database: DatabaseStatus { path: "/var/lib/vtrail/db".into(), ..Default::default() },
             fleet: FleetStatus::default(),
+            ring: RingStatus::default(),
         }
     }
 

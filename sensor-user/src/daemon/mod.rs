@@ -1,6 +1,8 @@
 //! `vtrail-sensor run`: one task owns the kernel maps and the graph; it drains the ring
 //! buffer, ingests events, answers the control socket and reports drops.
 
+mod drain;
+mod metrics;
 pub mod network;
 mod service;
 use std::{
@@ -40,27 +42,71 @@ use crate::{
     kernel::sensor::{self, Sensor},
 };
 
+#[derive(Default)]
 struct Counters {
     by_kind: BTreeMap<&'static str, u64>,
     decode_errors: u64,
     ingest_errors: u64,
+    ingest_seconds: f64,
+    flushes: u64,
+    flush_seconds: f64,
+    last_flush_seconds: f64,
+    /// The kernel maps' fill, read at most once a second (`MAP_FILL_EVERY`): walking 200,000
+    /// entries takes as many syscalls, too many for every `status` or scrape.
+    map_fill: Option<(std::time::Instant, MapFill)>,
 }
 
+#[derive(Clone, Copy)]
+struct MapFill {
+    procs: usize,
+    inodes: usize,
+    untrusted: usize,
+}
+
+const MAP_FILL_EVERY: Duration = Duration::from_secs(1);
+
+impl Counters {
+    fn map_fill(&mut self, sensor: &Sensor) -> MapFill {
+        match self.map_fill {
+            Some((at, fill)) if at.elapsed() < MAP_FILL_EVERY => fill,
+            _ => {
+                let (procs, inodes) = sensor.map_entries();
+                let fill = MapFill { procs, inodes, untrusted: sensor.untrusted_inode_count() };
+                self.map_fill = Some((std::time::Instant::now(), fill));
+                fill
+            }
+        }
+    }
+}
+
+/// How often the graph is flushed to disk: on a crash (kill -9, power loss) what was
+/// ingested longer ago than this is on disk.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A control request and where to send the answer (lines, then end of stream).
-struct Call {
-    request: Request,
-    reply: oneshot::Sender<Vec<u8>>,
+pub(crate) struct Call {
+    pub(crate) request: Request,
+    pub(crate) reply: oneshot::Sender<Vec<u8>>,
 }
 
 pub fn host_info() -> HostInfo {
     crate::correlate::naming::this_host(Path::new("/"))
 }
 
-pub async fn run(config: Config) -> Result<()> {
+pub async fn run(config: Config, recover: bool) -> Result<()> {
     sensor::preflight()?;
     // Everything the daemon creates (database, runtime records, socket) is root's alone.
     unsafe { libc::umask(0o077) };
-    let store = GraphStore::open(&config.database)?;
+    let (store, recovered) = GraphStore::open_or_recover(&config.database, recover).map_err(|e| match e {
+        crate::graph::store::StoreError::Schema { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!(
+            "the graph database {} cannot be used; `vtrail-sensor run --recover` moves it aside and starts on a fresh one",
+            config.database.display()
+        )),
+    })?;
+    if let Some((aside, why)) = &recovered {
+        error!("the graph database was damaged ({why}); moved aside to {} and started on a fresh one (--recover)", aside.display());
+    }
     // The ids of this boot's disks; a database moved to other hardware keeps its records,
     // which name the host they were made on.
     let host = host_info();
@@ -109,20 +155,23 @@ pub async fn run(config: Config) -> Result<()> {
         spawn_kernel_log_reader(logger);
     }
     let ring = sensor.take_events().context("ring buffer already taken")?;
-    #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's RingBuf offers
-    let mut ring = AsyncFd::new(ring).context("cannot poll the ring buffer")?;
+    let mut drain = drain::Drain::start(ring, config.ring_buffer_bytes)?;
     let clock = WallClock::now();
     let smb_conf = std::fs::read_to_string(config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into())).ok();
     let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::graph::ingest::PortState::new(&config, smb_conf.as_deref()));
-    let mut counters = Counters { by_kind: BTreeMap::new(), decode_errors: 0, ingest_errors: 0 };
+    let mut counters = Counters::default();
     let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
     let follower_lag = Arc::new(AtomicU64::new(0));
     let (calls_tx, mut calls_rx) = mpsc::channel::<Call>(64);
 
     let listener = bind_socket(&config.socket)?;
+    if let Some(addr) = config.metrics_listen {
+        metrics::start(addr, calls_tx.clone()).await?;
+    }
     tokio::spawn(accept_loop(listener, calls_tx, events_tx.clone(), follower_lag.clone()));
     let started_ns = procfs::now_wall_ns();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
     let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
@@ -130,37 +179,15 @@ pub async fn run(config: Config) -> Result<()> {
 
     loop {
         tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    if crate::decode::net::is_net(&item) {
-                        if let Some(m) = net.as_mut() {
-                            for line in m.on_record(&item, &clock, ingest.graph()) {
-                                if events_tx.receiver_count() > 0 {
-                                    let _ = events_tx.send(Arc::new(line));
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    let raw = match events::parse(&item) {
-                        Ok(raw) => raw,
-                        Err(e) => { counters.decode_errors += 1; warn!("dropped a kernel record: {e}"); continue; }
-                    };
-                    drop(item);
-                    let ev = events::decode(&raw, &clock);
-                    *counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
-                    handle_event(&ev, &mut ingest, &mut sensor, &mut counters);
-                    if let Some(m) = net.as_mut() { m.on_event(&ev, ingest.graph()); }
-                    if events_tx.receiver_count() > 0
-                        && let Ok(line) = serde_json::to_string(&ev)
-                    {
-                        let _ = events_tx.send(Arc::new(line));
-                    }
+            Some(batch) = drain.batches.recv() => {
+                let started = std::time::Instant::now();
+                for record in batch.records() {
+                    ingest_record(record, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
                 }
-                guard.clear_ready();
+                drain.stats.ingested(&batch);
+                counters.ingest_seconds += started.elapsed().as_secs_f64();
             }
+            _ = flush_tick.tick() => flush(&store, &mut counters),
             Some(answer) = async {
                 match naming_answers.as_mut() {
                     Some(rx) => rx.recv().await,
@@ -172,7 +199,8 @@ pub async fn run(config: Config) -> Result<()> {
             Some(call) = calls_rx.recv() => {
                 let changes = call.request.changes_state();
                 let answer = if matches!(call.request, Request::Status) {
-                    let mut status = status(&ingest, &sensor, &store, &counters, &follower_lag, started_ns, network_failure.as_deref());
+                    let mut status = status(&ingest, &sensor, &store, &mut counters, &follower_lag, started_ns, network_failure.as_deref());
+                    status.ring = drain.ring_status();
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);
                     }
@@ -201,14 +229,21 @@ pub async fn run(config: Config) -> Result<()> {
                         }
                     }
                 }
-                if let Err(e) = store.flush() { error!("cannot flush the graph database: {e}"); }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
     }
     service::stopping();
-    info!("stopping: flushing the graph, detaching programs");
+    info!("stopping: recording what the kernel already sent, flushing the graph, detaching programs");
+    // What was drained but not yet ingested is recorded before the database closes.
+    drain.stop();
+    while let Ok(batch) = drain.batches.try_recv() {
+        for record in batch.records() {
+            ingest_record(record, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
+        }
+        drain.stats.ingested(&batch);
+    }
     report_new_drops(&sensor, &mut reported_drops);
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
     store.close_outbox()?;
@@ -217,6 +252,60 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }
     drop(sensor);
     Ok(())
+}
+
+/// Flushes the graph to disk, timed for `status`.
+fn flush(store: &GraphStore, counters: &mut Counters) {
+    let started = std::time::Instant::now();
+    if let Err(e) = store.flush() {
+        error!("cannot flush the graph database: {e}");
+    }
+    counters.last_flush_seconds = started.elapsed().as_secs_f64();
+    counters.flush_seconds += counters.last_flush_seconds;
+    counters.flushes += 1;
+}
+
+/// What one kernel record passes through, in order.
+struct Stages<'s, 'a> {
+    ingest: &'s mut Ingest<'a>,
+    sensor: &'s mut Sensor,
+    net: Option<&'s mut crate::daemon::network::Monitor>,
+    counters: &'s mut Counters,
+    clock: &'s WallClock,
+    events_tx: &'s broadcast::Sender<Arc<String>>,
+}
+
+/// One record from the ring: a network record goes to network attribution, any other to
+/// the graph (and the kernel maps, when ingest says so); followers get it as JSON.
+fn ingest_record(record: &[u8], s: &mut Stages) {
+    let follow = s.events_tx.receiver_count() > 0;
+    if crate::decode::net::is_net(record) {
+        if let Some(m) = s.net.as_deref_mut() {
+            for line in m.on_record(record, s.clock, s.ingest.graph()) {
+                if follow {
+                    let _ = s.events_tx.send(Arc::new(line));
+                }
+            }
+        }
+        return;
+    }
+    let raw = match events::parse(record) {
+        Ok(raw) => raw,
+        Err(e) => {
+            s.counters.decode_errors += 1;
+            warn!("dropped a kernel record: {e}");
+            return;
+        }
+    };
+    let ev = events::decode(&raw, s.clock);
+    *s.counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
+    handle_event(&ev, s.ingest, s.sensor, s.counters);
+    if let Some(m) = s.net.as_deref_mut() {
+        m.on_event(&ev, s.ingest.graph());
+    }
+    if follow && let Ok(line) = serde_json::to_string(&ev) {
+        let _ = s.events_tx.send(Arc::new(line));
+    }
 }
 
 /// `answer` once the database is flushed; an error answer if it cannot be.
@@ -291,7 +380,7 @@ fn status(
     ingest: &Ingest,
     sensor: &Sensor,
     store: &GraphStore,
-    counters: &Counters,
+    counters: &mut Counters,
     follower_lag: &AtomicU64,
     started_ns: u64,
     network_failure: Option<&str>,
@@ -310,7 +399,17 @@ fn status(
         ingest_errors: counters.ingest_errors,
         port_program_state_writes_ignored: ingest.state_writes_ignored,
         kernel_drops: sensor.drop_counts().into_iter().collect(),
-        kernel_state: KernelStateStatus { carried_over: sensor.carried.clone(), untrusted_inodes: sensor.untrusted_inode_count() },
+        kernel_state: {
+            let fill = counters.map_fill(sensor);
+            KernelStateStatus {
+                carried_over: sensor.carried.clone(),
+                untrusted_inodes: fill.untrusted,
+                procs_entries: fill.procs,
+                procs_capacity: sensor_common::maps::MAX_PROCS as usize,
+                inodes_entries: fill.inodes,
+                inodes_capacity: sensor_common::maps::MAX_INODES as usize,
+            }
+        },
         follower_lagged_events: follower_lag.load(Ordering::Relaxed),
         naming: NamingStats::default(),
         network: NetworkStatus {
@@ -325,9 +424,14 @@ fn status(
             size_bytes: store.size_on_disk(),
             nodes,
             edges,
-            untrusted_files: store.untrusted_files().map(|v| v.len()).unwrap_or(0),
-            tainted_processes: store.tainted_procs().map(|v| v.len()).unwrap_or(0),
+            untrusted_files: store.untrusted_count(),
+            tainted_processes: store.tainted_count(),
+            flushes: counters.flushes,
+            flush_seconds: counters.flush_seconds,
+            last_flush_seconds: counters.last_flush_seconds,
+            ingest_seconds: counters.ingest_seconds,
         },
+        ring: Default::default(),
     }
 }
 
@@ -440,7 +544,7 @@ async fn serve(stream: UnixStream, calls: mpsc::Sender<Call>, mut events: broadc
 /// The kernel programs' diagnostic messages (aya-log) into the daemon's log as they come,
 /// off the event loop.
 fn spawn_kernel_log_reader(logger: crate::kernel::sensor::KernelLogger) {
-    #[allow(deprecated)] // as for the events ring buffer: aya's types predate AsyncFd::register
+    #[allow(deprecated)] // AsyncFd::register needs a newer tokio API than aya's types offer
     let mut fd = match AsyncFd::with_interest(logger, tokio::io::Interest::READABLE) {
         Ok(fd) => fd,
         Err(e) => {

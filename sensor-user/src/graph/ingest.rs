@@ -57,6 +57,18 @@ impl PortState {
 
 /// Paths remembered for `unlink`, which names a file that can no longer be stat'ed.
 const PATH_INDEX_LIMIT: usize = 100_000;
+/// Processes whose node is known to be up to date, at most (then forgotten, and read again).
+const PROCESS_CACHE_LIMIT: usize = 65_536;
+
+/// What the graph already says of a live process: an event that says the same (the usual
+/// case: a worm's thousandth create) writes nothing and reads neither /proc nor the
+/// database.
+#[derive(PartialEq, Eq)]
+struct KnownProcess {
+    comm: String,
+    uid: u32,
+    tainted: bool,
+}
 
 pub struct Ingest<'a> {
     /// Writes nodes and edges under this host's ids; holds the store.
@@ -64,6 +76,7 @@ pub struct Ingest<'a> {
     host: HostInfo,
     config: &'a Config,
     path_index: HashMap<String, String>,
+    known_processes: HashMap<(u32, u64), KnownProcess>,
     port_state: PortState,
     /// Port-program writes to their own state, not recorded (`status`).
     pub state_writes_ignored: u64,
@@ -71,7 +84,7 @@ pub struct Ingest<'a> {
 
 impl<'a> Ingest<'a> {
     pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
-        Self { graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
+        Self { graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), known_processes: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
     }
 
     pub fn with_port_state(mut self, port_state: PortState) -> Self {
@@ -100,15 +113,29 @@ impl<'a> Ingest<'a> {
         self.graph.file_id(key)
     }
 
-    fn upsert_process(&self, ev: &SensorEvent, tgid: u32, start_ticks: u64, tainted: bool) -> Result<String> {
+    fn upsert_process(&mut self, ev: &SensorEvent, tgid: u32, start_ticks: u64, tainted: bool) -> Result<String> {
         let own = tgid == ev.tgid;
+        let comm = if own { ev.comm.as_str() } else { "" };
+        // Flags only go up and the image changes only by exec: a process whose node
+        // already says all this event says needs no write.
+        let known = KnownProcess { comm: comm.to_owned(), uid: ev.uid, tainted };
+        let key = (tgid, start_ticks);
+        if ev.kind != EventKind::Exec && own && self.known_processes.get(&key) == Some(&known) {
+            return Ok(self.process_id(tgid, start_ticks));
+        }
         // The image an exec event names; otherwise whatever the process runs now.
         let exe = match (ev.kind, &ev.path) {
             (EventKind::Exec, Some(path)) if own && !ev.path_incomplete => path.clone(),
             _ => procfs::exe(tgid).unwrap_or_default(),
         };
-        let comm = if own { ev.comm.as_str() } else { "" };
-        self.graph.process(ev.ts_ns, ProcessFacts { tgid, start_ticks, exe, comm, uid: ev.uid, tainted })
+        let id = self.graph.process(ev.ts_ns, ProcessFacts { tgid, start_ticks, exe, comm, uid: ev.uid, tainted })?;
+        if own {
+            if self.known_processes.len() >= PROCESS_CACHE_LIMIT {
+                self.known_processes.clear();
+            }
+            self.known_processes.insert(key, known);
+        }
+        Ok(id)
     }
 
     fn upsert_file(&mut self, ts_ns: u64, key: &InodeKey, path: Option<&str>, untrusted: bool, executable: bool) -> Result<String> {
@@ -228,6 +255,7 @@ impl<'a> Ingest<'a> {
                 }
             }
             EventKind::Exit => {
+                self.known_processes.remove(&(ev.tgid, ev.start_ticks));
                 self.graph.store().clear_tainted_proc(ev.tgid, ev.start_ticks)?;
             }
             EventKind::Taint => {

@@ -21,7 +21,8 @@ pub enum StoreError {
     #[error(
         "cannot open the graph database at {path}: {source}. If another vtrail-sensor is \
          running it holds the database: stop it or use its control socket. If the database \
-         is corrupt, move the directory aside (nothing in it is deleted) and start again"
+         is corrupt, `vtrail-sensor run --recover` moves it aside (nothing in it is deleted) \
+         and starts on a fresh one"
     )]
     Open { path: PathBuf, source: sled::Error },
     #[error(
@@ -45,9 +46,39 @@ pub struct GraphStore {
     tainted: sled::Tree,
     blocked: sled::Tree,
     seq: AtomicU64,
+    /// Records per tree, kept as they are written: sled's `len` walks the whole tree,
+    /// too slow for every `status` or scrape of a database with millions of records.
+    counts: TreeCounts,
     /// Set when the fleet is on: every node and edge stored is also queued for the fleet.
     outbox: OnceLock<Outbox>,
 }
+
+#[derive(Default)]
+struct TreeCounts {
+    nodes: AtomicU64,
+    edges: AtomicU64,
+    untrusted: AtomicU64,
+    tainted: AtomicU64,
+}
+
+impl TreeCounts {
+    /// One more if `old` (what an insert replaced) was nothing; one less if a remove
+    /// removed something.
+    fn inserted(counter: &AtomicU64, old: &Option<sled::IVec>) {
+        if old.is_none() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn removed(counter: &AtomicU64, old: &Option<sled::IVec>) {
+        if old.is_some() {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// sled's page cache, at most.
+const CACHE_BYTES: u64 = 64 << 20;
 
 /// Edges of a version-1 database that did not convert (see `upgrade_from_v1`).
 const UNCONVERTED_V1: &str = "edges_unconverted_v1";
@@ -66,7 +97,13 @@ impl GraphStore {
         // The record names every path, process and peer: the database directory is the
         // owner's alone (0700, files 0600), whatever the umask or an older version left.
         private::create_dir(path).map_err(|e| open_err(sled::Error::Io(e)))?;
-        let db = sled::Config::new().path(path).open().map_err(open_err)?;
+        let db = sled::Config::new()
+            .path(path)
+            // sled's default is a 1 GiB page cache; the sensor's memory must stay bounded on
+            // a file server (the cache holds hot pages, the rest is read back from disk).
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(open_err)?;
         private::restrict_tree(path).map_err(|e| open_err(sled::Error::Io(e)))?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Self {
@@ -78,6 +115,7 @@ impl GraphStore {
             tainted: tree(trees::TAINTED_PROCS)?,
             blocked: tree(trees::BLOCKED_HOSTS)?,
             seq: AtomicU64::new(0),
+            counts: TreeCounts::default(),
             outbox: OnceLock::new(),
             db,
         };
@@ -94,6 +132,14 @@ impl GraphStore {
                 }
             }
         }
+        for (counter, tree) in [
+            (&store.counts.nodes, &store.nodes),
+            (&store.counts.edges, &store.edges),
+            (&store.counts.untrusted, &store.untrusted),
+            (&store.counts.tainted, &store.tainted),
+        ] {
+            counter.store(tree.len() as u64, Ordering::Relaxed);
+        }
         // Continue the edge sequence after the last stored edge.
         if let Some((key, _)) = store.edges.last()? {
             let seq = key.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
@@ -104,6 +150,38 @@ impl GraphStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Opens `path`; if it does not open or does not verify and `recover` is set, moves
+    /// it aside (`<path>.corrupt-<unix seconds>`, kept for forensics) and opens a fresh
+    /// one. A schema from another version is never "recovered": it is not damage.
+    pub fn open_or_recover(path: &Path, recover: bool) -> Result<(Self, Option<(PathBuf, StoreError)>), StoreError> {
+        let damaged = match Self::open(path).and_then(|s| s.verify().map(|()| s)) {
+            Ok(store) => return Ok((store, None)),
+            Err(e @ StoreError::Schema { .. }) => return Err(e),
+            Err(e) if !recover || !path.exists() => return Err(e),
+            Err(e) => e,
+        };
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let aside = PathBuf::from(format!("{}.corrupt-{secs}", path.display()));
+        std::fs::rename(path, &aside).map_err(|e| StoreError::Open { path: path.into(), source: sled::Error::Io(e) })?;
+        Ok((Self::open(path)?, Some((aside, damaged))))
+    }
+
+    /// Reads what a restart restores (host, untrusted files, tainted processes, blocks)
+    /// and the newest edge: a database damaged there is refused at start, not half used.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        self.host()?;
+        self.untrusted_files()?;
+        self.tainted_procs()?;
+        self.blocked_hosts()?;
+        if let Some((_, v)) = self.edges.last()? {
+            serde_json::from_slice::<Edge>(&v).map_err(|e| json_err(trees::EDGES, e))?;
+        }
+        if let Some((_, v)) = self.nodes.last()? {
+            serde_json::from_slice::<Node>(&v).map_err(|e| json_err(trees::NODES, e))?;
+        }
+        Ok(())
     }
 
     /// Rewrites a version-1 database's edges as version 2 (`graph::v1` says what differs),
@@ -231,7 +309,8 @@ impl GraphStore {
     pub fn replace_node(&self, node: &Node) -> Result<(), StoreError> {
         let json = serde_json::to_vec(node).map_err(|e| json_err(trees::NODES, e))?;
         self.queue("node", &json)?;
-        self.nodes.insert(node.id.as_bytes(), json)?;
+        let old = self.nodes.insert(node.id.as_bytes(), json)?;
+        TreeCounts::inserted(&self.counts.nodes, &old);
         Ok(())
     }
 
@@ -242,7 +321,8 @@ impl GraphStore {
         key[8..].copy_from_slice(&seq.to_be_bytes());
         let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGES, e))?;
         self.queue("edge", &json)?;
-        self.edges.insert(key, json)?;
+        let old = self.edges.insert(key, json)?;
+        TreeCounts::inserted(&self.counts.edges, &old);
         Ok(())
     }
 
@@ -261,8 +341,9 @@ impl GraphStore {
         })
     }
 
+    /// (nodes, edges).
     pub fn counts(&self) -> (usize, usize) {
-        (self.nodes.len(), self.edges.len())
+        (self.counts.nodes.load(Ordering::Relaxed) as usize, self.counts.edges.load(Ordering::Relaxed) as usize)
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -283,7 +364,8 @@ impl GraphStore {
 
     pub fn set_untrusted(&self, key: &InodeKey, file: &TaintedFile) -> Result<(), StoreError> {
         let json = serde_json::to_vec(file).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?;
-        self.untrusted.insert(Self::inode_key_bytes(key), json)?;
+        let old = self.untrusted.insert(Self::inode_key_bytes(key), json)?;
+        TreeCounts::inserted(&self.counts.untrusted, &old);
         Ok(())
     }
 
@@ -296,8 +378,18 @@ impl GraphStore {
     }
 
     pub fn clear_untrusted(&self, key: &InodeKey) -> Result<(), StoreError> {
-        self.untrusted.remove(Self::inode_key_bytes(key))?;
+        let old = self.untrusted.remove(Self::inode_key_bytes(key))?;
+        TreeCounts::removed(&self.counts.untrusted, &old);
         Ok(())
+    }
+
+    /// How many files are untrusted (without reading them: `status` asks often).
+    pub fn untrusted_count(&self) -> usize {
+        self.counts.untrusted.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn tainted_count(&self) -> usize {
+        self.counts.tainted.load(Ordering::Relaxed) as usize
     }
 
     pub fn untrusted_files(&self) -> Result<Vec<(InodeKey, TaintedFile)>, StoreError> {
@@ -323,12 +415,14 @@ impl GraphStore {
     }
 
     pub fn set_tainted_proc(&self, tgid: u32, start_ticks: u64, node: &str) -> Result<(), StoreError> {
-        self.tainted.insert(Self::proc_key(tgid, start_ticks), node.as_bytes())?;
+        let old = self.tainted.insert(Self::proc_key(tgid, start_ticks), node.as_bytes())?;
+        TreeCounts::inserted(&self.counts.tainted, &old);
         Ok(())
     }
 
     pub fn clear_tainted_proc(&self, tgid: u32, start_ticks: u64) -> Result<(), StoreError> {
-        self.tainted.remove(Self::proc_key(tgid, start_ticks))?;
+        let old = self.tainted.remove(Self::proc_key(tgid, start_ticks))?;
+        TreeCounts::removed(&self.counts.tainted, &old);
         Ok(())
     }
 
@@ -492,7 +586,7 @@ pub(crate) mod tests {
         std::fs::write(dir.join("db"), vec![0xAB; 4096]).unwrap();
         // sled may recover a garbage file as empty (Ok); it must not panic.
         if let Err(e) = GraphStore::open(&dir) {
-            assert!(e.to_string().contains("move the directory aside") || e.to_string().contains("I/O"), "{e}");
+            assert!(e.to_string().contains("moves it aside") || e.to_string().contains("I/O"), "{e}");
         }
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -239,6 +239,11 @@ impl Sensor {
     }
 
     /// Inodes the kernel holds as untrusted (a full walk of `INODES`: for `status`).
+    /// Entries in PROCS and INODES (walks their keys: for `status` and the metrics).
+    pub fn map_entries(&self) -> (usize, usize) {
+        (self.procs.keys().filter(|k| k.is_ok()).count(), self.inodes.keys().filter(|k| k.is_ok()).count())
+    }
+
     pub fn untrusted_inode_count(&self) -> usize {
         self.inodes
             .iter()

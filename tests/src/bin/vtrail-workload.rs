@@ -2,13 +2,17 @@
 //!   vtrail-workload writes N FILE [SIZE]  N write(2)s of SIZE bytes (default 1) to FILE
 //!   vtrail-workload forkexec N PROG    N fork+exec+wait of PROG
 //!   vtrail-workload creates N DIR      create (O_CREAT|O_TRUNC) and write N files in DIR
+//!   vtrail-workload rewrites N DIR     open and write one byte into each of N files in DIR
+//!                                      (f0.., as `creates` made them)
+//!   vtrail-workload forks N X          fork N children that exit at once, reaping each
+//!                                      (X is ignored)
 //! Prints the elapsed seconds on stdout.
 use std::{io::Write, os::unix::process::CommandExt, process::Command, time::Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: vtrail-workload writes N FILE [SIZE] | forkexec N PROG | creates N DIR");
+        eprintln!("usage: vtrail-workload writes N FILE [SIZE] | forkexec N PROG | creates N DIR | rewrites N DIR | forks N -");
         std::process::exit(2)
     };
     if args.len() != 4 && args.len() != 5 {
@@ -38,6 +42,26 @@ fn main() {
             let dir = std::path::Path::new(&args[3]);
             for i in 0..n {
                 std::fs::write(dir.join(format!("f{i}")), b"x").expect("create file");
+            }
+        }
+        "rewrites" => {
+            let dir = std::path::Path::new(&args[3]);
+            for i in 0..n {
+                let mut f = std::fs::OpenOptions::new().write(true).open(dir.join(format!("f{i}"))).expect("open file");
+                f.write_all(b"y").expect("write");
+            }
+        }
+        "forks" => {
+            for _ in 0..n {
+                // SAFETY: the child only calls _exit.
+                match unsafe { libc::fork() } {
+                    0 => unsafe { libc::_exit(0) },
+                    -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                    child => {
+                        let mut status = 0;
+                        unsafe { libc::waitpid(child, &mut status, 0) };
+                    }
+                }
             }
         }
         _ => usage(),

@@ -55,6 +55,10 @@ use crate::{
 const WINDOW_NS: u64 = 120 * 1_000_000_000;
 const MAX_PENDING: usize = 4096;
 const MAX_DONE: usize = 1 << 20;
+/// Untrusted files remembered by base name for name matching, at most: a worm writing a
+/// million files must not grow the sensor without bound. When full, the index starts
+/// again (counted: `name_index_resets`); the graph keeps every file.
+const MAX_NAMED_FILES: usize = 200_000;
 /// A tainted process reading more untrusted files than this keeps the newest: an uploader
 /// opens what it sends just before sending it.
 const READS_PER_PROCESS: usize = 64;
@@ -134,6 +138,8 @@ pub struct Attribution {
     port_writes: VecDeque<PortWrite>,
     /// Untrusted files by base name: (path, node id), for READ/RETR -> sent_to.
     untrusted_by_name: HashMap<String, Vec<(String, String)>>,
+    /// Entries in `untrusted_by_name`.
+    named_files: usize,
     done: HashSet<(String, String, &'static str)>,
     /// Share roots from smb.conf or the config: a match under one is marked `exact`.
     share_roots: Vec<String>,
@@ -172,6 +178,10 @@ pub struct Stats {
     pub sent_to_ambiguous: u64,
     /// FTP transfers the server refused (4xx/5xx): not attributed.
     pub ftp_refused_transfers: u64,
+    /// Times the by-name index of untrusted files was full and started again: a file
+    /// sent later under an older name can then be matched only by what its sender read.
+    #[serde(default)]
+    pub name_index_resets: u64,
 }
 
 /// `a\b\c` or `/a/b/c` -> `a/b/c` (empty components and `.` dropped).
@@ -463,9 +473,15 @@ impl Attribution {
         let Some(path) = ev.path.clone() else { return Ok(()) };
         if ev.port_program || ev.tainted || ev.file_newly_untrusted {
             let base = path.rsplit('/').next().unwrap_or("").to_string();
+            if self.named_files >= MAX_NAMED_FILES && !self.untrusted_by_name.contains_key(&base) {
+                self.untrusted_by_name.clear();
+                self.named_files = 0;
+                self.stats.name_index_resets += 1;
+            }
             let entry = self.untrusted_by_name.entry(base).or_default();
             if !entry.iter().any(|(p, f)| p == &path && f == file) {
                 entry.push((path.clone(), file.to_string()));
+                self.named_files += 1;
             }
         }
         if !ev.port_program {

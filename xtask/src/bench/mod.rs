@@ -11,6 +11,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::{capture, cargo, run, target_dir};
 
+mod ingest;
+
+/// The sections `cargo xtask bench --only NAME` runs alone.
+pub const SECTIONS: [&str; 7] = ["overhead", "ingest", "analysis", "naming", "tc", "fleet", "replay"];
+
 const ROUNDS: usize = 8;
 const WRITES: u64 = 1_000_000;
 const FORKEXECS: u64 = 5_000;
@@ -26,6 +31,13 @@ struct Row {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// `[min-max]` of the rounds, printed beside a median.
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("[{min:.2}-{max:.2}]")
 }
 
 struct Sensor {
@@ -57,6 +69,9 @@ impl Sensor {
         }
         Ok(sensor)
     }
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
     fn cli(&self, args: &[&str]) -> Result<String> {
         capture(Command::new(&self.bin).arg("--config").arg(&self.config).args(args))
     }
@@ -78,13 +93,10 @@ fn workload(bin: &Path, args: &[&str]) -> Result<f64> {
     out.trim().parse().with_context(|| format!("workload printed {out:?}"))
 }
 
-pub fn run_benches() -> Result<()> {
-    let release = target_dir().join("release");
+/// Writes and fork+exec of untainted and tainted processes, sensor off vs on.
+fn overhead(release: &Path, dir: &Path, tainted: &Path) -> Result<()> {
     let sensor_bin = release.join("vtrail-sensor");
     let workload_bin = release.join("vtrail-workload");
-    let dir = std::env::temp_dir().join("vtrail-bench");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
     let out_file = dir.join("writes.out");
     let out = out_file.to_str().unwrap();
     let w = WRITES.to_string();
@@ -94,10 +106,7 @@ pub fn run_benches() -> Result<()> {
     eprintln!("bench: writes (untainted, tainted) and fork+exec, sensor off vs on ({ROUNDS} alternating rounds)");
     let (mut w_off, mut w_on, mut fe_off, mut fe_on) = (vec![], vec![], vec![], vec![]);
     let (mut p_off, mut p_on, mut t_on) = (vec![], vec![], vec![]);
-    // A copy of the workload binary, marked untrusted in each round: runs of it are tainted.
-    let tainted = dir.join("tainted-workload");
-    std::fs::copy(&workload_bin, &tainted)?;
-    let tainted_s = tainted.to_str().unwrap();
+    let tainted_s = tainted.to_str().context("bench path")?;
     // Off and on alternate, and so does which of them goes first in a round: on this
     // noisy 2-vCPU VM a fixed order showed up as a few percent either way by itself.
     for round in 0..ROUNDS {
@@ -108,12 +117,12 @@ pub fn run_benches() -> Result<()> {
                 fe_off.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
                 continue;
             }
-            let sensor = Sensor::start(&sensor_bin, &dir, "")?;
+            let sensor = Sensor::start(&sensor_bin, dir, "")?;
             sensor.cli(&["taint", tainted_s])?;
             // Let start-up work (the /proc scan, map rebuild) finish before timing.
             std::thread::sleep(Duration::from_secs(2));
             w_on.push(workload(&workload_bin, &["writes", &w, out])?);
-            t_on.push(workload(&tainted, &["writes", &w, out])?);
+            t_on.push(workload(tainted, &["writes", &w, out])?);
             p_on.push(workload(&workload_bin, &["writes", &w, out, "4096"])?);
             fe_on.push(workload(&workload_bin, &["forkexec", &f, "/bin/true"])?);
             drop(sensor);
@@ -141,39 +150,50 @@ pub fn run_benches() -> Result<()> {
         println!("| {} | {} | {} | {} | {} |", r.name, r.off, r.on, r.ratio, r.target);
     }
 
-    // Event volume: a tainted process creating files (one event each), with the default
-    // ring buffer. Every create is delivered or counted as dropped.
-    let many = dir.join("many");
-    std::fs::create_dir_all(&many)?;
-    let sensor = Sensor::start(&sensor_bin, &dir, "")?;
-    sensor.cli(&["taint", tainted_s])?;
-    let n = 200_000u64;
-    let secs = workload(&tainted, &["creates", &n.to_string(), many.to_str().unwrap()])?;
-    std::thread::sleep(Duration::from_secs(2));
-    let status = sensor.status()?;
-    let delivered = status["events_received"]["create"].as_u64().unwrap_or(0);
-    let dropped = status["kernel_drops"]["ringbuf_full.create"].as_u64().unwrap_or(0);
-    drop(sensor);
-    let _ = std::fs::remove_dir_all(&many);
-    println!(
-        "\ntainted process creating {n} files: {secs:.2} s, {:.0} events/s delivered, {:.0} events/s dropped (counted)",
-        delivered as f64 / secs,
-        dropped as f64 / secs
-    );
-    if delivered + dropped != n {
-        bail!("tainted creates: {delivered} delivered + {dropped} dropped != {n} creates");
-    }
+    Ok(())
+}
 
+/// Every section, or only `only`.
+pub fn run_benches(only: Option<&str>) -> Result<()> {
+    if let Some(name) = only
+        && !SECTIONS.contains(&name)
+    {
+        bail!("no bench section {name:?}; there are: {}", SECTIONS.join(", "));
+    }
+    let on = |name: &str| only.is_none_or(|o| o == name);
+    let release = target_dir().join("release");
+    let dir = std::env::temp_dir().join("vtrail-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    // A copy of the workload binary, marked untrusted in each round: runs of it are tainted.
+    let tainted = dir.join("tainted-workload");
+    std::fs::copy(release.join("vtrail-workload"), &tainted)?;
+    if on("overhead") {
+        overhead(&release, &dir, &tainted)?;
+    }
+    if on("ingest") {
+        ingest::run(&release.join("vtrail-sensor"), &release.join("vtrail-workload"), &dir, &tainted)?;
+    }
+    if on("analysis") {
     println!("\n## analysis: load and query at 10^5, 10^6, 10^7 edges (1,000 hosts), from dumps and from PostgreSQL (--db)");
-    analysis_bench(&release, &dir)?;
-    println!("\n## naming: DNS update latency and rate against BIND, IP -> id lookups");
-    run(&mut Command::new(release.join("ddns-bench")))?;
-    println!("\n## TC classifier: ns per packet (BPF_PROG_TEST_RUN) and iperf3 across a veth, classifier off vs on");
+        analysis_bench(&release, &dir)?;
+    }
+    if on("naming") {
+        println!("\n## naming: DNS update latency and rate against BIND, IP -> id lookups");
+        run(&mut Command::new(release.join("ddns-bench")))?;
+    }
+    if on("tc") {
+        println!("\n## TC classifier: ns per packet (BPF_PROG_TEST_RUN) and iperf3 across a veth, classifier off vs on");
     run(cargo()?.args(["run", "--release", "-q", "-p", "sensor-user", "--example", "tc-bench", "--", "--seconds", "2", "--rounds", "100"]))?;
-    println!("\n## fleet: the sensor with the fleet on vs off, backlog drain, lag; NATS -> collector -> PostgreSQL throughput");
+    }
+    if on("fleet") {
+        println!("\n## fleet: the sensor with the fleet on vs off, backlog drain, lag; NATS -> collector -> PostgreSQL throughput");
     run(cargo()?.args(["test", "--release", "-q", "-p", "tests", "--test", "fleet_bench", "--", "--ignored", "--nocapture", "--test-threads", "1"]))?;
-    println!("\n## replay throughput on the largest public capture");
+    }
+    if on("replay") {
+        println!("\n## replay throughput on the largest public capture");
     run(cargo()?.args(["test", "--release", "-q", "-p", "sensor-user", "--lib", "replay::tests::throughput", "--", "--ignored", "--nocapture"]))?;
+    }
     Ok(())
 }
 
