@@ -28,9 +28,10 @@ struct Cli {
 enum Command {
     /// Load the eBPF programs and record the graph until stopped (SIGINT/SIGTERM).
     Run {
-        /// If the database does not open or verify (truncated, zeroed, unreadable
-        /// records), move it aside as `<database>.corrupt-<time>` and start on a fresh one.
-        /// Without it the sensor refuses to start on a damaged database.
+        /// If the database does not open, or a record a restart reads does not decode,
+        /// move it aside as `<database>.corrupt-<time>` and start on a fresh one. Without
+        /// it the sensor refuses to start on such a database. (A log sled itself accepts
+        /// as cut short is not detected: see docs/service.md.)
         #[arg(long)]
         recover: bool,
     },

@@ -1,7 +1,7 @@
 //! Bad input gets a clear error and a non-zero exit, never a panic.
 use std::process::Command;
 
-use tests::sensor::{require_root, sensor_bin, serial, temp_dir};
+use tests::sensor::{RunningSensor, require_root, sensor_bin, serial, temp_dir};
 
 fn run_sensor(config: &str, tag: &str) -> (i32, String) {
     let dir = temp_dir(tag);
@@ -69,8 +69,25 @@ fn corrupt_database_is_a_clear_error_and_is_kept() {
     std::fs::write(db.join("db"), vec![0xA5u8; 1 << 16]).unwrap();
     let (code, err) = run_sensor(&format!("database = \"{}\"\nsocket = \"DIR/s.sock\"\n", db.display()), "corrupt-run");
     assert_clean_failure(code, &err);
-    assert!(err.contains(&db.display().to_string()) && err.contains("move the directory aside"), "{err}");
+    assert!(err.contains(&db.display().to_string()) && err.contains("run --recover"), "{err}");
+    assert_eq!(err.matches("--recover").count(), 1, "the advice is given once: {err}");
     assert!(db.join("db").exists(), "the damaged database is left for inspection");
+
+    // `run --recover` moves it aside, whole, and starts on a fresh one.
+    let sensor = RunningSensor::start_with_args(&dir, "", &["--recover"]);
+    let log = sensor.log_text();
+    assert!(log.contains("moved aside to"), "{log}");
+    let aside: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "one damaged copy kept: {aside:?}");
+    assert_eq!(std::fs::read(aside[0].join("db")).unwrap(), vec![0xA5u8; 1 << 16], "kept as it was");
+    let status = sensor.status();
+    assert_eq!(status["database"]["path"].as_str(), Some(db.to_str().unwrap()), "{status}");
+    assert!(status["database"]["nodes"].as_u64().is_some_and(|n| n >= 1), "the fresh database records this host: {status}");
+    sensor.stop();
 }
 
 #[test]

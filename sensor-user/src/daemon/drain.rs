@@ -74,7 +74,6 @@ pub struct DrainStats {
     /// highest seen.
     pub ring_used_bytes: AtomicU64,
     pub ring_peak_used_bytes: AtomicU64,
-    pub ring_size_bytes: AtomicU64,
 }
 
 impl DrainStats {
@@ -133,6 +132,7 @@ impl Drop for RingPositions {
 pub struct Drain {
     pub batches: mpsc::Receiver<Batch>,
     pub stats: Arc<DrainStats>,
+    ring_size_bytes: u32,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -140,7 +140,6 @@ pub struct Drain {
 impl Drain {
     pub fn start(ring: RingBuf<MapData>, ring_size_bytes: u32) -> Result<Self> {
         let stats = Arc::new(DrainStats::default());
-        stats.ring_size_bytes.store(ring_size_bytes.into(), Ordering::Relaxed);
         let positions = RingPositions::map(ring.as_raw_fd())?;
         let stop = Arc::new(AtomicBool::new(false));
         // Enough batches for the whole queue limit; the byte limit is what binds.
@@ -152,14 +151,14 @@ impl Drain {
                 move || drain_loop(ring, positions, tx, &stats, &stop)
             })
             .context("cannot start the ring buffer thread")?;
-        Ok(Self { batches: rx, stats, stop, thread: Some(thread) })
+        Ok(Self { batches: rx, stats, ring_size_bytes, stop, thread: Some(thread) })
     }
 
     pub fn ring_status(&self) -> crate::control::status::RingStatus {
         let s = &*self.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         crate::control::status::RingStatus {
-            size_bytes: get(&s.ring_size_bytes),
+            size_bytes: self.ring_size_bytes.into(),
             used_bytes: get(&s.ring_used_bytes),
             peak_used_bytes: get(&s.ring_peak_used_bytes),
             drained_records: get(&s.records),

@@ -70,8 +70,8 @@ impl Counters {
         match self.map_fill {
             Some((at, fill)) if at.elapsed() < MAP_FILL_EVERY => fill,
             _ => {
-                let (procs, inodes) = sensor.map_entries();
-                let fill = MapFill { procs, inodes, untrusted: sensor.untrusted_inode_count() };
+                let (procs, inodes, untrusted) = sensor.map_fill();
+                let fill = MapFill { procs, inodes, untrusted };
                 self.map_fill = Some((std::time::Instant::now(), fill));
                 fill
             }
@@ -97,8 +97,12 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     sensor::preflight()?;
     // Everything the daemon creates (database, runtime records, socket) is root's alone.
     unsafe { libc::umask(0o077) };
+    // `Open` and `Schema` already name the database and what to do; the rest (an
+    // unreadable record found by `verify`) gets the same advice here.
     let (store, recovered) = GraphStore::open_or_recover(&config.database, recover).map_err(|e| match e {
-        crate::graph::store::StoreError::Schema { .. } => anyhow::Error::new(e),
+        crate::graph::store::StoreError::Schema { .. } | crate::graph::store::StoreError::Open { .. } => {
+            anyhow::Error::new(e)
+        }
         e => anyhow::Error::new(e).context(format!(
             "the graph database {} cannot be used; `vtrail-sensor run --recover` moves it aside and starts on a fresh one",
             config.database.display()
@@ -180,12 +184,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     loop {
         tokio::select! {
             Some(batch) = drain.batches.recv() => {
-                let started = std::time::Instant::now();
-                for record in batch.records() {
-                    ingest_record(record, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
-                }
-                drain.stats.ingested(&batch);
-                counters.ingest_seconds += started.elapsed().as_secs_f64();
+                ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
             }
             _ = flush_tick.tick() => flush(&store, &mut counters),
             Some(answer) = async {
@@ -239,10 +238,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     // What was drained but not yet ingested is recorded before the database closes.
     drain.stop();
     while let Ok(batch) = drain.batches.try_recv() {
-        for record in batch.records() {
-            ingest_record(record, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
-        }
-        drain.stats.ingested(&batch);
+        ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
     }
     report_new_drops(&sensor, &mut reported_drops);
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
@@ -273,6 +269,16 @@ struct Stages<'s, 'a> {
     counters: &'s mut Counters,
     clock: &'s WallClock,
     events_tx: &'s broadcast::Sender<Arc<String>>,
+}
+
+/// A batch from the drain thread, record by record, timed for `status`.
+fn ingest_batch(batch: &drain::Batch, stats: &drain::DrainStats, stages: &mut Stages) {
+    let started = std::time::Instant::now();
+    for record in batch.records() {
+        ingest_record(record, stages);
+    }
+    stats.ingested(batch);
+    stages.counters.ingest_seconds += started.elapsed().as_secs_f64();
 }
 
 /// One record from the ring: a network record goes to network attribution, any other to

@@ -63,7 +63,6 @@ const PROCESS_CACHE_LIMIT: usize = 65_536;
 /// What the graph already says of a live process: an event that says the same (the usual
 /// case: a worm's thousandth create) writes nothing and reads neither /proc nor the
 /// database.
-#[derive(PartialEq, Eq)]
 struct KnownProcess {
     comm: String,
     uid: u32,
@@ -118,9 +117,9 @@ impl<'a> Ingest<'a> {
         let comm = if own { ev.comm.as_str() } else { "" };
         // Flags only go up and the image changes only by exec: a process whose node
         // already says all this event says needs no write.
-        let known = KnownProcess { comm: comm.to_owned(), uid: ev.uid, tainted };
         let key = (tgid, start_ticks);
-        if ev.kind != EventKind::Exec && own && self.known_processes.get(&key) == Some(&known) {
+        let unchanged = |k: &KnownProcess| k.comm == comm && k.uid == ev.uid && k.tainted == tainted;
+        if ev.kind != EventKind::Exec && own && self.known_processes.get(&key).is_some_and(unchanged) {
             return Ok(self.process_id(tgid, start_ticks));
         }
         // The image an exec event names; otherwise whatever the process runs now.
@@ -133,7 +132,7 @@ impl<'a> Ingest<'a> {
             if self.known_processes.len() >= PROCESS_CACHE_LIMIT {
                 self.known_processes.clear();
             }
-            self.known_processes.insert(key, known);
+            self.known_processes.insert(key, KnownProcess { comm: comm.to_owned(), uid: ev.uid, tainted });
         }
         Ok(id)
     }

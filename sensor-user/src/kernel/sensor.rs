@@ -238,18 +238,18 @@ impl Sensor {
         Ok(())
     }
 
-    /// Inodes the kernel holds as untrusted (a full walk of `INODES`: for `status`).
-    /// Entries in PROCS and INODES (walks their keys: for `status` and the metrics).
-    pub fn map_entries(&self) -> (usize, usize) {
-        (self.procs.keys().filter(|k| k.is_ok()).count(), self.inodes.keys().filter(|k| k.is_ok()).count())
-    }
-
-    pub fn untrusted_inode_count(&self) -> usize {
-        self.inodes
-            .iter()
-            .filter_map(|e| e.ok())
-            .filter(|(_, s)| s.flags & sensor_common::maps::INODE_UNTRUSTED != 0)
-            .count()
+    /// Entries in PROCS, entries in INODES, and the inodes of those held untrusted: one
+    /// walk of each map (for `status` and the metrics).
+    pub fn map_fill(&self) -> (usize, usize, usize) {
+        let procs = self.procs.keys().filter(|k| k.is_ok()).count();
+        let (mut inodes, mut untrusted) = (0, 0);
+        for (_, state) in self.inodes.iter().filter_map(|e| e.ok()) {
+            inodes += 1;
+            if state.flags & sensor_common::maps::INODE_UNTRUSTED != 0 {
+                untrusted += 1;
+            }
+        }
+        (procs, inodes, untrusted)
     }
 
     /// Clears `flags` of an inode (manual trust relabel) and forgets which processes have
