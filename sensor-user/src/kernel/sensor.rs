@@ -1,6 +1,10 @@
 //! Loads the eBPF object, attaches the chosen strategy's programs, and owns the maps
 //! userspace writes (seeding at start-up, manual relabels) and reads (drop counters).
-use std::path::Path;
+use std::{
+    mem::size_of,
+    os::fd::{AsFd, OwnedFd},
+    path::Path,
+};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
@@ -22,6 +26,7 @@ use crate::{
     config::Config,
     host::procfs,
     kernel::{
+        batch,
         offsets as kernel_offsets,
         strategy::{self, COMMON_PROGRAMS, Strategy},
     },
@@ -41,6 +46,9 @@ pub struct Sensor {
     pub fallbacks: Vec<String>,
     procs: HashMap<MapData, u32, ProcState>,
     inodes: HashMap<MapData, InodeKey, InodeState>,
+    /// PROCS' and INODES' descriptors (duplicates) for batch reads of their fill: aya's
+    /// typed maps do not lend their fd.
+    fill_fds: (OwnedFd, OwnedFd),
     write_seen: HashMap<MapData, WriteSeenKey, u8>,
     drops: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
@@ -175,12 +183,14 @@ impl Sensor {
         }
         info!("hook strategy: {strategy:?} ({} programs attached)", attached.len());
 
-        let procs = HashMap::try_from(ebpf.take_map(names::PROCS).context("PROCS map")?)?;
-        let inodes = HashMap::try_from(ebpf.take_map(names::INODES).context("INODES map")?)?;
+        let procs = ebpf.take_map(names::PROCS).context("PROCS map")?;
+        let inodes = ebpf.take_map(names::INODES).context("INODES map")?;
+        let fill_fds = (batch_fd(&procs).context("PROCS map fd")?, batch_fd(&inodes).context("INODES map fd")?);
+        let (procs, inodes) = (HashMap::try_from(procs)?, HashMap::try_from(inodes)?);
         let write_seen = HashMap::try_from(ebpf.take_map(names::WRITE_SEEN).context("WRITE_SEEN map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
         let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
-        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, write_seen, drops, events, logger, carried })
+        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, fill_fds, write_seen, drops, events, logger, carried })
     }
 
     /// The attached programs as the kernel sized them, largest first: (name, instructions
@@ -240,16 +250,29 @@ impl Sensor {
 
     /// Entries in PROCS, entries in INODES, and the inodes of those held untrusted: one
     /// walk of each map (for `status` and the metrics).
+    /// Batch reads (`kernel::batch`) where the kernel has them, else entry by entry.
     pub fn map_fill(&self) -> (usize, usize, usize) {
-        let procs = self.procs.keys().filter(|k| k.is_ok()).count();
-        let (mut inodes, mut untrusted) = (0, 0);
-        for (_, state) in self.inodes.iter().filter_map(|e| e.ok()) {
-            inodes += 1;
-            if state.flags & sensor_common::maps::INODE_UNTRUSTED != 0 {
-                untrusted += 1;
+        let is_untrusted = |state: &InodeState| usize::from(state.flags & sensor_common::maps::INODE_UNTRUSTED != 0);
+        let mut untrusted = 0;
+        let batched = batch::for_each_value::<ProcState>(self.fill_fds.0.as_fd(), size_of::<u32>(), |_| ()).and_then(|procs| {
+            let inodes = batch::for_each_value(self.fill_fds.1.as_fd(), size_of::<InodeKey>(), |s| untrusted += is_untrusted(s))?;
+            Ok((procs, inodes))
+        });
+        match batched {
+            Ok((procs, inodes)) => (procs, inodes, untrusted),
+            Err(e) => {
+                if let batch::BatchError::Io(e) = e {
+                    warn!("batch read of the kernel maps failed ({e}); reading them entry by entry");
+                }
+                let procs = self.procs.keys().filter(|k| k.is_ok()).count();
+                let (mut inodes, mut untrusted) = (0, 0);
+                for (_, state) in self.inodes.iter().filter_map(|e| e.ok()) {
+                    inodes += 1;
+                    untrusted += is_untrusted(&state);
+                }
+                (procs, inodes, untrusted)
             }
         }
-        (procs, inodes, untrusted)
     }
 
     /// Clears `flags` of an inode (manual trust relabel) and forgets which processes have
@@ -388,4 +411,12 @@ fn detach(ebpf: &mut Ebpf, name: &str) {
         Program::TracePoint(p) => p.unload(),
         _ => Ok(()),
     };
+}
+
+/// A duplicate of a hash map's descriptor (see `Sensor::fill_fds`).
+fn batch_fd(map: &aya::maps::Map) -> Result<OwnedFd> {
+    match map {
+        aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data) => Ok(data.fd().as_fd().try_clone_to_owned()?),
+        _ => bail!("not a hash map"),
+    }
 }
