@@ -110,3 +110,94 @@ fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
     let stopping = messages("STOPPING=1");
     assert!(stopping.contains("STOPPING=1"), "no STOPPING=1 on SIGTERM: {stopping:?}\n{log}");
 }
+
+/// The syscalls `SystemCallFilter=` allows, its `@groups` expanded as this systemd
+/// expands them (`systemd-analyze syscall-filter`).
+fn allowed_syscalls(unit: &str) -> std::collections::BTreeSet<String> {
+    fn expand(group: &str, into: &mut std::collections::BTreeSet<String>) {
+        let out = Command::new("systemd-analyze").args(["syscall-filter", group]).output().expect("systemd-analyze");
+        assert!(out.status.success(), "systemd-analyze syscall-filter {group}: {}", String::from_utf8_lossy(&out.stderr));
+        // The first line names the group; the rest are syscalls, groups and `#` comments.
+        for entry in String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::trim) {
+            match entry {
+                "" => {}
+                e if e.starts_with('#') => {}
+                e if e.starts_with('@') => expand(e, into),
+                e => {
+                    into.insert(e.to_owned());
+                }
+            }
+        }
+    }
+    let mut allowed = std::collections::BTreeSet::new();
+    let lines: Vec<&str> = unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")).collect();
+    assert!(!lines.is_empty(), "the unit has a SystemCallFilter=");
+    for entry in lines.iter().flat_map(|l| l.split_whitespace()) {
+        assert!(!entry.starts_with('~'), "an allow list is expected, not a deny list: {entry}");
+        match entry.strip_prefix('@') {
+            Some(_) => expand(entry, &mut allowed),
+            None => {
+                allowed.insert(entry.to_owned());
+            }
+        }
+    }
+    allowed
+}
+
+/// Every syscall the sensor makes - from loading its programs to its last flush on SIGTERM,
+/// recording in between - is one the unit's `SystemCallFilter=` allows. PID 1 here is not
+/// systemd, so the filter is checked against what `strace -f` saw the sensor (with the
+/// unit's capabilities) call: a syscall missing from the list would kill the service.
+#[test]
+fn the_units_syscall_filter_allows_every_syscall_the_sensor_makes() {
+    let _guard = serial();
+    let dir = temp_dir("syscalls");
+    let d = dir.display().to_string();
+    let unit = std::fs::read_to_string(unit_dir().join("vtrail-sensor.service")).unwrap();
+    let allowed = allowed_syscalls(&unit);
+    let trace = dir.join("strace.txt");
+    std::fs::copy("/usr/bin/cp", dir.join("portcp")).unwrap();
+    let caps = bounding_set(&unit);
+    let sensor = RunningSensor::start_as(
+        &dir,
+        &format!("port_programs = [\"{d}/portcp\"]"),
+        &["strace", "-f", "-qq", "-o", trace.to_str().unwrap(), "--", "setpriv", "--bounding-set", &caps, "--inh-caps", "-all", "--"],
+        &[],
+    );
+    sh(&format!("{d}/portcp /usr/bin/dash {d}/evil && chmod +x {d}/evil"));
+    sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
+    sh(&format!("{d}/evil -c 'echo x > {d}/out'"));
+    sensor.wait_for("out untrusted", |g| g.is_untrusted(&format!("{d}/out")));
+    assert!(sensor.cli(&["block", "192.0.2.7"]).status.success());
+
+    // SIGTERM to the sensor itself (strace's child), then wait for it to be gone, so the
+    // trace holds its shutdown too.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sensor.pid())).unwrap();
+    let traced: i32 = children.split_whitespace().next().expect("strace's child").parse().unwrap();
+    unsafe { libc::kill(traced, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{traced}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = sensor.stop();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // `PID name(args) = ret`, `PID <... name resumed> ...`, `PID --- SIGTERM ... ---`.
+    // From the sensor's exec on: setpriv's own calls before it (capset, prctl) are not
+    // the service's, systemd makes them.
+    let from_exec = text.lines().skip_while(|l| !(l.contains("execve(\"") && l.contains("vtrail-sensor\"")));
+    let mut used = std::collections::BTreeSet::new();
+    for line in from_exec {
+        let rest = line.split_once(' ').map_or(line, |(_, r)| r).trim_start();
+        let name = match rest.strip_prefix("<... ") {
+            Some(r) => r.split(' ').next(),
+            None if rest.starts_with("---") || rest.starts_with("+++") => None,
+            None => rest.split('(').next(),
+        };
+        if let Some(n) = name.filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+            used.insert(n.to_owned());
+        }
+    }
+    assert!(used.contains("bpf") && used.len() > 20, "the trace holds the sensor's syscalls: {used:?}\n{log}");
+    let missing: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s)).collect();
+    assert!(missing.is_empty(), "syscalls the sensor made that SystemCallFilter= does not allow: {missing:?}");
+}

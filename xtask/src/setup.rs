@@ -13,7 +13,7 @@ use crate::{capture, run};
 /// Debian packages of the real peers the tests start and of the tools they use.
 pub const TEST_PACKAGES: &[&str] = &[
     "bind9", "bind9-utils", "bind9-dnsutils", "iproute2", "samba", "smbclient", "vsftpd", "lftp",
-    "curl", "iperf3", "qemu-system-x86", "cpio", "busybox-static", "util-linux", "procps",
+    "curl", "iperf3", "qemu-system-x86", "cpio", "busybox-static", "util-linux", "procps", "strace",
     "nats-server", "postgresql", "systemd", "binutils",
 ];
 
