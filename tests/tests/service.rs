@@ -72,7 +72,7 @@ fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
         &dir,
         &format!("port_programs = [\"{d}/portcp\"]\nnetwork_monitoring = false"),
         &["setpriv", "--bounding-set", &caps, "--inh-caps", "-all", "--"],
-        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")],
     );
     let messages = |until: &str| -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -88,6 +88,10 @@ fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
     };
     let ready = messages("READY=1");
     assert!(ready.contains("READY=1") && ready.contains("STATUS=recording"), "no READY=1 from the sensor: {ready:?}\n{}", sensor.log_text());
+
+    // WatchdogSec=1s: a ping every half second from the event loop.
+    let pings = messages("WATCHDOG=1\nWATCHDOG=1");
+    assert!(pings.matches("WATCHDOG=1").count() >= 2, "no watchdog pings: {pings:?}");
 
     // Exactly the unit's capabilities, nothing more (of those this machine grants at all:
     // this VM's own bounding set lacks CAP_SYS_RESOURCE, which 6.18 does not need since maps

@@ -171,6 +171,11 @@ impl Drain {
         }
     }
 
+    /// The thread still drains the ring (it ends only when stopped or if it panicked).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Stops the thread: what it already queued stays in `batches`.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

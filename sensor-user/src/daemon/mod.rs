@@ -178,6 +178,9 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
     let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Pinged from this loop, so a loop stuck in a call (or a drain thread that died:
+    // nothing would be recorded any more) stops the pings and the manager restarts it.
+    let mut watchdog = service::watchdog_interval().map(tokio::time::interval);
     info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
     service::ready(&format!("recording: strategy {:?}, {} programs", sensor.strategy, sensor.attached.len()));
 
@@ -227,6 +230,18 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                             let _ = events_tx.send(Arc::new(line));
                         }
                     }
+                }
+            }
+            _ = async {
+                match watchdog.as_mut() {
+                    Some(w) => w.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if drain.is_running() {
+                    service::watchdog();
+                } else {
+                    error!("the ring buffer thread has stopped: nothing is recorded any more; no watchdog ping, so the service manager restarts the sensor");
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
