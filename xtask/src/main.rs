@@ -152,9 +152,15 @@ fn build(release: bool) -> Result<()> {
     run(&mut cmd)
 }
 
-/// The release build, packaged; returns the .deb's path.
+/// The release build of the installed binaries (not the test tools), packaged; returns the
+/// .deb's path.
 fn package() -> Result<PathBuf> {
-    build(true)?;
+    let mut cmd = cargo()?;
+    cmd.args(["build", "--release"]);
+    for bin in install::BINARIES {
+        cmd.args(["--bin", bin]);
+    }
+    run(&mut cmd)?;
     let root = workspace_root();
     let deb = package::package(&target_dir().join("release"), &root, &target_dir().join("debian"), package::source_date_epoch(&root)?)?;
     eprintln!("xtask: built {}", deb.display());

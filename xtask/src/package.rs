@@ -61,8 +61,11 @@ pub fn package(bins: &Path, root: &Path, out: &Path, epoch: u64) -> Result<PathB
 
     normalise(&stage, SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))?;
     let deb = out.join(format!("vtrail_{VERSION}_{arch}.deb"));
+    // zstd, not dpkg-deb's default xz: 0.2 s instead of 18 s for the 48 MB of binaries
+    // (14 MB instead of 10). Every dpkg that can run them reads it: they need glibc 2.34
+    // (bookworm), and dpkg reads zstd from 1.21.18 (bookworm's is 1.21.22).
     run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zxz", "--build"])
+        .args(["--root-owner-group", "-Zzstd", "--build"])
         .arg(&stage)
         .arg(&deb)
         .env("SOURCE_DATE_EPOCH", epoch.to_string()))
