@@ -236,7 +236,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Package => {
-            setup(false)?;
+            // Not setup(): building needs no mounts, so no root.
+            setup::toolchain()?;
+            setup::bpf_linker()?;
             package().map(drop)
         }
         Cmd::Kernels { args } => test_tool("kernels", "vtrail-kernels", args),
