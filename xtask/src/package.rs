@@ -74,7 +74,7 @@ pub fn package(bins: &Path, root: &Path, out: &Path, epoch: u64) -> Result<PathB
 }
 
 /// The shared libraries the binaries link, as dpkg-shlibdeps words them from the installed
-/// packages' symbols files (`libc6 (>= 2.34), libgcc-s1`). It reads `debian/control` in
+/// packages' symbols files (`libc6 (>= 2.34), libgcc-s1 (>= 4.2)`). It reads `debian/control` in
 /// its working directory, so `work` gets a minimal one beside the staging root.
 fn shlib_depends(work: &Path, binaries: &[PathBuf]) -> Result<String> {
     fs::write(work.join("debian/control"), "Source: vtrail\n\nPackage: vtrail\nArchitecture: any\n")?;
