@@ -23,7 +23,7 @@ pub struct Layout {
 
 impl Layout {
     /// `path` (absolute, as the installed system sees it) under the staging root.
-    fn staged(&self, path: &Path) -> PathBuf {
+    pub fn staged(&self, path: &Path) -> PathBuf {
         self.destdir.join(path.strip_prefix("/").unwrap_or(path))
     }
 

@@ -7,9 +7,11 @@
 //!   cargo xtask lab [-- ARGS]   an outbreak on QEMU guests, checked against ground truth
 //!   cargo xtask kernels         selftest on Debian 5.10, 6.1, 6.12 (QEMU) and this kernel
 //!   cargo xtask install         binaries, default config, systemd units, docs
+//!   cargo xtask package         the same as a Debian package, target/debian/vtrail_*.deb
 //!   cargo xtask setup           only install the prerequisites
 mod bench;
 mod install;
+mod package;
 mod setup;
 
 use std::{
@@ -76,6 +78,11 @@ enum Cmd {
         #[arg(long, default_value = "/")]
         destdir: PathBuf,
     },
+    /// Build (release) the Debian package `TARGET/debian/vtrail_<version>_<arch>.deb`: what
+    /// `install --prefix /usr` installs, /etc files as conffiles, vtrail-sensor.service
+    /// enabled but not started by the install. Reproducible: dated SOURCE_DATE_EPOCH or the
+    /// commit's time.
+    Package,
     /// The kernel matrix: `vtrail-sensor selftest` with every strategy on Debian's 5.10,
     /// 6.1 and 6.12 under QEMU and on this host's kernel, as one table; non-zero on any
     /// failure (see docs/hook-strategies.md).
@@ -145,6 +152,21 @@ fn build(release: bool) -> Result<()> {
     run(&mut cmd)
 }
 
+/// The release build of the installed binaries (not the test tools), packaged; returns the
+/// .deb's path.
+fn package() -> Result<PathBuf> {
+    let mut cmd = cargo()?;
+    cmd.args(["build", "--release"]);
+    for bin in install::BINARIES {
+        cmd.args(["--bin", bin]);
+    }
+    run(&mut cmd)?;
+    let root = workspace_root();
+    let deb = package::package(&target_dir().join("release"), &root, &target_dir().join("debian"), package::source_date_epoch(&root)?)?;
+    eprintln!("xtask: built {}", deb.display());
+    Ok(deb)
+}
+
 /// A tool of the `tests` crate that boots QEMU guests (the lab, the kernel matrix): set up
 /// as for the tests, build, then become it.
 fn test_tool(command: &str, tool: &str, args: Vec<String>) -> Result<()> {
@@ -178,6 +200,8 @@ fn main() -> Result<()> {
             setup(true)?;
             let started = Instant::now();
             build(false)?;
+            // tests/tests/package.rs installs it with apt.
+            package()?;
             // Tests that start sensors serialise themselves; crates run one after another.
             run(cargo()?.args(["test", "--workspace", "--exclude", "sensor-ebpf"]))?;
             for target in ["smb2_nbss", "ftp_line", "utf16"] {
@@ -210,6 +234,12 @@ fn main() -> Result<()> {
             }
             eprintln!("xtask: then `systemctl daemon-reload && systemctl enable --now vtrail-sensor` (vtrail-ddns and vtrail-collect need their .env files first: see the units)");
             Ok(())
+        }
+        Cmd::Package => {
+            // Not setup(): building needs no mounts, so no root.
+            setup::toolchain()?;
+            setup::bpf_linker()?;
+            package().map(drop)
         }
         Cmd::Kernels { args } => test_tool("kernels", "vtrail-kernels", args),
         Cmd::Bench { only } => {
