@@ -100,7 +100,7 @@ enum Command {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sensor_common::logging::init("info");
     if let Err(e) = real_main() {
         eprintln!("vtrail-sensor: {e:#}");
         std::process::exit(1);

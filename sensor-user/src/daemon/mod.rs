@@ -2,6 +2,7 @@
 //! buffer, ingests events, answers the control socket and reports drops.
 
 mod drain;
+mod losses;
 mod metrics;
 pub mod network;
 mod service;
@@ -13,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use serde_json::json;
 use sensor_common::{
     graph::HostInfo,
@@ -51,6 +52,7 @@ struct Counters {
     flushes: u64,
     flush_seconds: f64,
     last_flush_seconds: f64,
+    losses: losses::Losses,
     /// The kernel maps' fill, read at most once a second (`MAP_FILL_EVERY`): walking 200,000
     /// entries takes as many syscalls, too many for every `status` or scrape.
     map_fill: Option<(std::time::Instant, MapFill)>,
@@ -176,7 +178,6 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     let started_ns = procfs::now_wall_ns();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
-    let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
     service::ready(&format!("recording: strategy {:?}, {} programs", sensor.strategy, sensor.attached.len()));
@@ -219,7 +220,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                 let _ = call.reply.send(answer);
             }
             _ = tick.tick() => {
-                report_new_drops(&sensor, &mut reported_drops);
+                counters.losses.poll(&sensor, drain.stats.queue_full_waits.load(Ordering::Relaxed));
                 if let Some(m) = net.as_mut() {
                     m.tick(&mut sensor);
                     for line in m.release_held(&clock, ingest.graph()) {
@@ -240,7 +241,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     while let Ok(batch) = drain.batches.try_recv() {
         ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
     }
-    report_new_drops(&sensor, &mut reported_drops);
+    counters.losses.flush(&sensor, drain.stats.queue_full_waits.load(Ordering::Relaxed));
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
     store.close_outbox()?;
     store.flush()?;
@@ -299,7 +300,7 @@ fn ingest_record(record: &[u8], s: &mut Stages) {
         Ok(raw) => raw,
         Err(e) => {
             s.counters.decode_errors += 1;
-            warn!("dropped a kernel record: {e}");
+            s.counters.losses.undecodable(e.to_string());
             return;
         }
     };
@@ -350,7 +351,7 @@ fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, coun
         }
     }
     if ev.inode_map_full {
-        warn!("kernel INODES map is full: file {:?} is untrusted in the graph but not in the kernel", ev.path);
+        counters.losses.inode_map_full(ev.path.clone().unwrap_or_default());
     }
 }
 
@@ -370,15 +371,6 @@ fn restore(sensor: &mut Sensor, store: &GraphStore) -> Result<(usize, usize)> {
         }
     }
     Ok((files.len(), live))
-}
-
-fn report_new_drops(sensor: &Sensor, reported: &mut BTreeMap<String, u64>) {
-    for (name, count) in sensor.drop_counts() {
-        let before = reported.insert(name.clone(), count).unwrap_or(0);
-        if count > before {
-            warn!("kernel dropped {} {name} (total {count}): increase ring_buffer_bytes or map sizes", count - before);
-        }
-    }
 }
 
 /// The daemon's status; network monitoring adds its part (`Network::fill_status`).

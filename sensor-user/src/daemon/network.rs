@@ -18,7 +18,7 @@ use crate::kernel::tc;
 use std::net::IpAddr;
 
 use anyhow::{Result, bail};
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use serde_json::json;
 
 use crate::{

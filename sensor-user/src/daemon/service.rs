@@ -2,7 +2,7 @@
 //! once the programs are attached, the kernel maps restored and the socket listening;
 //! STOPPING=1 when it begins to stop. Without `$NOTIFY_SOCKET` (not under systemd) these
 //! do nothing; a socket that cannot be reached is logged, never fatal.
-use log::warn;
+use tracing::warn;
 use sd_notify::NotifyState;
 
 pub fn ready(status: &str) {

@@ -353,7 +353,7 @@ impl<'a> Ingest<'a> {
             EventKind::InheritedFds => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
                 if let Some(n) = ev.inherited_overflow {
-                    log::warn!("pid {} became tainted holding {n} more writable files than one event carries: they are untrusted in the kernel, not in the graph", ev.tgid);
+                    tracing::warn!("pid {} became tainted holding {n} more writable files than one event carries: they are untrusted in the kernel, not in the graph", ev.tgid);
                 }
                 for f in &ev.inherited {
                     let key = f.key();

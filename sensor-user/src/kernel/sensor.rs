@@ -8,7 +8,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, Program, TracePoint},
 };
-use log::{info, warn};
+use tracing::{info, warn};
 use sensor_common::{
     event::{EVENT_KIND_COUNT, EventKind},
     maps::{
