@@ -5,6 +5,7 @@ mod drain;
 mod losses;
 mod metrics;
 pub mod network;
+mod reload;
 mod service;
 use std::{
     collections::BTreeMap,
@@ -95,8 +96,13 @@ pub fn host_info() -> HostInfo {
     crate::correlate::naming::this_host(Path::new("/"))
 }
 
-pub async fn run(config: Config, recover: bool) -> Result<()> {
+/// `config` as read from `config_path` (None: the embedded default), which SIGHUP reads
+/// again.
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recover: bool) -> Result<()> {
     sensor::preflight()?;
+    // From here on SIGHUP reloads rather than kills (its default action).
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut config = Arc::new(config);
     // Everything the daemon creates (database, runtime records, socket) is root's alone.
     unsafe { libc::umask(0o077) };
     // `Open` and `Schema` already name the database and what to do; the rest (an
@@ -164,7 +170,15 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     let mut drain = drain::Drain::start(ring, config.ring_buffer_bytes)?;
     let clock = WallClock::now();
     let smb_conf = std::fs::read_to_string(config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into())).ok();
-    let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::graph::ingest::PortState::new(&config, smb_conf.as_deref()));
+    let mut reloader = reload::Reloader::new(config_path, smb_conf, procfs::now_wall_ns());
+    let mut ingest = Ingest::new(&store, host.clone(), config.clone()).with_port_state(reloader.port_state(&config));
+    if let Some(m) = net.as_mut() {
+        for problem in m.sync_configured_blocks(ingest.graph(), &config.blocked_hosts) {
+            error!("{problem}");
+        }
+    } else if !config.blocked_hosts.is_empty() {
+        warn!("blocked_hosts lists {} host(s) but network monitoring is off: the block is NOT enforced", config.blocked_hosts.len());
+    }
     let mut counters = Counters::default();
     let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
     let follower_lag = Arc::new(AtomicU64::new(0));
@@ -201,6 +215,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                 let answer = if matches!(call.request, Request::Status) {
                     let mut status = status(&ingest, &sensor, &store, &mut counters, &follower_lag, started_ns, network_failure.as_deref());
                     status.ring = drain.ring_status();
+                    status.config = reloader.status.clone();
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);
                     }
@@ -228,6 +243,12 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                             let _ = events_tx.send(Arc::new(line));
                         }
                     }
+                }
+            }
+            _ = sighup.recv() => {
+                let live = reload::Live { sensor: &mut sensor, ingest: &mut ingest, net: net.as_mut() };
+                if let Some(new) = reloader.reload(&config, live) {
+                    config = new;
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -430,6 +451,7 @@ fn status(
             ingest_seconds: counters.ingest_seconds,
         },
         ring: Default::default(),
+        config: Default::default(),
     }
 }
 

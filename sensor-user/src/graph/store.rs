@@ -453,6 +453,16 @@ impl GraphStore {
         Ok(())
     }
 
+    /// Who blocked `ip` (`by` of its record), None if it is not blocked.
+    pub fn blocked_by(&self, ip: &str) -> Result<Option<String>, StoreError> {
+        let Some(record) = self.blocked.get(ip.as_bytes())? else { return Ok(None) };
+        let by = serde_json::from_slice::<serde_json::Value>(&record)
+            .ok()
+            .and_then(|v| v["by"].as_str().map(str::to_owned))
+            .ok_or_else(|| StoreError::Corrupt { tree: trees::BLOCKED_HOSTS, message: format!("the block record of {ip} has no `by`") })?;
+        Ok(Some(by))
+    }
+
     /// The blocked remote addresses, as recorded.
     pub fn blocked_hosts(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! Loads the eBPF object, attaches the chosen strategy's programs, and owns the maps
 //! userspace writes (seeding at start-up, manual relabels) and reads (drop counters).
-use std::path::Path;
+use std::{collections::BTreeSet, path::Path};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
@@ -96,11 +96,7 @@ impl Sensor {
         };
         Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?
             .set(0, offsets, 0)?;
-        let sensor_config = SensorConfig {
-            taint_survives_exec: config.taint_survives_exec as u32,
-            dedup_writes: config.dedup_writes as u32,
-        };
-        Array::<_, SensorConfig>::try_from(ebpf.map_mut(names::CONFIG).context("CONFIG map")?)?.set(0, sensor_config, 0)?;
+        set_rules(&mut ebpf, config)?;
 
         let mut attached = Vec::new();
         let mut missing = Vec::new();
@@ -213,19 +209,59 @@ impl Sensor {
         self.logger.take()
     }
 
-    /// Rule-1/3 programs: flag the inodes of the configured binaries.
+    /// Rule-1/3 programs: flag the inodes of the configured binaries. Returns the paths
+    /// not present on this host.
     pub fn seed_programs(&mut self, config: &Config) -> Result<Vec<String>> {
-        let mut skipped = Vec::new();
-        let lists = [(&config.port_programs, INODE_PORT_PROGRAM), (&config.interpreters, INODE_INTERPRETER)];
-        for (paths, flag) in lists {
-            for path in paths {
-                match procfs::inode_of(path) {
-                    Ok((key, _)) => self.add_inode_flags(key, flag, sensor_common::maps::GENERATION_ANY)?,
-                    Err(_) => skipped.push(path.display().to_string()),
-                }
+        let (programs, skipped) = ProgramInodes::of(config);
+        for (flag, _, keys) in programs.by_flag() {
+            for key in keys {
+                self.add_inode_flags(*key, flag, sensor_common::maps::GENERATION_ANY)?;
             }
         }
         Ok(skipped)
+    }
+
+    /// A reload: the rule-1/3 programs of `new` flagged, the binaries only `old` named
+    /// unflagged, and the processes running those now ordinary (a process keeps a role it
+    /// has by its binary's flag only). Returns the paths `new` adds that are not present.
+    pub fn reseed_programs(&mut self, old: &Config, new: &Config) -> Result<Vec<String>> {
+        let (before, skipped_before) = ProgramInodes::of(old);
+        let (after, mut skipped) = ProgramInodes::of(new);
+        skipped.retain(|path| !skipped_before.contains(path));
+        for ((flag, proc_flag, old_keys), (_, _, new_keys)) in before.by_flag().into_iter().zip(after.by_flag()) {
+            let gone: Vec<InodeKey> = old_keys.difference(new_keys).copied().collect();
+            for key in &gone {
+                self.clear_flags(*key, flag)?;
+            }
+            if !gone.is_empty() {
+                self.clear_running(&gone, proc_flag);
+            }
+        }
+        self.seed_programs(new)?;
+        self.seed_running_programs();
+        Ok(skipped)
+    }
+
+    /// Clears `proc_flag` of the processes whose binary is one of `binaries`.
+    fn clear_running(&mut self, binaries: &[InodeKey], proc_flag: u32) {
+        for pid in procfs::pids() {
+            let Some(exe) = procfs::exe(pid) else { continue };
+            let Ok((key, _)) = procfs::inode_of(Path::new(&exe)) else { continue };
+            if binaries.contains(&key)
+                && let Ok(mut state) = self.procs.get(&pid, 0)
+                && state.flags & proc_flag != 0
+            {
+                state.flags &= !proc_flag;
+                if let Err(e) = self.procs.insert(pid, state, 0) {
+                    warn!("pid {pid}: cannot clear its port program/interpreter role in the kernel: {e}");
+                }
+            }
+        }
+    }
+
+    /// taint_survives_exec and dedup_writes, as the programs read them at each event.
+    pub fn set_rules(&mut self, config: &Config) -> Result<()> {
+        set_rules(&mut self._ebpf, config)
     }
 
     pub fn add_inode_flags(&mut self, key: InodeKey, flags: u32, generation: u32) -> Result<()> {
@@ -335,6 +371,44 @@ impl Sensor {
             })
             .collect()
     }
+}
+
+/// The inodes of the configured port programs and interpreters present on this host.
+struct ProgramInodes {
+    port_programs: BTreeSet<InodeKey>,
+    interpreters: BTreeSet<InodeKey>,
+}
+
+impl ProgramInodes {
+    /// Also the configured paths that do not exist here.
+    fn of(config: &Config) -> (Self, Vec<String>) {
+        let mut skipped = Vec::new();
+        let mut inodes = |paths: &[std::path::PathBuf]| -> BTreeSet<InodeKey> {
+            paths
+                .iter()
+                .filter_map(|path| match procfs::inode_of(path) {
+                    Ok((key, _)) => Some(key),
+                    Err(_) => {
+                        skipped.push(path.display().to_string());
+                        None
+                    }
+                })
+                .collect()
+        };
+        let programs = Self { port_programs: inodes(&config.port_programs), interpreters: inodes(&config.interpreters) };
+        (programs, skipped)
+    }
+
+    /// (inode flag, process flag, inodes) for each role.
+    fn by_flag(&self) -> [(u32, u32, &BTreeSet<InodeKey>); 2] {
+        [(INODE_PORT_PROGRAM, PROC_PORT_PROGRAM, &self.port_programs), (INODE_INTERPRETER, PROC_INTERPRETER, &self.interpreters)]
+    }
+}
+
+fn set_rules(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
+    let rules = SensorConfig { taint_survives_exec: config.taint_survives_exec as u32, dedup_writes: config.dedup_writes as u32 };
+    Array::<_, SensorConfig>::try_from(ebpf.map_mut(names::CONFIG).context("CONFIG map")?)?.set(0, rules, 0)?;
+    Ok(())
 }
 
 fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
