@@ -103,3 +103,45 @@ fn a_broken_config_is_refused_with_its_line_and_key_and_the_running_one_kept() {
     let log = sensor.stop();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// What a reload unflags, a restart must unflag too: the pinned INODES map carries the
+/// flags of the last sensor's port programs over, and a binary left out of the new file
+/// must lose its role, and so must a process still running it.
+#[test]
+fn a_restart_drops_the_roles_of_programs_no_longer_configured() {
+    let _guard = serial();
+    let dir = temp_dir("reload-restart");
+    for program in ["portcp", "portcp2"] {
+        std::fs::copy("/usr/bin/cp", dir.join(program)).unwrap();
+    }
+    let d = dir.display().to_string();
+    let sensor = RunningSensor::start(&dir, &format!("port_programs = [\"{d}/portcp\", \"{d}/portcp2\"]"));
+    assert!(made_untrusted(&sensor, &d, "portcp", "first", "portcp2", "sync1"), "portcp is configured");
+    // A long-lived portcp (blocked reading a fifo) that outlives the restart.
+    sh(&format!("mkfifo {d}/fifo"));
+    let waiting = std::process::Command::new(format!("{d}/portcp")).arg(format!("{d}/fifo")).arg(format!("{d}/late"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waiting = KillOnDrop(waiting);
+    sensor.stop_keeping_kernel_state();
+
+    let sensor = RunningSensor::start(&dir, &format!("port_programs = [\"{d}/portcp2\"]"));
+    assert!(!made_untrusted(&sensor, &d, "portcp", "second", "portcp2", "sync2"), "portcp left port_programs while stopped");
+    sh(&format!("echo x > {d}/fifo"));
+    waiting.0.wait().unwrap();
+    upload(&d, "portcp2", "sync3");
+    let g = sensor.wait_for("sync3 untrusted", |g| g.is_untrusted(&format!("{d}/sync3")));
+    assert!(!g.is_untrusted(&format!("{d}/late")), "the portcp that ran across the restart lost its role");
+}
+
+/// A child that does not outlive a failed test (it would hold the test's output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

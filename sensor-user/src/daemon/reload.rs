@@ -94,11 +94,17 @@ fn apply(old: &Config, new: &Arc<Config>, applied: &[&str], live: Live, port_sta
         problems.push(format!("taint_survives_exec/dedup_writes not applied in the kernel: {e:#}"));
     }
     if changed("port_programs") || changed("interpreters") {
-        match live.sensor.reseed_programs(old, new) {
-            Ok(skipped) if !skipped.is_empty() => warn!("newly configured programs not present on this host (ignored): {}", skipped.join(", ")),
-            Ok(_) => {}
+        match live.sensor.seed_programs(new) {
+            Ok(mut skipped) => {
+                // Those already missing were logged at start or by an earlier reload.
+                skipped.retain(|path| !old.port_programs.iter().chain(&old.interpreters).any(|p| p.display().to_string() == *path));
+                if !skipped.is_empty() {
+                    warn!("newly configured programs not present on this host (ignored): {}", skipped.join(", "));
+                }
+            }
             Err(e) => problems.push(format!("port_programs/interpreters applied in part in the kernel: {e:#}")),
         }
+        live.sensor.seed_running_programs();
     }
     // Activation points and the port programs' state are read by ingest at each event.
     live.ingest.reconfigure(new.clone(), port_state);

@@ -209,54 +209,31 @@ impl Sensor {
         self.logger.take()
     }
 
-    /// Rule-1/3 programs: flag the inodes of the configured binaries. Returns the paths
-    /// not present on this host.
+    /// Rule-1/3 programs: the inodes of the configured binaries flagged, and only those:
+    /// a binary flagged by an earlier configuration (a reload, or the pinned map of the
+    /// last sensor) that this one does not name loses its role. Returns the configured
+    /// paths not present on this host.
     pub fn seed_programs(&mut self, config: &Config) -> Result<Vec<String>> {
         let (programs, skipped) = ProgramInodes::of(config);
-        for (flag, _, keys) in programs.by_flag() {
+        let roles = programs.by_flag();
+        let stale: Vec<(InodeKey, u32)> = self
+            .inodes
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter_map(|(key, state)| {
+                let gone = roles.iter().filter(|(flag, keys)| state.flags & flag != 0 && !keys.contains(&key)).fold(0, |f, (flag, _)| f | flag);
+                (gone != 0).then_some((key, gone))
+            })
+            .collect();
+        for (key, flags) in stale {
+            self.clear_flags(key, flags)?;
+        }
+        for (flag, keys) in roles {
             for key in keys {
                 self.add_inode_flags(*key, flag, sensor_common::maps::GENERATION_ANY)?;
             }
         }
         Ok(skipped)
-    }
-
-    /// A reload: the rule-1/3 programs of `new` flagged, the binaries only `old` named
-    /// unflagged, and the processes running those now ordinary (a process keeps a role it
-    /// has by its binary's flag only). Returns the paths `new` adds that are not present.
-    pub fn reseed_programs(&mut self, old: &Config, new: &Config) -> Result<Vec<String>> {
-        let (before, skipped_before) = ProgramInodes::of(old);
-        let (after, mut skipped) = ProgramInodes::of(new);
-        skipped.retain(|path| !skipped_before.contains(path));
-        for ((flag, proc_flag, old_keys), (_, _, new_keys)) in before.by_flag().into_iter().zip(after.by_flag()) {
-            let gone: Vec<InodeKey> = old_keys.difference(new_keys).copied().collect();
-            for key in &gone {
-                self.clear_flags(*key, flag)?;
-            }
-            if !gone.is_empty() {
-                self.clear_running(&gone, proc_flag);
-            }
-        }
-        self.seed_programs(new)?;
-        self.seed_running_programs();
-        Ok(skipped)
-    }
-
-    /// Clears `proc_flag` of the processes whose binary is one of `binaries`.
-    fn clear_running(&mut self, binaries: &[InodeKey], proc_flag: u32) {
-        for pid in procfs::pids() {
-            let Some(exe) = procfs::exe(pid) else { continue };
-            let Ok((key, _)) = procfs::inode_of(Path::new(&exe)) else { continue };
-            if binaries.contains(&key)
-                && let Ok(mut state) = self.procs.get(&pid, 0)
-                && state.flags & proc_flag != 0
-            {
-                state.flags &= !proc_flag;
-                if let Err(e) = self.procs.insert(pid, state, 0) {
-                    warn!("pid {pid}: cannot clear its port program/interpreter role in the kernel: {e}");
-                }
-            }
-        }
     }
 
     /// taint_survives_exec and dedup_writes, as the programs read them at each event.
@@ -333,25 +310,44 @@ impl Sensor {
         Ok(())
     }
 
-    /// Processes already running a port program or interpreter when the sensor starts.
+    /// The running processes given exactly the roles (port program, interpreter) of their
+    /// binary's flags, as their exec would have: those running a program when the sensor
+    /// starts or a reload adds it gain the role, those running one no longer configured
+    /// lose it. Returns how many processes have a role.
     pub fn seed_running_programs(&mut self) -> usize {
+        const ROLES: u32 = PROC_PORT_PROGRAM | PROC_INTERPRETER;
         let mut n = 0;
         for pid in procfs::pids() {
             let Some(exe) = procfs::exe(pid) else { continue };
             let Ok((key, _)) = procfs::inode_of(Path::new(&exe)) else { continue };
             let flags = self.inode_flags(&key);
-            let mut proc_flags = 0;
+            let mut want = 0;
             if flags & INODE_PORT_PROGRAM != 0 {
-                proc_flags |= PROC_PORT_PROGRAM;
+                want |= PROC_PORT_PROGRAM;
             }
             if flags & INODE_INTERPRETER != 0 {
-                proc_flags |= PROC_INTERPRETER;
+                want |= PROC_INTERPRETER;
             }
-            if proc_flags != 0
-                && let Some(ticks) = procfs::start_ticks(pid)
-                && self.add_proc_flags(pid, ticks, proc_flags).is_ok()
-            {
-                n += 1;
+            let result = match self.procs.get(&pid, 0).ok() {
+                Some(state) if state.flags & ROLES == want => Ok(()),
+                Some(mut state) => {
+                    state.flags = state.flags & !ROLES | want;
+                    if state.flags == 0 {
+                        self.procs.remove(&pid).map_err(anyhow::Error::from)
+                    } else {
+                        self.procs.insert(pid, state, 0).map_err(anyhow::Error::from)
+                    }
+                }
+                None if want == 0 => Ok(()),
+                None => match procfs::start_ticks(pid) {
+                    Some(ticks) => self.add_proc_flags(pid, ticks, want),
+                    None => continue, // exited meanwhile
+                },
+            };
+            match result {
+                Ok(()) if want != 0 => n += 1,
+                Ok(()) => {}
+                Err(e) => warn!("pid {pid} ({exe}): its port program/interpreter role not updated in the kernel: {e:#}"),
             }
         }
         n
@@ -399,9 +395,9 @@ impl ProgramInodes {
         (programs, skipped)
     }
 
-    /// (inode flag, process flag, inodes) for each role.
-    fn by_flag(&self) -> [(u32, u32, &BTreeSet<InodeKey>); 2] {
-        [(INODE_PORT_PROGRAM, PROC_PORT_PROGRAM, &self.port_programs), (INODE_INTERPRETER, PROC_INTERPRETER, &self.interpreters)]
+    /// (inode flag, inodes) for each role.
+    fn by_flag(&self) -> [(u32, &BTreeSet<InodeKey>); 2] {
+        [(INODE_PORT_PROGRAM, &self.port_programs), (INODE_INTERPRETER, &self.interpreters)]
     }
 }
 
