@@ -185,11 +185,7 @@ enum Command {
 fn main() -> ExitCode {
     // PostgreSQL's notices ("relation already exists, skipping") are not news; RUST_LOG
     // may still ask for them by name.
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Info)
-        .filter_module("tokio_postgres", log::LevelFilter::Warn)
-        .parse_env(env_logger::Env::default())
-        .init();
+    sensor_common::logging::init("info,tokio_postgres=warn");
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

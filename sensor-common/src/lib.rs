@@ -29,3 +29,5 @@ pub mod session;
 
 #[cfg(feature = "user")]
 pub mod graph;
+#[cfg(feature = "logging")]
+pub mod logging;

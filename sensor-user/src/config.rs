@@ -17,7 +17,7 @@ pub enum StrategyChoice {
     Tracepoint,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub database: PathBuf,
@@ -65,9 +65,33 @@ pub struct Config {
     /// Zones (most specific first) whose reverse names map IPs to node ids.
     #[serde(default)]
     pub dns_zones: Vec<String>,
+    /// Remote hosts quarantined by the configuration (as `vtrail-sensor block` does, but
+    /// recorded as by `config`: a host leaves the quarantine when it leaves this list;
+    /// blocks made through the socket are not touched).
+    #[serde(default)]
+    pub blocked_hosts: Vec<std::net::IpAddr>,
     /// Streaming this host's graph to the fleet's central database (off by default).
     #[serde(default)]
     pub fleet: FleetConfig,
+}
+
+/// Applies `$what!(field)` to every key a running sensor takes on at SIGHUP.
+macro_rules! live_keys {
+    ($what:ident) => {
+        $what!(taint_survives_exec, dedup_writes, port_programs, interpreters, activation_points,
+               port_program_state, blocked_hosts)
+    };
+}
+
+/// ... and to every key that takes effect at the next start only: the database, socket
+/// and pins are open, the ring buffer and the hooks are loaded, the interfaces, naming,
+/// metrics listener and fleet link are set up once.
+macro_rules! restart_keys {
+    ($what:ident) => {
+        $what!(database, socket, hook_strategy, ring_buffer_bytes, network_monitoring, interfaces,
+               include_loopback, network_degraded_ok, kernel_state, smb_conf, dns_server,
+               metrics_listen, dns_zones, fleet)
+    };
 }
 
 /// Does `path` match `pattern`? `DIR/`: below DIR; `*/NAME`: a file NAME anywhere;
@@ -82,6 +106,19 @@ pub fn path_pattern(pattern: &str, path: &str) -> bool {
         path.starts_with(pattern)
     } else {
         path == pattern
+    }
+}
+
+/// toml's error (several lines, with a caret under the column) as one: the line number,
+/// the key on that line, what is wrong, and the line itself.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    let Some(start) = e.span().and_then(|span| text.get(..span.start)) else { return message.to_string() };
+    let number = start.matches('\n').count() + 1;
+    let line = text.lines().nth(number - 1).unwrap_or("").trim();
+    match line.split_once('=') {
+        Some((key, _)) => format!("line {number}, key `{}`: {message} (`{line}`)", key.trim()),
+        None => format!("line {number}: {message} (`{line}`)"),
     }
 }
 
@@ -116,6 +153,7 @@ struct Overlay {
     dns_server: Option<std::net::SocketAddr>,
     metrics_listen: Option<std::net::SocketAddr>,
     dns_zones: Option<Vec<String>>,
+    blocked_hosts: Option<Vec<std::net::IpAddr>>,
     fleet: Option<FleetConfig>,
 }
 
@@ -146,19 +184,18 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies a TOML overlay. Errors name the file, the line and the key (toml's
-    /// message carries line, column and the offending key).
+    /// Applies a TOML overlay. Errors name the file, the line and the key, on one line
+    /// (a log line at reload, an error at start).
     pub fn apply(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let overlay: Overlay = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let overlay: Overlay =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: one_line(&e, text) })?;
         macro_rules! take {
             ($($field:ident),*) => {$( if let Some(v) = overlay.$field { self.$field = v; } )*};
         }
         take!(database, socket, hook_strategy, ring_buffer_bytes, taint_survives_exec,
               dedup_writes, port_programs, interpreters, activation_points, port_program_state,
-              network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones);
+              network_monitoring, interfaces, include_loopback, network_degraded_ok, kernel_state, dns_zones,
+              blocked_hosts);
         if let Some(v) = overlay.smb_conf { self.smb_conf = Some(v); }
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
         if let Some(v) = overlay.metrics_listen { self.metrics_listen = Some(v); }
@@ -197,6 +234,32 @@ impl Config {
             return Err(ConfigError::Invalid { key, value, why });
         }
         Ok(())
+    }
+
+    /// What a reload from `self` to `new` changes: (keys applied live, keys that wait for a
+    /// restart), in the file's terms.
+    pub fn changes(&self, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
+        let mut changed = (Vec::new(), Vec::new());
+        macro_rules! live {
+            ($($field:ident),*) => {$( if self.$field != new.$field { changed.0.push(stringify!($field)); } )*};
+        }
+        macro_rules! restart {
+            ($($field:ident),*) => {$( if self.$field != new.$field { changed.1.push(stringify!($field)); } )*};
+        }
+        live_keys!(live);
+        restart_keys!(restart);
+        changed
+    }
+
+    /// `new` with the keys that need a restart kept as they are in `self`: the
+    /// configuration a running sensor is under after a reload.
+    pub fn reloaded(&self, new: &Config) -> Config {
+        let mut running = new.clone();
+        macro_rules! keep {
+            ($($field:ident),*) => {$( running.$field = self.$field.clone(); )*};
+        }
+        restart_keys!(keep);
+        running
     }
 
     /// Rule 6: the activation point `path` falls under, if any.
@@ -264,7 +327,7 @@ mod tests {
         let mut c = Config::embedded_default();
         let err = c.apply("\n\nring_buffer_bytes = \"big\"\n", Path::new("t.toml")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("ring_buffer_bytes") && msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("key `ring_buffer_bytes`") && msg.contains("line 3") && !msg.contains('\n'), "{msg}");
     }
 
     #[test]
@@ -282,6 +345,39 @@ mod tests {
         let mut c = Config::embedded_default();
         c.apply("ring_buffer_bytes = 5000", Path::new("t.toml")).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("power of two"));
+    }
+
+    #[test]
+    fn every_key_is_either_live_or_restart_only() {
+        // A key missing from both lists would be neither applied nor reported by a reload:
+        // count the fields through an exhaustive destructuring, which a new key breaks.
+        let Config {
+            database: _, socket: _, hook_strategy: _, ring_buffer_bytes: _, taint_survives_exec: _,
+            dedup_writes: _, port_programs: _, interpreters: _, activation_points: _,
+            port_program_state: _, network_monitoring: _, interfaces: _, include_loopback: _,
+            network_degraded_ok: _, kernel_state: _, smb_conf: _, dns_server: _, metrics_listen: _,
+            dns_zones: _, blocked_hosts: _, fleet: _,
+        } = Config::embedded_default();
+        let mut n = 0;
+        macro_rules! count {
+            ($($field:ident),*) => {$( let _ = stringify!($field); n += 1; )*};
+        }
+        live_keys!(count);
+        restart_keys!(count);
+        assert_eq!(n, 21, "each of Config's 21 keys in exactly one of live_keys! and restart_keys!");
+    }
+
+    #[test]
+    fn a_reload_applies_live_keys_and_keeps_restart_keys() {
+        let old = Config::embedded_default();
+        let mut new = old.clone();
+        new.apply("interpreters = [\"/opt/x/sh\"]\nring_buffer_bytes = 8192\nblocked_hosts = [\"10.0.0.9\"]\n", Path::new("t.toml")).unwrap();
+        assert_eq!(old.changes(&new), (vec!["interpreters", "blocked_hosts"], vec!["ring_buffer_bytes"]));
+        let running = old.reloaded(&new);
+        assert_eq!(running.interpreters, new.interpreters);
+        assert_eq!(running.ring_buffer_bytes, old.ring_buffer_bytes, "needs a restart");
+        assert_eq!(running.changes(&new), (vec![], vec!["ring_buffer_bytes"]), "still waiting at the next reload");
+        assert_eq!(old.changes(&old), (vec![], vec![]));
     }
 
     #[test]

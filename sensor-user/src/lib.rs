@@ -15,5 +15,6 @@ pub mod fleet;
 pub mod graph;
 pub mod host;
 pub mod kernel;
+pub mod logging;
 pub mod replay;
 pub mod selftest;

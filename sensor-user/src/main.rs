@@ -27,6 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the eBPF programs and record the graph until stopped (SIGINT/SIGTERM).
+    /// SIGHUP reads --config again: what can change live does, the rest is logged.
     Run {
         /// If the database does not open, or a record a restart reads does not decode,
         /// move it aside as `<database>.corrupt-<time>` and start on a fresh one. Without
@@ -100,7 +101,7 @@ enum Command {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sensor_common::logging::init("info");
     if let Err(e) = real_main() {
         eprintln!("vtrail-sensor: {e:#}");
         std::process::exit(1);
@@ -122,7 +123,7 @@ fn real_main() -> Result<()> {
         );
     }
     match cli.command {
-        Command::Run { recover } => run(config, recover),
+        Command::Run { recover } => run(config, cli.config.clone(), recover),
         Command::Status { json } => status(&config, json),
         Command::Events { follow, count } => events(&config, follow, count),
         Command::Export { format, since, output, mode } => export(&config, format, since.as_deref(), output.as_deref(), &mode),
@@ -139,9 +140,9 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn run(config: Config, recover: bool) -> Result<()> {
+fn run(config: Config, config_path: Option<PathBuf>, recover: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(daemon::run(config, recover))
+    rt.block_on(daemon::run(config, config_path, recover))
 }
 
 fn events(config: &Config, follow: bool, count: Option<u64>) -> Result<()> {

@@ -55,6 +55,9 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub struct RunningSensor {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// What the CLI is given: the same socket and database, none of the test's keys, so
+    /// that it works while `config` is broken on purpose (`reload`).
+    client_config: PathBuf,
     child: Option<Child>,
     log: PathBuf,
     /// Leave the pinned kernel state for the next sensor on `dir` (a restart test).
@@ -87,15 +90,9 @@ impl RunningSensor {
     fn launch(dir: &Path, extra_toml: &str, launcher: &[&str], env: &[(&str, &str)], run_args: &[&str]) -> Self {
         require_root();
         let config = dir.join("vtrail.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "database = \"{0}/db\"\nsocket = \"{0}/sensor.sock\"\nkernel_state = \"{1}\"\n{extra_toml}\n",
-                dir.display(),
-                kernel_state_dir(dir).display()
-            ),
-        )
-        .unwrap();
+        write_config(dir, &config, extra_toml);
+        let client_config = dir.join("client.toml");
+        write_config(dir, &client_config, "");
         let log = dir.join(format!("sensor-{}.log", Instant::now().elapsed().as_nanos()));
         let mut command = match launcher {
             [first, rest @ ..] => {
@@ -116,7 +113,7 @@ impl RunningSensor {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn vtrail-sensor");
-        let mut sensor = Self { dir: dir.into(), config, child: Some(child), log, keep_kernel_state: false };
+        let mut sensor = Self { dir: dir.into(), config, client_config, child: Some(child), log, keep_kernel_state: false };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = sensor.child.as_mut().unwrap().try_wait().unwrap() {
@@ -143,6 +140,24 @@ impl RunningSensor {
         out.unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
+    /// Writes the sensor's config file again (its own paths, then `extra_toml`) and sends
+    /// SIGHUP; returns the status once the reload was applied or refused.
+    pub fn reload(&self, extra_toml: &str) -> Value {
+        write_config(&self.dir, &self.config, extra_toml);
+        let attempts = |s: &Value| s["config"]["reloads"].as_u64().unwrap_or(0) + s["config"]["failed_reloads"].as_u64().unwrap_or(0);
+        let before = attempts(&self.status());
+        unsafe { libc::kill(self.pid() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.status();
+            if attempts(&status) > before {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no reload within 10 s of SIGHUP:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The sensor's pid (a launcher execs it in its own place).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -153,7 +168,7 @@ impl RunningSensor {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(sensor_bin()).arg("--config").arg(&self.config).args(args).output().expect("run vtrail-sensor")
+        Command::new(sensor_bin()).arg("--config").arg(&self.client_config).args(args).output().expect("run vtrail-sensor")
     }
 
     pub fn status(&self) -> Value {
@@ -218,6 +233,17 @@ impl RunningSensor {
             }
         }
     }
+}
+
+/// A test sensor's config file: its private database, socket and kernel state under
+/// `dir`, then `extra_toml`.
+fn write_config(dir: &Path, config: &Path, extra_toml: &str) {
+    let text = format!(
+        "database = \"{0}/db\"\nsocket = \"{0}/sensor.sock\"\nkernel_state = \"{1}\"\n{extra_toml}\n",
+        dir.display(),
+        kernel_state_dir(dir).display()
+    );
+    std::fs::write(config, text).unwrap();
 }
 
 impl Drop for RunningSensor {

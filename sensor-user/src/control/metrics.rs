@@ -50,6 +50,12 @@ pub fn render(s: &Status) -> String {
     let mut out = String::new();
     let o = &mut out;
     family(o, "vtrail_start_time_seconds", "gauge", "When this sensor started (Unix time).").value(s.started_ns as f64 / 1e9);
+    let c = &s.config;
+    family(o, "vtrail_config_loaded_time_seconds", "gauge", "When the configuration in effect was read (start or last SIGHUP reload, Unix time).")
+        .value(c.loaded_ns as f64 / 1e9);
+    family(o, "vtrail_config_reloads_total", "counter", "SIGHUP reloads applied.").value(c.reloads as f64);
+    family(o, "vtrail_config_reload_failures_total", "counter", "SIGHUP reloads refused (the file did not parse or validate; logged).").value(c.failed_reloads as f64);
+    family(o, "vtrail_config_restart_needed_keys", "gauge", "Keys changed in the file that wait for a restart.").value(c.restart_needed.len() as f64);
 
     let mut f = family(o, "vtrail_events_total", "counter", "Kernel events recorded, by kind.");
     for (kind, n) in &s.events_received {

@@ -39,6 +39,26 @@ pub struct Status {
     pub fleet: FleetStatus,
     #[serde(default)]
     pub ring: RingStatus,
+    #[serde(default)]
+    pub config: ConfigStatus,
+}
+
+/// The configuration in effect: where it was read, when, and what the reloads (SIGHUP)
+/// did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// `--config`; None = the embedded default alone.
+    pub path: Option<PathBuf>,
+    /// When the configuration in effect was read (start or last good reload), Unix ns.
+    pub loaded_ns: u64,
+    /// Reloads applied, and reloads refused (the file did not parse or validate: the
+    /// configuration in effect was kept).
+    pub reloads: u64,
+    pub failed_reloads: u64,
+    /// Why the last reload was refused or applied only in part; None once one succeeds.
+    pub last_reload_error: Option<String>,
+    /// Keys that differ in the file and wait for a restart.
+    pub restart_needed: Vec<String>,
 }
 
 /// The kernel ring buffer and the queue between the thread that drains it and ingest
@@ -166,7 +186,22 @@ impl fmt::Display for Status {
             db.untrusted_files,
             db.tainted_processes
         )?;
-        self.fleet.fmt_line(f)
+        self.fleet.fmt_line(f)?;
+        self.config.fmt_line(f)
+    }
+}
+
+impl ConfigStatus {
+    fn fmt_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.as_ref().map_or("embedded default".into(), |p| p.display().to_string());
+        writeln!(f, "config:     {path}, loaded at {} (Unix s), {} reload(s), {} refused", self.loaded_ns / 1_000_000_000, self.reloads, self.failed_reloads)?;
+        if let Some(error) = &self.last_reload_error {
+            writeln!(f, "  last reload: {error}")?;
+        }
+        if !self.restart_needed.is_empty() {
+            writeln!(f, "  restart needed for: {}", self.restart_needed.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +259,7 @@ pub(crate) mod tests {
             database: DatabaseStatus { path: "/var/lib/vtrail/db".into(), ..Default::default() },
             fleet: FleetStatus::default(),
             ring: RingStatus::default(),
+            config: ConfigStatus::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use ddns_updater::lookup::{LookupConfig, Resolver};
-use log::{info, warn};
+use tracing::{info, warn};
 use tokio::sync::mpsc;
 use sensor_common::graph::HostInfo;
 

@@ -2,8 +2,10 @@
 //! buffer, ingests events, answers the control socket and reports drops.
 
 mod drain;
+mod losses;
 mod metrics;
 pub mod network;
+mod reload;
 mod service;
 use std::{
     collections::BTreeMap,
@@ -13,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use serde_json::json;
 use sensor_common::{
     graph::HostInfo,
@@ -51,6 +53,7 @@ struct Counters {
     flushes: u64,
     flush_seconds: f64,
     last_flush_seconds: f64,
+    losses: losses::Losses,
     /// The kernel maps' fill, read at most once a second (`MAP_FILL_EVERY`): walking 200,000
     /// entries takes as many syscalls, too many for every `status` or scrape.
     map_fill: Option<(std::time::Instant, MapFill)>,
@@ -93,8 +96,13 @@ pub fn host_info() -> HostInfo {
     crate::correlate::naming::this_host(Path::new("/"))
 }
 
-pub async fn run(config: Config, recover: bool) -> Result<()> {
+/// `config` as read from `config_path` (None: the embedded default), which SIGHUP reads
+/// again.
+pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recover: bool) -> Result<()> {
     sensor::preflight()?;
+    // From here on SIGHUP reloads rather than kills (its default action).
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut config = Arc::new(config);
     // Everything the daemon creates (database, runtime records, socket) is root's alone.
     unsafe { libc::umask(0o077) };
     // `Open` and `Schema` already name the database and what to do; the rest (an
@@ -162,7 +170,15 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     let mut drain = drain::Drain::start(ring, config.ring_buffer_bytes)?;
     let clock = WallClock::now();
     let smb_conf = std::fs::read_to_string(config.smb_conf.clone().unwrap_or_else(|| "/etc/samba/smb.conf".into())).ok();
-    let mut ingest = Ingest::new(&store, host.clone(), &config).with_port_state(crate::graph::ingest::PortState::new(&config, smb_conf.as_deref()));
+    let mut reloader = reload::Reloader::new(config_path, smb_conf, procfs::now_wall_ns());
+    let mut ingest = Ingest::new(&store, host.clone(), config.clone()).with_port_state(reloader.port_state(&config));
+    if let Some(m) = net.as_mut() {
+        for problem in m.sync_configured_blocks(ingest.graph(), &config.blocked_hosts) {
+            error!("{problem}");
+        }
+    } else if !config.blocked_hosts.is_empty() {
+        warn!("blocked_hosts lists {} host(s) but network monitoring is off: the block is NOT enforced", config.blocked_hosts.len());
+    }
     let mut counters = Counters::default();
     let (events_tx, _) = broadcast::channel::<Arc<String>>(4096);
     let follower_lag = Arc::new(AtomicU64::new(0));
@@ -176,7 +192,6 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     let started_ns = procfs::now_wall_ns();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
-    let mut reported_drops: BTreeMap<String, u64> = BTreeMap::new();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Pinged from this loop, so a loop stuck in a call (or a drain thread that died:
     // nothing would be recorded any more) stops the pings and the manager restarts it.
@@ -203,6 +218,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                 let answer = if matches!(call.request, Request::Status) {
                     let mut status = status(&ingest, &sensor, &store, &mut counters, &follower_lag, started_ns, network_failure.as_deref());
                     status.ring = drain.ring_status();
+                    status.config = reloader.status.clone();
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);
                     }
@@ -222,7 +238,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                 let _ = call.reply.send(answer);
             }
             _ = tick.tick() => {
-                report_new_drops(&sensor, &mut reported_drops);
+                counters.losses.poll(&sensor, drain.stats.queue_full_waits.load(Ordering::Relaxed));
                 if let Some(m) = net.as_mut() {
                     m.tick(&mut sensor);
                     for line in m.release_held(&clock, ingest.graph()) {
@@ -244,6 +260,12 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
                     error!("the ring buffer thread has stopped: nothing is recorded any more; no watchdog ping, so the service manager restarts the sensor");
                 }
             }
+            _ = sighup.recv() => {
+                let live = reload::Live { sensor: &mut sensor, ingest: &mut ingest, net: net.as_mut() };
+                if let Some(new) = reloader.reload(&config, live) {
+                    config = new;
+                }
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -255,7 +277,7 @@ pub async fn run(config: Config, recover: bool) -> Result<()> {
     while let Ok(batch) = drain.batches.try_recv() {
         ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
     }
-    report_new_drops(&sensor, &mut reported_drops);
+    counters.losses.flush(&sensor, drain.stats.queue_full_waits.load(Ordering::Relaxed));
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
     store.close_outbox()?;
     store.flush()?;
@@ -314,7 +336,7 @@ fn ingest_record(record: &[u8], s: &mut Stages) {
         Ok(raw) => raw,
         Err(e) => {
             s.counters.decode_errors += 1;
-            warn!("dropped a kernel record: {e}");
+            s.counters.losses.undecodable(e.to_string());
             return;
         }
     };
@@ -365,7 +387,7 @@ fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, coun
         }
     }
     if ev.inode_map_full {
-        warn!("kernel INODES map is full: file {:?} is untrusted in the graph but not in the kernel", ev.path);
+        counters.losses.inode_map_full(ev.path.clone().unwrap_or_default());
     }
 }
 
@@ -385,15 +407,6 @@ fn restore(sensor: &mut Sensor, store: &GraphStore) -> Result<(usize, usize)> {
         }
     }
     Ok((files.len(), live))
-}
-
-fn report_new_drops(sensor: &Sensor, reported: &mut BTreeMap<String, u64>) {
-    for (name, count) in sensor.drop_counts() {
-        let before = reported.insert(name.clone(), count).unwrap_or(0);
-        if count > before {
-            warn!("kernel dropped {} {name} (total {count}): increase ring_buffer_bytes or map sizes", count - before);
-        }
-    }
 }
 
 /// The daemon's status; network monitoring adds its part (`Network::fill_status`).
@@ -453,6 +466,7 @@ fn status(
             ingest_seconds: counters.ingest_seconds,
         },
         ring: Default::default(),
+        config: Default::default(),
     }
 }
 

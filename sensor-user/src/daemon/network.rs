@@ -18,7 +18,7 @@ use crate::kernel::tc;
 use std::net::IpAddr;
 
 use anyhow::{Result, bail};
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use serde_json::json;
 
 use crate::{
@@ -32,6 +32,9 @@ use crate::{
     host::procfs::WallClock,
     kernel::Sensor,
 };
+
+/// Who a block from `blocked_hosts` is recorded as made by.
+pub const CONFIG_ACTOR: &str = "config";
 
 /// What `Monitor::start` did.
 pub enum Started {
@@ -207,17 +210,59 @@ impl Monitor {
         };
         let result: Result<Vec<u8>> = (|| {
             let ip = parse_target(target)?;
-            if block {
-                self.classifier.block(ip)?;
-            } else if !self.classifier.unblock(ip)? {
-                warn!("unblock {ip}: it was not blocked");
-            }
-            let node = self.attribution.quarantine_edge(graph, ip, block, by)?;
-            graph.store().set_blocked(&ip.to_string(), block, by, crate::host::procfs::now_wall_ns())?;
-            info!("{} {ip} (by {by})", if block { "blocked" } else { "unblocked" });
+            let node = self.set_block(graph, ip, block, by)?;
             Ok(serde_json::to_vec(&json!({"ok": true, "ip": ip.to_string(), "node": node, "blocked": block}))?)
         })();
         Some(result.unwrap_or_else(|e| serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default()))
+    }
+
+    /// Blocks or lifts `ip` in the kernel, the graph (a quarantine edge) and the database.
+    fn set_block(&mut self, graph: &GraphWriter, ip: IpAddr, block: bool, by: &str) -> Result<String> {
+        if block {
+            self.classifier.block(ip)?;
+        } else if !self.classifier.unblock(ip)? {
+            warn!("unblock {ip}: it was not blocked");
+        }
+        let node = self.attribution.quarantine_edge(graph, ip, block, by)?;
+        graph.store().set_blocked(&ip.to_string(), block, by, crate::host::procfs::now_wall_ns())?;
+        info!("{} {ip} (by {by})", if block { "blocked" } else { "unblocked" });
+        Ok(node)
+    }
+
+    /// The quarantine the configuration asks for (`blocked_hosts`), at start and at each
+    /// reload: its hosts blocked, hosts it blocked before and no longer lists lifted.
+    /// Blocks an operator made (`vtrail-sensor block`, recorded with their name) are not
+    /// touched, nor are hosts an operator blocked too. Returns the problems (for the caller
+    /// to log), if any.
+    pub fn sync_configured_blocks(&mut self, graph: &GraphWriter, configured: &[IpAddr]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let configured: Vec<IpAddr> = configured.iter().map(|ip| ip.to_canonical()).collect();
+        let recorded = graph.store().blocked_hosts().unwrap_or_else(|e| {
+            problems.push(format!("cannot read the blocked hosts: {e}"));
+            Vec::new()
+        });
+        for host in recorded {
+            let Ok(ip) = host.parse::<IpAddr>() else { continue };
+            if configured.contains(&ip) {
+                continue;
+            }
+            match graph.store().blocked_by(&host) {
+                Ok(Some(by)) if by == CONFIG_ACTOR => {
+                    if let Err(e) = self.set_block(graph, ip, false, CONFIG_ACTOR) {
+                        problems.push(format!("cannot lift the configured block of {ip}: {e:#}"));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{e}")),
+            }
+        }
+        for ip in configured {
+            let already = graph.store().blocked_by(&ip.to_string()).ok().flatten().is_some() && self.classifier.is_blocked(ip);
+            if !already && let Err(e) = self.set_block(graph, ip, true, CONFIG_ACTOR) {
+                problems.push(format!("cannot block {ip} (blocked_hosts): {e:#}"));
+            }
+        }
+        problems
     }
 
     /// The network and naming parts of a status answer.

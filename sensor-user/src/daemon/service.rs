@@ -5,7 +5,7 @@
 //! do nothing; a socket that cannot be reached is logged, never fatal.
 use std::time::Duration;
 
-use log::warn;
+use tracing::warn;
 use sd_notify::NotifyState;
 
 pub fn ready(status: &str) {

@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use async_nats::{ConnectOptions, Event, ServerAddr, ServerError};
-use log::{error, info, warn};
+use tracing::{error, info, warn};
 use sensor_common::graph::fleet::inbox_prefix;
 
 use super::{SharedState, config::FleetConfig};

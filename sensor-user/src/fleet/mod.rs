@@ -89,7 +89,7 @@ impl Fleet {
             s.acked_seq = outbox.acked().unwrap_or(0);
         });
         let client = link::connect(config, host_id, &subject, state.clone()).await?;
-        log::info!("fleet: streaming this host's graph to {} on {subject}", config.nats_url.join(", "));
+        tracing::info!("fleet: streaming this host's graph to {} on {subject}", config.nats_url.join(", "));
         let publisher = publisher::Publisher { outbox: outbox.clone(), state: state.clone(), client, host_id: host_id.into(), subject };
         tokio::spawn(publisher.run());
         Ok(Self { outbox, state })

@@ -13,7 +13,7 @@ use async_nats::{
         message::PublishMessage,
     },
 };
-use log::{info, warn};
+use tracing::{info, warn};
 use sensor_common::graph::{
     SCHEMA_VERSION,
     fleet::{BatchHeader, MAX_BATCH_BYTES, SCHEMA_HEADER, encode_batch},

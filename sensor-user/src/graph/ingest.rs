@@ -1,6 +1,6 @@
 //! Turns decoded events into graph nodes and edges (and the few kernel map updates that
 //! only userspace can make, for path-based changes whose inode the kernel did not see).
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use anyhow::Result;
 use sensor_common::{
@@ -73,7 +73,8 @@ pub struct Ingest<'a> {
     /// Writes nodes and edges under this host's ids; holds the store.
     graph: GraphWriter<'a>,
     host: HostInfo,
-    config: &'a Config,
+    /// Shared with the daemon, replaced whole at a reload (`reconfigure`).
+    config: Arc<Config>,
     path_index: HashMap<String, String>,
     known_processes: HashMap<(u32, u64), KnownProcess>,
     port_state: PortState,
@@ -82,13 +83,20 @@ pub struct Ingest<'a> {
 }
 
 impl<'a> Ingest<'a> {
-    pub fn new(store: &'a GraphStore, host: HostInfo, config: &'a Config) -> Self {
+    pub fn new(store: &'a GraphStore, host: HostInfo, config: Arc<Config>) -> Self {
         Self { graph: GraphWriter::new(store, &host.id), host, config, path_index: HashMap::new(), known_processes: HashMap::new(), port_state: PortState::default(), state_writes_ignored: 0 }
     }
 
     pub fn with_port_state(mut self, port_state: PortState) -> Self {
         self.port_state = port_state;
         self
+    }
+
+    /// A reloaded configuration (activation points, port programs' state) from the next
+    /// event on.
+    pub fn reconfigure(&mut self, config: Arc<Config>, port_state: PortState) {
+        self.config = config;
+        self.port_state = port_state;
     }
 
     pub fn store(&self) -> &'a GraphStore {
@@ -353,7 +361,7 @@ impl<'a> Ingest<'a> {
             EventKind::InheritedFds => {
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
                 if let Some(n) = ev.inherited_overflow {
-                    log::warn!("pid {} became tainted holding {n} more writable files than one event carries: they are untrusted in the kernel, not in the graph", ev.tgid);
+                    tracing::warn!("pid {} became tainted holding {n} more writable files than one event carries: they are untrusted in the kernel, not in the graph", ev.tgid);
                 }
                 for f in &ev.inherited {
                     let key = f.key();

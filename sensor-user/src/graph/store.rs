@@ -201,7 +201,7 @@ impl GraphStore {
                     converted += 1;
                 }
                 Err(e) => {
-                    log::warn!("graph database {}: edge record not converted from schema 1 ({e}); kept in tree {UNCONVERTED_V1}", self.path.display());
+                    tracing::warn!("graph database {}: edge record not converted from schema 1 ({e}); kept in tree {UNCONVERTED_V1}", self.path.display());
                     moved.insert(key.clone(), value);
                     batch.remove(key);
                     failed += 1;
@@ -212,7 +212,7 @@ impl GraphStore {
         self.edges.apply_batch(batch)?;
         self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
         self.db.flush()?;
-        log::info!("graph database {}: converted {converted} edges from schema 1 to {SCHEMA_VERSION} ({failed} kept aside)", self.path.display());
+        tracing::info!("graph database {}: converted {converted} edges from schema 1 to {SCHEMA_VERSION} ({failed} kept aside)", self.path.display());
         Ok(())
     }
 
@@ -243,7 +243,7 @@ impl GraphStore {
             outbox.mark_backfilled()?;
             self.db.flush()?;
             if queued > 0 {
-                log::info!("fleet: queued the {queued} records this database held before the fleet was enabled");
+                tracing::info!("fleet: queued the {queued} records this database held before the fleet was enabled");
             }
         }
         Ok(self.outbox.get_or_init(|| outbox).clone())
@@ -451,6 +451,16 @@ impl GraphStore {
             self.blocked.remove(ip.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Who blocked `ip` (`by` of its record), None if it is not blocked.
+    pub fn blocked_by(&self, ip: &str) -> Result<Option<String>, StoreError> {
+        let Some(record) = self.blocked.get(ip.as_bytes())? else { return Ok(None) };
+        let by = serde_json::from_slice::<serde_json::Value>(&record)
+            .ok()
+            .and_then(|v| v["by"].as_str().map(str::to_owned))
+            .ok_or_else(|| StoreError::Corrupt { tree: trees::BLOCKED_HOSTS, message: format!("the block record of {ip} has no `by`") })?;
+        Ok(Some(by))
     }
 
     /// The blocked remote addresses, as recorded.

@@ -1,6 +1,7 @@
 //! Loads the eBPF object, attaches the chosen strategy's programs, and owns the maps
 //! userspace writes (seeding at start-up, manual relabels) and reads (drop counters).
 use std::{
+    collections::BTreeSet,
     mem::size_of,
     os::fd::{AsFd, OwnedFd},
     path::Path,
@@ -12,7 +13,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, Program, TracePoint},
 };
-use log::{info, warn};
+use tracing::{info, warn};
 use sensor_common::{
     event::{EVENT_KIND_COUNT, EventKind},
     maps::{
@@ -104,11 +105,7 @@ impl Sensor {
         };
         Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?
             .set(0, offsets, 0)?;
-        let sensor_config = SensorConfig {
-            taint_survives_exec: config.taint_survives_exec as u32,
-            dedup_writes: config.dedup_writes as u32,
-        };
-        Array::<_, SensorConfig>::try_from(ebpf.map_mut(names::CONFIG).context("CONFIG map")?)?.set(0, sensor_config, 0)?;
+        set_rules(&mut ebpf, config)?;
 
         let mut attached = Vec::new();
         let mut missing = Vec::new();
@@ -223,19 +220,36 @@ impl Sensor {
         self.logger.take()
     }
 
-    /// Rule-1/3 programs: flag the inodes of the configured binaries.
+    /// Rule-1/3 programs: the inodes of the configured binaries flagged, and only those:
+    /// a binary flagged by an earlier configuration (a reload, or the pinned map of the
+    /// last sensor) that this one does not name loses its role. Returns the configured
+    /// paths not present on this host.
     pub fn seed_programs(&mut self, config: &Config) -> Result<Vec<String>> {
-        let mut skipped = Vec::new();
-        let lists = [(&config.port_programs, INODE_PORT_PROGRAM), (&config.interpreters, INODE_INTERPRETER)];
-        for (paths, flag) in lists {
-            for path in paths {
-                match procfs::inode_of(path) {
-                    Ok((key, _)) => self.add_inode_flags(key, flag, sensor_common::maps::GENERATION_ANY)?,
-                    Err(_) => skipped.push(path.display().to_string()),
-                }
+        let (programs, skipped) = ProgramInodes::of(config);
+        let roles = programs.by_flag();
+        let stale: Vec<(InodeKey, u32)> = self
+            .inodes
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter_map(|(key, state)| {
+                let gone = roles.iter().filter(|(flag, keys)| state.flags & flag != 0 && !keys.contains(&key)).fold(0, |f, (flag, _)| f | flag);
+                (gone != 0).then_some((key, gone))
+            })
+            .collect();
+        for (key, flags) in stale {
+            self.clear_flags(key, flags)?;
+        }
+        for (flag, keys) in roles {
+            for key in keys {
+                self.add_inode_flags(*key, flag, sensor_common::maps::GENERATION_ANY)?;
             }
         }
         Ok(skipped)
+    }
+
+    /// taint_survives_exec and dedup_writes, as the programs read them at each event.
+    pub fn set_rules(&mut self, config: &Config) -> Result<()> {
+        set_rules(&mut self._ebpf, config)
     }
 
     pub fn add_inode_flags(&mut self, key: InodeKey, flags: u32, generation: u32) -> Result<()> {
@@ -320,25 +334,44 @@ impl Sensor {
         Ok(())
     }
 
-    /// Processes already running a port program or interpreter when the sensor starts.
+    /// The running processes given exactly the roles (port program, interpreter) of their
+    /// binary's flags, as their exec would have: those running a program when the sensor
+    /// starts or a reload adds it gain the role, those running one no longer configured
+    /// lose it. Returns how many processes have a role.
     pub fn seed_running_programs(&mut self) -> usize {
+        const ROLES: u32 = PROC_PORT_PROGRAM | PROC_INTERPRETER;
         let mut n = 0;
         for pid in procfs::pids() {
             let Some(exe) = procfs::exe(pid) else { continue };
             let Ok((key, _)) = procfs::inode_of(Path::new(&exe)) else { continue };
             let flags = self.inode_flags(&key);
-            let mut proc_flags = 0;
+            let mut want = 0;
             if flags & INODE_PORT_PROGRAM != 0 {
-                proc_flags |= PROC_PORT_PROGRAM;
+                want |= PROC_PORT_PROGRAM;
             }
             if flags & INODE_INTERPRETER != 0 {
-                proc_flags |= PROC_INTERPRETER;
+                want |= PROC_INTERPRETER;
             }
-            if proc_flags != 0
-                && let Some(ticks) = procfs::start_ticks(pid)
-                && self.add_proc_flags(pid, ticks, proc_flags).is_ok()
-            {
-                n += 1;
+            let result = match self.procs.get(&pid, 0).ok() {
+                Some(state) if state.flags & ROLES == want => Ok(()),
+                Some(mut state) => {
+                    state.flags = state.flags & !ROLES | want;
+                    if state.flags == 0 {
+                        self.procs.remove(&pid).map_err(anyhow::Error::from)
+                    } else {
+                        self.procs.insert(pid, state, 0).map_err(anyhow::Error::from)
+                    }
+                }
+                None if want == 0 => Ok(()),
+                None => match procfs::start_ticks(pid) {
+                    Some(ticks) => self.add_proc_flags(pid, ticks, want),
+                    None => continue, // exited meanwhile
+                },
+            };
+            match result {
+                Ok(()) if want != 0 => n += 1,
+                Ok(()) => {}
+                Err(e) => warn!("pid {pid} ({exe}): its port program/interpreter role not updated in the kernel: {e:#}"),
             }
         }
         n
@@ -358,6 +391,44 @@ impl Sensor {
             })
             .collect()
     }
+}
+
+/// The inodes of the configured port programs and interpreters present on this host.
+struct ProgramInodes {
+    port_programs: BTreeSet<InodeKey>,
+    interpreters: BTreeSet<InodeKey>,
+}
+
+impl ProgramInodes {
+    /// Also the configured paths that do not exist here.
+    fn of(config: &Config) -> (Self, Vec<String>) {
+        let mut skipped = Vec::new();
+        let mut inodes = |paths: &[std::path::PathBuf]| -> BTreeSet<InodeKey> {
+            paths
+                .iter()
+                .filter_map(|path| match procfs::inode_of(path) {
+                    Ok((key, _)) => Some(key),
+                    Err(_) => {
+                        skipped.push(path.display().to_string());
+                        None
+                    }
+                })
+                .collect()
+        };
+        let programs = Self { port_programs: inodes(&config.port_programs), interpreters: inodes(&config.interpreters) };
+        (programs, skipped)
+    }
+
+    /// (inode flag, inodes) for each role.
+    fn by_flag(&self) -> [(u32, &BTreeSet<InodeKey>); 2] {
+        [(INODE_PORT_PROGRAM, &self.port_programs), (INODE_INTERPRETER, &self.interpreters)]
+    }
+}
+
+fn set_rules(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
+    let rules = SensorConfig { taint_survives_exec: config.taint_survives_exec as u32, dedup_writes: config.dedup_writes as u32 };
+    Array::<_, SensorConfig>::try_from(ebpf.map_mut(names::CONFIG).context("CONFIG map")?)?.set(0, rules, 0)?;
+    Ok(())
 }
 
 fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {

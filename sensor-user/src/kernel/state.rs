@@ -17,7 +17,7 @@ use aya::{
     Ebpf, Pod,
     maps::{HashMap, Map, MapData},
 };
-use log::{info, warn};
+use tracing::{info, warn};
 use sensor_common::maps::{BlockedKey, InodeKey, InodeState, ProcState, names};
 
 use crate::host::procfs;

@@ -15,7 +15,7 @@ use aya::{
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
     },
 };
-use log::{info, warn};
+use tracing::{info, warn};
 use sensor_common::maps::{BlockedKey, names, net_counter};
 
 use crate::config::Config;

@@ -224,7 +224,7 @@ impl Attribution {
     /// those it had). Failures are counted in `naming` and logged, never fatal.
     pub fn named(&mut self, graph: &GraphWriter, ip: IpAddr, answer: Result<Vec<String>, String>) -> Result<()> {
         let Some(node_ids) = self.naming.answered(ip, answer) else { return Ok(()) };
-        log::info!("remote {ip} is node {}", node_ids.join(", "));
+        tracing::info!("remote {ip} is node {}", node_ids.join(", "));
         graph.remote(crate::host::procfs::now_wall_ns(), ip, node_ids)?;
         Ok(())
     }
