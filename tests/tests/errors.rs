@@ -90,6 +90,46 @@ fn corrupt_database_is_a_clear_error_and_is_kept() {
     sensor.stop();
 }
 
+/// A database cut short after a clean stop: sled opens what is left as if it had crashed
+/// there; the sensor's flush record says records are missing, and it refuses to start
+/// until told `--recover`.
+#[test]
+fn a_truncated_database_is_refused_until_recover() {
+    let _guard = serial();
+    let dir = temp_dir("truncated");
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let worm = dir.join("worm");
+    std::fs::copy(tests::sensor::workspace_bin("vtrail-workload"), &worm).unwrap();
+    assert!(sensor.cli(&["taint", worm.to_str().unwrap()]).status.success());
+    std::fs::create_dir(dir.join("w")).unwrap();
+    assert!(Command::new(&worm).args(["creates", "2000"]).arg(dir.join("w")).status().unwrap().success());
+    let g = sensor.wait_for("2,000 files recorded", |g| g.is_untrusted(&format!("{}/w/f1999", dir.display())));
+    let edges = g.edges.len();
+    let config = sensor.config.clone();
+    sensor.stop();
+    let db = dir.join("db");
+    let flushed: serde_json::Value = serde_json::from_slice(&std::fs::read(db.join("vtrail-flushed.json")).expect("the stop's flush record")).unwrap();
+    assert!(flushed["edges"].as_u64().unwrap() >= edges as u64, "{flushed} vs {edges} edges in the graph");
+
+    let log = db.join("db");
+    let len = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len / 3).unwrap();
+    let out = Command::new(sensor_bin()).arg("--config").arg(&config).arg("run").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_clean_failure(out.status.code().unwrap_or(-1), &err);
+    eprintln!("the refusal: {err}");
+    // Either sled reads less than the flush record counts, or it cannot read the log at all.
+    assert!(err.contains("damaged") && err.contains(&db.display().to_string()), "{err}");
+    assert_eq!(err.matches("--recover").count(), 1, "{err}");
+
+    let sensor = RunningSensor::start_with_args(&dir, "network_monitoring = false", &["--recover"]);
+    let log = sensor.log_text();
+    assert!(log.contains("moved aside to") && log.contains("damaged"), "{log}");
+    let status = sensor.status();
+    assert!(status["database"]["nodes"].as_u64().is_some_and(|n| n >= 1), "a fresh database: {status}");
+    sensor.stop();
+}
+
 #[test]
 fn cli_without_running_sensor_says_so() {
     let dir = temp_dir("nosensor");

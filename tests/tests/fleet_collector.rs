@@ -125,7 +125,7 @@ fn a_collector_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
 fn messages_handled(log: &str) -> u64 {
     log.lines()
         .rev()
-        .find_map(|l| l.split("] ").nth(1)?.split(" messages:").next()?.parse().ok())
+        .find_map(|l| l.split_once(" messages: ")?.0.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no summary in the log:\n{log}"))
 }
 

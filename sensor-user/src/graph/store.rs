@@ -34,6 +34,19 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("graph database holds an unreadable record in tree {tree}: {message}")]
     Corrupt { tree: &'static str, message: String },
+    /// sled reads a log cut short (a truncated file, a zeroed page) as a crash and opens
+    /// what is left without an error: the counts of the last flush say what is missing.
+    #[error(
+        "the graph database at {path} holds fewer records than its last flush wrote \
+         ({edges_found} of {edges} edges, {nodes_found} of {nodes} nodes, as {CHECKPOINT} \
+         recorded): it was truncated or damaged"
+    )]
+    Lost { path: PathBuf, nodes: u64, edges: u64, nodes_found: u64, edges_found: u64 },
+    /// sled panics, instead of returning an error, on some damaged logs.
+    #[error("the graph database at {path} is damaged: sled failed reading it ({message})")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("the graph database's flush record {path} is unreadable ({message}): it was damaged")]
+    Checkpoint { path: PathBuf, message: String },
 }
 
 pub struct GraphStore {
@@ -51,6 +64,19 @@ pub struct GraphStore {
     counts: TreeCounts,
     /// Set when the fleet is on: every node and edge stored is also queued for the fleet.
     outbox: OnceLock<Outbox>,
+    /// What the newest checkpoint file says (not rewritten while nothing was added).
+    flushed: std::sync::Mutex<Option<Flushed>>,
+}
+
+/// The file, beside sled's own in the database directory, that records how many nodes
+/// and edges the last flush made durable. Nodes and edges are never removed, so a
+/// database that opens with fewer lost them.
+pub const CHECKPOINT: &str = "vtrail-flushed.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Flushed {
+    nodes: u64,
+    edges: u64,
 }
 
 #[derive(Default)]
@@ -83,6 +109,24 @@ const CACHE_BYTES: u64 = 64 << 20;
 /// Edges of a version-1 database that did not convert (see `upgrade_from_v1`).
 const UNCONVERTED_V1: &str = "edges_unconverted_v1";
 
+/// `config.open()`, with a panic inside sled caught and returned as its message: sled
+/// 0.34 panics on some cut logs (a log truncated to a third after a clean stop: "tried to
+/// serialize Uninitialized", while rewriting its snapshot at open). The default panic
+/// message is kept off stderr meanwhile: this is damage to report, not a crash.
+fn open_sled(config: sled::Config) -> Result<sled::Result<sled::Db>, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    std::panic::set_hook(previous);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
 fn json_err(tree: &'static str, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt { tree, message: e.to_string() }
 }
@@ -97,13 +141,12 @@ impl GraphStore {
         // The record names every path, process and peer: the database directory is the
         // owner's alone (0700, files 0600), whatever the umask or an older version left.
         private::create_dir(path).map_err(|e| open_err(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // sled's default is a 1 GiB page cache; the sensor's memory must stay bounded on
             // a file server (the cache holds hot pages, the rest is read back from disk).
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(open_err)?;
+            .cache_capacity(CACHE_BYTES);
+        let db = open_sled(config).map_err(|message| StoreError::Unreadable { path: path.into(), message })?.map_err(open_err)?;
         private::restrict_tree(path).map_err(|e| open_err(sled::Error::Io(e)))?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Self {
@@ -117,6 +160,7 @@ impl GraphStore {
             seq: AtomicU64::new(0),
             counts: TreeCounts::default(),
             outbox: OnceLock::new(),
+            flushed: std::sync::Mutex::new(None),
             db,
         };
         match store.meta.get("schema_version")? {
@@ -168,9 +212,17 @@ impl GraphStore {
         Ok((Self::open(path)?, Some((aside, damaged))))
     }
 
-    /// Reads what a restart restores (host, untrusted files, tainted processes, blocks)
-    /// and the newest edge: a database damaged there is refused at start, not half used.
+    /// Counts the nodes and edges against the last flush's record (`CHECKPOINT`), and
+    /// reads what a restart restores (host, untrusted files, tainted processes, blocks)
+    /// and the newest node and edge: a database cut short or damaged there is refused at
+    /// start, not half used.
     pub fn verify(&self) -> Result<(), StoreError> {
+        if let Some(flushed) = self.read_checkpoint()? {
+            let (nodes_found, edges_found) = (self.counts.nodes.load(Ordering::Relaxed), self.counts.edges.load(Ordering::Relaxed));
+            if nodes_found < flushed.nodes || edges_found < flushed.edges {
+                return Err(StoreError::Lost { path: self.path.clone(), nodes: flushed.nodes, edges: flushed.edges, nodes_found, edges_found });
+            }
+        }
         self.host()?;
         self.untrusted_files()?;
         self.tainted_procs()?;
@@ -350,9 +402,41 @@ impl GraphStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Makes everything written so far durable, then records how much that is
+    /// (`CHECKPOINT`). The counts are read before sled's flush: what they count was
+    /// written before it, so it is on disk once the flush returns.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let now = Flushed { nodes: self.counts.nodes.load(Ordering::Relaxed), edges: self.counts.edges.load(Ordering::Relaxed) };
         self.db.flush()?;
+        let mut last = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *last != Some(now) {
+            self.write_checkpoint(now).map_err(sled::Error::Io)?;
+            *last = Some(now);
+        }
         Ok(())
+    }
+
+    /// Written whole or not at all: a temporary file, synced, renamed over the old one.
+    fn write_checkpoint(&self, flushed: Flushed) -> std::io::Result<()> {
+        use std::{io::Write, os::unix::fs::OpenOptionsExt};
+        let tmp = self.path.join(format!("{CHECKPOINT}.tmp"));
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&serde_json::to_vec(&flushed).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.path.join(CHECKPOINT))
+    }
+
+    /// None for a database that never flushed with this version.
+    fn read_checkpoint(&self) -> Result<Option<Flushed>, StoreError> {
+        let path = self.path.join(CHECKPOINT);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Checkpoint { path, message: e.to_string() }),
+        };
+        let flushed = serde_json::from_slice(&bytes).map_err(|e| StoreError::Checkpoint { path, message: e.to_string() })?;
+        *self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(flushed);
+        Ok(Some(flushed))
     }
 
     fn inode_key_bytes(key: &InodeKey) -> [u8; 12] {
@@ -599,6 +683,106 @@ pub(crate) mod tests {
             assert!(e.to_string().contains("moves it aside") || e.to_string().contains("I/O"), "{e}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A database of 300 nodes and 300 edges, flushed, then closed.
+    fn flushed_database(dir: &Path) {
+        let s = GraphStore::open(dir).unwrap();
+        for i in 0..300u64 {
+            s.upsert_node(file(&format!("file:{i}"), &format!("/srv/share/some/longer/path/{i:08}.exe"), true)).unwrap();
+            s.add_edge(&Edge { ts_ns: i, src: "p".into(), dst: format!("file:{i}"), host: "h".into(), data: EdgeData::Write(FileWriteAttrs::default()) }).unwrap();
+        }
+        s.flush().unwrap();
+        assert!(dir.join(CHECKPOINT).exists(), "the flush writes its record");
+    }
+
+    fn aside_copies(dir: &Path) -> Vec<PathBuf> {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}.corrupt-")))
+            .collect()
+    }
+
+    #[test]
+    fn a_flushed_database_reopens_and_verifies() {
+        let dir = tempdir();
+        flushed_database(&dir);
+        let (s, recovered) = reopen_checked(&dir, false).unwrap();
+        assert!(recovered.is_none());
+        assert_eq!(s.counts(), (300, 300));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// sled opens a log cut to a third as if it had crashed there; the flush record
+    /// says two thirds are missing.
+    #[test]
+    fn a_truncated_database_is_refused_and_recovered_only_if_asked() {
+        let dir = tempdir();
+        flushed_database(&dir);
+        let log = dir.join("db");
+        let len = std::fs::metadata(&log).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len / 3).unwrap();
+        let found = match reopen_checked(&dir, false) {
+            Err(StoreError::Lost { nodes: 300, edges: 300, nodes_found, edges_found, .. }) => {
+                assert!(edges_found < 300, "{edges_found}");
+                (nodes_found as usize, edges_found as usize)
+            }
+            Err(e) => panic!("not the flush record's error: {e}"),
+            Ok(_) => panic!("a database cut to a third was accepted"),
+        };
+        assert!(aside_copies(&dir).is_empty(), "nothing moved without --recover");
+        let (s, recovered) = reopen_checked(&dir, true).unwrap();
+        assert!(matches!(recovered, Some((_, StoreError::Lost { .. }))), "{:?}", recovered.map(|r| r.1.to_string()));
+        assert_eq!(s.counts(), (0, 0), "a fresh database");
+        let aside = aside_copies(&dir);
+        assert_eq!(aside.len(), 1);
+        drop(s);
+        // (sled's recovery, when it opened the copy, zeroed the torn record at the cut and
+        // padded the segment; every record it could read is still there.)
+        let kept = reopen(&aside[0]).unwrap();
+        assert_eq!(kept.counts(), found, "the copy kept aside holds what was readable");
+        drop(kept);
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_dir_all(&aside[0]).ok();
+    }
+
+    #[test]
+    fn a_zeroed_page_is_refused() {
+        let dir = tempdir();
+        flushed_database(&dir);
+        let log = dir.join("db");
+        let len = std::fs::metadata(&log).unwrap().len();
+        let mut bytes = std::fs::read(&log).unwrap();
+        let page = (len as usize / 2) & !4095;
+        bytes[page..page + 4096].fill(0);
+        std::fs::write(&log, bytes).unwrap();
+        if let Ok((s, _)) = reopen_checked(&dir, false) {
+            panic!("a database with a zeroed page was accepted: {:?}", s.counts());
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_unreadable_flush_record_is_refused() {
+        let dir = tempdir();
+        flushed_database(&dir);
+        std::fs::write(dir.join(CHECKPOINT), b"{\"nodes\": 3").unwrap();
+        let err = reopen_checked(&dir, false).err().expect("accepted");
+        assert!(matches!(err, StoreError::Checkpoint { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `open_or_recover` as the daemon calls it, retried past sled's lingering file lock.
+    fn reopen_checked(dir: &Path, recover: bool) -> Result<(GraphStore, Option<(PathBuf, StoreError)>), StoreError> {
+        for _ in 0..50 {
+            match GraphStore::open_or_recover(dir, recover) {
+                Err(e) if e.to_string().to_lowercase().contains("lock") => std::thread::sleep(std::time::Duration::from_millis(40)),
+                other => return other,
+            }
+        }
+        GraphStore::open_or_recover(dir, recover)
     }
 
     /// Opens a database just dropped: sled's background flusher can hold the file lock for
