@@ -20,6 +20,9 @@ const BINARIES: [&str; 4] = ["vtrail-sensor", "vtrail-analysis", "vtrail-ddns", 
 const UNITS: [&str; 3] = ["vtrail-sensor.service", "vtrail-ddns.service", "vtrail-collect.service"];
 const CONFIG: &str = "/etc/vtrail/config.toml";
 const STATE: &str = "/var/lib/vtrail";
+/// The default `kernel_state` (bpffs): pinned maps, and the pinned links of a sensor that
+/// died without a clean stop.
+const KERNEL_STATE: &str = "/sys/fs/bpf/vtrail";
 const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vtrail-sensor.service";
 
 /// Runs a command with no terminal and no stdin (a dpkg prompt fails instead of waiting);
@@ -99,7 +102,7 @@ fn apt_installs_the_package_enabled_not_started_keeps_an_edited_config_and_purge
     // Purging at the end deletes /etc/vtrail and /var/lib/vtrail: refuse to run where they
     // are someone's.
     assert_eq!(dpkg_status(), "", "vtrail is already installed here; the test installs and purges its own: `apt-get purge vtrail` first");
-    for path in ["/etc/vtrail", STATE] {
+    for path in ["/etc/vtrail", STATE, KERNEL_STATE] {
         assert!(!Path::new(path).exists(), "{path} exists (an earlier `cargo xtask install`?): the test would purge it; move it away first");
     }
     let _purge = Purge;
@@ -152,8 +155,13 @@ fn apt_installs_the_package_enabled_not_started_keeps_an_edited_config_and_purge
     assert!(Path::new(WANTS_LINK).is_symlink());
 
     // Removed: the binaries go, the configuration stays.
+    // As a sensor killed before the removal leaves its kernel state (a directory of link
+    // pins keeps its programs attached; the maps are kept for a reinstall).
+    let crashed_links = Path::new(KERNEL_STATE).join("links/4242");
+    std::fs::create_dir_all(&crashed_links).unwrap();
     apt(&["remove", "vtrail"]);
     assert_eq!(dpkg_status(), "deinstall ok config-files");
+    assert!(!crashed_links.parent().unwrap().exists() && Path::new(KERNEL_STATE).exists(), "remove detaches a dead sensor's programs and keeps the maps");
     assert!(!Path::new("/usr/bin/vtrail-sensor").exists());
     assert_eq!(std::fs::read_to_string(CONFIG).unwrap(), edited);
 
@@ -162,7 +170,7 @@ fn apt_installs_the_package_enabled_not_started_keeps_an_edited_config_and_purge
     std::fs::write(Path::new(STATE).join("db/conf"), "as sled leaves it").unwrap();
     apt(&["purge", "vtrail"]);
     assert_eq!(dpkg_status(), "");
-    let left: Vec<&str> = ["/etc/vtrail", STATE, WANTS_LINK, "/etc/systemd/system/vtrail-sensor.service", "/var/lib/systemd/deb-systemd-helper-enabled/vtrail-sensor.service.dsh-also"]
+    let left: Vec<&str> = ["/etc/vtrail", STATE, KERNEL_STATE, WANTS_LINK, "/etc/systemd/system/vtrail-sensor.service", "/var/lib/systemd/deb-systemd-helper-enabled/vtrail-sensor.service.dsh-also"]
         .into_iter()
         .filter(|p| Path::new(p).symlink_metadata().is_ok())
         .collect();

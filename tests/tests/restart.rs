@@ -253,3 +253,58 @@ fn a_kill_during_a_burst_of_20000_files_loses_nothing_older_than_the_flush_inter
     sleeper.wait().unwrap();
     sensor.wait_for("the surviving tainted process's write is untrusted", |g| g.is_untrusted(&format!("{d}/after.txt")));
 }
+
+/// Subdirectories of `links` (one per sensor whose programs are pinned) that hold links.
+fn pinned_link_sets(links: &Path) -> usize {
+    std::fs::read_dir(links)
+        .map(|d| d.flatten().filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut l| l.next().is_some())).count())
+        .unwrap_or(0)
+}
+
+/// A crash does not blind the kernel side: the programs' links are pinned, so they stay
+/// attached while no sensor runs. A process started from an untrusted file meanwhile is
+/// tainted, and the file it writes is untrusted; the next sensor carries both over and
+/// releases the dead sensor's programs once its own are attached. A graceful stop
+/// detaches them.
+#[test]
+fn while_a_crashed_sensor_is_down_its_programs_go_on_tainting() {
+    use std::time::{Duration, Instant};
+    let _guard = serial();
+    let dir = temp_dir("downtime");
+    let d = dir.display().to_string();
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let links = tests::sensor::kernel_state_dir(&dir).join("links");
+    assert_eq!(pinned_link_sets(&links), 1, "the running sensor's links are pinned under {}", links.display());
+    std::fs::write(
+        format!("{d}/payload.sh"),
+        format!("#!/bin/sh\nprintf '#!/bin/sh\\ntrue\\n' > {d}/dropped.sh\nchmod +x {d}/dropped.sh\nfor i in $(seq 600); do [ -e {d}/go ] && break; sleep 0.1; done\necho after > {d}/after.txt\n"),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {d}/payload.sh"));
+    assert!(sensor.cli(&["taint", &format!("{d}/payload.sh")]).status.success());
+    sensor.kill9();
+
+    // No sensor runs: the payload starts and drops a script.
+    let mut payload = Command::new(format!("{d}/payload.sh")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&format!("{d}/dropped.sh")).exists() {
+        assert!(Instant::now() < deadline, "the payload did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sensor = RunningSensor::start(&dir, "network_monitoring = false");
+    let carried = sensor.status()["kernel_state"]["carried_over"].clone();
+    assert!(carried["released_links"].as_u64().unwrap_or(0) >= 1, "the crashed sensor's programs were still attached: {carried}");
+    assert_eq!(pinned_link_sets(&links), 1, "only the new sensor's links are left");
+    // Tainted while no sensor ran: what it writes now is untrusted.
+    std::fs::write(format!("{d}/go"), "").unwrap();
+    payload.wait().unwrap();
+    sensor.wait_for("the payload started while no sensor ran is tainted", |g| g.is_untrusted(&format!("{d}/after.txt")));
+    // Written while no sensor ran, untrusted in the kernel: running it taints.
+    sh(&format!("{d}/dropped.sh"));
+    sensor.wait_for("the script dropped while no sensor ran taints", |g| running_taints(g, &format!("{d}/dropped.sh")));
+
+    sensor.stop_keeping_kernel_state();
+    assert_eq!(pinned_link_sets(&links), 0, "a graceful stop detaches the programs");
+    let _ = std::fs::remove_dir_all(tests::sensor::kernel_state_dir(&dir));
+}

@@ -283,6 +283,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     store.flush()?;
     let _ = std::fs::remove_file(&config.socket);
     if let Some(mut m) = net.take() { m.stop(&mut sensor); }
+    sensor.release_links();
     drop(sensor);
     Ok(())
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, Program, TracePoint},
+    programs::{BtfTracePoint, Program, TracePoint, links::FdLink},
 };
 use tracing::{info, warn};
 use sensor_common::{
@@ -29,6 +29,7 @@ use crate::{
     kernel::{
         batch,
         offsets as kernel_offsets,
+        state::{self, PinnedLinks},
         strategy::{self, COMMON_PROGRAMS, Strategy},
     },
 };
@@ -57,6 +58,8 @@ pub struct Sensor {
     logger: Option<KernelLogger>,
     /// What came from the pins of an earlier sensor.
     pub carried: crate::kernel::state::CarriedOver,
+    /// The programs' links, pinned (the daemon): they outlive a crash.
+    links: Option<PinnedLinks>,
 }
 
 /// The embedded eBPF object (also loaded by `network::testrun`).
@@ -99,10 +102,11 @@ impl Sensor {
                 None
             }
         };
-        let carried = match kernel_state {
-            Some(dir) => crate::kernel::state::carry_over(&mut ebpf, dir)?,
+        let (mut carried, late) = match kernel_state {
+            Some(dir) => state::carry_over(&mut ebpf, dir)?,
             None => Default::default(),
         };
+        let mut links = kernel_state.map(PinnedLinks::new).transpose()?;
         Array::<_, sensor_common::offsets::KernelOffsets>::try_from(ebpf.map_mut(names::OFFSETS).context("OFFSETS map")?)?
             .set(0, offsets, 0)?;
         set_rules(&mut ebpf, config)?;
@@ -110,7 +114,7 @@ impl Sensor {
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         for (program, required) in COMMON_PROGRAMS {
-            match attach(&mut ebpf, program, &btf) {
+            match attach(&mut ebpf, program, &btf, links.as_mut()) {
                 Ok(()) => attached.push(program.to_string()),
                 Err(e) if *required => return Err(e.context(format!("cannot attach required program {program}"))),
                 Err(e) => {
@@ -132,7 +136,7 @@ impl Sensor {
             let mut failure = None;
             for hook in candidate.own_hooks() {
                 let mut done = Vec::new();
-                let error = hook.programs.iter().find_map(|program| match attach(&mut ebpf, program, &btf) {
+                let error = hook.programs.iter().find_map(|program| match attach(&mut ebpf, program, &btf, links.as_mut()) {
                     Ok(()) => {
                         done.push(program.clone());
                         None
@@ -145,7 +149,7 @@ impl Sensor {
                         // A syscall's entry half without its exit half would stash calls
                         // nobody collects: the hook goes in whole or not at all.
                         for program in &done {
-                            detach(&mut ebpf, program);
+                            detach(&mut ebpf, links.as_mut(), program);
                         }
                         if hook.required {
                             failure = Some(why);
@@ -166,7 +170,7 @@ impl Sensor {
                 Some(why) => {
                     // Detach what this candidate attached before trying the next one.
                     for program in &ok {
-                        detach(&mut ebpf, program);
+                        detach(&mut ebpf, links.as_mut(), program);
                     }
                     fallbacks.push(format!("{candidate:?}: {why}"));
                 }
@@ -179,6 +183,24 @@ impl Sensor {
             info!("hook strategy skipped: {f}");
         }
         info!("hook strategy: {strategy:?} ({} programs attached)", attached.len());
+        if let Some(links) = &links {
+            // Ours are attached: the programs of a sensor that crashed can go, and what
+            // they decided since the copy above is merged in.
+            carried.released_links = links.release_older();
+            carried.late_entries = state::merge_late(&mut ebpf, late);
+            if carried.released_links > 0 {
+                info!(
+                    "{} programs of an earlier sensor were still attached (it did not stop cleanly): released; {} entries they added meanwhile merged",
+                    carried.released_links, carried.late_entries
+                );
+            }
+            if !links.unpinned.is_empty() {
+                warn!(
+                    "links not pinned, so these programs detach if the sensor dies: {}",
+                    links.unpinned.join("; ")
+                );
+            }
+        }
 
         let procs = ebpf.take_map(names::PROCS).context("PROCS map")?;
         let inodes = ebpf.take_map(names::INODES).context("INODES map")?;
@@ -187,7 +209,14 @@ impl Sensor {
         let write_seen = HashMap::try_from(ebpf.take_map(names::WRITE_SEEN).context("WRITE_SEEN map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map(names::DROPS).context("DROPS map")?)?;
         let events = Some(RingBuf::try_from(ebpf.take_map(names::EVENTS).context("EVENTS map")?)?);
-        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, fill_fds, write_seen, drops, events, logger, carried })
+        Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, fill_fds, write_seen, drops, events, logger, carried, links })
+    }
+
+    /// A graceful stop: the programs detach (a crash leaves them attached, pinned).
+    pub fn release_links(&mut self) {
+        if let Some(links) = self.links.as_mut() {
+            links.unpin_all();
+        }
     }
 
     /// The attached programs as the kernel sized them, largest first: (name, instructions
@@ -431,13 +460,20 @@ fn set_rules(ebpf: &mut Ebpf, config: &Config) -> Result<()> {
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
+/// Loads and attaches `name`; with `links`, its link is pinned there, or, where it cannot
+/// be, the program is attached again for this process's life (and named in `unpinned`).
+fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks>) -> Result<()> {
     let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} is not in the eBPF object"))?;
     if name.starts_with("tp_btf_") {
         let p: &mut BtfTracePoint = program.try_into()?;
         let tracepoint = name.trim_start_matches("tp_btf_");
         p.load(tracepoint, btf)?;
-        p.attach()?;
+        let id = p.attach()?;
+        if let Some(links) = links
+            && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+        {
+            p.attach()?;
+        }
     } else if let Some((category, tracepoint)) = strategy::tracepoint_of(name) {
         let dir = Path::new("/sys/kernel/tracing/events").join(category).join(tracepoint);
         if !dir.exists() {
@@ -450,22 +486,42 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
         }
         let p: &mut TracePoint = program.try_into()?;
         p.load()?;
-        p.attach(category, tracepoint)?;
+        let id = p.attach(category, tracepoint)?;
+        if let Some(links) = links
+            && !pin_link(links, name, p.take_link(id).map_err(Into::into).and_then(|l| Ok(FdLink::try_from(l)?)))
+        {
+            p.attach(category, tracepoint)?;
+        }
     } else {
         // kp_/kr_/fe_/fx_: a kernel function; the object says which kind of program.
         let function = strategy::function_of(name).ok_or_else(|| anyhow!("no attach rule for program {name}"))?;
         match program {
             Program::KProbe(p) => {
                 p.load()?;
-                p.attach(&function, 0)?;
+                let id = p.attach(&function, 0)?;
+                if let Some(links) = links
+                    && !pin_link(links, name, p.take_link(id).map_err(Into::into).and_then(|l| Ok(FdLink::try_from(l)?)))
+                {
+                    p.attach(&function, 0)?;
+                }
             }
             Program::FEntry(p) => {
                 p.load(&function, btf)?;
-                p.attach()?;
+                let id = p.attach()?;
+                if let Some(links) = links
+                    && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+                {
+                    p.attach()?;
+                }
             }
             Program::FExit(p) => {
                 p.load(&function, btf)?;
-                p.attach()?;
+                let id = p.attach()?;
+                if let Some(links) = links
+                    && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+                {
+                    p.attach()?;
+                }
             }
             _ => bail!("no attach rule for program {name}"),
         }
@@ -473,7 +529,23 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf) -> Result<()> {
     Ok(())
 }
 
-fn detach(ebpf: &mut Ebpf, name: &str) {
+/// Pins `link`; false (the reason noted in `unpinned`) when it is not a bpf_link or the
+/// pin fails: the link was dropped then, detaching the program, which the caller
+/// attaches again.
+fn pin_link(links: &mut PinnedLinks, name: &str, link: Result<FdLink>) -> bool {
+    match link.and_then(|link| links.pin(name, link)) {
+        Ok(()) => true,
+        Err(e) => {
+            links.unpinned.push(format!("{name}: {e:#}"));
+            false
+        }
+    }
+}
+
+fn detach(ebpf: &mut Ebpf, links: Option<&mut PinnedLinks>, name: &str) {
+    if let Some(links) = links {
+        links.remove(name);
+    }
     let Some(program) = ebpf.program_mut(name) else { return };
     let _ = match program {
         Program::KProbe(p) => p.unload(),
