@@ -150,6 +150,10 @@ fn nothing_to_watch_is_an_error_naming_the_interface() {
     assert_clean_failure(code, &err);
     assert!(err.contains("nonexist0") && err.contains("no such network interface"), "{err}");
     assert!(err.contains("network_degraded_ok"), "says what to do: {err}");
+    // A start that fails leaves no program attached (no pinned link).
+    let links = std::path::Path::new("/sys/fs/bpf/vtrail-test/nowatch/links");
+    let left: Vec<_> = std::fs::read_dir(links).map(|d| d.flatten().flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten()).map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "links left pinned by a failed start: {left:?}");
 
     let dir = temp_dir("degraded");
     let sensor = tests::sensor::RunningSensor::start(&dir, "interfaces = [\"nonexist0\"]\nnetwork_degraded_ok = true");

@@ -197,6 +197,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     // nothing would be recorded any more) stops the pings and the manager restarts it.
     let mut watchdog = service::watchdog_interval().map(tokio::time::interval);
     info!("vtrail-sensor running: strategy {:?}, database {}, socket {}", sensor.strategy, config.database.display(), config.socket.display());
+    // Up: a crash from here on leaves the programs attached (pinned links).
+    sensor.keep_programs_after_a_crash();
     service::ready(&format!("recording: strategy {:?}, {} programs", sensor.strategy, sensor.attached.len()));
 
     loop {

@@ -212,6 +212,14 @@ impl Sensor {
         Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, fill_fds, write_seen, drops, events, logger, carried, links })
     }
 
+    /// The daemon is up: from now on its programs stay attached if it dies (until then a
+    /// failed start leaves nothing attached).
+    pub fn keep_programs_after_a_crash(&mut self) {
+        if let Some(links) = self.links.as_mut() {
+            links.outlive_the_process();
+        }
+    }
+
     /// A graceful stop: the programs detach (a crash leaves them attached, pinned).
     pub fn release_links(&mut self) {
         if let Some(links) = self.links.as_mut() {

@@ -135,6 +135,17 @@ pub struct PinnedLinks {
     /// Programs whose link could not be pinned (a kernel without BPF perf links, before
     /// 5.15, for kprobes and tracepoints): attached for this process's life only.
     pub unpinned: Vec<String>,
+    /// Set once the sensor is loaded: from then on the pins outlive this value (a crash,
+    /// a panic); before, a start-up that fails leaves nothing attached.
+    outlive: bool,
+}
+
+impl Drop for PinnedLinks {
+    fn drop(&mut self) {
+        if !self.outlive {
+            self.unpin_all();
+        }
+    }
 }
 
 impl PinnedLinks {
@@ -148,7 +159,12 @@ impl PinnedLinks {
                 .with_context(|| format!("cannot move aside {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Self { root, dir, links: Vec::new(), unpinned: Vec::new() })
+        Ok(Self { root, dir, links: Vec::new(), unpinned: Vec::new(), outlive: false })
+    }
+
+    /// The sensor is up: its programs stay attached if it dies from now on.
+    pub fn outlive_the_process(&mut self) {
+        self.outlive = true;
     }
 
     pub fn pin(&mut self, program: &str, link: aya::programs::links::FdLink) -> Result<()> {
