@@ -296,6 +296,8 @@ fn while_a_crashed_sensor_is_down_its_programs_go_on_tainting() {
     let carried = sensor.status()["kernel_state"]["carried_over"].clone();
     assert!(carried["released_links"].as_u64().unwrap_or(0) >= 1, "the crashed sensor's programs were still attached: {carried}");
     assert_eq!(pinned_link_sets(&links), 1, "only the new sensor's links are left");
+    let text = String::from_utf8_lossy(&sensor.cli(&["status"]).stdout).into_owned();
+    assert!(text.contains("kept attached if the sensor dies") && text.contains("the last sensor did not stop cleanly"), "{text}");
     // Tainted while no sensor ran: what it writes now is untrusted.
     std::fs::write(format!("{d}/go"), "").unwrap();
     payload.wait().unwrap();

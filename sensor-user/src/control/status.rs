@@ -83,6 +83,12 @@ pub struct RingStatus {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct KernelStateStatus {
     pub carried_over: CarriedOver,
+    /// Whether the programs' links are pinned (they stay attached if the sensor dies),
+    /// and those that could not be.
+    #[serde(default)]
+    pub links_pinned: bool,
+    #[serde(default)]
+    pub unpinned_links: Vec<String>,
     pub untrusted_inodes: usize,
     /// Entries and capacity of the kernel's PROCS and INODES maps: a full map stops
     /// taint from spreading in the kernel (counted as drops).
@@ -168,7 +174,20 @@ impl fmt::Display for Status {
         for skipped in &self.strategy_fallbacks {
             writeln!(f, "  skipped:  {skipped}")?;
         }
-        writeln!(f, "programs:   {} attached", self.attached_programs.len())?;
+        let ks = &self.kernel_state;
+        let survive = match (ks.links_pinned, ks.unpinned_links.len()) {
+            (false, _) => String::new(),
+            (true, 0) => ", kept attached if the sensor dies (pinned links)".into(),
+            (true, n) => format!(", {n} of them detach if the sensor dies (links not pinnable here)"),
+        };
+        writeln!(f, "programs:   {} attached{survive}", self.attached_programs.len())?;
+        if ks.carried_over.released_links > 0 {
+            writeln!(
+                f,
+                "  the last sensor did not stop cleanly: its {} programs were still attached (released at start); {} entries they added merged",
+                ks.carried_over.released_links, ks.carried_over.late_entries
+            )?;
+        }
         for missing in &self.missing_optional_programs {
             writeln!(f, "  missing:  {missing} (optional)")?;
         }

@@ -440,6 +440,8 @@ fn status(
             let fill = counters.map_fill(sensor);
             KernelStateStatus {
                 carried_over: sensor.carried.clone(),
+                links_pinned: sensor.links_pinned(),
+                unpinned_links: sensor.unpinned_links().to_vec(),
                 untrusted_inodes: fill.untrusted,
                 procs_entries: fill.procs,
                 procs_capacity: sensor_common::maps::MAX_PROCS as usize,

@@ -212,6 +212,15 @@ impl Sensor {
         Ok(Self { _ebpf: ebpf, strategy, attached, missing, fallbacks, procs, inodes, fill_fds, write_seen, drops, events, logger, carried, links })
     }
 
+    pub fn links_pinned(&self) -> bool {
+        self.links.is_some()
+    }
+
+    /// Programs attached for this process's life only (their link could not be pinned).
+    pub fn unpinned_links(&self) -> &[String] {
+        self.links.as_ref().map(|l| l.unpinned.as_slice()).unwrap_or_default()
+    }
+
     /// The daemon is up: from now on its programs stay attached if it dies (until then a
     /// failed start leaves nothing attached).
     pub fn keep_programs_after_a_crash(&mut self) {
