@@ -487,7 +487,7 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
         p.load(tracepoint, btf)?;
         let id = p.attach()?;
         if let Some(links) = links
-            && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+            && !pin_link(links, name, p.take_link(id))
         {
             p.attach()?;
         }
@@ -505,7 +505,7 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
         p.load()?;
         let id = p.attach(category, tracepoint)?;
         if let Some(links) = links
-            && !pin_link(links, name, p.take_link(id).map_err(Into::into).and_then(|l| Ok(FdLink::try_from(l)?)))
+            && !pin_link(links, name, p.take_link(id))
         {
             p.attach(category, tracepoint)?;
         }
@@ -517,7 +517,7 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
                 p.load()?;
                 let id = p.attach(&function, 0)?;
                 if let Some(links) = links
-                    && !pin_link(links, name, p.take_link(id).map_err(Into::into).and_then(|l| Ok(FdLink::try_from(l)?)))
+                    && !pin_link(links, name, p.take_link(id))
                 {
                     p.attach(&function, 0)?;
                 }
@@ -526,7 +526,7 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
                 p.load(&function, btf)?;
                 let id = p.attach()?;
                 if let Some(links) = links
-                    && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+                    && !pin_link(links, name, p.take_link(id))
                 {
                     p.attach()?;
                 }
@@ -535,7 +535,7 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
                 p.load(&function, btf)?;
                 let id = p.attach()?;
                 if let Some(links) = links
-                    && !pin_link(links, name, p.take_link(id).map(FdLink::from).map_err(Into::into))
+                    && !pin_link(links, name, p.take_link(id))
                 {
                     p.attach()?;
                 }
@@ -546,11 +546,16 @@ fn attach(ebpf: &mut Ebpf, name: &str, btf: &Btf, links: Option<&mut PinnedLinks
     Ok(())
 }
 
-/// Pins `link`; false (the reason noted in `unpinned`) when it is not a bpf_link or the
-/// pin fails: the link was dropped then, detaching the program, which the caller
-/// attaches again.
-fn pin_link(links: &mut PinnedLinks, name: &str, link: Result<FdLink>) -> bool {
-    match link.and_then(|link| links.pin(name, link)) {
+/// Pins the link `take_link` gave; false (the reason noted in `unpinned`) when it is not
+/// a bpf_link (a perf link on a kernel before 5.15) or the pin fails: the link was dropped
+/// then, detaching the program, which the caller attaches again.
+fn pin_link<L>(links: &mut PinnedLinks, name: &str, link: Result<L, aya::programs::ProgramError>) -> bool
+where
+    FdLink: TryFrom<L>,
+    <FdLink as TryFrom<L>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    let pinned = link.map_err(anyhow::Error::from).and_then(|l| Ok(FdLink::try_from(l)?)).and_then(|link| links.pin(name, link));
+    match pinned {
         Ok(()) => true,
         Err(e) => {
             links.unpinned.push(format!("{name}: {e:#}"));

@@ -49,11 +49,7 @@ pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<(CarriedOver, LateMaps)
     let mut done = CarriedOver { dir: dir.to_path_buf(), ..Default::default() };
     let mut late = LateMaps::default();
     (done.inodes, _) = one::<InodeKey, InodeState>(ebpf, dir, names::INODES, &mut done.replaced, &mut late, all)?;
-    // A process that exited while no sensor ran left its entry (no exit event removed it):
-    // kept only if that pid is still the same process (start time), or a reused pid
-    // would inherit the taint.
-    let alive = |tgid: &u32, state: &ProcState| procfs::start_ticks(*tgid) == Some(procfs::boot_ns_to_ticks(state.start_boottime_ns));
-    (done.procs, done.stale_procs) = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced, &mut late, alive)?;
+    (done.procs, done.stale_procs) = one::<u32, ProcState>(ebpf, dir, names::PROCS, &mut done.replaced, &mut late, same_process)?;
     (done.blocked, _) = one::<BlockedKey, u32>(ebpf, dir, names::BLOCKED, &mut done.replaced, &mut late, all)?;
     if done.inodes + done.procs + done.blocked > 0 {
         info!(
@@ -67,6 +63,13 @@ pub fn carry_over(ebpf: &mut Ebpf, dir: &Path) -> Result<(CarriedOver, LateMaps)
 /// Keeps every entry.
 fn all<K, V>(_: &K, _: &V) -> bool {
     true
+}
+
+/// A process that exited while no sensor ran left its entry (no exit event removed it):
+/// kept only if that pid is still the same process (start time), or a reused pid would
+/// inherit the taint.
+fn same_process(tgid: &u32, state: &ProcState) -> bool {
+    procfs::start_ticks(*tgid) == Some(procfs::boot_ns_to_ticks(state.start_boottime_ns))
 }
 
 /// One map carried over: (entries copied, entries `keep` left out).
@@ -215,12 +218,11 @@ impl PinnedLinks {
 /// `carry_over` copied them: merged in once those programs are detached (entries the new
 /// programs already hold win). Returns how many were added.
 pub fn merge_late(ebpf: &mut Ebpf, late: LateMaps) -> usize {
-    let alive = |tgid: &u32, state: &ProcState| procfs::start_ticks(*tgid) == Some(procfs::boot_ns_to_ticks(state.start_boottime_ns));
     let mut added = 0;
     for (name, old) in late.0 {
         added += match name {
             n if n == names::INODES => merge_one::<InodeKey, InodeState>(ebpf, n, old, all),
-            n if n == names::PROCS => merge_one::<u32, ProcState>(ebpf, n, old, alive),
+            n if n == names::PROCS => merge_one::<u32, ProcState>(ebpf, n, old, same_process),
             n => merge_one::<BlockedKey, u32>(ebpf, n, old, all),
         };
     }
