@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sensor_common::graph::{DUMP_FORMAT, READABLE_SCHEMA_VERSIONS};
+use sensor_common::graph::{DUMP_FORMAT, READABLE_SCHEMA_VERSIONS, database::READABLE_DATABASE_VERSIONS};
 
 /// Why an input could not be read at all. Damage that still leaves usable records
 /// (a cut last line, a few bad lines) is not an error: it is reported in `LoadReport`
@@ -27,6 +27,11 @@ pub enum LoadError {
          use the vtrail-analysis released with the sensor that wrote it"
     )]
     UnknownSchemaVersion { path: PathBuf, found: u32 },
+    #[error(
+        "{path}: sensor database version {found} is not supported (this vtrail-analysis reads versions {READABLE_DATABASE_VERSIONS:?}); \
+         use the vtrail-analysis released with the sensor that wrote it, or export a dump with that sensor"
+    )]
+    UnknownDatabaseVersion { path: PathBuf, found: u32 },
     #[error("{path}: not a sensor database directory (no sled `db`/`conf` file inside)")]
     NotADatabase { path: PathBuf },
     #[error(

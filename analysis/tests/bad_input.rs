@@ -12,7 +12,8 @@ use analysis::select::Selector;
 use analysis::simulate::Shape;
 use analysis::time::NS_PER_SEC;
 use sensor_common::graph::{
-    DumpHeader, Edge, EdgeData, EdgeKind, ExecAttrs, HostInfo, Node, NodeData, Protocol, SCHEMA_VERSION, trees,
+    DumpHeader, Edge, EdgeData, EdgeKind, ExecAttrs,
+    database::{ChunkKey, DATABASE_VERSION}, HostInfo, Node, NodeData, Protocol, SCHEMA_VERSION, trees,
 };
 
 fn options() -> LoadOptions {
@@ -331,10 +332,29 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
         ),
         edge(30, EdgeKind::Exec, &file.id, &proc.id, &[]),
     ];
-    for (seq, e) in records.iter().enumerate() {
-        let mut key = e.ts_ns.to_be_bytes().to_vec();
-        key.extend_from_slice(&(seq as u64).to_be_bytes());
-        edges.insert(key, serde_json::to_vec(e).unwrap()).unwrap();
+    if version < 3 {
+        for (seq, e) in records.iter().enumerate() {
+            let mut key = e.ts_ns.to_be_bytes().to_vec();
+            key.extend_from_slice(&(seq as u64).to_be_bytes());
+            edges.insert(key, serde_json::to_vec(e).unwrap()).unwrap();
+        }
+    } else {
+        // As the sensor writes them: JSON lines in chunks (here one edge in the first,
+        // the rest in the second, whose key sorts first).
+        let chunks = db.open_tree(trees::EDGE_CHUNKS).unwrap();
+        for (chunk, part) in [&records[..1], &records[1..]].into_iter().enumerate() {
+            let mut value = Vec::new();
+            for e in part {
+                value.extend_from_slice(&serde_json::to_vec(e).unwrap());
+                value.push(b'\n');
+            }
+            let key = ChunkKey {
+                min_ts_ns: part[0].ts_ns - chunk as u64 * 15,
+                chunk: chunk as u64,
+                edges: part.len() as u32,
+            };
+            chunks.insert(key.to_bytes(), value).unwrap();
+        }
     }
     db.flush().unwrap();
     host
@@ -344,7 +364,7 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
 fn reads_a_sensor_database_and_merges_it_with_its_own_dump() {
     let dir = common::TempDir::new("sled");
     let db_dir = dir.path().join("db");
-    let host = write_sled(&db_dir, SCHEMA_VERSION);
+    let host = write_sled(&db_dir, DATABASE_VERSION);
     // The same host's records exported as a dump too: merged, not doubled.
     let dump = dir.path().join("nas.jsonl");
     {
@@ -385,10 +405,17 @@ fn reads_a_sensor_database_and_merges_it_with_its_own_dump() {
         ("192.0.2.9", Some(Protocol::Smb2))
     );
 
+    // A database of version 2 (one record per edge) reads the same.
+    let v2 = dir.path().join("v2-db");
+    write_sled(&v2, 2);
+    let (graph_v2, report_v2) = load(&[v2], options()).expect("load version 2");
+    assert_eq!(report_v2.edges, 2);
+    assert_eq!(graph_v2.edge_count(), graph.edge_count());
+
     let future = dir.path().join("future-db");
-    write_sled(&future, SCHEMA_VERSION + 1);
+    write_sled(&future, DATABASE_VERSION + 1);
     assert!(matches!(
         load(&[future], options()),
-        Err(LoadError::UnknownSchemaVersion { .. })
+        Err(LoadError::UnknownDatabaseVersion { .. })
     ));
 }

@@ -98,9 +98,10 @@ macro_rules! restart_keys {
 /// `*/DIR/`: below a directory DIR anywhere; otherwise the exact path.
 pub fn path_pattern(pattern: &str, path: &str) -> bool {
     if let Some(name) = pattern.strip_prefix("*/") {
+        // (Without building "/NAME" strings: every write of a tainted process asks.)
         match name.strip_suffix('/') {
-            Some(dir) => path.contains(&format!("/{dir}/")),
-            None => path.rsplit('/').next() == Some(name) || path.ends_with(&format!("/{name}")),
+            Some(dir) => path.match_indices(dir).any(|(at, _)| path[..at].ends_with('/') && path[at + dir.len()..].starts_with('/')),
+            None => path.rsplit('/').next() == Some(name) || path.strip_suffix(name).is_some_and(|rest| rest.ends_with('/')),
         }
     } else if pattern.ends_with('/') {
         path.starts_with(pattern)

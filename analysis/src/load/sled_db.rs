@@ -4,7 +4,11 @@
 
 use std::path::Path;
 
-use sensor_common::graph::{HostInfo, Node, READABLE_SCHEMA_VERSIONS, edge_from_json, trees};
+use sensor_common::graph::{
+    HostInfo, Node,
+    database::{ChunkKey, READABLE_DATABASE_VERSIONS, chunk_records, record_schema},
+    edge_from_json, trees,
+};
 
 use super::InputSummary;
 use crate::error::LoadError;
@@ -51,8 +55,8 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
             key: "schema_version",
             detail: "not a 4-byte big-endian u32".into(),
         })?;
-    if !READABLE_SCHEMA_VERSIONS.contains(&version) {
-        return Err(LoadError::UnknownSchemaVersion {
+    if !READABLE_DATABASE_VERSIONS.contains(&version) {
+        return Err(LoadError::UnknownDatabaseVersion {
             path: path.into(),
             found: version,
         });
@@ -91,18 +95,46 @@ pub fn load_database(path: &Path, builder: &mut GraphBuilder) -> Result<InputSum
             Err(error) => bad_record(&mut summary, "nodes", index, error),
         }
     }
-    let edges = db.open_tree(trees::EDGES).map_err(sled_error)?;
-    for (index, entry) in edges.iter().enumerate() {
-        let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "edges", index, e))
-        else {
-            break;
-        };
-        match edge_from_json(version, &value) {
+    let schema = record_schema(version);
+    let mut add_edge = |summary: &mut InputSummary, index: usize, record: &[u8], tree: &str| {
+        match edge_from_json(schema, record) {
             Ok(edge) => {
                 summary.edges += 1;
-                builder.add_edge(edge)?;
+                builder.add_edge(edge)
             }
-            Err(error) => bad_record(&mut summary, "edges", index, error),
+            Err(error) => {
+                bad_record(summary, tree, index, error);
+                Ok(())
+            }
+        }
+    };
+    if version < 3 {
+        // One record per edge.
+        let edges = db.open_tree(trees::EDGES).map_err(sled_error)?;
+        for (index, entry) in edges.iter().enumerate() {
+            let Ok((_, value)) = entry.map_err(|e| read_failure(&mut summary, "edges", index, e))
+            else {
+                break;
+            };
+            add_edge(&mut summary, index, &value, "edges")?;
+        }
+    } else {
+        // Chunks of edges, one per line (the builder orders them by time).
+        let chunks = db.open_tree(trees::EDGE_CHUNKS).map_err(sled_error)?;
+        let mut index = 0;
+        for (chunk, entry) in chunks.iter().enumerate() {
+            let Ok((key, value)) =
+                entry.map_err(|e| read_failure(&mut summary, trees::EDGE_CHUNKS, chunk, e))
+            else {
+                break;
+            };
+            if ChunkKey::from_bytes(&key).is_none() {
+                bad_chunk_key(&mut summary, chunk, key.len());
+            }
+            for record in chunk_records(&value) {
+                add_edge(&mut summary, index, record, trees::EDGE_CHUNKS)?;
+                index += 1;
+            }
         }
     }
     Ok(summary)
@@ -115,6 +147,18 @@ fn bad_record(summary: &mut InputSummary, tree: &str, index: usize, error: serde
         summary
             .first_bad_reasons
             .push(format!("record {} of tree `{tree}`: {error}", index + 1));
+    }
+}
+
+fn bad_chunk_key(summary: &mut InputSummary, chunk: usize, len: usize) {
+    summary.bad_records += 1;
+    if summary.first_bad_reasons.len() < 5 {
+        summary.first_bad_lines.push(chunk as u64 + 1);
+        summary.first_bad_reasons.push(format!(
+            "chunk {} of tree `{}`: a key of {len} bytes (its edges are read all the same)",
+            chunk + 1,
+            trees::EDGE_CHUNKS
+        ));
     }
 }
 

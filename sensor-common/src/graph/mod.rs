@@ -4,6 +4,7 @@
 //! how node ids are built, [`path`] how file paths are stored, [`v1`] what changed since
 //! schema version 1 and how version-1 records are read.
 
+pub mod database;
 mod edge;
 mod node;
 mod path;
@@ -41,10 +42,16 @@ pub mod trees {
     pub const META: &str = "meta";
     /// node id -> JSON `Node`
     pub const NODES: &str = "nodes";
-    /// ts_ns (u64 BE) ++ seq (u64 BE) -> JSON `Edge`: time-ordered.
+    /// Database versions 1-2: ts_ns (u64 BE) ++ seq (u64 BE) -> JSON `Edge`: time-ordered.
     pub const EDGES: &str = "edges";
-    /// dev (u32 BE) ++ ino (u64 BE) -> JSON `TaintedFile`: what the kernel map is rebuilt from.
+    /// Database version 3: [`super::database::ChunkKey`] -> JSON lines of `Edge`.
+    pub const EDGE_CHUNKS: &str = "edge_chunks";
+    /// Database versions 1-2: dev (u32 BE) ++ ino (u64 BE) -> JSON `TaintedFile`: what the
+    /// kernel map is rebuilt from.
     pub const UNTRUSTED_FILES: &str = "untrusted_files";
+    /// Database version 3: [`super::database::bucket_key`] -> JSON array of
+    /// [`super::database::BucketEntry`]: what the kernel map is rebuilt from.
+    pub const UNTRUSTED_BUCKETS: &str = "untrusted_buckets";
     /// tgid (u32 BE) ++ start_ticks (u64 BE) -> process node id.
     pub const TAINTED_PROCS: &str = "tainted_procs";
     /// Blocked remote address (text) -> JSON `{"by", "ts_ns"}`: the quarantine the

@@ -27,6 +27,10 @@ const BATCH_RECORDS: usize = 4096;
 /// How long the thread sleeps in poll(2) when the ring is empty: bounds how late it sees
 /// the stop flag.
 const POLL_MS: i32 = 100;
+/// A batch smaller than this waits `COALESCE_WAIT` for more before it is sent: at most
+/// 1 ms more latency, and at 200,000 events/s about 120 KiB of a 16 MiB ring meanwhile.
+const COALESCE_BELOW: usize = 256;
+const COALESCE_WAIT: Duration = Duration::from_millis(1);
 
 /// Records copied out of the ring, back to back.
 #[derive(Default)]
@@ -191,6 +195,16 @@ impl Drop for Drain {
     }
 }
 
+/// Moves what the ring holds into `batch`, up to its size.
+fn fill(ring: &mut RingBuf<MapData>, batch: &mut Batch) {
+    while batch.len() < BATCH_RECORDS {
+        match ring.next() {
+            Some(item) => batch.push(&item),
+            None => break,
+        }
+    }
+}
+
 fn drain_loop(mut ring: RingBuf<MapData>, positions: RingPositions, tx: mpsc::Sender<Batch>, stats: &DrainStats, stop: &AtomicBool) {
     let fd = ring.as_raw_fd();
     while !stop.load(Ordering::Relaxed) {
@@ -205,16 +219,19 @@ fn drain_loop(mut ring: RingBuf<MapData>, positions: RingPositions, tx: mpsc::Se
             continue;
         }
         let mut batch = Batch::default();
-        while batch.len() < BATCH_RECORDS {
-            match ring.next() {
-                Some(item) => batch.push(&item),
-                None => break,
-            }
-        }
+        fill(&mut ring, &mut batch);
         if batch.is_empty() {
             let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
             continue;
+        }
+        if batch.len() < COALESCE_BELOW {
+            // A trickle, or a burst just starting: a moment's wait makes one batch of
+            // what would be many, each waking this thread and the event loop (at a worm's
+            // rate that was a tenth of the sensor's CPU). The ring holds far more than
+            // arrives meanwhile.
+            std::thread::sleep(COALESCE_WAIT);
+            fill(&mut ring, &mut batch);
         }
         stats.queued(&batch);
         if tx.blocking_send(batch).is_err() {

@@ -1,10 +1,18 @@
-//! sled storage of the graph. Nodes are merged on update (a file seen under a new name
-//! keeps its old ones); edges are append-only, keyed by time so exports and analysis read
-//! them in order. Two small trees hold what the kernel maps are rebuilt from on restart.
+//! sled storage of the graph (layout: `sensor_common::graph::database`). Nodes are
+//! merged on update (a file seen under a new name keeps its old ones); edges are
+//! append-only, written in chunks (`edge_log`) that readers merge into time order. The
+//! untrusted files (in buckets, `buckets`), tainted processes and blocks are what the
+//! kernel maps are rebuilt from on restart. Edges and bucket changes wait in memory until
+//! the next commit (at the latest the next flush, every `daemon::FLUSH_INTERVAL`), so the
+//! crash guarantee is the flush's: what was flushed is there.
+mod buckets;
+mod edge_log;
+mod upgrade;
+
 use std::{
     path::{Path, PathBuf},
     sync::{
-        OnceLock,
+        Mutex, MutexGuard, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -12,9 +20,16 @@ use std::{
 use crate::fleet::outbox::Outbox;
 
 use sensor_common::{
-    graph::{Edge, HostInfo, Node, NodeData, SCHEMA_VERSION, TaintedFile, trees, v1},
+    graph::{
+        Edge, HostInfo, Node, NodeData, TaintedFile,
+        database::{BucketEntry, ChunkKey, DATABASE_VERSION, bucket_dev},
+        trees,
+    },
     maps::InodeKey,
 };
+
+use buckets::{Bucket, HeldBuckets};
+use edge_log::{EdgesInOrder, PendingEdges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,11 +69,15 @@ pub struct GraphStore {
     db: sled::Db,
     meta: sled::Tree,
     nodes: sled::Tree,
-    edges: sled::Tree,
+    edge_chunks: sled::Tree,
     untrusted: sled::Tree,
     tainted: sled::Tree,
     blocked: sled::Tree,
-    seq: AtomicU64,
+    /// What waits for the next commit.
+    pending: Mutex<Pending>,
+    /// Every node id stored (and, rarely, a few more): an id it does not hold is a new
+    /// node, written without first reading the database - a worm's every new file.
+    node_ids: fastbloom::AtomicBloomFilter,
     /// Records per tree, kept as they are written: sled's `len` walks the whole tree,
     /// too slow for every `status` or scrape of a database with millions of records.
     counts: TreeCounts,
@@ -66,6 +85,14 @@ pub struct GraphStore {
     outbox: OnceLock<Outbox>,
     /// What the newest checkpoint file says (not rewritten while nothing was added).
     flushed: std::sync::Mutex<Option<Flushed>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    edges: PendingEdges,
+    /// The number of the next edge chunk.
+    next_chunk: u64,
+    buckets: HeldBuckets,
 }
 
 /// The file, beside sled's own in the database directory, that records how many nodes
@@ -106,8 +133,12 @@ impl TreeCounts {
 /// sled's page cache, at most.
 const CACHE_BYTES: u64 = 64 << 20;
 
-/// Edges of a version-1 database that did not convert (see `upgrade_from_v1`).
-const UNCONVERTED_V1: &str = "edges_unconverted_v1";
+/// The node-id filter's size: 8 MiB, for about one false "maybe stored" in 200 at
+/// 4 million nodes (then a read finds the node is new); past that it degrades to reading
+/// more often, never to a wrong answer.
+const NODE_FILTER_BITS: usize = 64 << 20;
+const NODE_FILTER_ITEMS: usize = 4_000_000;
+
 
 /// `config.open()`, with a panic inside sled caught and returned as its message: sled
 /// 0.34 panics on some cut logs (a log truncated to a third after a clean stop: "tried to
@@ -153,11 +184,12 @@ impl GraphStore {
             path: path.into(),
             meta: tree(trees::META)?,
             nodes: tree(trees::NODES)?,
-            edges: tree(trees::EDGES)?,
-            untrusted: tree(trees::UNTRUSTED_FILES)?,
+            edge_chunks: tree(trees::EDGE_CHUNKS)?,
+            untrusted: tree(trees::UNTRUSTED_BUCKETS)?,
             tainted: tree(trees::TAINTED_PROCS)?,
             blocked: tree(trees::BLOCKED_HOSTS)?,
-            seq: AtomicU64::new(0),
+            pending: Mutex::default(),
+            node_ids: fastbloom::AtomicBloomFilter::with_num_bits(NODE_FILTER_BITS).expected_items(NODE_FILTER_ITEMS),
             counts: TreeCounts::default(),
             outbox: OnceLock::new(),
             flushed: std::sync::Mutex::new(None),
@@ -165,31 +197,83 @@ impl GraphStore {
         };
         match store.meta.get("schema_version")? {
             None => {
-                store.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                store.meta.insert("schema_version", &DATABASE_VERSION.to_be_bytes())?;
             }
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
-                if found == 1 {
-                    store.upgrade_from_v1()?;
-                } else if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema { path: path.into(), found, expected: SCHEMA_VERSION });
+                match found {
+                    1 => {
+                        store.upgrade_from_v1()?;
+                        store.upgrade_to_chunks()?;
+                    }
+                    2 => store.upgrade_to_chunks()?,
+                    DATABASE_VERSION => {}
+                    _ => return Err(StoreError::Schema { path: path.into(), found, expected: DATABASE_VERSION }),
                 }
             }
         }
-        for (counter, tree) in [
-            (&store.counts.nodes, &store.nodes),
-            (&store.counts.edges, &store.edges),
-            (&store.counts.untrusted, &store.untrusted),
-            (&store.counts.tainted, &store.tainted),
-        ] {
-            counter.store(tree.len() as u64, Ordering::Relaxed);
-        }
-        // Continue the edge sequence after the last stored edge.
-        if let Some((key, _)) = store.edges.last()? {
-            let seq = key.get(8..16).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-            store.seq.store(seq.unwrap_or(0) + 1, Ordering::Relaxed);
-        }
+        store.count_records()?;
         Ok(store)
+    }
+
+    /// Counts the records (verify compares them with the last flush's) and continues the
+    /// chunk numbers. A damaged chunk key or bucket is left to `verify` to report.
+    fn count_records(&self) -> Result<(), StoreError> {
+        let mut nodes = 0u64;
+        for id in self.nodes.iter().keys() {
+            self.node_ids.insert(id?.as_ref());
+            nodes += 1;
+        }
+        self.counts.nodes.store(nodes, Ordering::Relaxed);
+        self.counts.tainted.store(self.tainted.len() as u64, Ordering::Relaxed);
+        let (mut edges, mut next_chunk) = (0u64, 0u64);
+        for record in self.edge_chunks.iter().keys() {
+            if let Some(key) = ChunkKey::from_bytes(&record?) {
+                edges += u64::from(key.edges);
+                next_chunk = next_chunk.max(key.chunk + 1);
+            }
+        }
+        self.counts.edges.store(edges, Ordering::Relaxed);
+        self.pending().next_chunk = next_chunk;
+        let mut untrusted = 0u64;
+        for record in self.untrusted.iter().values() {
+            untrusted += Bucket::decode(&record?).map_or(0, |b| b.entries().len() as u64);
+        }
+        self.counts.untrusted.store(untrusted, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes what waits in memory (edges, changed untrusted-file buckets) to sled.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        let mut pending = self.pending();
+        self.write_edges(&mut pending)?;
+        self.write_buckets(&mut pending)
+    }
+
+    fn write_edges(&self, pending: &mut Pending) -> Result<(), StoreError> {
+        let mut next_chunk = pending.next_chunk;
+        for (key, value) in pending.edges.chunks(&mut next_chunk) {
+            self.edge_chunks.insert(key.to_bytes(), value)?;
+        }
+        // (On an error the edges stay pending; the chunks written are numbered past.)
+        pending.next_chunk = next_chunk;
+        pending.edges.written();
+        Ok(())
+    }
+
+    fn write_buckets(&self, pending: &mut Pending) -> Result<(), StoreError> {
+        for (key, value) in pending.buckets.changes()? {
+            match value {
+                Some(value) => self.untrusted.insert(key, value)?,
+                None => self.untrusted.remove(key)?,
+            };
+        }
+        pending.buckets.written();
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -227,44 +311,15 @@ impl GraphStore {
         self.untrusted_files()?;
         self.tainted_procs()?;
         self.blocked_hosts()?;
-        if let Some((_, v)) = self.edges.last()? {
-            serde_json::from_slice::<Edge>(&v).map_err(|e| json_err(trees::EDGES, e))?;
+        if let Some((k, v)) = self.edge_chunks.last()? {
+            ChunkKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt { tree: trees::EDGE_CHUNKS, message: format!("a chunk key of {} bytes", k.len()) })?;
+            for record in sensor_common::graph::database::chunk_records(&v) {
+                serde_json::from_slice::<Edge>(record).map_err(|e| json_err(trees::EDGE_CHUNKS, e))?;
+            }
         }
         if let Some((_, v)) = self.nodes.last()? {
             serde_json::from_slice::<Node>(&v).map_err(|e| json_err(trees::NODES, e))?;
         }
-        Ok(())
-    }
-
-    /// Rewrites a version-1 database's edges as version 2 (`graph::v1` says what differs),
-    /// in one atomic batch, then records the new version. An edge that does not convert is
-    /// moved, as it was, to the `edges_unconverted_v1` tree - kept, not lost - and logged.
-    /// Running it again on converted edges changes nothing, so a crash before the version
-    /// is written only repeats it.
-    fn upgrade_from_v1(&self) -> Result<(), StoreError> {
-        let unconverted = self.db.open_tree(UNCONVERTED_V1)?;
-        let (mut batch, mut moved, mut converted) = (sled::Batch::default(), sled::Batch::default(), 0u64);
-        let mut failed = 0u64;
-        for record in self.edges.iter() {
-            let (key, value) = record?;
-            match v1::edge_from_v1(&value).and_then(|edge| serde_json::to_vec(&edge)) {
-                Ok(json) => {
-                    batch.insert(key, json);
-                    converted += 1;
-                }
-                Err(e) => {
-                    tracing::warn!("graph database {}: edge record not converted from schema 1 ({e}); kept in tree {UNCONVERTED_V1}", self.path.display());
-                    moved.insert(key.clone(), value);
-                    batch.remove(key);
-                    failed += 1;
-                }
-            }
-        }
-        unconverted.apply_batch(moved)?;
-        self.edges.apply_batch(batch)?;
-        self.meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-        self.db.flush()?;
-        tracing::info!("graph database {}: converted {converted} edges from schema 1 to {SCHEMA_VERSION} ({failed} kept aside)", self.path.display());
         Ok(())
     }
 
@@ -288,8 +343,9 @@ impl GraphStore {
                 outbox.append("node", &entry?.1, now)?;
                 queued += 1;
             }
-            for entry in self.edges.iter() {
-                outbox.append("edge", &entry?.1, now)?;
+            for edge in self.edges_since(0) {
+                let json = serde_json::to_vec(&edge?).map_err(|e| json_err(trees::EDGE_CHUNKS, e))?;
+                outbox.append("edge", &json, now)?;
                 queued += 1;
             }
             outbox.mark_backfilled()?;
@@ -333,6 +389,9 @@ impl GraphStore {
     }
 
     pub fn node(&self, id: &str) -> Result<Option<Node>, StoreError> {
+        if !self.node_ids.contains(id.as_bytes()) {
+            return Ok(None);
+        }
         self.nodes
             .get(id)?
             .map(|v| serde_json::from_slice(&v).map_err(|e| json_err(trees::NODES, e)))
@@ -361,20 +420,22 @@ impl GraphStore {
     pub fn replace_node(&self, node: &Node) -> Result<(), StoreError> {
         let json = serde_json::to_vec(node).map_err(|e| json_err(trees::NODES, e))?;
         self.queue("node", &json)?;
+        self.node_ids.insert(node.id.as_bytes());
         let old = self.nodes.insert(node.id.as_bytes(), json)?;
         TreeCounts::inserted(&self.counts.nodes, &old);
         Ok(())
     }
 
+    /// Adds the edge to the next chunk (written when full, or at the next commit).
     pub fn add_edge(&self, edge: &Edge) -> Result<(), StoreError> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&edge.ts_ns.to_be_bytes());
-        key[8..].copy_from_slice(&seq.to_be_bytes());
-        let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGES, e))?;
+        let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGE_CHUNKS, e))?;
         self.queue("edge", &json)?;
-        let old = self.edges.insert(key, json)?;
-        TreeCounts::inserted(&self.counts.edges, &old);
+        let mut pending = self.pending();
+        pending.edges.push(edge.ts_ns, json);
+        self.counts.edges.fetch_add(1, Ordering::Relaxed);
+        if pending.edges.is_full() {
+            self.write_edges(&mut pending)?;
+        }
         Ok(())
     }
 
@@ -385,12 +446,10 @@ impl GraphStore {
         })
     }
 
-    /// Edges at or after `since_ns`, in time order.
+    /// Edges at or after `since_ns`, in time order (what waits for a commit included).
     pub fn edges_since(&self, since_ns: u64) -> impl Iterator<Item = Result<Edge, StoreError>> + '_ {
-        self.edges.range(since_ns.to_be_bytes()..).map(|r| {
-            let (_, v) = r?;
-            serde_json::from_slice(&v).map_err(|e| json_err(trees::EDGES, e))
-        })
+        let not_committed = self.commit().err();
+        EdgesInOrder::new(self.edge_chunks.iter(), since_ns, not_committed)
     }
 
     /// (nodes, edges).
@@ -406,6 +465,7 @@ impl GraphStore {
     /// (`CHECKPOINT`). The counts are read before sled's flush: what they count was
     /// written before it, so it is on disk once the flush returns.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.commit()?;
         let now = Flushed { nodes: self.counts.nodes.load(Ordering::Relaxed), edges: self.counts.edges.load(Ordering::Relaxed) };
         self.db.flush()?;
         let mut last = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -439,31 +499,42 @@ impl GraphStore {
         Ok(Some(flushed))
     }
 
-    fn inode_key_bytes(key: &InodeKey) -> [u8; 12] {
-        let mut k = [0u8; 12];
-        k[..4].copy_from_slice(&key.dev.to_be_bytes());
-        k[4..].copy_from_slice(&key.ino.to_be_bytes());
-        k
+    /// Runs `f` on the bucket of `key`'s inode, read from sled if it is not held.
+    fn with_bucket<R>(&self, key: &InodeKey, f: impl FnOnce(&mut Bucket) -> R) -> Result<R, StoreError> {
+        let mut pending = self.pending();
+        let bucket_key = HeldBuckets::key(key.dev, key.ino);
+        if let Some(bucket) = pending.buckets.get_mut(&bucket_key) {
+            return Ok(f(bucket));
+        }
+        let bucket = match self.untrusted.get(bucket_key)? {
+            Some(value) => Bucket::decode(&value)?,
+            None => Bucket::default(),
+        };
+        if pending.buckets.is_full() {
+            pending.buckets.release_unchanged();
+            if pending.buckets.is_full() {
+                self.write_buckets(&mut pending)?;
+            }
+        }
+        Ok(f(pending.buckets.hold(bucket_key, bucket)))
     }
 
     pub fn set_untrusted(&self, key: &InodeKey, file: &TaintedFile) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(file).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?;
-        let old = self.untrusted.insert(Self::inode_key_bytes(key), json)?;
-        TreeCounts::inserted(&self.counts.untrusted, &old);
+        if self.with_bucket(key, |b| b.set(key.ino, file))? {
+            self.counts.untrusted.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     /// The untrusted-file record of `key`, if it is untrusted.
     pub fn untrusted_file(&self, key: &InodeKey) -> Result<Option<TaintedFile>, StoreError> {
-        match self.untrusted.get(Self::inode_key_bytes(key))? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?)),
-            None => Ok(None),
-        }
+        self.with_bucket(key, |b| b.get(key.ino).cloned())
     }
 
     pub fn clear_untrusted(&self, key: &InodeKey) -> Result<(), StoreError> {
-        let old = self.untrusted.remove(Self::inode_key_bytes(key))?;
-        TreeCounts::removed(&self.counts.untrusted, &old);
+        if self.with_bucket(key, |b| b.remove(key.ino))? {
+            self.counts.untrusted.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -477,16 +548,14 @@ impl GraphStore {
     }
 
     pub fn untrusted_files(&self) -> Result<Vec<(InodeKey, TaintedFile)>, StoreError> {
+        self.commit()?;
         let mut out = Vec::new();
         for r in self.untrusted.iter() {
             let (k, v) = r?;
-            if k.len() != 12 {
-                return Err(StoreError::Corrupt { tree: trees::UNTRUSTED_FILES, message: "bad key length".into() });
+            let dev = bucket_dev(&k).ok_or_else(|| StoreError::Corrupt { tree: trees::UNTRUSTED_BUCKETS, message: "bad key length".into() })?;
+            for BucketEntry { ino, file } in Bucket::decode(&v)?.entries() {
+                out.push((InodeKey::new(dev, *ino), file.clone()));
             }
-            let dev = u32::from_be_bytes(k[..4].try_into().unwrap());
-            let ino = u64::from_be_bytes(k[4..].try_into().unwrap());
-            let file = serde_json::from_slice(&v).map_err(|e| json_err(trees::UNTRUSTED_FILES, e))?;
-            out.push((InodeKey::new(dev, ino), file));
         }
         Ok(out)
     }
@@ -604,7 +673,8 @@ fn merge(old: &mut Node, new: Node) {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::*;
+    use super::{upgrade::UNCONVERTED_V1, *};
+    use sensor_common::graph::database::EDGES_PER_CHUNK;
     use sensor_common::graph::{EdgeData, FileWriteAttrs};
 
     fn file(id: &str, path: &str, untrusted: bool) -> Node {
@@ -635,6 +705,121 @@ pub(crate) mod tests {
         let ts: Vec<u64> = s.edges_since(0).map(|e| e.unwrap().ts_ns).collect();
         assert_eq!(ts, vec![10, 20, 30]);
         assert_eq!(s.edges_since(15).count(), 2);
+        // The node stored before the reopen is found (the id filter is rebuilt), and merged.
+        let merged = s.upsert_node(file("f", "/c", false)).unwrap();
+        let NodeData::File { paths, untrusted, .. } = merged.data else { panic!() };
+        assert_eq!((paths, untrusted), (vec!["/a".to_string(), "/b".into(), "/c".into()], true));
+        assert_eq!(s.node("g").unwrap(), None);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn edge_at(ts_ns: u64, dst: &str) -> Edge {
+        Edge { ts_ns, src: "p".into(), dst: dst.into(), host: "h".into(), data: EdgeData::Write(FileWriteAttrs::default()) }
+    }
+
+    /// Chunks that overlap in time (events reported late, commits at any point) read back
+    /// in time order, each edge once, and `since` cuts by time, not by chunk.
+    #[test]
+    fn edges_in_overlapping_chunks_read_back_in_time_order() {
+        let dir = tempdir();
+        let n = 3 * EDGES_PER_CHUNK as u64 + 17;
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            for i in 0..n {
+                // Every seventh edge reported 5,000 ns late; a commit every 700 edges.
+                let ts = if i % 7 == 0 { (i * 1000).saturating_sub(5_000) } else { i * 1000 };
+                s.add_edge(&edge_at(ts, &format!("f{i}"))).unwrap();
+                if i % 700 == 699 {
+                    s.commit().unwrap();
+                }
+            }
+            assert_eq!(s.counts().1 as u64, n);
+            s.flush().unwrap();
+            assert!(s.edge_chunks.len() > 4, "several chunks, overlapping: {}", s.edge_chunks.len());
+        }
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.counts().1 as u64, n, "counted from the chunk keys");
+        let ts: Vec<u64> = s.edges_since(0).map(|e| e.unwrap().ts_ns).collect();
+        assert_eq!(ts.len() as u64, n);
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "not in time order");
+        let mut dsts: Vec<String> = s.edges_since(0).map(|e| e.unwrap().dst).collect();
+        dsts.sort();
+        dsts.dedup();
+        assert_eq!(dsts.len() as u64, n, "an edge lost or doubled");
+        let since = 1_500_000;
+        assert_eq!(s.edges_since(since).count(), ts.iter().filter(|&&t| t >= since).count());
+        // Edges added after the reopen continue the chunk numbers: nothing is overwritten.
+        s.add_edge(&edge_at(1, "late")).unwrap();
+        assert_eq!(s.edges_since(0).nth(1).unwrap().unwrap().dst, "late", "after f0 (at 0), before f1 (at 1000)");
+        assert_eq!(s.edges_since(0).count() as u64, n + 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Untrusted files set, changed and cleared across buckets (more of them than are
+    /// held in memory), read back before and after a reopen.
+    #[test]
+    fn untrusted_files_in_buckets() {
+        let dir = tempdir();
+        let tf = |i: u64| TaintedFile { node: format!("file:{i}"), generation: i as u32, by_port_program: i % 2 == 0 };
+        let n = (buckets::BUCKETS_HELD as u64 + 10) * 3;
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            // Spread over more buckets than are held: every 21st inode.
+            for i in 0..n {
+                s.set_untrusted(&InodeKey::new(1, i * 21), &tf(i)).unwrap();
+            }
+            s.set_untrusted(&InodeKey::new(1, 0), &tf(7)).unwrap();
+            assert_eq!(s.untrusted_file(&InodeKey::new(1, 0)).unwrap(), Some(tf(7)));
+            s.clear_untrusted(&InodeKey::new(1, 21)).unwrap();
+            s.clear_untrusted(&InodeKey::new(1, 22)).unwrap();
+            assert_eq!(s.untrusted_count() as u64, n - 1);
+            assert_eq!(s.untrusted_files().unwrap().len() as u64, n - 1);
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.untrusted_count() as u64, n - 1);
+        assert_eq!(s.untrusted_file(&InodeKey::new(1, 0)).unwrap(), Some(tf(7)));
+        assert_eq!(s.untrusted_file(&InodeKey::new(1, 21)).unwrap(), None);
+        assert_eq!(s.untrusted_file(&InodeKey::new(1, 42)).unwrap(), Some(tf(2)));
+        assert_eq!(s.untrusted_file(&InodeKey::new(2, 42)).unwrap(), None, "another device");
+        let all = s.untrusted_files().unwrap();
+        assert_eq!(all.len() as u64, n - 1);
+        assert!(all.contains(&(InodeKey::new(1, (n - 1) * 21), tf(n - 1))));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A version-2 database (one record per edge and per untrusted file) is rewritten as
+    /// chunks and buckets with everything in it.
+    #[test]
+    fn version_2_database_is_converted_to_chunks() {
+        let dir = tempdir();
+        let n = EDGES_PER_CHUNK as u64 + 5;
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            s.meta.insert("schema_version", &2u32.to_be_bytes()).unwrap();
+            let (edges, untrusted) = (s.db.open_tree(trees::EDGES).unwrap(), s.db.open_tree(trees::UNTRUSTED_FILES).unwrap());
+            for i in 0..n {
+                let mut key = (i * 10).to_be_bytes().to_vec();
+                key.extend_from_slice(&i.to_be_bytes());
+                edges.insert(key, serde_json::to_vec(&edge_at(i * 10, &format!("f{i}"))).unwrap()).unwrap();
+            }
+            for ino in [5u64, 6, 700] {
+                let mut key = 3u32.to_be_bytes().to_vec();
+                key.extend_from_slice(&ino.to_be_bytes());
+                untrusted.insert(key, serde_json::to_vec(&TaintedFile { node: format!("file:{ino}"), generation: 1, by_port_program: false }).unwrap()).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let s = reopen(&dir).unwrap();
+        assert_eq!(s.meta.get("schema_version").unwrap().unwrap().as_ref(), DATABASE_VERSION.to_be_bytes());
+        assert_eq!(s.counts().1 as u64, n);
+        let edges: Vec<Edge> = s.edges_since(0).map(|e| e.unwrap()).collect();
+        assert_eq!(edges.len() as u64, n);
+        assert_eq!((edges[0].dst.as_str(), edges[n as usize - 1].ts_ns), ("f0", (n - 1) * 10));
+        assert_eq!(s.edge_chunks.len(), 2);
+        assert_eq!(s.untrusted_count(), 3);
+        assert_eq!(s.untrusted_file(&InodeKey::new(3, 700)).unwrap().unwrap().node, "file:700");
+        assert!(!s.db.tree_names().iter().any(|t| t.as_ref() == trees::EDGES.as_bytes()), "the old tree is dropped");
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -658,8 +843,9 @@ pub(crate) mod tests {
             let s = GraphStore::open(&dir).unwrap();
             s.meta.insert("schema_version", &1u32.to_be_bytes()).unwrap();
             let v1_edge = br#"{"ts_ns":5,"kind":"chmod","src":"p","dst":"f","host":"h","attrs":{"mode":"0755","executable":true}}"#;
-            s.edges.insert([0u8; 16], &v1_edge[..]).unwrap();
-            s.edges.insert([1u8; 16], &br#"{"ts_ns":6,"kind":"relabel","src":"u","dst":"f","host":"h","attrs":{"to":"?"}}"#[..]).unwrap();
+            let edges = s.db.open_tree(trees::EDGES).unwrap();
+            edges.insert([0u8; 16], &v1_edge[..]).unwrap();
+            edges.insert([1u8; 16], &br#"{"ts_ns":6,"kind":"relabel","src":"u","dst":"f","host":"h","attrs":{"to":"?"}}"#[..]).unwrap();
             s.flush().unwrap();
         }
         let s = reopen(&dir).unwrap();
@@ -667,7 +853,7 @@ pub(crate) mod tests {
         assert_eq!(edges.len(), 1, "{edges:?}");
         let EdgeData::Chmod(c) = &edges[0].data else { panic!("{edges:?}") };
         assert_eq!(c.mode, "755");
-        assert_eq!(s.meta.get("schema_version").unwrap().unwrap().as_ref(), SCHEMA_VERSION.to_be_bytes());
+        assert_eq!(s.meta.get("schema_version").unwrap().unwrap().as_ref(), DATABASE_VERSION.to_be_bytes());
         assert_eq!(s.db.open_tree(UNCONVERTED_V1).unwrap().len(), 1, "the unconvertible record is kept");
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -802,6 +988,16 @@ pub(crate) mod tests {
         let d = std::env::temp_dir().join(format!("vtrail-store-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+}
+
+/// What waits for a commit is written when the store closes (a crash loses it: the
+/// guarantee is the flush's).
+impl Drop for GraphStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::error!("graph database {}: the last records could not be written at close: {e}", self.path.display());
+        }
     }
 }
 
