@@ -100,7 +100,7 @@ pub fn path_pattern(pattern: &str, path: &str) -> bool {
     if let Some(name) = pattern.strip_prefix("*/") {
         // (Without building "/NAME" strings: every write of a tainted process asks.)
         match name.strip_suffix('/') {
-            Some(dir) => path.match_indices(dir).any(|(at, _)| path[..at].ends_with('/') && path[at + dir.len()..].starts_with('/')),
+            Some(dir) => path.match_indices('/').any(|(at, _)| path[at + 1..].strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))),
             None => path.rsplit('/').next() == Some(name) || path.strip_suffix(name).is_some_and(|rest| rest.ends_with('/')),
         }
     } else if pattern.ends_with('/') {
@@ -391,5 +391,30 @@ mod tests {
         assert_eq!(c.activation_point("/home/a/.config/systemd/user/x.service"), Some("*/.config/systemd/user/"));
         assert_eq!(c.activation_point("/srv/share/notes.txt"), None);
         assert_eq!(c.activation_point("/etc/cron.dx"), None);
+    }
+
+    /// The matcher without allocation agrees with the obvious one (strings built per
+    /// call), overlapping and repeated directory names included.
+    #[test]
+    fn path_pattern_agrees_with_the_string_building_one() {
+        fn reference(pattern: &str, path: &str) -> bool {
+            if let Some(name) = pattern.strip_prefix("*/") {
+                match name.strip_suffix('/') {
+                    Some(dir) => path.contains(&format!("/{dir}/")),
+                    None => path.rsplit('/').next() == Some(name) || path.ends_with(&format!("/{name}")),
+                }
+            } else if pattern.ends_with('/') {
+                path.starts_with(pattern)
+            } else {
+                path == pattern
+            }
+        }
+        let patterns = ["*/a/a/", "*/a/", "*/.ssh/authorized_keys", "*/.bashrc", "*//", "*/", "/etc/cron.d/", "*/x/y/"];
+        let paths = ["/ba/a/a/x", "/a/a/a/a", "/a", "a/", "/root/.bashrc", "x.bashrc", "/h/.ssh/authorized_keys", "//", "/x/y/x/y/z", "/etc/cron.d/j", ""];
+        for pattern in patterns {
+            for path in paths {
+                assert_eq!(path_pattern(pattern, path), reference(pattern, path), "{pattern} ~ {path}");
+            }
+        }
     }
 }

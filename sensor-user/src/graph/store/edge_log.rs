@@ -26,8 +26,10 @@ impl PendingEdges {
         self.edges.push((ts_ns, json));
     }
 
+    /// Another chunk's worth added (when writes fail, the retry comes a chunk later, not
+    /// at every edge).
     pub(super) fn is_full(&self) -> bool {
-        self.edges.len() >= EDGES_PER_CHUNK
+        !self.edges.is_empty() && self.edges.len().is_multiple_of(EDGES_PER_CHUNK)
     }
 
     /// The chunks these edges make (sorted by time, the order added kept among equal
@@ -49,8 +51,11 @@ impl PendingEdges {
             .collect()
     }
 
-    pub(super) fn written(&mut self) {
-        self.edges.clear();
+    /// The first `chunks` chunks (as `chunks` made them, from the sorted edges) were
+    /// written.
+    pub(super) fn written_first(&mut self, chunks: usize) {
+        let n = chunks.saturating_mul(EDGES_PER_CHUNK).min(self.edges.len());
+        self.edges.drain(..n);
     }
 }
 
@@ -81,7 +86,8 @@ impl Ord for Read {
 /// The edges of the `edge_chunks` tree at or after `since_ns`, in time order. Chunks come
 /// sorted by their earliest edge, so an edge older than the next chunk's earliest can be
 /// given out: only chunks that overlap in time are held in memory together. A damaged
-/// chunk or line is an error in its place; the rest is still read.
+/// chunk key or line is an error in its place and the rest is still read; a sled read
+/// error is the last item. Edges of equal time come in chunk key order, then as added.
 pub(super) struct EdgesInOrder {
     chunks: sled::Iter,
     since_ns: u64,

@@ -242,7 +242,7 @@ impl GraphStore {
         for record in self.edge_chunks.iter().keys() {
             if let Some(key) = ChunkKey::from_bytes(&record?) {
                 edges += u64::from(key.edges);
-                next_chunk = next_chunk.max(key.chunk + 1);
+                next_chunk = next_chunk.max(key.chunk.saturating_add(1));
             }
         }
         self.counts.edges.store(edges, Ordering::Relaxed);
@@ -269,12 +269,18 @@ impl GraphStore {
 
     fn write_edges(&self, pending: &mut Pending) -> Result<(), StoreError> {
         let mut next_chunk = pending.next_chunk;
-        for (key, value) in pending.edges.chunks(&mut next_chunk) {
-            self.edge_chunks.insert(key.to_bytes(), value)?;
+        let chunks = pending.edges.chunks(&mut next_chunk);
+        for (written, (key, value)) in chunks.into_iter().enumerate() {
+            if let Err(e) = self.edge_chunks.insert(key.to_bytes(), value) {
+                // What was written leaves the pending edges (a retry must not write it
+                // again); the rest waits, numbered past what was used.
+                pending.edges.written_first(written);
+                pending.next_chunk = key.chunk;
+                return Err(e.into());
+            }
         }
-        // (On an error the edges stay pending; the chunks written are numbered past.)
         pending.next_chunk = next_chunk;
-        pending.edges.written();
+        pending.edges.written_first(usize::MAX);
         Ok(())
     }
 
@@ -325,9 +331,15 @@ impl GraphStore {
         self.tainted_procs()?;
         self.blocked_hosts()?;
         if let Some((k, v)) = self.edge_chunks.last()? {
-            ChunkKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt { tree: trees::EDGE_CHUNKS, message: format!("a chunk key of {} bytes", k.len()) })?;
+            let key = ChunkKey::from_bytes(&k).ok_or_else(|| StoreError::Corrupt { tree: trees::EDGE_CHUNKS, message: format!("a chunk key of {} bytes", k.len()) })?;
+            let mut records = 0u32;
             for record in sensor_common::graph::database::chunk_records(&v) {
                 serde_json::from_slice::<Edge>(record).map_err(|e| json_err(trees::EDGE_CHUNKS, e))?;
+                records += 1;
+            }
+            // The key's count is what the edges are counted by: it must be the value's.
+            if records != key.edges {
+                return Err(StoreError::Corrupt { tree: trees::EDGE_CHUNKS, message: format!("the newest chunk holds {records} edges, its key says {}", key.edges) });
             }
         }
         if let Some((_, v)) = self.nodes.last()? {
@@ -487,13 +499,22 @@ impl GraphStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Makes everything written so far durable, then records how much that is
-    /// (`CHECKPOINT`). The counts are read before sled's flush: what they count was
-    /// written before it, so it is on disk once the flush returns.
+    /// Makes everything stored so far durable, then records how much that is
+    /// (`CHECKPOINT`). The counts are read before sled's flush, after the records they
+    /// count were written: they are on disk once the flush returns.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.commit()?;
+        // The edges counted under the lock the commit wrote them under: an edge added
+        // meanwhile by another caller is neither written nor counted.
+        let edges = {
+            let mut pending = self.pending();
+            self.node_writer.send(std::mem::take(&mut pending.nodes));
+            self.write_edges(&mut pending)?;
+            self.write_buckets(&mut pending)?;
+            self.counts.edges.load(Ordering::Relaxed)
+        };
+        // The node writer counts what it wrote.
         self.node_writer.sync()?;
-        let now = Flushed { nodes: self.counts.nodes.load(Ordering::Relaxed), edges: self.counts.edges.load(Ordering::Relaxed) };
+        let now = Flushed { nodes: self.counts.nodes.load(Ordering::Relaxed), edges };
         self.db.flush()?;
         let mut last = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *last != Some(now) {
@@ -814,6 +835,22 @@ pub(crate) mod tests {
         let NodeData::File { paths, .. } = s.node("file:5").unwrap().unwrap().data else { panic!() };
         assert_eq!(paths, vec!["/r0/5", "/r1/5", "/r2/5"]);
         assert_eq!(s.nodes().count(), n);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A chunk whose key counts more edges than it holds (the counts, and so the flush
+    /// check, go by the keys) is refused as damaged.
+    #[test]
+    fn a_chunk_key_that_miscounts_is_refused() {
+        let dir = tempdir();
+        {
+            let s = GraphStore::open(&dir).unwrap();
+            let line = serde_json::to_vec(&edge_at(5, "f")).unwrap();
+            s.edge_chunks.insert(ChunkKey { min_ts_ns: 5, chunk: 0, edges: 5 }.to_bytes(), line).unwrap();
+            s.db.flush().unwrap();
+        }
+        let err = reopen_checked(&dir, false).err().expect("accepted");
+        assert!(err.to_string().contains("holds 1 edges, its key says 5"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -37,8 +37,9 @@ enum Job {
 struct Shared {
     /// Sent and not yet written, oldest first.
     in_flight: Mutex<VecDeque<Arc<NodeBatch>>>,
-    /// The first write that failed since the last `sync`.
-    failed: Mutex<Option<sled::Error>>,
+    /// The first write that failed, and how many nodes were not written: kept, so every
+    /// later flush fails too (those nodes are lost; no checkpoint may claim them).
+    failed: Mutex<Option<(sled::Error, u64)>>,
     /// Held by a test to keep batches in flight.
     #[cfg(test)]
     paused: Mutex<()>,
@@ -49,7 +50,7 @@ impl Shared {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn failed(&self) -> MutexGuard<'_, Option<sled::Error>> {
+    fn failed(&self) -> MutexGuard<'_, Option<(sled::Error, u64)>> {
         self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -99,18 +100,18 @@ impl NodeWriter {
         self.shared.paused.lock().unwrap()
     }
 
-    /// Waits until every batch sent is written; the first write that failed meanwhile.
+    /// Waits until every batch sent is written. An error if any node write ever failed,
+    /// or if the thread has stopped.
     pub(super) fn sync(&self) -> Result<(), sled::Error> {
         let (done, wait) = mpsc::sync_channel(1);
-        if let Some(jobs) = &self.jobs
-            && jobs.send(Job::Sync(done)).is_ok()
-        {
-            let _ = wait.recv();
+        let synced = self.jobs.as_ref().is_some_and(|jobs| jobs.send(Job::Sync(done)).is_ok()) && wait.recv().is_ok();
+        if let Some((e, lost)) = self.shared.failed().as_ref() {
+            return Err(sled::Error::Io(std::io::Error::other(format!("{lost} nodes were not written since the sensor started; the first failure: {e}"))));
         }
-        match self.shared.failed().take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if !synced {
+            return Err(sled::Error::Io(std::io::Error::other("the graph's node writer has stopped: nodes are kept in memory, not written")));
         }
+        Ok(())
     }
 }
 
@@ -138,13 +139,14 @@ fn write_loop(tree: &sled::Tree, jobs: &mpsc::Receiver<Job>, shared: &Shared, st
                         Ok(Some(_)) => {}
                         Err(e) => {
                             not_written += 1;
-                            shared.failed().get_or_insert(e);
+                            let mut failed = shared.failed();
+                            failed.get_or_insert((e, 0)).1 += 1;
                         }
                     }
                 }
                 if not_written > 0 {
-                    // One line a batch (a full disk fails them all); the next flush fails too.
-                    tracing::error!("graph database: {not_written} of {} nodes not written: {:?}", batch.len(), shared.failed().as_ref().map(ToString::to_string));
+                    // One line a batch (a full disk fails them all); every flush fails after.
+                    tracing::error!("graph database: {not_written} of {} nodes not written: {:?}", batch.len(), shared.failed().as_ref().map(|(e, _)| e.to_string()));
                 }
                 shared.in_flight().pop_front();
             }
