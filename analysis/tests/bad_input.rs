@@ -285,6 +285,7 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
             untrusted: true,
             executable: true,
             sha256: Some("ab".repeat(32)),
+            malicious: false,
         },
     };
     let proc = Node {

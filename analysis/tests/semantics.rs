@@ -38,6 +38,7 @@ impl Incident {
             untrusted: false,
             executable: true,
             sha256: sha.map(|s| s.repeat(64 / s.len())),
+            malicious: false,
         };
         self.node(host, id, data)
     }

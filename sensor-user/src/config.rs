@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::fleet::config::FleetConfig;
+pub use crate::scan::config::{ResponseConfig, ScanConfig};
 
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
@@ -73,13 +74,19 @@ pub struct Config {
     /// Streaming this host's graph to the fleet's central database (off by default).
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// On-access scanning of untrusted files (YARA-X, clamd).
+    #[serde(default)]
+    pub scan: ScanConfig,
+    /// What the sensor does by itself when a scan flags a file.
+    #[serde(default)]
+    pub response: ResponseConfig,
 }
 
 /// Applies `$what!(field)` to every key a running sensor takes on at SIGHUP.
 macro_rules! live_keys {
     ($what:ident) => {
         $what!(taint_survives_exec, dedup_writes, port_programs, interpreters, activation_points,
-               port_program_state, blocked_hosts)
+               port_program_state, blocked_hosts, response)
     };
 }
 
@@ -90,7 +97,7 @@ macro_rules! restart_keys {
     ($what:ident) => {
         $what!(database, socket, hook_strategy, ring_buffer_bytes, network_monitoring, interfaces,
                include_loopback, network_degraded_ok, kernel_state, smb_conf, dns_server,
-               metrics_listen, dns_zones, fleet)
+               metrics_listen, dns_zones, fleet, scan)
     };
 }
 
@@ -156,6 +163,8 @@ struct Overlay {
     dns_zones: Option<Vec<String>>,
     blocked_hosts: Option<Vec<std::net::IpAddr>>,
     fleet: Option<FleetConfig>,
+    scan: Option<ScanConfig>,
+    response: Option<ResponseConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +210,8 @@ impl Config {
         if let Some(v) = overlay.dns_server { self.dns_server = Some(v); }
         if let Some(v) = overlay.metrics_listen { self.metrics_listen = Some(v); }
         if let Some(v) = overlay.fleet { self.fleet = v; }
+        if let Some(v) = overlay.scan { self.scan = v; }
+        if let Some(v) = overlay.response { self.response = v; }
         Ok(())
     }
 
@@ -231,7 +242,7 @@ impl Config {
                 });
             }
         }
-        if let Some((key, value, why)) = self.fleet.problem() {
+        if let Some((key, value, why)) = self.fleet.problem().or_else(|| self.scan.problem()) {
             return Err(ConfigError::Invalid { key, value, why });
         }
         Ok(())
@@ -357,7 +368,7 @@ mod tests {
             dedup_writes: _, port_programs: _, interpreters: _, activation_points: _,
             port_program_state: _, network_monitoring: _, interfaces: _, include_loopback: _,
             network_degraded_ok: _, kernel_state: _, smb_conf: _, dns_server: _, metrics_listen: _,
-            dns_zones: _, blocked_hosts: _, fleet: _,
+            dns_zones: _, blocked_hosts: _, fleet: _, scan: _, response: _,
         } = Config::embedded_default();
         let mut n = 0;
         macro_rules! count {
@@ -365,7 +376,7 @@ mod tests {
         }
         live_keys!(count);
         restart_keys!(count);
-        assert_eq!(n, 21, "each of Config's 21 keys in exactly one of live_keys! and restart_keys!");
+        assert_eq!(n, 23, "each of Config's 23 keys in exactly one of live_keys! and restart_keys!");
     }
 
     #[test]

@@ -17,4 +17,6 @@ pub mod host;
 pub mod kernel;
 pub mod logging;
 pub mod replay;
+pub mod respond;
+pub mod scan;
 pub mod selftest;

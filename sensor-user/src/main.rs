@@ -83,6 +83,16 @@ enum Command {
     Block { target: String },
     /// Lift a quarantine.
     Unblock { target: String },
+    /// The files a scan engine flagged: what flagged them, where they came from and what
+    /// the sensor did about it.
+    Alerts {
+        /// Keep printing alerts as they are raised.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON document per alert (`vtrail-alert/1`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the embedded default configuration.
     Config,
     /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
@@ -133,6 +143,7 @@ fn real_main() -> Result<()> {
         Command::Replay { file, json } => replay(&file, json),
         Command::Block { target } => quarantine(&config, target, true),
         Command::Unblock { target } => quarantine(&config, target, false),
+        Command::Alerts { follow, json } => alerts(&config, follow, json),
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -157,6 +168,56 @@ fn events(config: &Config, follow: bool, count: Option<u64>) -> Result<()> {
         seen += 1;
         Ok(count.is_none_or(|c| seen < c))
     })
+}
+
+/// How often `alerts --follow` asks the sensor for new alerts.
+const ALERTS_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn alerts(config: &Config, follow: bool, json: bool) -> Result<()> {
+    let mut since_ns = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut lines = Vec::new();
+        client::call(&config.socket, &Request::Alerts { since_ns }, |line| {
+            lines.push(line.to_owned());
+            Ok(true)
+        })?;
+        for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+            let alert: sensor_common::graph::alert::Alert =
+                serde_json::from_str(&line).with_context(|| format!("the sensor answered {line:?}"))?;
+            since_ns = since_ns.max(alert.ts_ns + 1);
+            if json {
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{}", alert_line(&alert))?;
+            }
+        }
+        out.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(ALERTS_POLL);
+    }
+}
+
+/// One alert for a person: when, what, which file, from where, what was done.
+fn alert_line(a: &sensor_common::graph::alert::Alert) -> String {
+    let found: Vec<String> = a.detections.iter().map(|d| format!("{} {}", d.engine, d.names.join(","))).collect();
+    let origin = match &a.origin {
+        Some(o) => format!("from {} ({}{}{})", o.ip, o.protocol, o.name.as_ref().map(|n| format!(", sent as {n:?}")).unwrap_or_default(),
+            if o.node_ids.is_empty() { String::new() } else { format!(", node {}", o.node_ids.join(",")) }),
+        None => "origin unknown (not received over a watched protocol)".into(),
+    };
+    let responses: Vec<String> = a.responses.iter().map(|r| format!("{} {}: {}", r.action, r.target, if r.ok { "done" } else { r.detail.as_str() })).collect();
+    format!(
+        "{} {} {} sha256 {} {}{}",
+        sensor_user::replay::rfc3339(a.ts_ns),
+        found.join("; "),
+        a.file.path.as_deref().unwrap_or(&a.file.node),
+        a.file.sha256,
+        origin,
+        if responses.is_empty() { String::new() } else { format!("; {}", responses.join("; ")) }
+    )
 }
 
 /// From the running sensor, or from the database when it is stopped.

@@ -57,6 +57,25 @@ fn cap_bit(name: &str) -> u32 {
     }
 }
 
+/// On-access scanning on (YARA-X, a rule matching `SCAN_ME`): what it needs - fanotify,
+/// executable pages for the compiled rules - must be in the unit too.
+fn scan_section(dir: &Path) -> String {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("t.yar"), "rule scan_me { strings: $a = \"SCAN_ME\" condition: $a }\n").unwrap();
+    format!("[scan]\nyara_rules = \"{}\"\n", rules.display())
+}
+
+/// The evil process's write is scanned and flagged, under the unit's restrictions.
+fn check_scanned(sensor: &RunningSensor, d: &str) {
+    sh(&format!("{d}/evil -c 'echo SCAN_ME > {d}/flagged'"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sensor.status()["scan"]["detected"].as_u64().unwrap_or(0) < 1 {
+        assert!(Instant::now() < deadline, "the scan did not flag {d}/flagged: {}\n{}", sensor.status()["scan"], sensor.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
     let _guard = serial();
@@ -70,7 +89,7 @@ fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
     let caps = bounding_set(&unit);
     let sensor = RunningSensor::start_as(
         &dir,
-        &format!("port_programs = [\"{d}/portcp\"]\nnetwork_monitoring = false"),
+        &format!("port_programs = [\"{d}/portcp\"]\nnetwork_monitoring = false\n{}", scan_section(&dir)),
         &["setpriv", "--bounding-set", &caps, "--inh-caps", "-all", "--"],
         &[("NOTIFY_SOCKET", notify_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")],
     );
@@ -109,6 +128,7 @@ fn the_sensor_runs_with_only_its_units_capabilities_and_notifies_readiness() {
     sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
     sh(&format!("{d}/evil -c 'echo x > {d}/out'"));
     sensor.wait_for("out untrusted", |g| g.is_untrusted(&format!("{d}/out")));
+    check_scanned(&sensor, &d);
 
     let log = sensor.stop();
     let stopping = messages("STOPPING=1");
@@ -164,7 +184,7 @@ fn the_units_syscall_filter_allows_every_syscall_the_sensor_makes() {
     let caps = bounding_set(&unit);
     let sensor = RunningSensor::start_as(
         &dir,
-        &format!("port_programs = [\"{d}/portcp\"]"),
+        &format!("port_programs = [\"{d}/portcp\"]\n{}", scan_section(&dir)),
         &["strace", "-f", "-qq", "-o", trace.to_str().unwrap(), "--", "setpriv", "--bounding-set", &caps, "--inh-caps", "-all", "--"],
         &[],
     );
@@ -172,6 +192,7 @@ fn the_units_syscall_filter_allows_every_syscall_the_sensor_makes() {
     sensor.wait_for("evil untrusted", |g| g.is_untrusted(&format!("{d}/evil")));
     sh(&format!("{d}/evil -c 'echo x > {d}/out'"));
     sensor.wait_for("out untrusted", |g| g.is_untrusted(&format!("{d}/out")));
+    check_scanned(&sensor, &d);
     assert!(sensor.cli(&["block", "192.0.2.7"]).status.success());
 
     // SIGTERM to the sensor itself (strace's child), then wait for it to be gone, so the

@@ -15,6 +15,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bind9", "bind9-utils", "bind9-dnsutils", "iproute2", "samba", "smbclient", "vsftpd", "lftp",
     "curl", "iperf3", "qemu-system-x86", "cpio", "busybox-static", "util-linux", "procps", "strace",
     "nats-server", "postgresql", "systemd", "binutils",
+    // on-access scanning: clamd and sigtool (the tests write their own signatures)
+    "clamav-daemon", "clamav",
     // dpkg-shlibdeps, for the .deb's Depends (cargo xtask package)
     "dpkg-dev",
 ];

@@ -54,6 +54,7 @@ impl HostLog {
             untrusted,
             executable,
             sha256,
+            malicious: false,
         };
         self.node(host, id, at, data)
     }

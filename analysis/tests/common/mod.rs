@@ -111,6 +111,7 @@ impl Dump {
             untrusted: true,
             executable: true,
             sha256: sha.map(|s| s.repeat(64 / s.len())),
+            malicious: false,
         };
         self.node(format!("file:{}:1:{ino}", self.host), data)
     }

@@ -4,6 +4,7 @@
 //! how node ids are built, [`path`] how file paths are stored, [`v1`] what changed since
 //! schema version 1 and how version-1 records are read.
 
+pub mod alert;
 pub mod database;
 mod edge;
 mod node;
@@ -57,6 +58,12 @@ pub mod trees {
     /// Blocked remote address (text) -> JSON `{"by", "ts_ns"}`: the quarantine the
     /// classifier's `BLOCKED` map is rebuilt from at start-up.
     pub const BLOCKED_HOSTS: &str = "blocked_hosts";
+    /// File node id -> JSON `Edge` (its latest `received_from`): where a flagged file came
+    /// from, without a walk of every edge. Written beside the edge since database version 3
+    /// (older arrivals are found only in the edges).
+    pub const ARRIVALS: &str = "arrivals";
+    /// ts_ns (u64 BE) ++ seq (u32 BE) -> JSON [`super::alert::Alert`], oldest first.
+    pub const ALERTS: &str = "alerts";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,6 +39,9 @@ pub enum NodeData {
         executable: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
+        /// A scan engine flagged it (a `detected` edge says which and when).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        malicious: bool,
     },
     Remote {
         ip: String,

@@ -41,6 +41,39 @@ pub struct Status {
     pub ring: RingStatus,
     #[serde(default)]
     pub config: ConfigStatus,
+    #[serde(default)]
+    pub scan: ScanStatus,
+}
+
+/// On-access scanning: what was scanned and found, what waits, what could not be done.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ScanStatus {
+    pub enabled: bool,
+    /// `yara-x (N rules)`, `clamav (SOCKET)`.
+    pub engines: Vec<String>,
+    /// File systems whose closes are watched.
+    pub watched: Vec<String>,
+    /// Closes after a write seen (every file), and untrusted files queued for a scan.
+    pub closes_seen: u64,
+    pub queued: u64,
+    pub scanned: u64,
+    pub clean: u64,
+    pub detected: u64,
+    /// Not scanned, and why is in the verdict: too large, unreadable, changed, engine error.
+    pub not_scanned: u64,
+    pub too_large: u64,
+    /// Rescans skipped: the file had not changed since its verdict.
+    pub cache_hits: u64,
+    /// Files the full queue kept for a later try; waiting now; lost (the retry list full).
+    pub queue_full: u64,
+    pub waiting: u64,
+    pub lost: u64,
+    /// Scans clamd could not answer (down, timed out): those files wait for a rescan.
+    pub clamd_unavailable: u64,
+    /// fanotify queue overflows (closes not seen).
+    pub watch_overflows: u64,
+    pub alerts: u64,
+    pub responses_failed: u64,
 }
 
 /// The configuration in effect: where it was read, when, and what the reloads (SIGHUP)
@@ -279,6 +312,7 @@ pub(crate) mod tests {
             fleet: FleetStatus::default(),
             ring: RingStatus::default(),
             config: ConfigStatus::default(),
+            scan: ScanStatus::default(),
         }
     }
 

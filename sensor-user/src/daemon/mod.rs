@@ -6,6 +6,7 @@ mod losses;
 mod metrics;
 pub mod network;
 mod reload;
+mod scanning;
 mod service;
 use std::{
     collections::BTreeMap,
@@ -162,6 +163,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
             }
         }
     }
+    let mut scanning = scanning::Scanning::start(&config)?;
     let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
     if let Some(logger) = sensor.take_logger() {
         spawn_kernel_log_reader(logger);
@@ -192,6 +194,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     let started_ns = procfs::now_wall_ns();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut flush_tick = tokio::time::interval(FLUSH_INTERVAL);
+    let mut origin_tick = tokio::time::interval(Duration::from_millis(250));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // Pinged from this loop, so a loop stuck in a call (or a drain thread that died:
     // nothing would be recorded any more) stops the pings and the manager restarts it.
@@ -207,6 +210,23 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                 ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
             }
             _ = flush_tick.tick() => flush(&store, &mut counters),
+            Some(verdict) = async {
+                match scanning.as_mut() {
+                    Some(s) => s.verdicts.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(s) = scanning.as_mut()
+                    && let Err(e) = s.responder.on_verdict(verdict, ingest.graph(), net.as_mut(), &config.response)
+                {
+                    error!("cannot record a scan verdict: {e:#}");
+                }
+            }
+            _ = origin_tick.tick(), if scanning.as_ref().is_some_and(|s| s.responder.has_waiting()) => {
+                if let Some(s) = scanning.as_mut() {
+                    s.responder.poll(ingest.graph(), net.as_mut(), &config.response);
+                }
+            }
             Some(answer) = async {
                 match naming_answers.as_mut() {
                     Some(rx) => rx.recv().await,
@@ -221,6 +241,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                     let mut status = status(&ingest, &sensor, &store, &mut counters, &follower_lag, started_ns, network_failure.as_deref());
                     status.ring = drain.ring_status();
                     status.config = reloader.status.clone();
+                    if let Some(s) = scanning.as_ref() {
+                        status.scan = s.status();
+                    }
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);
                     }
@@ -472,6 +495,7 @@ fn status(
         },
         ring: Default::default(),
         config: Default::default(),
+        scan: Default::default(),
     }
 }
 
@@ -489,6 +513,14 @@ fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &Gr
         Request::Export { format, since_ns } => {
             let mut out = Vec::new();
             export::export(store, ingest.host(), format, since_ns, &mut out)?;
+            Ok(out)
+        }
+        Request::Alerts { since_ns } => {
+            let mut out = Vec::new();
+            for alert in store.alerts_since(since_ns)? {
+                serde_json::to_writer(&mut out, &alert)?;
+                out.push(b'\n');
+            }
             Ok(out)
         }
         Request::Block { .. } | Request::Unblock { .. } => {

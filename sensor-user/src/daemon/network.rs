@@ -216,6 +216,12 @@ impl Monitor {
         Some(result.unwrap_or_else(|e| serde_json::to_vec(&json!({"error": format!("{e:#}")})).unwrap_or_default()))
     }
 
+    /// Quarantines the sender of a flagged file (`[response] block_sender`); `by` names
+    /// the detection.
+    pub fn block_sender(&mut self, graph: &GraphWriter, ip: IpAddr, by: &str) -> Result<String> {
+        self.set_block(graph, ip, true, by)
+    }
+
     /// Blocks or lifts `ip` in the kernel, the graph (a quarantine edge) and the database.
     fn set_block(&mut self, graph: &GraphWriter, ip: IpAddr, block: bool, by: &str) -> Result<String> {
         if block {

@@ -406,7 +406,7 @@ impl<'a> Ingest<'a> {
             id: file.clone(),
             host: self.host.id.clone(),
             first_seen_ns: ts,
-            data: NodeData::File { dev: key.dev, ino: key.ino, paths: vec![], untrusted, executable: false, sha256: None },
+            data: NodeData::File { dev: key.dev, ino: key.ino, paths: vec![], untrusted, executable: false, sha256: None, malicious: false },
         });
         if let NodeData::File { paths, untrusted: u, .. } = &mut node.data {
             if !paths.iter().any(|p| p == path) {

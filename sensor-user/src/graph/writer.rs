@@ -90,6 +90,7 @@ impl<'a> GraphWriter<'a> {
             untrusted,
             executable,
             sha256: None,
+            malicious: false,
         })?;
         Ok(id)
     }

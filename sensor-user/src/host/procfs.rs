@@ -309,7 +309,16 @@ pub fn sha256_file(path: &Path) -> Option<String> {
         }
         ctx.update(&buf[..n]);
     }
-    Some(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex(ctx.finish().as_ref()))
+}
+
+/// sha256 of `data`, as the graph stores hashes (lowercase hex).
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Converts kernel boot-clock time stamps to wall-clock ns since the epoch.

@@ -321,6 +321,27 @@ pub struct RelabelAttrs {
     pub path: Option<String>,
 }
 
+/// One scan engine's finding on a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    /// `yara-x` or `clamav`.
+    pub engine: String,
+    /// The YARA rules that matched, or the ClamAV signature name.
+    pub names: Vec<String>,
+}
+
+/// `detected`: what flagged the file, and the content it flagged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectedAttrs {
+    /// The path the scanned file had, as [`super::path_text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// sha256 of the bytes scanned (hex).
+    pub sha256: String,
+    pub size: u64,
+    pub detections: Vec<Detection>,
+}
+
 /// `block` and `unblock`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineAttrs {

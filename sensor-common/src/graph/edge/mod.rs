@@ -130,6 +130,9 @@ edge_kinds! {
     Block(QuarantineAttrs) = "block",
     /// host -> remote: the quarantine was lifted.
     Unblock(QuarantineAttrs) = "unblock",
+    /// host -> file: a scan engine flagged the file (this host's scanner, at the close
+    /// that ended a write of an untrusted file).
+    Detected(DetectedAttrs) = "detected",
     /// process -> remote: a tainted process opened (`direction = out`) or closed an
     /// accepted (`direction = in`) TCP connection.
     Connect(ConnectAttrs) = "connect",

@@ -29,6 +29,12 @@ fn every_kind_round_trips_and_keeps_its_json_name() {
         EdgeData::Relabel(RelabelAttrs { to: Trust::Untrusted, by: "root(uid 0)".into(), path: None }),
         EdgeData::Block(QuarantineAttrs { ip: "10.0.0.9".into(), by: "root(uid 0)".into() }),
         EdgeData::Unblock(QuarantineAttrs { ip: "10.0.0.9".into(), by: "root(uid 0)".into() }),
+        EdgeData::Detected(DetectedAttrs {
+            path: Some("/srv/in/x.exe".into()),
+            sha256: "ab".repeat(32),
+            size: 68,
+            detections: vec![Detection { engine: "clamav".into(), names: vec!["Eicar-Signature".into()] }],
+        }),
         EdgeData::Connect(ConnectAttrs {
             ip: "10.0.0.3".into(),
             port: 4444,

@@ -10,6 +10,7 @@ mod buckets;
 mod edge_log;
 mod node_writer;
 mod upgrade;
+mod alerts;
 
 use std::{
     path::{Path, PathBuf},
@@ -23,7 +24,7 @@ use crate::fleet::outbox::Outbox;
 
 use sensor_common::{
     graph::{
-        Edge, HostInfo, Node, NodeData, TaintedFile,
+        Edge, EdgeData, HostInfo, Node, NodeData, TaintedFile,
         database::{BucketEntry, ChunkKey, DATABASE_VERSION, bucket_dev},
         trees,
     },
@@ -76,6 +77,9 @@ pub struct GraphStore {
     untrusted: sled::Tree,
     tainted: sled::Tree,
     blocked: sled::Tree,
+    /// File node id -> its latest `received_from` edge (`alerts.rs`).
+    arrivals: sled::Tree,
+    alerts: sled::Tree,
     /// What waits for the next commit.
     pending: Mutex<Pending>,
     /// Every node id stored (and, rarely, a few more): an id it does not hold is a new
@@ -199,6 +203,8 @@ impl GraphStore {
             untrusted: tree(trees::UNTRUSTED_BUCKETS)?,
             tainted: tree(trees::TAINTED_PROCS)?,
             blocked: tree(trees::BLOCKED_HOSTS)?,
+            arrivals: tree(trees::ARRIVALS)?,
+            alerts: tree(trees::ALERTS)?,
             pending: Mutex::default(),
             node_ids: fastbloom::AtomicBloomFilter::with_num_bits(NODE_FILTER_BITS).expected_items(NODE_FILTER_ITEMS),
             counts,
@@ -466,6 +472,10 @@ impl GraphStore {
     pub fn add_edge(&self, edge: &Edge) -> Result<(), StoreError> {
         let json = serde_json::to_vec(edge).map_err(|e| json_err(trees::EDGE_CHUNKS, e))?;
         self.queue("edge", &json)?;
+        if let EdgeData::ReceivedFrom(_) = edge.data {
+            // (Arrivals are rare - one per transfer - and a detection asks by file.)
+            self.arrivals.insert(edge.dst.as_bytes(), json.as_slice())?;
+        }
         let mut pending = self.pending();
         pending.edges.push(edge.ts_ns, json);
         self.counts.edges.fetch_add(1, Ordering::Relaxed);
@@ -681,8 +691,8 @@ impl GraphStore {
 fn merge(old: &mut Node, new: Node) {
     match (&mut old.data, new.data) {
         (
-            NodeData::File { paths, untrusted, executable, sha256, .. },
-            NodeData::File { paths: new_paths, untrusted: u, executable: x, sha256: h, .. },
+            NodeData::File { paths, untrusted, executable, sha256, malicious, .. },
+            NodeData::File { paths: new_paths, untrusted: u, executable: x, sha256: h, malicious: m, .. },
         ) => {
             for p in new_paths {
                 if !paths.contains(&p) {
@@ -691,6 +701,7 @@ fn merge(old: &mut Node, new: Node) {
             }
             *untrusted |= u;
             *executable |= x;
+            *malicious |= m;
             if h.is_some() {
                 *sha256 = h;
             }
@@ -730,7 +741,7 @@ pub(crate) mod tests {
             id: id.into(),
             host: "h".into(),
             first_seen_ns: 1,
-            data: NodeData::File { dev: 1, ino: 2, paths: vec![path.into()], untrusted, executable: false, sha256: None },
+            data: NodeData::File { dev: 1, ino: 2, paths: vec![path.into()], untrusted, executable: false, sha256: None, malicious: false },
         }
     }
 

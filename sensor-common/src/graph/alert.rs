@@ -1,0 +1,75 @@
+//! The alert a sensor publishes when a scan engine flags a file: one JSON document, the
+//! same on `vtrail-sensor alerts --json`, in the journal and (later) on the fleet's alerts
+//! subject. Fields are only ever added; `schema` changes if one changes meaning.
+
+use serde::{Deserialize, Serialize};
+
+use super::Detection;
+
+/// The value of [`Alert::schema`].
+pub const ALERT_SCHEMA: &str = "vtrail-alert/1";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub schema: String,
+    /// When the alert was raised (ns since the epoch): after the responses.
+    pub ts_ns: u64,
+    /// When the scan reached its verdict.
+    pub scanned_ns: u64,
+    /// The node id and name of the host that scanned the file.
+    pub host: String,
+    pub hostname: String,
+    pub file: AlertFile,
+    pub detections: Vec<Detection>,
+    /// Where the file came from, when the graph knows (a `received_from` edge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// What the sensor did about it, by the `[response]` policy.
+    #[serde(default)]
+    pub responses: Vec<ResponseTaken>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFile {
+    /// The file's graph node id.
+    pub node: String,
+    /// The path it had when scanned, as [`super::path_text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub dev: u32,
+    pub ino: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The sender of a flagged file, from its `received_from` edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// `remote:<ip>`.
+    pub remote: String,
+    pub ip: String,
+    /// What the address resolved to (disk-serial node ids), if naming is on.
+    #[serde(default)]
+    pub node_ids: Vec<String>,
+    pub protocol: String,
+    /// The name the sender gave the file, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Attributed from the connection rather than a parsed request.
+    #[serde(default)]
+    pub inferred: bool,
+    /// When the transfer was seen.
+    pub ts_ns: u64,
+}
+
+/// One automatic response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseTaken {
+    /// `block_sender`, ...
+    pub action: String,
+    /// What it acted on (the sender's IP for `block_sender`).
+    pub target: String,
+    pub ok: bool,
+    /// Why it failed or was not taken, or what it did.
+    pub detail: String,
+}

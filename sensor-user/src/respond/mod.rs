@@ -1,0 +1,169 @@
+//! What happens when a scan flags a file: the file is marked malicious with a `detected`
+//! edge, its origin is looked up (its `received_from` edge), the `[response]` policy acts
+//! (the sender quarantined), and one alert document is stored, logged and sent to
+//! followers. A verdict that reaches the event loop before the transfer that brought the
+//! file has been ingested waits for it, a few seconds at most.
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use sensor_common::graph::{
+    EdgeData, NodeData,
+    alert::{ALERT_SCHEMA, Alert, AlertFile, Origin, ResponseTaken},
+    DetectedAttrs, Detection,
+};
+use tracing::{error, warn};
+
+use crate::{
+    daemon::network::Monitor,
+    graph::GraphWriter,
+    scan::{Outcome, Verdict},
+    scan::config::ResponseConfig,
+};
+
+/// How long a detection waits for the transfer that brought its file to be recorded.
+pub const ORIGIN_WAIT: Duration = Duration::from_secs(15);
+
+/// Detections whose origin is not in the graph yet.
+#[derive(Default)]
+pub struct Responder {
+    waiting: Vec<(Instant, Alert)>,
+    pub alerts: u64,
+    pub responses_failed: u64,
+}
+
+impl Responder {
+    /// Records a verdict; a detection is answered now if its origin is known, else once it
+    /// is (or `ORIGIN_WAIT` has passed).
+    pub fn on_verdict(&mut self, verdict: Verdict, graph: &GraphWriter, net: Option<&mut Monitor>, policy: &ResponseConfig) -> Result<Option<Alert>> {
+        let Outcome::Detected(detections) = verdict.outcome.clone() else { return Ok(None) };
+        let sha256 = verdict.sha256.clone().unwrap_or_default();
+        let file = mark_malicious(graph, &verdict, &sha256, &detections)?;
+        let host = graph.store().host()?.unwrap_or_else(crate::daemon::host_info);
+        let alert = Alert {
+            schema: ALERT_SCHEMA.into(),
+            ts_ns: verdict.ts_ns,
+            scanned_ns: verdict.ts_ns,
+            host: host.id,
+            hostname: host.hostname,
+            file: AlertFile { node: file, path: verdict.path, dev: verdict.key.dev, ino: verdict.key.ino, size: verdict.size, sha256 },
+            detections,
+            origin: None,
+            responses: Vec::new(),
+        };
+        // A file a port program wrote (or one whose write is not ingested yet) may be an
+        // arrival whose transfer is not recorded yet: that waits. A tainted process's
+        // own file is not an arrival: it is answered now.
+        let marked = graph.store().untrusted_file(&verdict.key)?;
+        let may_arrive = marked.is_none_or(|t| t.by_port_program);
+        match origin(graph, &alert.file.node)? {
+            None if may_arrive => {
+                self.waiting.push((Instant::now(), alert));
+                Ok(None)
+            }
+            found => Ok(Some(self.respond(alert, found, graph, net, policy)?)),
+        }
+    }
+
+    /// Is a detection waiting for its origin?
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Answers the detections whose origin has been recorded since, or that waited long
+    /// enough.
+    pub fn poll(&mut self, graph: &GraphWriter, mut net: Option<&mut Monitor>, policy: &ResponseConfig) -> Vec<Alert> {
+        let mut done = Vec::new();
+        let waiting = std::mem::take(&mut self.waiting);
+        for (since, alert) in waiting {
+            let found = origin(graph, &alert.file.node).unwrap_or_else(|e| {
+                error!("detection of {}: cannot read its origin: {e:#}", alert.file.node);
+                None
+            });
+            if found.is_none() && since.elapsed() < ORIGIN_WAIT {
+                self.waiting.push((since, alert));
+                continue;
+            }
+            match self.respond(alert, found, graph, net.as_deref_mut(), policy) {
+                Ok(a) => done.push(a),
+                Err(e) => error!("cannot record an alert: {e:#}"),
+            }
+        }
+        done
+    }
+
+    fn respond(&mut self, mut alert: Alert, origin: Option<Origin>, graph: &GraphWriter, net: Option<&mut Monitor>, policy: &ResponseConfig) -> Result<Alert> {
+        if let Some(o) = &origin
+            && policy.block_sender
+        {
+            let by = format!("detection: {} in {}", names(&alert), alert.file.path.as_deref().unwrap_or(&alert.file.node));
+            let taken = match (o.ip.parse::<IpAddr>(), net) {
+                (Ok(ip), Some(m)) => match m.block_sender(graph, ip, &by) {
+                    Ok(_) => ResponseTaken { action: "block_sender".into(), target: o.ip.clone(), ok: true, detail: by },
+                    Err(e) => ResponseTaken { action: "block_sender".into(), target: o.ip.clone(), ok: false, detail: format!("{e:#}") },
+                },
+                (Err(_), _) => ResponseTaken { action: "block_sender".into(), target: o.ip.clone(), ok: false, detail: "not an IP address".into() },
+                (_, None) => ResponseTaken {
+                    action: "block_sender".into(),
+                    target: o.ip.clone(),
+                    ok: false,
+                    detail: "network monitoring is off: the sender cannot be blocked".into(),
+                },
+            };
+            if !taken.ok {
+                self.responses_failed += 1;
+            }
+            alert.responses.push(taken);
+        }
+        alert.origin = origin;
+        // Stored in the order raised: `alerts --follow` asks for what came after.
+        alert.ts_ns = crate::host::procfs::now_wall_ns().max(alert.scanned_ns);
+        graph.store().add_alert(&alert)?;
+        self.alerts += 1;
+        // One line per detection, the whole document: the journal is the manager's
+        // channel of last resort.
+        warn!(target: "vtrail::alert", "{}", serde_json::to_string(&alert)?);
+        Ok(alert)
+    }
+}
+
+fn names(alert: &Alert) -> String {
+    alert.detections.iter().map(|d| format!("{} {}", d.engine, d.names.join(","))).collect::<Vec<_>>().join("; ")
+}
+
+/// The file node marked malicious (with the scanned content's hash), and a `detected` edge
+/// from this host to it. Returns the node id.
+fn mark_malicious(graph: &GraphWriter, verdict: &Verdict, sha256: &str, detections: &[Detection]) -> Result<String> {
+    let id = graph.file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), true, false)?;
+    if let Some(mut node) = graph.store().node(&id)?
+        && let NodeData::File { malicious, sha256: hash, .. } = &mut node.data
+    {
+        *malicious = true;
+        *hash = Some(sha256.to_owned());
+        graph.store().replace_node(&node)?;
+    }
+    let attrs = DetectedAttrs { path: verdict.path.clone(), sha256: sha256.to_owned(), size: verdict.size, detections: detections.to_vec() };
+    graph.edge(verdict.ts_ns, &graph.host_node(), &id, EdgeData::Detected(attrs))?;
+    Ok(id)
+}
+
+/// Where the file came from, by its latest `received_from` edge.
+fn origin(graph: &GraphWriter, file: &str) -> Result<Option<Origin>> {
+    let Some(edge) = graph.store().arrival(file)? else { return Ok(None) };
+    let EdgeData::ReceivedFrom(t) = &edge.data else { return Ok(None) };
+    let Some(ip) = t.ip.clone().or_else(|| edge.src.strip_prefix("remote:").map(str::to_owned)) else {
+        warn!("the arrival of {file} names no address");
+        return Ok(None);
+    };
+    let node_ids = match graph.store().node(&edge.src)? {
+        Some(n) => match n.data {
+            NodeData::Remote { node_ids, .. } => node_ids,
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let protocol = t.protocol.map(|p| serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()).unwrap_or_default();
+    Ok(Some(Origin { remote: edge.src.clone(), ip, node_ids, protocol, name: t.name.clone(), inferred: t.inferred, ts_ns: edge.ts_ns }))
+}

@@ -1,0 +1,141 @@
+//! When to scan: fanotify reports every close of a file opened for writing on the watched
+//! file systems (`FAN_CLOSE_WRITE`, a notification: no writer ever waits for it); the
+//! kernel's `INODES` map (pinned, so this thread reads it without the event loop) says
+//! whether the file is untrusted. Only those are queued, with the fd fanotify opened:
+//! the scan reads the very file that was closed, whatever its name is by then.
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use sensor_common::maps::{INODE_UNTRUSTED, InodeKey, InodeState, names};
+use tracing::{info, warn};
+
+use super::{Job, Scanner};
+use crate::host::procfs::kernel_dev;
+
+/// File systems whose closes are watched: the local ones files arrive on and run from.
+const WATCHED_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "tmpfs", "vfat", "exfat", "ntfs3", "jfs", "reiserfs", "nilfs2"];
+
+/// The mount points of the watched file systems (one per file system), from
+/// /proc/self/mountinfo.
+pub fn local_filesystems() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        // id parent major:minor root mountpoint options ... - fstype source superoptions
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+        let (Some(dev), Some(mount), Some(fstype)) = (fields.get(2), fields.get(4), fields.get(dash + 1)) else { continue };
+        if WATCHED_TYPES.contains(fstype) && seen.insert(dev.to_string()) {
+            out.push(PathBuf::from(unescape(mount)));
+        }
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub struct Watch {
+    fanotify: Fanotify,
+    inodes: HashMap<MapData, InodeKey, InodeState>,
+    pub watched: Vec<PathBuf>,
+}
+
+impl Watch {
+    /// Marks every local file system; `kernel_state` holds the pinned `INODES` map.
+    pub fn start(kernel_state: &Path) -> anyhow::Result<Self> {
+        let fanotify = Fanotify::init(
+            InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC,
+            EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC | EventFFlags::O_NOATIME,
+        )
+        .map_err(|e| anyhow::anyhow!("fanotify_init: {e} (scanning needs CAP_SYS_ADMIN)"))?;
+        let mut watched = Vec::new();
+        for mount in local_filesystems() {
+            match fanotify.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, nix::fcntl::AT_FDCWD, Some(&mount)) {
+                Ok(()) => watched.push(mount),
+                Err(e) => warn!("scan: cannot watch closes on {} ({e}): files written there are scanned only before they run", mount.display()),
+            }
+        }
+        if watched.is_empty() {
+            anyhow::bail!("scan: no local file system could be watched");
+        }
+        let pin = kernel_state.join(names::INODES);
+        let map = MapData::from_pin(&pin).map_err(|e| anyhow::anyhow!("scan: cannot open the pinned {}: {e}", pin.display()))?;
+        let inodes = HashMap::try_from(Map::HashMap(map))?;
+        info!("scan: watching closes after writes on {}", watched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        Ok(Self { fanotify, inodes, watched })
+    }
+
+    /// Reads events until the process ends (a blocking read: its own thread).
+    pub fn run(self, scanner: Arc<Scanner>) {
+        let me = std::process::id() as i32;
+        loop {
+            let events = match self.fanotify.read_events() {
+                Ok(e) => e,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!("scan: fanotify read failed ({e}); closes are no longer watched");
+                    return;
+                }
+            };
+            for event in events {
+                let Some(fd) = event.fd() else {
+                    // The kernel's queue overflowed: closes were lost. Counted; the files
+                    // are still scanned before they run.
+                    scanner.stats.watch_overflows.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if event.pid() == me {
+                    continue;
+                }
+                scanner.stats.closes_seen.fetch_add(1, Ordering::Relaxed);
+                let Ok(meta) = nix::sys::stat::fstat(fd) else { continue };
+                if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    continue;
+                }
+                let key = InodeKey::new(kernel_dev(meta.st_dev), meta.st_ino);
+                let untrusted = self.inodes.get(&key, 0).is_ok_and(|s| s.flags & INODE_UNTRUSTED != 0);
+                if !untrusted {
+                    continue;
+                }
+                // The event's fd closes with the event: the job gets its own.
+                let Ok(own) = nix::unistd::dup(fd.as_fd()) else { continue };
+                let file = std::fs::File::from(own);
+                let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+                scanner.submit(Job { file, key, path });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/srv/my\\040share"), "/srv/my share");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/end\\04"), "/end\\04");
+    }
+}
