@@ -380,6 +380,9 @@ pub const EF_INODE_MAP_FULL: u32 = 1 << 7;
 
 /// `header.flags` of a process event of a `Write`: the file was opened for writing (no write seen yet).
 pub const EF_AT_OPEN: u32 = 1 << 8;
+/// `header.flags` of an `Exec`: the image is flagged (`INODE_FLAGGED`) and the process was
+/// sent SIGKILL before it ran.
+pub const EF_EXEC_PREVENTED: u32 = 1 << 9;
 
 /// `NetPayload.direction`: the packet came in (TC ingress) / went out (TC egress).
 pub const NET_DIR_INGRESS: u8 = 0;

@@ -31,6 +31,10 @@ pub const INODE_PORT_PROGRAM: u32 = 1 << 1;
 /// Executing this file makes a process an interpreter: it is tainted when it opens an
 /// untrusted file for reading.
 pub const INODE_INTERPRETER: u32 = 1 << 2;
+/// A scan flagged this file and `[response] deny_exec` is on: an exec of it is stopped in
+/// the exec hook (SIGKILL before the new image runs its first instruction). Set with
+/// `INODE_UNTRUSTED`, never alone.
+pub const INODE_FLAGGED: u32 = 1 << 3;
 
 /// Value of the `INODES` map.
 #[repr(C)]

@@ -8,21 +8,24 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal},
     },
 };
+
+/// deny_exec's signal.
+const SIGKILL: u32 = 9;
 use sensor_common::{
     event::{
         EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
-        EF_AT_OPEN, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
+        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
         ChangePayload, ConnectionPayload, Event, EventHeader, EventKind, ExecPayload, ExitPayload,
         FileId, ForkPayload, INHERITED_FILES, InheritedFdsPayload, NAME_LEN, Name, OpenPayload,
         PackedConnection, ProcessPayload, RenamePayload, TCP_FIN_WAIT1, TCP_LAST_ACK,
         TCP_SYN_SENT, TaintPayload, TaintReason, WritePayload,
     },
     maps::{
-        DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_INTERPRETER,
-        INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
+        DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_FLAGGED,
+        INODE_INTERPRETER, INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
         PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, SEEN_READ, SEEN_WRITE, WriteSeenKey,
     },
     offsets::KernelOffsets,
@@ -214,6 +217,12 @@ pub fn on_exec(name: Option<NameSource>) {
     let has_exe = exe.is_some();
     let exe = exe.unwrap_or_default();
     let exe_flags = if has_exe { inode_state(&exe).map_or(0, |s| s.flags) } else { 0 };
+    // deny_exec: stopped here, after the new image is mapped and before it runs (a signal
+    // is delivered on the way back to user space). Recorded below like any exec of it.
+    let prevented = exe_flags & INODE_FLAGGED != 0;
+    if prevented {
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
     let previous_flags = unsafe { PROCS.get(&tgid) }.map(|p| p.flags);
     let tracked_before = previous_flags.is_some();
     let previous_flags = previous_flags.unwrap_or(0);
@@ -268,6 +277,9 @@ pub fn on_exec(name: Option<NameSource>) {
             if exe_flags & INODE_UNTRUSTED != 0 {
                 ev.header.flags |= EF_FILE_WAS_UNTRUSTED;
             }
+        }
+        if prevented {
+            ev.header.flags |= EF_EXEC_PREVENTED;
         }
         if !name_ptr.is_null() {
             set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::Kernel(name_ptr));

@@ -31,6 +31,11 @@ fn rules(dir: &Path) -> PathBuf {
     rules
 }
 
+/// The alert's response by `action` (Null if it has none).
+fn response(alert: &Value, action: &str) -> Value {
+    alert["responses"].as_array().into_iter().flatten().find(|r| r["action"] == action).cloned().unwrap_or_default()
+}
+
 fn alerts(sensor: &RunningSensor) -> Vec<Value> {
     let out = sensor.cli(&["alerts", "--json"]);
     assert!(out.status.success(), "alerts: {}", String::from_utf8_lossy(&out.stderr));
@@ -248,8 +253,7 @@ fn a_flagged_upload_gets_its_sender_blocked() {
     assert_eq!(alert["origin"]["remote"], format!("remote:{CLIENT4}"), "{alert}");
     assert_eq!(alert["origin"]["protocol"], "ftp", "{alert}");
     assert_eq!(alert["origin"]["name"], "invoice.com", "{alert}");
-    assert_eq!(alert["responses"][0]["action"], "block_sender", "{alert}");
-    assert_eq!(alert["responses"][0]["ok"], true, "{alert}");
+    assert_eq!(response(&alert, "block_sender")["ok"], true, "{alert}");
 
     // Blocked: the next uploads (FTP and SMB) are dropped; a listing passes.
     let out = run(&format!("ip netns exec {NS} curl -sS --max-time 10 -T /etc/hostname ftp://{HOST4}/incoming/next.txt"));
@@ -278,7 +282,7 @@ fn a_flagged_upload_gets_its_sender_blocked() {
     assert_eq!(alert["origin"]["ip"], CLIENT4, "{alert}");
     assert_eq!(alert["origin"]["protocol"], "smb2", "{alert}");
     assert_eq!(alert["origin"]["name"], "report.com", "{alert}");
-    assert_eq!(alert["responses"][0]["ok"], true, "{alert}");
+    assert_eq!(response(&alert, "block_sender")["ok"], true, "{alert}");
     let out = smb_put(HOST4, "share", "SMB3_11", false, "/etc/hostname", "again.txt");
     assert!(!out.status.success() || !share.join("again.txt").exists(), "an SMB upload after the second detection went through");
 }
@@ -286,4 +290,82 @@ fn a_flagged_upload_gets_its_sender_blocked() {
 fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+/// A process's exit status, waited for at most 10 s.
+fn exit_of(mut child: std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process still runs after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `deny_exec` (on by default): once flagged, the file is stopped in the kernel's exec hook
+/// whoever runs it, and the graph says so with a `prevented` edge.
+#[test]
+fn a_flagged_file_is_stopped_when_it_is_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-deny");
+    let rules = rules(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    // A working program (a copy of `echo`) with the payload appended.
+    let dropped = dir.join("update-helper");
+    sh(&format!("'{}' -c \"cat /usr/bin/echo > '{1}'; printf '{PAYLOAD}' >> '{1}'; chmod +x '{1}'\"", tsh.display(), dropped.display()));
+    let alert = wait_alert(&sensor, &dropped, Duration::from_secs(10));
+    assert_eq!(response(&alert, "deny_exec")["ok"], true, "{alert}");
+
+    // Run by an untainted root process, by path: killed before its first instruction (it
+    // prints nothing).
+    let out = Command::new(&dropped).arg("it ran").output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "the flagged file ran: {}", out.status);
+    assert!(out.stdout.is_empty(), "the flagged program printed {:?}", String::from_utf8_lossy(&out.stdout));
+    let g = sensor.wait_for("prevented edge", |g| g.file(&dropped.display().to_string()).is_some_and(|f| !g.edges_from("prevented", f["id"].as_str().unwrap()).is_empty()));
+    let file = g.file(&dropped.display().to_string()).unwrap();
+    let edge = g.edges_from("prevented", file["id"].as_str().unwrap())[0];
+    assert_eq!(edge["attrs"]["action"], "exec", "{edge}");
+    assert_eq!(edge["attrs"]["by"], "deny_exec", "{edge}");
+    // Other programs still run (the flag is on this inode only).
+    let status = exit_of(Command::new("/usr/bin/true").spawn().unwrap());
+    assert!(status.success(), "{status}");
+}
+
+/// `kill`: what already runs the file when it is flagged is killed. The file runs first
+/// because clamd is down at its close; the rescan once clamd is up flags it.
+#[test]
+fn kill_stops_the_processes_running_a_file_when_it_is_flagged() {
+    use std::os::unix::process::ExitStatusExt;
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-kill");
+    let mut clamd = Clamd::configure(&dir);
+    let sensor = RunningSensor::start(
+        &dir,
+        &format!("network_monitoring = false\n[scan]\nclamd_socket = \"{}\"\n[response]\nkill = true\n", clamd.socket.display()),
+    );
+    let tsh = tainted_shell(&sensor, &dir);
+    let dropped = dir.join("miner");
+    sh(&format!("'{}' -c \"cat /usr/bin/sleep > '{1}'; printf '{PAYLOAD}' >> '{1}'; chmod +x '{1}'\"", tsh.display(), dropped.display()));
+    wait_status(&sensor, "clamd down counted", |s| s["clamd_unavailable"].as_u64().unwrap_or(0) >= 1);
+    let running = Command::new(&dropped).arg("60").spawn().unwrap();
+    // clamd's database names the file's md5 (`.hdb`: md5:size:name).
+    let md5 = String::from_utf8_lossy(&Command::new("md5sum").arg(&dropped).output().unwrap().stdout).split_whitespace().next().unwrap().to_owned();
+    let size = std::fs::metadata(&dropped).unwrap().len();
+    std::fs::write(dir.join("clamdb/vtrail-miner.hdb"), format!("{md5}:{size}:Vtrail.Test.Miner\n")).unwrap();
+    clamd.start();
+    let alert = wait_alert(&sensor, &dropped, Duration::from_secs(20));
+    let status = exit_of(running);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the running copy was not killed: {status}; {alert}");
+    assert_eq!(response(&alert, "kill")["ok"], true, "{alert}");
+    let g = sensor.wait_for("prevented (kill) edge", |g| g.file(&dropped.display().to_string()).is_some_and(|f| g.edges_from("prevented", f["id"].as_str().unwrap()).iter().any(|e| e["attrs"]["action"] == "kill")));
+    drop(g);
 }

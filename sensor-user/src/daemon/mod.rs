@@ -217,7 +217,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                 }
             } => {
                 if let Some(s) = scanning.as_mut()
-                    && let Err(e) = s.responder.on_verdict(verdict, ingest.graph(), net.as_mut(), &config.response)
+                    && let Err(e) = s.responder.on_verdict(verdict, ingest.graph(), net.as_mut(), &mut sensor, &config.response)
                 {
                     error!("cannot record a scan verdict: {e:#}");
                 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use sensor_common::{
     event::EventKind,
     graph::{
-        ChmodAttrs, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs, Node, NodeData, ReadAttrs,
+        ChmodAttrs, EdgeData, ExecAttrs, FileWriteAttrs, HostInfo, NoAttrs, Node, NodeData, PreventedAction, PreventedAttrs, ReadAttrs,
         RelabelAttrs, RenameAttrs, Severity, TaintReason, TaintedFile, Trust, UnlinkAttrs, WriteVia,
     },
     maps::InodeKey,
@@ -246,13 +246,17 @@ impl<'a> Ingest<'a> {
                     }
                 };
                 let attrs = ExecAttrs {
-                    path: path_text,
+                    path: path_text.clone(),
                     path_incomplete: incomplete,
                     taint_reason: ev.taint_reason,
                     uid: Some(ev.uid),
                     interpreter,
                 };
                 self.edge(ev.ts_ns, &file, &proc, EdgeData::Exec(attrs))?;
+                if ev.exec_prevented {
+                    let attrs = PreventedAttrs { action: PreventedAction::Exec, path: path_text.clone(), by: "deny_exec".into() };
+                    self.edge(ev.ts_ns, &file, &proc, EdgeData::Prevented(attrs))?;
+                }
             }
             EventKind::Fork => {
                 let child = self.upsert_process(ev, ev.tgid, ev.start_ticks, ev.tainted)?;

@@ -9,16 +9,22 @@ use std::{
 };
 
 use anyhow::Result;
-use sensor_common::graph::{
-    EdgeData, NodeData,
-    alert::{ALERT_SCHEMA, Alert, AlertFile, Origin, ResponseTaken},
-    DetectedAttrs, Detection,
+use std::os::unix::fs::MetadataExt;
+
+use sensor_common::{
+    graph::{
+        DetectedAttrs, Detection, EdgeData, NodeData, PreventedAction, PreventedAttrs,
+        alert::{ALERT_SCHEMA, Alert, AlertFile, Origin, ResponseTaken},
+    },
+    maps::{GENERATION_ANY, INODE_FLAGGED, INODE_UNTRUSTED, InodeKey},
 };
 use tracing::{error, warn};
 
 use crate::{
     daemon::network::Monitor,
     graph::GraphWriter,
+    host::procfs,
+    kernel::sensor::Sensor,
     scan::{Outcome, Verdict},
     scan::config::ResponseConfig,
 };
@@ -37,7 +43,14 @@ pub struct Responder {
 impl Responder {
     /// Records a verdict; a detection is answered now if its origin is known, else once it
     /// is (or `ORIGIN_WAIT` has passed).
-    pub fn on_verdict(&mut self, verdict: Verdict, graph: &GraphWriter, net: Option<&mut Monitor>, policy: &ResponseConfig) -> Result<Option<Alert>> {
+    pub fn on_verdict(
+        &mut self,
+        verdict: Verdict,
+        graph: &GraphWriter,
+        net: Option<&mut Monitor>,
+        sensor: &mut Sensor,
+        policy: &ResponseConfig,
+    ) -> Result<Option<Alert>> {
         let Outcome::Detected(detections) = verdict.outcome.clone() else { return Ok(None) };
         let sha256 = verdict.sha256.clone().unwrap_or_default();
         let file = mark_malicious(graph, &verdict, &sha256, &detections)?;
@@ -48,11 +61,28 @@ impl Responder {
             scanned_ns: verdict.ts_ns,
             host: host.id,
             hostname: host.hostname,
-            file: AlertFile { node: file, path: verdict.path, dev: verdict.key.dev, ino: verdict.key.ino, size: verdict.size, sha256 },
+            file: AlertFile { node: file, path: verdict.path.clone(), dev: verdict.key.dev, ino: verdict.key.ino, size: verdict.size, sha256 },
             detections,
             origin: None,
             responses: Vec::new(),
         };
+        // What stops the file from running is done at once; only the sender's block waits
+        // for the origin.
+        let mut alert = alert;
+        if policy.deny_exec {
+            let taken = match sensor.add_inode_flags(verdict.key, INODE_UNTRUSTED | INODE_FLAGGED, GENERATION_ANY) {
+                Ok(()) => ResponseTaken { action: "deny_exec".into(), target: target_of(&alert), ok: true, detail: "later execs are killed in the kernel before they run".into() },
+                Err(e) => ResponseTaken { action: "deny_exec".into(), target: target_of(&alert), ok: false, detail: format!("{e:#}") },
+            };
+            self.count(&taken);
+            alert.responses.push(taken);
+        }
+        if policy.kill {
+            for taken in kill_running(graph, &verdict, &alert.file.node) {
+                self.count(&taken);
+                alert.responses.push(taken);
+            }
+        }
         // A file a port program wrote (or one whose write is not ingested yet) may be an
         // arrival whose transfer is not recorded yet: that waits. A tainted process's
         // own file is not an arrival: it is answered now.
@@ -112,9 +142,7 @@ impl Responder {
                     detail: "network monitoring is off: the sender cannot be blocked".into(),
                 },
             };
-            if !taken.ok {
-                self.responses_failed += 1;
-            }
+            self.count(&taken);
             alert.responses.push(taken);
         }
         alert.origin = origin;
@@ -127,6 +155,51 @@ impl Responder {
         warn!(target: "vtrail::alert", "{}", serde_json::to_string(&alert)?);
         Ok(alert)
     }
+}
+
+impl Responder {
+    fn count(&mut self, taken: &ResponseTaken) {
+        if !taken.ok {
+            self.responses_failed += 1;
+            warn!("response {} on {} failed: {}", taken.action, taken.target, taken.detail);
+        }
+    }
+}
+
+fn target_of(alert: &Alert) -> String {
+    alert.file.path.clone().unwrap_or_else(|| alert.file.node.clone())
+}
+
+/// Kills the processes whose image is the flagged file (by inode, whatever its name), each
+/// recorded as a `prevented` edge from the file.
+fn kill_running(graph: &GraphWriter, verdict: &Verdict, file: &str) -> Vec<ResponseTaken> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for pid in procfs::pids() {
+        if pid == me || pid == 1 {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else { continue };
+        if InodeKey::new(procfs::kernel_dev(meta.dev()), meta.ino()) != verdict.key {
+            continue;
+        }
+        let comm = procfs::comm(pid).unwrap_or_default();
+        let target = format!("pid {pid} ({comm})");
+        let start = procfs::start_ticks(pid);
+        if unsafe { libc::kill(pid as i32, libc::SIGKILL) } != 0 {
+            out.push(ResponseTaken { action: "kill".into(), target, ok: false, detail: std::io::Error::last_os_error().to_string() });
+            continue;
+        }
+        if let Some(start) = start {
+            let proc = graph.process_id(pid, start);
+            let attrs = PreventedAttrs { action: PreventedAction::Kill, path: verdict.path.clone(), by: "kill".into() };
+            if let Err(e) = graph.edge(verdict.ts_ns, file, &proc, EdgeData::Prevented(attrs)) {
+                error!("cannot record the kill of {target}: {e:#}");
+            }
+        }
+        out.push(ResponseTaken { action: "kill".into(), target, ok: true, detail: "SIGKILL".into() });
+    }
+    out
 }
 
 fn names(alert: &Alert) -> String {

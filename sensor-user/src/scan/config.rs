@@ -78,11 +78,19 @@ pub struct ResponseConfig {
     /// uploads dropped; other traffic passes; `unblock` lifts it).
     #[serde(default = "yes")]
     pub block_sender: bool,
+    /// Stop every later exec of the flagged file in the kernel (SIGKILL from the exec hook,
+    /// before the image runs), recorded as `prevented`.
+    #[serde(default = "yes")]
+    pub deny_exec: bool,
+    /// Kill the processes running the flagged file when it is flagged, recorded as
+    /// `prevented`.
+    #[serde(default)]
+    pub kill: bool,
 }
 
 impl Default for ResponseConfig {
     fn default() -> Self {
-        Self { block_sender: true }
+        Self { block_sender: true, deny_exec: true, kill: false }
     }
 }
 

@@ -342,6 +342,27 @@ pub struct DetectedAttrs {
     pub detections: Vec<Detection>,
 }
 
+/// What a `prevented` edge stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreventedAction {
+    /// An exec of a flagged file, stopped in the kernel's exec hook (`deny_exec`).
+    Exec,
+    /// A process running a flagged image, killed when the file was flagged (`kill`).
+    Kill,
+}
+
+/// `prevented`: the sensor stopped a process from running a flagged file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreventedAttrs {
+    pub action: PreventedAction,
+    /// The path it was run by, as [`super::path_text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The response rule that did it (`deny_exec`, `kill`).
+    pub by: String,
+}
+
 /// `block` and `unblock`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineAttrs {

@@ -133,6 +133,9 @@ edge_kinds! {
     /// host -> file: a scan engine flagged the file (this host's scanner, at the close
     /// that ended a write of an untrusted file).
     Detected(DetectedAttrs) = "detected",
+    /// file -> process: the process was stopped from running the flagged file (an exec
+    /// killed in the kernel, or a running process killed when the file was flagged).
+    Prevented(PreventedAttrs) = "prevented",
     /// process -> remote: a tainted process opened (`direction = out`) or closed an
     /// accepted (`direction = in`) TCP connection.
     Connect(ConnectAttrs) = "connect",

@@ -35,6 +35,7 @@ fn every_kind_round_trips_and_keeps_its_json_name() {
             size: 68,
             detections: vec![Detection { engine: "clamav".into(), names: vec!["Eicar-Signature".into()] }],
         }),
+        EdgeData::Prevented(PreventedAttrs { action: PreventedAction::Exec, path: Some("/srv/in/x.exe".into()), by: "deny_exec".into() }),
         EdgeData::Connect(ConnectAttrs {
             ip: "10.0.0.3".into(),
             port: 4444,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sensor_common::{
     event::{
-        EF_AT_OPEN, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
+        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
         EF_INODE_MAP_FULL,
         EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, EventHeader, EventKind,
         PackedConnection, TCP_SYN_SENT, TaintReason,
@@ -97,6 +97,9 @@ pub struct SensorEvent {
     pub file_newly_untrusted: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub inode_map_full: bool,
+    /// exec: the image was flagged and the kernel killed the process before it ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exec_prevented: bool,
     /// Why the process became tainted (exec and taint events).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub taint_reason: Option<graph::TaintReason>,
@@ -250,6 +253,7 @@ pub fn decode(event: &KernelEvent, clock: &WallClock) -> SensorEvent {
         file_was_untrusted: flags & EF_FILE_WAS_UNTRUSTED != 0,
         file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
         inode_map_full: flags & EF_INODE_MAP_FULL != 0,
+        exec_prevented: kind == EventKind::Exec && flags & EF_EXEC_PREVENTED != 0,
         taint_reason,
         mode: matches!(kind, EventKind::Chmod).then_some(event.mode),
         open_flags: matches!(kind, EventKind::Create).then_some(event.open_flags),
