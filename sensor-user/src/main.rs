@@ -67,7 +67,12 @@ enum Command {
         mode: String,
     },
     /// Relabel a file as trusted (kernel map and graph, recorded with who did it).
-    Trust { path: PathBuf },
+    Trust {
+        path: PathBuf,
+        /// Trust it even though a scan flagged it (recorded as such).
+        #[arg(long)]
+        force: bool,
+    },
     /// Mark a file untrusted by hand.
     Taint { path: PathBuf },
     /// Print the file transfers (SMB2, FTP) in a capture, through the same parsers the
@@ -137,8 +142,8 @@ fn real_main() -> Result<()> {
         Command::Status { json } => status(&config, json),
         Command::Events { follow, count } => events(&config, follow, count),
         Command::Export { format, since, output, mode } => export(&config, format, since.as_deref(), output.as_deref(), &mode),
-        Command::Trust { path } => relabel(&config, path, false),
-        Command::Taint { path } => relabel(&config, path, true),
+        Command::Trust { path, force } => relabel(&config, path, false, force),
+        Command::Taint { path } => relabel(&config, path, true, false),
         Command::Selftest { strategies, work, network } => selftest(&strategies, &work, network),
         Command::Replay { file, json } => replay(&file, json),
         Command::Block { target } => quarantine(&config, target, true),
@@ -304,14 +309,14 @@ fn quarantine(config: &Config, target: String, block: bool) -> Result<()> {
     })
 }
 
-fn relabel(config: &Config, path: PathBuf, untrusted: bool) -> Result<()> {
+fn relabel(config: &Config, path: PathBuf, untrusted: bool, force: bool) -> Result<()> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
     let path = std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))?;
     let path = sensor_common::graph::path_text(path.as_os_str().as_encoded_bytes());
     let by = who_am_i();
-    let request = if untrusted { Request::Taint { path, by } } else { Request::Trust { path, by } };
+    let request = if untrusted { Request::Taint { path, by } } else { Request::Trust { path, by, force } };
     client::call(&config.socket, &request, |line| {
         println!("{line}");
         Ok(true)

@@ -337,6 +337,19 @@ fn a_flagged_file_is_stopped_when_it_is_run() {
     // Other programs still run (the flag is on this inode only).
     let status = exit_of(Command::new("/usr/bin/true").spawn().unwrap());
     assert!(status.success(), "{status}");
+
+    // Trusting a flagged file takes --force, and is recorded as such; then it runs.
+    let out = sensor.cli(&["trust", dropped.to_str().unwrap()]);
+    assert!(!out.status.success(), "trust of a flagged file without --force was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sensor.cli(&["trust", "--force", dropped.to_str().unwrap()]);
+    assert!(out.status.success(), "trust --force: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&dropped).arg("it ran").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "it ran\n", "{}", out.status);
+    let g = sensor.graph();
+    let file = g.file(&dropped.display().to_string()).unwrap();
+    let relabels = g.edges_into("relabel", file["id"].as_str().unwrap());
+    assert!(relabels.iter().any(|e| e["attrs"]["by"].as_str().is_some_and(|b| b.ends_with("--force over a detection"))), "{relabels:?}");
 }
 
 /// `kill`: what already runs the file when it is flagged is killed. The file runs first

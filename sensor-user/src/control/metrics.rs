@@ -152,6 +152,24 @@ pub fn render(s: &Status) -> String {
             f.sample(&[("reason", reason)], *n as f64);
         }
     }
+
+    let sc = &s.scan;
+    family(o, "vtrail_scan_enabled", "gauge", "1 when untrusted files are scanned at their close.").value(f64::from(u8::from(sc.enabled)));
+    if sc.enabled {
+        family(o, "vtrail_scan_closes_total", "counter", "Closes after a write seen on the watched file systems.").value(sc.closes_seen as f64);
+        family(o, "vtrail_scan_queued_total", "counter", "Untrusted files queued for a scan.").value(sc.queued as f64);
+        let mut f = family(o, "vtrail_scan_verdicts_total", "counter", "Scans finished, by verdict.");
+        f.sample(&[("verdict", "clean")], sc.clean as f64).sample(&[("verdict", "detected")], sc.detected as f64).sample(&[("verdict", "not_scanned")], sc.not_scanned as f64);
+        family(o, "vtrail_scan_too_large_total", "counter", "Files above scan.max_file_bytes, not scanned.").value(sc.too_large as f64);
+        family(o, "vtrail_scan_cache_hits_total", "counter", "Rescans skipped: the file had not changed since its verdict.").value(sc.cache_hits as f64);
+        family(o, "vtrail_scan_queue_full_total", "counter", "Files the full scan queue kept by name for a later try.").value(sc.queue_full as f64);
+        family(o, "vtrail_scan_waiting_files", "gauge", "Files waiting by name for a later try (queue full, clamd down).").value(sc.waiting as f64);
+        family(o, "vtrail_scan_lost_total", "counter", "Files that could not be kept for a later try (the retry list was full).").value(sc.lost as f64);
+        family(o, "vtrail_scan_clamd_unavailable_total", "counter", "Scans clamd did not answer (down or timed out).").value(sc.clamd_unavailable as f64);
+        family(o, "vtrail_scan_watch_overflows_total", "counter", "fanotify queue overflows (closes not reported).").value(sc.watch_overflows as f64);
+        family(o, "vtrail_alerts_total", "counter", "Alerts raised (files flagged).").value(sc.alerts as f64);
+        family(o, "vtrail_response_failures_total", "counter", "Automatic responses that failed.").value(sc.responses_failed as f64);
+    }
     out
 }
 
@@ -163,13 +181,20 @@ mod tests {
     fn every_sample_line_is_a_name_labels_and_a_number() {
         let mut s = crate::control::status::tests::status();
         s.events_received.insert("exec".into(), 7);
+        s.scan.enabled = true;
+        s.scan.detected = 3;
         let text = render(&s);
+        assert!(text.contains("vtrail_scan_verdicts_total{verdict=\"detected\"} 3\n"), "{text}");
         assert!(text.contains("vtrail_events_total{kind=\"exec\"} 7\n"), "{text}");
         assert!(text.contains("vtrail_kernel_drops_total{reason=\"ringbuf_full\",kind=\"create\"} 2\n"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
             assert!(name.starts_with("vtrail_"), "{line}");
+        }
+        // Counters end in _total (the Prometheus convention).
+        for line in text.lines().filter(|l| l.starts_with("# TYPE") && l.ends_with(" counter")) {
+            assert!(line.split(' ').nth(2).is_some_and(|n| n.ends_with("_total")), "{line}");
         }
         // Each family is declared once.
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();

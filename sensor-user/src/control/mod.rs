@@ -13,7 +13,13 @@ pub enum Request {
     Status,
     /// Stream events as JSON lines until the client hangs up.
     Events,
-    Trust { path: String, by: String },
+    /// `force`: trust a file a scan flagged (refused without it).
+    Trust {
+        path: String,
+        by: String,
+        #[serde(default)]
+        force: bool,
+    },
     Taint { path: String, by: String },
     Export { format: Format, since_ns: Option<u64> },
     /// Quarantine a remote host: `target` is an IP or a `remote:<ip>` node id.

@@ -505,10 +505,19 @@ fn error_answer(e: &anyhow::Error) -> Vec<u8> {
 
 fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &GraphStore) -> Vec<u8> {
     let result: Result<Vec<u8>> = (|| match request {
-        Request::Trust { path, by } | Request::Taint { path, by } if path.is_empty() || by.is_empty() => {
+        Request::Trust { path, by, .. } | Request::Taint { path, by } if path.is_empty() || by.is_empty() => {
             anyhow::bail!("empty path or actor")
         }
-        Request::Trust { path, by } => relabel(ingest, sensor, &path, false, &by),
+        Request::Trust { path, by, force } => {
+            let flagged = flagged(ingest, &path)?;
+            match (flagged, force) {
+                (true, false) => anyhow::bail!(
+                    "{path} was flagged by a scan (`vtrail-sensor alerts`): `trust --force` trusts it anyway, recorded as such"
+                ),
+                (true, true) => relabel(ingest, sensor, &path, false, &format!("{by}, --force over a detection")),
+                (false, _) => relabel(ingest, sensor, &path, false, &by),
+            }
+        }
         Request::Taint { path, by } => relabel(ingest, sensor, &path, true, &by),
         Request::Export { format, since_ns } => {
             let mut out = Vec::new();
@@ -532,13 +541,22 @@ fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &Gr
     result.unwrap_or_else(|e| error_answer(&e))
 }
 
+/// Did a scan flag the file at `path` (its node is `malicious`)?
+fn flagged(ingest: &Ingest, path: &str) -> Result<bool> {
+    let fs_path = procfs::fs_path(path).with_context(|| format!("{path}: not a path as vtrail stores them"))?;
+    let (key, _) = procfs::inode_of(&fs_path).with_context(|| format!("cannot stat {path}"))?;
+    let node = ingest.store().node(&ingest.graph().file_id(&key))?;
+    Ok(node.is_some_and(|n| matches!(n.data, sensor_common::graph::NodeData::File { malicious: true, .. })))
+}
+
 fn relabel(ingest: &mut Ingest, sensor: &mut Sensor, path: &str, untrusted: bool, by: &str) -> Result<Vec<u8>> {
     let fs_path = procfs::fs_path(path).with_context(|| format!("{path}: not a path as vtrail stores them"))?;
     let (key, generation) = procfs::inode_of(&fs_path).with_context(|| format!("cannot stat {path}"))?;
     if untrusted {
         sensor.add_inode_flags(key, INODE_UNTRUSTED, generation)?;
     } else {
-        sensor.clear_inode_flags(key, INODE_UNTRUSTED)?;
+        // (A flagged file trusted with --force may run again.)
+        sensor.clear_inode_flags(key, INODE_UNTRUSTED | sensor_common::maps::INODE_FLAGGED)?;
     }
     let node = ingest.relabel(&key, generation, path, untrusted, by)?;
     Ok(serde_json::to_vec(&json!({"ok": true, "node": node, "untrusted": untrusted}))?)
