@@ -110,6 +110,32 @@ pub fn stream_config(settings: &StreamSettings) -> stream::Config {
     }
 }
 
+/// The alerts stream: every host's alerts (`vtrail-alert/1` documents, one a message) kept
+/// 90 days for the managers that read them (limits retention: reading removes nothing, the
+/// oldest go first when full), a 2 minute duplicate window against a sensor's resends.
+pub fn alerts_stream_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: sensor_common::graph::fleet::alerts_stream(&settings.stream),
+        subjects: vec![sensor_common::graph::fleet::alerts_filter(&settings.subject_prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(90 * 24 * 3600),
+        num_replicas: settings.replicas.max(1),
+        ..Default::default()
+    }
+}
+
+/// Creates the alerts stream if it is missing (an existing one is used as it is).
+pub async fn ensure_alerts_stream(js: &jetstream::Context, settings: &StreamSettings) -> anyhow::Result<()> {
+    let wanted = alerts_stream_config(settings);
+    if js.get_stream(&wanted.name).await.is_err() {
+        js.create_stream(wanted.clone()).await.with_context(|| format!("create the JetStream stream {}", wanted.name))?;
+    }
+    Ok(())
+}
+
 /// Creates the stream if it is missing. An existing stream is used as it is: a collector
 /// started with other flags (say, without `--replicas 3` on a cluster) must not scale down
 /// or resize what the others rely on; differences are logged.

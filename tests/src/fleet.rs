@@ -67,6 +67,12 @@ impl Central {
         self.collector.as_ref().map(Collector::log).unwrap_or_default()
     }
 
+    /// The collector's nkey seed (the JetStream API and its own inbox): what a manager
+    /// reading the alerts stream would hold.
+    pub fn collector_key(&self) -> PathBuf {
+        self.keys.join("collector.nk")
+    }
+
     pub fn host_key(&self, host: &str) -> PathBuf {
         self.keys.join("hosts").join(format!("{}.nk", sensor_common::graph::fleet::subject_token(host)))
     }

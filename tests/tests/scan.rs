@@ -382,3 +382,53 @@ fn kill_stops_the_processes_running_a_file_when_it_is_flagged() {
     let g = sensor.wait_for("prevented (kill) edge", |g| g.file(&dropped.display().to_string()).is_some_and(|f| g.edges_from("prevented", f["id"].as_str().unwrap()).iter().any(|e| e["attrs"]["action"] == "kill")));
     drop(g);
 }
+
+/// With the fleet on, an alert is published on the host's alerts subject, into the
+/// collector's alerts stream, where a manager reads it.
+#[test]
+fn alerts_reach_the_fleets_alerts_stream() {
+    use futures::StreamExt;
+    use sensor_common::graph::fleet::{DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, alerts_stream, alerts_subject};
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-fleet");
+    let host = tests::fleet::this_host();
+    let central = tests::fleet::Central::start(&dir, &[&host]);
+    let rules = rules(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n{}[scan]\nyara_rules = \"{}\"\n", central.sensor_toml(&host), rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let bad = dir.join("payload.bin");
+    sh(&format!("'{}' -c \"printf 'xx {PAYLOAD} yy' > '{}'\"", tsh.display(), bad.display()));
+    wait_alert(&sensor, &bad, Duration::from_secs(10));
+
+    let seed = std::fs::read_to_string(central.collector_key()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (subject, alert) = rt.block_on(async {
+        let client = async_nats::ConnectOptions::with_nkey(seed.trim().to_owned())
+            .custom_inbox_prefix(collector::nats::COLLECTOR_INBOX_PREFIX)
+            .connect(central.nats.url())
+            .await
+            .expect("connect as the manager");
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(alerts_stream(DEFAULT_STREAM)).await.expect("the collector created the alerts stream");
+        let consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.create_consumer(async_nats::jetstream::consumer::pull::Config::default()).await.expect("a consumer on the alerts stream");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut batch = consumer.fetch().max_messages(16).expires(Duration::from_millis(500)).messages().await.expect("fetch");
+            while let Some(message) = batch.next().await {
+                let message = message.expect("a message");
+                let alert: Value = serde_json::from_slice(&message.payload).expect("an alert document");
+                if alert["file"]["path"] == bad.display().to_string().as_str() {
+                    return (message.subject.to_string(), alert);
+                }
+            }
+            assert!(Instant::now() < deadline, "no alert on the alerts stream within 20 s; fleet status: {}", sensor.status()["fleet"]);
+        }
+    });
+    assert_eq!(subject, alerts_subject(DEFAULT_SUBJECT_PREFIX, &host));
+    assert_eq!(alert["schema"], "vtrail-alert/1");
+    assert_eq!(alert["host"], host.as_str());
+    assert_eq!(alert["detections"][0]["names"][0], "vtrail_test_payload", "{alert}");
+    assert!(sensor.status()["fleet"]["published_alerts"].as_u64().unwrap_or(0) >= 1, "{}", sensor.status()["fleet"]);
+}

@@ -179,6 +179,7 @@ async fn take_rounds(client: async_nats::Client, settings: RunSettings, mut shut
 
 async fn open_messages(js: &jetstream::Context, settings: &RunSettings) -> anyhow::Result<jetstream::consumer::pull::Stream> {
     let stream = nats::ensure_stream(js, &settings.stream).await?;
+    nats::ensure_alerts_stream(js, &settings.stream).await?;
     let consumer: PullConsumer = nats::ensure_consumer(&stream, &settings.stream).await?;
     consumer
         .stream()

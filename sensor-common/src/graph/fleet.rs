@@ -142,6 +142,23 @@ pub fn alerts_subject(prefix: &str, host_id: &str) -> String {
     format!("{prefix}.alerts.{}", subject_token(host_id))
 }
 
+/// The JetStream stream that keeps the alerts of every host (created by the collector):
+/// `<graph stream>_ALERTS`, on [`alerts_filter`].
+pub fn alerts_stream(graph_stream: &str) -> String {
+    format!("{graph_stream}_ALERTS")
+}
+
+/// Every host's alerts subject.
+pub fn alerts_filter(prefix: &str) -> String {
+    format!("{prefix}.alerts.*")
+}
+
+/// The message id of an alert (JetStream drops a resend within its duplicate window).
+pub fn alert_message_id(host_id: &str, key: &[u8]) -> String {
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    format!("alert:{host_id}:{hex}")
+}
+
 /// The reply-subject prefix a host's connection uses (`_INBOX.<host token>`): JetStream
 /// acks come back on it, so a host's credentials may subscribe to `_INBOX.<token>.>` and
 /// to nothing another host receives.

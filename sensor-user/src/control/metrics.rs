@@ -147,6 +147,7 @@ pub fn render(s: &Status) -> String {
         family(o, "vtrail_fleet_backlog_age_seconds", "gauge", "How long the oldest unacknowledged record has waited.").value(fl.backlog_age_seconds.unwrap_or(0.0));
         family(o, "vtrail_fleet_published_records_total", "counter", "Records the fleet acknowledged.").value(fl.published_records as f64);
         family(o, "vtrail_fleet_forced_reconnects_total", "counter", "Reconnects forced because acks stopped.").value(fl.forced_reconnects as f64);
+        family(o, "vtrail_fleet_published_alerts_total", "counter", "Alerts the fleet acknowledged.").value(fl.published_alerts as f64);
         let mut f = family(o, "vtrail_fleet_publish_errors_total", "counter", "Failed publishes, by reason.");
         for (reason, n) in &fl.publish_errors {
             f.sample(&[("reason", reason)], *n as f64);

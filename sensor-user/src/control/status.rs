@@ -239,7 +239,35 @@ impl fmt::Display for Status {
             db.tainted_processes
         )?;
         self.fleet.fmt_line(f)?;
+        self.scan.fmt_line(f)?;
         self.config.fmt_line(f)
+    }
+}
+
+impl ScanStatus {
+    fn fmt_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.enabled {
+            return writeln!(f, "scan:       off (no YARA rules, no clamd socket)");
+        }
+        writeln!(
+            f,
+            "scan:       {}: {} scanned, {} clean, {} FLAGGED, {} not scanned, {} waiting; {} alert(s)",
+            self.engines.join(", "),
+            self.scanned,
+            self.clean,
+            self.detected,
+            self.not_scanned,
+            self.waiting,
+            self.alerts
+        )?;
+        if self.clamd_unavailable > 0 || self.lost > 0 || self.watch_overflows > 0 || self.responses_failed > 0 {
+            writeln!(
+                f,
+                "  PROBLEMS: clamd unavailable {} time(s), {} file(s) given up, {} fanotify overflow(s), {} failed response(s)",
+                self.clamd_unavailable, self.lost, self.watch_overflows, self.responses_failed
+            )?;
+        }
+        Ok(())
     }
 }
 

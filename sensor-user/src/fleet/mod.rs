@@ -5,6 +5,7 @@
 //! sends the outbox as JetStream batches on `<prefix>.graph.<host>` and drops what was
 //! acknowledged. The ring-buffer consumer only ever appends to sled: it never waits on the
 //! network.
+pub mod alerts;
 pub mod config;
 pub mod link;
 pub mod outbox;
@@ -39,6 +40,9 @@ pub struct FleetStatus {
     pub backlog_age_seconds: Option<f64>,
     pub published_batches: u64,
     pub published_records: u64,
+    /// Alerts JetStream acknowledged on this host's alerts subject.
+    #[serde(default)]
+    pub published_alerts: u64,
     /// Batches JetStream had already stored (a resend after a lost ack or a restart).
     pub duplicate_batches: u64,
     /// Failed publishes by reason: `not_connected`, `no_stream`, `permission_denied`,
@@ -90,6 +94,14 @@ impl Fleet {
         });
         let client = link::connect(config, host_id, &subject, state.clone()).await?;
         tracing::info!("fleet: streaming this host's graph to {} on {subject}", config.nats_url.join(", "));
+        let alerts = alerts::AlertPublisher {
+            feed: store.alerts_feed(),
+            state: state.clone(),
+            client: client.clone(),
+            host_id: host_id.into(),
+            subject: sensor_common::graph::fleet::alerts_subject(&config.subject_prefix, host_id),
+        };
+        tokio::spawn(alerts.run());
         let publisher = publisher::Publisher { outbox: outbox.clone(), state: state.clone(), client, host_id: host_id.into(), subject };
         tokio::spawn(publisher.run());
         Ok(Self { outbox, state })

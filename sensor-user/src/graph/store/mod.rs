@@ -11,6 +11,7 @@ mod edge_log;
 mod node_writer;
 mod upgrade;
 mod alerts;
+pub use alerts::AlertsFeed;
 
 use std::{
     path::{Path, PathBuf},
