@@ -286,6 +286,7 @@ fn write_sled(dir: &std::path::Path, version: u32) -> HostInfo {
             executable: true,
             sha256: Some("ab".repeat(32)),
             malicious: false,
+            scan: None,
         },
     };
     let proc = Node {

@@ -39,6 +39,7 @@ impl Incident {
             executable: true,
             sha256: sha.map(|s| s.repeat(64 / s.len())),
             malicious: false,
+            scan: None,
         };
         self.node(host, id, data)
     }

@@ -98,6 +98,13 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
     assert_eq!(edge["src"], g.header["host"]["id"].as_str().map(|h| format!("host:{h}")).unwrap(), "{edge}");
     assert_eq!(edge["attrs"]["detections"][0]["names"][0], "vtrail_test_payload");
 
+    assert_eq!(file["scan"]["verdict"], "malicious", "{file}");
+    let g = sensor.wait_for("clean verdict kept", |g| g.file(&good.display().to_string()).is_some_and(|f| f["scan"]["verdict"] == "clean"));
+    let clean = g.file(&good.display().to_string()).unwrap();
+    assert_eq!(clean["scan"]["engines"][0], "yara-x", "{clean}");
+    assert_eq!(clean["scan"]["sha256"], sha256_of(&good), "{clean}");
+    assert!(g.file(&trusted_copy.display().to_string()).is_none_or(|f| f.get("scan").is_none()), "a trusted file was scanned");
+
     let all = alerts(&sensor);
     assert_eq!(all.len(), 1, "only the tainted process's payload is flagged: {all:?}");
     let scan = &sensor.status()["scan"];
@@ -116,6 +123,26 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
         assert!(Instant::now() < deadline, "a rewrite was not scanned again: {}", sensor.status()["scan"]);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A file above `max_file_bytes` is not read: counted, and its node says why.
+#[test]
+fn a_file_above_the_size_cap_is_not_scanned_and_says_why() {
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-cap");
+    let rules = rules(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\nmax_file_bytes = 1024\n", rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let big = dir.join("big.bin");
+    sh(&format!("'{}' -c \"head -c 4096 /dev/zero > '{1}'; printf '{PAYLOAD}' >> '{1}'\"", tsh.display(), big.display()));
+    let g = sensor.wait_for("not_scanned verdict", |g| g.file(&big.display().to_string()).is_some_and(|f| f["scan"]["verdict"] == "not_scanned"));
+    let file = g.file(&big.display().to_string()).unwrap();
+    assert!(file["scan"]["reason"].as_str().unwrap().contains("larger than scan.max_file_bytes (4120 > 1024)"), "{file}");
+    // (Two closes: the shell's `>` and its `>>`; each is looked at, neither read.)
+    let scan = &sensor.status()["scan"];
+    assert!(scan["too_large"].as_u64().unwrap() >= 1 && scan["scanned"] == 0, "{scan}");
+    assert!(alerts(&sensor).is_empty());
 }
 
 #[test]

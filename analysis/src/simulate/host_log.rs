@@ -55,6 +55,7 @@ impl HostLog {
             executable,
             sha256,
             malicious: false,
+            scan: None,
         };
         self.node(host, id, at, data)
     }

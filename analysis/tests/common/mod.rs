@@ -112,6 +112,7 @@ impl Dump {
             executable: true,
             sha256: sha.map(|s| s.repeat(64 / s.len())),
             malicious: false,
+            scan: None,
         };
         self.node(format!("file:{}:1:{ino}", self.host), data)
     }

@@ -42,6 +42,9 @@ pub enum NodeData {
         /// A scan engine flagged it (a `detected` edge says which and when).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         malicious: bool,
+        /// The verdict of its latest scan (on-access scanning).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scan: Option<FileScan>,
     },
     Remote {
         ip: String,
@@ -51,6 +54,32 @@ pub enum NodeData {
     },
     /// An operator who relabelled a file (`relabel` edges start here): `name(uid N)`.
     User { name: String },
+}
+
+/// What the latest scan of a file found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileScan {
+    pub verdict: ScanVerdict,
+    /// Why it was not scanned, or what an engine could not do (`not_scanned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The engines that looked at it (`yara-x`, `clamav`).
+    #[serde(default)]
+    pub engines: Vec<String>,
+    /// sha256 and size of the content scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub ts_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanVerdict {
+    Clean,
+    Malicious,
+    /// Too large, unreadable, changed while read, an engine error: see `reason`.
+    NotScanned,
 }
 
 /// The kind of a node without its data, for indexes and filters.

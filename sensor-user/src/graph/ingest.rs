@@ -410,7 +410,7 @@ impl<'a> Ingest<'a> {
             id: file.clone(),
             host: self.host.id.clone(),
             first_seen_ns: ts,
-            data: NodeData::File { dev: key.dev, ino: key.ino, paths: vec![], untrusted, executable: false, sha256: None, malicious: false },
+            data: NodeData::File { dev: key.dev, ino: key.ino, paths: vec![], untrusted, executable: false, sha256: None, malicious: false, scan: None },
         });
         if let NodeData::File { paths, untrusted: u, .. } = &mut node.data {
             if !paths.iter().any(|p| p == path) {

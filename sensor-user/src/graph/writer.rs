@@ -91,6 +91,7 @@ impl<'a> GraphWriter<'a> {
             executable,
             sha256: None,
             malicious: false,
+            scan: None,
         })?;
         Ok(id)
     }

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 
 use sensor_common::{
     graph::{
-        DetectedAttrs, Detection, EdgeData, NodeData, PreventedAction, PreventedAttrs,
+        DetectedAttrs, Detection, EdgeData, FileScan, NodeData, PreventedAction, PreventedAttrs, ScanVerdict,
         alert::{ALERT_SCHEMA, Alert, AlertFile, Origin, ResponseTaken},
     },
     maps::{GENERATION_ANY, INODE_FLAGGED, INODE_UNTRUSTED, InodeKey},
@@ -51,7 +51,10 @@ impl Responder {
         sensor: &mut Sensor,
         policy: &ResponseConfig,
     ) -> Result<Option<Alert>> {
-        let Outcome::Detected(detections) = verdict.outcome.clone() else { return Ok(None) };
+        let Outcome::Detected(detections) = verdict.outcome.clone() else {
+            record_scan(graph, &verdict)?;
+            return Ok(None);
+        };
         let sha256 = verdict.sha256.clone().unwrap_or_default();
         let file = mark_malicious(graph, &verdict, &sha256, &detections)?;
         let host = graph.store().host()?.unwrap_or_else(crate::daemon::host_info);
@@ -211,15 +214,37 @@ fn names(alert: &Alert) -> String {
 fn mark_malicious(graph: &GraphWriter, verdict: &Verdict, sha256: &str, detections: &[Detection]) -> Result<String> {
     let id = graph.file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), true, false)?;
     if let Some(mut node) = graph.store().node(&id)?
-        && let NodeData::File { malicious, sha256: hash, .. } = &mut node.data
+        && let NodeData::File { malicious, sha256: hash, scan, .. } = &mut node.data
     {
         *malicious = true;
         *hash = Some(sha256.to_owned());
+        *scan = Some(file_scan(verdict, ScanVerdict::Malicious, None));
         graph.store().replace_node(&node)?;
     }
     let attrs = DetectedAttrs { path: verdict.path.clone(), sha256: sha256.to_owned(), size: verdict.size, detections: detections.to_vec() };
     graph.edge(verdict.ts_ns, &graph.host_node(), &id, EdgeData::Detected(attrs))?;
     Ok(id)
+}
+
+fn file_scan(verdict: &Verdict, result: ScanVerdict, reason: Option<String>) -> FileScan {
+    FileScan { verdict: result, reason, engines: verdict.engines.clone(), sha256: verdict.sha256.clone(), size: verdict.size, ts_ns: verdict.ts_ns }
+}
+
+/// A clean or not-scanned verdict, kept on the file node (the reason says why not).
+fn record_scan(graph: &GraphWriter, verdict: &Verdict) -> Result<()> {
+    let (result, reason) = match &verdict.outcome {
+        Outcome::Clean => (ScanVerdict::Clean, None),
+        Outcome::NotScanned(why) => (ScanVerdict::NotScanned, Some(why.clone())),
+        Outcome::Detected(_) => return Ok(()),
+    };
+    let id = graph.file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), true, false)?;
+    if let Some(mut node) = graph.store().node(&id)?
+        && let NodeData::File { scan, .. } = &mut node.data
+    {
+        *scan = Some(file_scan(verdict, result, reason));
+        graph.store().replace_node(&node)?;
+    }
+    Ok(())
 }
 
 /// Where the file came from, by its latest `received_from` edge.

@@ -71,6 +71,8 @@ pub struct Verdict {
     pub size: u64,
     pub sha256: Option<String>,
     pub outcome: Outcome,
+    /// The engines that looked at it.
+    pub engines: Vec<String>,
     pub ts_ns: u64,
 }
 
@@ -124,6 +126,18 @@ impl Engines {
 
     pub fn any(&self) -> bool {
         self.yara.is_some() || self.clamd.is_some()
+    }
+
+    /// The engines' names, as verdicts and detections give them.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.yara.is_some() {
+            names.push("yara-x".to_owned());
+        }
+        if self.clamd.is_some() {
+            names.push("clamav".to_owned());
+        }
+        names
     }
 }
 
@@ -228,7 +242,16 @@ impl Scanner {
     /// Scans one file; None when its verdict is already known (unchanged since).
     fn scan(&self, job: Job, engines: &Engines) -> Option<Verdict> {
         let path = job.path.as_ref().map(|p| procfs::text(p));
-        let verdict = |size, sha256, outcome| Verdict { key: job.key, path: path.clone(), size, sha256, outcome, ts_ns: procfs::now_wall_ns() };
+        let engine_names = engines.names();
+        let verdict = |size, sha256, outcome| Verdict {
+            key: job.key,
+            path: path.clone(),
+            size,
+            sha256,
+            outcome,
+            engines: engine_names.clone(),
+            ts_ns: procfs::now_wall_ns(),
+        };
         let not_scanned = |size, why: String| {
             self.stats.not_scanned.fetch_add(1, Ordering::Relaxed);
             Some(verdict(size, None, Outcome::NotScanned(why)))

@@ -121,7 +121,8 @@ impl Watch {
                 // The event's fd closes with the event: the job gets its own.
                 let Ok(own) = nix::unistd::dup(fd.as_fd()) else { continue };
                 let file = std::fs::File::from(own);
-                let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+                // (A file already deleted has no name: readlink would say "PATH (deleted)".)
+                let path = (meta.st_nlink > 0).then(|| std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()).flatten();
                 scanner.submit(Job { file, key, path });
             }
         }

@@ -692,8 +692,8 @@ impl GraphStore {
 fn merge(old: &mut Node, new: Node) {
     match (&mut old.data, new.data) {
         (
-            NodeData::File { paths, untrusted, executable, sha256, malicious, .. },
-            NodeData::File { paths: new_paths, untrusted: u, executable: x, sha256: h, malicious: m, .. },
+            NodeData::File { paths, untrusted, executable, sha256, malicious, scan, .. },
+            NodeData::File { paths: new_paths, untrusted: u, executable: x, sha256: h, malicious: m, scan: v, .. },
         ) => {
             for p in new_paths {
                 if !paths.contains(&p) {
@@ -703,6 +703,9 @@ fn merge(old: &mut Node, new: Node) {
             *untrusted |= u;
             *executable |= x;
             *malicious |= m;
+            if v.is_some() {
+                *scan = v;
+            }
             if h.is_some() {
                 *sha256 = h;
             }
@@ -742,7 +745,7 @@ pub(crate) mod tests {
             id: id.into(),
             host: "h".into(),
             first_seen_ns: 1,
-            data: NodeData::File { dev: 1, ino: 2, paths: vec![path.into()], untrusted, executable: false, sha256: None, malicious: false },
+            data: NodeData::File { dev: 1, ino: 2, paths: vec![path.into()], untrusted, executable: false, sha256: None, malicious: false, scan: None },
         }
     }
 
