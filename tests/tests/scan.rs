@@ -459,3 +459,53 @@ fn alerts_reach_the_fleets_alerts_stream() {
     assert_eq!(alert["detections"][0]["names"][0], "vtrail_test_payload", "{alert}");
     assert!(sensor.status()["fleet"]["published_alerts"].as_u64().unwrap_or(0) >= 1, "{}", sensor.status()["fleet"]);
 }
+
+/// `hold_until_scanned`: an untrusted program runs only once its scan says clean; a
+/// flagged one is refused (EPERM, before the kernel's exec hook); with no verdict in time
+/// the configured answer is given; a trusted program is never held.
+#[test]
+fn hold_until_scanned_runs_untrusted_programs_only_once_scanned() {
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-hold");
+    let rules = rules(&dir);
+    let hold = "[response]\nhold_until_scanned = true\nhold_timeout_ms = 1000\nhold_on_timeout = \"deny\"\n";
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n{hold}", rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let (clean, flagged) = (dir.join("tool"), dir.join("tool-payload"));
+    sh(&format!("'{}' -c \"cat /usr/bin/echo > '{1}'; chmod +x '{1}'\"", tsh.display(), clean.display()));
+    sh(&format!("'{}' -c \"cat /usr/bin/echo > '{1}'; printf '{PAYLOAD}' >> '{1}'; chmod +x '{1}'\"", tsh.display(), flagged.display()));
+    let out = Command::new(&clean).arg("ran").output().expect("the clean untrusted program runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let refused = Command::new(&flagged).arg("ran").output();
+    assert_eq!(refused.as_ref().err().map(|e| e.kind()), Some(std::io::ErrorKind::PermissionDenied), "{refused:?}");
+    let scan = wait_status(&sensor, "held execs counted", |s| s["held_allowed_clean"].as_u64().unwrap_or(0) >= 1 && s["held_denied_malicious"].as_u64().unwrap_or(0) >= 1);
+    // A trusted program is not held.
+    let held = scan["held_execs"].as_u64().unwrap();
+    assert!(Command::new("/usr/bin/true").status().unwrap().success());
+    assert_eq!(sensor.status()["scan"]["held_execs"].as_u64().unwrap(), held, "a trusted program was held");
+    drop(sensor);
+
+    // clamd configured and down: no verdict comes; the exec gets the timeout rule (deny).
+    // (A fresh database: the first one would restore `tsh` as untrusted, and, unscanned
+    // with clamd down, the tainted shell itself would be held and refused.)
+    let dir = temp_dir("scan-hold-clamd");
+    let clamd = Clamd::configure(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nclamd_socket = \"{}\"\n{hold}", clamd.socket.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let waits = dir.join("waits");
+    sh(&format!("'{}' -c \"cat /usr/bin/echo > '{1}'; chmod +x '{1}'\"", tsh.display(), waits.display()));
+    let started = Instant::now();
+    let refused = Command::new(&waits).arg("ran").output();
+    let waited = started.elapsed();
+    assert_eq!(refused.as_ref().err().map(|e| e.kind()), Some(std::io::ErrorKind::PermissionDenied), "{refused:?}");
+    // (clamd answers nothing at once: no verdict can come, so the rule answers without
+    // waiting out the timeout.)
+    assert!(waited < Duration::from_secs(5), "held {waited:?} for a 1 s timeout");
+    wait_status(&sensor, "timeout counted", |s| s["held_timed_out"].as_u64().unwrap_or(0) >= 1);
+    let g = sensor.wait_for("prevented by the hold", |g| {
+        g.file(&waits.display().to_string())
+            .is_some_and(|f| g.edges_from("prevented", f["id"].as_str().unwrap()).iter().any(|e| e["attrs"]["by"].as_str().is_some_and(|b| b.starts_with("hold_until_scanned"))))
+    });
+    drop(g);
+}

@@ -74,6 +74,20 @@ pub struct ScanStatus {
     pub watch_overflows: u64,
     pub alerts: u64,
     pub responses_failed: u64,
+    /// hold_until_scanned: on; execs of untrusted files held, let run once clean, refused
+    /// as flagged, answered by the timeout rule, answered at once (too many held).
+    #[serde(default)]
+    pub hold_enabled: bool,
+    #[serde(default)]
+    pub held_execs: u64,
+    #[serde(default)]
+    pub held_allowed_clean: u64,
+    #[serde(default)]
+    pub held_denied_malicious: u64,
+    #[serde(default)]
+    pub held_timed_out: u64,
+    #[serde(default)]
+    pub held_over_limit: u64,
 }
 
 /// The configuration in effect: where it was read, when, and what the reloads (SIGHUP)

@@ -163,7 +163,10 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
             }
         }
     }
-    let mut scanning = scanning::Scanning::start(&config)?;
+    let (mut scanning, mut verdicts, mut held) = match scanning::Scanning::start(&config)? {
+        Some((s, r)) => (Some(s), Some(r.verdicts), Some(r.held)),
+        None => (None, None, None),
+    };
     let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
     if let Some(logger) = sensor.take_logger() {
         spawn_kernel_log_reader(logger);
@@ -211,8 +214,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
             }
             _ = flush_tick.tick() => flush(&store, &mut counters),
             Some(verdict) = async {
-                match scanning.as_mut() {
-                    Some(s) => s.verdicts.recv().await,
+                match verdicts.as_mut() {
+                    Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
             } => {
@@ -220,6 +223,18 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                     && let Err(e) = s.responder.on_verdict(verdict, ingest.graph(), net.as_mut(), &mut sensor, &config.response)
                 {
                     error!("cannot record a scan verdict: {e:#}");
+                }
+            }
+            Some(decision) = async {
+                match held.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !decision.allowed
+                    && let Err(e) = crate::respond::record_refused_exec(ingest.graph(), &decision)
+                {
+                    error!("cannot record a refused exec: {e:#}");
                 }
             }
             _ = origin_tick.tick(), if scanning.as_ref().is_some_and(|s| s.responder.has_waiting()) => {
@@ -289,6 +304,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                 let live = reload::Live { sensor: &mut sensor, ingest: &mut ingest, net: net.as_mut() };
                 if let Some(new) = reloader.reload(&config, live) {
                     config = new;
+                    if let Some(s) = scanning.as_ref() {
+                        s.configure(&config.response);
+                    }
                 }
             }
             _ = tokio::signal::ctrl_c() => break,

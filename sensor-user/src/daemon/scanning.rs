@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     control::status::ScanStatus,
     respond::Responder,
-    scan::{Engines, Scanner, Verdict, watch::Watch},
+    scan::{Engines, Scanner, Verdict, config::{OnTimeout, ResponseConfig}, hold::{Hold, HoldDecision}, watch::Watch},
 };
 
 /// Verdicts waiting for the event loop, at most (past it the scan threads wait).
@@ -19,13 +19,19 @@ pub struct Scanning {
     scanner: Arc<Scanner>,
     engines: Vec<String>,
     watched: Vec<String>,
-    pub verdicts: mpsc::Receiver<Verdict>,
+    hold: Arc<Hold>,
     pub responder: Responder,
+}
+
+/// What the scan threads send the event loop: verdicts, and the execs the hold decided.
+pub struct Receivers {
+    pub verdicts: mpsc::Receiver<Verdict>,
+    pub held: mpsc::Receiver<HoldDecision>,
 }
 
 impl Scanning {
     /// None when no engine is configured (or the configured ones are absent).
-    pub fn start(config: &Config) -> Result<Option<Self>> {
+    pub fn start(config: &Config) -> Result<Option<(Self, Receivers)>> {
         let engines = Engines::from_config(&config.scan)?;
         if !engines.any() {
             return Ok(None);
@@ -41,9 +47,20 @@ impl Scanning {
         let watched = watch.watched.iter().map(|p| p.display().to_string()).collect();
         let (tx, verdicts) = mpsc::channel(VERDICTS_QUEUED);
         let scanner = Scanner::start(&config.scan, engines, tx)?;
-        let s = scanner.clone();
-        std::thread::Builder::new().name("vtrail-watch".into()).spawn(move || watch.run(s))?;
-        Ok(Some(Self { scanner, engines: names, watched, verdicts, responder: Responder::default() }))
+        let hold = Hold::start()?;
+        let (decided, held) = mpsc::channel(VERDICTS_QUEUED);
+        let (s, h) = (scanner.clone(), hold.clone());
+        std::thread::Builder::new().name("vtrail-hold-events".into()).spawn(move || h.run(s, decided))?;
+        let (s, h) = (scanner.clone(), hold.clone());
+        std::thread::Builder::new().name("vtrail-watch".into()).spawn(move || watch.run(s, h))?;
+        let scanning = Self { scanner, engines: names, watched, hold, responder: Responder::default() };
+        scanning.configure(&config.response);
+        Ok(Some((scanning, Receivers { verdicts, held })))
+    }
+
+    /// The live `[response]` settings the scan threads read (the hold's).
+    pub fn configure(&self, response: &ResponseConfig) {
+        self.hold.configure(response.hold_until_scanned, response.hold_timeout_ms, response.hold_on_timeout == OnTimeout::Deny);
     }
 
     pub fn status(&self) -> ScanStatus {
@@ -68,6 +85,12 @@ impl Scanning {
             watch_overflows: n(&s.watch_overflows),
             alerts: self.responder.alerts,
             responses_failed: self.responder.responses_failed,
+            hold_enabled: self.hold.enabled.load(Ordering::Relaxed),
+            held_execs: n(&self.hold.stats.held),
+            held_allowed_clean: n(&self.hold.stats.allowed_clean),
+            held_denied_malicious: n(&self.hold.stats.denied_malicious),
+            held_timed_out: n(&self.hold.stats.timed_out),
+            held_over_limit: n(&self.hold.stats.too_many),
         }
     }
 }

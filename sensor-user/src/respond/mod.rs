@@ -205,6 +205,17 @@ fn kill_running(graph: &GraphWriter, verdict: &Verdict, file: &str) -> Vec<Respo
     out
 }
 
+/// An exec `hold_until_scanned` refused: a `prevented` edge from the file to the process.
+pub fn record_refused_exec(graph: &GraphWriter, decision: &crate::scan::hold::HoldDecision) -> Result<()> {
+    let now = procfs::now_wall_ns();
+    let file = graph.file(now, &decision.key, decision.path.as_deref(), true, false)?;
+    let Some(start) = decision.start_ticks else { return Ok(()) };
+    let proc = graph.process_id(decision.pid, start);
+    let attrs = PreventedAttrs { action: PreventedAction::Exec, path: decision.path.clone(), by: format!("hold_until_scanned: {}", decision.why) };
+    graph.edge(now, &file, &proc, EdgeData::Prevented(attrs))?;
+    Ok(())
+}
+
 fn names(alert: &Alert) -> String {
     alert.detections.iter().map(|d| format!("{} {}", d.engine, d.names.join(","))).collect::<Vec<_>>().join("; ")
 }

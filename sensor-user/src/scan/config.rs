@@ -86,11 +86,39 @@ pub struct ResponseConfig {
     /// `prevented`.
     #[serde(default)]
     pub kill: bool,
+    /// No untrusted file runs before its verdict: its execs wait (fanotify permission
+    /// events on that file's inode only) for the scan, `hold_timeout_ms` at most.
+    #[serde(default)]
+    pub hold_until_scanned: bool,
+    #[serde(default = "default_hold_timeout_ms")]
+    pub hold_timeout_ms: u64,
+    /// What a held exec gets when no verdict came in time.
+    #[serde(default)]
+    pub hold_on_timeout: OnTimeout,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    Allow,
+    #[default]
+    Deny,
+}
+
+fn default_hold_timeout_ms() -> u64 {
+    5000
 }
 
 impl Default for ResponseConfig {
     fn default() -> Self {
-        Self { block_sender: true, deny_exec: true, kill: false }
+        Self {
+            block_sender: true,
+            deny_exec: true,
+            kill: false,
+            hold_until_scanned: false,
+            hold_timeout_ms: default_hold_timeout_ms(),
+            hold_on_timeout: OnTimeout::Deny,
+        }
     }
 }
 

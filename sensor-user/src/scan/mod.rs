@@ -7,6 +7,7 @@
 //! a clamd that is down keeps it for a rescan (counted, in `status`).
 pub mod config;
 pub mod engines;
+pub mod hold;
 pub mod watch;
 
 use std::{
@@ -15,7 +16,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
         atomic::{AtomicU64, Ordering},
         mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
@@ -152,7 +153,11 @@ pub struct Scanner {
     pub stats: ScanStats,
     retry: Mutex<VecDeque<Kept>>,
     cache: Mutex<HashMap<Version, Outcome>>,
+    /// Signalled at each verdict cached (held execs wait on it).
+    cached: Condvar,
     max_file_bytes: u64,
+    engines: Arc<Engines>,
+    verdicts: tokio::sync::mpsc::Sender<Verdict>,
 }
 
 impl Scanner {
@@ -164,13 +169,15 @@ impl Scanner {
             stats: ScanStats::default(),
             retry: Mutex::new(VecDeque::new()),
             cache: Mutex::new(HashMap::new()),
+            cached: Condvar::new(),
             max_file_bytes: config.max_file_bytes,
+            engines: Arc::new(engines),
+            verdicts,
         });
         let rx = Arc::new(Mutex::new(rx));
-        let engines = Arc::new(engines);
         for n in 0..config.workers {
-            let (s, rx, e, v) = (scanner.clone(), rx.clone(), engines.clone(), verdicts.clone());
-            std::thread::Builder::new().name(format!("vtrail-scan-{n}")).spawn(move || s.work(&rx, &e, &v))?;
+            let (s, rx) = (scanner.clone(), rx.clone());
+            std::thread::Builder::new().name(format!("vtrail-scan-{n}")).spawn(move || s.work(&rx))?;
         }
         let s = scanner.clone();
         std::thread::Builder::new().name("vtrail-scan-retry".into()).spawn(move || loop {
@@ -207,6 +214,41 @@ impl Scanner {
         retry.push_back(Kept { key: job.key, path });
     }
 
+    /// The kernel's name for the file.
+    pub fn key_of(&self, file: &std::fs::File) -> Option<InodeKey> {
+        file.metadata().ok().map(|m| InodeKey::new(procfs::kernel_dev(m.dev()), m.ino()))
+    }
+
+    /// The verdict of `file`'s current content, waiting for it until `deadline`.
+    pub fn wait_verdict(&self, file: &std::fs::File, deadline: std::time::Instant) -> (Option<InodeKey>, Option<Outcome>) {
+        let Ok(m) = file.metadata() else { return (None, None) };
+        let key = InodeKey::new(procfs::kernel_dev(m.dev()), m.ino());
+        let version = Version { dev: key.dev, ino: key.ino, size: m.size(), ctime_s: m.ctime(), ctime_ns: m.ctime_nsec() };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = cache.get(&version) {
+                return (Some(key), Some(outcome.clone()));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return (Some(key), None);
+            }
+            cache = self.cached.wait_timeout(cache, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Scans `job` now, in the caller's thread (a held exec whose file has no verdict for
+    /// its current content); the verdict also goes the usual way, to the event loop.
+    /// None when its verdict is already known.
+    pub fn scan_now(&self, job: Job) -> Option<Outcome> {
+        let verdict = self.scan(job, &self.engines)?;
+        let outcome = verdict.outcome.clone();
+        if self.verdicts.try_send(verdict).is_err() {
+            warn!("scan: a verdict found for a held exec could not reach the event loop (its queue is full)");
+        }
+        Some(outcome)
+    }
+
     /// Files kept waiting, for `status`.
     pub fn waiting(&self) -> usize {
         self.retry.lock().map(|r| r.len()).unwrap_or(0)
@@ -225,14 +267,14 @@ impl Scanner {
         }
     }
 
-    fn work(&self, jobs: &Mutex<Receiver<Job>>, engines: &Engines, verdicts: &tokio::sync::mpsc::Sender<Verdict>) {
+    fn work(&self, jobs: &Mutex<Receiver<Job>>) {
         loop {
             let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
                 Ok(j) => j,
                 Err(_) => return,
             };
-            if let Some(verdict) = self.scan(job, engines)
-                && verdicts.blocking_send(verdict).is_err()
+            if let Some(verdict) = self.scan(job, &self.engines)
+                && self.verdicts.blocking_send(verdict).is_err()
             {
                 return;
             }
@@ -321,6 +363,7 @@ impl Scanner {
                 cache.clear();
             }
             cache.insert(version, outcome.clone());
+            self.cached.notify_all();
         }
         Some(verdict(version.size, Some(sha256), outcome))
     }

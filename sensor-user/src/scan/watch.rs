@@ -87,7 +87,7 @@ impl Watch {
     }
 
     /// Reads events until the process ends (a blocking read: its own thread).
-    pub fn run(self, scanner: Arc<Scanner>) {
+    pub fn run(self, scanner: Arc<Scanner>, hold: Arc<super::hold::Hold>) {
         let me = std::process::id() as i32;
         loop {
             let events = match self.fanotify.read_events() {
@@ -118,6 +118,8 @@ impl Watch {
                 if !untrusted {
                     continue;
                 }
+                // Its execs wait for the verdict (hold_until_scanned), from now on.
+                hold.mark(fd);
                 // The event's fd closes with the event: the job gets its own.
                 let Ok(own) = nix::unistd::dup(fd.as_fd()) else { continue };
                 let file = std::fs::File::from(own);
