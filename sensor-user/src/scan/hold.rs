@@ -110,15 +110,7 @@ impl Hold {
     /// Answers permission events until the process ends (its own thread; each held exec
     /// waits in a thread of its own, at most `MAX_HELD`).
     pub fn run(self: Arc<Self>, scanner: Arc<Scanner>, decisions: tokio::sync::mpsc::Sender<HoldDecision>) {
-        loop {
-            let events = match self.fanotify.read_events() {
-                Ok(e) => e,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    warn!("scan: fanotify permission read failed ({e}); held execs are no longer answered by vtrail");
-                    return;
-                }
-            };
+        while let Some(events) = super::watch::next_events(&self.fanotify, "held execs are no longer answered by vtrail") {
             for event in events {
                 if event.fd().is_none() {
                     continue;

@@ -89,15 +89,7 @@ impl Watch {
     /// Reads events until the process ends (a blocking read: its own thread).
     pub fn run(self, scanner: Arc<Scanner>, hold: Arc<super::hold::Hold>) {
         let me = std::process::id() as i32;
-        loop {
-            let events = match self.fanotify.read_events() {
-                Ok(e) => e,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    warn!("scan: fanotify read failed ({e}); closes are no longer watched");
-                    return;
-                }
-            };
+        while let Some(events) = next_events(&self.fanotify, "closes are no longer watched") {
             for event in events {
                 let Some(fd) = event.fd() else {
                     // The kernel's queue overflowed: closes were lost. Counted; the files
@@ -126,6 +118,21 @@ impl Watch {
                 // (A file already deleted has no name: readlink would say "PATH (deleted)".)
                 let path = (meta.st_nlink > 0).then(|| std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()).flatten();
                 scanner.submit(Job { file, key, path });
+            }
+        }
+    }
+}
+
+/// The next events of a fanotify group (blocking); None once it cannot be read (said
+/// with `then_what`).
+pub(super) fn next_events(fanotify: &Fanotify, then_what: &str) -> Option<Vec<nix::sys::fanotify::FanotifyEvent>> {
+    loop {
+        match fanotify.read_events() {
+            Ok(e) => return Some(e),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                warn!("scan: fanotify read failed ({e}); {then_what}");
+                return None;
             }
         }
     }
