@@ -179,18 +179,18 @@ fn events(config: &Config, follow: bool, count: Option<u64>) -> Result<()> {
 const ALERTS_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn alerts(config: &Config, follow: bool, json: bool) -> Result<()> {
-    let mut since_ns = 0u64;
+    let mut after_seq = 0u64;
     let mut out = std::io::stdout().lock();
     loop {
         let mut lines = Vec::new();
-        client::call(&config.socket, &Request::Alerts { since_ns }, |line| {
+        client::call(&config.socket, &Request::Alerts { since_ns: 0, after_seq }, |line| {
             lines.push(line.to_owned());
             Ok(true)
         })?;
         for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
             let alert: sensor_common::graph::alert::Alert =
                 serde_json::from_str(&line).with_context(|| format!("the sensor answered {line:?}"))?;
-            since_ns = since_ns.max(alert.ts_ns + 1);
+            after_seq = after_seq.max(alert.seq);
             if json {
                 writeln!(out, "{line}")?;
             } else {

@@ -158,6 +158,11 @@ impl RunningSensor {
         }
     }
 
+    /// The configuration the CLI verbs of the tests use (the sensor's own paths only).
+    pub fn client_config(&self) -> &Path {
+        &self.client_config
+    }
+
     /// The sensor's pid (a launcher execs it in its own place).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

@@ -14,6 +14,47 @@ use tests::sensor::{RunningSensor, require_root, sensor_bin, serial, sh, temp_di
 
 /// What the test rule matches.
 const PAYLOAD: &str = "VTRAIL-TEST-PAYLOAD-7f3a";
+/// `vtrail-sensor alerts --follow --json`, its lines read by a thread.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    fn start(sensor: &RunningSensor) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(sensor_bin())
+            .arg("--config")
+            .arg(sensor.client_config())
+            .args(["alerts", "--follow", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("alerts --follow");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn next(&self, limit: Duration) -> Value {
+        let line = self.lines.recv_timeout(limit).unwrap_or_else(|e| panic!("alerts --follow printed nothing within {limit:?}: {e}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("alerts --follow printed {line:?}: {e}"))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The EICAR test file (68 bytes), the anti-virus industry's harmless test signature.
 const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -75,6 +116,7 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
     let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
     assert_eq!(sensor.status()["scan"]["engines"][0], "yara-x (2 rules)");
     let tsh = tainted_shell(&sensor, &dir);
+    let follower = Follower::start(&sensor);
     let (bad, good, trusted_copy) = (dir.join("dropped.bin"), dir.join("notes.txt"), dir.join("trusted.bin"));
     let started = Instant::now();
     sh(&format!("'{}' -c \"printf 'xx {PAYLOAD} yy' > '{}'; printf hello > '{}'\"", tsh.display(), bad.display(), good.display()));
@@ -112,6 +154,9 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
     assert_eq!(scan["detected"], 1, "{scan}");
     assert_eq!(scan["alerts"], 1, "{scan}");
     assert!(scan["closes_seen"].as_u64().unwrap() > scan["queued"].as_u64().unwrap(), "trusted closes seen, not queued: {scan}");
+    // `alerts --follow` printed it as it was raised.
+    let followed = follower.next(Duration::from_secs(10));
+    assert_eq!(followed["file"]["path"], bad.display().to_string().as_str(), "{followed}");
     let human = String::from_utf8_lossy(&sensor.cli(&["alerts"]).stdout).into_owned();
     assert!(human.contains("vtrail_test_payload") && human.contains(&bad.display().to_string()), "{human}");
 
@@ -145,6 +190,28 @@ fn a_file_above_the_size_cap_is_not_scanned_and_says_why() {
     assert!(alerts(&sensor).is_empty());
 }
 
+/// A large untrusted file removed as soon as it is closed: its content is still scanned
+/// (through the descriptor fanotify opened); nothing breaks.
+#[test]
+fn a_file_removed_right_after_its_close_is_still_scanned() {
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-removed");
+    let rules = rules(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let gone = dir.join("gone.bin");
+    sh(&format!("'{}' -c \"head -c 20000000 /dev/zero > '{1}'; printf '{PAYLOAD}' >> '{1}'; rm '{1}'\"", tsh.display(), gone.display()));
+    let scan = wait_status(&sensor, "the removed file scanned", |s| s["detected"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(scan["lost"], 0, "{scan}");
+    let flagged = alerts(&sensor);
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    // Named if the close was read before `rm`, else nameless; never "... (deleted)".
+    let path = flagged[0]["file"].get("path");
+    assert!(path.is_none_or(|p| p == gone.display().to_string().as_str()), "{}", flagged[0]);
+    assert_eq!(flagged[0]["file"]["size"], 20_000_000 + PAYLOAD.len() as u64, "{}", flagged[0]);
+}
+
 #[test]
 fn a_rule_that_does_not_compile_stops_the_start_naming_its_file_and_line() {
     require_root();
@@ -152,17 +219,30 @@ fn a_rule_that_does_not_compile_stops_the_start_naming_its_file_and_line() {
     let rules = rules(&dir);
     std::fs::write(rules.join("broken.yara"), "rule broken {\n  condition:\n    no_such_identifier\n}\n").unwrap();
     let config = dir.join("c.toml");
-    std::fs::write(&config, format!("database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\nnetwork_monitoring = false\n[scan]\nyara_rules = \"{1}\"\n", dir.display(), rules.display())).unwrap();
+    // (Its own kernel_state: the default is a production sensor's. The rules are compiled
+    // before anything is loaded, so nothing is pinned there; checked below.)
+    let kernel_state = tests::sensor::kernel_state_dir(&dir);
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"{0}/db\"\nsocket = \"{0}/s.sock\"\nkernel_state = \"{2}\"\nnetwork_monitoring = false\n[scan]\nyara_rules = \"{1}\"\n",
+            dir.display(),
+            rules.display(),
+            kernel_state.display()
+        ),
+    )
+    .unwrap();
     let out = Command::new(sensor_bin()).arg("--config").arg(&config).arg("run").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains(&format!("{} line 3", rules.join("broken.yara").display())), "{err}");
+    assert!(!kernel_state.exists(), "a start refused for a bad rule pinned kernel state at {}", kernel_state.display());
     // And a key of the section that does not exist is named.
-    std::fs::write(&config, format!("database = \"{0}/db\"\n[scan]\nyara_rule = \"x\"\n", dir.display())).unwrap();
+    std::fs::write(&config, format!("database = \"{0}/db\"\nkernel_state = \"{1}\"\n[scan]\nyara_rule = \"x\"\n", dir.display(), kernel_state.display())).unwrap();
     let out = Command::new(sensor_bin()).arg("--config").arg(&config).arg("run").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("yara_rule") && err.contains("line 3"), "{err}");
+    assert!(err.contains("yara_rule") && err.contains("line 4"), "{err}");
 }
 
 /// clamd from Debian's package, on a database of the test's own signatures.
@@ -355,6 +435,10 @@ fn a_flagged_file_is_stopped_when_it_is_run() {
     // prints nothing).
     let out = Command::new(&dropped).arg("it ran").output().unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "the flagged file ran: {}", out.status);
+    assert!(out.stdout.is_empty(), "the flagged program printed {:?}", String::from_utf8_lossy(&out.stdout));
+    // And by a tainted process (the tainted shell runs it): the same.
+    let out = Command::new(&tsh).arg("-c").arg(format!("'{}' 'it ran'", dropped.display())).output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "run by a tainted shell: {}", out.status);
     assert!(out.stdout.is_empty(), "the flagged program printed {:?}", String::from_utf8_lossy(&out.stdout));
     let g = sensor.wait_for("prevented edge", |g| g.file(&dropped.display().to_string()).is_some_and(|f| !g.edges_from("prevented", f["id"].as_str().unwrap()).is_empty()));
     let file = g.file(&dropped.display().to_string()).unwrap();

@@ -12,6 +12,10 @@ pub const ALERT_SCHEMA: &str = "vtrail-alert/1";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub schema: String,
+    /// This host's alert number: increasing in the order raised, whatever the clock does
+    /// (`alerts --follow` and the fleet's cursor go by it).
+    #[serde(default)]
+    pub seq: u64,
     /// When the alert was raised (ns since the epoch): after the responses.
     pub ts_ns: u64,
     /// When the scan reached its verdict.

@@ -62,7 +62,7 @@ pub mod trees {
     /// from, without a walk of every edge. Written beside the edge since database version 3
     /// (older arrivals are found only in the edges).
     pub const ARRIVALS: &str = "arrivals";
-    /// ts_ns (u64 BE) ++ seq (u32 BE) -> JSON [`super::alert::Alert`], oldest first.
+    /// seq (u64 BE) -> JSON [`super::alert::Alert`], in the order raised.
     pub const ALERTS: &str = "alerts";
 }
 

@@ -25,8 +25,13 @@ pub enum Request {
     /// Quarantine a remote host: `target` is an IP or a `remote:<ip>` node id.
     Block { target: String, by: String },
     Unblock { target: String, by: String },
-    /// The alerts raised at or after `since_ns`, oldest first, one JSON document a line.
-    Alerts { since_ns: u64 },
+    /// The alerts raised at or after `since_ns` and numbered above `after_seq`, in the
+    /// order raised, one JSON document a line.
+    Alerts {
+        since_ns: u64,
+        #[serde(default)]
+        after_seq: u64,
+    },
 }
 
 impl Request {

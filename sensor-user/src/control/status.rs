@@ -68,12 +68,18 @@ pub struct ScanStatus {
     pub queue_full: u64,
     pub waiting: u64,
     pub lost: u64,
+    /// Kept files renamed or removed before their retry (scanned at their next close).
+    #[serde(default)]
+    pub gone: u64,
     /// Scans clamd could not answer (down, timed out): those files wait for a rescan.
     pub clamd_unavailable: u64,
     /// fanotify queue overflows (closes not seen).
     pub watch_overflows: u64,
     pub alerts: u64,
     pub responses_failed: u64,
+    /// Detections of content already flagged (no second alert).
+    #[serde(default)]
+    pub repeated_detections: u64,
     /// hold_until_scanned: on; execs of untrusted files held, let run once clean, refused
     /// as flagged, answered by the timeout rule, answered at once (too many held).
     #[serde(default)]
@@ -88,6 +94,9 @@ pub struct ScanStatus {
     pub held_timed_out: u64,
     #[serde(default)]
     pub held_over_limit: u64,
+    /// Untrusted files whose execs could not be held (the fanotify mark failed).
+    #[serde(default)]
+    pub hold_mark_failures: u64,
 }
 
 /// The configuration in effect: where it was read, when, and what the reloads (SIGHUP)

@@ -101,6 +101,7 @@ pub fn host_info() -> HostInfo {
 /// again.
 pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recover: bool) -> Result<()> {
     sensor::preflight()?;
+    raise_open_files_limit();
     // From here on SIGHUP reloads rather than kills (its default action).
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut config = Arc::new(config);
@@ -137,6 +138,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     GraphWriter::new(&store, &host.id).host(procfs::now_wall_ns(), &host)?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
+    let engines = scanning::Scanning::engines(&config)?;
     let mut sensor = Sensor::load(&config, Some(&config.kernel_state))?;
     let skipped = sensor.seed_programs(&config)?;
     if !skipped.is_empty() {
@@ -163,7 +165,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
             }
         }
     }
-    let (mut scanning, mut verdicts, mut held) = match scanning::Scanning::start(&config)? {
+    let (mut scanning, mut verdicts, mut held) = match scanning::Scanning::start(&config, engines)? {
         Some((s, r)) => (Some(s), Some(r.verdicts), Some(r.held)),
         None => (None, None, None),
     };
@@ -252,6 +254,11 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
             }
             Some(call) = calls_rx.recv() => {
                 let changes = call.request.changes_state();
+                let (trusted, tainted) = match &call.request {
+                    Request::Trust { path, .. } => (Some(path.clone()), None),
+                    Request::Taint { path, .. } => (None, Some(path.clone())),
+                    _ => (None, None),
+                };
                 let answer = if matches!(call.request, Request::Status) {
                     let mut status = status(&ingest, &sensor, &store, &mut counters, &follower_lag, started_ns, network_failure.as_deref());
                     status.ring = drain.ring_status();
@@ -272,6 +279,16 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                         None => answer(call.request, &mut ingest, &mut sensor, &store),
                     }
                 };
+                if let (Some(path), Some(s)) = (&trusted, scanning.as_ref())
+                    && let Some((key, _)) = procfs::fs_path(path).and_then(|p| procfs::inode_of(&p).ok())
+                {
+                    s.forget(&key);
+                }
+                if let (Some(path), Some(s)) = (&tainted, scanning.as_ref())
+                    && let Some(p) = procfs::fs_path(path)
+                {
+                    s.scan_path(&p);
+                }
                 // An operator's change is on disk before it is acknowledged: a crash right
                 // after "ok" must not lose a block or a trust.
                 let answer = if changes { durable(answer, &store) } else { answer };
@@ -329,6 +346,18 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     sensor.release_links();
     drop(sensor);
     Ok(())
+}
+
+/// The soft limit of open files up to the hard one: scanning holds a descriptor per queued
+/// file and per fanotify event read (a soft limit of 1024 would make fanotify's reads fail).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 && limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            warn!("cannot raise the open-files limit to {}: {}", limit.rlim_max, std::io::Error::last_os_error());
+        }
+    }
 }
 
 /// Flushes the graph to disk, timed for `status`.
@@ -542,9 +571,9 @@ fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &Gr
             export::export(store, ingest.host(), format, since_ns, &mut out)?;
             Ok(out)
         }
-        Request::Alerts { since_ns } => {
+        Request::Alerts { since_ns, after_seq } => {
             let mut out = Vec::new();
-            for alert in store.alerts_since(since_ns)? {
+            for alert in store.alerts_since(since_ns, after_seq)? {
                 serde_json::to_writer(&mut out, &alert)?;
                 out.push(b'\n');
             }

@@ -30,9 +30,15 @@ pub struct Receivers {
 }
 
 impl Scanning {
-    /// None when no engine is configured (or the configured ones are absent).
-    pub fn start(config: &Config) -> Result<Option<(Self, Receivers)>> {
-        let engines = Engines::from_config(&config.scan)?;
+    /// The engines compiled: before anything is loaded into the kernel, so a bad rule stops
+    /// the start with nothing to undo.
+    pub fn engines(config: &Config) -> Result<Engines> {
+        Ok(Engines::from_config(&config.scan)?)
+    }
+
+    /// None when no engine is configured (or the configured ones are absent). The kernel
+    /// maps must be pinned by now (the watch and the hold read them).
+    pub fn start(config: &Config, engines: Engines) -> Result<Option<(Self, Receivers)>> {
         if !engines.any() {
             return Ok(None);
         }
@@ -47,7 +53,7 @@ impl Scanning {
         let watched = watch.watched.iter().map(|p| p.display().to_string()).collect();
         let (tx, verdicts) = mpsc::channel(VERDICTS_QUEUED);
         let scanner = Scanner::start(&config.scan, engines, tx)?;
-        let hold = Hold::start()?;
+        let hold = Hold::start(&config.kernel_state)?;
         let (decided, held) = mpsc::channel(VERDICTS_QUEUED);
         let (s, h) = (scanner.clone(), hold.clone());
         std::thread::Builder::new().name("vtrail-hold-events".into()).spawn(move || h.run(s, decided))?;
@@ -56,6 +62,19 @@ impl Scanning {
         let scanning = Self { scanner, engines: names, watched, hold, responder: Responder::default() };
         scanning.configure(&config.response);
         Ok(Some((scanning, Receivers { verdicts, held })))
+    }
+
+    /// Queues a scan of a file marked untrusted by hand (`taint`): no close may ever come.
+    pub fn scan_path(&self, path: &std::path::Path) {
+        let Ok(file) = std::fs::File::open(path) else { return };
+        let Some(key) = self.scanner.key_of(&file) else { return };
+        self.scanner.submit(crate::scan::Job { file, key, path: Some(path.to_path_buf()) });
+    }
+
+    /// Forgets the verdict of a file trusted by hand (`trust --force`): its next exec is
+    /// not refused on the old verdict.
+    pub fn forget(&self, key: &sensor_common::maps::InodeKey) {
+        self.scanner.forget(key);
     }
 
     /// The live `[response]` settings the scan threads read (the hold's).
@@ -81,16 +100,19 @@ impl Scanning {
             queue_full: n(&s.queue_full),
             waiting: self.scanner.waiting() as u64,
             lost: n(&s.lost),
+            gone: n(&s.gone),
             clamd_unavailable: n(&s.clamd_unavailable),
             watch_overflows: n(&s.watch_overflows),
             alerts: self.responder.alerts,
             responses_failed: self.responder.responses_failed,
+            repeated_detections: self.responder.repeated,
             hold_enabled: self.hold.enabled.load(Ordering::Relaxed),
             held_execs: n(&self.hold.stats.held),
             held_allowed_clean: n(&self.hold.stats.allowed_clean),
             held_denied_malicious: n(&self.hold.stats.denied_malicious),
             held_timed_out: n(&self.hold.stats.timed_out),
             held_over_limit: n(&self.hold.stats.too_many),
+            hold_mark_failures: n(&self.hold.stats.mark_failures),
         }
     }
 }

@@ -349,7 +349,8 @@ impl Sensor {
     /// Clears the untrusted flag only, keeping the write de-duplication of the file (a port
     /// program's own state: its next writes need not be reported again).
     pub fn forget_untrusted(&mut self, key: InodeKey) -> Result<()> {
-        self.clear_flags(key, sensor_common::maps::INODE_UNTRUSTED)
+        // (FLAGGED never stays alone: the exec hook would kill without recording it.)
+        self.clear_flags(key, sensor_common::maps::INODE_UNTRUSTED | sensor_common::maps::INODE_FLAGGED)
     }
 
     fn clear_flags(&mut self, key: InodeKey, flags: u32) -> Result<()> {

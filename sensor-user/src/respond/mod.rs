@@ -38,6 +38,8 @@ pub struct Responder {
     waiting: Vec<(Instant, Alert)>,
     pub alerts: u64,
     pub responses_failed: u64,
+    /// Detections of content already flagged (no second alert).
+    pub repeated: u64,
 }
 
 impl Responder {
@@ -56,22 +58,26 @@ impl Responder {
             return Ok(None);
         };
         let sha256 = verdict.sha256.clone().unwrap_or_default();
-        let file = mark_malicious(graph, &verdict, &sha256, &detections)?;
-        let host = graph.store().host()?.unwrap_or_else(crate::daemon::host_info);
-        let alert = Alert {
+        // The same content flagged again (two closes scanned at once, a rescan): one alert.
+        if already_flagged(graph, &verdict.key, &sha256) {
+            self.repeated += 1;
+            return Ok(None);
+        }
+        let host = graph.store().host().ok().flatten().unwrap_or_else(crate::daemon::host_info);
+        let mut alert = Alert {
             schema: ALERT_SCHEMA.into(),
+            seq: 0,
             ts_ns: verdict.ts_ns,
             scanned_ns: verdict.ts_ns,
             host: host.id,
             hostname: host.hostname,
-            file: AlertFile { node: file, path: verdict.path.clone(), dev: verdict.key.dev, ino: verdict.key.ino, size: verdict.size, sha256 },
-            detections,
+            file: AlertFile { node: graph.file_id(&verdict.key), path: verdict.path.clone(), dev: verdict.key.dev, ino: verdict.key.ino, size: verdict.size, sha256: sha256.clone() },
+            detections: detections.clone(),
             origin: None,
             responses: Vec::new(),
         };
-        // What stops the file from running is done at once; only the sender's block waits
-        // for the origin.
-        let mut alert = alert;
+        // What stops the file from running comes first, and is done whatever the database
+        // says; only the sender's block waits for the origin.
         if policy.deny_exec {
             let taken = match sensor.add_inode_flags(verdict.key, INODE_UNTRUSTED | INODE_FLAGGED, GENERATION_ANY) {
                 Ok(()) => ResponseTaken { action: "deny_exec".into(), target: target_of(&alert), ok: true, detail: "later execs are killed in the kernel before they run".into() },
@@ -85,6 +91,11 @@ impl Responder {
                 self.count(&taken);
                 alert.responses.push(taken);
             }
+        }
+        if let Err(e) = mark_malicious(graph, &verdict, &sha256, &detections) {
+            let taken = ResponseTaken { action: "record".into(), target: alert.file.node.clone(), ok: false, detail: format!("the detection is not in the graph: {e:#}") };
+            self.count(&taken);
+            alert.responses.push(taken);
         }
         // A file a port program wrote (or one whose write is not ingested yet) may be an
         // arrival whose transfer is not recorded yet: that waits. A tainted process's
@@ -151,7 +162,7 @@ impl Responder {
         alert.origin = origin;
         // Stored in the order raised: `alerts --follow` asks for what came after.
         alert.ts_ns = crate::host::procfs::now_wall_ns().max(alert.scanned_ns);
-        graph.store().add_alert(&alert)?;
+        graph.store().add_alert(&mut alert)?;
         self.alerts += 1;
         // One line per detection, the whole document: the journal is the manager's
         // channel of last resort.
@@ -235,6 +246,14 @@ fn mark_malicious(graph: &GraphWriter, verdict: &Verdict, sha256: &str, detectio
     let attrs = DetectedAttrs { path: verdict.path.clone(), sha256: sha256.to_owned(), size: verdict.size, detections: detections.to_vec() };
     graph.edge(verdict.ts_ns, &graph.host_node(), &id, EdgeData::Detected(attrs))?;
     Ok(id)
+}
+
+/// Is the file already flagged for this very content?
+fn already_flagged(graph: &GraphWriter, key: &InodeKey, sha256: &str) -> bool {
+    match graph.store().node(&graph.file_id(key)) {
+        Ok(Some(node)) => matches!(node.data, NodeData::File { malicious: true, scan: Some(FileScan { verdict: ScanVerdict::Malicious, sha256: Some(ref h), .. }), .. } if h == sha256),
+        _ => false,
+    }
 }
 
 fn file_scan(verdict: &Verdict, result: ScanVerdict, reason: Option<String>) -> FileScan {

@@ -51,8 +51,11 @@ struct Version {
     dev: u32,
     ino: u64,
     size: u64,
-    ctime_s: i64,
-    ctime_ns: i64,
+    /// The modification time: a write changes it, a chmod, rename or unlink does not (the
+    /// ctime would make a file removed or made executable right after its close look
+    /// changed). Forged by `utimensat` it buys nothing: every close drops the verdict.
+    mtime_s: i64,
+    mtime_ns: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,8 @@ pub struct ScanStats {
     pub clamd_unavailable: AtomicU64,
     /// Files that could be kept for a later try no more (the retry list was full).
     pub lost: AtomicU64,
+    /// Kept files no longer under their name at the retry (renamed or removed).
+    pub gone: AtomicU64,
     pub watch_overflows: AtomicU64,
 }
 
@@ -152,7 +157,8 @@ pub struct Scanner {
     jobs: SyncSender<Job>,
     pub stats: ScanStats,
     retry: Mutex<VecDeque<Kept>>,
-    cache: Mutex<HashMap<Version, Outcome>>,
+    /// The latest verdict of each file, for the content version it was reached on.
+    cache: Mutex<HashMap<(u32, u64), (Version, Outcome)>>,
     /// Signalled at each verdict cached (held execs wait on it).
     cached: Condvar,
     max_file_bytes: u64,
@@ -214,6 +220,11 @@ impl Scanner {
         retry.push_back(Kept { key: job.key, path });
     }
 
+    /// Drops the file's verdict: it was written again, or trusted by hand.
+    pub fn forget(&self, key: &InodeKey) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&(key.dev, key.ino));
+    }
+
     /// The kernel's name for the file.
     pub fn key_of(&self, file: &std::fs::File) -> Option<InodeKey> {
         file.metadata().ok().map(|m| InodeKey::new(procfs::kernel_dev(m.dev()), m.ino()))
@@ -223,10 +234,12 @@ impl Scanner {
     pub fn wait_verdict(&self, file: &std::fs::File, deadline: std::time::Instant) -> (Option<InodeKey>, Option<Outcome>) {
         let Ok(m) = file.metadata() else { return (None, None) };
         let key = InodeKey::new(procfs::kernel_dev(m.dev()), m.ino());
-        let version = Version { dev: key.dev, ino: key.ino, size: m.size(), ctime_s: m.ctime(), ctime_ns: m.ctime_nsec() };
+        let version = Version { dev: key.dev, ino: key.ino, size: m.size(), mtime_s: m.mtime(), mtime_ns: m.mtime_nsec() };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(outcome) = cache.get(&version) {
+            if let Some((v, outcome)) = cache.get(&(key.dev, key.ino))
+                && *v == version
+            {
                 return (Some(key), Some(outcome.clone()));
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -243,8 +256,9 @@ impl Scanner {
     pub fn scan_now(&self, job: Job) -> Option<Outcome> {
         let verdict = self.scan(job, &self.engines)?;
         let outcome = verdict.outcome.clone();
-        if self.verdicts.try_send(verdict).is_err() {
-            warn!("scan: a verdict found for a held exec could not reach the event loop (its queue is full)");
+        // (Waits while the event loop's queue is full: a detection must reach it.)
+        if self.verdicts.blocking_send(verdict).is_err() {
+            warn!("scan: a verdict found for a held exec could not reach the event loop (it has stopped)");
         }
         Some(outcome)
     }
@@ -257,12 +271,22 @@ impl Scanner {
     fn retry_kept(&self) {
         let kept: Vec<Kept> = std::mem::take(&mut *self.retry.lock().unwrap_or_else(|e| e.into_inner())).into();
         for k in kept {
-            // Still the same file under that name? (A file renamed away is scanned at its
-            // next write or before it runs.)
-            let Ok(file) = std::fs::File::open(&k.path) else { continue };
-            let same = file.metadata().is_ok_and(|m| InodeKey::new(procfs::kernel_dev(m.dev()), m.ino()) == k.key);
-            if same {
-                self.submit(Job { file, key: k.key, path: Some(k.path) });
+            // Still the same regular file under that name? Opened without blocking (a FIFO
+            // put in its place must not stall the retries) and without following a link.
+            use std::os::unix::fs::OpenOptionsExt;
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+                .open(&k.path);
+            let same = opened.ok().filter(|f| {
+                f.metadata().is_ok_and(|m| m.file_type().is_file() && InodeKey::new(procfs::kernel_dev(m.dev()), m.ino()) == k.key)
+            });
+            match same {
+                Some(file) => self.submit(Job { file, key: k.key, path: Some(k.path) }),
+                // Renamed or removed since: scanned at its next close (or held at its exec).
+                None => {
+                    self.stats.gone.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -302,8 +326,8 @@ impl Scanner {
             Ok(m) => m,
             Err(e) => return not_scanned(0, format!("cannot stat: {e}")),
         };
-        let version = Version { dev: job.key.dev, ino: job.key.ino, size: before.size(), ctime_s: before.ctime(), ctime_ns: before.ctime_nsec() };
-        if self.cache.lock().map(|c| c.contains_key(&version)).unwrap_or(false) {
+        let version = Version { dev: job.key.dev, ino: job.key.ino, size: before.size(), mtime_s: before.mtime(), mtime_ns: before.mtime_nsec() };
+        if self.cache.lock().map(|c| c.get(&(version.dev, version.ino)).is_some_and(|(v, _)| *v == version)).unwrap_or(false) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -316,7 +340,7 @@ impl Scanner {
         if let Err(e) = (&job.file).take(self.max_file_bytes + 1).read_to_end(&mut data) {
             return not_scanned(before.size(), format!("cannot read: {e}"));
         }
-        let changed = job.file.metadata().map(|m| m.size() != version.size || m.ctime() != version.ctime_s || m.ctime_nsec() != version.ctime_ns);
+        let changed = job.file.metadata().map(|m| m.size() != version.size || m.mtime() != version.mtime_s || m.mtime_nsec() != version.mtime_ns);
         if changed.unwrap_or(true) || data.len() as u64 != version.size {
             // Written again while read: that write's close brings it back.
             return not_scanned(data.len() as u64, "changed while it was read (scanned again at its next close)".into());
@@ -362,7 +386,7 @@ impl Scanner {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(version, outcome.clone());
+            cache.insert((version.dev, version.ino), (version, outcome.clone()));
             self.cached.notify_all();
         }
         Some(verdict(version.size, Some(sha256), outcome))

@@ -18,7 +18,9 @@ use super::{Job, Scanner};
 use crate::host::procfs::kernel_dev;
 
 /// File systems whose closes are watched: the local ones files arrive on and run from.
-const WATCHED_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "tmpfs", "vfat", "exfat", "ntfs3", "jfs", "reiserfs", "nilfs2"];
+/// Not btrfs: `stat` there gives the subvolume's device number, not the file system's the
+/// kernel map is keyed by, so its files would never be found untrusted (docs/scanning.md).
+const WATCHED_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "f2fs", "zfs", "tmpfs", "vfat", "exfat", "ntfs3", "jfs", "reiserfs", "nilfs2"];
 
 /// The mount points of the watched file systems (one per file system), from
 /// /proc/self/mountinfo.
@@ -110,6 +112,9 @@ impl Watch {
                 if !untrusted {
                     continue;
                 }
+                // Written again: whatever verdict it had is for other content (a write through
+                // a shared mapping need not change the mtime, so the cache's key cannot tell).
+                scanner.forget(&key);
                 // Its execs wait for the verdict (hold_until_scanned), from now on.
                 hold.mark(fd);
                 // The event's fd closes with the event: the job gets its own.
@@ -126,10 +131,16 @@ impl Watch {
 /// The next events of a fanotify group (blocking); None once it cannot be read (said
 /// with `then_what`).
 pub(super) fn next_events(fanotify: &Fanotify, then_what: &str) -> Option<Vec<nix::sys::fanotify::FanotifyEvent>> {
+    use nix::errno::Errno;
     loop {
         match fanotify.read_events() {
             Ok(e) => return Some(e),
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            // No descriptor or memory for the event now (the kernel keeps it): try again.
+            Err(e @ (Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM)) => {
+                warn!("scan: fanotify read: {e}; trying again in 100 ms");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
             Err(e) => {
                 warn!("scan: fanotify read failed ({e}); {then_what}");
                 return None;

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 use crate::{capture, cargo, run, target_dir};
 
 mod ingest;
+mod scan;
 
 /// The sections `cargo xtask bench --only NAME` runs alone.
-pub const SECTIONS: [&str; 7] = ["overhead", "ingest", "analysis", "naming", "tc", "fleet", "replay"];
+pub const SECTIONS: [&str; 8] = ["overhead", "ingest", "scan", "analysis", "naming", "tc", "fleet", "replay"];
 
 const ROUNDS: usize = 8;
 const WRITES: u64 = 1_000_000;
@@ -173,6 +174,9 @@ pub fn run_benches(only: Option<&str>) -> Result<()> {
     }
     if on("ingest") {
         ingest::run(&release.join("vtrail-sensor"), &release.join("vtrail-workload"), &dir, &tainted)?;
+    }
+    if on("scan") {
+        scan::run(&release.join("vtrail-sensor"), &release.join("vtrail-workload"), &dir, &tainted)?;
     }
     if on("analysis") {
     println!("\n## analysis: load and query at 10^5, 10^6, 10^7 edges (1,000 hosts), from dumps and from PostgreSQL (--db)");

@@ -1,7 +1,5 @@
 //! What a detection needs from the store: where a file came from (its latest
 //! `received_from` edge, indexed by file as it is written) and the alerts raised.
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use sensor_common::graph::{Edge, alert::Alert, trees};
 
 use super::{GraphStore, StoreError, json_err};
@@ -41,8 +39,6 @@ impl AlertsFeed {
     }
 }
 
-/// Tells alerts of the same nanosecond apart (their key is ts ++ seq).
-static ALERT_SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl GraphStore {
     pub fn alerts_feed(&self) -> AlertsFeed {
@@ -57,22 +53,24 @@ impl GraphStore {
             .transpose()
     }
 
-    /// Stores an alert (durable at the next flush, as edges are).
-    pub fn add_alert(&self, alert: &Alert) -> Result<(), StoreError> {
+    /// Stores an alert (durable at the next flush, as edges are), numbering it: its key is
+    /// its `seq` (big-endian), from sled's id generator, so keys only grow.
+    pub fn add_alert(&self, alert: &mut Alert) -> Result<(), StoreError> {
+        alert.seq = self.db.generate_id()? + 1;
         let json = serde_json::to_vec(alert).map_err(|e| json_err(trees::ALERTS, e))?;
-        let mut key = [0u8; 12];
-        key[..8].copy_from_slice(&alert.ts_ns.to_be_bytes());
-        key[8..].copy_from_slice(&ALERT_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.alerts.insert(key, json)?;
+        self.alerts.insert(alert.seq.to_be_bytes(), json)?;
         Ok(())
     }
 
-    /// Alerts at or after `since_ns`, oldest first.
-    pub fn alerts_since(&self, since_ns: u64) -> Result<Vec<Alert>, StoreError> {
+    /// Alerts raised at or after `since_ns`, or numbered above `after_seq`, in the order raised.
+    pub fn alerts_since(&self, since_ns: u64, after_seq: u64) -> Result<Vec<Alert>, StoreError> {
         let mut out = Vec::new();
-        for r in self.alerts.range(since_ns.to_be_bytes()..) {
+        for r in self.alerts.range((after_seq + 1).to_be_bytes()..) {
             let (_, v) = r?;
-            out.push(serde_json::from_slice(&v).map_err(|e| json_err(trees::ALERTS, e))?);
+            let alert: Alert = serde_json::from_slice(&v).map_err(|e| json_err(trees::ALERTS, e))?;
+            if alert.ts_ns >= since_ns {
+                out.push(alert);
+            }
         }
         Ok(out)
     }
