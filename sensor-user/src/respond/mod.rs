@@ -126,7 +126,11 @@ impl Responder {
                 error!("detection of {}: cannot read its origin: {e:#}", alert.file.node);
                 None
             });
-            if found.is_none() && since.elapsed() < ORIGIN_WAIT {
+            // (Still worth waiting for? The write may not have been ingested when the
+            // verdict came; once it is, a tainted process's own file is answered at once.)
+            let key = InodeKey::new(alert.file.dev, alert.file.ino);
+            let may_arrive = graph.store().untrusted_file(&key).ok().flatten().is_none_or(|t| t.by_port_program);
+            if found.is_none() && may_arrive && since.elapsed() < ORIGIN_WAIT {
                 self.waiting.push((since, alert));
                 continue;
             }
