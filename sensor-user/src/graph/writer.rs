@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use anyhow::Result;
 use sensor_common::{
     graph::{
-        Edge, EdgeData, HostInfo, Node, NodeData, file_node_id, host_node_id, process_node_id, remote_node_id, user_node_id,
+        Edge, EdgeData, FileScan, HostInfo, Node, NodeData, file_node_id, host_node_id, process_node_id, remote_node_id, user_node_id,
     },
     maps::InodeKey,
 };
@@ -92,6 +92,23 @@ impl<'a> GraphWriter<'a> {
             sha256: None,
             malicious: false,
             scan: None,
+        })?;
+        Ok(id)
+    }
+
+    /// Upserts the file node with the verdict of its latest scan (`malicious`: a scan
+    /// flagged it, and the scanned content's hash becomes the file's).
+    pub fn scanned_file(&self, ts_ns: u64, key: &InodeKey, path: Option<&str>, scan: FileScan, malicious: bool) -> Result<String> {
+        let id = self.file_id(key);
+        self.node(&id, ts_ns, NodeData::File {
+            dev: key.dev,
+            ino: key.ino,
+            paths: path.map(|p| vec![p.to_string()]).unwrap_or_default(),
+            untrusted: true,
+            executable: false,
+            sha256: if malicious { scan.sha256.clone() } else { None },
+            malicious,
+            scan: Some(scan),
         })?;
         Ok(id)
     }

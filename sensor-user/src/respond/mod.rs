@@ -238,15 +238,7 @@ fn names(alert: &Alert) -> String {
 /// The file node marked malicious (with the scanned content's hash), and a `detected` edge
 /// from this host to it. Returns the node id.
 fn mark_malicious(graph: &GraphWriter, verdict: &Verdict, sha256: &str, detections: &[Detection]) -> Result<String> {
-    let id = graph.file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), true, false)?;
-    if let Some(mut node) = graph.store().node(&id)?
-        && let NodeData::File { malicious, sha256: hash, scan, .. } = &mut node.data
-    {
-        *malicious = true;
-        *hash = Some(sha256.to_owned());
-        *scan = Some(file_scan(verdict, ScanVerdict::Malicious, None));
-        graph.store().replace_node(&node)?;
-    }
+    let id = graph.scanned_file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), file_scan(verdict, ScanVerdict::Malicious, None), true)?;
     let attrs = DetectedAttrs { path: verdict.path.clone(), sha256: sha256.to_owned(), size: verdict.size, detections: detections.to_vec() };
     graph.edge(verdict.ts_ns, &graph.host_node(), &id, EdgeData::Detected(attrs))?;
     Ok(id)
@@ -271,13 +263,7 @@ fn record_scan(graph: &GraphWriter, verdict: &Verdict) -> Result<()> {
         Outcome::NotScanned(why) => (ScanVerdict::NotScanned, Some(why.clone())),
         Outcome::Detected(_) => return Ok(()),
     };
-    let id = graph.file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), true, false)?;
-    if let Some(mut node) = graph.store().node(&id)?
-        && let NodeData::File { scan, .. } = &mut node.data
-    {
-        *scan = Some(file_scan(verdict, result, reason));
-        graph.store().replace_node(&node)?;
-    }
+    graph.scanned_file(verdict.ts_ns, &verdict.key, verdict.path.as_deref(), file_scan(verdict, result, reason), false)?;
     Ok(())
 }
 
@@ -296,6 +282,6 @@ fn origin(graph: &GraphWriter, file: &str) -> Result<Option<Origin>> {
         },
         None => Vec::new(),
     };
-    let protocol = t.protocol.map(|p| serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()).unwrap_or_default();
+    let protocol = t.protocol.map(|p| p.name().to_owned()).unwrap_or_default();
     Ok(Some(Origin { remote: edge.src.clone(), ip, node_ids, protocol, name: t.name.clone(), inferred: t.inferred, ts_ns: edge.ts_ns }))
 }
