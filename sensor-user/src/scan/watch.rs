@@ -120,8 +120,11 @@ impl Watch {
                 // The event's fd closes with the event: the job gets its own.
                 let Ok(own) = nix::unistd::dup(fd.as_fd()) else { continue };
                 let file = std::fs::File::from(own);
-                // (A file already deleted has no name: readlink would say "PATH (deleted)".)
-                let path = (meta.st_nlink > 0).then(|| std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()).flatten();
+                // A file already deleted has no name: readlink says "PATH (deleted)". Read the
+                // link first, then the link count: a removal between them leaves no name
+                // rather than that text.
+                let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+                let path = link.filter(|_| nix::sys::stat::fstat(&file).is_ok_and(|m| m.st_nlink > 0));
                 scanner.submit(Job { file, key, path });
             }
         }
