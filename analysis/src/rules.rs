@@ -20,12 +20,8 @@ use crate::index::{Graph, HostIx, NodeKind};
 use crate::select::{Selector, auto_seeds, resolve, seeds_with_copies};
 use crate::taint::{LOCAL_ORIGIN, propagate};
 
-#[derive(Clone, Debug, Serialize)]
-pub struct BlockTarget {
-    /// The argument for `vtrail-sensor block`: an IP address, never a node id.
-    pub target: String,
-    pub reason: String,
-}
+// The wire types `vtrail-sensor apply-rules` reads back.
+pub use sensor_common::rules::{BlockTarget, ProtectPath};
 
 /// A loaded host that ran or holds the taint: to clean, not to block.
 #[derive(Clone, Debug, Serialize)]
@@ -41,14 +37,6 @@ pub struct UnhashedFile {
     pub id: String,
     pub host: String,
     pub path: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ProtectPath {
-    pub path: String,
-    /// `attrs.activation_point` as recorded (cron, systemd, shell-rc, ...).
-    pub activation_point: String,
-    pub hosts: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -383,6 +383,9 @@ pub const EF_AT_OPEN: u32 = 1 << 8;
 /// `header.flags` of an `Exec`: the image is flagged (`INODE_FLAGGED`) and the process was
 /// sent SIGKILL before it ran.
 pub const EF_EXEC_PREVENTED: u32 = 1 << 9;
+/// `header.flags` of a `Create` or `Write` (at open): the file or its directory is protected
+/// (`INODE_PROTECTED`) and the tainted process was sent SIGKILL before the open returned.
+pub const EF_WRITE_PREVENTED: u32 = 1 << 10;
 
 /// `NetPayload.direction`: the packet came in (TC ingress) / went out (TC egress).
 pub const NET_DIR_INGRESS: u8 = 0;

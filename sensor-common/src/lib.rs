@@ -31,3 +31,5 @@ pub mod session;
 pub mod graph;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "user")]
+pub mod rules;

@@ -35,6 +35,10 @@ pub const INODE_INTERPRETER: u32 = 1 << 2;
 /// the exec hook (SIGKILL before the new image runs its first instruction). Set with
 /// `INODE_UNTRUSTED`, never alone.
 pub const INODE_FLAGGED: u32 = 1 << 3;
+/// A protected path (`vtrail-sensor apply-rules`, `[response] protected_paths`): a tainted
+/// process that opens this file for writing, or creates or opens one for writing in this
+/// directory, is sent SIGKILL by the open hook. May stand alone.
+pub const INODE_PROTECTED: u32 = 1 << 4;
 
 /// Value of the `INODES` map.
 #[repr(C)]

@@ -23,6 +23,12 @@ pub struct KernelOffsets {
     /// `linux_binprm.file`: used by the kprobe/fentry exec hook, which sees the script
     /// itself (not its interpreter) when a `#!` file is executed.
     pub binprm_file: u32,
+    /// `file.f_path`, `path.dentry`, `dentry.d_parent`, `dentry.d_inode`: the directory a
+    /// file was opened in (protected paths guard directories as well as files).
+    pub file_path: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
     /// Offsets in `struct pt_regs` of the first four syscall arguments, as the syscall
     /// wrappers (`__x64_sys_*`) receive them: the kprobe/fentry strategies hook those
     /// wrappers instead of syscall tracepoints. Zero where unknown (`SYSCALL_ARG_REGS`
@@ -54,6 +60,10 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("super_block", "s_dev"),
     ("mm_struct", "exe_file"),
     ("linux_binprm", "file"),
+    ("file", "f_path"),
+    ("path", "dentry"),
+    ("dentry", "d_parent"),
+    ("dentry", "d_inode"),
 ];
 
 /// `struct pt_regs` members holding syscall arguments 0-3 (x86-64 calling convention:

@@ -109,8 +109,24 @@ pub struct FileIdentity {
 
 #[inline(always)]
 pub fn file_identity(o: &KernelOffsets, file: *const u8) -> Option<FileIdentity> {
+    let inode = unsafe { read::<*const u8>(file, o.file_inode)? };
+    inode_identity(o, inode)
+}
+
+/// Identity of the directory `file` was opened in (`f_path.dentry->d_parent->d_inode`).
+#[inline(always)]
+pub fn parent_dir_identity(o: &KernelOffsets, file: *const u8) -> Option<FileIdentity> {
     unsafe {
-        let inode = read::<*const u8>(file, o.file_inode)?;
+        let dentry = read::<*const u8>(file, o.file_path + o.path_dentry)?;
+        let parent = read::<*const u8>(dentry, o.dentry_parent)?;
+        let inode = read::<*const u8>(parent, o.dentry_inode)?;
+        inode_identity(o, inode)
+    }
+}
+
+#[inline(always)]
+fn inode_identity(o: &KernelOffsets, inode: *const u8) -> Option<FileIdentity> {
+    unsafe {
         let ino = read::<u64>(inode, o.inode_ino)?;
         let sb = read::<*const u8>(inode, o.inode_sb)?;
         let dev = read::<u32>(sb, o.sb_dev)?;

@@ -17,14 +17,14 @@ const SIGKILL: u32 = 9;
 use sensor_common::{
     event::{
         EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE, EF_INODE_MAP_FULL,
-        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
+        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_WRITE_PREVENTED, EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED,
         ChangePayload, ConnectionPayload, Event, EventHeader, EventKind, ExecPayload, ExitPayload,
         FileId, ForkPayload, INHERITED_FILES, InheritedFdsPayload, NAME_LEN, Name, OpenPayload,
         PackedConnection, ProcessPayload, RenamePayload, TCP_FIN_WAIT1, TCP_LAST_ACK,
         TCP_SYN_SENT, TaintPayload, TaintReason, WritePayload,
     },
     maps::{
-        DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_FLAGGED,
+        DROP_INODES_FULL, DROP_KERNEL_READ_FAILED, DROP_PENDING_FULL, DROP_PROCS_FULL, GENERATION_ANY, INODE_FLAGGED, INODE_PROTECTED,
         INODE_INTERPRETER, INODE_PORT_PROGRAM, INODE_UNTRUSTED, InodeState, PROC_EXEC_TAINT, PROC_INTERPRETER,
         PROC_PORT_PROGRAM, PROC_TAINTED, PendingCall, ProcState, SEEN_READ, SEEN_WRITE, WriteSeenKey,
     },
@@ -429,7 +429,8 @@ fn record_change(pid_tgid: u64, state: &ProcState, id: &FileIdentity, kind: Even
     if !id.regular {
         return; // pipes, sockets, terminals: nothing to taint
     }
-    if matches!(kind, EventKind::Write) && dedup_writes() {
+    // (A prevented write is always reported: the process dies at it.)
+    if matches!(kind, EventKind::Write) && extra_flags & EF_WRITE_PREVENTED == 0 && dedup_writes() {
         if seen_before(id, pid_tgid, SEEN_WRITE) {
             return;
         }
@@ -591,7 +592,10 @@ fn finish(pid_tgid: u64, call: &PendingCall, ret: i64) {
 
 #[inline(always)]
 fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &PendingCall, fd: u32) {
-    let Some(id) = kernel::task_fd_file(o, kernel::current_task(), fd).and_then(|file| kernel::file_identity(o, file)) else {
+    let file = kernel::task_fd_file(o, kernel::current_task(), fd);
+    let has_file = file.is_some();
+    let file = file.unwrap_or(core::ptr::null());
+    let Some(id) = (if has_file { kernel::file_identity(o, file) } else { None }) else {
         diag!(
             count_drop(DROP_KERNEL_READ_FAILED),
             "fd {} that open just returned not readable through the BTF offsets: kernel layout unexpected (or another thread closed it at once)",
@@ -623,11 +627,12 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
         file_flags = EF_FILE_WAS_UNTRUSTED;
     } else if call.flags & (O_CREAT | O_TRUNC) != 0 {
         kind = EventKind::Create;
-        file_flags = mark_untrusted(&id);
+        file_flags = mark_untrusted(&id) | guard_protected(o, &state, file, &id);
     } else {
         // Opened for writing: untrusted from now on, whether or not a write follows, so
         // that no per-write hook is needed (write(2) is the hottest syscall there is).
-        record_change(pid_tgid, &state, &id, EventKind::Write, fd as i32, 0, EF_AT_OPEN);
+        let prevented = guard_protected(o, &state, file, &id);
+        record_change(pid_tgid, &state, &id, EventKind::Write, fd as i32, 0, EF_AT_OPEN | prevented);
         return;
     }
     if matches!(kind, EventKind::Taint) {
@@ -650,6 +655,27 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
             set_name(&mut p.name, &mut ev.header.flags, EF_NAME_TRUNCATED, NameSource::User(call.name));
         });
     }
+}
+
+/// Protected paths: a tainted process that opened a protected file for writing, or a file
+/// in a protected directory, is sent SIGKILL now. The open has happened (a tracepoint at
+/// the syscall's exit cannot refuse it: O_CREAT made the file, O_TRUNC emptied it), but
+/// the signal is delivered before the syscall returns to user space, so not one byte is
+/// written through the descriptor. Port programs are not guarded here: they write for
+/// remote clients, whose files are arrivals, and the quarantine is their answer.
+/// Returns `EF_WRITE_PREVENTED` when the process was stopped.
+#[inline(always)]
+fn guard_protected(o: &KernelOffsets, state: &ProcState, file: *const u8, id: &FileIdentity) -> u32 {
+    if state.flags & PROC_TAINTED == 0 {
+        return 0;
+    }
+    let is_protected = |id: &FileIdentity| inode_state(id).is_some_and(|s| s.flags & INODE_PROTECTED != 0);
+    let stop = is_protected(id) || kernel::parent_dir_identity(o, file).is_some_and(|dir| is_protected(&dir));
+    if !stop {
+        return 0;
+    }
+    unsafe { bpf_send_signal(SIGKILL) };
+    EF_WRITE_PREVENTED
 }
 
 /// Reads a `__data_loc char[]` tracepoint field (offset in the low 16 bits).

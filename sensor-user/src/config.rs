@@ -242,6 +242,9 @@ impl Config {
                 });
             }
         }
+        if let Some(p) = self.response.protected_paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(ConfigError::Invalid { key: "response.protected_paths", value: p.clone(), why: "paths must be absolute" });
+        }
         if let Some((key, value, why)) = self.fleet.problem().or_else(|| self.scan.problem()) {
             return Err(ConfigError::Invalid { key, value, why });
         }

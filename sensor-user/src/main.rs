@@ -98,6 +98,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Enforce the rules `vtrail-analysis rules --json` wrote after an incident: its block
+    /// list as quarantine, its protected paths guarded against tainted writers, its YARA
+    /// rule added to the scanner. Kept in the database: a restart enforces them again.
+    /// Exit 1 if any part is not in force (said why).
+    ApplyRules { file: PathBuf },
     /// Print the embedded default configuration.
     Config,
     /// Load each hook strategy in turn and check that it taints an untrusted exec, sees its
@@ -149,6 +154,7 @@ fn real_main() -> Result<()> {
         Command::Block { target } => quarantine(&config, target, true),
         Command::Unblock { target } => quarantine(&config, target, false),
         Command::Alerts { follow, json } => alerts(&config, follow, json),
+        Command::ApplyRules { file } => apply_rules(&config, &file),
         Command::Config => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -307,6 +313,24 @@ fn quarantine(config: &Config, target: String, block: bool) -> Result<()> {
         println!("{line}");
         Ok(true)
     })
+}
+
+fn apply_rules(config: &Config, file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let rules = sensor_common::rules::FedBackRules::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let source = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()).display().to_string();
+    let request = Request::ApplyRules { rules, source, by: who_am_i() };
+    let mut in_force = true;
+    client::call(&config.socket, &request, |line| {
+        println!("{line}");
+        let answer: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        in_force = answer.get("ok").and_then(|v| v.as_bool()).unwrap_or(false);
+        Ok(true)
+    })?;
+    if !in_force {
+        bail!("not all of the rules are in force (see `problems` above)");
+    }
+    Ok(())
 }
 
 fn relabel(config: &Config, path: PathBuf, untrusted: bool, force: bool) -> Result<()> {

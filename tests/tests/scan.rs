@@ -593,3 +593,114 @@ fn hold_until_scanned_runs_untrusted_programs_only_once_scanned() {
     });
     drop(g);
 }
+
+/// A tainted process that tries to write `path` (append, so the file is not emptied even
+/// if the open goes through): its exit status.
+fn tainted_write(shell: &Path, path: &Path) -> std::process::ExitStatus {
+    let out = Command::new(shell).arg("-c").arg(format!("echo tainted >> '{}'", path.display())).output().unwrap();
+    out.status
+}
+
+/// The loop closed: an upload that ran and planted a cron job, analysed by `vtrail-analysis
+/// rules --json` from the sensor's own export, and the rules applied with `apply-rules`:
+/// the sender blocked, the cron directory guarded (a tainted writer is killed there, an
+/// untainted one is not), the YARA rule of the file's hash flagging the next copy - and all
+/// of it still in force after a restart; `[response] protected_paths` guards a path too.
+#[test]
+fn apply_rules_enforces_what_the_analysis_of_an_incident_wrote() {
+    use std::os::unix::process::ExitStatusExt;
+    let _guard = serial();
+    require_root();
+    ensure_packages();
+    let _net = Net::up();
+    let dir = temp_dir("scan-apply-rules");
+    let rules_dir = rules(&dir);
+    let cron = dir.join("cron.d");
+    std::fs::create_dir_all(&cron).unwrap();
+    let (_ftpd, incoming) = start_vsftpd(&dir, false);
+    let toml = format!("activation_points = [\"{}/\"]\n[scan]\nyara_rules = \"{}\"\n", cron.display(), rules_dir.display());
+    let sensor = sensor_with(&dir, &toml);
+
+    // The incident: a program uploaded by FTP runs and drops a cron job.
+    let out = run(&format!("ip netns exec {NS} curl -sS --max-time 20 -T /bin/dash ftp://{HOST4}/incoming/tool"));
+    assert!(out.status.success(), "curl STOR: {}", String::from_utf8_lossy(&out.stderr));
+    let tool = incoming.join("tool");
+    sensor.wait_for("the upload", |g| !received_from(g, &tool.display().to_string()).is_empty());
+    sh(&format!("chmod +x '{0}' && '{0}' -c \"echo '* * * * * root /tmp/x' > '{1}/job'; sleep 1\"", tool.display(), cron.display()));
+    let job = cron.join("job");
+    sensor.wait_for("the cron job's write", |g| g.file(&job.display().to_string()).is_some_and(|f| !g.edges_into("create", f["id"].as_str().unwrap()).is_empty()));
+
+    // Analysed from the sensor's export, as a responder would.
+    let dump = dir.join("dump.jsonl");
+    let out = sensor.cli(&["export", "--output", dump.to_str().unwrap()]);
+    assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tests::collector::analysis_bin()).args(["rules", "--json"]).arg(&dump).output().unwrap();
+    assert!(out.status.success(), "vtrail-analysis rules: {}", String::from_utf8_lossy(&out.stderr));
+    let rules_json = dir.join("rules.json");
+    std::fs::write(&rules_json, &out.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["rules"]["block"][0]["target"], CLIENT4, "{doc}");
+    assert!(doc["rules"]["protect"].as_array().unwrap().iter().any(|p| p["path"] == job.display().to_string()), "{doc}");
+    let yara = doc["rules"]["yara"].as_str().unwrap_or_else(|| panic!("no YARA rule: {doc}"));
+    let rule_name = yara.split_whitespace().skip_while(|w| *w != "rule").nth(1).unwrap().trim_end_matches('{').to_owned();
+
+    // A tainted shell to try the rules with (bash: the YARA rule matches dash's bytes).
+    let tb = dir.join("tb");
+    std::fs::copy("/bin/bash", &tb).unwrap();
+    assert!(sensor.cli(&["taint", tb.to_str().unwrap()]).status.success());
+    // Before the rules: a tainted process may write the cron job.
+    assert!(tainted_write(&tb, &job).success());
+
+    let out = sensor.cli(&["apply-rules", rules_json.to_str().unwrap()]);
+    assert!(out.status.success(), "apply-rules: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["blocked"][0], CLIENT4, "{report}");
+    assert_eq!(report["yara_rules_in_force"], 3, "{report}");
+    assert!(report["protected_inodes"].as_u64().unwrap() >= 2, "the job and its directory: {report}");
+
+    // Blocked: the sender's next upload is dropped.
+    let out = run(&format!("ip netns exec {NS} curl -sS --max-time 10 -T /etc/hostname ftp://{HOST4}/incoming/next.txt"));
+    assert!(!out.status.success() && !incoming.join("next.txt").exists(), "an upload after apply-rules went through");
+    let g = sensor.graph();
+    let blocks = g.edges_into("block", &format!("remote:{CLIENT4}"));
+    assert!(blocks.iter().any(|b| b["attrs"]["by"].as_str().unwrap().starts_with("apply-rules ")), "{blocks:?}");
+
+    // Guarded: the cron job and the directory, against tainted writers only.
+    let before = std::fs::read(&job).unwrap();
+    let status = tainted_write(&tb, &job);
+    assert_eq!(status.code(), None, "a tainted append to the protected job was not stopped: {status}");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert_eq!(std::fs::read(&job).unwrap(), before, "the protected job changed");
+    let other = cron.join("other");
+    let status = tainted_write(&tb, &other);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "a tainted create in the protected directory: {status}");
+    assert_eq!(std::fs::metadata(&other).map(|m| m.len()).unwrap_or(0), 0, "bytes reached the new file");
+    let status = Command::new("sh").arg("-c").arg(format!("echo admin >> '{}'", job.display())).status().unwrap();
+    assert!(status.success(), "an untainted write of the protected job failed: {status}");
+    let g = sensor.wait_for("prevented writes", |g| g.file(&job.display().to_string()).is_some_and(|f| !g.edges_from("prevented", f["id"].as_str().unwrap()).is_empty()));
+    let edge = g.edges_from("prevented", g.file(&job.display().to_string()).unwrap()["id"].as_str().unwrap())[0];
+    assert_eq!(edge["attrs"]["action"], "write", "{edge}");
+    assert_eq!(edge["attrs"]["by"], "protected path", "{edge}");
+
+    // Scanned: a new copy of the program is flagged by the applied rule.
+    let copy = dir.join("copy-of-tool");
+    let status = Command::new(&tb).arg("-c").arg(format!("cat /bin/dash > '{}'", copy.display())).status().unwrap();
+    assert!(status.success(), "{status}");
+    let alert = wait_alert(&sensor, &copy, Duration::from_secs(15));
+    assert!(alert["detections"].as_array().unwrap().iter().any(|d| d["names"].as_array().unwrap().iter().any(|n| n == rule_name.as_str())), "{rule_name}: {alert}");
+
+    // A restart enforces them again; the configuration's protected_paths guard too.
+    drop(sensor);
+    let profile = dir.join("profile");
+    std::fs::write(&profile, "export PATH=/usr/bin\n").unwrap();
+    let sensor = sensor_with(&dir, &format!("{toml}[response]\nprotected_paths = [\"{}\"]\n", profile.display()));
+    assert!(sensor.cli(&["taint", tb.to_str().unwrap()]).status.success());
+    assert_eq!(tainted_write(&tb, &job).signal(), Some(libc::SIGKILL), "the applied protection did not survive the restart");
+    assert_eq!(tainted_write(&tb, &profile).signal(), Some(libc::SIGKILL), "protected_paths did not guard {}", profile.display());
+    assert!(sensor.status()["network"]["blocked_hosts"].as_array().unwrap().iter().any(|h| h == CLIENT4));
+    // A document that is not rules is refused whole, naming what was expected.
+    std::fs::write(dir.join("bad.json"), r#"{"rules":{"block":[{"target":"not-an-ip","reason":"x"}]}}"#).unwrap();
+    let out = sensor.cli(&["apply-rules", dir.join("bad.json").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-ip"), "{}", String::from_utf8_lossy(&out.stderr));
+}

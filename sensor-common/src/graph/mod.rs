@@ -64,6 +64,9 @@ pub mod trees {
     pub const ARRIVALS: &str = "arrivals";
     /// seq (u64 BE) -> JSON [`super::alert::Alert`], in the order raised.
     pub const ALERTS: &str = "alerts";
+    /// What `apply-rules` added: `protect:<path>` -> JSON `ProtectPath`, `yara:<sha256 of
+    /// the source>` -> the rule source, each with who applied it (`rules.rs` in the store).
+    pub const APPLIED_RULES: &str = "applied_rules";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,13 +32,16 @@ pub enum Request {
         #[serde(default)]
         after_seq: u64,
     },
+    /// Enforce the rules of an incident (`vtrail-analysis rules --json`); `source` names
+    /// the file they came from.
+    ApplyRules { rules: sensor_common::rules::FedBackRules, source: String, by: String },
 }
 
 impl Request {
     /// Does the request change what the sensor enforces or records (it must be durable
     /// before it is acknowledged)?
     pub fn changes_state(&self) -> bool {
-        matches!(self, Request::Trust { .. } | Request::Taint { .. } | Request::Block { .. } | Request::Unblock { .. })
+        matches!(self, Request::Trust { .. } | Request::Taint { .. } | Request::Block { .. } | Request::Unblock { .. } | Request::ApplyRules { .. })
     }
 }
 

@@ -6,7 +6,7 @@ mod losses;
 mod metrics;
 pub mod network;
 mod reload;
-mod scanning;
+pub(crate) mod scanning;
 mod service;
 use std::{
     collections::BTreeMap,
@@ -138,13 +138,18 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     GraphWriter::new(&store, &host.id).host(procfs::now_wall_ns(), &host)?;
     info!("this host: node id {} (disks: {})", host.id, host.disk_ids.join(", "));
 
-    let engines = scanning::Scanning::engines(&config)?;
+    let engines = scanning::Scanning::engines(&config, &store)?;
     let mut sensor = Sensor::load(&config, Some(&config.kernel_state))?;
     let skipped = sensor.seed_programs(&config)?;
     if !skipped.is_empty() {
         info!("configured programs not present on this host (ignored): {}", skipped.join(", "));
     }
     let restored = restore(&mut sensor, &store)?;
+    // (Inodes change when files are replaced: the marks are made again from the paths.)
+    let (protected, _) = crate::respond::apply::enforce_protected(&mut sensor, &config, &store)?;
+    if protected > 0 {
+        info!("protected paths: {protected} inode(s) guarded against tainted writers");
+    }
     let running = sensor.seed_running_programs();
     info!(
         "restored {} untrusted files and {} live tainted processes from {}; {} running port programs/interpreters",
@@ -273,6 +278,18 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                         status.fleet = f.status(procfs::now_wall_ns());
                     }
                     serde_json::to_vec(&status).unwrap_or_else(|e| error_answer(&e.into()))
+                } else if let Request::ApplyRules { rules, source, by } = &call.request {
+                    let targets = crate::respond::apply::Targets {
+                        graph: ingest.graph(),
+                        sensor: &mut sensor,
+                        net: net.as_mut(),
+                        scanning: scanning.as_mut(),
+                        config: &config,
+                    };
+                    match crate::respond::apply::apply(rules, source, by, targets) {
+                        Ok(report) => serde_json::to_vec(&report).unwrap_or_else(|e| error_answer(&e.into())),
+                        Err(e) => error_answer(&e),
+                    }
                 } else {
                     match net.as_mut().and_then(|m| m.handle(&call.request, ingest.graph())) {
                         Some(a) => a,
@@ -582,8 +599,8 @@ fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &Gr
         Request::Block { .. } | Request::Unblock { .. } => {
             anyhow::bail!("network monitoring is off (network_monitoring = false, or its programs failed to load: see the sensor log)")
         }
-        // Answered by `status` and by the connection task.
-        Request::Status | Request::Events => anyhow::bail!("internal: request answered elsewhere"),
+        // Answered by `status`, the connection task and the event loop.
+        Request::Status | Request::Events | Request::ApplyRules { .. } => anyhow::bail!("internal: request answered elsewhere"),
     })();
     result.unwrap_or_else(|e| error_answer(&e))
 }

@@ -106,6 +106,13 @@ fn apply(old: &Config, new: &Arc<Config>, applied: &[&str], live: Live, port_sta
         }
         live.sensor.seed_running_programs();
     }
+    // (Also when the activation points change: a protected file's directory may be one.)
+    if changed("response") || changed("activation_points") {
+        let store = live.ingest.store();
+        if let Err(e) = crate::respond::apply::enforce_protected(live.sensor, new, store) {
+            problems.push(format!("protected paths not applied in the kernel: {e:#}"));
+        }
+    }
     // Activation points and the port programs' state are read by ingest at each event.
     live.ingest.reconfigure(new.clone(), port_state);
     if changed("blocked_hosts") {

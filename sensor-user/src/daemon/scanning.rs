@@ -8,9 +8,16 @@ use tokio::sync::mpsc;
 use crate::{
     config::Config,
     control::status::ScanStatus,
+    graph::store::GraphStore,
     respond::Responder,
-    scan::{Engines, Scanner, Verdict, config::{OnTimeout, ResponseConfig}, hold::{Hold, HoldDecision}, watch::Watch},
+    scan::{engines::yara::{RuleSource, Yara}, Engines, Scanner, Verdict, config::{OnTimeout, ResponseConfig}, hold::{Hold, HoldDecision}, watch::Watch},
 };
+
+/// The YARA rules `apply-rules` stored, as compiler sources.
+fn applied_yara(store: &GraphStore) -> Result<Vec<RuleSource>> {
+    let rules = store.yara_rules().context("cannot read the applied YARA rules from the database")?;
+    Ok(rules.into_iter().map(|a| RuleSource { origin: format!("rule applied from {} by {}", a.source, a.by), text: a.rule }).collect())
+}
 
 /// Verdicts waiting for the event loop, at most (past it the scan threads wait).
 const VERDICTS_QUEUED: usize = 1024;
@@ -32,8 +39,22 @@ pub struct Receivers {
 impl Scanning {
     /// The engines compiled: before anything is loaded into the kernel, so a bad rule stops
     /// the start with nothing to undo.
-    pub fn engines(config: &Config) -> Result<Engines> {
-        Ok(Engines::from_config(&config.scan)?)
+    /// The YARA rules `apply-rules` stored are compiled with the directory's.
+    pub fn engines(config: &Config, store: &GraphStore) -> Result<Engines> {
+        Ok(Engines::from_config(&config.scan, &applied_yara(store)?)?)
+    }
+
+    /// Compiles the rules again with every applied one (`apply-rules` just stored one) and
+    /// swaps them in. Returns the rule count now in force. On an error the rules in force
+    /// stay.
+    pub fn reload_yara(&mut self, config: &Config, store: &GraphStore) -> Result<usize> {
+        let yara = Yara::compile(config.scan.yara_rules.as_deref(), &applied_yara(store)?)?
+            .context("internal: no YARA source after a rule was applied")?;
+        let count = yara.rules_count;
+        self.scanner.replace_yara(yara);
+        self.engines.retain(|e| !e.starts_with("yara-x"));
+        self.engines.insert(0, format!("yara-x ({count} rules)"));
+        Ok(count)
     }
 
     /// None when no engine is configured (or the configured ones are absent). The kernel

@@ -321,12 +321,24 @@ impl<'a> Ingest<'a> {
                     activation_point,
                     severity,
                 };
+                let prevented_path = ev.write_prevented.then(|| attrs.path.clone());
                 let data = match ev.kind {
                     EventKind::Create => EdgeData::Create(attrs),
                     EventKind::Write => EdgeData::Write(attrs),
                     _ => EdgeData::Truncate(attrs),
                 };
                 self.edge(ev.ts_ns, &proc, &file, data)?;
+                if let Some(path) = prevented_path {
+                    tracing::warn!(
+                        pid = ev.tgid,
+                        "protected path: tainted process {} ({}) opened {} for writing and was killed before it could write",
+                        ev.tgid,
+                        ev.comm,
+                        path.as_deref().unwrap_or("?")
+                    );
+                    let attrs = PreventedAttrs { action: PreventedAction::Write, path, by: "protected path".into() };
+                    self.edge(ev.ts_ns, &file, &proc, EdgeData::Prevented(attrs))?;
+                }
             }
             EventKind::Chmod => {
                 let mode = ev.mode.unwrap_or(0);

@@ -43,6 +43,10 @@ pub fn from_btf_file(path: &Path) -> Result<KernelOffsets> {
         sb_dev: next()?,
         mm_exe_file: next()?,
         binprm_file: next()?,
+        file_path: next()?,
+        path_dentry: next()?,
+        dentry_parent: next()?,
+        dentry_inode: next()?,
         valid: 1,
         ..Default::default()
     };

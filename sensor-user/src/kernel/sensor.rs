@@ -293,6 +293,28 @@ impl Sensor {
         Ok(skipped)
     }
 
+    /// Protected paths: exactly these inodes carry `INODE_PROTECTED` afterwards (marks of
+    /// an earlier set, or of the pinned map of the last sensor, that it lacks are lifted).
+    /// Returns how many are marked.
+    pub fn set_protected(&mut self, inodes: &BTreeSet<(InodeKey, u32)>) -> Result<usize> {
+        let flag = sensor_common::maps::INODE_PROTECTED;
+        let wanted: BTreeSet<InodeKey> = inodes.iter().map(|(k, _)| *k).collect();
+        let stale: Vec<InodeKey> = self
+            .inodes
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(key, state)| state.flags & flag != 0 && !wanted.contains(key))
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale {
+            self.clear_flags(key, flag)?;
+        }
+        for (key, generation) in inodes {
+            self.add_inode_flags(*key, flag, *generation)?;
+        }
+        Ok(inodes.len())
+    }
+
     /// taint_survives_exec and dedup_writes, as the programs read them at each event.
     pub fn set_rules(&mut self, config: &Config) -> Result<()> {
         set_rules(&mut self._ebpf, config)

@@ -3,6 +3,9 @@
 //! (the sender quarantined), and one alert document is stored, logged and sent to
 //! followers. A verdict that reaches the event loop before the transfer that brought the
 //! file has been ingested waits for it, a few seconds at most.
+pub mod apply;
+pub mod protect;
+
 use std::{
     net::IpAddr,
     time::{Duration, Instant},

@@ -95,6 +95,12 @@ pub struct ResponseConfig {
     /// What a held exec gets when no verdict came in time.
     #[serde(default)]
     pub hold_on_timeout: OnTimeout,
+    /// Paths no tainted process may write: one that opens a protected file for writing,
+    /// or creates a file in a protected directory, is killed in the kernel's open hook
+    /// (`prevented` in the graph). `apply-rules` adds to them. Untainted processes are
+    /// never affected.
+    #[serde(default)]
+    pub protected_paths: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -118,6 +124,7 @@ impl Default for ResponseConfig {
             hold_until_scanned: false,
             hold_timeout_ms: default_hold_timeout_ms(),
             hold_on_timeout: OnTimeout::Deny,
+            protected_paths: Vec::new(),
         }
     }
 }

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::host::procfs;
 use config::ScanConfig;
-use engines::{clamd::{Clamd, ClamdAnswer, ClamdError}, yara::{Yara, YaraError}};
+use engines::{clamd::{Clamd, ClamdAnswer, ClamdError}, yara::{RuleSource, Yara, YaraError}};
 
 /// Files kept by name for a later try (queue full, clamd down), at most.
 const RETRY_LIMIT: usize = 65_536;
@@ -100,34 +100,37 @@ pub struct ScanStats {
     pub watch_overflows: AtomicU64,
 }
 
-/// The engines a scan runs, as configured.
+/// The engines a scan runs, as configured (and as `apply-rules` extended YARA's rules).
+#[derive(Clone)]
 pub struct Engines {
-    pub yara: Option<Yara>,
-    pub clamd: Option<Clamd>,
+    pub yara: Option<Arc<Yara>>,
+    pub clamd: Option<Arc<Clamd>>,
 }
 
 impl Engines {
-    /// Compiles the YARA rules; a bad rule is an error naming its file and line.
-    pub fn from_config(config: &ScanConfig) -> Result<Self, YaraError> {
-        let yara = match &config.yara_rules {
-            Some(dir) => {
-                let yara = Yara::compile(dir)?;
-                match &yara {
-                    Some(y) => info!("scan: YARA-X with {} rules from {} files in {}", y.rules_count, y.files, dir.display()),
-                    None => warn!("scan: {} holds no *.yar or *.yara file (or does not exist): YARA-X is off until it does and the sensor restarts", dir.display()),
-                }
-                yara
-            }
-            None => None,
-        };
-        let clamd = config.clamd_socket.as_ref().map(|s| Clamd::new(s.clone(), Duration::from_millis(config.clamd_timeout_ms)));
+    /// Compiles the YARA rules of `scan.yara_rules` and the `applied` ones; a bad rule is an
+    /// error naming its file (or applied rule) and line.
+    pub fn from_config(config: &ScanConfig, applied: &[RuleSource]) -> Result<Self, YaraError> {
+        let yara = Yara::compile(config.yara_rules.as_deref(), applied)?;
+        match (&yara, &config.yara_rules) {
+            (Some(y), _) => info!(
+                "scan: YARA-X with {} rules from {} sources ({} applied by apply-rules; directory {})",
+                y.rules_count,
+                y.files,
+                applied.len(),
+                config.yara_rules.as_ref().map_or("none".into(), |d| d.display().to_string())
+            ),
+            (None, Some(dir)) => warn!("scan: {} holds no *.yar or *.yara file (or does not exist): YARA-X is off until it does and the sensor restarts", dir.display()),
+            (None, None) => {}
+        }
+        let clamd = config.clamd_socket.as_ref().map(|s| Arc::new(Clamd::new(s.clone(), Duration::from_millis(config.clamd_timeout_ms))));
         if let Some(c) = &clamd {
             match c.ping() {
                 Ok(()) => info!("scan: clamd at {} answers", c.socket().display()),
                 Err(e) => warn!("scan: {e}: files are kept for a rescan until it answers"),
             }
         }
-        Ok(Self { yara, clamd })
+        Ok(Self { yara: yara.map(Arc::new), clamd })
     }
 
     pub fn any(&self) -> bool {
@@ -162,7 +165,8 @@ pub struct Scanner {
     /// Signalled at each verdict cached (held execs wait on it).
     cached: Condvar,
     max_file_bytes: u64,
-    engines: Arc<Engines>,
+    /// Swapped whole when `apply-rules` adds a YARA rule.
+    engines: std::sync::RwLock<Arc<Engines>>,
     verdicts: tokio::sync::mpsc::Sender<Verdict>,
 }
 
@@ -177,7 +181,7 @@ impl Scanner {
             cache: Mutex::new(HashMap::new()),
             cached: Condvar::new(),
             max_file_bytes: config.max_file_bytes,
-            engines: Arc::new(engines),
+            engines: std::sync::RwLock::new(Arc::new(engines)),
             verdicts,
         });
         let rx = Arc::new(Mutex::new(rx));
@@ -191,6 +195,25 @@ impl Scanner {
             s.retry_kept();
         })?;
         Ok(scanner)
+    }
+
+    fn current_engines(&self) -> Arc<Engines> {
+        self.engines.read().map(|e| e.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// New YARA rules (`apply-rules`): later scans use them, and every cached verdict is
+    /// forgotten, so a file judged clean by the old rules is scanned again at its next
+    /// close or held exec.
+    pub fn replace_yara(&self, yara: Yara) {
+        let mut engines = (*self.current_engines()).clone();
+        engines.yara = Some(Arc::new(yara));
+        match self.engines.write() {
+            Ok(mut e) => *e = Arc::new(engines),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(engines),
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
     }
 
     /// Queues `job`; a full queue keeps the file by name for a later try.
@@ -254,7 +277,7 @@ impl Scanner {
     /// its current content); the verdict also goes the usual way, to the event loop.
     /// None when its verdict is already known.
     pub fn scan_now(&self, job: Job) -> Option<Outcome> {
-        let verdict = self.scan(job, &self.engines)?;
+        let verdict = self.scan(job, &self.current_engines())?;
         let outcome = verdict.outcome.clone();
         // (Waits while the event loop's queue is full: a detection must reach it.)
         if self.verdicts.blocking_send(verdict).is_err() {
@@ -297,7 +320,7 @@ impl Scanner {
                 Ok(j) => j,
                 Err(_) => return,
             };
-            if let Some(verdict) = self.scan(job, &self.engines)
+            if let Some(verdict) = self.scan(job, &self.current_engines())
                 && self.verdicts.blocking_send(verdict).is_err()
             {
                 return;

@@ -350,9 +350,13 @@ pub enum PreventedAction {
     Exec,
     /// A process running a flagged image, killed when the file was flagged (`kill`).
     Kill,
+    /// A tainted process opening a protected path for writing, stopped in the open hook
+    /// (`apply-rules`, `protected_paths`).
+    Write,
 }
 
-/// `prevented`: the sensor stopped a process from running a flagged file.
+/// `prevented`: the sensor stopped a process from running a flagged file or writing a
+/// protected path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreventedAttrs {
     pub action: PreventedAction,

@@ -20,7 +20,7 @@ fn proc_event(kind: EventKind, ts_ns: u64, path: Option<&str>, connection: Optio
         ts_ns, kind, tgid: 4_000_000, tid: 4_000_000, start_ticks: 5, parent: None, uid: 0, comm: "smbd".into(),
         tainted: false, port_program: true, file: path.map(|_| FileRef { dev: 1, ino: 2, generation: 0 }),
         path: path.map(String::from), path2: None, name_truncated: false, path_incomplete: false, file_was_untrusted: false,
-        file_newly_untrusted: true, inode_map_full: false, exec_prevented: false, taint_reason: None, mode: None, open_flags: None,
+        file_newly_untrusted: true, inode_map_full: false, exec_prevented: false, write_prevented: false, taint_reason: None, mode: None, open_flags: None,
         write_via: None, inherited: Vec::new(), inherited_overflow: None, connection,
     }
 }

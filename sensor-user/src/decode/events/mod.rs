@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sensor_common::{
     event::{
-        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
+        EF_AT_OPEN, EF_EXEC_PREVENTED, EF_WRITE_PREVENTED, EF_FILE_NEWLY_UNTRUSTED, EF_FILE_WAS_UNTRUSTED, EF_HAS_INODE,
         EF_INODE_MAP_FULL,
         EF_NAME2_TRUNCATED, EF_NAME_TRUNCATED, EF_PORT_PROGRAM, EF_TAINTED, EventHeader, EventKind,
         PackedConnection, TCP_SYN_SENT, TaintReason,
@@ -100,6 +100,10 @@ pub struct SensorEvent {
     /// exec: the image was flagged and the kernel killed the process before it ran.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub exec_prevented: bool,
+    /// create/write at open: the path is protected and the kernel killed the tainted
+    /// process before the open returned.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub write_prevented: bool,
     /// Why the process became tainted (exec and taint events).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub taint_reason: Option<graph::TaintReason>,
@@ -254,6 +258,7 @@ pub fn decode(event: &KernelEvent, clock: &WallClock) -> SensorEvent {
         file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
         inode_map_full: flags & EF_INODE_MAP_FULL != 0,
         exec_prevented: kind == EventKind::Exec && flags & EF_EXEC_PREVENTED != 0,
+        write_prevented: matches!(kind, EventKind::Create | EventKind::Write) && flags & EF_WRITE_PREVENTED != 0,
         taint_reason,
         mode: matches!(kind, EventKind::Chmod).then_some(event.mode),
         open_flags: matches!(kind, EventKind::Create).then_some(event.open_flags),

@@ -12,6 +12,8 @@ mod node_writer;
 mod upgrade;
 mod alerts;
 pub use alerts::AlertsFeed;
+mod rules;
+pub use rules::Applied;
 
 use std::{
     path::{Path, PathBuf},
@@ -81,6 +83,8 @@ pub struct GraphStore {
     /// File node id -> its latest `received_from` edge (`alerts.rs`).
     arrivals: sled::Tree,
     alerts: sled::Tree,
+    /// Protected paths and YARA rules from `apply-rules` (`rules.rs`).
+    applied_rules: sled::Tree,
     /// What waits for the next commit.
     pending: Mutex<Pending>,
     /// Every node id stored (and, rarely, a few more): an id it does not hold is a new
@@ -206,6 +210,7 @@ impl GraphStore {
             blocked: tree(trees::BLOCKED_HOSTS)?,
             arrivals: tree(trees::ARRIVALS)?,
             alerts: tree(trees::ALERTS)?,
+            applied_rules: tree(trees::APPLIED_RULES)?,
             pending: Mutex::default(),
             node_ids: fastbloom::AtomicBloomFilter::with_num_bits(NODE_FILTER_BITS).expected_items(NODE_FILTER_ITEMS),
             counts,
