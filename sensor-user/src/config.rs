@@ -245,6 +245,11 @@ impl Config {
         if let Some(p) = self.response.protected_paths.iter().find(|p| !p.starts_with('/')) {
             return Err(ConfigError::Invalid { key: "response.protected_paths", value: p.clone(), why: "paths must be absolute" });
         }
+        if let Some(url) = &self.response.webhook
+            && let Err(why) = crate::respond::webhook::check_url(url)
+        {
+            return Err(ConfigError::Invalid { key: "response.webhook", value: url.clone(), why });
+        }
         if let Some((key, value, why)) = self.fleet.problem().or_else(|| self.scan.problem()) {
             return Err(ConfigError::Invalid { key, value, why });
         }

@@ -220,8 +220,9 @@ fn alert_line(a: &sensor_common::graph::alert::Alert) -> String {
         None => "origin unknown (not received over a watched protocol)".into(),
     };
     let responses: Vec<String> = a.responses.iter().map(|r| format!("{} {}: {}", r.action, r.target, if r.ok { "done" } else { r.detail.as_str() })).collect();
+    let known = a.known.as_ref().map(known_text).unwrap_or_default();
     format!(
-        "{} {} {} sha256 {} {}{}",
+        "{} {} {} sha256 {} {}{}{known}",
         sensor_user::replay::rfc3339(a.ts_ns),
         found.join("; "),
         a.file.path.as_deref().unwrap_or(&a.file.node),
@@ -229,6 +230,31 @@ fn alert_line(a: &sensor_common::graph::alert::Alert) -> String {
         origin,
         if responses.is_empty() { String::new() } else { format!("; {}", responses.join("; ")) }
     )
+}
+
+/// What ran the file before its verdict, what that wrote, where the file went (nothing
+/// when none of it happened).
+fn known_text(k: &sensor_common::graph::alert::Known) -> String {
+    let mut parts = Vec::new();
+    if !k.ran.is_empty() {
+        let ran: Vec<String> = k.ran.iter().map(|p| format!("pid {} {} ({})", p.pid.map(|n| n.to_string()).unwrap_or("?".into()), p.exe.as_deref().unwrap_or(&p.node), p.how)).collect();
+        parts.push(format!("ran by {}", ran.join(", ")));
+    }
+    if !k.wrote.is_empty() {
+        let wrote: Vec<&str> = k.wrote.iter().map(|w| w.path.as_deref().unwrap_or(&w.file)).collect();
+        parts.push(format!("which wrote {}", wrote.join(", ")));
+    }
+    if !k.sent_to.is_empty() {
+        let sent: Vec<String> = k.sent_to.iter().map(|t| format!("{} ({})", t.ip.as_deref().unwrap_or(&t.remote), t.protocol)).collect();
+        parts.push(format!("sent to {}", sent.join(", ")));
+    }
+    if k.left_out > 0 {
+        parts.push(format!("{} more in the graph", k.left_out));
+    }
+    if !k.complete {
+        parts.push("(the graph was read in part: see vtrail-analysis trace)".into());
+    }
+    if parts.is_empty() { String::new() } else { format!("; {}", parts.join("; ")) }
 }
 
 /// From the running sensor, or from the database when it is stopped.

@@ -55,6 +55,51 @@ impl Drop for Follower {
     }
 }
 
+/// A webhook receiver on loopback: each POST's body, answered `200 OK`, sent on a channel
+/// (a thread accepts for at most 60 s).
+struct WebhookReceiver {
+    url: String,
+    bodies: std::sync::mpsc::Receiver<(String, String)>,
+}
+
+impl WebhookReceiver {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/vtrail-hook", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let (tx, bodies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut request, mut length) = (String::new(), 0);
+                reader.read_line(&mut request).unwrap();
+                let mut header = String::new();
+                while reader.read_line(&mut header).unwrap() > 0 && !header.trim().is_empty() {
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    header.clear();
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+                if tx.send((request, String::from_utf8_lossy(&body).into_owned())).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { url, bodies }
+    }
+}
+
 /// The EICAR test file (68 bytes), the anti-virus industry's harmless test signature.
 const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -113,7 +158,11 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
     require_root();
     let dir = temp_dir("scan-yara");
     let rules = rules(&dir);
-    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let webhook = WebhookReceiver::start();
+    let sensor = RunningSensor::start(
+        &dir,
+        &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n[response]\nwebhook = \"{}\"\n", rules.display(), webhook.url),
+    );
     assert_eq!(sensor.status()["scan"]["engines"][0], "yara-x (2 rules)");
     let tsh = tainted_shell(&sensor, &dir);
     let follower = Follower::start(&sensor);
@@ -159,6 +208,13 @@ fn yara_flags_an_untrusted_file_when_its_writer_closes_it() {
     assert_eq!(followed["file"]["path"], bad.display().to_string().as_str(), "{followed}");
     let human = String::from_utf8_lossy(&sensor.cli(&["alerts"]).stdout).into_owned();
     assert!(human.contains("vtrail_test_payload") && human.contains(&bad.display().to_string()), "{human}");
+    // The webhook got the same document, POSTed as JSON.
+    let (request, body) = webhook.bodies.recv_timeout(Duration::from_secs(10)).expect("the webhook got no POST within 10 s");
+    assert!(request.starts_with("POST /vtrail-hook "), "{request}");
+    let posted: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("webhook body {body:?}: {e}"));
+    assert_eq!(posted, alert, "the webhook's document is the stored alert");
+    let scan = wait_status(&sensor, "webhook delivery counted", |s| s["webhook_delivered"] == 1);
+    assert_eq!(scan["webhook_failures"], 0, "{scan}");
 
     // Written again with clean content: scanned again (a new version), and clean.
     let scanned = scan["scanned"].as_u64().unwrap();
@@ -319,7 +375,13 @@ fn clamd_flags_files_and_while_it_is_down_files_wait_for_a_rescan() {
     let (source, eicar) = (dir.join("eicar.src"), dir.join("eicar.com"));
     std::fs::write(&source, EICAR).unwrap();
     sh(&format!("'{}' -c \"cat '{}' > '{}'\"", tsh.display(), source.display(), eicar.display()));
-    let scan = wait_status(&sensor, "clamd down counted", |s| s["clamd_unavailable"].as_u64().unwrap_or(0) >= 1 && s["waiting"].as_u64().unwrap_or(0) >= 1);
+    // A program carrying the signature (a shell with EICAR appended: it still runs), run
+    // before any verdict is possible; what it writes is in the alert once one comes.
+    let (dropper, dropped) = (dir.join("dropper"), dir.join("dropped.out"));
+    sh(&format!("'{}' -c \"cat /bin/dash '{}' > '{}'; chmod +x '{}'\"", tsh.display(), source.display(), dropper.display(), dropper.display()));
+    let scan = wait_status(&sensor, "clamd down counted", |s| s["clamd_unavailable"].as_u64().unwrap_or(0) >= 1 && s["waiting"].as_u64().unwrap_or(0) >= 2);
+    sh(&format!("'{}' -c \"'{}' -c 'printf pwned > {}'\"", tsh.display(), dropper.display(), dropped.display()));
+    assert_eq!(std::fs::read_to_string(&dropped).unwrap(), "pwned");
     assert_eq!(scan["detected"], 0, "{scan}");
     assert!(alerts(&sensor).is_empty());
 
@@ -327,10 +389,36 @@ fn clamd_flags_files_and_while_it_is_down_files_wait_for_a_rescan() {
     let alert = wait_alert(&sensor, &eicar, Duration::from_secs(20));
     assert_eq!(alert["detections"][0]["engine"], "clamav", "{alert}");
     assert_eq!(alert["detections"][0]["names"][0], "Vtrail.Test.EICAR.UNOFFICIAL", "{alert}");
+    assert!(alert["known"]["ran"].as_array().is_some_and(|r| r.is_empty()), "nothing ran eicar.com: {alert}");
+    // The dropper's alert names the process that ran it and what that wrote.
+    let alert = wait_alert(&sensor, &dropper, Duration::from_secs(20));
+    eprintln!("dropper alert: {alert}");
+    let known = &alert["known"];
+    assert_eq!(known["ran"][0]["how"], "exec", "{alert}");
+    assert_eq!(known["ran"][0]["exe"], dropper.display().to_string().as_str(), "{alert}");
+    let wrote: Vec<&str> = known["wrote"].as_array().unwrap().iter().filter_map(|w| w["path"].as_str()).collect();
+    assert!(wrote.contains(&dropped.display().to_string().as_str()), "{alert}");
+    assert_eq!(known["complete"], true, "{alert}");
+    let human = String::from_utf8_lossy(&sensor.cli(&["alerts"]).stdout).into_owned();
+    assert!(human.contains(&format!("which wrote {}", dropped.display())), "{human}");
     let clean = dir.join("clean.txt");
     sh(&format!("'{}' -c \"printf 'nothing here' > '{}'\"", tsh.display(), clean.display()));
     wait_status(&sensor, "clean file scanned by clamd", |s| s["clean"].as_u64().unwrap_or(0) >= 1);
-    assert_eq!(alerts(&sensor).len(), 1);
+    assert_eq!(alerts(&sensor).len(), 2);
+
+    // clamd stopped while the sensor runs: a file written meanwhile waits, counted, and is
+    // flagged once clamd is back.
+    let unavailable = sensor.status()["scan"]["clamd_unavailable"].as_u64().unwrap();
+    drop(clamd.child.take().map(|mut c| {
+        c.kill().unwrap();
+        c.wait().unwrap()
+    }));
+    let later = dir.join("later.com");
+    sh(&format!("'{}' -c \"cat '{}' > '{}'\"", tsh.display(), source.display(), later.display()));
+    wait_status(&sensor, "clamd stopped mid-run counted", |s| s["clamd_unavailable"].as_u64().unwrap_or(0) > unavailable && s["waiting"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(alerts(&sensor).len(), 2, "no verdict without clamd");
+    clamd.start();
+    wait_alert(&sensor, &later, Duration::from_secs(30));
 }
 
 /// An upload over FTP or SMB from the namespace host, flagged on arrival: the alert names

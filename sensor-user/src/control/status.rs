@@ -97,6 +97,13 @@ pub struct ScanStatus {
     /// Untrusted files whose execs could not be held (the fanotify mark failed).
     #[serde(default)]
     pub hold_mark_failures: u64,
+    /// `[response] webhook`: alerts it took, failed attempts, the last failure.
+    #[serde(default)]
+    pub webhook_delivered: u64,
+    #[serde(default)]
+    pub webhook_failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_last_error: Option<String>,
 }
 
 /// The configuration in effect: where it was read, when, and what the reloads (SIGHUP)

@@ -174,6 +174,13 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
         Some((s, r)) => (Some(s), Some(r.verdicts), Some(r.held)),
         None => (None, None, None),
     };
+    let webhook = match &config.response.webhook {
+        Some(url) => {
+            info!("webhook: alerts are posted to {url}");
+            Some(crate::respond::webhook::start(url.clone(), store.alerts_reader(crate::graph::store::WEBHOOK_KEY))?)
+        }
+        None => None,
+    };
     let mut naming_answers = net.as_mut().and_then(|m| m.take_naming_answers());
     if let Some(logger) = sensor.take_logger() {
         spawn_kernel_log_reader(logger);
@@ -270,6 +277,11 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                     status.config = reloader.status.clone();
                     if let Some(s) = scanning.as_ref() {
                         status.scan = s.status();
+                    }
+                    if let Some(w) = webhook.as_ref() {
+                        status.scan.webhook_delivered = w.delivered.load(Ordering::Relaxed);
+                        status.scan.webhook_failures = w.failures.load(Ordering::Relaxed);
+                        status.scan.webhook_last_error = w.last_error.lock().ok().and_then(|e| e.clone());
                     }
                     if let Some(m) = net.as_ref() {
                         m.fill_status(&mut status);

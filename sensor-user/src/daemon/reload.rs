@@ -106,6 +106,9 @@ fn apply(old: &Config, new: &Arc<Config>, applied: &[&str], live: Live, port_sta
         }
         live.sensor.seed_running_programs();
     }
+    if old.response.webhook != new.response.webhook {
+        problems.push("response.webhook changed: the webhook is set up at start; restart the sensor for the new one".into());
+    }
     // (Also when the activation points change: a protected file's directory may be one.)
     if changed("response") || changed("activation_points") {
         let store = live.ingest.store();

@@ -134,6 +134,8 @@ impl Scanning {
             held_timed_out: n(&self.hold.stats.timed_out),
             held_over_limit: n(&self.hold.stats.too_many),
             hold_mark_failures: n(&self.hold.stats.mark_failures),
+            // (Filled by the daemon, which runs the webhook.)
+            ..ScanStatus::default()
         }
     }
 }

@@ -4,7 +4,9 @@
 //! followers. A verdict that reaches the event loop before the transfer that brought the
 //! file has been ingested waits for it, a few seconds at most.
 pub mod apply;
+pub mod known;
 pub mod protect;
+pub mod webhook;
 
 use std::{
     net::IpAddr,
@@ -78,6 +80,7 @@ impl Responder {
             detections: detections.clone(),
             origin: None,
             responses: Vec::new(),
+            known: None,
         };
         // What stops the file from running comes first, and is done whatever the database
         // says; only the sender's block waits for the origin.
@@ -167,6 +170,13 @@ impl Responder {
             alert.responses.push(taken);
         }
         alert.origin = origin;
+        alert.known = match known::known(graph.store(), &alert.file.node) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                warn!("alert on {}: what ran it and where it went cannot be read: {e:#}", target_of(&alert));
+                None
+            }
+        };
         // Stored in the order raised: `alerts --follow` asks for what came after.
         alert.ts_ns = crate::host::procfs::now_wall_ns().max(alert.scanned_ns);
         graph.store().add_alert(&mut alert)?;

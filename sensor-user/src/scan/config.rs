@@ -101,6 +101,10 @@ pub struct ResponseConfig {
     /// never affected.
     #[serde(default)]
     pub protected_paths: Vec<String>,
+    /// Every alert POSTed here as its JSON document (https:// or http://), retried until
+    /// the receiver takes it. Unset = off. Read at start (a change waits for a restart).
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -125,6 +129,7 @@ impl Default for ResponseConfig {
             hold_timeout_ms: default_hold_timeout_ms(),
             hold_on_timeout: OnTimeout::Deny,
             protected_paths: Vec::new(),
+            webhook: None,
         }
     }
 }

@@ -6,6 +6,8 @@ use super::{GraphStore, StoreError, json_err};
 
 /// `meta` key of the last alert the fleet acknowledged (its `alerts` key).
 const PUBLISHED_KEY: &str = "alerts_published";
+/// ... and of the last alert the webhook took (`[response] webhook`).
+pub const WEBHOOK_KEY: &str = "alerts_webhook";
 
 /// The alerts not yet acknowledged by the fleet, for its publisher task (sled trees are
 /// shared handles: this outlives no borrow of the store).
@@ -13,12 +15,14 @@ const PUBLISHED_KEY: &str = "alerts_published";
 pub struct AlertsFeed {
     alerts: sled::Tree,
     meta: sled::Tree,
+    /// The `meta` key this reader's cursor is kept under.
+    cursor: &'static str,
 }
 
 impl AlertsFeed {
     /// Up to `limit` alerts after the last acknowledged one: (key, JSON).
     pub fn unpublished(&self, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let after = self.meta.get(PUBLISHED_KEY)?.map(|k| k.to_vec()).unwrap_or_default();
+        let after = self.meta.get(self.cursor)?.map(|k| k.to_vec()).unwrap_or_default();
         let mut out = Vec::new();
         for r in self.alerts.range(after.clone()..) {
             let (k, v) = r?;
@@ -34,15 +38,32 @@ impl AlertsFeed {
     }
 
     pub fn acknowledge(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(PUBLISHED_KEY, key)?;
+        self.meta.insert(self.cursor, key)?;
         Ok(())
+    }
+
+    /// A reader new to the feed starts after the alerts raised so far, not with the whole
+    /// history; one that has a cursor keeps it. Returns how many alerts were skipped.
+    pub fn start_at_the_end_if_new(&self) -> Result<usize, StoreError> {
+        if self.meta.get(self.cursor)?.is_some() {
+            return Ok(0);
+        }
+        let Some((last, _)) = self.alerts.last()? else { return Ok(0) };
+        self.meta.insert(self.cursor, last.as_ref())?;
+        Ok(self.alerts.len())
     }
 }
 
 
 impl GraphStore {
+    /// The fleet publisher's reader.
     pub fn alerts_feed(&self) -> AlertsFeed {
-        AlertsFeed { alerts: self.alerts.clone(), meta: self.meta.clone() }
+        self.alerts_reader(PUBLISHED_KEY)
+    }
+
+    /// A reader with its own cursor (`WEBHOOK_KEY`, ...).
+    pub fn alerts_reader(&self, cursor: &'static str) -> AlertsFeed {
+        AlertsFeed { alerts: self.alerts.clone(), meta: self.meta.clone(), cursor }
     }
 
     /// The latest `received_from` edge into `file` (a node id), if one was recorded.

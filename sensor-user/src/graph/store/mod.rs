@@ -11,7 +11,7 @@ mod edge_log;
 mod node_writer;
 mod upgrade;
 mod alerts;
-pub use alerts::AlertsFeed;
+pub use alerts::{AlertsFeed, WEBHOOK_KEY};
 mod rules;
 pub use rules::Applied;
 
@@ -504,6 +504,17 @@ impl GraphStore {
     pub fn edges_since(&self, since_ns: u64) -> impl Iterator<Item = Result<Edge, StoreError>> + '_ {
         let not_committed = self.commit().err();
         EdgesInOrder::new(self.edge_chunks.iter(), since_ns, not_committed)
+    }
+
+    /// Edges at or after `since_ns`, in time order, read from the chunks whose earliest
+    /// edge is at most `slack_ns` before it: cheap for a recent time, where
+    /// [`GraphStore::edges_since`] reads every chunk. A chunk holds the edges of one commit
+    /// (a flush apart at most), so only an edge reported later than `slack_ns` after its
+    /// time could be missed.
+    pub fn edges_recent(&self, since_ns: u64, slack_ns: u64) -> impl Iterator<Item = Result<Edge, StoreError>> + '_ {
+        let not_committed = self.commit().err();
+        let from = ChunkKey { min_ts_ns: since_ns.saturating_sub(slack_ns), chunk: 0, edges: 0 }.to_bytes();
+        EdgesInOrder::new(self.edge_chunks.range(from..), since_ns, not_committed)
     }
 
     /// (nodes, edges).
