@@ -4,6 +4,7 @@ pub mod collector;
 pub mod fleet;
 pub mod kernel_matrix;
 pub mod lab;
+pub mod naming;
 pub mod net;
 pub mod peers;
 pub mod qemu;

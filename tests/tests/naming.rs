@@ -3,41 +3,12 @@
 //! the namespace client's id (published with the updater and the client's TSIG key); the
 //! real sensor watches the veth and names the uploader by that id. A DNS server that is
 //! down costs the name, not the record.
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use ddns_updater::{
-    harness::{NamedServer, free_port},
-    keyfile::load_key_file,
-    names::parse_zone,
-    update::{UpdateConfig, Updater},
-};
+use ddns_updater::harness::{NamedServer, free_port};
+use tests::naming::{CLIENT_ID, ZONE, naming_config, publish};
 use tests::net::*;
 use tests::sensor::{RunningSensor, require_root, serial, temp_dir};
-
-const ZONE: &str = "nodes.test";
-const CLIENT_ID: &str = "disk-vtnet-client1";
-
-/// Publishes `ids` at `addrs` with `key`'s TSIG key, as `vtrail-ddns update --once` does.
-fn publish(s: &NamedServer, key: &str, ids: &[&str], addrs: &[&str]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let tsig = load_key_file(&s.key_path(key), None).unwrap();
-    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-    let addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
-    rt.block_on(async {
-        Updater::new(UpdateConfig::new(s.addr(), parse_zone(ZONE).unwrap(), tsig))
-            .unwrap()
-            .publish(&ids, &addrs)
-            .await
-            .unwrap_or_else(|e| panic!("publish {ids:?}: {e}"))
-    });
-}
-
-fn naming_config(server: &str) -> String {
-    format!("dns_server = \"{server}\"\ndns_zones = [\"{ZONE}\"]\n")
-}
 
 fn remote_ids(sensor: &RunningSensor, ip: &str) -> Vec<String> {
     sensor

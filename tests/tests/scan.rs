@@ -9,6 +9,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tests::naming::{CLIENT_ID, ZONE, naming_config, publish, slow_dns};
 use tests::net::*;
 use tests::sensor::{RunningSensor, require_root, sensor_bin, serial, sh, temp_dir};
 
@@ -409,10 +410,10 @@ fn clamd_flags_files_and_while_it_is_down_files_wait_for_a_rescan() {
     // clamd stopped while the sensor runs: a file written meanwhile waits, counted, and is
     // flagged once clamd is back.
     let unavailable = sensor.status()["scan"]["clamd_unavailable"].as_u64().unwrap();
-    drop(clamd.child.take().map(|mut c| {
+    if let Some(mut c) = clamd.child.take() {
         c.kill().unwrap();
-        c.wait().unwrap()
-    }));
+        c.wait().unwrap();
+    }
     let later = dir.join("later.com");
     sh(&format!("'{}' -c \"cat '{}' > '{}'\"", tsh.display(), source.display(), later.display()));
     wait_status(&sensor, "clamd stopped mid-run counted", |s| s["clamd_unavailable"].as_u64().unwrap_or(0) > unavailable && s["waiting"].as_u64().unwrap_or(0) >= 1);
@@ -434,7 +435,12 @@ fn a_flagged_upload_gets_its_sender_blocked() {
     let rules = rules(&dir);
     let (_smbd, share) = start_samba(&dir);
     let (_ftpd, incoming) = start_vsftpd(&dir, false);
-    let sensor = sensor_with(&dir, &format!("[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    // The sender's node id in DNS, as vtrail-ddns publishes it, behind a server slower than
+    // the scan (each answer 400 ms late): the alert waits to name the host by it.
+    let dns = ddns_updater::harness::NamedServer::start(ZONE, &[("client", &[CLIENT_ID])], None).unwrap_or_else(|e| panic!("cannot start BIND: {e}"));
+    publish(&dns, "client", &[CLIENT_ID], &[CLIENT4]);
+    let slow = slow_dns(dns.addr(), Duration::from_millis(400), Duration::from_secs(120));
+    let sensor = sensor_with(&dir, &format!("{}[scan]\nyara_rules = \"{}\"\n", naming_config(&slow.to_string()), rules.display()));
     let eicar = dir.join("eicar.com");
     std::fs::write(&eicar, EICAR).unwrap();
 
@@ -448,6 +454,7 @@ fn a_flagged_upload_gets_its_sender_blocked() {
     assert_eq!(alert["origin"]["remote"], format!("remote:{CLIENT4}"), "{alert}");
     assert_eq!(alert["origin"]["protocol"], "ftp", "{alert}");
     assert_eq!(alert["origin"]["name"], "invoice.com", "{alert}");
+    assert_eq!(alert["origin"]["node_ids"], serde_json::json!([CLIENT_ID]), "{alert}");
     assert_eq!(response(&alert, "block_sender")["ok"], true, "{alert}");
 
     // Blocked: the next uploads (FTP and SMB) are dropped; a listing passes.

@@ -172,6 +172,11 @@ impl Naming {
         Vec::new()
     }
 
+    /// Is a lookup of `ip` under way (its answer not applied yet)?
+    pub fn is_pending(&self, ip: IpAddr) -> bool {
+        self.pending.contains(&ip)
+    }
+
     /// A lookup answered: the ids to put on the remote node (None: nothing to apply).
     /// A failure is counted, kept as `last_error` and logged (once per IP per
     /// [`FAILURE_TTL`], since the IP is not looked up again before then).

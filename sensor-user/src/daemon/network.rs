@@ -134,6 +134,11 @@ impl Monitor {
         self.attribution.naming.take_receiver()
     }
 
+    /// Is `ip` being looked up for its node ids (an alert naming it waits for them)?
+    pub fn naming_pending(&self, ip: std::net::IpAddr) -> bool {
+        self.attribution.naming.is_pending(ip)
+    }
+
     /// A lookup answered: the remote node gets its ids.
     pub fn on_named(&mut self, graph: &GraphWriter, answer: crate::correlate::naming::Answer) {
         let (ip, result) = answer;

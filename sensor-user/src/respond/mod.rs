@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 
 use sensor_common::{
     graph::{
-        DetectedAttrs, Detection, EdgeData, FileScan, NodeData, PreventedAction, PreventedAttrs, ScanVerdict,
+        DetectedAttrs, Detection, EdgeData, FileScan, Node, NodeData, PreventedAction, PreventedAttrs, ScanVerdict,
         alert::{ALERT_SCHEMA, Alert, AlertFile, Origin, ResponseTaken},
     },
     maps::{GENERATION_ANY, INODE_FLAGGED, INODE_UNTRUSTED, InodeKey},
@@ -36,11 +36,16 @@ use crate::{
 
 /// How long a detection waits for the transfer that brought its file to be recorded.
 pub const ORIGIN_WAIT: Duration = Duration::from_secs(15);
+/// How long an alert waits for the sender's node ids when their lookup is under way (the
+/// block does not wait; a lookup fails well before this).
+pub const NAMING_WAIT: Duration = Duration::from_secs(5);
 
 /// Detections whose origin is not in the graph yet.
 #[derive(Default)]
 pub struct Responder {
     waiting: Vec<(Instant, Alert)>,
+    /// Alerts answered (the sender blocked) whose sender's node ids are being looked up.
+    naming: Vec<(Instant, Alert)>,
     pub alerts: u64,
     pub responses_failed: u64,
     /// Detections of content already flagged (no second alert).
@@ -113,13 +118,13 @@ impl Responder {
                 self.waiting.push((Instant::now(), alert));
                 Ok(None)
             }
-            found => Ok(Some(self.respond(alert, found, graph, net, policy)?)),
+            found => self.respond(alert, found, graph, net, policy),
         }
     }
 
-    /// Is a detection waiting for its origin?
+    /// Is a detection waiting for its origin, or an alert for its sender's name?
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        !self.waiting.is_empty() || !self.naming.is_empty()
     }
 
     /// Answers the detections whose origin has been recorded since, or that waited long
@@ -141,6 +146,22 @@ impl Responder {
                 continue;
             }
             match self.respond(alert, found, graph, net.as_deref_mut(), policy) {
+                Ok(Some(a)) => done.push(a),
+                Ok(None) => {}
+                Err(e) => error!("cannot record an alert: {e:#}"),
+            }
+        }
+        let naming = std::mem::take(&mut self.naming);
+        for (since, mut alert) in naming {
+            let pending = alert.origin.as_ref().and_then(|o| o.ip.parse().ok()).is_some_and(|ip| net_pending(net.as_deref(), ip));
+            if pending && since.elapsed() < NAMING_WAIT {
+                self.naming.push((since, alert));
+                continue;
+            }
+            if let Some(o) = alert.origin.as_mut() {
+                o.node_ids = remote_ids(graph, &o.remote);
+            }
+            match self.raise(alert, graph) {
                 Ok(a) => done.push(a),
                 Err(e) => error!("cannot record an alert: {e:#}"),
             }
@@ -148,12 +169,13 @@ impl Responder {
         done
     }
 
-    fn respond(&mut self, mut alert: Alert, origin: Option<Origin>, graph: &GraphWriter, net: Option<&mut Monitor>, policy: &ResponseConfig) -> Result<Alert> {
+    /// The sender blocked (by policy); the alert raised now, or once the sender is named.
+    fn respond(&mut self, mut alert: Alert, origin: Option<Origin>, graph: &GraphWriter, mut net: Option<&mut Monitor>, policy: &ResponseConfig) -> Result<Option<Alert>> {
         if let Some(o) = &origin
             && policy.block_sender
         {
             let by = format!("detection: {} in {}", names(&alert), alert.file.path.as_deref().unwrap_or(&alert.file.node));
-            let taken = match (o.ip.parse::<IpAddr>(), net) {
+            let taken = match (o.ip.parse::<IpAddr>(), net.as_deref_mut()) {
                 (Ok(ip), Some(m)) => match m.block_sender(graph, ip, &by) {
                     Ok(_) => ResponseTaken { action: "block_sender".into(), target: o.ip.clone(), ok: true, detail: by },
                     Err(e) => ResponseTaken { action: "block_sender".into(), target: o.ip.clone(), ok: false, detail: format!("{e:#}") },
@@ -169,7 +191,20 @@ impl Responder {
             self.count(&taken);
             alert.responses.push(taken);
         }
+        // The sender's node ids, if their lookup is still under way, are worth a short wait:
+        // an alert names the host by the id that outlives its address.
+        let naming_pending = origin.as_ref().is_some_and(|o| o.node_ids.is_empty())
+            && origin.as_ref().and_then(|o| o.ip.parse().ok()).is_some_and(|ip| net_pending(net.as_deref(), ip));
         alert.origin = origin;
+        if naming_pending {
+            self.naming.push((Instant::now(), alert));
+            return Ok(None);
+        }
+        self.raise(alert, graph).map(Some)
+    }
+
+    /// Stores, logs and returns the alert, with what the graph knows of the file.
+    fn raise(&mut self, mut alert: Alert, graph: &GraphWriter) -> Result<Alert> {
         alert.known = match known::known(graph.store(), &alert.file.node) {
             Ok(k) => Some(k),
             Err(e) => {
@@ -288,13 +323,19 @@ fn origin(graph: &GraphWriter, file: &str) -> Result<Option<Origin>> {
         warn!("the arrival of {file} names no address");
         return Ok(None);
     };
-    let node_ids = match graph.store().node(&edge.src)? {
-        Some(n) => match n.data {
-            NodeData::Remote { node_ids, .. } => node_ids,
-            _ => Vec::new(),
-        },
-        None => Vec::new(),
-    };
+    let node_ids = remote_ids(graph, &edge.src);
     let protocol = t.protocol.map(|p| p.name().to_owned()).unwrap_or_default();
     Ok(Some(Origin { remote: edge.src.clone(), ip, node_ids, protocol, name: t.name.clone(), inferred: t.inferred, ts_ns: edge.ts_ns }))
+}
+
+/// The node ids the graph holds for a `remote:` node (none if it cannot be read).
+fn remote_ids(graph: &GraphWriter, remote: &str) -> Vec<String> {
+    match graph.store().node(remote) {
+        Ok(Some(Node { data: NodeData::Remote { node_ids, .. }, .. })) => node_ids,
+        _ => Vec::new(),
+    }
+}
+
+fn net_pending(net: Option<&Monitor>, ip: IpAddr) -> bool {
+    net.is_some_and(|m| m.naming_pending(ip))
 }
