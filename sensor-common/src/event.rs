@@ -381,7 +381,8 @@ pub const EF_INODE_MAP_FULL: u32 = 1 << 7;
 /// `header.flags` of a process event of a `Write`: the file was opened for writing (no write seen yet).
 pub const EF_AT_OPEN: u32 = 1 << 8;
 /// `header.flags` of an `Exec`: the image is flagged (`INODE_FLAGGED`) and the process was
-/// sent SIGKILL before it ran.
+/// sent SIGKILL before it ran. Of a `Read` or `Taint`: an interpreter opened a flagged file
+/// (a script) and was sent SIGKILL before the open returned.
 pub const EF_EXEC_PREVENTED: u32 = 1 << 9;
 /// `header.flags` of a `Create` or `Write` (at open): the file or its directory is protected
 /// (`INODE_PROTECTED`) and the tainted process was sent SIGKILL before the open returned.

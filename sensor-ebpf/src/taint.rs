@@ -609,12 +609,22 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
     let kind;
     let file_flags;
     if call.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0 {
-        if !inode_state(&id).map_or(false, |s| s.flags & INODE_UNTRUSTED != 0) {
+        let file_state = inode_state(&id).map_or(0, |s| s.flags);
+        if file_state & INODE_UNTRUSTED == 0 {
             return;
+        }
+        // deny_exec for scripts: `sh FILE`, or a `#!` line (the kernel runs the interpreter,
+        // which then opens the script), runs a flagged file without exec'ing it. An
+        // interpreter opening one to read is sent SIGKILL now, delivered before the open
+        // returns: not one line of it is read.
+        let interpret_prevented = file_state & INODE_FLAGGED != 0 && state.flags & PROC_INTERPRETER != 0;
+        if interpret_prevented {
+            unsafe { bpf_send_signal(SIGKILL) };
         }
         if state.flags & PROC_TAINTED != 0 {
             // Already tainted: what it reads is recorded (once per file), not a new taint.
-            if seen_before(&id, pid_tgid, SEEN_READ) {
+            // (A prevented read is always reported: the process dies at it.)
+            if !interpret_prevented && seen_before(&id, pid_tgid, SEEN_READ) {
                 return;
             }
             kind = EventKind::Read;
@@ -624,7 +634,7 @@ fn on_open_done(o: &KernelOffsets, pid_tgid: u64, mut state: ProcState, call: &P
             set_proc((pid_tgid >> 32) as u32, &state);
             kind = EventKind::Taint;
         }
-        file_flags = EF_FILE_WAS_UNTRUSTED;
+        file_flags = EF_FILE_WAS_UNTRUSTED | if interpret_prevented { EF_EXEC_PREVENTED } else { 0 };
     } else if call.flags & (O_CREAT | O_TRUNC) != 0 {
         kind = EventKind::Create;
         file_flags = mark_untrusted(&id) | guard_protected(o, &state, file, &id);

@@ -509,6 +509,60 @@ fn exit_of(mut child: std::process::Child) -> std::process::ExitStatus {
     }
 }
 
+/// `deny_exec` for scripts: a flagged script is run without exec'ing it (`sh FILE`) or by
+/// exec'ing its interpreter (`#!`): the interpreter is stopped at its open of the script,
+/// before it reads a line, whoever runs it; a program that is no interpreter still reads
+/// the file (deny_exec stops running, not reading).
+#[test]
+fn a_flagged_script_is_stopped_when_an_interpreter_opens_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let _guard = serial();
+    require_root();
+    let dir = temp_dir("scan-deny-script");
+    let rules = rules(&dir);
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let tsh = tainted_shell(&sensor, &dir);
+    let script = dir.join("cleanup.sh");
+    sh(&format!("'{}' -c \"printf '#!/bin/sh\\necho it ran\\n# {PAYLOAD}\\n' > '{1}'; chmod +x '{1}'\"", tsh.display(), script.display()));
+    let alert = wait_alert(&sensor, &script, Duration::from_secs(10));
+    assert_eq!(response(&alert, "deny_exec")["ok"], true, "{alert}");
+
+    // `sh FILE` by an untainted root shell, `./FILE` through its #! line, and `sh FILE` by
+    // a tainted process: each killed before printing anything.
+    let runs: [(&str, Command); 3] = [
+        ("sh FILE", { let mut c = Command::new("/bin/sh"); c.arg(&script); c }),
+        ("#! exec", Command::new(&script)),
+        ("sh FILE from a tainted shell", { let mut c = Command::new(&tsh); c.arg("-c").arg(format!("exec /bin/sh '{}'", script.display())); c }),
+    ];
+    for (how, mut command) in runs {
+        let out = command.output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{how}: the flagged script ran: {}", out.status);
+        assert!(out.stdout.is_empty(), "{how}: the flagged script printed {:?}", String::from_utf8_lossy(&out.stdout));
+    }
+    let g = sensor.wait_for("three prevented edges", |g| g.file(&script.display().to_string()).is_some_and(|f| g.edges_from("prevented", f["id"].as_str().unwrap()).len() >= 3));
+    let file = g.file(&script.display().to_string()).unwrap();
+    let edges = g.edges_from("prevented", file["id"].as_str().unwrap());
+    assert!(edges.iter().all(|e| e["attrs"]["by"] == "deny_exec"), "{edges:?}");
+    assert!(edges.iter().any(|e| e["attrs"]["action"] == "interpret"), "{edges:?}");
+    // Reading is not running: cat (no interpreter) reads it.
+    let out = Command::new("/usr/bin/cat").arg(&script).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("echo it ran"), "cat: {}", out.status);
+    // An untrusted script that was not flagged runs.
+    let clean = dir.join("clean.sh");
+    sh(&format!("'{}' -c \"printf 'echo clean ran\\n' > '{}'\"", tsh.display(), clean.display()));
+    let out = Command::new("/bin/sh").arg(&clean).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "clean ran\n", "{}", out.status);
+
+    // After a reboot (the pinned kernel maps gone: `stop` removes them), the database
+    // flags it again at start.
+    drop(sensor.stop());
+    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let out = Command::new(&script).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "after the maps were rebuilt from the database the flagged script ran: {}", out.status);
+    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(sensor.log_text().contains("(1 flagged by a scan"), "{}", sensor.log_text());
+}
+
 /// `deny_exec` (on by default): once flagged, the file is stopped in the kernel's exec hook
 /// whoever runs it, and the graph says so with a `prevented` edge.
 #[test]

@@ -144,7 +144,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     if !skipped.is_empty() {
         info!("configured programs not present on this host (ignored): {}", skipped.join(", "));
     }
-    let restored = restore(&mut sensor, &store)?;
+    let restored = restore(&mut sensor, &store, config.response.deny_exec)?;
     // (Inodes change when files are replaced: the marks are made again from the paths.)
     let (protected, _) = crate::respond::apply::enforce_protected(&mut sensor, &config, &store)?;
     if protected > 0 {
@@ -152,8 +152,8 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     }
     let running = sensor.seed_running_programs();
     info!(
-        "restored {} untrusted files and {} live tainted processes from {}; {} running port programs/interpreters",
-        restored.0, restored.1, config.database.display(), running
+        "restored {} untrusted files and {} live tainted processes from {} ({} flagged by a scan: stopped when run); {} running port programs/interpreters",
+        restored.files, restored.live_procs, config.database.display(), restored.flagged, running
     );
 
     let (mut net, network_failure) = match crate::daemon::network::Monitor::start(&mut sensor, &config)? {
@@ -493,11 +493,25 @@ fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, coun
     }
 }
 
-/// Rebuilds the kernel taint maps from the graph: restarting forgets nothing.
-fn restore(sensor: &mut Sensor, store: &GraphStore) -> Result<(usize, usize)> {
+/// What `restore` put back into the kernel maps.
+struct Restored {
+    files: usize,
+    flagged: usize,
+    live_procs: usize,
+}
+
+/// Rebuilds the kernel taint maps from the graph: restarting forgets nothing. Pinned maps
+/// outlive a restart of the sensor but not a reboot: an untrusted file a scan flagged (its
+/// node `malicious`) is flagged again, so that `deny_exec` still stops it (a file trusted
+/// with `--force` since is no longer untrusted, so it is not).
+fn restore(sensor: &mut Sensor, store: &GraphStore, deny_exec: bool) -> Result<Restored> {
     let files = store.untrusted_files()?;
+    let mut flagged = 0;
     for (key, file) in &files {
-        sensor.add_inode_flags(*key, INODE_UNTRUSTED, file.generation)?;
+        let malicious = deny_exec && matches!(store.node(&file.node)?, Some(n) if matches!(n.data, sensor_common::graph::NodeData::File { malicious: true, .. }));
+        let flags = if malicious { INODE_UNTRUSTED | sensor_common::maps::INODE_FLAGGED } else { INODE_UNTRUSTED };
+        sensor.add_inode_flags(*key, flags, file.generation)?;
+        flagged += usize::from(malicious);
     }
     let mut live = 0;
     for (tgid, ticks) in store.tainted_procs()? {
@@ -508,7 +522,7 @@ fn restore(sensor: &mut Sensor, store: &GraphStore) -> Result<(usize, usize)> {
             store.clear_tainted_proc(tgid, ticks)?;
         }
     }
-    Ok((files.len(), live))
+    Ok(Restored { files: files.len(), flagged, live_procs: live })
 }
 
 /// The daemon's status; network monitoring adds its part (`Network::fill_status`).

@@ -184,6 +184,21 @@ impl<'a> Ingest<'a> {
 
     /// Rule 6 annotations for a change to `path` by a tainted process:
     /// `(activation_point, severity)`.
+    /// deny_exec stopped an interpreter at its open of a flagged script.
+    fn record_interpret_prevented(&self, ev: &SensorEvent, file: &str, proc: &str, path: Option<String>) -> Result<()> {
+        if !ev.exec_prevented {
+            return Ok(());
+        }
+        self.record_prevented(ev, file, proc, PreventedAttrs { action: PreventedAction::Interpret, path, by: "deny_exec".into() }, "opened the flagged script to run it")
+    }
+
+    /// The kernel killed a process at what it was doing: said in the journal (`did` what it
+    /// was doing) and kept as a `prevented` edge (file -> process).
+    fn record_prevented(&self, ev: &SensorEvent, file: &str, proc: &str, attrs: PreventedAttrs, did: &str) -> Result<()> {
+        tracing::warn!(pid = ev.tgid, "{}: process {} ({}) {did} {} and was killed before it could", attrs.by, ev.tgid, ev.comm, attrs.path.as_deref().unwrap_or("?"));
+        self.edge(ev.ts_ns, file, proc, EdgeData::Prevented(attrs))
+    }
+
     fn activation(&self, ev: &SensorEvent, path: Option<&str>) -> (Option<String>, Option<Severity>) {
         match path.and_then(|p| self.config.activation_point(p)) {
             Some(point) if ev.tainted => (Some(point.into()), Some(Severity::High)),
@@ -274,8 +289,9 @@ impl<'a> Ingest<'a> {
                 if let Some(f) = &ev.file {
                     let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
                     self.hash_script(&file, node_path)?;
-                    let attrs = ReadAttrs { path: path_text, path_incomplete: incomplete, taint_reason: ev.taint_reason };
+                    let attrs = ReadAttrs { path: path_text.clone(), path_incomplete: incomplete, taint_reason: ev.taint_reason };
                     self.edge(ev.ts_ns, &file, &proc, EdgeData::Read(attrs))?;
+                    self.record_interpret_prevented(ev, &file, &proc, path_text)?;
                 }
             }
             EventKind::Read => {
@@ -284,8 +300,9 @@ impl<'a> Ingest<'a> {
                 let Some(f) = &ev.file else { return Ok(actions) };
                 let proc = self.upsert_process(ev, ev.tgid, ev.start_ticks, true)?;
                 let file = self.upsert_file(ev.ts_ns, &f.key(), node_path, true, false)?;
-                let attrs = ReadAttrs { path: path_text, path_incomplete: incomplete, taint_reason: None };
+                let attrs = ReadAttrs { path: path_text.clone(), path_incomplete: incomplete, taint_reason: None };
                 self.edge(ev.ts_ns, &file, &proc, EdgeData::Read(attrs))?;
+                self.record_interpret_prevented(ev, &file, &proc, path_text)?;
             }
             EventKind::Create | EventKind::Write | EventKind::Truncate => {
                 let Some(f) = &ev.file else { return Ok(actions) };
@@ -329,15 +346,8 @@ impl<'a> Ingest<'a> {
                 };
                 self.edge(ev.ts_ns, &proc, &file, data)?;
                 if let Some(path) = prevented_path {
-                    tracing::warn!(
-                        pid = ev.tgid,
-                        "protected path: tainted process {} ({}) opened {} for writing and was killed before it could write",
-                        ev.tgid,
-                        ev.comm,
-                        path.as_deref().unwrap_or("?")
-                    );
                     let attrs = PreventedAttrs { action: PreventedAction::Write, path, by: "protected path".into() };
-                    self.edge(ev.ts_ns, &file, &proc, EdgeData::Prevented(attrs))?;
+                    self.record_prevented(ev, &file, &proc, attrs, "opened for writing")?;
                 }
             }
             EventKind::Chmod => {

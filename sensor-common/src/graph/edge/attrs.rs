@@ -348,6 +348,9 @@ pub struct DetectedAttrs {
 pub enum PreventedAction {
     /// An exec of a flagged file, stopped in the kernel's exec hook (`deny_exec`).
     Exec,
+    /// An interpreter opening a flagged file to read it - a script run as `sh FILE` or
+    /// through its `#!` line - stopped in the open hook (`deny_exec`).
+    Interpret,
     /// A process running a flagged image, killed when the file was flagged (`kill`).
     Kill,
     /// A tainted process opening a protected path for writing, stopped in the open hook

@@ -97,7 +97,8 @@ pub struct SensorEvent {
     pub file_newly_untrusted: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub inode_map_full: bool,
-    /// exec: the image was flagged and the kernel killed the process before it ran.
+    /// exec: the image was flagged and the kernel killed the process before it ran; read
+    /// and taint: an interpreter opened a flagged script and was killed before reading it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub exec_prevented: bool,
     /// create/write at open: the path is protected and the kernel killed the tainted
@@ -257,7 +258,7 @@ pub fn decode(event: &KernelEvent, clock: &WallClock) -> SensorEvent {
         file_was_untrusted: flags & EF_FILE_WAS_UNTRUSTED != 0,
         file_newly_untrusted: flags & EF_FILE_NEWLY_UNTRUSTED != 0,
         inode_map_full: flags & EF_INODE_MAP_FULL != 0,
-        exec_prevented: kind == EventKind::Exec && flags & EF_EXEC_PREVENTED != 0,
+        exec_prevented: matches!(kind, EventKind::Exec | EventKind::Read | EventKind::Taint) && flags & EF_EXEC_PREVENTED != 0,
         write_prevented: matches!(kind, EventKind::Create | EventKind::Write) && flags & EF_WRITE_PREVENTED != 0,
         taint_reason,
         mode: matches!(kind, EventKind::Chmod).then_some(event.mode),
