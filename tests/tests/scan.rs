@@ -520,7 +520,8 @@ fn a_flagged_script_is_stopped_when_an_interpreter_opens_it() {
     require_root();
     let dir = temp_dir("scan-deny-script");
     let rules = rules(&dir);
-    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let config = format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display());
+    let sensor = RunningSensor::start(&dir, &config);
     let tsh = tainted_shell(&sensor, &dir);
     let script = dir.join("cleanup.sh");
     sh(&format!("'{}' -c \"printf '#!/bin/sh\\necho it ran\\n# {PAYLOAD}\\n' > '{1}'; chmod +x '{1}'\"", tsh.display(), script.display()));
@@ -556,7 +557,7 @@ fn a_flagged_script_is_stopped_when_an_interpreter_opens_it() {
     // After a reboot (the pinned kernel maps gone: `stop` removes them), the database
     // flags it again at start.
     drop(sensor.stop());
-    let sensor = RunningSensor::start(&dir, &format!("network_monitoring = false\n[scan]\nyara_rules = \"{}\"\n", rules.display()));
+    let sensor = RunningSensor::start(&dir, &config);
     let out = Command::new(&script).output().unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "after the maps were rebuilt from the database the flagged script ran: {}", out.status);
     assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));

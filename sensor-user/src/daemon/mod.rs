@@ -508,7 +508,7 @@ fn restore(sensor: &mut Sensor, store: &GraphStore, deny_exec: bool) -> Result<R
     let files = store.untrusted_files()?;
     let mut flagged = 0;
     for (key, file) in &files {
-        let malicious = deny_exec && matches!(store.node(&file.node)?, Some(n) if matches!(n.data, sensor_common::graph::NodeData::File { malicious: true, .. }));
+        let malicious = deny_exec && is_malicious(store.node(&file.node)?);
         let flags = if malicious { INODE_UNTRUSTED | sensor_common::maps::INODE_FLAGGED } else { INODE_UNTRUSTED };
         sensor.add_inode_flags(*key, flags, file.generation)?;
         flagged += usize::from(malicious);
@@ -635,8 +635,12 @@ fn answer(request: Request, ingest: &mut Ingest, sensor: &mut Sensor, store: &Gr
 fn flagged(ingest: &Ingest, path: &str) -> Result<bool> {
     let fs_path = procfs::fs_path(path).with_context(|| format!("{path}: not a path as vtrail stores them"))?;
     let (key, _) = procfs::inode_of(&fs_path).with_context(|| format!("cannot stat {path}"))?;
-    let node = ingest.store().node(&ingest.graph().file_id(&key))?;
-    Ok(node.is_some_and(|n| matches!(n.data, sensor_common::graph::NodeData::File { malicious: true, .. })))
+    Ok(is_malicious(ingest.store().node(&ingest.graph().file_id(&key))?))
+}
+
+/// Is this a file node a scan flagged?
+fn is_malicious(node: Option<sensor_common::graph::Node>) -> bool {
+    node.is_some_and(|n| matches!(n.data, sensor_common::graph::NodeData::File { malicious: true, .. }))
 }
 
 fn relabel(ingest: &mut Ingest, sensor: &mut Sensor, path: &str, untrusted: bool, by: &str) -> Result<Vec<u8>> {

@@ -182,8 +182,6 @@ impl<'a> Ingest<'a> {
         self.graph.edge(ts_ns, src, dst, data)
     }
 
-    /// Rule 6 annotations for a change to `path` by a tainted process:
-    /// `(activation_point, severity)`.
     /// deny_exec stopped an interpreter at its open of a flagged script.
     fn record_interpret_prevented(&self, ev: &SensorEvent, file: &str, proc: &str, path: Option<String>) -> Result<()> {
         if !ev.exec_prevented {
@@ -199,6 +197,8 @@ impl<'a> Ingest<'a> {
         self.edge(ev.ts_ns, file, proc, EdgeData::Prevented(attrs))
     }
 
+    /// Rule 6 annotations for a change to `path` by a tainted process:
+    /// `(activation_point, severity)`.
     fn activation(&self, ev: &SensorEvent, path: Option<&str>) -> (Option<String>, Option<Severity>) {
         match path.and_then(|p| self.config.activation_point(p)) {
             Some(point) if ev.tainted => (Some(point.into()), Some(Severity::High)),
