@@ -51,9 +51,18 @@ pub struct ScanStatus {
     pub enabled: bool,
     /// `yara-x (N rules)`, `clamav (SOCKET)`.
     pub engines: Vec<String>,
-    /// File systems whose closes are watched.
-    pub watched: Vec<String>,
-    /// Closes after a write seen (every file), and untrusted files queued for a scan.
+    /// Untrusted files given an inode mark: their closes are reported (no other file's).
+    #[serde(default)]
+    pub watched: u64,
+    /// Untrusted files gone before they could be marked (removed or replaced), marks the
+    /// kernel refused (max_user_marks), requests the full marking queue dropped.
+    #[serde(default)]
+    pub watch_gone: u64,
+    #[serde(default)]
+    pub watch_mark_failures: u64,
+    #[serde(default)]
+    pub unwatched: u64,
+    /// Closes after a write seen (of marked files), and untrusted files queued for a scan.
     pub closes_seen: u64,
     pub queued: u64,
     pub scanned: u64,
@@ -290,11 +299,16 @@ impl ScanStatus {
             self.waiting,
             self.alerts
         )?;
-        if self.clamd_unavailable > 0 || self.lost > 0 || self.watch_overflows > 0 || self.responses_failed > 0 {
+        if self.clamd_unavailable > 0 || self.lost > 0 || self.watch_overflows > 0 || self.responses_failed > 0 || self.watch_mark_failures > 0 || self.unwatched > 0 {
             writeln!(
                 f,
-                "  PROBLEMS: clamd unavailable {} time(s), {} file(s) given up, {} fanotify overflow(s), {} failed response(s)",
-                self.clamd_unavailable, self.lost, self.watch_overflows, self.responses_failed
+                "  PROBLEMS: clamd unavailable {} time(s), {} file(s) given up, {} fanotify overflow(s), {} failed response(s), {} file(s) not watched for rewrites ({} marks refused)",
+                self.clamd_unavailable,
+                self.lost,
+                self.watch_overflows,
+                self.responses_failed,
+                self.watch_mark_failures + self.unwatched,
+                self.watch_mark_failures
             )?;
         }
         Ok(())

@@ -144,7 +144,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     if !skipped.is_empty() {
         info!("configured programs not present on this host (ignored): {}", skipped.join(", "));
     }
-    let restored = restore(&mut sensor, &store, config.response.deny_exec)?;
+    let mut restored = restore(&mut sensor, &store, config.response.deny_exec, engines.any())?;
     // (Inodes change when files are replaced: the marks are made again from the paths.)
     let (protected, _) = crate::respond::apply::enforce_protected(&mut sensor, &config, &store)?;
     if protected > 0 {
@@ -174,6 +174,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
         Some((s, r)) => (Some(s), Some(r.verdicts), Some(r.held)),
         None => (None, None, None),
     };
+    if let Some(s) = scanning.as_ref() {
+        s.closes().rewatch(std::mem::take(&mut restored.rewatch));
+    }
     let webhook = match &config.response.webhook {
         Some(url) => {
             info!("webhook: alerts are posted to {url}");
@@ -224,7 +227,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     loop {
         tokio::select! {
             Some(batch) = drain.batches.recv() => {
-                ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
+                ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), closes: scanning.as_ref().map(|s| s.closes()), counters: &mut counters, clock: &clock, events_tx: &events_tx });
             }
             _ = flush_tick.tick() => flush(&store, &mut counters),
             Some(verdict) = async {
@@ -315,8 +318,9 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
                 }
                 if let (Some(path), Some(s)) = (&tainted, scanning.as_ref())
                     && let Some(p) = procfs::fs_path(path)
+                    && let Ok((key, generation)) = procfs::inode_of(&p)
                 {
-                    s.scan_path(&p);
+                    s.scan_path(key, generation, &p);
                 }
                 // An operator's change is on disk before it is acknowledged: a crash right
                 // after "ok" must not lose a block or a trust.
@@ -364,7 +368,7 @@ pub async fn run(config: Config, config_path: Option<std::path::PathBuf>, recove
     // What was drained but not yet ingested is recorded before the database closes.
     drain.stop();
     while let Ok(batch) = drain.batches.try_recv() {
-        ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), counters: &mut counters, clock: &clock, events_tx: &events_tx });
+        ingest_batch(&batch, &drain.stats, &mut Stages { ingest: &mut ingest, sensor: &mut sensor, net: net.as_mut(), closes: scanning.as_ref().map(|s| s.closes()), counters: &mut counters, clock: &clock, events_tx: &events_tx });
     }
     counters.losses.flush(&sensor, drain.stats.queue_full_waits.load(Ordering::Relaxed));
     if let Some(m) = net.as_mut() { m.release_all_held(&clock, ingest.graph()); }
@@ -405,6 +409,8 @@ struct Stages<'s, 'a> {
     ingest: &'s mut Ingest<'a>,
     sensor: &'s mut Sensor,
     net: Option<&'s mut crate::daemon::network::Monitor>,
+    /// Scanning's requests for untrusted files' closes (None when scanning is off).
+    closes: Option<&'s crate::scan::marks::CloseWatch>,
     counters: &'s mut Counters,
     clock: &'s WallClock,
     events_tx: &'s broadcast::Sender<Arc<String>>,
@@ -444,7 +450,7 @@ fn ingest_record(record: &[u8], s: &mut Stages) {
     };
     let ev = events::decode(&raw, s.clock);
     *s.counters.by_kind.entry(ev.kind.as_str()).or_default() += 1;
-    handle_event(&ev, s.ingest, s.sensor, s.counters);
+    handle_event(&ev, s.ingest, s.sensor, s.closes, s.counters);
     if let Some(m) = s.net.as_deref_mut() {
         m.on_event(&ev, s.ingest.graph());
     }
@@ -465,7 +471,7 @@ fn durable(answer: Vec<u8>, store: &GraphStore) -> Vec<u8> {
     }
 }
 
-fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, counters: &mut Counters) {
+fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, closes: Option<&crate::scan::marks::CloseWatch>, counters: &mut Counters) {
     match ingest.apply(ev) {
         Ok(actions) => {
             for action in actions {
@@ -478,6 +484,11 @@ fn handle_event(ev: &SensorEvent, ingest: &mut Ingest, sensor: &mut Sensor, coun
                     KernelAction::NotAnArrival { key } => {
                         if let Err(e) = sensor.forget_untrusted(key) {
                             warn!("cannot clear inode {}:{} (a port program's own state) in the kernel: {e:#}", key.dev, key.ino);
+                        }
+                    }
+                    KernelAction::WatchCloses { key, generation, pid, path } => {
+                        if let Some(closes) = closes {
+                            closes.request(crate::scan::marks::WatchRequest { key, generation, pid, path, scan: true });
                         }
                     }
                 }
@@ -498,17 +509,29 @@ struct Restored {
     files: usize,
     flagged: usize,
     live_procs: usize,
+    /// The untrusted files, for scanning to watch their closes again (when it is on).
+    rewatch: Vec<crate::scan::marks::WatchRequest>,
 }
 
 /// Rebuilds the kernel taint maps from the graph: restarting forgets nothing. Pinned maps
 /// outlive a restart of the sensor but not a reboot: an untrusted file a scan flagged (its
 /// node `malicious`) is flagged again, so that `deny_exec` still stops it (a file trusted
 /// with `--force` since is no longer untrusted, so it is not).
-fn restore(sensor: &mut Sensor, store: &GraphStore, deny_exec: bool) -> Result<Restored> {
+/// With `scanning`, each file's last recorded path is kept for scanning to mark it again.
+fn restore(sensor: &mut Sensor, store: &GraphStore, deny_exec: bool, scanning: bool) -> Result<Restored> {
     let files = store.untrusted_files()?;
     let mut flagged = 0;
+    let mut rewatch = Vec::new();
     for (key, file) in &files {
-        let malicious = deny_exec && is_malicious(store.node(&file.node)?);
+        let node = if deny_exec || scanning { store.node(&file.node)? } else { None };
+        if scanning {
+            let path = node.as_ref().and_then(|n| match &n.data {
+                sensor_common::graph::NodeData::File { paths, .. } => paths.last().cloned(),
+                _ => None,
+            });
+            rewatch.push(crate::scan::marks::WatchRequest { key: *key, generation: file.generation, pid: 0, path, scan: false });
+        }
+        let malicious = deny_exec && is_malicious(node);
         let flags = if malicious { INODE_UNTRUSTED | sensor_common::maps::INODE_FLAGGED } else { INODE_UNTRUSTED };
         sensor.add_inode_flags(*key, flags, file.generation)?;
         flagged += usize::from(malicious);
@@ -522,7 +545,7 @@ fn restore(sensor: &mut Sensor, store: &GraphStore, deny_exec: bool) -> Result<R
             store.clear_tainted_proc(tgid, ticks)?;
         }
     }
-    Ok(Restored { files: files.len(), flagged, live_procs: live })
+    Ok(Restored { files: files.len(), flagged, live_procs: live, rewatch })
 }
 
 /// The daemon's status; network monitoring adds its part (`Network::fill_status`).

@@ -10,7 +10,7 @@ use crate::{
     control::status::ScanStatus,
     graph::store::GraphStore,
     respond::Responder,
-    scan::{engines::yara::{RuleSource, Yara}, Engines, Scanner, Verdict, config::{OnTimeout, ResponseConfig}, hold::{Hold, HoldDecision}, watch::Watch},
+    scan::{engines::yara::{RuleSource, Yara}, Engines, Scanner, Verdict, config::{OnTimeout, ResponseConfig}, hold::{Hold, HoldDecision}, marks::{CloseWatch, WatchRequest}, watch::Watch},
 };
 
 /// The YARA rules `apply-rules` stored, as compiler sources.
@@ -25,7 +25,7 @@ const VERDICTS_QUEUED: usize = 1024;
 pub struct Scanning {
     scanner: Arc<Scanner>,
     engines: Vec<String>,
-    watched: Vec<String>,
+    closes: CloseWatch,
     hold: Arc<Hold>,
     pub responder: Responder,
 }
@@ -70,26 +70,31 @@ impl Scanning {
         if let Some(c) = &engines.clamd {
             names.push(format!("clamav ({})", c.socket().display()));
         }
-        let watch = Watch::start(&config.kernel_state).context("on-access scanning is configured ([scan]) but cannot watch file closes")?;
-        let watched = watch.watched.iter().map(|p| p.display().to_string()).collect();
         let (tx, verdicts) = mpsc::channel(VERDICTS_QUEUED);
         let scanner = Scanner::start(&config.scan, engines, tx)?;
+        let (watch, closes) = Watch::start(&config.kernel_state, scanner.clone()).context("on-access scanning is configured ([scan]) but cannot watch file closes")?;
         let hold = Hold::start(&config.kernel_state)?;
         let (decided, held) = mpsc::channel(VERDICTS_QUEUED);
         let (s, h) = (scanner.clone(), hold.clone());
         std::thread::Builder::new().name("vtrail-hold-events".into()).spawn(move || h.run(s, decided))?;
         let (s, h) = (scanner.clone(), hold.clone());
         std::thread::Builder::new().name("vtrail-watch".into()).spawn(move || watch.run(s, h))?;
-        let scanning = Self { scanner, engines: names, watched, hold, responder: Responder::default() };
+        let scanning = Self { scanner, engines: names, closes, hold, responder: Responder::default() };
         scanning.configure(&config.response);
         Ok(Some((scanning, Receivers { verdicts, held })))
     }
 
-    /// Queues a scan of a file marked untrusted by hand (`taint`): no close may ever come.
-    pub fn scan_path(&self, path: &std::path::Path) {
-        let Ok(file) = std::fs::File::open(path) else { return };
-        let Some(key) = self.scanner.key_of(&file) else { return };
-        self.scanner.submit(crate::scan::Job { file, key, path: Some(path.to_path_buf()) });
+    /// The event loop's way to have an untrusted file's closes reported (and the file
+    /// scanned as it is now).
+    pub fn closes(&self) -> &CloseWatch {
+        &self.closes
+    }
+
+    /// A file marked untrusted by hand (`taint`): scanned now (no close may ever come) and
+    /// at its later closes.
+    pub fn scan_path(&self, key: sensor_common::maps::InodeKey, generation: u32, path: &std::path::Path) {
+        let path = Some(crate::host::procfs::text(path));
+        self.closes.request(WatchRequest { key, generation, pid: std::process::id(), path, scan: true });
     }
 
     /// Forgets the verdict of a file trusted by hand (`trust --force`): its next exec is
@@ -109,7 +114,10 @@ impl Scanning {
         ScanStatus {
             enabled: true,
             engines: self.engines.clone(),
-            watched: self.watched.clone(),
+            watched: n(&s.watch_marked),
+            watch_gone: n(&s.unwatched_gone),
+            watch_mark_failures: n(&s.watch_mark_failures),
+            unwatched: n(&s.unwatched),
             closes_seen: n(&s.closes_seen),
             queued: n(&s.queued),
             scanned: n(&s.scanned),

@@ -27,6 +27,10 @@ pub enum KernelAction {
     /// A port program's write to its own state (`port_program_state`): the kernel marked
     /// it untrusted by rule 1; it is not an arrival.
     NotAnArrival { key: InodeKey },
+    /// A file is untrusted now (written by a tainted process or a port program, renamed by
+    /// a tainted process, held open for writing when its holder became tainted): scanning
+    /// asks the kernel to report its closes (a fanotify inode mark) and scans it.
+    WatchCloses { key: InodeKey, generation: u32, pid: u32, path: Option<String> },
 }
 
 /// Where port programs keep their own state (patterns of `config::path_pattern`), and the
@@ -260,6 +264,12 @@ impl<'a> Ingest<'a> {
                         (file, None)
                     }
                 };
+                if ev.file_was_untrusted || tainted_by_this_exec {
+                    // Run untrusted: scanned now if no close was seen (written and removed
+                    // before a mark could be set, it is still there as /proc/PID/exe).
+                    let (key, generation) = script.unwrap_or((image, f.generation));
+                    actions.push(KernelAction::WatchCloses { key, generation, pid: ev.tgid, path: node_path.map(str::to_owned) });
+                }
                 let attrs = ExecAttrs {
                     path: path_text.clone(),
                     path_incomplete: incomplete,
@@ -339,6 +349,7 @@ impl<'a> Ingest<'a> {
                     severity,
                 };
                 let prevented_path = ev.write_prevented.then(|| attrs.path.clone());
+                actions.push(KernelAction::WatchCloses { key: f.key(), generation: f.generation, pid: ev.tgid, path: node_path.map(str::to_owned) });
                 let data = match ev.kind {
                     EventKind::Create => EdgeData::Create(attrs),
                     EventKind::Write => EdgeData::Write(attrs),
@@ -378,6 +389,7 @@ impl<'a> Ingest<'a> {
                 if rename {
                     self.mark_untrusted_file(&key, generation, &file)?;
                     actions.push(KernelAction::MarkUntrusted { key, generation });
+                    actions.push(KernelAction::WatchCloses { key, generation, pid: ev.tgid, path: Some(to.into()) });
                 }
                 let (activation_point, severity) = self.activation(ev, Some(to));
                 let attrs = RenameAttrs { from: path_text, to: to.into(), activation_point, severity };
@@ -395,6 +407,7 @@ impl<'a> Ingest<'a> {
                         .or_else(|| procfs::path_of_inode(&key, f.generation));
                     let file = self.upsert_file(ev.ts_ns, &key, fd_path.as_deref(), true, false)?;
                     self.mark_untrusted_file(&key, f.generation, &file)?;
+                    actions.push(KernelAction::WatchCloses { key, generation: f.generation, pid: ev.tgid, path: fd_path.clone() });
                     let (activation_point, severity) = self.activation(ev, fd_path.as_deref());
                     let attrs = FileWriteAttrs {
                         path: fd_path,

@@ -76,9 +76,14 @@ pub fn inode_of(path: &Path) -> std::io::Result<(InodeKey, u32)> {
 
 /// `FS_IOC_GETVERSION` (ext2/3/4, btrfs, xfs...): the inode generation.
 fn generation_of(path: &Path) -> Option<u32> {
+    generation_of_file(&fs::File::open(path).ok()?)
+}
+
+/// The inode generation of an open file (`FS_IOC_GETVERSION`), where the file system
+/// keeps one.
+pub fn generation_of_file(file: &fs::File) -> Option<u32> {
     use std::os::fd::AsRawFd;
     const FS_IOC_GETVERSION: libc::c_ulong = 0x8008_7601;
-    let file = fs::File::open(path).ok()?;
     let mut generation: libc::c_long = 0;
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_GETVERSION, &mut generation) };
     (rc == 0).then_some(generation as u32)

@@ -1,8 +1,9 @@
-//! When to scan: fanotify reports every close of a file opened for writing on the watched
-//! file systems (`FAN_CLOSE_WRITE`, a notification: no writer ever waits for it); the
-//! kernel's `INODES` map (pinned, so this thread reads it without the event loop) says
-//! whether the file is untrusted. Only those are queued, with the fd fanotify opened:
-//! the scan reads the very file that was closed, whatever its name is by then.
+//! When to scan: fanotify reports the closes of files opened for writing
+//! (`FAN_CLOSE_WRITE`, a notification: no writer ever waits for it) - of untrusted files
+//! only, which `marks` gives an inode mark as they become untrusted. The kernel's `INODES`
+//! map (pinned, so this thread reads it without the event loop) says whether the file is
+//! still untrusted. Those are queued, with the fd fanotify opened: the scan reads the very
+//! file that was closed, whatever its name is by then.
 use std::{
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
@@ -10,52 +11,12 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags};
 use sensor_common::maps::{INODE_UNTRUSTED, InodeKey, InodeState, names};
 use tracing::{info, warn};
 
-use super::{Job, Scanner};
+use super::{Job, Scanner, marks};
 use crate::host::procfs::kernel_dev;
-
-/// File systems whose closes are watched: the local ones files arrive on and run from.
-/// Not btrfs: `stat` there gives the subvolume's device number, not the file system's the
-/// kernel map is keyed by, so its files would never be found untrusted (docs/scanning.md).
-const WATCHED_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "f2fs", "zfs", "tmpfs", "vfat", "exfat", "ntfs3", "jfs", "reiserfs", "nilfs2"];
-
-/// The mount points of the watched file systems (one per file system), from
-/// /proc/self/mountinfo.
-pub fn local_filesystems() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // id parent major:minor root mountpoint options ... - fstype source superoptions
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-        let (Some(dev), Some(mount), Some(fstype)) = (fields.get(2), fields.get(4), fields.get(dash + 1)) else { continue };
-        if WATCHED_TYPES.contains(fstype) && seen.insert(dev.to_string()) {
-            out.push(PathBuf::from(unescape(mount)));
-        }
-    }
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// After a short read the thread waits this long before reading again, so that closes
 /// queue up and are read in batches: a reader blocked in `read` is woken by every close,
@@ -69,38 +30,37 @@ const FULL_READ: usize = 128;
 pub struct Watch {
     fanotify: Fanotify,
     inodes: HashMap<MapData, InodeKey, InodeState>,
-    pub watched: Vec<PathBuf>,
+    marker: marks::Marker,
 }
 
 impl Watch {
-    /// Marks every local file system; `kernel_state` holds the pinned `INODES` map.
-    pub fn start(kernel_state: &Path) -> anyhow::Result<Self> {
+    /// The fanotify group (no mark yet) and the pinned `INODES` map under `kernel_state`;
+    /// the `CloseWatch` is how the event loop asks for an untrusted file's closes.
+    pub fn start(kernel_state: &Path, scanner: Arc<Scanner>) -> anyhow::Result<(Self, marks::CloseWatch)> {
         let fanotify = Fanotify::init(
             InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC | EventFFlags::O_NOATIME,
         )
         .map_err(|e| anyhow::anyhow!("fanotify_init: {e} (scanning needs CAP_SYS_ADMIN)"))?;
-        let mut watched = Vec::new();
-        for mount in local_filesystems() {
-            match fanotify.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, nix::fcntl::AT_FDCWD, Some(&mount)) {
-                Ok(()) => watched.push(mount),
-                Err(e) => warn!("scan: cannot watch closes on {} ({e}): files written there are scanned only before they run", mount.display()),
-            }
-        }
-        if watched.is_empty() {
-            anyhow::bail!("scan: no local file system could be watched");
-        }
         let pin = kernel_state.join(names::INODES);
         let map = MapData::from_pin(&pin).map_err(|e| anyhow::anyhow!("scan: cannot open the pinned {}: {e}", pin.display()))?;
         let inodes = HashMap::try_from(Map::HashMap(map))?;
-        info!("scan: watching closes after writes on {}", watched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
-        Ok(Self { fanotify, inodes, watched })
+        let (closes, marker) = marks::marking(scanner);
+        info!("scan: watching the closes of untrusted files (an inode mark on each, as it becomes untrusted)");
+        Ok((Self { fanotify, inodes, marker }, closes))
     }
 
-    /// Reads events until the process ends (a blocking read: its own thread).
+    /// Marks the requested files (in a thread of its own) and reads close events until the
+    /// process ends (a blocking read: this thread).
     pub fn run(self, scanner: Arc<Scanner>, hold: Arc<super::hold::Hold>) {
+        let Self { fanotify, inodes, marker } = self;
+        let fanotify = Arc::new(fanotify);
+        let (f, s, h) = (fanotify.clone(), scanner.clone(), hold.clone());
+        if let Err(e) = std::thread::Builder::new().name("vtrail-marks".into()).spawn(move || marker.run(&f, &s, &h)) {
+            warn!("scan: cannot start the marking thread ({e}): untrusted files are scanned only before they run (hold_until_scanned)");
+        }
         let me = std::process::id() as i32;
-        while let Some(events) = next_events(&self.fanotify, "closes are no longer watched") {
+        while let Some(events) = next_events(&fanotify, "closes are no longer watched") {
             let short_read = events.len() < FULL_READ;
             for event in events {
                 let Some(fd) = event.fd() else {
@@ -118,7 +78,8 @@ impl Watch {
                     continue;
                 }
                 let key = InodeKey::new(kernel_dev(meta.st_dev), meta.st_ino);
-                let untrusted = self.inodes.get(&key, 0).is_ok_and(|s| s.flags & INODE_UNTRUSTED != 0);
+                // (A file trusted since its mark, by `trust`, is not scanned.)
+                let untrusted = inodes.get(&key, 0).is_ok_and(|s| s.flags & INODE_UNTRUSTED != 0);
                 if !untrusted {
                     continue;
                 }
@@ -130,11 +91,7 @@ impl Watch {
                 // The event's fd closes with the event: the job gets its own.
                 let Ok(own) = nix::unistd::dup(fd.as_fd()) else { continue };
                 let file = std::fs::File::from(own);
-                // A file already deleted has no name: readlink says "PATH (deleted)". Read the
-                // link first, then the link count: a removal between them leaves no name
-                // rather than that text.
-                let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
-                let path = link.filter(|_| nix::sys::stat::fstat(&file).is_ok_and(|m| m.st_nlink > 0));
+                let path = name_of(&file);
                 scanner.submit(Job { file, key, path });
             }
             if short_read {
@@ -142,6 +99,14 @@ impl Watch {
             }
         }
     }
+}
+
+/// The name an open file has now, if it has one. A file already deleted has none:
+/// readlink says "PATH (deleted)". The link is read first, then the link count: a removal
+/// between them leaves no name rather than that text.
+pub(super) fn name_of(file: &std::fs::File) -> Option<PathBuf> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
+    link.filter(|_| nix::sys::stat::fstat(file).is_ok_and(|m| m.st_nlink > 0))
 }
 
 /// The next events of a fanotify group (blocking); None once it cannot be read (said
@@ -162,17 +127,5 @@ pub(super) fn next_events(fanotify: &Fanotify, then_what: &str) -> Option<Vec<ni
                 return None;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape("/srv/my\\040share"), "/srv/my share");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/end\\04"), "/end\\04");
     }
 }
