@@ -160,7 +160,7 @@ pub fn render(s: &Status) -> String {
         family(o, "vtrail_scan_closes_total", "counter", "Closes after a write of untrusted files (the only ones marked).").value(sc.closes_seen as f64);
         family(o, "vtrail_scan_watched_files_total", "counter", "Untrusted files given an inode mark for their closes.").value(sc.watched as f64);
         let mut f = family(o, "vtrail_scan_unwatched_files_total", "counter", "Untrusted files whose closes could not be watched, by reason.");
-        f.sample(&[("reason", "gone")], sc.watch_gone as f64).sample(&[("reason", "mark_refused")], sc.watch_mark_failures as f64).sample(&[("reason", "queue_full")], sc.unwatched as f64);
+        f.sample(&[("reason", "gone")], sc.watch_gone as f64).sample(&[("reason", "mark_refused")], sc.watch_mark_failures as f64).sample(&[("reason", "queue_full")], sc.watch_queue_full as f64);
         family(o, "vtrail_scan_queued_total", "counter", "Untrusted files queued for a scan.").value(sc.queued as f64);
         let mut f = family(o, "vtrail_scan_verdicts_total", "counter", "Scans finished, by verdict.");
         f.sample(&[("verdict", "clean")], sc.clean as f64).sample(&[("verdict", "detected")], sc.detected as f64).sample(&[("verdict", "not_scanned")], sc.not_scanned as f64);

@@ -61,7 +61,7 @@ pub struct ScanStatus {
     #[serde(default)]
     pub watch_mark_failures: u64,
     #[serde(default)]
-    pub unwatched: u64,
+    pub watch_queue_full: u64,
     /// Closes after a write seen (of marked files), and untrusted files queued for a scan.
     pub closes_seen: u64,
     pub queued: u64,
@@ -299,7 +299,7 @@ impl ScanStatus {
             self.waiting,
             self.alerts
         )?;
-        if self.clamd_unavailable > 0 || self.lost > 0 || self.watch_overflows > 0 || self.responses_failed > 0 || self.watch_mark_failures > 0 || self.unwatched > 0 {
+        if self.clamd_unavailable > 0 || self.lost > 0 || self.watch_overflows > 0 || self.responses_failed > 0 || self.watch_mark_failures > 0 || self.watch_queue_full > 0 {
             writeln!(
                 f,
                 "  PROBLEMS: clamd unavailable {} time(s), {} file(s) given up, {} fanotify overflow(s), {} failed response(s), {} file(s) not watched for rewrites ({} marks refused)",
@@ -307,7 +307,7 @@ impl ScanStatus {
                 self.lost,
                 self.watch_overflows,
                 self.responses_failed,
-                self.watch_mark_failures + self.unwatched,
+                self.watch_mark_failures + self.watch_queue_full,
                 self.watch_mark_failures
             )?;
         }

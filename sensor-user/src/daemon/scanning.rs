@@ -114,10 +114,10 @@ impl Scanning {
         ScanStatus {
             enabled: true,
             engines: self.engines.clone(),
-            watched: n(&s.watch_marked),
-            watch_gone: n(&s.unwatched_gone),
+            watched: n(&s.watched),
+            watch_gone: n(&s.watch_gone),
             watch_mark_failures: n(&s.watch_mark_failures),
-            unwatched: n(&s.unwatched),
+            watch_queue_full: n(&s.watch_queue_full),
             closes_seen: n(&s.closes_seen),
             queued: n(&s.queued),
             scanned: n(&s.scanned),

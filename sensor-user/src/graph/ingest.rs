@@ -28,8 +28,9 @@ pub enum KernelAction {
     /// it untrusted by rule 1; it is not an arrival.
     NotAnArrival { key: InodeKey },
     /// A file is untrusted now (written by a tainted process or a port program, renamed by
-    /// a tainted process, held open for writing when its holder became tainted): scanning
-    /// asks the kernel to report its closes (a fanotify inode mark) and scans it.
+    /// a tainted process, held open for writing when its holder became tainted) or was run
+    /// untrusted: scanning asks the kernel to report its closes (a fanotify inode mark) and
+    /// scans it.
     WatchCloses { key: InodeKey, generation: u32, pid: u32, path: Option<String> },
 }
 

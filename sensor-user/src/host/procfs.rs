@@ -75,8 +75,11 @@ pub fn inode_of(path: &Path) -> std::io::Result<(InodeKey, u32)> {
 }
 
 /// `FS_IOC_GETVERSION` (ext2/3/4, btrfs, xfs...): the inode generation.
+/// Opened without blocking (a FIFO under the name would stall the caller, the event loop
+/// for `taint PATH`) and without taking a terminal.
 fn generation_of(path: &Path) -> Option<u32> {
-    generation_of_file(&fs::File::open(path).ok()?)
+    use std::os::unix::fs::OpenOptionsExt;
+    generation_of_file(&fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).ok()?)
 }
 
 /// The inode generation of an open file (`FS_IOC_GETVERSION`), where the file system
@@ -356,6 +359,22 @@ pub fn now_wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_is_stat_ed_without_blocking() {
+        // (`taint FIFO` asks for its inode in the event loop: a blocking open froze it.)
+        let dir = std::env::temp_dir().join(format!("vtrail-procfs-fifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(inode_of(&f).is_ok()).unwrap());
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(5));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(answered, Ok(true), "inode_of blocked on a FIFO");
+    }
 
     #[test]
     fn sha256_of_known_content() {

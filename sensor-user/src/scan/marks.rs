@@ -33,7 +33,8 @@ use super::{Job, Scanner, hold::Hold};
 use crate::host::procfs;
 
 /// Requests queued for the marking thread, at most; past it a request is dropped (counted:
-/// `scan.unwatched`) and that file is scanned only when it is written again or run held.
+/// `scan.watch_queue_full`) and that file is scanned when it is run, or written again by a
+/// tainted process or a port program.
 const QUEUED_REQUESTS: usize = 65_536;
 /// A file marked this recently is not marked (nor scanned) again for a second event of the
 /// same write (a create, then the first write): its mark reports the close.
@@ -81,9 +82,9 @@ impl CloseWatch {
 
     pub fn request(&self, request: WatchRequest) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.requests.try_send(request)
-            && self.scanner.stats.unwatched.fetch_add(1, Ordering::Relaxed) == 0
+            && self.scanner.stats.watch_queue_full.fetch_add(1, Ordering::Relaxed) == 0
         {
-            warn!("scan: an untrusted file's closes could not be watched (the marking queue is full or stopped): it is scanned when written again (counted: scan.unwatched)");
+            warn!("scan: an untrusted file's closes could not be watched (the marking queue is full or stopped): it is scanned when it is run, or written again by a tainted process or a port program (counted: scan.watch_queue_full)");
         }
     }
 }
@@ -135,7 +136,7 @@ impl Marker {
         }
         let Some(file) = open_exact(request) else {
             // Removed (or replaced) before it could be found: nothing left to scan under it.
-            scanner.stats.unwatched_gone.fetch_add(1, Ordering::Relaxed);
+            scanner.stats.watch_gone.fetch_add(1, Ordering::Relaxed);
             return;
         };
         if let Err(e) = self.mark(fanotify, &file) {
@@ -143,7 +144,7 @@ impl Marker {
                 warn!("scan: cannot watch the closes of an untrusted file ({e}; fanotify max_user_marks?): it is scanned now, not at a later rewrite (counted: scan.watch_mark_failures)");
             }
         } else {
-            scanner.stats.watch_marked.fetch_add(1, Ordering::Relaxed);
+            scanner.stats.watched.fetch_add(1, Ordering::Relaxed);
         }
         if self.recent.len() >= MARKED_LIMIT {
             self.recent.retain(|_, at| now.duration_since(*at) < MARKED_RECENTLY);

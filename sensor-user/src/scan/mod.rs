@@ -100,14 +100,14 @@ pub struct ScanStats {
     pub gone: AtomicU64,
     pub watch_overflows: AtomicU64,
     /// Untrusted files given an inode mark (their closes reported).
-    pub watch_marked: AtomicU64,
+    pub watched: AtomicU64,
     /// Untrusted files gone before they could be marked (removed, or replaced under
     /// their name with no writer holding them).
-    pub unwatched_gone: AtomicU64,
+    pub watch_gone: AtomicU64,
     /// Marks refused (fanotify max_user_marks...): scanned once, not at a rewrite.
     pub watch_mark_failures: AtomicU64,
     /// Requests the full marking queue dropped.
-    pub unwatched: AtomicU64,
+    pub watch_queue_full: AtomicU64,
 }
 
 /// The engines a scan runs, as configured (and as `apply-rules` extended YARA's rules).
