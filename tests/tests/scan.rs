@@ -255,9 +255,11 @@ fn a_file_above_the_size_cap_is_not_scanned_and_says_why() {
     let g = sensor.wait_for("not_scanned verdict", |g| g.file(&big.display().to_string()).is_some_and(|f| f["scan"]["verdict"] == "not_scanned"));
     let file = g.file(&big.display().to_string()).unwrap();
     assert!(file["scan"]["reason"].as_str().unwrap().contains("larger than scan.max_file_bytes (4120 > 1024)"), "{file}");
-    // (Two closes: the shell's `>` and its `>>`; each is looked at, neither read.)
+    // (Two closes: the shell's `>` and its `>>`; each is looked at, neither read once the
+    // file is past the cap. The catch-up scan made when the file is marked may have read it
+    // while it was still empty, so `scanned` may be 1: clean, never a detection.)
     let scan = &sensor.status()["scan"];
-    assert!(scan["too_large"].as_u64().unwrap() >= 1 && scan["scanned"] == 0, "{scan}");
+    assert!(scan["too_large"].as_u64().unwrap() >= 1 && scan["detected"] == 0, "{scan}");
     assert!(alerts(&sensor).is_empty());
 }
 
